@@ -1,0 +1,450 @@
+"""Deterministic generator for the bundled loan-default sample data.
+
+Produces a synthetic, realistic-looking tabular binary-classification problem
+(will a personal loan default?) with PII columns, a sensitive attribute,
+numeric and categorical features and a 0/1 target.  Only numpy and the
+standard library are used, so the data can be (re)built with no network and
+no pandas.
+
+``generate()`` returns a column-oriented ``dict[str, list]`` of plain Python
+values (``str``, ``int``, ``float``), keys in the order of ``COLUMNS``.
+``write_csv()`` writes such a table with a fixed per-column number format, so
+the output bytes depend only on ``(n_rows, seed, drift)`` for a given numpy
+release.  (numpy does not promise identical ``Generator`` streams across
+releases; if a numpy upgrade ever changes them, regenerate the files and
+commit the result -- ``tests/unit/test_sample_data.py`` will flag it.)
+
+Run ``python data/generate.py`` to rewrite ``loans.csv`` (6,000 rows, seed 7)
+and ``loans_drifted.csv`` (2,000 rows, seed 11, drifted) next to this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+# --------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------
+
+PII_COLUMNS = ["name", "email", "phone"]
+SENSITIVE_COLUMNS = ["gender", "age"]
+NUMERIC_FEATURES = [
+    "income",
+    "loan_amount",
+    "term_months",
+    "credit_score",
+    "debt_to_income",
+    "num_open_accounts",
+    "years_employed",
+]
+CATEGORICAL_FEATURES = ["employment_type", "home_ownership", "purpose", "region"]
+TARGET = "default"
+
+COLUMNS = [
+    *PII_COLUMNS,
+    *SENSITIVE_COLUMNS,
+    *NUMERIC_FEATURES,
+    *CATEGORICAL_FEATURES,
+    TARGET,
+]
+
+# Decimal places used when writing float columns (all other columns are
+# written with ``str()``).
+FLOAT_DECIMALS = {
+    "income": 2,
+    "loan_amount": 2,
+    "debt_to_income": 4,
+    "years_employed": 1,
+}
+
+REFERENCE_FILE = "loans.csv"
+REFERENCE_ROWS = 6_000
+REFERENCE_SEED = 7
+DRIFTED_FILE = "loans_drifted.csv"
+DRIFTED_ROWS = 2_000
+DRIFTED_SEED = 11
+
+# --------------------------------------------------------------------------
+# Built-in vocabularies
+# --------------------------------------------------------------------------
+
+FEMALE_FIRST_NAMES = [
+    "Aisha",
+    "Fatima",
+    "Mariam",
+    "Noura",
+    "Layla",
+    "Huda",
+    "Sara",
+    "Amna",
+    "Priya",
+    "Anjali",
+    "Deepa",
+    "Sana",
+    "Maria",
+    "Grace",
+    "Joy",
+    "Emma",
+    "Olivia",
+    "Sophie",
+    "Elena",
+    "Hana",
+]
+MALE_FIRST_NAMES = [
+    "Mohammed",
+    "Ahmed",
+    "Omar",
+    "Khalid",
+    "Yousef",
+    "Hamad",
+    "Saeed",
+    "Ali",
+    "Rahul",
+    "Arjun",
+    "Vikram",
+    "Imran",
+    "Jose",
+    "Mark",
+    "John",
+    "James",
+    "Daniel",
+    "Lucas",
+    "Ivan",
+    "Kenji",
+]
+LAST_NAMES = [
+    "Al Mansoori",
+    "Al Nuaimi",
+    "Al Hashemi",
+    "Al Shamsi",
+    "Al Ketbi",
+    "Haddad",
+    "Khoury",
+    "Nasser",
+    "Farouk",
+    "Saleh",
+    "Sharma",
+    "Patel",
+    "Nair",
+    "Khan",
+    "Iyer",
+    "Santos",
+    "Reyes",
+    "Cruz",
+    "Smith",
+    "Brown",
+    "Wilson",
+    "Taylor",
+    "Petrov",
+    "Rossi",
+    "Tanaka",
+]
+
+GENDERS = ["female", "male"]
+EMPLOYMENT_TYPES = ["salaried", "self_employed", "contract", "unemployed"]
+HOME_OWNERSHIP = ["rent", "own", "mortgage"]
+PURPOSES = ["car", "home", "education", "business", "personal", "medical"]
+REGIONS = ["dubai", "abu_dhabi", "sharjah", "other_emirates"]
+TERMS = [12, 24, 36, 48, 60]
+
+# Category mixes: reference vs. drifted batch.
+EMPLOYMENT_P = {False: [0.64, 0.17, 0.13, 0.06], True: [0.50, 0.22, 0.19, 0.09]}
+PURPOSE_P = {
+    False: [0.24, 0.14, 0.12, 0.10, 0.30, 0.10],
+    True: [0.14, 0.08, 0.10, 0.16, 0.36, 0.16],
+}
+REGION_P = [0.42, 0.27, 0.17, 0.14]
+TERM_P = [0.12, 0.22, 0.30, 0.18, 0.18]
+
+# Per-category effects.
+EMPLOYMENT_INCOME = {
+    "salaried": 0.0,
+    "self_employed": 0.10,
+    "contract": -0.12,
+    "unemployed": -0.95,
+}
+REGION_INCOME = {
+    "dubai": 0.12,
+    "abu_dhabi": 0.10,
+    "sharjah": -0.08,
+    "other_emirates": -0.15,
+}
+# Typical loan size as a fraction of annual income, by purpose.
+PURPOSE_LOAN_RATIO = {
+    "car": 0.55,
+    "home": 1.60,
+    "education": 0.40,
+    "business": 0.80,
+    "personal": 0.30,
+    "medical": 0.22,
+}
+
+# Target model: logit coefficients for the reference batch and the (mildly
+# different) drifted one.  Neither uses gender or age directly.
+_COEF = {
+    False: {
+        "intercept": -1.52,
+        "credit": -0.0125,  # per point above 680
+        "dti": 4.2,  # per unit above 0.30
+        "loan_ratio": 0.80,  # per unit of log(loan/income)
+        "years_employed": -0.035,  # per year
+        "accounts": 0.07,  # per account above 4
+        "employment": {
+            "salaried": 0.0,
+            "self_employed": 0.30,
+            "contract": 0.45,
+            "unemployed": 1.20,
+        },
+        "purpose": {
+            "car": -0.15,
+            "home": -0.30,
+            "education": 0.05,
+            "business": 0.40,
+            "personal": 0.15,
+            "medical": 0.30,
+        },
+        "home": {"rent": 0.15, "own": -0.20, "mortgage": 0.0},
+    },
+    True: {
+        "intercept": -1.95,
+        "credit": -0.0100,
+        "dti": 5.2,
+        "loan_ratio": 0.95,
+        "years_employed": -0.025,
+        "accounts": 0.10,
+        "employment": {
+            "salaried": 0.0,
+            "self_employed": 0.45,
+            "contract": 0.60,
+            "unemployed": 1.00,
+        },
+        "purpose": {
+            "car": -0.10,
+            "home": -0.30,
+            "education": 0.10,
+            "business": 0.55,
+            "personal": 0.20,
+            "medical": 0.25,
+        },
+        "home": {"rent": 0.20, "own": -0.20, "mortgage": 0.0},
+    },
+}
+
+
+def _pick(
+    rng: np.random.Generator, options: list, p: list[float], n: int
+) -> np.ndarray:
+    """Draw ``n`` items from ``options`` with probabilities ``p`` (as an object array)."""
+    idx = rng.choice(len(options), size=n, p=np.asarray(p, dtype=float))
+    return np.asarray(options, dtype=object)[idx]
+
+
+def _lookup(values: np.ndarray, table: dict) -> np.ndarray:
+    return np.array([table[v] for v in values], dtype=float)
+
+
+def generate(n_rows: int, *, seed: int, drift: bool = False) -> dict[str, list]:
+    """Generate ``n_rows`` synthetic loan applications.
+
+    Returns a column-oriented ``dict[str, list]`` with keys in ``COLUMNS``
+    order and plain Python values.  The same ``(n_rows, seed, drift)`` always
+    gives the same table.  ``drift=True`` shifts the feature distributions
+    (lower income and credit score, higher debt-to-income, a riskier purpose
+    and employment mix) and mildly changes the target relationship; age,
+    gender, term, home ownership and region keep their distributions.
+    """
+    if n_rows < 0:
+        raise ValueError("n_rows must be >= 0")
+    drift = bool(drift)
+    rng = np.random.default_rng(seed)
+    n = n_rows
+
+    # Sensitive attributes (identical distribution in both batches).
+    gender = _pick(rng, GENDERS, [0.46, 0.54], n)
+    age = np.clip(
+        np.round(rng.gamma(shape=6.0, scale=3.3, size=n) + 20.0), 21, 75
+    ).astype(int)
+
+    # PII.
+    female = gender == "female"
+    first_f = rng.integers(0, len(FEMALE_FIRST_NAMES), size=n)
+    first_m = rng.integers(0, len(MALE_FIRST_NAMES), size=n)
+    last_i = rng.integers(0, len(LAST_NAMES), size=n)
+    email_no = rng.integers(1, 100, size=n)
+    phone_op = rng.choice([0, 2, 4, 5, 6, 8], size=n)
+    phone_a = rng.integers(0, 1000, size=n)
+    phone_b = rng.integers(0, 10000, size=n)
+    first = [
+        FEMALE_FIRST_NAMES[f] if is_f else MALE_FIRST_NAMES[m]
+        for is_f, f, m in zip(female, first_f, first_m)
+    ]
+    last = [LAST_NAMES[i] for i in last_i]
+    name = [f"{a} {b}" for a, b in zip(first, last)]
+    email = [
+        f"{a.lower()}.{b.lower().replace(' ', '')}{k}@example.com"
+        for a, b, k in zip(first, last, email_no)
+    ]
+    phone = [
+        f"+971-5{o}-{a:03d}-{b:04d}" for o, a, b in zip(phone_op, phone_a, phone_b)
+    ]
+
+    # Categorical features.
+    employment = _pick(rng, EMPLOYMENT_TYPES, EMPLOYMENT_P[drift], n)
+    purpose = _pick(rng, PURPOSES, PURPOSE_P[drift], n)
+    region = _pick(rng, REGIONS, REGION_P, n)
+    # Home ownership depends on age only (so it does not drift).
+    u_home = rng.random(n)
+    p_own = np.clip(0.05 + 0.006 * (age - 21), 0.05, 0.40)
+    p_mortgage = np.clip(0.10 + 0.010 * (age - 21), 0.10, 0.40)
+    home = np.where(
+        u_home < p_own, "own", np.where(u_home < p_own + p_mortgage, "mortgage", "rent")
+    ).astype(object)
+    term = _pick(rng, TERMS, TERM_P, n).astype(int)
+
+    # Employment history, bounded by working life.
+    career = np.maximum(age - 20, 0.5)
+    years_employed = np.round(career * rng.beta(2.0, 2.5, size=n), 1)
+    years_employed = np.where(
+        employment == "unemployed", np.round(years_employed * 0.3, 1), years_employed
+    )
+
+    # Income: lognormal around ~AED 110k, depending on age, job and region.
+    log_income = (
+        math.log(110_000.0)
+        + 0.012 * (age - 35)
+        + _lookup(employment, EMPLOYMENT_INCOME)
+        + _lookup(region, REGION_INCOME)
+        + rng.normal(0.0, 0.45, size=n)
+    )
+    if drift:
+        log_income += math.log(0.85)  # income down ~15 %
+    income = np.round(np.clip(np.exp(log_income), 12_000.0, 2_500_000.0), 2)
+
+    # Credit score: driven by age, tenure and job, plus noise.
+    credit_mean = 680.0 - (40.0 if drift else 0.0)
+    credit = (
+        credit_mean
+        + 1.2 * (age - 35)
+        + 1.5 * (years_employed - 6)
+        - 35.0 * (employment == "unemployed")
+        + rng.normal(0.0, 62.0, size=n)
+    )
+    credit_score = np.clip(np.round(credit), 300, 850).astype(int)
+
+    # Loan amount relative to income, by purpose.
+    loan_ratio = _lookup(purpose, PURPOSE_LOAN_RATIO) * np.exp(
+        rng.normal(0.0, 0.45, size=n)
+    )
+    loan_amount = np.round(np.clip(income * loan_ratio, 2_000.0, 5_000_000.0), 2)
+
+    # Debt-to-income: existing debt load plus this loan's yearly repayment share.
+    dti_base = rng.beta(2.2, 6.5, size=n) + (0.06 if drift else 0.0)
+    repayment_share = (loan_amount / income) / (term / 12.0) * 0.35
+    dti = np.round(np.clip(dti_base + repayment_share, 0.0, 1.0), 4)
+
+    num_open_accounts = rng.poisson(
+        2.0 + 0.05 * np.minimum(age - 21, 40) + 0.8 * (dti_base > 0.35), size=n
+    ).astype(int)
+
+    # Target: logistic function of the features (never of gender/age directly).
+    c = _COEF[drift]
+    logit = (
+        c["intercept"]
+        + c["credit"] * (credit_score - 680)
+        + c["dti"] * (dti - 0.30)
+        + c["loan_ratio"] * np.log(loan_amount / income)
+        + c["years_employed"] * years_employed
+        + c["accounts"] * (num_open_accounts - 4)
+        + _lookup(employment, c["employment"])
+        + _lookup(purpose, c["purpose"])
+        + _lookup(home, c["home"])
+        + rng.normal(0.0, 0.6, size=n)  # unobserved factors
+    )
+    p_default = 1.0 / (1.0 + np.exp(-logit))
+    default = (rng.random(n) < p_default).astype(int)
+
+    table = {
+        "name": name,
+        "email": email,
+        "phone": phone,
+        "gender": [str(v) for v in gender],
+        "age": [int(v) for v in age],
+        "income": [float(v) for v in income],
+        "loan_amount": [float(v) for v in loan_amount],
+        "term_months": [int(v) for v in term],
+        "credit_score": [int(v) for v in credit_score],
+        "debt_to_income": [float(v) for v in dti],
+        "num_open_accounts": [int(v) for v in num_open_accounts],
+        "years_employed": [float(v) for v in years_employed],
+        "employment_type": [str(v) for v in employment],
+        "home_ownership": [str(v) for v in home],
+        "purpose": [str(v) for v in purpose],
+        "region": [str(v) for v in region],
+        "default": [int(v) for v in default],
+    }
+    assert list(table) == COLUMNS
+    return table
+
+
+def _format(column: str, value) -> str:
+    decimals = FLOAT_DECIMALS.get(column)
+    if decimals is not None:
+        return f"{float(value):.{decimals}f}"
+    return str(value)
+
+
+def write_csv(path, table: dict[str, list]) -> Path:
+    """Write a column-oriented table to ``path`` as UTF-8 CSV with ``\\n`` line endings."""
+    path = Path(path)
+    columns = list(table)
+    lengths = {len(table[c]) for c in columns}
+    if len(lengths) > 1:
+        raise ValueError(f"columns have different lengths: {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        for i in range(n):
+            writer.writerow([_format(c, table[c][i]) for c in columns])
+    return path
+
+
+def write_all(out_dir) -> list[Path]:
+    """Write both bundled files into ``out_dir`` and return their paths."""
+    out_dir = Path(out_dir)
+    return [
+        write_csv(
+            out_dir / REFERENCE_FILE,
+            generate(REFERENCE_ROWS, seed=REFERENCE_SEED, drift=False),
+        ),
+        write_csv(
+            out_dir / DRIFTED_FILE,
+            generate(DRIFTED_ROWS, seed=DRIFTED_SEED, drift=True),
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Regenerate the bundled loan-default sample data."
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path(__file__).resolve().parent,
+        help="folder to write loans.csv and loans_drifted.csv into (default: this script's folder)",
+    )
+    args = parser.parse_args(argv)
+    for path in write_all(args.out_dir):
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

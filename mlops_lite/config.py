@@ -1,0 +1,169 @@
+"""Settings: keyword arguments > ``MLOPS_LITE_*`` environment > ``mlops-lite.toml`` > defaults.
+
+The toml file is looked up in the home (``$MLOPS_LITE_HOME/mlops-lite.toml``) and,
+when ``MLOPS_LITE_CONFIG`` names one, there instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_NAME = "mlops-lite.toml"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MLOPS_LITE_HOME") or Path.home() / ".mlops-lite").expanduser()
+
+
+def _config_file() -> Path:
+    explicit = os.environ.get("MLOPS_LITE_CONFIG")
+    return Path(explicit).expanduser() if explicit else default_home() / CONFIG_FILE_NAME
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Paths derive from ``home`` unless set."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_LITE_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
+    url: str | None = None
+    token: str | None = None
+    database_url: str | None = None
+    region: str = "ae"
+    max_batch_size: int = Field(default=10_000, ge=1)
+    execution_provider: str = "auto"
+    intra_op_threads: int = Field(default=1, ge=0)
+    min_roc_auc: float = Field(default=0.6, ge=0.0, le=1.0)
+    parity_tolerance: float = Field(default=1e-4, gt=0.0)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("execution_provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        allowed = {"auto", "cpu", "cuda"}
+        if value not in allowed:
+            raise ValueError(f"execution_provider must be one of {sorted(allowed)}, got {value!r}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, toml)
+
+    # Paths inside the home -------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.home / CONFIG_FILE_NAME
+
+    @property
+    def database_path(self) -> Path:
+        return self.home / "metadata.duckdb"
+
+    @property
+    def sql_url(self) -> str:
+        return self.database_url or f"duckdb:///{self.database_path}"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.home / "objects"
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / "admin.token"
+
+    @property
+    def daemon_file(self) -> Path:
+        return self.home / "daemon.json"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def server_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; keyword arguments win over everything else."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    if "home" in clean and "MLOPS_LITE_CONFIG" not in os.environ:
+        # The toml lives in the home that was asked for, not the default one.
+        home = Path(clean["home"]).expanduser()
+        toml = home / CONFIG_FILE_NAME
+        previous = os.environ.get("MLOPS_LITE_CONFIG")
+        os.environ["MLOPS_LITE_CONFIG"] = str(toml)
+        try:
+            return Settings(**clean)
+        finally:
+            if previous is None:
+                os.environ.pop("MLOPS_LITE_CONFIG", None)
+            else:
+                os.environ["MLOPS_LITE_CONFIG"] = previous
+    return Settings(**clean)
+
+
+def prefect_environment(settings: Settings) -> dict[str, str]:
+    """Environment Prefect needs here; applied before ``prefect`` is imported.
+
+    No network but the package index: analytics off. The first ephemeral API start
+    runs migrations and takes 15-20 s on two cores, past Prefect's 20 s default.
+    """
+    return {
+        "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_UI_ENABLED": "true",
+    }
+
+
+def apply_prefect_environment(settings: Settings) -> None:
+    """Set Prefect's variables unless the user set them already."""
+    for key, value in prefect_environment(settings).items():
+        os.environ.setdefault(key, value)
+
+
+DEFAULT_TOML = """\
+# mlops-lite configuration. Precedence: keyword arguments > MLOPS_LITE_* environment
+# variables > this file > built-in defaults.
+
+# Where the server (`mlops-lite up`) listens. Loopback by default.
+host = "127.0.0.1"
+port = 8000
+prefect_port = 4200
+
+# Data residency: the region this installation stores data in.
+region = "ae"
+
+# Inference: "auto" picks CUDA when onnxruntime-gpu and a GPU are present, else CPU.
+execution_provider = "auto"
+intra_op_threads = 1
+max_batch_size = 10000
+
+# Release gate: a model version must reach this ROC AUC to be deployed.
+min_roc_auc = 0.6
+"""

@@ -1,0 +1,107 @@
+"""An onnxruntime session for one model version, with input validation.
+
+Requests are checked against the version's signature and turned into numpy
+tensors (one ``[n, 1]`` input per feature); no pandas on this path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlops_lite.errors import InvalidInput, MissingDependency
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def choose_providers(preference: str) -> list[str]:
+    """CUDA first when asked for or when ``auto`` finds it; CPU always as the fallback."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if preference == "cuda":
+        if CUDA not in available:
+            raise MissingDependency(
+                "execution_provider='cuda' but onnxruntime has no CUDAExecutionProvider here; "
+                "install the GPU extra (./install.sh --gpu) on a machine with an NVIDIA GPU")
+        return [CUDA, CPU]
+    if preference == "auto" and CUDA in available:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+class ModelSession:
+    def __init__(self, onnx: bytes, signature: dict[str, Any], *, providers: list[str],
+                 intra_op_threads: int = 1, max_batch_size: int = 10_000) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(onnx, sess_options=options, providers=providers)
+        self.signature = signature
+        self.inputs: list[dict[str, Any]] = list(signature["inputs"])
+        self._names = {spec["name"] for spec in self.inputs}
+        self.classes: tuple[Any, ...] = tuple(signature.get("classes", ()))
+        self.max_batch_size = max_batch_size
+
+    @property
+    def provider(self) -> str:
+        return str(self._session.get_providers()[0])
+
+    def build_feed(self, instances: Any) -> dict[str, np.ndarray]:
+        """Validate ``instances`` (a list of {feature: value}) and build the tensors."""
+        if not isinstance(instances, list):
+            raise InvalidInput("instances must be a list of objects", field="instances",
+                               expected="[{feature: value, ...}, ...]")
+        if not instances:
+            raise InvalidInput("instances is empty", field="instances", expected="at least one instance")
+        if len(instances) > self.max_batch_size:
+            raise InvalidInput(f"{len(instances)} instances is more than the limit",
+                               field="instances", expected=f"at most {self.max_batch_size} instances")
+        columns: dict[str, list[Any]] = {spec["name"]: [] for spec in self.inputs}
+        for index, instance in enumerate(instances):
+            if not isinstance(instance, dict):
+                raise InvalidInput(f"instances[{index}] is not an object", field=f"instances[{index}]",
+                                   expected="an object of feature: value")
+            unknown = [key for key in instance if key not in self._names]
+            if unknown:
+                raise InvalidInput(f"unknown feature {unknown[0]!r}", field=f"instances[{index}].{unknown[0]}",
+                                   expected=f"only the model's features: {sorted(self._names)}")
+            for spec in self.inputs:
+                name = spec["name"]
+                if name not in instance:
+                    raise InvalidInput(f"missing feature {name!r}", field=f"instances[{index}].{name}",
+                                       expected=_expected(spec))
+                columns[name].append(_check_value(instance[name], spec, f"instances[{index}].{name}"))
+        return {spec["name"]: _tensor(columns[spec["name"]], spec) for spec in self.inputs}
+
+    def predict(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        labels, probabilities = self._session.run(["label", "probabilities"], feed)
+        return labels, probabilities
+
+
+def _expected(spec: dict[str, Any]) -> str:
+    return "a finite number" if spec["type"] == "float" else "a string"
+
+
+def _check_value(value: Any, spec: dict[str, Any], field: str) -> Any:
+    if spec["type"] == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInput(f"{field} is {type(value).__name__}", field=field, expected="a finite number")
+        if not math.isfinite(value):
+            raise InvalidInput(f"{field} is not finite", field=field, expected="a finite number")
+        return value
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} is {type(value).__name__}", field=field, expected="a string")
+    return value
+
+
+def _tensor(values: Sequence[Any], spec: dict[str, Any]) -> np.ndarray:
+    if spec["type"] == "float":
+        return np.asarray(values, dtype=np.float32).reshape(-1, 1)
+    return np.asarray(values, dtype=object).reshape(-1, 1)

@@ -1,0 +1,76 @@
+"""The SQL metadata store: one engine, the schema, and the DuckDB lock boundary."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session, SQLModel, create_engine
+
+from mlops_lite.errors import BackendUnavailable, StoreLocked
+from mlops_lite.metadata import tables  # noqa: F401  (registers the tables)
+
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+class MetadataStore:
+    """Owns the SQL engine. On DuckDB it keeps one connection open for its whole
+    life, so this process holds the file lock and nobody else can write under it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._owner: Connection | None = None
+        try:
+            if url.startswith("duckdb:///"):
+                Path(url.removeprefix("duckdb:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url)
+            self._owner = self.engine.connect()
+            SQLModel.metadata.create_all(self.engine)
+        except (DBAPIError, OperationalError) as exc:
+            self._dispose()
+            raise translate_open_error(exc, url) from exc
+
+    @property
+    def is_duckdb(self) -> bool:
+        return self.url.startswith("duckdb")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def close(self) -> None:
+        self._dispose()
+
+    def _dispose(self) -> None:
+        if self._owner is not None:
+            self._owner.close()
+            self._owner = None
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
+def translate_open_error(exc: Exception, url: str) -> Exception:
+    text = str(exc)
+    if "lock" in text.lower():
+        match = _LOCK_PID.search(text)
+        pid = int(match.group(1)) if match else None
+        who = f"process {pid}" if pid else "another process"
+        return StoreLocked(
+            f"The metadata database {url.removeprefix('duckdb:///')} is held by {who}. "
+            "DuckDB allows one writer per file: stop that process, or talk to the "
+            "daemon over HTTP (MLOPS_LITE_URL) instead of opening the stores.",
+            pid=pid,
+        )
+    return BackendUnavailable(f"Cannot open the metadata store at {url}: {text.splitlines()[0]}")

@@ -1,0 +1,146 @@
+"""SQLModel tables: the storage shape. Keys are digests, UUIDs or names.
+
+DuckDB (the embedded default) rejects SERIAL keys and most foreign-key tricks, so
+no table here has an auto-increment key or a foreign key; the services keep
+referential rules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class DataRepository(SQLModel, table=True):
+    __tablename__ = "data_repositories"
+    name: str = Field(primary_key=True)
+    default_branch: str = "main"
+    created_at: datetime
+    created_by: str
+
+
+class DataBranch(SQLModel, table=True):
+    __tablename__ = "data_branches"
+    repository: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    head: str | None = None
+    created_at: datetime
+
+
+class DataStaged(SQLModel, table=True):
+    """Uncommitted changes on a branch: path -> object digest (None = deleted)."""
+
+    __tablename__ = "data_staged"
+    repository: str = Field(primary_key=True)
+    branch: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)
+    digest: str | None = None
+    size: int = 0
+
+
+class DataCommit(SQLModel, table=True):
+    __tablename__ = "data_commits"
+    id: str = Field(primary_key=True)
+    repository: str = Field(index=True)
+    parent: str | None = None
+    message: str
+    author: str
+    created_at: datetime
+    tree: dict[str, Any] = _json()
+    meta: dict[str, Any] = _json()
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    id: str = Field(primary_key=True)
+    name: str
+    experiment: str = "default"
+    status: str = "running"
+    started_at: datetime
+    ended_at: datetime | None = None
+    data_commits: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    tags: dict[str, Any] = _json()
+    artifacts: dict[str, Any] = _json()
+
+
+class Param(SQLModel, table=True):
+    __tablename__ = "params"
+    run_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class Metric(SQLModel, table=True):
+    __tablename__ = "metrics"
+    run_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    step: int = Field(default=0, primary_key=True)
+    value: float
+    timestamp: datetime
+
+
+class Model(SQLModel, table=True):
+    __tablename__ = "models"
+    name: str = Field(primary_key=True)
+    description: str = ""
+    created_at: datetime
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_versions"
+    model: str = Field(primary_key=True)
+    version: str = Field(primary_key=True)
+    digest: str = Field(index=True)
+    size: int
+    signature: dict[str, Any] = _json()
+    run_id: str | None = None
+    data_commits: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    params: dict[str, Any] = _json()
+    metrics: dict[str, Any] = _json()
+    created_at: datetime
+    created_by: str
+
+
+class Deployment(SQLModel, table=True):
+    __tablename__ = "deployments"
+    name: str = Field(primary_key=True)
+    model: str
+    version: str
+    digest: str
+    strategy: str = "single"
+    revision: int = 1
+    updated_at: datetime
+    updated_by: str
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+    id: str = Field(primary_key=True)
+    name: str
+    role: str
+    token_hash: str = Field(index=True)
+    created_at: datetime
+    revoked: bool = False
+
+
+class AuditEvent(SQLModel, table=True):
+    """One link of the audit hash chain; ``seq`` is assigned by the writer."""
+
+    __tablename__ = "audit_events"
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    id: str
+    occurred_at: datetime
+    actor: str
+    action: str
+    object: str
+    before: dict[str, Any] = _json()
+    after: dict[str, Any] = _json()
+    prev_hash: str
+    hash: str

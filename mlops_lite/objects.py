@@ -1,0 +1,95 @@
+"""Content-addressed object storage on disk: ``objects/ab/cdef...`` by sha256.
+
+Writes go to a temporary file in the same folder and are renamed into place, so
+a crash leaves either the whole object or nothing. Objects are immutable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from mlops_lite.errors import IntegrityError, InvalidInput, NotFound
+
+_CHUNK = 1 << 20
+
+
+class ObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, digest: str) -> Path:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise InvalidInput("not a sha256 digest", field="digest", expected="64 lowercase hex characters")
+        return self.root / digest[:2] / digest[2:]
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.path_of(digest)
+        if not target.exists():
+            self._write(target, [data])
+        return digest, len(data)
+
+    def put_stream(self, stream: BinaryIO) -> tuple[str, int]:
+        """Store a stream in bounded memory; returns (digest, size)."""
+        hasher = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = hasher.hexdigest()
+            target = self.path_of(digest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, target)
+                os.chmod(target, 0o444)
+            return digest, size
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        with open(path, "rb") as stream:
+            return self.put_stream(stream)
+
+    def get_bytes(self, digest: str, *, verify: bool = True) -> bytes:
+        target = self.path_of(digest)
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFound(f"object {digest} is not in the store {self.root}") from exc
+        if verify and hashlib.sha256(data).hexdigest() != digest:
+            raise IntegrityError(f"object {digest} at {target} does not match its digest")
+        return data
+
+    def exists(self, digest: str) -> bool:
+        return self.path_of(digest).exists()
+
+    def _write(self, target: Path, chunks: list[bytes]) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+            os.chmod(target, 0o444)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise

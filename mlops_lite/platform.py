@@ -1,0 +1,94 @@
+"""The composition root: ``connect()`` builds a Platform and its facets."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from types import TracebackType
+from typing import Any
+
+from mlops_lite.config import Settings, load_settings
+from mlops_lite.daemon import read_daemon
+from mlops_lite.data import DataStore
+from mlops_lite.errors import StoreLocked
+from mlops_lite.inference import Deployments
+from mlops_lite.metadata import MetadataStore
+from mlops_lite.objects import ObjectStore
+from mlops_lite.policy import Policy
+from mlops_lite.registry import Registry
+from mlops_lite.security import AuditLog, Tokens
+from mlops_lite.tracking import Tracking
+from mlops_lite.training import Training
+
+
+class Platform:
+    """The whole platform in this process, over the embedded stores.
+
+    Facets: ``data``, ``tracking``, ``training``, ``registry``, ``policy``,
+    ``deployments``, ``audit``, ``tokens``. Close it (or use ``with``) to release
+    the stores for other processes.
+    """
+
+    remote = False
+
+    def __init__(self, settings: Settings, *, actor: str | None = None) -> None:
+        self.settings = settings
+        self.actor = actor or f"local:{getpass.getuser()}"
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self._store = MetadataStore(settings.sql_url)
+        try:
+            objects = ObjectStore(settings.objects_dir)
+            self.audit = AuditLog(self._store)
+            self.tokens = Tokens(self._store, self.audit)
+            self.data = DataStore(self._store, objects, self.audit, self.actor)
+            self.tracking = Tracking(self._store, objects, self.audit, self.actor)
+            self.training = Training(self.data, self.tracking, settings.parity_tolerance)
+            self.registry = Registry(self._store, objects, self.tracking, self.audit, self.actor)
+            self.policy = Policy(settings.min_roc_auc)
+            self.deployments = Deployments(
+                self._store, self.registry, self.policy, self.audit, self.actor,
+                execution_provider=settings.execution_provider,
+                intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size)
+        except BaseException:
+            self._store.close()
+            raise
+
+    def summary(self) -> dict[str, Any]:
+        """What this platform holds, in counts."""
+        return {
+            "home": str(self.settings.home),
+            "database": self.settings.sql_url,
+            "data_repositories": len(self.data.repositories()),
+            "runs": len(self.tracking.list_runs(limit=1_000_000)),
+            "models": len(self.registry.list_models()),
+            "model_versions": len(self.registry.list_versions()),
+            "deployments": len(self.deployments.list()),
+            "audit_events": self.audit.count(),
+            "execution_providers": self.deployments.providers,
+        }
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def connect(*, actor: str | None = None, **overrides: Any) -> Platform:
+    """Open the platform over the embedded stores in this process.
+
+    Raises StoreLocked, naming the daemon's process and URL, when a running
+    ``mlops-lite up`` owns the stores (use the HTTP API at that URL instead).
+    """
+    settings = load_settings(**overrides)
+    daemon = read_daemon(settings.daemon_file)
+    if daemon is not None and daemon.pid != os.getpid():
+        raise StoreLocked(
+            f"The mlops-lite daemon (pid {daemon.pid}) owns the stores in {settings.home}. "
+            f"Use its HTTP API at {daemon.url} (MLOPS_LITE_URL), or stop it first.",
+            pid=daemon.pid, url=daemon.url)
+    return Platform(settings, actor=actor)

@@ -1,0 +1,130 @@
+"""The model registry: versions are immutable, addressed by their ONNX digest."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sqlmodel import select
+
+from mlops_lite.clock import utcnow
+from mlops_lite.errors import Conflict, InvalidInput, NotFound
+from mlops_lite.metadata.store import MetadataStore
+from mlops_lite.metadata.tables import Model, ModelVersion
+from mlops_lite.objects import ObjectStore
+from mlops_lite.records import ModelRecord, ModelVersionRecord
+from mlops_lite.registry.semver import next_version, parse
+from mlops_lite.security.audit import AuditLog
+from mlops_lite.tracking import Tracking
+from mlops_lite.training import MODEL_ARTIFACT, SIGNATURE_ARTIFACT
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def check_model_name(name: str) -> str:
+    if not MODEL_NAME.match(name):
+        raise InvalidInput(f"bad model name {name!r}", field="model",
+                           expected="1-63 characters: lowercase letters, digits, '_' and '-'")
+    return name
+
+
+class Registry:
+    """The ``platform.registry`` facet."""
+
+    def __init__(self, store: MetadataStore, objects: ObjectStore, tracking: Tracking,
+                 audit: AuditLog, actor: str) -> None:
+        self._store = store
+        self._objects = objects
+        self._tracking = tracking
+        self._audit = audit
+        self._actor = actor
+
+    def register_from_run(self, model: str, run_id: str, *, version: str | None = None,
+                          description: str = "", actor: str | None = None) -> ModelVersionRecord:
+        """Register the ONNX artifact of a finished run, with the run's lineage.
+
+        Registering a digest the model already has returns that version unchanged.
+        """
+        check_model_name(model)
+        run = self._tracking.get_run(run_id)
+        if run.status != "finished":
+            raise Conflict(f"run {run_id} is {run.status}; only finished runs can be registered")
+        for artifact in (MODEL_ARTIFACT, SIGNATURE_ARTIFACT):
+            if artifact not in run.artifacts:
+                raise InvalidInput(f"run {run_id} has no {artifact}", field="run_id",
+                                   expected="a training run that logged a model")
+        digest = run.artifacts[MODEL_ARTIFACT]
+        signature = json.loads(self._objects.get_bytes(run.artifacts[SIGNATURE_ARTIFACT]))
+        size = self._objects.path_of(digest).stat().st_size
+        actor = actor or self._actor
+        with self._store.session() as session:
+            same = session.exec(select(ModelVersion).where(
+                ModelVersion.model == model, ModelVersion.digest == digest)).first()
+            if same is not None:
+                return _version_record(same)
+            versions = session.exec(select(ModelVersion).where(ModelVersion.model == model)).all()
+            latest = max(versions, key=lambda v: parse(v.version), default=None)
+            proposed = next_version(
+                latest.version if latest else None,
+                signature_changed=bool(latest) and latest.signature.get("inputs") != signature.get("inputs"),
+                data_changed=bool(latest) and sorted(latest.data_commits) != sorted(run.data_commits))
+            if version is not None:
+                if latest is not None and parse(version) <= parse(latest.version):
+                    raise InvalidInput(f"version {version} is not greater than {latest.version}",
+                                       field="version", expected=f"greater than {latest.version}")
+                parse(version)
+                proposed = version
+            if session.get(Model, model) is None:
+                session.add(Model(name=model, description=description, created_at=utcnow()))
+                self._audit.append(session, actor=actor, action="model.create", object=f"model:{model}")
+            row = ModelVersion(model=model, version=proposed, digest=digest, size=size, signature=signature,
+                               run_id=run.id, data_commits=list(run.data_commits), params=dict(run.params),
+                               metrics=dict(run.metrics), created_at=utcnow(), created_by=actor)
+            session.add(row)
+            self._audit.append(session, actor=actor, action="model.version.register",
+                               object=f"model:{model}@{proposed}",
+                               after={"digest": digest, "run_id": run.id, "data_commits": list(run.data_commits)})
+        return _version_record(row)
+
+    def get_version(self, model: str, version: str) -> ModelVersionRecord:
+        with self._store.session() as session:
+            row = session.get(ModelVersion, (model, version))
+        if row is None:
+            raise NotFound(f"model {model!r} has no version {version!r}")
+        return _version_record(row)
+
+    def latest_version(self, model: str) -> ModelVersionRecord:
+        versions = self.list_versions(model)
+        if not versions:
+            raise NotFound(f"model {model!r} has no versions")
+        return max(versions, key=lambda v: parse(v.version))
+
+    def list_versions(self, model: str | None = None) -> list[ModelVersionRecord]:
+        with self._store.session() as session:
+            query = select(ModelVersion)
+            if model is not None:
+                query = query.where(ModelVersion.model == model)
+            rows = session.exec(query).all()
+        return sorted((_version_record(r) for r in rows), key=lambda v: (v.model, parse(v.version)))
+
+    def list_models(self) -> list[ModelRecord]:
+        with self._store.session() as session:
+            models = session.exec(select(Model).order_by(Model.name)).all()
+            versions = session.exec(select(ModelVersion.model, ModelVersion.version)).all()
+        by_model: dict[str, list[str]] = {}
+        for name, version in versions:
+            by_model.setdefault(name, []).append(version)
+        return [ModelRecord(name=m.name, description=m.description, created_at=m.created_at,
+                            versions=tuple(sorted(by_model.get(m.name, []), key=parse)))
+                for m in models]
+
+    def model_bytes(self, model: str, version: str) -> bytes:
+        """The ONNX file of a version, verified against its digest."""
+        return self._objects.get_bytes(self.get_version(model, version).digest)
+
+
+def _version_record(row: ModelVersion) -> ModelVersionRecord:
+    return ModelVersionRecord(model=row.model, version=row.version, digest=row.digest, size=row.size,
+                              signature=dict(row.signature), run_id=row.run_id,
+                              data_commits=tuple(row.data_commits or ()), params=dict(row.params),
+                              metrics=dict(row.metrics), created_at=row.created_at, created_by=row.created_by)

@@ -1,0 +1,5 @@
+"""Tracking: experiments' runs, params, metrics and artifacts."""
+
+from mlops_lite.tracking.runs import ActiveRun, Tracking
+
+__all__ = ["ActiveRun", "Tracking"]
