@@ -15,7 +15,9 @@ releases; if a numpy upgrade ever changes them, regenerate the files and
 commit the result -- ``tests/unit/test_sample_data.py`` will flag it.)
 
 Run ``python data/generate.py`` to rewrite ``loans.csv`` (6,000 rows, seed 7)
-and ``loans_drifted.csv`` (2,000 rows, seed 11, drifted) next to this script.
+``loans_drifted.csv`` (2,000 rows, seed 11, drifted) and ``loans_holdout.csv``
+(500 rows, seed 13, the reference distribution; rows no model trains on, which
+the demo sends to the server) next to this script.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ REFERENCE_SEED = 7
 DRIFTED_FILE = "loans_drifted.csv"
 DRIFTED_ROWS = 2_000
 DRIFTED_SEED = 11
+HOLDOUT_FILE = "loans_holdout.csv"
+HOLDOUT_ROWS = 500
+HOLDOUT_SEED = 13
 
 # --------------------------------------------------------------------------
 # Built-in vocabularies
@@ -416,7 +421,7 @@ def write_csv(path, table: dict[str, list]) -> Path:
 
 
 def write_all(out_dir) -> list[Path]:
-    """Write both bundled files into ``out_dir`` and return their paths."""
+    """Write the three bundled files into ``out_dir`` and return their paths."""
     out_dir = Path(out_dir)
     return [
         write_csv(
@@ -426,6 +431,10 @@ def write_all(out_dir) -> list[Path]:
         write_csv(
             out_dir / DRIFTED_FILE,
             generate(DRIFTED_ROWS, seed=DRIFTED_SEED, drift=True),
+        ),
+        write_csv(
+            out_dir / HOLDOUT_FILE,
+            generate(HOLDOUT_ROWS, seed=HOLDOUT_SEED, drift=False),
         ),
     ]
 
@@ -438,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out-dir",
         type=Path,
         default=Path(__file__).resolve().parent,
-        help="folder to write loans.csv and loans_drifted.csv into (default: this script's folder)",
+        help="folder to write loans.csv, loans_drifted.csv and loans_holdout.csv into (default: this script's folder)",
     )
     args = parser.parse_args(argv)
     for path in write_all(args.out_dir):

@@ -165,6 +165,9 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
     initial_types += [(name, StringTensorType([None, 1])) for name in spec.categorical]
     onnx_model = convert_sklearn(pipeline, initial_types=initial_types, target_opset=OPSET,
                                  options={id(estimator): {"zipmap": False}})
+    # skl2onnx names the graph with a random UUID; a fixed name makes the file, and
+    # so its digest, a function of the fitted model alone.
+    onnx_model.graph.name = f"mlops_lite_{spec.algorithm}"
     onnx_bytes = onnx_model.SerializeToString()
 
     import onnxruntime as ort

@@ -33,7 +33,7 @@ EXPECTED_COLUMNS = [
     "region",
     "default",
 ]
-FILES = {"loans.csv": 6_000, "loans_drifted.csv": 2_000}
+FILES = {"loans.csv": 6_000, "loans_drifted.csv": 2_000, "loans_holdout.csv": 500}
 
 
 def _load_generator():

@@ -1,0 +1,16 @@
+"""Prefect flows over the core: ingest -> train -> register -> deploy.
+
+Importing this package sets Prefect's environment for this installation (its
+home under the mlops-lite home, analytics off, a start-up timeout long enough
+for a first ephemeral start) unless the variables are already set.
+"""
+
+from mlops_lite.config import apply_prefect_environment, load_settings
+
+apply_prefect_environment(load_settings())
+
+from flows.context import bind, platform_for, unbind  # noqa: E402
+from flows.loop import deploy_flow, ingest_flow, register_flow, release_loop, train_flow  # noqa: E402
+
+__all__ = ["bind", "deploy_flow", "ingest_flow", "platform_for", "register_flow", "release_loop",
+           "train_flow", "unbind"]

@@ -1,0 +1,82 @@
+"""The loop as Prefect flows. Each task calls one core function; each flow is
+usable alone (from the Prefect UI or a deployment) or chained by ``release_loop``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.context import platform_for
+from mlops_lite.samples import LOANS
+from mlops_lite.training import TrainingSpec
+
+
+@task(name="commit-dataset", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
+def commit_dataset(home: str, source: str, repository: str, path: str, branch: str) -> str:
+    return platform_for(home).data.ingest(repository, Path(source), path, branch=branch).id
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def train_model(home: str, repository: str, ref: str, path: str, algorithm: str,
+                target: str, exclude: list[str], sensitive: str | None) -> dict[str, Any]:
+    platform = platform_for(home)
+    table = platform.data.repo(repository).ref(ref).read_table(path).table
+    spec = TrainingSpec.infer(table, target=target, exclude=tuple(exclude), sensitive=sensitive,
+                              algorithm=algorithm)
+    result = platform.training.train(repository, ref, path, spec, run_name=f"train-{algorithm}")
+    return {"run_id": result.run.id, "data_commit": result.data_commit,
+            "model_digest": result.model_digest, "metrics": result.metrics}
+
+
+@task(name="register-version", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def register_version(home: str, model: str, run_id: str) -> str:
+    return platform_for(home).registry.register_from_run(model, run_id).version
+
+
+@task(name="point-deployment", cache_policy=NO_CACHE)
+def point_deployment(home: str, deployment: str, model: str, version: str) -> int:
+    return platform_for(home).deployments.deploy(deployment, model, version).revision
+
+
+@flow(name="ingest", flow_run_name="ingest {repository}/{path}@{branch}", log_prints=True)
+def ingest_flow(home: str, source: str, repository: str = "loans", path: str = "loans/train.csv",
+                branch: str = "main") -> str:
+    """Commit a CSV/Parquet file on a data branch; returns the commit id."""
+    return commit_dataset(home, source, repository, path, branch)
+
+
+@flow(name="train", flow_run_name="train {algorithm} on {repository}@{ref}", log_prints=True)
+def train_flow(home: str, repository: str = "loans", ref: str = "main", path: str = "loans/train.csv",
+               algorithm: str = "logistic_regression", target: str = LOANS.target,
+               exclude: list[str] | None = None, sensitive: str | None = "gender") -> dict[str, Any]:
+    """Train on a data commit, convert to ONNX, check parity; returns the run's summary."""
+    return train_model(home, repository, ref, path, algorithm, target,
+                       list(LOANS.excluded if exclude is None else exclude), sensitive)
+
+
+@flow(name="register", flow_run_name="register {model} from run {run_id}", log_prints=True)
+def register_flow(home: str, model: str, run_id: str) -> str:
+    """Register a run's ONNX model; returns the semantic version."""
+    return register_version(home, model, run_id)
+
+
+@flow(name="deploy", flow_run_name="deploy {model}@{version} as {deployment}", log_prints=True)
+def deploy_flow(home: str, deployment: str, model: str, version: str) -> int:
+    """Point a deployment at a version through the policy gates; returns the revision."""
+    return point_deployment(home, deployment, model, version)
+
+
+@flow(name="release-loop", flow_run_name="loop {model} -> {deployment}", log_prints=True)
+def release_loop(home: str, source: str, model: str = "loan-default", deployment: str = "loans",
+                 repository: str = "loans", path: str = "loans/train.csv",
+                 algorithm: str = "logistic_regression") -> dict[str, Any]:
+    """ingest -> train -> register -> deploy, as subflows."""
+    commit = ingest_flow(home, source, repository, path)
+    trained = train_flow(home, repository, commit, path, algorithm)
+    version = register_flow(home, model, trained["run_id"])
+    revision = deploy_flow(home, deployment, model, version)
+    return {"commit": commit, **trained, "model": model, "version": version,
+            "deployment": deployment, "revision": revision}

@@ -1,0 +1,160 @@
+"""The HTTP API. Each route declares the role it needs in ``opt["permission"]``;
+one guard checks the bearer token against it. Errors map to statuses in one place."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response, Router, get, post, put
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+
+import mlops_lite
+from mlops_lite import MlopsLiteError, Platform, Unauthenticated
+from mlops_lite.records import DeploymentRecord, ModelRecord, ModelVersionRecord, Prediction, RunRecord
+from mlops_lite.security import require
+
+log = logging.getLogger("mlops_lite.server")
+
+
+class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Named features per instance: ``{"instances": [{"income": 52000.0, ...}]}``."""
+
+    instances: list[dict[str, Any]]
+
+
+class DeployRequest(msgspec.Struct, forbid_unknown_fields=True):
+    model: str
+    version: str
+
+
+def _platform(request: Request[Any, Any, Any]) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Authenticate the bearer token and check the route's declared permission."""
+    platform: Platform = connection.app.state.platform
+    scheme, _, secret = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
+    identity = platform.tokens.authenticate(secret.strip())
+    require(identity, handler.opt["permission"])
+    connection.state.identity = identity
+
+
+def _actor(request: Request[Any, Any, Any]) -> str:
+    identity = request.state.identity
+    return f"token:{identity.name}"
+
+
+@get("/health", opt={"permission": "viewer"}, sync_to_thread=False)
+def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Liveness, the version of mlops-lite, and the execution providers in use."""
+    return {"status": "ok", "version": mlops_lite.__version__,
+            "providers": _platform(request).deployments.providers}
+
+
+@get("/status", opt={"permission": "viewer"}, sync_to_thread=True)
+def status(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """What this server holds, in counts."""
+    return _platform(request).summary()
+
+
+@get("/models", opt={"permission": "viewer"}, sync_to_thread=True)
+def list_models(request: Request[Any, Any, Any]) -> list[ModelRecord]:
+    return _platform(request).registry.list_models()
+
+
+@get("/models/{model:str}/versions", opt={"permission": "viewer"}, sync_to_thread=True)
+def list_versions(request: Request[Any, Any, Any], model: str) -> list[ModelVersionRecord]:
+    platform = _platform(request)
+    versions = platform.registry.list_versions(model)
+    if not versions:
+        raise mlops_lite.NotFound(f"model {model!r} has no versions")
+    return versions
+
+
+@get("/runs", opt={"permission": "viewer"}, sync_to_thread=True)
+def list_runs(request: Request[Any, Any, Any], limit: int = 50) -> list[RunRecord]:
+    return _platform(request).tracking.list_runs(limit=limit)
+
+
+@get("/deployments", opt={"permission": "viewer"}, sync_to_thread=True)
+def list_deployments(request: Request[Any, Any, Any]) -> list[DeploymentRecord]:
+    return _platform(request).deployments.list()
+
+
+@put("/deployments/{name:str}", opt={"permission": "operator"}, sync_to_thread=True)
+def deploy(request: Request[Any, Any, Any], name: str, data: DeployRequest) -> DeploymentRecord:
+    """Point a deployment at a model version; the policy gates must pass (412 otherwise)."""
+    return _platform(request).deployments.deploy(name, data.model, data.version, actor=_actor(request))
+
+
+@post("/deployments/{name:str}/predict", opt={"permission": "viewer"}, status_code=200, sync_to_thread=True)
+def predict(request: Request[Any, Any, Any], name: str, data: PredictRequest) -> Prediction:
+    """Predict for named-feature instances; answers labels, probabilities, version and digest."""
+    return _platform(request).deployments.predict(name, data.instances)
+
+
+def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, MlopsLiteError):
+        status_code, body = exc.http_status, exc.to_dict()
+        if isinstance(exc, Unauthenticated):
+            headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, ValidationException):
+        status_code, body = 422, _validation_body(exc)
+    elif isinstance(exc, HTTPException) and "JSON is malformed" in str(exc.detail):
+        status_code = 400
+        body = {"code": "malformed_json", "message": f"the request body is not valid JSON ({exc.detail})",
+                "field": "body", "expected": "a JSON object"}
+    elif isinstance(exc, HTTPException):
+        status_code = exc.status_code
+        body = {"code": "http_error", "message": str(exc.detail)}
+    else:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        status_code, body = 500, {"code": "internal_error", "message": "internal error; see the server log"}
+    return Response(body, status_code=status_code, headers=headers)
+
+
+_MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MSGSPEC_FIELD = re.compile(r"required field `([^`]+)`")
+
+
+def _validation_body(exc: ValidationException) -> dict[str, Any]:
+    """Litestar's body validation, said in our shape: which field, what was expected."""
+    problems = [e for e in (exc.extra or []) if isinstance(e, dict)]
+    message = str(problems[0].get("message", "")) if problems else str(exc.detail)
+    if not problems or message in ("'data'", "data"):
+        return {"code": "invalid_input", "message": "the request body is empty or missing",
+                "field": "body", "expected": "a JSON object"}
+    field = "body"
+    if match := _MSGSPEC_FIELD.search(message):
+        field = match.group(1)
+    elif match := _MSGSPEC_PATH.search(message):
+        field = match.group(1) or "body"
+    return {"code": "invalid_input", "message": message, "field": field,
+            "expected": "a body matching the schema at /schema/openapi.json"}
+
+
+def create_app(platform: Platform) -> Litestar:
+    """The app over ``platform``; every /v1 route needs a bearer token."""
+    api = Router(path="/v1", guards=[authorize],
+                 route_handlers=[health, status, list_models, list_versions, list_runs,
+                                 list_deployments, deploy, predict])
+    app = Litestar(
+        route_handlers=[api],
+        exception_handlers={Exception: _error},
+        openapi_config=OpenAPIConfig(title="mlops-lite", version=mlops_lite.__version__, path="/schema"),
+        debug=False,
+        logging_config=None,
+    )
+    app.state.platform = platform
+    return app
