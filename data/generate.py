@@ -286,16 +286,16 @@ def generate(n_rows: int, *, seed: int, drift: bool = False) -> dict[str, list]:
     phone_b = rng.integers(0, 10000, size=n)
     first = [
         FEMALE_FIRST_NAMES[f] if is_f else MALE_FIRST_NAMES[m]
-        for is_f, f, m in zip(female, first_f, first_m)
+        for is_f, f, m in zip(female, first_f, first_m, strict=False)
     ]
     last = [LAST_NAMES[i] for i in last_i]
-    name = [f"{a} {b}" for a, b in zip(first, last)]
+    name = [f"{a} {b}" for a, b in zip(first, last, strict=False)]
     email = [
         f"{a.lower()}.{b.lower().replace(' ', '')}{k}@example.com"
-        for a, b, k in zip(first, last, email_no)
+        for a, b, k in zip(first, last, email_no, strict=False)
     ]
     phone = [
-        f"+971-5{o}-{a:03d}-{b:04d}" for o, a, b in zip(phone_op, phone_a, phone_b)
+        f"+971-5{o}-{a:03d}-{b:04d}" for o, a, b in zip(phone_op, phone_a, phone_b, strict=False)
     ]
 
     # Categorical features.

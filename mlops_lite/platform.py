@@ -7,6 +7,7 @@ import os
 from types import TracebackType
 from typing import Any
 
+from mlops_lite.client import RemotePlatform
 from mlops_lite.config import Settings, load_settings
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
@@ -78,13 +79,21 @@ class Platform:
         self.close()
 
 
-def connect(*, actor: str | None = None, **overrides: Any) -> Platform:
-    """Open the platform over the embedded stores in this process.
+def connect(*, actor: str | None = None, **overrides: Any) -> Platform | RemotePlatform:
+    """The platform: over HTTP when a URL is configured (``url=`` or
+    ``MLOPS_LITE_URL``, with ``token``), else over the embedded stores in-process.
 
     Raises StoreLocked, naming the daemon's process and URL, when a running
-    ``mlops-lite up`` owns the stores (use the HTTP API at that URL instead).
+    ``mlops-lite up`` owns the embedded stores (use the HTTP API at that URL).
     """
     settings = load_settings(**overrides)
+    if settings.url:
+        return RemotePlatform(settings.url, settings.token)
+    return open_local(settings, actor=actor)
+
+
+def open_local(settings: Settings, *, actor: str | None = None) -> Platform:
+    """Open the embedded stores in this process (see ``connect``)."""
     daemon = read_daemon(settings.daemon_file)
     if daemon is not None and daemon.pid != os.getpid():
         raise StoreLocked(

@@ -1,0 +1,3 @@
+from mlops_lite.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""RemotePlatform: the Platform's facets over HTTP to a running ``mlops-lite up``.
+
+Same method names, same records, same errors: a JSON error body's ``code`` is
+turned back into the matching class of the error tree.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from mlops_lite import errors
+from mlops_lite.records import DeploymentRecord, ModelRecord, ModelVersionRecord, Prediction, RunRecord
+
+T = TypeVar("T")
+
+_BY_CODE: dict[str, type[errors.MlopsLiteError]] = {
+    cls.code: cls for cls in (errors.NotFound, errors.Conflict, errors.InvalidInput, errors.Unauthenticated,
+                              errors.PermissionDenied, errors.PolicyViolation, errors.BackendUnavailable,
+                              errors.StoreLocked, errors.MissingDependency, errors.IntegrityError)
+}
+
+
+class RemotePlatform:
+    remote = True
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self.registry = _Registry(self)
+        self.deployments = _Deployments(self)
+        self.tracking = _Tracking(self)
+
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise errors.BackendUnavailable(f"cannot reach mlops-lite at {self.url}: {exc}") from exc
+        if response.is_success:
+            return response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"message": response.text}
+        cls = _BY_CODE.get(str(body.get("code")), errors.MlopsLiteError)
+        message = str(body.pop("message", f"HTTP {response.status_code}"))
+        body.pop("code", None)
+        if cls is errors.StoreLocked:
+            raise errors.StoreLocked(message, pid=body.get("pid"), url=body.get("url"))
+        if cls is errors.InvalidInput:
+            raise errors.InvalidInput(message, field=body.pop("field", None), expected=body.pop("expected", None),
+                                      details=body)
+        raise cls(message, details=body)
+
+    def summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = self.request("GET", "/v1/status")
+        return summary
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RemotePlatform:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _convert(data: Any, type_: type[T]) -> T:
+    return msgspec.convert(data, type=type_, strict=False)
+
+
+class _Registry:
+    def __init__(self, remote: RemotePlatform) -> None:
+        self._remote = remote
+
+    def list_models(self) -> list[ModelRecord]:
+        return _convert(self._remote.request("GET", "/v1/models"), list[ModelRecord])
+
+    def list_versions(self, model: str | None = None) -> list[ModelVersionRecord]:
+        names = [model] if model is not None else [m.name for m in self.list_models()]
+        out: list[ModelVersionRecord] = []
+        for name in names:
+            out += _convert(self._remote.request("GET", f"/v1/models/{name}/versions"), list[ModelVersionRecord])
+        return out
+
+
+class _Deployments:
+    def __init__(self, remote: RemotePlatform) -> None:
+        self._remote = remote
+
+    def list(self) -> list[DeploymentRecord]:
+        return _convert(self._remote.request("GET", "/v1/deployments"), list[DeploymentRecord])
+
+    def deploy(self, name: str, model: str, version: str) -> DeploymentRecord:
+        body = self._remote.request("PUT", f"/v1/deployments/{name}", json={"model": model, "version": version})
+        return _convert(body, DeploymentRecord)
+
+    def predict(self, name: str, instances: Any) -> Prediction:
+        body = self._remote.request("POST", f"/v1/deployments/{name}/predict", json={"instances": instances})
+        return _convert(body, Prediction)
+
+
+class _Tracking:
+    def __init__(self, remote: RemotePlatform) -> None:
+        self._remote = remote
+
+    def list_runs(self, *, limit: int = 50) -> list[RunRecord]:
+        return _convert(self._remote.request("GET", "/v1/runs", params={"limit": limit}), list[RunRecord])

@@ -1,0 +1,88 @@
+"""``mlops-lite up``: the Litestar server owning the stores, beside a Prefect server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from mlops_lite import Platform
+from mlops_lite.clock import utcnow
+from mlops_lite.config import Settings, prefect_environment
+from mlops_lite.daemon import DaemonInfo, clear_daemon, write_daemon
+from server.app import create_app
+from server.runner import serve_forever
+
+
+def _prefect_command() -> list[str]:
+    script = Path(sys.executable).with_name("prefect")
+    return [str(script)] if script.exists() else [shutil.which("prefect") or "prefect"]
+
+
+def start_prefect_server(settings: Settings) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``prefect server start`` on loopback with its home under the mlops-lite home."""
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_file = logs / "prefect-server.log"
+    env = {**os.environ, **prefect_environment(settings)}
+    env.pop("PREFECT_API_URL", None)
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(
+            [*_prefect_command(), "server", "start", "--host", settings.host, "--port", str(settings.prefect_port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return process, log_file
+
+
+def _announce_when_ready(url: str, process: subprocess.Popen[bytes], echo: Callable[[str], None]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/api/health", timeout=2).is_success:
+                echo(f"Prefect UI ready at {url}")
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    if process.poll() is not None:
+        echo(f"Prefect server exited with code {process.returncode}; see its log")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def run_daemon(platform: Platform, settings: Settings, *, with_prefect: bool = True,
+               echo: Callable[[str], None] = print) -> None:
+    """Serve until Ctrl-C or SIGTERM, then stop Prefect and release the stores."""
+    prefect: subprocess.Popen[bytes] | None = None
+    prefect_url: str | None = None
+    try:
+        if with_prefect:
+            prefect, log_file = start_prefect_server(settings)
+            prefect_url = f"http://{settings.host}:{settings.prefect_port}"
+            echo(f"Prefect server starting at {prefect_url} (UI and API; ready in ~15 s; log: {log_file})")
+            threading.Thread(target=_announce_when_ready, args=(prefect_url, prefect, echo), daemon=True).start()
+        write_daemon(settings.daemon_file, DaemonInfo(pid=os.getpid(), url=settings.server_url,
+                                                      prefect_url=prefect_url, started_at=utcnow().isoformat()))
+        echo(f"mlops-lite API at {settings.server_url} (OpenAPI: {settings.server_url}/schema/openapi.json); "
+             "Ctrl-C stops")
+        serve_forever(create_app(platform), settings.host, settings.port)
+    finally:
+        clear_daemon(settings.daemon_file, os.getpid())
+        if prefect is not None:
+            _stop(prefect)
+        platform.close()
+        echo("mlops-lite stopped")
