@@ -84,6 +84,7 @@ class DataStore:
         """
         if not source.is_file():
             raise InvalidInput(f"no such file: {source}", field="source", expected="an existing CSV or Parquet file")
+        check_path(path)
         if not path.endswith(TABLE_SUFFIXES):
             raise InvalidInput(f"{path!r} is not a table path", field="path", expected="a path ending in .csv or .parquet")
         repo = self.repo(repository)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Double
 from sqlmodel import Field, SQLModel
 
 
@@ -82,7 +82,8 @@ class Metric(SQLModel, table=True):
     run_id: str = Field(primary_key=True)
     key: str = Field(primary_key=True)
     step: int = Field(default=0, primary_key=True)
-    value: float
+    # sqlalchemy's Float is 32-bit REAL on DuckDB; metrics need double precision.
+    value: float = Field(sa_type=Double)
     timestamp: datetime
 
 

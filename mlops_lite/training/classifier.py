@@ -129,7 +129,8 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
     target = np.asarray(table.column(spec.target).to_pylist())
     classes = np.unique(target)
     if len(classes) != 2:
-        raise InvalidInput(f"the target has {len(classes)} classes", field=spec.target, expected="two classes")
+        raise InvalidInput(f"the target has {len(classes)} class(es); a binary classifier needs two classes",
+                           field=spec.target, expected="two classes")
     groups = (np.asarray(table.column(spec.sensitive).cast(pa.string()).to_pylist(), dtype=object)
               if spec.sensitive else np.zeros(len(target), dtype=object))
     x_train, x_test, y_train, y_test, _, g_test = train_test_split(

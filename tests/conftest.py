@@ -1,0 +1,93 @@
+"""Shared fixtures. Every test runs against a real DuckDB file in a temporary
+home; nothing touches ~/.mlops-lite, and nothing binds beyond 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+
+# One home and one Prefect home for the session, set before anything imports prefect.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlops-lite-tests-"))
+os.environ["MLOPS_LITE_HOME"] = str(_SESSION_HOME / "default-home")
+os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.pop("MLOPS_LITE_URL", None)
+os.environ.pop("MLOPS_LITE_TOKEN", None)
+
+FEATURE_EXCLUDE = ("name", "email", "phone", "gender", "age")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test API for the whole session (entering it costs 10-20 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def platform(home: Path) -> Iterator[object]:
+    from mlops_lite import connect
+
+    p = connect(home=home)
+    yield p
+    p.close()
+
+
+def build_loop(home: Path, *, algorithm: str = "logistic_regression") -> tuple[object, str, object]:
+    """A real platform with data committed, a model trained, registered and deployed as 'loans'.
+    Returns (platform, admin token, spec)."""
+    from mlops_lite import TrainingSpec
+    from mlops_lite.config import load_settings
+    from mlops_lite.home import init_home
+    from mlops_lite.platform import open_local
+
+    settings = load_settings(home=home)
+    token = init_home(settings).token
+    assert token is not None
+    p = open_local(settings)
+    p.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
+    table = p.data.repo("loans").ref("main").read_table("loans/train.csv").table
+    spec = TrainingSpec.infer(table, target="default", exclude=FEATURE_EXCLUDE, sensitive="gender",
+                              algorithm=algorithm)
+    result = p.training.train("loans", "main", "loans/train.csv", spec)
+    version = p.registry.register_from_run("loan-default", result.run.id)
+    p.deployments.deploy("loans", version.model, version.version)
+    return p, token, spec
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, str, object]]:
+    """build_loop once per module (training costs a few seconds)."""
+    p, token, spec = build_loop(tmp_path_factory.mktemp("loop") / "home")
+    yield p, token, spec
+    p.close()
+
+
+def holdout_rows(spec: object, n: int = 20) -> list[dict[str, object]]:
+    """Held-out rows with only the model's features."""
+    import pyarrow.csv as pacsv
+
+    rows = pacsv.read_csv(DATA / "loans_holdout.csv").to_pylist()[:n]
+    features = [*spec.numeric, *spec.categorical]  # type: ignore[attr-defined]
+    return [{name: row[name] for name in features} for row in rows]

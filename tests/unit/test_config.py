@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from mlops_lite.config import CONFIG_FILE_NAME, load_settings
+
+
+def test_defaults_live_under_the_home(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path)
+    assert settings.home == tmp_path.resolve()
+    assert settings.database_path == tmp_path.resolve() / "metadata.duckdb"
+    assert settings.sql_url == f"duckdb:///{tmp_path.resolve()}/metadata.duckdb"
+    assert settings.host == "127.0.0.1" and settings.port == 8000
+
+
+def test_precedence_kwargs_over_env_over_toml_over_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / CONFIG_FILE_NAME).write_text('port = 9100\nregion = "eu"\nmin_roc_auc = 0.7\n')
+    monkeypatch.setenv("MLOPS_LITE_HOME", str(tmp_path))
+    assert load_settings().port == 9100
+    assert load_settings().region == "eu"
+    monkeypatch.setenv("MLOPS_LITE_PORT", "9200")
+    assert load_settings().port == 9200
+    assert load_settings(port=9300).port == 9300
+    assert load_settings().min_roc_auc == 0.7
+    assert load_settings().max_batch_size == 10_000
+
+
+def test_invalid_values_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="execution_provider"):
+        load_settings(home=tmp_path, execution_provider="tpu")
+    with pytest.raises(ValidationError, match="port"):
+        load_settings(home=tmp_path, port=70000)

@@ -1,0 +1,54 @@
+import pytest
+from sqlalchemy import text
+
+from mlops_lite import InvalidInput, PermissionDenied, Unauthenticated
+from mlops_lite.records import Identity
+from mlops_lite.security import require
+
+from ..conftest import DATA
+
+
+def test_tokens_authenticate_and_are_stored_hashed(platform) -> None:
+    identity, secret = platform.tokens.create("ci-bot", "operator")
+    assert platform.tokens.authenticate(secret) == identity
+    with pytest.raises(Unauthenticated):
+        platform.tokens.authenticate(secret + "x")
+    with pytest.raises(Unauthenticated):
+        platform.tokens.authenticate("")
+    with platform._store.engine.connect() as conn:
+        stored = [row[0] for row in conn.execute(text("select token_hash from api_tokens"))]
+    assert secret not in stored and len(stored[0]) == 64
+    with pytest.raises(InvalidInput):
+        platform.tokens.create("x", "superuser")
+
+
+def test_roles_are_ordered() -> None:
+    require(Identity("a", "admin"), "operator")
+    require(Identity("o", "operator"), "viewer")
+    with pytest.raises(PermissionDenied):
+        require(Identity("v", "viewer"), "operator")
+    with pytest.raises(PermissionDenied):
+        require(Identity("o", "operator"), "approver")
+
+
+def _events(platform) -> None:
+    platform.tokens.create("a", "viewer")
+    platform.data.ingest("loans", DATA / "loans_holdout.csv", "loans/holdout.csv")
+    platform.tokens.create("b", "viewer")
+
+
+def test_the_audit_chain_verifies_and_detects_an_edit(platform) -> None:
+    _events(platform)
+    assert platform.audit.count() == 4 and platform.audit.verify() is None
+    with platform._store.engine.begin() as conn:
+        conn.execute(text("update audit_events set actor = 'mallory' where seq = 2"))
+    bad = platform.audit.verify()
+    assert bad is not None and bad.seq == 2
+
+
+def test_the_audit_chain_detects_a_deletion(platform) -> None:
+    _events(platform)
+    with platform._store.engine.begin() as conn:
+        conn.execute(text("delete from audit_events where seq = 2"))
+    bad = platform.audit.verify()
+    assert bad is not None and bad.seq == 3
