@@ -10,11 +10,19 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.context import platform_for
+from mlops_lite.errors import BackendUnavailable, MlopsLiteError
 from mlops_lite.samples import LOANS
 from mlops_lite.training import TrainingSpec
 
 
-@task(name="commit-dataset", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
+def transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O trouble, not refusals: bad input or a conflict fails at once."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, MlopsLiteError) or isinstance(error, BackendUnavailable)
+
+
+@task(name="commit-dataset", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient,
+      cache_policy=NO_CACHE)
 def commit_dataset(home: str, source: str, repository: str, path: str, branch: str) -> str:
     return platform_for(home).data.ingest(repository, Path(source), path, branch=branch).id
 
@@ -31,7 +39,8 @@ def train_model(home: str, repository: str, ref: str, path: str, algorithm: str,
             "model_digest": result.model_digest, "metrics": result.metrics}
 
 
-@task(name="register-version", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(name="register-version", retries=2, retry_delay_seconds=1, retry_condition_fn=transient,
+      cache_policy=NO_CACHE)
 def register_version(home: str, model: str, run_id: str) -> str:
     return platform_for(home).registry.register_from_run(model, run_id).version
 

@@ -1,0 +1,159 @@
+"""RemotePlatform against a real server: the same records and the same errors as the
+local Platform it serves."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import mlops_lite
+from mlops_lite.client import RemotePlatform
+from mlops_lite.records import DeploymentRecord, ModelRecord, ModelVersionRecord, Prediction, RunRecord
+from tests.conftest import holdout_rows
+
+COUNTS = ("data_repositories", "runs", "models", "model_versions", "deployments", "audit_events")
+
+
+@pytest.fixture(scope="module")
+def served(loop: tuple[Any, str, Any]) -> Iterator[tuple[Any, str, str, Any]]:
+    """(local platform, server url, admin token, spec)."""
+    from server import create_app
+    from server.runner import serve_in_thread
+
+    platform, token, spec = loop
+    server = serve_in_thread(create_app(platform))
+    try:
+        yield platform, server.url, token, spec
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def remote(served: tuple[Any, str, str, Any]) -> Iterator[RemotePlatform]:
+    _, url, token, _ = served
+    with RemotePlatform(url, token) as client:
+        yield client
+
+
+@pytest.fixture
+def local(served: tuple[Any, str, str, Any]) -> Any:
+    return served[0]
+
+
+def test_list_models_equals_local(remote: RemotePlatform, local: Any) -> None:
+    got = remote.registry.list_models()
+    assert got and all(type(record) is ModelRecord for record in got)
+    assert got == local.registry.list_models()
+
+
+@pytest.mark.parametrize("model", [None, "loan-default"])
+def test_list_versions_equals_local(remote: RemotePlatform, local: Any, model: str | None) -> None:
+    got = remote.registry.list_versions(model)
+    assert got and all(type(record) is ModelVersionRecord for record in got)
+    assert got == local.registry.list_versions(model)
+
+
+def test_list_deployments_equals_local(remote: RemotePlatform, local: Any) -> None:
+    got = remote.deployments.list()
+    assert got and all(type(record) is DeploymentRecord for record in got)
+    assert got == local.deployments.list()
+
+
+def test_list_runs_equals_local(remote: RemotePlatform, local: Any) -> None:
+    got = remote.tracking.list_runs()
+    assert got and all(type(record) is RunRecord for record in got)
+    assert got == local.tracking.list_runs()
+    assert remote.tracking.list_runs(limit=0) == []
+
+
+def test_summary_counts_equal_local(remote: RemotePlatform, local: Any) -> None:
+    got, want = remote.summary(), local.summary()
+    assert {key: got[key] for key in COUNTS} == {key: want[key] for key in COUNTS}
+
+
+def test_predict_equals_local(remote: RemotePlatform, local: Any, served: tuple[Any, str, str, Any]) -> None:
+    rows = holdout_rows(served[3], 25)
+    got = remote.deployments.predict("loans", rows)
+    assert type(got) is Prediction
+    want = local.deployments.predict("loans", rows)
+    assert got.request_id and got.request_id != want.request_id
+    assert dataclasses.replace(got, request_id="") == dataclasses.replace(want, request_id="")
+
+
+def test_deploy_over_remote_returns_the_local_record(remote: RemotePlatform, local: Any) -> None:
+    before = local.deployments.get("loans")
+    got = remote.deployments.deploy("loans", "loan-default", "1.0.0")
+    assert type(got) is DeploymentRecord
+    assert got.revision == before.revision + 1
+    assert got == local.deployments.get("loans")
+
+
+# ------------------------------------------------------------------------------------- errors
+
+
+def test_unknown_deployment_is_not_found(remote: RemotePlatform, served: tuple[Any, str, str, Any]) -> None:
+    with pytest.raises(mlops_lite.NotFound, match="nope"):
+        remote.deployments.predict("nope", holdout_rows(served[3], 1))
+
+
+def test_unknown_model_is_not_found(remote: RemotePlatform) -> None:
+    with pytest.raises(mlops_lite.NotFound):
+        remote.registry.list_versions("no-such-model")
+
+
+def test_bad_feature_is_invalid_input_with_its_field(remote: RemotePlatform, local: Any,
+                                                     served: tuple[Any, str, str, Any]) -> None:
+    rows = holdout_rows(served[3], 2)
+    rows[1]["income"] = "lots"
+    with pytest.raises(mlops_lite.InvalidInput) as remote_error:
+        remote.deployments.predict("loans", rows)
+    with pytest.raises(mlops_lite.InvalidInput) as local_error:
+        local.deployments.predict("loans", rows)
+    assert remote_error.value.field == local_error.value.field == "instances[1].income"
+    assert remote_error.value.expected == local_error.value.expected
+    assert remote_error.value.message == local_error.value.message
+
+
+def test_wrong_token_is_unauthenticated(served: tuple[Any, str, str, Any]) -> None:
+    with RemotePlatform(served[1], "mll_not-a-real-token") as client, pytest.raises(mlops_lite.Unauthenticated):
+        client.registry.list_models()
+    with RemotePlatform(served[1], None) as client, pytest.raises(mlops_lite.Unauthenticated):
+        client.deployments.list()
+
+
+def test_viewer_deploy_is_permission_denied(local: Any, served: tuple[Any, str, str, Any]) -> None:
+    _, secret = local.tokens.create("remote-viewer", "viewer")
+    before = local.deployments.get("loans")
+    with RemotePlatform(served[1], secret) as viewer:
+        assert viewer.deployments.list() == local.deployments.list()
+        with pytest.raises(mlops_lite.PermissionDenied) as error:
+            viewer.deployments.deploy("loans", "loan-default", "1.0.0")
+    assert error.value.details == {"needed": "operator", "role": "viewer"}
+    assert local.deployments.get("loans") == before
+
+
+def test_nothing_listening_is_backend_unavailable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The port is free again: nothing listens there.
+    with RemotePlatform(f"http://127.0.0.1:{port}", "mll_x", timeout=5) as client:
+        with pytest.raises(mlops_lite.BackendUnavailable, match=str(port)):
+            client.registry.list_models()
+
+
+def test_connect_with_a_url_returns_a_remote_platform(remote: RemotePlatform, served: tuple[Any, str, str, Any]
+                                                      ) -> None:
+    _, url, token, _ = served
+    platform = mlops_lite.connect(url=url, token=token)
+    try:
+        assert isinstance(platform, RemotePlatform)
+        assert platform.remote is True
+        assert platform.url == url
+        assert platform.deployments.list() == remote.deployments.list()
+    finally:
+        platform.close()
