@@ -16,7 +16,7 @@ CLI = str(Path(sys.executable).with_name("mlops-lite"))
 def test_demo_runs_the_whole_loop_twice_on_a_fresh_home(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"MLOPS_LITE_HOME": str(tmp_path / "home"), "COLUMNS": "200"})
-    for attempt in (1, 2):
+    for _ in range(2):
         done = subprocess.run([CLI, "demo", "--requests", "40"], env=env, capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -26,8 +26,8 @@ def test_demo_runs_the_whole_loop_twice_on_a_fresh_home(tmp_path: Path) -> None:
         assert "leaked" not in done.stderr and "Traceback" not in done.stderr
     assert (tmp_path / "home" / "prefect").is_dir()
 
-    from mlops_lite.platform import open_local
     from mlops_lite.config import load_settings
+    from mlops_lite.platform import open_local
 
     with open_local(load_settings(home=tmp_path / "home")) as platform:
         assert [m.versions for m in platform.registry.list_models()] == [("1.0.0",)]

@@ -12,8 +12,8 @@ from ..conftest import DATA
 @pytest.fixture
 def bound(prefect_harness, home: Path):
     import flows
-    from mlops_lite.platform import open_local
     from mlops_lite.config import load_settings
+    from mlops_lite.platform import open_local
 
     platform = open_local(load_settings(home=home))
     flows.bind(platform)
@@ -43,8 +43,9 @@ def test_release_loop_runs_every_step_and_records_lineage(bound) -> None:
 
 def test_flow_runs_are_recorded_by_prefect(bound) -> None:
     import anyio
-    import flows
     from prefect.client.orchestration import get_client
+
+    import flows
 
     state = flows.ingest_flow(str(bound.settings.home), str(DATA / "loans.csv"), return_state=True)
 
