@@ -26,7 +26,7 @@ from mlops_lite.samples import LOANS, sample_data_dir
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="mlops-lite: versioned data, tracked training, a governed registry and ONNX serving.")
-console = Console()
+console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
@@ -240,5 +240,5 @@ def main() -> None:
     try:
         app()
     except MlopsLiteError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(1)

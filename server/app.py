@@ -125,7 +125,7 @@ def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
 
 
 _MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
-_MSGSPEC_FIELD = re.compile(r"required field `([^`]+)`")
+_MSGSPEC_FIELD = re.compile(r"(?:required|unknown) field `([^`]+)`")
 
 
 def _validation_body(exc: ValidationException) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def _validation_body(exc: ValidationException) -> dict[str, Any]:
     if not problems or message in ("'data'", "data"):
         return {"code": "invalid_input", "message": "the request body is empty or missing",
                 "field": "body", "expected": "a JSON object"}
-    field = "body"
+    field = "body" if problems[0].get("key") in (None, "", "data") else str(problems[0]["key"])
     if match := _MSGSPEC_FIELD.search(message):
         field = match.group(1)
     elif match := _MSGSPEC_PATH.search(message):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -47,4 +49,9 @@ def serve_in_thread(app: Litestar, host: str = "127.0.0.1", port: int = 0) -> Ru
 
 def serve_forever(app: Litestar, host: str, port: int) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
+    # uvicorn re-raises the signal after its graceful shutdown; the default actions (death for
+    # SIGTERM, KeyboardInterrupt for SIGINT) would skip or garble the daemon's cleanup
+    # (daemon.json, Prefect, the stores). Exit cleanly instead.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: sys.exit(0))
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

@@ -141,6 +141,8 @@ BAD_INPUTS: list[tuple[str, Any, str, int, str, str | None]] = [
     ("empty-instances", lambda s: {"json": {"instances": []}}, PREDICT, 422, "invalid_input", "instances"),
     ("instances-not-a-list", lambda s: {"json": {"instances": "x"}}, PREDICT, 422, "invalid_input", "instances"),
     ("no-instances-key", lambda s: {"json": {}}, PREDICT, 422, "invalid_input", "instances"),
+    ("unknown-top-level-field", lambda s: {"json": {"instances": [_row(s)], "colour": "red"}}, PREDICT, 422,
+     "invalid_input", "colour"),
     ("instance-not-an-object", lambda s: {"json": {"instances": [_row(s), 1]}}, PREDICT, 422, "invalid_input",
      "instances[1]"),
     ("over-the-batch-limit", lambda s: {"json": {"instances": [_row(s)] * 10_001}}, PREDICT, 422, "invalid_input",
