@@ -321,25 +321,15 @@ def _dist(name: str) -> str:
 def sklearn_pipeline(table: Any, spec: Any) -> Any:
     """Fit the pipeline exactly as ``train_classifier`` does (same split, estimator, transforms)."""
     import numpy as np
-    from sklearn.compose import ColumnTransformer
     from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from mlops_lite.training.classifier import _estimator, _frame
+    from mlops_lite.training.classifier import build_pipeline, training_frame
 
-    frame = _frame(table, spec)
+    frame = training_frame(table, spec)
     target = np.asarray(table.column(spec.target).to_pylist())
     x_train, _, y_train, _ = train_test_split(frame, target, test_size=spec.test_size,
                                               random_state=spec.seed, stratify=target)
-    estimator, _, scale = _estimator(spec)
-    transformers = []
-    if spec.numeric:
-        transformers.append(("numeric", StandardScaler() if scale else "passthrough", list(spec.numeric)))
-    if spec.categorical:
-        transformers.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                             list(spec.categorical)))
-    pipeline = Pipeline([("features", ColumnTransformer(transformers)), ("classifier", estimator)])
+    pipeline, _, _ = build_pipeline(spec)
     pipeline.fit(x_train, y_train)
     return pipeline
 
@@ -365,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlops_lite import TrainingSpec, connect
     from mlops_lite.config import load_settings
     from mlops_lite.home import init_home
-    from mlops_lite.training.classifier import _frame
+    from mlops_lite.training.classifier import training_frame
     from server import create_app
     from server.runner import serve_in_thread
 
@@ -400,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             features = [*spec.numeric, *spec.categorical]
             holdout = pacsv.read_csv(HOLDOUT_CSV).select(features)
             rows: list[dict[str, Any]] = holdout.to_pylist()
-            frame = _frame(holdout, spec)
+            frame = training_frame(holdout, spec)
             batch = (rows * (1000 // len(rows) + 1))[:1000]
             batch_frame = frame.iloc[[i % len(rows) for i in range(1000)]].reset_index(drop=True)
             one_row, one_frame = [rows[0]], frame.iloc[:1]

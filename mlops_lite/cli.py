@@ -105,7 +105,6 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
 
 def _send_holdout(progress: Progress, httpx: Any, url: str, token: str | None, holdout: Any,
                   count: int) -> dict[str, Any]:
-    features = None
     rows = holdout.to_pylist()[:count]
     task = progress.add_task("Sending held-out rows over HTTP", total=len(rows))
     latencies: list[float] = []

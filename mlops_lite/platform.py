@@ -60,7 +60,7 @@ class Platform:
             "home": str(self.settings.home),
             "database": self.settings.sql_url,
             "data_repositories": len(self.data.repositories()),
-            "runs": len(self.tracking.list_runs(limit=1_000_000)),
+            "runs": self.tracking.count(),
             "models": len(self.registry.list_models()),
             "model_versions": len(self.registry.list_versions()),
             "deployments": len(self.deployments.list()),

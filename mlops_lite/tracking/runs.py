@@ -7,6 +7,7 @@ import uuid
 from types import TracebackType
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import select
 
 from mlops_lite.clock import utcnow
@@ -60,6 +61,10 @@ class Tracking:
         for metric in sorted(metrics, key=lambda m: m.step):
             latest.setdefault(metric.run_id, {})[metric.key] = metric.value
         return [_run_record(run, {}, latest.get(run.id, {})) for run in runs]
+
+    def count(self) -> int:
+        with self._store.session() as session:
+            return int(session.exec(select(func.count()).select_from(Run)).one())
 
     def read_artifact(self, run_id: str, name: str) -> bytes:
         run = self.get_run(run_id)

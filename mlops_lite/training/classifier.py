@@ -92,7 +92,23 @@ def _estimator(spec: TrainingSpec) -> tuple[Any, dict[str, Any], bool]:
     return HistGradientBoostingClassifier(**params), params, False
 
 
-def _frame(table: pa.Table, spec: TrainingSpec) -> Any:
+def build_pipeline(spec: TrainingSpec) -> tuple[Any, Any, dict[str, Any]]:
+    """The unfitted scikit-learn pipeline for ``spec``: (pipeline, its classifier, the classifier's params)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    estimator, params, scale = _estimator(spec)
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if spec.numeric:
+        transformers.append(("numeric", StandardScaler() if scale else "passthrough", list(spec.numeric)))
+    if spec.categorical:
+        transformers.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                             list(spec.categorical)))
+    return Pipeline([("features", ColumnTransformer(transformers)), ("classifier", estimator)]), estimator, params
+
+
+def training_frame(table: pa.Table, spec: TrainingSpec) -> Any:
     columns = {name: table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False)
                for name in spec.numeric}
     columns.update({name: np.asarray(table.column(name).cast(pa.string()).to_pylist(), dtype=object)
@@ -116,16 +132,13 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
     """
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-    from sklearn.compose import ColumnTransformer
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
     from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     spec.validate(table)
     if table.column(spec.target).null_count or pc.min(table.column(spec.target)).as_py() is None:
         raise InvalidInput("the target column has missing values", field=spec.target, expected="no nulls")
-    frame = _frame(table, spec)
+    frame = training_frame(table, spec)
     target = np.asarray(table.column(spec.target).to_pylist())
     classes = np.unique(target)
     if len(classes) != 2:
@@ -136,14 +149,7 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
     x_train, x_test, y_train, y_test, _, g_test = train_test_split(
         frame, target, groups, test_size=spec.test_size, random_state=spec.seed, stratify=target)
 
-    estimator, params, scale = _estimator(spec)
-    transformers = []
-    if spec.numeric:
-        transformers.append(("numeric", StandardScaler() if scale else "passthrough", list(spec.numeric)))
-    if spec.categorical:
-        transformers.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                             list(spec.categorical)))
-    pipeline = Pipeline([("features", ColumnTransformer(transformers)), ("classifier", estimator)])
+    pipeline, estimator, params = build_pipeline(spec)
     pipeline.fit(x_train, y_train)
 
     proba = pipeline.predict_proba(x_test)
