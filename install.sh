@@ -60,9 +60,12 @@ else
   "${PIP[@]}" install --quiet -e "$extras" || fail "pip could not install the project; see the messages above."
   if [ "$GPU" = 1 ]; then
     step "installing onnxruntime-gpu (GPU detected or --gpu)"
-    # onnxruntime and onnxruntime-gpu ship the same module: keep only the GPU build.
+    # onnxruntime and onnxruntime-gpu ship the same module, and the CPU build is a base
+    # dependency: install the extra, drop the CPU build, then lay the GPU build's files back.
+    gpu_extras=".[gpu]"
+    [ "$DEV" = 1 ] && gpu_extras=".[dev,gpu]"
+    "${PIP[@]}" install --quiet -e "$gpu_extras" || fail "could not install the gpu extra"
     "${PIP[@]}" uninstall --quiet -y onnxruntime >/dev/null 2>&1 || true
-    "${PIP[@]}" install --quiet -e ".[gpu]" || fail "could not install onnxruntime-gpu"
     "${PIP[@]}" install --quiet --force-reinstall --no-deps "onnxruntime-gpu>=1.18" || fail "could not install onnxruntime-gpu"
   fi
   echo "$want" > "$stamp"
