@@ -38,10 +38,11 @@ class Platform:
         settings.home.mkdir(parents=True, exist_ok=True)
         self._store = MetadataStore(settings.sql_url)
         try:
-            objects = ObjectStore(settings.objects_dir)
+            # Data objects and run/model artifacts live apart, so data gc never weighs artifacts.
+            objects = ObjectStore(settings.objects_dir / "artifacts")
             self.audit = AuditLog(self._store)
             self.tokens = Tokens(self._store, self.audit)
-            self.data = DataStore(self._store, objects, self.audit, self.actor)
+            self.data = DataStore(self._store, ObjectStore(settings.objects_dir / "data"), self.audit, self.actor)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)
             self.training = Training(self.data, self.tracking, settings.parity_tolerance)
             self.registry = Registry(self._store, objects, self.tracking, self.audit, self.actor)

@@ -11,12 +11,17 @@ from typing import Any
 class CommitRecord:
     id: str
     repository: str
-    parent: str | None
+    parents: tuple[str, ...]
+    tree: str
     message: str
     author: str
     created_at: datetime
-    paths: tuple[str, ...] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def parent(self) -> str | None:
+        """The first parent (the branch's previous head), or None for a first commit."""
+        return self.parents[0] if self.parents else None
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,41 @@ class RepositoryRecord:
     default_branch: str
     created_at: datetime
     branches: dict[str, str | None] = field(default_factory=dict)
+    protected_branches: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BranchRecord:
+    repository: str
+    name: str
+    head: str | None
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    repository: str
+    name: str
+    commit: str
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """An object at a path: its digest, size, and whether it is staged (uncommitted)."""
+
+    path: str
+    digest: str
+    size: int
+    staged: bool = False
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A page of objects and folder prefixes; ``next_after`` continues it."""
+
+    objects: tuple[ObjectRecord, ...]
+    prefixes: tuple[str, ...]
+    has_more: bool
+    next_after: str
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ class DataRepository(SQLModel, table=True):
     default_branch: str = "main"
     created_at: datetime
     created_by: str
+    config: dict[str, Any] = _json()
 
 
 class DataBranch(SQLModel, table=True):
@@ -31,6 +32,14 @@ class DataBranch(SQLModel, table=True):
     repository: str = Field(primary_key=True)
     name: str = Field(primary_key=True)
     head: str | None = None
+    created_at: datetime
+
+
+class DataTag(SQLModel, table=True):
+    __tablename__ = "data_tags"
+    repository: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    commit: str
     created_at: datetime
 
 
@@ -46,14 +55,16 @@ class DataStaged(SQLModel, table=True):
 
 
 class DataCommit(SQLModel, table=True):
+    """A commit: its root tree, its parents (two for a merge) and who made it."""
+
     __tablename__ = "data_commits"
     id: str = Field(primary_key=True)
     repository: str = Field(index=True)
-    parent: str | None = None
+    parents: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    tree: str
     message: str
     author: str
     created_at: datetime
-    tree: dict[str, Any] = _json()
     meta: dict[str, Any] = _json()
 
 

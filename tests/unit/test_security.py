@@ -39,7 +39,7 @@ def _events(platform) -> None:
 
 def test_the_audit_chain_verifies_and_detects_an_edit(platform) -> None:
     _events(platform)
-    assert platform.audit.count() == 4 and platform.audit.verify() is None
+    assert platform.audit.count() >= 4 and platform.audit.verify() is None
     with platform._store.engine.begin() as conn:
         conn.execute(text("update audit_events set actor = 'mallory' where seq = 2"))
     bad = platform.audit.verify()

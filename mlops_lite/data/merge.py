@@ -1,0 +1,139 @@
+"""Three-way merge from the merge base, and revert."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import Session
+
+from mlops_lite.data.context import commit_record
+from mlops_lite.data.tree import Change
+from mlops_lite.errors import Conflict, InvalidInput, NotFound
+from mlops_lite.records import CommitRecord
+
+if TYPE_CHECKING:
+    from mlops_lite.data.reference import Branch
+
+STRATEGIES = ("fail", "source-wins", "dest-wins")
+
+
+def merge_base(session: Session, ctx: Any, repository: str, left: str, right: str) -> str | None:
+    """The nearest common ancestor of two commits (breadth-first over all parents)."""
+    def ancestors(start: str) -> dict[str, int]:
+        seen: dict[str, int] = {}
+        queue = deque([(start, 0)])
+        while queue:
+            commit_id, depth = queue.popleft()
+            if commit_id in seen:
+                continue
+            seen[commit_id] = depth
+            for parent in ctx.commit(session, repository, commit_id).parents or ():
+                queue.append((parent, depth + 1))
+        return seen
+
+    a, b = ancestors(left), ancestors(right)
+    common = set(a) & set(b)
+    return min(common, key=lambda c: (a[c] + b[c], c)) if common else None
+
+
+def _changes(ctx: Any, base_tree: str | None, tree: str | None) -> dict[str, Change]:
+    return {d.path: None if d.right is None else (d.right, d.size) for d in ctx.trees.diff(base_tree, tree)}
+
+
+def _strategy_for(path: str, strategy: str, rules: dict[str, str]) -> str:
+    for pattern, chosen in rules.items():
+        if fnmatch.fnmatch(path, pattern):
+            return chosen
+    return strategy
+
+
+def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[str, str], message: str | None,
+              metadata: dict[str, str], actor: str) -> CommitRecord:
+    for chosen in (strategy, *rules.values()):
+        if chosen not in STRATEGIES:
+            raise InvalidInput(f"unknown merge strategy {chosen!r}", field="strategy", expected=" | ".join(STRATEGIES))
+    ctx, repo = source._ctx, source._repo
+    with ctx.branch_lock(repo, destination):
+        with ctx.store.session() as session:
+            dest_row = ctx.branch(session, repo, destination)
+            src_head = ctx.resolve(session, repo, source.ref)
+            if src_head is None:
+                raise Conflict(f"{source.ref!r} has no commits to merge")
+            if ctx.staged(session, repo, destination):
+                raise Conflict(f"{destination!r} has uncommitted changes; commit or reset them before a merge")
+            dest_head = dest_row.head
+            base = merge_base(session, ctx, repo, src_head, dest_head) if dest_head else None
+            if base == src_head:
+                return commit_record(ctx.commit(session, repo, dest_head))
+            base_tree = ctx.tree_of(session, repo, base)
+            src_tree = ctx.tree_of(session, repo, src_head)
+            dest_tree = ctx.tree_of(session, repo, dest_head)
+        ours, theirs = _changes(ctx, base_tree, src_tree), _changes(ctx, base_tree, dest_tree)
+        apply: dict[str, Change] = {}
+        conflicts: list[str] = []
+        for path, change in ours.items():
+            if path in theirs and theirs[path] != change:
+                chosen = _strategy_for(path, strategy, rules)
+                if chosen == "fail":
+                    conflicts.append(path)
+                elif chosen == "source-wins":
+                    apply[path] = change
+            else:
+                apply[path] = change
+        if conflicts:
+            raise Conflict(f"merge of {source.ref!r} into {destination!r} conflicts on {len(conflicts)} path(s): "
+                           + ", ".join(conflicts[:20]) + (" ..." if len(conflicts) > 20 else ""),
+                           details={"conflicts": conflicts})
+        with ctx.store.session() as session:
+            ctx.check(session, repo, apply)
+        tree = ctx.trees.apply(dest_tree, apply)
+        with ctx.store.session() as session:
+            return ctx.write_commit(
+                session, repo, destination, expected_head=dest_head, tree=tree,
+                parents=[p for p in (dest_head, src_head) if p], author=actor, metadata=metadata,
+                message=message or f"Merge {source.ref} into {destination}", action="data.merge",
+                audit_extra={"source": source.ref, "source_head": src_head, "strategy": strategy,
+                             "changed": len(apply)})
+
+
+def revert(branch: Branch, commit: str, *, message: str | None, actor: str) -> CommitRecord:
+    ctx, repo = branch._ctx, branch._repo
+    with ctx.branch_lock(repo, branch.name):
+        with ctx.store.session() as session:
+            row = branch._writable(session)
+            target = ctx.commit(session, repo, ctx.resolve(session, repo, commit))
+            if not target.parents:
+                raise InvalidInput(f"commit {target.id[:12]} has no parent to revert to", field="commit",
+                                   expected="a commit with a parent")
+            if len(target.parents) > 1:
+                raise InvalidInput(f"commit {target.id[:12]} is a merge; revert of merges is not supported",
+                                   field="commit", expected="a commit with one parent")
+            if ctx.staged(session, repo, branch.name):
+                raise Conflict(f"{branch.name!r} has uncommitted changes; commit or reset them first")
+            head = row.head
+            if head is None:
+                raise NotFound(f"branch {branch.name!r} has no commits")
+            parent_tree = ctx.tree_of(session, repo, target.parents[0])
+            head_tree = ctx.tree_of(session, repo, head)
+            target_tree = target.tree
+        undo: dict[str, Change] = {}
+        conflicts = []
+        for d in ctx.trees.diff(target_tree, parent_tree):
+            now = ctx.trees.lookup(head_tree, d.path)
+            then = ctx.trees.lookup(target_tree, d.path)
+            if now != then:
+                conflicts.append(d.path)
+            undo[d.path] = None if d.right is None else (d.right, d.size)
+        if conflicts:
+            raise Conflict(f"cannot revert {target.id[:12]}: {len(conflicts)} path(s) changed since: "
+                           + ", ".join(conflicts[:20]), details={"conflicts": conflicts})
+        if not undo:
+            raise Conflict(f"commit {target.id[:12]} changed nothing; nothing to revert")
+        tree = ctx.trees.apply(head_tree, undo)
+        with ctx.store.session() as session:
+            return ctx.write_commit(session, repo, branch.name, expected_head=head, tree=tree, parents=[head],
+                                    message=message or f"Revert {target.id[:12]}: {target.message}",
+                                    author=actor, metadata={"reverts": target.id}, action="data.revert",
+                                    audit_extra={"reverted": target.id})

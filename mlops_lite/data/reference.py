@@ -1,0 +1,392 @@
+"""References (a branch, a tag or a commit) and branches, as lakeFS names them.
+
+Reads on a branch see its uncommitted changes too; reads on a tag or commit see
+exactly that commit.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from sqlmodel import Session, select
+
+from mlops_lite.clock import utcnow
+from mlops_lite.data.context import check_path, check_ref_name, commit_record
+from mlops_lite.data.tree import Change, DiffEntry
+from mlops_lite.errors import Conflict, InvalidInput, NotFound, PolicyViolation
+from mlops_lite.metadata.tables import DataBranch, DataCommit
+from mlops_lite.records import BranchRecord, CommitRecord, Listing, ObjectRecord
+
+if TYPE_CHECKING:
+    from mlops_lite.data.repository import Repository
+
+MERGE_STRATEGIES = ("fail", "source-wins", "dest-wins")
+
+
+class Reference:
+    """A branch name, tag or commit id, resolved when a verb needs it."""
+
+    def __init__(self, repository: Repository, ref: str) -> None:
+        self.repository = repository
+        self.ref = ref
+
+    @property
+    def _ctx(self) -> Any:
+        return self.repository._ctx
+
+    @property
+    def _repo(self) -> str:
+        return self.repository.name
+
+    def resolve(self) -> str:
+        """The commit id this reference points at now."""
+        with self._ctx.store.session() as session:
+            commit = self._ctx.resolve(session, self._repo, self.ref)
+        if commit is None:
+            raise NotFound(f"{self.ref!r} of {self._repo!r} has no commits yet")
+        return commit
+
+    def commit_record(self) -> CommitRecord:
+        with self._ctx.store.session() as session:
+            return commit_record(self._ctx.commit(session, self._repo, self.resolve()))
+
+    def _view(self, session: Session) -> tuple[str | None, str | None, dict[str, Change]]:
+        """(commit id, root tree, staged changes) as this reference sees them."""
+        commit = self._ctx.resolve(session, self._repo, self.ref)
+        tree = self._ctx.tree_of(session, self._repo, commit)
+        staged: dict[str, Change] = {}
+        if session.get(DataBranch, (self._repo, self.ref)) is not None:
+            staged = self._ctx.staged(session, self._repo, self.ref)
+        return commit, tree, staged
+
+    def stat(self, path: str) -> ObjectRecord:
+        check_path(path)
+        with self._ctx.store.session() as session:
+            _, tree, staged = self._view(session)
+        if path in staged:
+            change = staged[path]
+            if change is None:
+                raise NotFound(f"{path!r} is deleted (uncommitted) on {self._repo}/{self.ref}")
+            return ObjectRecord(path=path, digest=change[0], size=change[1], staged=True)
+        entry = self._ctx.trees.lookup(tree, path)
+        if entry is None:
+            raise NotFound(f"object {path!r} is not in {self._repo}@{self.ref}")
+        return ObjectRecord(path=path, digest=entry[1], size=entry[2])
+
+    def object_file(self, path: str) -> Path:
+        """Where the object's bytes lie on disk (read-only, content-addressed)."""
+        return self._ctx.objects.path_of(self.stat(path).digest)
+
+    def read_bytes(self, path: str, *, start: int | None = None, end: int | None = None) -> bytes:
+        """The object's bytes, or bytes ``start``..``end`` (inclusive, as HTTP ranges are)."""
+        record = self.stat(path)
+        if start is None and end is None:
+            return self._ctx.objects.get_bytes(record.digest)
+        first = start or 0
+        last = record.size - 1 if end is None else min(end, record.size - 1)
+        if first < 0 or first > last:
+            raise InvalidInput(f"range {start}-{end} is outside the object ({record.size} bytes)", field="range",
+                               expected=f"0 <= start <= end < {record.size}")
+        with open(self._ctx.objects.path_of(record.digest), "rb") as stream:
+            stream.seek(first)
+            return stream.read(last - first + 1)
+
+    def open(self, path: str) -> BinaryIO:
+        return open(self.object_file(path), "rb")
+
+    def objects(self, prefix: str = "") -> Iterator[ObjectRecord]:
+        """Every object under ``prefix`` in path order (uncommitted changes included on a branch)."""
+        with self._ctx.store.session() as session:
+            _, tree, staged = self._view(session)
+        folder, _, _ = prefix.rpartition("/")
+        root = self._ctx.trees.folder(tree, folder) if folder else tree
+        base = f"{folder}/" if folder else ""
+        committed = ((p, d, s) for p, d, s in self._ctx.trees.walk(root, base) if p.startswith(prefix)) \
+            if root is not None else iter(())
+        overlay = {p: c for p, c in staged.items() if p.startswith(prefix)}
+        pending = sorted(overlay)
+        index = 0
+        for path, digest, size in committed:
+            while index < len(pending) and pending[index] < path:
+                change = overlay[pending[index]]
+                if change is not None:
+                    yield ObjectRecord(pending[index], change[0], change[1], staged=True)
+                index += 1
+            if index < len(pending) and pending[index] == path:
+                change = overlay[path]
+                index += 1
+                if change is not None:
+                    yield ObjectRecord(path, change[0], change[1], staged=True)
+                continue
+            yield ObjectRecord(path, digest, size)
+        for path in pending[index:]:
+            change = overlay[path]
+            if change is not None:
+                yield ObjectRecord(path, change[0], change[1], staged=True)
+
+    def ls(self, prefix: str = "", *, delimiter: str = "", after: str = "", amount: int = 1000) -> Listing:
+        """A page of objects (and, with ``delimiter='/'``, folder prefixes) after ``after``."""
+        if not 1 <= amount <= 10_000:
+            raise InvalidInput(f"amount {amount} is out of range", field="amount", expected="1 to 10000")
+        if delimiter not in ("", "/"):
+            raise InvalidInput(f"unsupported delimiter {delimiter!r}", field="delimiter", expected="'' or '/'")
+        objects: list[ObjectRecord] = []
+        prefixes: list[str] = []
+        count = 0
+        last = ""
+        for record in self.objects(prefix):
+            key = record.path
+            if delimiter:
+                rest = key[len(prefix):]
+                if delimiter in rest:
+                    key = prefix + rest.split(delimiter, 1)[0] + delimiter
+            if key <= after or (prefixes and prefixes[-1] == key):
+                continue
+            if count == amount:
+                return Listing(tuple(objects), tuple(prefixes), True, last)
+            if key != record.path:
+                prefixes.append(key)
+            else:
+                objects.append(record)
+            count += 1
+            last = key
+        return Listing(tuple(objects), tuple(prefixes), False, "")
+
+    def paths(self, pattern: str) -> list[ObjectRecord]:
+        """Objects whose path matches a glob (``*`` does not cross ``/``)."""
+        check_path(pattern.replace("*", "x").replace("?", "x"))
+        literal = pattern.split("*", 1)[0].split("?", 1)[0]
+        regex = fnmatch.translate(pattern).replace(".*", "[^/]*")
+        import re
+
+        compiled = re.compile(regex)
+        return [r for r in self.objects(literal.rpartition("/")[0] + "/" if "/" in literal else "")
+                if compiled.match(r.path)]
+
+    def diff(self, other: str, *, prefix: str = "") -> list[DiffEntry]:
+        """What changes from this reference to ``other`` (committed states)."""
+        with self._ctx.store.session() as session:
+            left = self._ctx.tree_of(session, self._repo, self._ctx.resolve(session, self._repo, self.ref))
+            right = self._ctx.tree_of(session, self._repo, self._ctx.resolve(session, self._repo, other))
+        return [d for d in self._ctx.trees.diff(left, right) if d.path.startswith(prefix)]
+
+    def log(self, *, amount: int = 100, after: str | None = None) -> list[CommitRecord]:
+        return self.repository.log(self.ref, amount=amount, after=after)
+
+    def read_table(self, path: str) -> Any:
+        from mlops_lite.data.tables import read_table
+
+        return read_table(self, path)
+
+
+class Branch(Reference):
+    @property
+    def name(self) -> str:
+        return self.ref
+
+    def create(self, source: str | None = None, *, exist_ok: bool = False, actor: str | None = None) -> BranchRecord:
+        """Create the branch at ``source`` (a ref; default: the repository's default branch). O(1)."""
+        check_ref_name(self.name)
+        actor = actor or self._ctx.actor
+        with self._ctx.store.session() as session:
+            repo = self._ctx.repository(session, self._repo)
+            existing = session.get(DataBranch, (self._repo, self.name))
+            if existing is not None:
+                if exist_ok:
+                    return BranchRecord(self._repo, self.name, existing.head)
+                raise Conflict(f"branch {self.name!r} of {self._repo!r} already exists")
+            if session.get(DataCommit, self.name) is not None:
+                raise InvalidInput(f"{self.name!r} is a commit id", field="branch", expected="a branch name")
+            head = self._ctx.resolve(session, self._repo, source or repo.default_branch)
+            session.add(DataBranch(repository=self._repo, name=self.name, head=head, created_at=utcnow()))
+            self._ctx.audit.append(session, actor=actor, action="data.branch.create",
+                                   object=f"data:{self._repo}/{self.name}",
+                                   after={"head": head, "source": source or repo.default_branch})
+        return BranchRecord(self._repo, self.name, head)
+
+    def delete(self, *, actor: str | None = None) -> None:
+        actor = actor or self._ctx.actor
+        with self._ctx.store.session() as session:
+            repo = self._ctx.repository(session, self._repo)
+            row = self._ctx.branch(session, self._repo, self.name)
+            if self.name == repo.default_branch:
+                raise Conflict(f"{self.name!r} is the default branch of {self._repo!r}; it cannot be deleted")
+            if self.name in self._ctx.config(session, self._repo).protected_branches:
+                raise PolicyViolation(f"branch {self.name!r} is protected; it cannot be deleted")
+            self._ctx.clear_staged(session, self._repo, self.name)
+            session.delete(row)
+            self._ctx.audit.append(session, actor=actor, action="data.branch.delete",
+                                   object=f"data:{self._repo}/{self.name}", before={"head": row.head})
+
+    def head(self) -> CommitRecord | None:
+        with self._ctx.store.session() as session:
+            row = self._ctx.branch(session, self._repo, self.name)
+            return None if row.head is None else commit_record(self._ctx.commit(session, self._repo, row.head))
+
+    def _writable(self, session: Session) -> DataBranch:
+        row = self._ctx.branch(session, self._repo, self.name)
+        if self.name in self._ctx.config(session, self._repo).protected_branches:
+            raise PolicyViolation(f"branch {self.name!r} of {self._repo!r} is protected: it takes changes only "
+                                  "by merge", details={"reasons": [f"{self.name} is protected"]})
+        return row
+
+    def upload(self, path: str, source: Path | bytes | BinaryIO, *, if_absent: bool = False) -> ObjectRecord:
+        """Stage an object (streamed into the store in bounded memory)."""
+        check_path(path)
+        with self._ctx.store.session() as session:
+            self._writable(session)
+        objects = self._ctx.objects
+        if isinstance(source, bytes):
+            digest, size = objects.put_bytes(source)
+        elif isinstance(source, Path):
+            digest, size = objects.put_file(source)
+        else:
+            digest, size = objects.put_stream(source)
+        with self._ctx.branch_lock(self._repo, self.name), self._ctx.store.session() as session:
+            self._writable(session)
+            if if_absent:
+                _, tree, staged = self._view(session)
+                present = staged[path] is not None if path in staged else \
+                    self._ctx.trees.lookup(tree, path) is not None
+                if present:
+                    raise Conflict(f"{path!r} already exists on {self._repo}/{self.name}")
+            self._ctx.stage(session, self._repo, self.name, [(path, digest, size)])
+        return ObjectRecord(path=path, digest=digest, size=size, staged=True)
+
+    def import_directory(self, folder: Path, *, prefix: str = "", workers: int = 2,
+                         progress: Callable[[int, int], None] | None = None) -> int:
+        """Stage every file under ``folder`` at ``prefix`` + its relative path: hashed and
+        stored in one pass per file, ``workers`` at a time; staged in one bulk write.
+        ``progress(files_done, bytes_done)`` is called as files land. Returns the count."""
+        if not folder.is_dir():
+            raise InvalidInput(f"{folder} is not a folder", field="folder", expected="an existing folder")
+        if prefix:
+            check_path(prefix.rstrip("/"))
+            prefix = prefix.rstrip("/") + "/"
+        files = sorted(Path(root) / name for root, _, names in os.walk(folder) for name in names)
+        paths = [prefix + file.relative_to(folder).as_posix() for file in files]
+        for path in paths:
+            check_path(path)
+        with self._ctx.store.session() as session:
+            self._writable(session)
+        done = [0, 0]
+
+        def put(file: Path) -> tuple[str, int]:
+            result = self._ctx.objects.put_file(file)
+            done[0] += 1
+            done[1] += result[1]
+            if progress is not None:
+                progress(done[0], done[1])
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            stored = list(pool.map(put, files))
+        with self._ctx.branch_lock(self._repo, self.name), self._ctx.store.session() as session:
+            self._writable(session)
+            return int(self._ctx.stage(session, self._repo, self.name,
+                                       [(p, d, s) for p, (d, s) in zip(paths, stored, strict=True)]))
+
+    def delete_object(self, path: str) -> None:
+        """Stage the deletion of an object that exists on this branch."""
+        self.stat(path)
+        with self._ctx.branch_lock(self._repo, self.name), self._ctx.store.session() as session:
+            self._writable(session)
+            self._ctx.stage(session, self._repo, self.name, [(path, None, 0)])
+
+    def uncommitted(self) -> list[DiffEntry]:
+        with self._ctx.store.session() as session:
+            _, tree, staged = self._view(session)
+        out = []
+        for path, change in sorted(staged.items()):
+            entry = self._ctx.trees.lookup(tree, path)
+            before = (entry[1], entry[2]) if entry else None
+            if before == change:
+                continue
+            kind = "added" if before is None else "removed" if change is None else "changed"
+            out.append(DiffEntry(path=path, type=kind, left=before[0] if before else None,
+                                 right=change[0] if change else None, size=(change or before or ("", 0))[1]))
+        return out
+
+    def reset(self, *, actor: str | None = None) -> int:
+        """Drop every uncommitted change; returns how many there were."""
+        with self._ctx.branch_lock(self._repo, self.name), self._ctx.store.session() as session:
+            self._ctx.branch(session, self._repo, self.name)
+            count = len(self._ctx.staged(session, self._repo, self.name))
+            self._ctx.clear_staged(session, self._repo, self.name)
+            self._ctx.audit.append(session, actor=actor or self._ctx.actor, action="data.branch.reset",
+                                   object=f"data:{self._repo}/{self.name}", after={"dropped": count})
+        return count
+
+    def commit(self, message: str, *, metadata: Mapping[str, str] | None = None,
+               actor: str | None = None) -> CommitRecord:
+        """Commit the staged changes after the pre-commit checks pass. The branch moves by
+        compare-and-swap in the same transaction that clears the staging."""
+        if not isinstance(message, str) or not message.strip():
+            raise InvalidInput("a commit needs a message", field="message", expected="a non-empty string")
+        meta = self._ctx.validate_metadata(metadata)
+        actor = actor or self._ctx.actor
+        with self._ctx.branch_lock(self._repo, self.name):
+            with self._ctx.store.session() as session:
+                branch = self._writable(session)
+                head, staged = branch.head, self._ctx.staged(session, self._repo, self.name)
+                tree = self._ctx.tree_of(session, self._repo, head)
+            changes = {p: c for p, c in staged.items() if self._ctx.trees.lookup(tree, p) != (
+                None if c is None else ("b", c[0], c[1]))}
+            if not changes:
+                raise Conflict(f"nothing to commit on {self._repo}/{self.name}")
+            with self._ctx.store.session() as session:
+                self._ctx.check(session, self._repo, changes)
+            new_tree = self._ctx.trees.apply(tree, changes)
+            with self._ctx.store.session() as session:
+                record = self._ctx.write_commit(
+                    session, self._repo, self.name, expected_head=head, tree=new_tree,
+                    parents=[head] if head else [], message=message, author=actor, metadata=meta,
+                    action="data.commit", audit_extra={"changed": len(changes)})
+                self._ctx.clear_staged(session, self._repo, self.name)
+        return record
+
+    def merge_into(self, destination: str, *, strategy: str = "fail", rules: Mapping[str, str] | None = None,
+                   message: str | None = None, metadata: Mapping[str, str] | None = None,
+                   actor: str | None = None) -> CommitRecord:
+        """Three-way merge of this branch into ``destination`` from their merge base.
+
+        Conflicting paths (changed differently on both sides) follow ``rules`` (glob ->
+        strategy, first match wins), else ``strategy``: ``fail`` refuses with every
+        conflicting path listed; ``source-wins`` / ``dest-wins`` pick a side. The
+        pre-merge checks run on what the merge brings in. Returns the merge commit.
+        """
+        from mlops_lite.data.merge import three_way
+
+        return three_way(self, destination, strategy=strategy, rules=dict(rules or {}), message=message,
+                         metadata=self._ctx.validate_metadata(metadata), actor=actor or self._ctx.actor)
+
+    def revert(self, commit: str, *, message: str | None = None, actor: str | None = None) -> CommitRecord:
+        """A new commit on this branch undoing ``commit``'s changes (against its first parent)."""
+        from mlops_lite.data.merge import revert
+
+        return revert(self, commit, message=message, actor=actor or self._ctx.actor)
+
+
+def first_parent_log(session: Session, ctx: Any, repository: str, start: str | None, *, amount: int,
+                     after: str | None) -> list[CommitRecord]:
+    out: list[CommitRecord] = []
+    commit_id = start
+    skipping = after is not None
+    while commit_id and len(out) < amount:
+        row = ctx.commit(session, repository, commit_id)
+        if not skipping:
+            out.append(commit_record(row))
+        elif row.id == after:
+            skipping = False
+        commit_id = row.parents[0] if row.parents else None
+    return out
+
+
+def all_branches(session: Session, repository: str) -> list[DataBranch]:
+    return list(session.exec(select(DataBranch).where(DataBranch.repository == repository)
+                             .order_by(DataBranch.name)).all())
