@@ -1,0 +1,243 @@
+"""What every data backend must do, in lakeFS's words."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops_lite import Conflict, InvalidInput, NotFound, PolicyViolation
+
+
+@pytest.fixture
+def repo(data):
+    repo = data.repo("contract-repo")
+    repo.create()
+    return repo
+
+
+@pytest.fixture
+def dev(repo):
+    branch = repo.branch("dev")
+    branch.create("main")
+    return branch
+
+
+def _commit(branch, files: dict[str, bytes], message: str = "change"):
+    for path, content in files.items():
+        branch.upload(path, content)
+    return branch.commit(message)
+
+
+def test_a_new_repository_has_an_empty_protected_main(data, repo) -> None:
+    info = repo.info()
+    assert info.default_branch == "main" and "main" in info.protected_branches
+    assert [b.name for b in repo.branches()] == ["main"]
+    assert repo.branch("main").head() is None
+    assert "contract-repo" in [r.name for r in data.repositories()]
+    with pytest.raises(Conflict):
+        repo.create()
+    assert repo.create(exist_ok=True).name == "contract-repo"
+
+
+def test_protected_main_takes_changes_only_by_merge(repo, dev) -> None:
+    with pytest.raises(PolicyViolation, match="protected"):
+        repo.branch("main").upload("a.txt", b"a")
+    _commit(dev, {"a.txt": b"a"})
+    merged = dev.merge_into("main")
+    assert repo.branch("main").head() == merged
+    assert repo.ref("main").read_bytes("a.txt") == b"a"
+
+
+def test_staging_is_visible_on_the_branch_only_until_committed(repo, dev) -> None:
+    dev.upload("x/1.txt", b"one")
+    assert dev.stat("x/1.txt").staged and dev.read_bytes("x/1.txt") == b"one"
+    assert [d.path for d in dev.uncommitted()] == ["x/1.txt"]
+    with pytest.raises(NotFound):
+        repo.ref("main").stat("x/1.txt")
+    commit = dev.commit("one", metadata={"source": "test"})
+    assert commit.metadata == {"source": "test"} and dev.uncommitted() == []
+    assert repo.ref(commit.id).read_bytes("x/1.txt") == b"one"
+    assert not dev.stat("x/1.txt").staged
+
+
+def test_commit_with_nothing_staged_is_a_conflict(dev) -> None:
+    with pytest.raises(Conflict, match="nothing to commit"):
+        dev.commit("empty")
+    with pytest.raises(InvalidInput):
+        dev.commit("  ")
+
+
+def test_objects_are_content_addressed(repo, dev) -> None:
+    import hashlib
+
+    record = dev.upload("a.bin", b"payload")
+    assert record.digest == hashlib.sha256(b"payload").hexdigest() and record.size == 7
+    assert dev.upload("b.bin", b"payload").digest == record.digest
+
+
+def test_byte_ranges(dev) -> None:
+    _commit(dev, {"r.bin": bytes(range(100))})
+    assert dev.read_bytes("r.bin", start=10, end=19) == bytes(range(10, 20))
+    assert dev.read_bytes("r.bin", start=95) == bytes(range(95, 100))
+    with pytest.raises(InvalidInput):
+        dev.read_bytes("r.bin", start=200, end=300)
+
+
+def test_listing_with_prefix_delimiter_and_pages(dev) -> None:
+    _commit(dev, {f"d/{i}.txt": b"x" for i in range(5)} | {"d/sub/a.txt": b"a", "e.txt": b"e"})
+    dev.upload("d/9.txt", b"staged")
+    dev.delete_object("d/0.txt")
+    flat = [o.path for o in dev.objects("d/")]
+    assert flat == ["d/1.txt", "d/2.txt", "d/3.txt", "d/4.txt", "d/9.txt", "d/sub/a.txt"]
+    page = dev.ls("d/", delimiter="/", amount=2)
+    assert [o.path for o in page.objects] == ["d/1.txt", "d/2.txt"] and page.has_more
+    rest = dev.ls("d/", delimiter="/", after=page.next_after, amount=10)
+    assert [o.path for o in rest.objects] == ["d/3.txt", "d/4.txt", "d/9.txt"]
+    assert rest.prefixes == ("d/sub/",) and not rest.has_more
+    top = dev.ls("", delimiter="/")
+    assert top.prefixes == ("d/",) and [o.path for o in top.objects] == ["e.txt"]
+
+
+def test_delete_object_and_reset(repo, dev) -> None:
+    _commit(dev, {"keep.txt": b"k", "drop.txt": b"d"})
+    dev.delete_object("drop.txt")
+    assert [(d.path, d.type) for d in dev.uncommitted()] == [("drop.txt", "removed")]
+    assert dev.reset() == 1 and dev.uncommitted() == []
+    dev.delete_object("drop.txt")
+    dev.commit("drop")
+    with pytest.raises(NotFound):
+        dev.stat("drop.txt")
+    with pytest.raises(NotFound):
+        dev.delete_object("never.txt")
+
+
+def test_log_is_newest_first_and_pages(repo, dev) -> None:
+    commits = [_commit(dev, {f"{i}.txt": b"%d" % i}, f"c{i}") for i in range(5)]
+    log = repo.log("dev", amount=3)
+    assert [c.id for c in log] == [c.id for c in reversed(commits)][:3]
+    more = repo.log("dev", amount=10, after=log[-1].id)
+    assert [c.id for c in more] == [commits[1].id, commits[0].id]
+    assert commits[3].parents == (commits[2].id,)
+
+
+def test_diff_between_refs(repo, dev) -> None:
+    base = _commit(dev, {"a.txt": b"a", "b.txt": b"b", "dir/c.txt": b"c"})
+    dev.upload("a.txt", b"A")
+    dev.delete_object("b.txt")
+    dev.upload("dir/d.txt", b"d")
+    head = dev.commit("edit")
+    diff = {(d.path, d.type) for d in repo.diff(base.id, head.id)}
+    assert diff == {("a.txt", "changed"), ("b.txt", "removed"), ("dir/d.txt", "added")}
+    assert repo.diff(head.id, head.id) == []
+    assert [d.path for d in repo.diff(base.id, head.id, prefix="dir/")] == ["dir/d.txt"]
+
+
+def test_branch_from_any_ref_and_delete(repo, dev) -> None:
+    first = _commit(dev, {"v.txt": b"1"})
+    _commit(dev, {"v.txt": b"2"})
+    old = repo.branch("old")
+    assert old.create(first.id).head == first.id
+    assert old.read_bytes("v.txt") == b"1"
+    with pytest.raises(Conflict):
+        old.create("main")
+    old.delete()
+    with pytest.raises(NotFound):
+        old.head()
+    with pytest.raises(NotFound):
+        repo.branch("ghost").create("no-such-ref")
+
+
+def test_three_way_merge_applies_both_sides(repo, dev) -> None:
+    _commit(dev, {"shared.txt": b"base", "a.txt": b"a"})
+    dev.merge_into("main")
+    other = repo.branch("other")
+    other.create("main")
+    _commit(dev, {"from-dev.txt": b"dev"})
+    _commit(other, {"from-other.txt": b"other"})
+    other.merge_into("main")
+    merged = dev.merge_into("main")
+    main = repo.ref("main")
+    assert len(merged.parents) == 2
+    assert {o.path for o in main.objects()} == {"shared.txt", "a.txt", "from-dev.txt", "from-other.txt"}
+
+
+def test_conflicts_fail_by_default_and_strategies_resolve_them(repo, dev) -> None:
+    _commit(dev, {"c.txt": b"base", "d.txt": b"base"})
+    dev.merge_into("main")
+    other = repo.branch("other")
+    other.create("main")
+    _commit(dev, {"c.txt": b"dev", "d.txt": b"dev"})
+    _commit(other, {"c.txt": b"other", "d.txt": b"other"})
+    other.merge_into("main")
+    head = repo.branch("main").head()
+    with pytest.raises(Conflict, match=r"c\.txt") as info:
+        dev.merge_into("main")
+    assert sorted(info.value.details["conflicts"]) == ["c.txt", "d.txt"]
+    assert repo.branch("main").head() == head
+    dev.merge_into("main", strategy="dest-wins", rules={"c.*": "source-wins"})
+    main = repo.ref("main")
+    assert main.read_bytes("c.txt") == b"dev" and main.read_bytes("d.txt") == b"other"
+    with pytest.raises(InvalidInput):
+        dev.merge_into("main", strategy="coin-flip")
+
+
+def test_merging_again_changes_nothing(repo, dev) -> None:
+    _commit(dev, {"a.txt": b"a"})
+    first = dev.merge_into("main")
+    assert dev.merge_into("main") == first
+
+
+def test_revert_undoes_one_commit(repo, dev) -> None:
+    _commit(dev, {"a.txt": b"1", "b.txt": b"1"})
+    bad = _commit(dev, {"a.txt": b"2", "c.txt": b"new"})
+    _commit(dev, {"b.txt": b"2"})
+    reverted = dev.revert(bad.id)
+    assert reverted.parents[0] != bad.id
+    assert dev.read_bytes("a.txt") == b"1" and dev.read_bytes("b.txt") == b"2"
+    with pytest.raises(NotFound):
+        dev.stat("c.txt")
+
+
+def test_tags(repo, dev) -> None:
+    commit = _commit(dev, {"t.txt": b"t"})
+    tag = repo.create_tag("v1", "dev")
+    assert tag.commit == commit.id and [t.name for t in repo.tags()] == ["v1"]
+    _commit(dev, {"t.txt": b"u"})
+    assert repo.ref("v1").read_bytes("t.txt") == b"t"
+    with pytest.raises(Conflict):
+        repo.create_tag("v1", "dev")
+    repo.delete_tag("v1")
+    assert repo.tags() == []
+    with pytest.raises(NotFound):
+        repo.delete_tag("v1")
+
+
+@pytest.mark.parametrize("path", ["../x", "/abs", "a//b", "a/./b", "nul\x00byte", ""])
+def test_bad_paths_are_refused_and_nothing_is_staged(dev, path: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        dev.upload(path, b"x")
+    assert info.value.field == "path"
+    assert dev.uncommitted() == []
+
+
+@pytest.mark.parametrize("name", ["ab", "UPPER", "-x", "with space", "a" * 64])
+def test_bad_repository_names_say_the_rule(data, name: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        data.repo(name)
+    assert info.value.field == "repository" and "lowercase" in info.value.expected
+
+
+def test_unknown_things_are_not_found_by_name(data, repo) -> None:
+    with pytest.raises(NotFound, match="nope-repo"):
+        data.repo("nope-repo").info()
+    with pytest.raises(NotFound, match="nope"):
+        repo.ref("nope").stat("a")
+    with pytest.raises(NotFound, match=r"missing\.txt"):
+        repo.branch("main").stat("missing.txt")
+
+
+def test_delete_repository(data, repo, dev) -> None:
+    _commit(dev, {"a.txt": b"a"})
+    repo.delete()
+    assert "contract-repo" not in [r.name for r in data.repositories()]
+    with pytest.raises(NotFound):
+        repo.info()
