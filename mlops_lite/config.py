@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=10_000, ge=1)
     execution_provider: str = "auto"
     intra_op_threads: int = Field(default=1, ge=0)
+    data_backend: str = "embedded"
+    lakefs_endpoint: str | None = None
+    lakefs_access_key_id: str | None = None
+    lakefs_secret_access_key: str | None = None
     min_roc_auc: float = Field(default=0.6, ge=0.0, le=1.0)
     parity_tolerance: float = Field(default=1e-4, gt=0.0)
 
@@ -60,6 +64,13 @@ class Settings(BaseSettings):
         allowed = {"auto", "cpu", "cuda"}
         if value not in allowed:
             raise ValueError(f"execution_provider must be one of {sorted(allowed)}, got {value!r}")
+        return value
+
+    @field_validator("data_backend")
+    @classmethod
+    def _data_backend(cls, value: str) -> str:
+        if value not in ("embedded", "lakefs"):
+            raise ValueError(f"data_backend must be 'embedded' or 'lakefs', got {value!r}")
         return value
 
     @classmethod
@@ -163,6 +174,10 @@ region = "ae"
 execution_provider = "auto"
 intra_op_threads = 1
 max_batch_size = 10000
+
+# Versioned data: "embedded" (content-addressed store in the home) or "lakefs"
+# (a lakeFS server, through lakefs-sdk; set lakefs_endpoint and access keys).
+data_backend = "embedded"
 
 # Release gate: a model version must reach this ROC AUC to be deployed.
 min_roc_auc = 0.6

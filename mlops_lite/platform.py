@@ -11,7 +11,8 @@ from mlops_lite.client import RemotePlatform
 from mlops_lite.config import Settings, load_settings
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
-from mlops_lite.errors import StoreLocked
+from mlops_lite.data.lakefs_backend import LakeFSDataStore
+from mlops_lite.errors import InvalidInput, StoreLocked
 from mlops_lite.inference import Deployments
 from mlops_lite.metadata import MetadataStore
 from mlops_lite.objects import ObjectStore
@@ -42,7 +43,7 @@ class Platform:
             objects = ObjectStore(settings.objects_dir / "artifacts")
             self.audit = AuditLog(self._store)
             self.tokens = Tokens(self._store, self.audit)
-            self.data = DataStore(self._store, ObjectStore(settings.objects_dir / "data"), self.audit, self.actor)
+            self.data = open_data(settings, self._store, self.audit, self.actor)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)
             self.training = Training(self.data, self.tracking, settings.parity_tolerance)
             self.registry = Registry(self._store, objects, self.tracking, self.audit, self.actor)
@@ -70,6 +71,8 @@ class Platform:
         }
 
     def close(self) -> None:
+        if isinstance(self.data, LakeFSDataStore):
+            self.data.close()
         self._store.close()
 
     def __enter__(self) -> Platform:
@@ -78,6 +81,18 @@ class Platform:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def open_data(settings: Settings, store: MetadataStore, audit: AuditLog, actor: str) -> DataStore | LakeFSDataStore:
+    """The data backend the settings name."""
+    if settings.data_backend == "lakefs":
+        if not (settings.lakefs_endpoint and settings.lakefs_access_key_id and settings.lakefs_secret_access_key):
+            raise InvalidInput("data_backend 'lakefs' needs lakefs_endpoint, lakefs_access_key_id and "
+                               "lakefs_secret_access_key", field="lakefs_endpoint",
+                               expected="the lakeFS server's URL and an access key pair")
+        return LakeFSDataStore(settings.lakefs_endpoint, settings.lakefs_access_key_id,
+                               settings.lakefs_secret_access_key)
+    return DataStore(store, ObjectStore(settings.objects_dir / "data"), audit, actor)
 
 
 def connect(*, actor: str | None = None, **overrides: Any) -> Platform | RemotePlatform:

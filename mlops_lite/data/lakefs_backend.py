@@ -1,0 +1,475 @@
+"""The ``lakefs`` data backend: the same facet, handles and records as the embedded
+store, spoken to a lakeFS server (or mlops-lite's lakeFS-compatible API) through the
+maintained ``lakefs-sdk``.
+
+Translation of the SDK's exceptions into the error tree happens in one place,
+``_translate``. Uploads stream with httpx (the SDK takes a whole body in memory).
+Per-path merge rules are an mlops-lite extension lakeFS lacks; garbage collection
+and integrity checks are the lakeFS server's own jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import httpx
+
+from mlops_lite.data.context import check_path, check_ref_name, check_repository_name
+from mlops_lite.data.tree import DiffEntry
+from mlops_lite.errors import (
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    MissingDependency,
+    MlopsLiteError,
+    NotFound,
+    PermissionDenied,
+    PolicyViolation,
+    Unauthenticated,
+)
+from mlops_lite.records import BranchRecord, CommitRecord, Listing, ObjectRecord, RepositoryRecord, TagRecord
+
+T = TypeVar("T")
+_CHUNK = 1 << 20
+
+
+def _when(epoch: int | None) -> datetime:
+    return datetime.fromtimestamp(epoch or 0, tz=UTC)
+
+
+def _details(body: str | None) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body or "")
+    except ValueError:
+        return {}
+    return {k: v for k, v in parsed.items() if k != "message"} if isinstance(parsed, dict) else {}
+
+
+def _message(exc: Any) -> str:
+    try:
+        return str(json.loads(exc.body).get("message") or exc.reason)
+    except (ValueError, TypeError, AttributeError):
+        return str(getattr(exc, "reason", exc))
+
+
+@contextmanager
+def _translate(what: str) -> Iterator[None]:
+    """The one boundary where lakeFS SDK and HTTP errors become the error tree."""
+    from lakefs_sdk import exceptions as sdk
+
+    try:
+        yield
+    except MlopsLiteError:
+        raise
+    except sdk.ApiException as exc:
+        status, message, details = exc.status, _message(exc), _details(getattr(exc, "body", None))
+        text = f"{what}: {message}"
+        if status == 404:
+            raise NotFound(text, details=details) from exc
+        if status == 409:
+            raise Conflict(text, details=details) from exc
+        if status == 401:
+            raise Unauthenticated(text) from exc
+        if status == 403:
+            if "protect" in message.lower():
+                raise PolicyViolation(text, details=details) from exc
+            raise PermissionDenied(text, details=details) from exc
+        if status == 412:
+            raise PolicyViolation(text, details=details) from exc
+        if status == 400 and "no changes" in message.lower():
+            raise Conflict(f"{what}: nothing to commit ({message})") from exc
+        if status in (400, 422):
+            raise InvalidInput(text, details=details) from exc
+        raise BackendUnavailable(f"{what}: lakeFS answered {status}: {message}") from exc
+    except (httpx.HTTPError, OSError) as exc:
+        raise BackendUnavailable(f"{what}: cannot reach lakeFS ({exc})") from exc
+
+
+def _commit(repository: str, c: Any) -> CommitRecord:
+    return CommitRecord(id=c.id, repository=repository, parents=tuple(c.parents or ()), tree=c.meta_range_id or "",
+                        message=c.message, author=c.committer, created_at=_when(c.creation_date),
+                        metadata=dict(c.metadata or {}))
+
+
+class LakeFSDataStore:
+    """``platform.data`` over lakeFS."""
+
+    def __init__(self, endpoint: str, access_key_id: str, secret_access_key: str, *,
+                 storage_namespace: str = "local://{repository}") -> None:
+        try:
+            import lakefs_sdk
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise MissingDependency("the lakefs backend needs lakefs-sdk: pip install lakefs-sdk") from exc
+        self.endpoint = endpoint.rstrip("/")
+        host = self.endpoint if self.endpoint.endswith("/api/v1") else self.endpoint + "/api/v1"
+        config = lakefs_sdk.Configuration(host=host, username=access_key_id, password=secret_access_key)
+        self._client = lakefs_sdk.ApiClient(config)
+        self.repos = lakefs_sdk.RepositoriesApi(self._client)
+        self.branches = lakefs_sdk.BranchesApi(self._client)
+        self.objects_api = lakefs_sdk.ObjectsApi(self._client)
+        self.commits = lakefs_sdk.CommitsApi(self._client)
+        self.refs = lakefs_sdk.RefsApi(self._client)
+        self.tags_api = lakefs_sdk.TagsApi(self._client)
+        self._http = httpx.Client(base_url=host, auth=(access_key_id, secret_access_key), timeout=120)
+        self._namespace = storage_namespace
+
+    def close(self) -> None:
+        self._http.close()
+        self._client.close()
+
+    def repo(self, name: str) -> LakeFSRepository:
+        return LakeFSRepository(self, check_repository_name(name))
+
+    def repositories(self) -> list[RepositoryRecord]:
+        out, after = [], ""
+        while True:
+            with _translate("list repositories"):
+                page = self.repos.list_repositories(after=after, amount=1000)
+            out += [self.repo(r.id).info() for r in page.results]
+            if not page.pagination.has_more:
+                return out
+            after = page.pagination.next_offset
+
+    def ingest(self, repository: str, source: Path, path: str, *, branch: str = "main",
+               message: str | None = None, actor: str | None = None) -> CommitRecord:
+        """As the embedded store's ``ingest``: through a fresh branch and a merge when
+        ``branch`` is protected; the head unchanged when it already holds these bytes."""
+        check_path(path)
+        if not source.is_file():
+            raise InvalidInput(f"no such file: {source}", field="source", expected="an existing CSV or Parquet file")
+        repo = self.repo(repository)
+        repo.create(exist_ok=True)
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        target = repo.branch(branch)
+        head = target.head()
+        try:
+            if head is not None and target.stat(path).digest == digest:
+                return head
+        except NotFound:
+            pass
+        message = message or f"ingest {source.name} -> {path}"
+        if branch not in repo.info().protected_branches:
+            target.upload(path, source)
+            return target.commit(message, metadata={"source": source.name})
+        staging = repo.branch(f"ingest-{digest[:12]}")
+        staging.create(branch, exist_ok=True)
+        try:
+            staging.reset()
+            staging.upload(path, source)
+            try:
+                staging.commit(message, metadata={"source": source.name})
+            except Conflict:
+                pass
+            return staging.merge_into(branch, message=f"Merge {message}", metadata={"source": source.name})
+        finally:
+            staging.delete()
+
+    def gc(self, **_: Any) -> Any:
+        raise BackendUnavailable("garbage collection is the lakeFS server's own job (lakeFS GC); "
+                                 "mlops-lite's gc runs on the embedded backend")
+
+    def fsck(self) -> Any:
+        raise BackendUnavailable("integrity checks are the lakeFS server's own job; "
+                                 "mlops-lite's fsck runs on the embedded backend")
+
+
+class LakeFSRepository:
+    def __init__(self, store: LakeFSDataStore, name: str) -> None:
+        self._store = store
+        self.name = name
+
+    def create(self, *, default_branch: str = "main", exist_ok: bool = False, **_: Any) -> RepositoryRecord:
+        from lakefs_sdk import RepositoryCreation
+
+        check_ref_name(default_branch)
+        try:
+            with _translate(f"create repository {self.name!r}"):
+                self._store.repos.create_repository(RepositoryCreation(
+                    name=self.name, default_branch=default_branch,
+                    storage_namespace=self._store._namespace.format(repository=self.name)))
+        except Conflict:
+            if not exist_ok:
+                raise
+        return self.info()
+
+    def info(self) -> RepositoryRecord:
+        with _translate(f"repository {self.name!r}"):
+            repo = self._store.repos.get_repository(self.name)
+        try:
+            with _translate("branch protection"):
+                rules = self._store.repos.get_branch_protection_rules(self.name)
+            protected = tuple(r.pattern for r in rules)
+        except (NotFound, InvalidInput):
+            protected = ()
+        return RepositoryRecord(name=repo.id, default_branch=repo.default_branch, created_at=_when(repo.creation_date),
+                                branches={b.name: b.head for b in self.branches()}, protected_branches=protected)
+
+    def delete(self, **_: Any) -> None:
+        with _translate(f"delete repository {self.name!r}"):
+            self._store.repos.delete_repository(self.name)
+
+    def branch(self, name: str) -> LakeFSBranch:
+        return LakeFSBranch(self, check_ref_name(name))
+
+    def ref(self, ref: str) -> LakeFSReference:
+        if not isinstance(ref, str) or not ref:
+            raise InvalidInput("a reference is needed", field="ref", expected="a branch, tag or commit id")
+        return LakeFSReference(self, ref)
+
+    def branches(self) -> list[BranchRecord]:
+        out, after = [], ""
+        while True:
+            with _translate(f"branches of {self.name!r}"):
+                page = self._store.branches.list_branches(self.name, after=after, amount=1000)
+            out += [BranchRecord(self.name, r.id, r.commit_id or None) for r in page.results]
+            if not page.pagination.has_more:
+                return out
+            after = page.pagination.next_offset
+
+    def commit(self, commit_id: str) -> CommitRecord:
+        with _translate(f"commit {commit_id!r}"):
+            return _commit(self.name, self._store.commits.get_commit(self.name, commit_id))
+
+    def log(self, ref: str | None = None, *, amount: int = 100, after: str | None = None) -> list[CommitRecord]:
+        if not 1 <= amount <= 10_000:
+            raise InvalidInput(f"amount {amount} is out of range", field="amount", expected="1 to 10000")
+        with _translate(f"log of {ref}"):
+            page = self._store.refs.log_commits(self.name, ref or self.info().default_branch, after=after or "",
+                                                amount=amount, first_parent=True)
+        return [_commit(self.name, c) for c in page.results]
+
+    def diff(self, left: str, right: str, *, prefix: str = "") -> list[DiffEntry]:
+        return self.ref(left).diff(right, prefix=prefix)
+
+    def create_tag(self, name: str, ref: str, **_: Any) -> TagRecord:
+        from lakefs_sdk import TagCreation
+
+        check_ref_name(name, "tag")
+        with _translate(f"create tag {name!r}"):
+            tag = self._store.tags_api.create_tag(self.name, TagCreation(id=name, ref=ref))
+        return TagRecord(self.name, tag.id, tag.commit_id)
+
+    def delete_tag(self, name: str, **_: Any) -> None:
+        with _translate(f"delete tag {name!r}"):
+            self._store.tags_api.delete_tag(self.name, name)
+
+    def tags(self) -> list[TagRecord]:
+        with _translate(f"tags of {self.name!r}"):
+            page = self._store.tags_api.list_tags(self.name, amount=1000)
+        return [TagRecord(self.name, t.id, t.commit_id) for t in page.results]
+
+
+class LakeFSReference:
+    def __init__(self, repository: LakeFSRepository, ref: str) -> None:
+        self.repository = repository
+        self.ref = ref
+
+    @property
+    def _store(self) -> LakeFSDataStore:
+        return self.repository._store
+
+    @property
+    def _repo(self) -> str:
+        return self.repository.name
+
+    def resolve(self) -> str:
+        with _translate(f"resolve {self.ref!r}"):
+            page = self._store.refs.log_commits(self._repo, self.ref, amount=1)
+        if not page.results:
+            raise NotFound(f"{self.ref!r} of {self._repo!r} has no commits yet")
+        return str(page.results[0].id)
+
+    def stat(self, path: str) -> ObjectRecord:
+        check_path(path)
+        with _translate(f"stat {path!r} at {self.ref!r}"):
+            stats = self._store.objects_api.stat_object(self._repo, self.ref, path)
+        return ObjectRecord(path=stats.path, digest=stats.checksum, size=stats.size_bytes or 0,
+                            staged=self._is_staged(path))
+
+    def _is_staged(self, path: str) -> bool:
+        return False
+
+    def read_bytes(self, path: str, *, start: int | None = None, end: int | None = None) -> bytes:
+        check_path(path)
+        header = None
+        if start is not None or end is not None:
+            size = self.stat(path).size
+            first = start or 0
+            last = size - 1 if end is None else min(end, size - 1)
+            if first < 0 or first > last:
+                raise InvalidInput(f"range {start}-{end} is outside the object ({size} bytes)", field="range",
+                                   expected=f"0 <= start <= end < {size}")
+            header = f"bytes={first}-{last}"
+        with _translate(f"get {path!r} at {self.ref!r}"):
+            return bytes(self._store.objects_api.get_object(self._repo, self.ref, path, range=header))
+
+    def objects(self, prefix: str = "") -> Iterator[ObjectRecord]:
+        after = ""
+        while True:
+            page = self.ls(prefix, after=after, amount=1000)
+            yield from page.objects
+            if not page.has_more:
+                return
+            after = page.next_after
+
+    def ls(self, prefix: str = "", *, delimiter: str = "", after: str = "", amount: int = 1000) -> Listing:
+        if not 1 <= amount <= 10_000:
+            raise InvalidInput(f"amount {amount} is out of range", field="amount", expected="1 to 10000")
+        with _translate(f"list {prefix!r} at {self.ref!r}"):
+            page = self._store.objects_api.list_objects(self._repo, self.ref, prefix=prefix, delimiter=delimiter,
+                                                        after=after, amount=amount)
+        objects = tuple(ObjectRecord(o.path, o.checksum, o.size_bytes or 0) for o in page.results
+                        if o.path_type == "object")
+        prefixes = tuple(o.path for o in page.results if o.path_type == "common_prefix")
+        return Listing(objects, prefixes, bool(page.pagination.has_more), page.pagination.next_offset or "")
+
+    def diff(self, other: str, *, prefix: str = "") -> list[DiffEntry]:
+        out: list[DiffEntry] = []
+        after = ""
+        while True:
+            with _translate(f"diff {self.ref!r}..{other!r}"):
+                page = self._store.refs.diff_refs(self._repo, self.ref, other, after=after, amount=1000,
+                                                  prefix=prefix or None)
+            out += [DiffEntry(path=d.path, type=d.type, left=None, right=None, size=d.size_bytes or 0)
+                    for d in page.results if d.path_type == "object"]
+            if not page.pagination.has_more:
+                return out
+            after = page.pagination.next_offset
+
+
+class LakeFSBranch(LakeFSReference):
+    @property
+    def name(self) -> str:
+        return self.ref
+
+    def _is_staged(self, path: str) -> bool:
+        return any(d.path == path for d in self.uncommitted(prefix=path))
+
+    def create(self, source: str | None = None, *, exist_ok: bool = False, **_: Any) -> BranchRecord:
+        from lakefs_sdk import BranchCreation
+
+        source = source or self.repository.info().default_branch
+        try:
+            with _translate(f"create branch {self.name!r}"):
+                self._store.branches.create_branch(self._repo, BranchCreation(name=self.name, source=source))
+        except Conflict:
+            if not exist_ok:
+                raise
+        with _translate(f"branch {self.name!r}"):
+            ref = self._store.branches.get_branch(self._repo, self.name)
+        return BranchRecord(self._repo, self.name, ref.commit_id or None)
+
+    def delete(self, **_: Any) -> None:
+        with _translate(f"delete branch {self.name!r}"):
+            self._store.branches.delete_branch(self._repo, self.name)
+
+    def head(self) -> CommitRecord | None:
+        with _translate(f"branch {self.name!r}"):
+            ref = self._store.branches.get_branch(self._repo, self.name)
+        return self.repository.commit(ref.commit_id) if ref.commit_id else None
+
+    def upload(self, path: str, source: Path | bytes | BinaryIO, *, if_absent: bool = False) -> ObjectRecord:
+        check_path(path)
+
+        def chunks() -> Iterator[bytes]:
+            if isinstance(source, bytes):
+                yield source
+                return
+            stream: Any = open(source, "rb") if isinstance(source, Path) else source
+            try:
+                while chunk := stream.read(_CHUNK):
+                    yield chunk
+            finally:
+                if isinstance(source, Path):
+                    stream.close()
+
+        headers = {"Content-Type": "application/octet-stream"}
+        if if_absent:
+            headers["If-None-Match"] = "*"
+        response = self._request("POST", f"/repositories/{self._repo}/branches/{self.name}/objects",
+                                 params={"path": path}, content=chunks(), headers=headers,
+                                 what=f"upload {path!r}")
+        body = response.json()
+        return ObjectRecord(path=body["path"], digest=body["checksum"], size=body.get("size_bytes") or 0, staged=True)
+
+    def _request(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
+        from lakefs_sdk.exceptions import ApiException
+
+        with _translate(what):
+            response = self._store._http.request(method, url, **kwargs)
+            if response.is_error:
+                exc = ApiException(status=response.status_code, reason=response.reason_phrase)
+                exc.body = response.text
+                raise exc
+        return response
+
+    def delete_object(self, path: str) -> None:
+        self.stat(path)
+        with _translate(f"delete {path!r}"):
+            self._store.objects_api.delete_object(self._repo, self.name, path)
+
+    def uncommitted(self, *, prefix: str = "") -> list[DiffEntry]:
+        out: list[DiffEntry] = []
+        after = ""
+        while True:
+            with _translate(f"uncommitted changes of {self.name!r}"):
+                page = self._store.branches.diff_branch(self._repo, self.name, after=after, amount=1000,
+                                                        prefix=prefix or None)
+            out += [DiffEntry(path=d.path, type=d.type, left=None, right=None, size=d.size_bytes or 0)
+                    for d in page.results if d.path_type == "object"]
+            if not page.pagination.has_more:
+                return out
+            after = page.pagination.next_offset
+
+    def reset(self, **_: Any) -> int:
+        from lakefs_sdk import ResetCreation
+
+        count = len(self.uncommitted())
+        with _translate(f"reset {self.name!r}"):
+            self._store.branches.reset_branch(self._repo, self.name, ResetCreation(type="reset"))
+        return count
+
+    def commit(self, message: str, *, metadata: Mapping[str, str] | None = None, **_: Any) -> CommitRecord:
+        from lakefs_sdk import CommitCreation
+
+        if not isinstance(message, str) or not message.strip():
+            raise InvalidInput("a commit needs a message", field="message", expected="a non-empty string")
+        with _translate(f"commit on {self.name!r}"):
+            commit = self._store.commits.commit(self._repo, self.name, CommitCreation(
+                message=message, metadata=dict(metadata or {})))
+        return _commit(self._repo, commit)
+
+    def merge_into(self, destination: str, *, strategy: str = "fail", rules: Mapping[str, str] | None = None,
+                   message: str | None = None, metadata: Mapping[str, str] | None = None,
+                   **_: Any) -> CommitRecord:
+        from lakefs_sdk import Merge
+
+        from mlops_lite.data.merge import STRATEGIES
+
+        if strategy not in STRATEGIES:
+            raise InvalidInput(f"unknown merge strategy {strategy!r}", field="strategy",
+                               expected=" | ".join(STRATEGIES))
+        if rules:
+            raise InvalidInput("per-path merge rules are an mlops-lite extension lakeFS lacks", field="rules",
+                               expected="no rules with the lakefs backend")
+        with _translate(f"merge {self.name!r} into {destination!r}"):
+            result = self._store.refs.merge_into_branch(self._repo, self.name, destination, merge=Merge(
+                message=message, metadata=dict(metadata or {}), strategy=None if strategy == "fail" else strategy))
+        return self.repository.commit(result.reference)
+
+    def revert(self, commit: str, *, message: str | None = None, **_: Any) -> CommitRecord:
+        from lakefs_sdk import RevertCreation
+
+        with _translate(f"revert {commit!r} on {self.name!r}"):
+            self._store.branches.revert_branch(self._repo, self.name, RevertCreation(ref=commit, parent_number=1))
+        head = self.head()
+        assert head is not None
+        return head
+
+
