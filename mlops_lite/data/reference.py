@@ -277,7 +277,7 @@ class Branch(Reference):
         done = [0, 0]
 
         def put(file: Path) -> tuple[str, int]:
-            result = self._ctx.objects.put_file(file)
+            result = self._ctx.objects.put_file(file, fsync=False)
             done[0] += 1
             done[1] += result[1]
             if progress is not None:
@@ -286,6 +286,7 @@ class Branch(Reference):
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             stored = list(pool.map(put, files))
+        self._ctx.objects.sync()
         with self._ctx.branch_lock(self._repo, self.name), self._ctx.store.session() as session:
             self._writable(session)
             return int(self._ctx.stage(session, self._repo, self.name,
