@@ -18,6 +18,7 @@ import mlops_lite
 from mlops_lite import MlopsLiteError, Platform, Unauthenticated
 from mlops_lite.records import DeploymentRecord, ModelRecord, ModelVersionRecord, Prediction, RunRecord
 from mlops_lite.security import require
+from server.lakefs import lakefs_router
 
 log = logging.getLogger("mlops_lite.server")
 
@@ -145,12 +146,15 @@ def _validation_body(exc: ValidationException) -> dict[str, Any]:
 
 
 def create_app(platform: Platform) -> Litestar:
-    """The app over ``platform``; every /v1 route needs a bearer token."""
+    """The app over ``platform``; every /v1 route needs a bearer token, every /api/v1
+    (lakeFS-compatible) route an access key."""
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, status, list_models, list_versions, list_runs,
                                  list_deployments, deploy, predict])
+    # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
+    # the /v1 bearer guard does not apply to it.
     app = Litestar(
-        route_handlers=[api],
+        route_handlers=[api, lakefs_router()],
         exception_handlers={Exception: _error},
         openapi_config=OpenAPIConfig(title="mlops-lite", version=mlops_lite.__version__, path="/schema"),
         debug=False,

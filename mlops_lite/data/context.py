@@ -113,7 +113,7 @@ class DataContext:
             found = session.exec(select(DataCommit.id).where(  # type: ignore[call-overload]
                 DataCommit.repository == repository, DataCommit.id.startswith(ref)).limit(2)).all()  # type: ignore[attr-defined]
             if len(found) == 1:
-                return str(found[0][0] if isinstance(found[0], tuple) else found[0])
+                return str(found[0] if isinstance(found[0], str) else found[0][0])  # a Row is not a tuple
         raise NotFound(f"{ref!r} is not a branch, tag or commit of {repository!r}")
 
     def tree_of(self, session: Session, repository: str, commit_id: str | None) -> str | None:

@@ -99,10 +99,13 @@ class Repository:
             self._ctx.repository(session, self.name)
             return [BranchRecord(self.name, b.name, b.head) for b in all_branches(session, self.name)]
 
-    def commit(self, commit_id: str) -> CommitRecord:
+    def commit(self, ref: str) -> CommitRecord:
+        """The commit a ref (branch, tag, commit id) points at."""
         with self._ctx.store.session() as session:
-            return commit_record(self._ctx.commit(session, self.name, self._ctx.resolve(session, self.name,
-                                                                                        commit_id)))
+            commit_id = self._ctx.resolve(session, self.name, ref)
+            if commit_id is None:
+                raise NotFound(f"{ref!r} of {self.name!r} has no commits yet")
+            return commit_record(self._ctx.commit(session, self.name, commit_id))
 
     def log(self, ref: str | None = None, *, amount: int = 100, after: str | None = None) -> list[CommitRecord]:
         """Commits from ``ref`` back along first parents, newest first; ``after`` pages on."""

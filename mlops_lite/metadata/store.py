@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine
@@ -30,9 +31,22 @@ class MetadataStore:
             self.engine: Engine = create_engine(url)
             self._owner = self.engine.connect()
             SQLModel.metadata.create_all(self.engine)
+            self._add_new_columns()
         except (DBAPIError, OperationalError) as exc:
             self._dispose()
             raise translate_open_error(exc, url) from exc
+
+    def _add_new_columns(self) -> None:
+        """Additive schema upgrades: a nullable column a newer release added to a table
+        is added to an existing database (``create_all`` creates only missing tables)."""
+        inspector = inspect(self.engine)
+        with self.engine.begin() as connection:
+            for table in SQLModel.metadata.sorted_tables:
+                present = {column["name"] for column in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present and column.nullable:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        connection.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
 
     @property
     def is_duckdb(self) -> bool:

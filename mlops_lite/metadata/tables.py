@@ -140,6 +140,9 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(index=True)
     created_at: datetime
     revoked: bool = False
+    # Set for lakeFS-style access keys (HTTP Basic: key id + secret); the secret's
+    # sha256 is in token_hash. None for bearer tokens.
+    access_key_id: str | None = Field(default=None, index=True, nullable=True)
 
 
 class AuditEvent(SQLModel, table=True):

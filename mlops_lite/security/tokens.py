@@ -1,9 +1,16 @@
-"""API tokens: random secrets shown once, stored only as sha256 hashes."""
+"""API tokens and access keys: random secrets shown once, stored only as sha256 hashes.
+
+Bearer tokens (``mll_...``) authenticate the /v1 API; access keys (an id like
+``AKIAMLL...`` plus a secret) authenticate the lakeFS-compatible /api/v1 API over
+HTTP Basic, as lakeFS clients expect.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+import string
 import uuid
 
 from sqlmodel import select
@@ -17,6 +24,8 @@ from mlops_lite.security.audit import AuditLog
 from mlops_lite.security.roles import role_rank
 
 TOKEN_PREFIX = "mll_"
+ACCESS_KEY_PREFIX = "AKIAMLL"
+_KEY_ALPHABET = string.ascii_uppercase + string.digits
 
 
 def _hash(secret: str) -> str:
@@ -41,6 +50,38 @@ class Tokens:
                                after={"name": name, "role": role})
         return Identity(name=name, role=role, token_id=row.id), secret
 
+    def create_access_key(self, name: str, role: str, *,
+                          actor: str = "system") -> tuple[Identity, str, str]:
+        """Create an access key; returns the identity, the key id and the secret
+        access key (shown only now; only its sha256 is stored)."""
+        role_rank(role)
+        key_id = ACCESS_KEY_PREFIX + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(13))
+        secret = secrets.token_urlsafe(30)
+        row = ApiToken(id=uuid.uuid4().hex, name=name, role=role, token_hash=_hash(secret),
+                       access_key_id=key_id, created_at=utcnow())
+        with self._store.session() as session:
+            session.add(row)
+            self._audit.append(session, actor=actor, action="access_key.create",
+                               object=f"token:{row.id}",
+                               after={"name": name, "role": role, "access_key_id": key_id})
+        return Identity(name=name, role=role, token_id=row.id), key_id, secret
+
+    def authenticate_access_key(self, key_id: str | None, secret: str | None) -> Identity:
+        if not key_id or not secret:
+            raise Unauthenticated("an access key is required (HTTP Basic: access key id, secret)")
+        digest = _hash(secret)
+        cache_key = f"{key_id}:{digest}"
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            return cached
+        with self._store.session() as session:
+            row = session.exec(select(ApiToken).where(ApiToken.access_key_id == key_id)).first()
+        if row is None or row.revoked or not hmac.compare_digest(row.token_hash, digest):
+            raise Unauthenticated("the access key is not valid")
+        identity = Identity(name=row.name, role=row.role, token_id=row.id)
+        self._cache[cache_key] = identity
+        return identity
+
     def authenticate(self, secret: str | None) -> Identity:
         if not secret:
             raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
@@ -50,7 +91,8 @@ class Tokens:
             return cached
         with self._store.session() as session:
             row = session.exec(select(ApiToken).where(ApiToken.token_hash == digest)).first()
-        if row is None or row.revoked:
+        # An access key's secret is not a bearer token.
+        if row is None or row.revoked or row.access_key_id is not None:
             raise Unauthenticated("the token is not valid")
         identity = Identity(name=row.name, role=row.role, token_id=row.id)
         self._cache[digest] = identity
