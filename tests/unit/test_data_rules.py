@@ -155,3 +155,23 @@ def test_fsck_finds_a_corrupt_and_a_missing_object(platform, repo) -> None:
     report = platform.data.fsck()
     assert report.bad_objects == [a]
     assert any(b in m for m in report.missing) and not report.clean
+
+
+def test_per_path_merge_rules_pick_a_side_per_glob(repo) -> None:
+    dev = repo.branch("dev")
+    for name in ("c.txt", "d.txt"):
+        dev.upload(name, b"base")
+    dev.commit("base")
+    dev.merge_into("main")
+    other = repo.branch("other")
+    other.create("main")
+    for branch, content in ((dev, b"dev"), (other, b"other")):
+        for name in ("c.txt", "d.txt"):
+            branch.upload(name, content)
+        branch.commit(content.decode())
+    other.merge_into("main")
+    dev.merge_into("main", strategy="dest-wins", rules={"c.*": "source-wins"})
+    main = repo.ref("main")
+    assert main.read_bytes("c.txt") == b"dev" and main.read_bytes("d.txt") == b"other"
+    with pytest.raises(InvalidInput):
+        dev.merge_into("main", rules={"*": "coin-flip"})
