@@ -4,7 +4,8 @@ Enough of lakeFS's API for the official clients, unmodified (the legacy
 ``lakefs_client``, ``lakefs_sdk`` and the high-level ``lakefs`` package), to work
 with repositories, branches, objects, commits, diffs, merges, reverts and tags.
 
-- Auth: HTTP Basic with an access key from ``platform.tokens.create_access_key``
+- Auth: HTTP Basic with an access key from ``platform.tokens.create_access_key``,
+  or a bearer API token (as lakeFS accepts bearer tokens)
   (key id, secret). Reads need ``viewer``, writes ``operator``; each route says
   which in ``opt["lakefs"]``.
 - Bodies are lakeFS's JSON shapes (Repository, Ref, ObjectStats, Commit, Diff,
@@ -155,8 +156,14 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     if needed is None:
         return
     platform: Platform = connection.app.state.platform
-    key_id, secret = _basic_credentials(connection.headers.get("authorization", ""))
-    identity = await anyio.to_thread.run_sync(platform.tokens.authenticate_access_key, key_id, secret)
+    header = connection.headers.get("authorization", "")
+    scheme, _, bearer = header.partition(" ")
+    if scheme.lower() == "bearer":
+        # lakeFS also takes bearer tokens; ours are the API tokens (RemotePlatform.data uses them).
+        identity = await anyio.to_thread.run_sync(platform.tokens.authenticate, bearer.strip())
+    else:
+        key_id, secret = _basic_credentials(header)
+        identity = await anyio.to_thread.run_sync(platform.tokens.authenticate_access_key, key_id, secret)
     require(identity, needed)
     connection.state.identity = identity
 

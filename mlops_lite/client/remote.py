@@ -32,6 +32,10 @@ class RemotePlatform:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        from mlops_lite.data.lakefs_backend import LakeFSDataStore
+
+        # The data facet speaks the server's lakeFS-compatible API with this same token.
+        self.data = LakeFSDataStore(self.url, token=token)
         self.registry = _Registry(self)
         self.deployments = _Deployments(self)
         self.tracking = _Tracking(self)
@@ -62,6 +66,7 @@ class RemotePlatform:
         return summary
 
     def close(self) -> None:
+        self.data.close()
         self._http.close()
 
     def __enter__(self) -> RemotePlatform:

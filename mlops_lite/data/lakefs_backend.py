@@ -100,15 +100,21 @@ def _commit(repository: str, c: Any) -> CommitRecord:
 class LakeFSDataStore:
     """``platform.data`` over lakeFS."""
 
-    def __init__(self, endpoint: str, access_key_id: str, secret_access_key: str, *,
-                 storage_namespace: str = "local://{repository}") -> None:
+    def __init__(self, endpoint: str, access_key_id: str | None = None, secret_access_key: str | None = None, *,
+                 token: str | None = None, storage_namespace: str = "local://{repository}") -> None:
         try:
             import lakefs_sdk
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise MissingDependency("the lakefs backend needs lakefs-sdk: pip install lakefs-sdk") from exc
         self.endpoint = endpoint.rstrip("/")
         host = self.endpoint if self.endpoint.endswith("/api/v1") else self.endpoint + "/api/v1"
-        config = lakefs_sdk.Configuration(host=host, username=access_key_id, password=secret_access_key)
+        if token is not None:
+            config = lakefs_sdk.Configuration(host=host, access_token=token)
+            auth: Any = None
+            headers = {"Authorization": f"Bearer {token}"}
+        else:
+            config = lakefs_sdk.Configuration(host=host, username=access_key_id, password=secret_access_key)
+            auth, headers = (access_key_id or "", secret_access_key or ""), {}
         self._client = lakefs_sdk.ApiClient(config)
         self.repos = lakefs_sdk.RepositoriesApi(self._client)
         self.branches = lakefs_sdk.BranchesApi(self._client)
@@ -116,7 +122,7 @@ class LakeFSDataStore:
         self.commits = lakefs_sdk.CommitsApi(self._client)
         self.refs = lakefs_sdk.RefsApi(self._client)
         self.tags_api = lakefs_sdk.TagsApi(self._client)
-        self._http = httpx.Client(base_url=host, auth=(access_key_id, secret_access_key), timeout=120)
+        self._http = httpx.Client(base_url=host, auth=auth, headers=headers, timeout=120)
         self._namespace = storage_namespace
 
     def close(self) -> None:

@@ -167,9 +167,12 @@ def test_missing_or_malformed_credentials_answer_401_json(served: Served) -> Non
         assert response.headers["www-authenticate"].lower().startswith("basic")
         response = anonymous.get("/repositories", headers={"Authorization": "Basic !!!not-base64"})
         assert response.status_code == 401 and response.json()["message"]
-        # a bearer token is not an access key, and an access key's secret is not a bearer token
+        # an API token works as a bearer token (as lakeFS takes bearer tokens); an access key's
+        # secret is not a bearer token, and a made-up bearer token is refused
         _, token = served.platform.tokens.create("bearer-only", "admin")
-        assert anonymous.get("/repositories", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        assert anonymous.get("/repositories", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert anonymous.get("/repositories", headers={"Authorization": f"Bearer {served.secret}"}).status_code == 401
+        assert anonymous.get("/repositories", headers={"Authorization": "Bearer mll_made_up"}).status_code == 401
         assert httpx.get(served.url + "/v1/status", headers={"Authorization": f"Bearer {served.secret}"},
                          timeout=30).status_code == 401
         # the health check needs no credentials, as lakeFS's

@@ -157,3 +157,19 @@ def test_connect_with_a_url_returns_a_remote_platform(remote: RemotePlatform, se
         assert platform.deployments.list() == remote.deployments.list()
     finally:
         platform.close()
+
+
+def test_the_data_facet_over_http_sees_and_changes_the_same_store(remote: RemotePlatform, local: Any) -> None:
+    repo = remote.data.repo("remote-data")
+    repo.create(exist_ok=True)
+    dev = repo.branch("dev")
+    dev.create("main", exist_ok=True)
+    dev.upload("notes/a.txt", b"over http")
+    commit = dev.commit("from a remote client")
+    merged = dev.merge_into("main")
+    assert local.data.repo("remote-data").branch("dev").head().id == commit.id
+    assert local.data.repo("remote-data").ref("main").read_bytes("notes/a.txt") == b"over http"
+    assert remote.data.repo("remote-data").ref(merged.id).stat("notes/a.txt").digest == \
+        local.data.repo("remote-data").ref("main").stat("notes/a.txt").digest
+    with pytest.raises(mlops_lite.PolicyViolation):
+        repo.branch("main").upload("x.txt", b"direct to main")
