@@ -3,26 +3,44 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any, BinaryIO, cast
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from mlops_lite.client import RemotePlatform
 from mlops_lite.config import Settings, apply_prefect_environment, load_settings
 from mlops_lite.daemon import read_daemon
-from mlops_lite.errors import MlopsLiteError, NotFound
+from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound
 from mlops_lite.home import init_home, read_admin_token
 from mlops_lite.platform import open_local
 from mlops_lite.samples import LOANS, sample_data_dir
+
+if TYPE_CHECKING:
+    from mlops_lite.data import DataStore, RepositoryConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="mlops-lite: versioned data, tracked training, a governed registry and ONNX serving.")
@@ -233,11 +251,673 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
                                              "deployments", "audit_events")))
     console.print(f"inference {', '.join(holds['execution_providers'])}")
 
+# --- access keys ------------------------------------------------------------
+access_key_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                             help="Access keys for lakeFS clients (HTTP Basic against `mlops-lite up`'s /api/v1).")
+app.add_typer(access_key_app, name="access-key")
+
+
+@access_key_app.command("create")
+def access_key_create(
+        name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+        role: Annotated[str, typer.Option(help="viewer | operator | approver | admin.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Create an access key (id + secret) for a lakeFS client; the secret is shown once."""
+    with open_local(load_settings()) as platform:
+        identity, key_id, secret = platform.tokens.create_access_key(name, role, actor=platform.actor)
+        url = platform.settings.server_url
+    if as_json:
+        _print_json({"name": identity.name, "role": identity.role, "access_key_id": key_id,
+                     "secret_access_key": secret, "endpoint": f"{url}/api/v1"})
+        return
+    _line(f"access key for {identity.name} (role {identity.role})")
+    _line(f"  access key id      {key_id}")
+    _line(f"  secret access key  {secret}")
+    _line(f"The secret is shown only now. lakeFS clients: endpoint {url}/api/v1 (run `mlops-lite up`).")
+
+
+# --- data -------------------------------------------------------------------
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Versioned data: repositories, branches, objects, commits, merges, tags, queries.")
+repo_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Data repositories.")
+branch_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Branches of a data repository.")
+tag_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Tags of a data repository.")
+app.add_typer(data_app, name="data")
+data_app.add_typer(repo_app, name="repo")
+data_app.add_typer(branch_app, name="branch")
+data_app.add_typer(tag_app, name="tag")
+
+PROGRESS_BYTES = 8 << 20
+"""Files bigger than this show a progress bar while they stream."""
+_CHUNK = 1 << 20
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+RepoArg = Annotated[str, typer.Argument(help="The data repository.", show_default=False)]
+
+
+@contextmanager
+def _data() -> Iterator[DataStore]:
+    """The data facet of the local platform, closed (stores released) on the way out."""
+    with open_local(load_settings()) as platform:
+        yield platform.data
+
+
+def _line(text: str) -> None:
+    """A plain line on stdout: no markup, no highlighting, no emoji codes."""
+    console.print(Text(text), highlight=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(_jsonable(value), indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _short(commit: str | None) -> str:
+    return commit[:12] if commit else "-"
+
+
+def _pairs(values: list[str] | None, what: str, expected: str) -> dict[str, str]:
+    """``k=v`` options as a dict (the last '=' splits, so a glob may hold one)."""
+    out: dict[str, str] = {}
+    for value in values or ():
+        key, sep, rest = value.rpartition("=") if what == "rule" else value.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"bad --{what} {value!r}", field=what, expected=expected)
+        out[key] = rest
+    return out
+
+
+def _table(*headers: str) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
+def _print_table(table: Table) -> None:
+    """Print a table; to a file or pipe, at its natural width rather than folded into 80 columns."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = max(80, console.measure(table, options=console.options.update_width(10_000)).maximum)
+    Console(width=width, soft_wrap=True, highlight=False, force_terminal=False).print(table)
+
+
+def _bytes_progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeElapsedColumn(), console=err, transient=False)
+
+
+class _ProgressReader:
+    """A binary stream that advances a progress bar as it is read."""
+
+    def __init__(self, stream: IO[bytes], progress: Progress, task: TaskID) -> None:
+        self._stream, self._progress, self._task = stream, progress, task
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        self._progress.advance(self._task, len(chunk))
+        return chunk
+
+
+# --- data repo --------------------------------------------------------------
+@repo_app.command("create")
+def repo_create(name: RepoArg,
+                default_branch: Annotated[str, typer.Option(help="The default branch (created empty, protected).")]
+                = "main") -> None:
+    """Create a data repository with an empty, protected default branch."""
+    with _data() as data:
+        record = data.repo(name).create(default_branch=default_branch)
+    _line(f"created repository {record.name} (default branch {record.default_branch}, "
+          f"protected: {', '.join(record.protected_branches) or 'none'})")
+
+
+@repo_app.command("list")
+def repo_list(as_json: JsonOption = False) -> None:
+    """List the data repositories."""
+    with _data() as data:
+        records = data.repositories()
+    if as_json:
+        _print_json(records)
+        return
+    if not records:
+        _line("no data repositories (create one: mlops-lite data repo create NAME)")
+        return
+    table = _table("repository", "default", "branches", "protected", "created")
+    for r in records:
+        table.add_row(Text(r.name), Text(r.default_branch), str(len(r.branches)),
+                      Text(", ".join(r.protected_branches) or "-"), r.created_at.strftime("%Y-%m-%d %H:%M"))
+    _print_table(table)
+
+
+@repo_app.command("delete")
+def repo_delete(name: RepoArg,
+                yes: Annotated[bool, typer.Option("--yes", help="Confirm: drop every branch, tag and commit.")]
+                = False) -> None:
+    """Delete a repository's branches, tags and commits (its objects go at the next `data gc --apply`)."""
+    if not yes:
+        raise InvalidInput(f"deleting {name!r} drops every branch, tag and commit of it: pass --yes to confirm",
+                           field="yes", expected="--yes")
+    with _data() as data:
+        data.repo(name).delete()
+    _line(f"deleted repository {name} (run `mlops-lite data gc --apply` to free its objects)")
+
+
+def _load_schema(spec: str) -> Any:
+    from mlops_lite.data import ColumnRule, SchemaRule
+
+    glob, sep, file = spec.rpartition("=")
+    if not sep or not glob or not file:
+        raise InvalidInput(f"bad --schema {spec!r}", field="schema", expected="GLOB=FILE.json")
+    try:
+        columns = json.loads(Path(file).expanduser().read_text())
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the schema file {file}: {exc.strerror}", field="schema",
+                           expected="a readable JSON file") from exc
+    except ValueError as exc:
+        raise InvalidInput(f"the schema file {file} is not JSON: {exc}", field="schema",
+                           expected='[{"name": ..., "type": ..., "nullable": ...}, ...]') from exc
+    try:
+        if not isinstance(columns, list) or not columns:
+            raise TypeError("expected a non-empty list of columns")
+        return SchemaRule(paths=glob, columns=tuple(ColumnRule(**c) for c in columns))
+    except TypeError as exc:
+        raise InvalidInput(f"bad schema in {file}: {exc}", field="schema",
+                           expected='[{"name": str, "type": "int|float|string|bool|timestamp|date", '
+                                    '"nullable": bool}, ...]') from exc
+
+
+def _print_config(name: str, config: RepositoryConfig) -> None:
+    _line(f"repository        {name}")
+    _line(f"protected         {', '.join(config.protected_branches) or '-'}")
+    _line(f"pii patterns      {', '.join(config.pii_patterns) or '-'}")
+    _line(f"max object bytes  {config.max_object_bytes if config.max_object_bytes is not None else '-'}")
+    if not config.schemas:
+        _line("schemas           -")
+    for index, schema in enumerate(config.schemas):
+        columns = ", ".join(f"{c.name}:{c.type}{'' if c.nullable else '!'}" for c in schema.columns)
+        _line(f"{'schemas' if index == 0 else '':<18}{schema.paths} -> {columns}")
+
+
+@repo_app.command("config")
+def repo_config(
+        name: RepoArg,
+        protect: Annotated[list[str] | None, typer.Option(
+            "--protect", metavar="BRANCH", help="A protected branch (repeat; replaces the list).")] = None,
+        pii_pattern: Annotated[list[str] | None, typer.Option(
+            "--pii-pattern", metavar="REGEX", help="A PII column-name pattern (repeat; replaces the list).")]
+        = None,
+        max_object_bytes: Annotated[int | None, typer.Option(help="The largest object a commit may add.")] = None,
+        schema: Annotated[list[str] | None, typer.Option(
+            "--schema", metavar="GLOB=FILE.json",
+            help='A pinned schema for tables matching GLOB; the file holds [{"name", "type", "nullable"}, ...] '
+                 "(repeat; replaces the list).")] = None,
+        as_json: JsonOption = False) -> None:
+    """Show a repository's rules, or change them (what is not given stays as it is)."""
+    schemas = [_load_schema(s) for s in schema] if schema else None
+    with _data() as data:
+        repo = data.repo(name)
+        if protect is None and pii_pattern is None and max_object_bytes is None and schemas is None:
+            config = repo.config()
+        else:
+            config = repo.configure(protected_branches=protect, pii_patterns=pii_pattern,
+                                    max_object_bytes=max_object_bytes, schemas=schemas)
+    if as_json:
+        _print_json(config.to_json())
+    else:
+        _print_config(name, config)
+
+
+# --- data branch ------------------------------------------------------------
+@branch_app.command("create")
+def branch_create(repo: RepoArg, branch: Annotated[str, typer.Argument(help="The new branch.")],
+                  source: Annotated[str | None, typer.Option(
+                      "--from", metavar="REF", help="Where it starts (default: the default branch).")] = None) -> None:
+    """Create a branch at a ref (O(1): no data is copied)."""
+    with _data() as data:
+        record = data.repo(repo).branch(branch).create(source)
+    _line(f"created branch {record.name} at {_short(record.head)}")
+
+
+@branch_app.command("list")
+def branch_list(repo: RepoArg, as_json: JsonOption = False) -> None:
+    """List a repository's branches and their heads."""
+    with _data() as data:
+        handle = data.repo(repo)
+        records = handle.branches()
+        info = handle.info()
+    if as_json:
+        _print_json(records)
+        return
+    table = _table("branch", "head", "")
+    for r in records:
+        marks = [m for m, on in (("default", r.name == info.default_branch),
+                                 ("protected", r.name in info.protected_branches)) if on]
+        table.add_row(Text(r.name), _short(r.head), ", ".join(marks))
+    _print_table(table)
+
+
+@branch_app.command("delete")
+def branch_delete(repo: RepoArg, branch: Annotated[str, typer.Argument(help="The branch to delete.")]) -> None:
+    """Delete a branch and its uncommitted changes (its commits stay reachable from others)."""
+    with _data() as data:
+        data.repo(repo).branch(branch).delete()
+    _line(f"deleted branch {branch}")
+
+
+@branch_app.command("reset")
+def branch_reset(repo: RepoArg, branch: Annotated[str, typer.Argument(help="The branch to reset.")]) -> None:
+    """Drop every uncommitted change on a branch."""
+    with _data() as data:
+        count = data.repo(repo).branch(branch).reset()
+    _line(f"dropped {count} uncommitted change(s) on {branch}")
+
+
+# --- data objects -------------------------------------------------------------
+def _put_folder(branch: Any, folder: Path, prefix: str) -> int:
+    files = [Path(root) / n for root, _, names in os.walk(folder) for n in names]
+    total = 0
+    for file in files:
+        try:
+            total += file.stat().st_size
+        except OSError:
+            pass
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=False) as progress:
+        count_task = progress.add_task("files", total=len(files))
+        bytes_task = progress.add_task("MiB", total=max(1, total >> 20))
+
+        def advance(files_done: int, bytes_done: int) -> None:
+            progress.update(count_task, completed=files_done)
+            progress.update(bytes_task, completed=bytes_done >> 20)
+
+        count = int(branch.import_directory(folder, prefix=prefix, workers=min(8, os.cpu_count() or 2),
+                                            progress=advance))
+        progress.update(count_task, completed=len(files))
+        progress.update(bytes_task, completed=max(1, total >> 20))
+    return count
+
+
+def _put_file(branch: Any, source: Path, dest: str) -> Any:
+    if source == Path("-"):
+        return branch.upload(dest, cast(BinaryIO, sys.stdin.buffer))
+    try:
+        stream = open(source, "rb")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {source}: {exc.strerror}", field="path",
+                           expected="a readable file or folder") from exc
+    with stream:
+        size = os.fstat(stream.fileno()).st_size
+        if size <= PROGRESS_BYTES:
+            return branch.upload(dest, cast(BinaryIO, stream))
+        with _bytes_progress() as progress:
+            task = progress.add_task(dest, total=size)
+            return branch.upload(dest, cast(BinaryIO, _ProgressReader(stream, progress, task)))
+
+
+@data_app.command("put")
+def data_put(
+        repo: RepoArg, branch: Annotated[str, typer.Argument(help="The branch to stage on.")],
+        local_path: Annotated[Path, typer.Argument(
+            help="A file, a folder, or - for stdin.", show_default=False)],
+        dest_path: Annotated[str | None, typer.Argument(
+            help="Object path (a folder's prefix; ending in / puts a file under it). "
+                                        "Default: the local name.", show_default=False)] = None,
+        commit: Annotated[str | None, typer.Option("--commit", metavar="MESSAGE",
+                                                   help="Commit right after staging.")] = None,
+        meta: Annotated[list[str] | None, typer.Option("--meta", metavar="K=V",
+                                                       help="Commit metadata (with --commit; repeat).")] = None) \
+        -> None:
+    """Stage a file (streamed) or a folder's files on a branch; --commit commits them."""
+    metadata = _pairs(meta, "meta", "KEY=VALUE")
+    stdin = local_path == Path("-")
+    if stdin and not dest_path:
+        raise InvalidInput("reading stdin needs a DEST_PATH", field="dest_path", expected="an object path")
+    if not stdin and not local_path.exists():
+        raise InvalidInput(f"no such file or folder: {local_path}", field="path", expected="an existing file or folder")
+    name = "" if stdin else local_path.resolve().name
+    with _data() as data:
+        handle = data.repo(repo).branch(branch)
+        if not stdin and local_path.is_dir():
+            prefix = name if dest_path is None else dest_path
+            count = _put_folder(handle, local_path, prefix)
+            _line(f"staged {count} object(s) under {prefix.rstrip('/') + '/' if prefix else '/'} on {repo}/{branch}")
+        else:
+            dest = name if dest_path is None else dest_path + name if dest_path.endswith("/") else dest_path
+            record = _put_file(handle, local_path, dest)
+            _line(f"staged {record.path} ({record.size} bytes, sha256:{record.digest[:12]}) on {repo}/{branch}")
+        if commit is not None:
+            made = handle.commit(commit, metadata=metadata)
+            _line(f"committed {_short(made.id)} on {repo}/{branch}: {made.message}")
+
+
+def _parse_range(spec: str) -> tuple[int, int | None]:
+    first, sep, last = spec.partition("-")
+    try:
+        if not sep or not first:
+            raise ValueError(spec)
+        return int(first), (int(last) if last else None)
+    except ValueError:
+        raise InvalidInput(f"bad --range {spec!r}", field="range",
+                           expected="START-END or START- (bytes, END inclusive)") from None
+
+
+@data_app.command("get")
+def data_get(repo: RepoArg, ref: Annotated[str, typer.Argument(help="A branch, tag or commit.")],
+             path: Annotated[str, typer.Argument(help="The object path.")],
+             output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
+                                                         help="Write here (default: stdout).")] = None,
+             byte_range: Annotated[str | None, typer.Option("--range", metavar="START-END",
+                                                            help="Only these bytes (END inclusive).")] = None) -> None:
+    """Read an object's bytes (to stdout by default, binary-safe)."""
+    span = _parse_range(byte_range) if byte_range else None
+    with _data() as data:
+        reference = data.repo(repo).ref(ref)
+        if span is not None:
+            _write_out(output, [reference.read_bytes(path, start=span[0], end=span[1])], None)
+            return
+        with reference.open(path) as stream:
+            size = os.fstat(stream.fileno()).st_size
+            _write_out(output, iter(lambda: stream.read(_CHUNK), b""), size if size > PROGRESS_BYTES else None)
+
+
+def _write_out(output: Path | None, chunks: Any, size: int | None) -> None:
+    """Write chunks to ``output`` (whole or not at all: via a temporary file) or stdout."""
+    target: Path | None = None
+    try:
+        if output is None:
+            sink: IO[bytes] = sys.stdout.buffer
+        else:
+            target = output.with_name(f".{output.name}.part")
+            sink = open(target, "wb")
+        progress = _bytes_progress() if size is not None else None
+        try:
+            task = progress.add_task(output.name if output else "stdout", total=size) if progress else None
+            if progress:
+                progress.start()
+            for chunk in chunks:
+                sink.write(chunk)
+                if progress and task is not None:
+                    progress.advance(task, len(chunk))
+            sink.flush()
+        finally:
+            if progress:
+                progress.stop()
+            if output is not None:
+                sink.close()
+        if target is not None and output is not None:
+            os.replace(target, output)
+            target = None
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as cat does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {output or 'stdout'}: {exc.strerror}", field="output",
+                           expected="a writable file") from exc
+    finally:
+        if target is not None:
+            target.unlink(missing_ok=True)
+
+
+@data_app.command("ls")
+def data_ls(repo: RepoArg, ref: Annotated[str, typer.Argument(help="A branch, tag or commit.")],
+            prefix: Annotated[str, typer.Argument(help="Only paths starting with this.")] = "",
+            recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Every object, not folder by folder.")]
+            = False,
+            as_json: JsonOption = False) -> None:
+    """List objects (and folders, unless --recursive); * marks uncommitted ones."""
+    objects: list[Any] = []
+    prefixes: list[str] = []
+    with _data() as data:
+        reference = data.repo(repo).ref(ref)
+        after = ""
+        while True:
+            page = reference.ls(prefix, delimiter="" if recursive else "/", after=after, amount=1000)
+            objects += page.objects
+            prefixes += page.prefixes
+            if page.has_more:
+                after = page.next_after
+                continue
+            if not recursive and prefix and not prefix.endswith("/") and not objects and prefixes == [prefix + "/"]:
+                # `ls REPO REF folder` lists the folder, as ls does, rather than the folder itself.
+                prefix, prefixes, after = prefix + "/", [], ""
+                continue
+            break
+    if as_json:
+        _print_json({"prefixes": prefixes, "objects": objects})
+        return
+    rows = sorted([(p, None) for p in prefixes] + [(o.path, o) for o in objects], key=lambda row: row[0])
+    for path, record in rows:
+        if record is None:
+            _line(f"{'DIR':>12}  {'':12}    {path}")
+        else:
+            _line(f"{record.size:>12}  {record.digest[:12]}  {'*' if record.staged else ' '} {path}")
+
+
+# --- data history -----------------------------------------------------------
+@data_app.command("commit")
+def data_commit(repo: RepoArg, branch: Annotated[str, typer.Argument(help="The branch to commit on.")],
+                message: Annotated[str, typer.Option("-m", "--message", help="The commit message.")],
+                meta: Annotated[list[str] | None, typer.Option("--meta", metavar="K=V",
+                                                               help="Commit metadata (repeat).")] = None) -> None:
+    """Commit a branch's staged changes (after the repository's checks pass)."""
+    metadata = _pairs(meta, "meta", "KEY=VALUE")
+    with _data() as data:
+        record = data.repo(repo).branch(branch).commit(message, metadata=metadata)
+    _line(f"committed {_short(record.id)} on {repo}/{branch}: {record.message}")
+
+
+@data_app.command("log")
+def data_log(repo: RepoArg,
+             ref: Annotated[str | None, typer.Argument(help="Where to start (default: the default branch).")] = None,
+             amount: Annotated[int, typer.Option(help="How many commits, newest first.")] = 50,
+             as_json: JsonOption = False) -> None:
+    """Commits from a ref back along first parents, newest first."""
+    with _data() as data:
+        records = data.repo(repo).log(ref, amount=amount)
+    if as_json:
+        _print_json(records)
+        return
+    if not records:
+        _line("no commits")
+        return
+    table = _table("commit", "when", "author", "message")
+    for r in records:
+        merge = " (merge)" if len(r.parents) > 1 else ""
+        table.add_row(_short(r.id), r.created_at.strftime("%Y-%m-%d %H:%M:%S"), Text(r.author),
+                      Text(r.message + merge))
+    _print_table(table)
+
+
+@data_app.command("diff")
+def data_diff(repo: RepoArg, left: Annotated[str, typer.Argument(help="A ref (a branch when RIGHT is omitted).")],
+              right: Annotated[str | None, typer.Argument(
+                  help="A ref; omitted: LEFT's uncommitted changes.")] = None,
+              prefix: Annotated[str, typer.Option(help="Only paths starting with this.")] = "",
+              as_json: JsonOption = False) -> None:
+    """What changes from LEFT to RIGHT, or a branch's uncommitted changes."""
+    with _data() as data:
+        handle = data.repo(repo)
+        if right is None:
+            branch = handle.branch(left)
+            branch.head()  # NotFound unless LEFT is a branch
+            entries = [e for e in branch.uncommitted() if e.path.startswith(prefix)]
+        else:
+            entries = handle.diff(left, right, prefix=prefix)
+    if as_json:
+        _print_json(entries)
+        return
+    if not entries:
+        _line("no changes")
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    for e in entries:
+        _line(f"{marks.get(e.type, '?')} {e.type:<8} {e.path}  ({e.size} bytes)")
+
+
+@data_app.command("merge")
+def data_merge(repo: RepoArg, source: Annotated[str, typer.Argument(help="The branch to merge.")],
+               dest: Annotated[str, typer.Argument(help="The branch to merge into.")],
+               strategy: Annotated[str, typer.Option(
+                   help="On conflicts: fail | source-wins | dest-wins.")] = "fail",
+               rule: Annotated[list[str] | None, typer.Option(
+                   "--rule", metavar="GLOB=STRATEGY", help="A strategy for conflicting paths matching GLOB "
+                                                         "(repeat; first match wins).")] = None,
+               message: Annotated[str | None, typer.Option("-m", "--message", help="The merge commit's message.")]
+               = None,
+               meta: Annotated[list[str] | None, typer.Option("--meta", metavar="K=V",
+                                                              help="Merge commit metadata (repeat).")] = None) -> None:
+    """Three-way merge of SOURCE into DEST (through DEST's pre-merge checks)."""
+    rules = _pairs(rule, "rule", "GLOB=STRATEGY")
+    metadata = _pairs(meta, "meta", "KEY=VALUE")
+    with _data() as data:
+        record = data.repo(repo).branch(source).merge_into(dest, strategy=strategy, rules=rules,
+                                                             message=message, metadata=metadata)
+    _line(f"{dest} is at {_short(record.id)}: {record.message}")
+
+
+@data_app.command("revert")
+def data_revert(repo: RepoArg, branch: Annotated[str, typer.Argument(help="The branch to commit the revert on.")],
+                commit: Annotated[str, typer.Argument(help="The commit to undo (id, prefix, tag).")],
+                message: Annotated[str | None, typer.Option("-m", "--message", help="The revert's message.")]
+                = None) -> None:
+    """A new commit on BRANCH undoing COMMIT's changes."""
+    with _data() as data:
+        record = data.repo(repo).branch(branch).revert(commit, message=message)
+    _line(f"committed {_short(record.id)} on {repo}/{branch}: {record.message}")
+
+
+# --- data tag -----------------------------------------------------------------
+@tag_app.command("create")
+def tag_create(repo: RepoArg, tag: Annotated[str, typer.Argument(help="The tag.")],
+               ref: Annotated[str, typer.Argument(help="The branch, tag or commit it names.")]) -> None:
+    """Tag the commit a ref points at."""
+    with _data() as data:
+        record = data.repo(repo).create_tag(tag, ref)
+    _line(f"tagged {_short(record.commit)} as {record.name}")
+
+
+@tag_app.command("list")
+def tag_list(repo: RepoArg, as_json: JsonOption = False) -> None:
+    """List a repository's tags."""
+    with _data() as data:
+        records = data.repo(repo).tags()
+    if as_json:
+        _print_json(records)
+        return
+    if not records:
+        _line("no tags")
+    for r in records:
+        _line(f"{r.name}  {_short(r.commit)}")
+
+
+@tag_app.command("delete")
+def tag_delete(repo: RepoArg, tag: Annotated[str, typer.Argument(help="The tag.")]) -> None:
+    """Delete a tag (its commit stays)."""
+    with _data() as data:
+        data.repo(repo).delete_tag(tag)
+    _line(f"deleted tag {tag}")
+
+
+# --- data query and upkeep ----------------------------------------------------
+def _table_spec(spec: str) -> tuple[str, tuple[str, str]]:
+    name, sep, rest = spec.partition("=")
+    ref, colon, path = rest.partition(":")
+    if not sep or not name or not colon or not ref or not path:
+        raise InvalidInput(f"bad --table {spec!r}", field="table", expected="NAME=REF:PATH_OR_GLOB")
+    return name, (ref, path)
+
+
+@data_app.command("query")
+def data_query(repo: RepoArg, sql: Annotated[str, typer.Argument(help="DuckDB SQL over the named tables.")],
+               table: Annotated[list[str], typer.Option(
+                   "--table", metavar="NAME=REF:PATH_OR_GLOB",
+                   help="A table: CSV/Parquet objects at a ref (repeat).")],
+               limit: Annotated[int, typer.Option(min=1, help="Rows shown (the table, not --csv).")] = 50,
+               as_csv: Annotated[bool, typer.Option("--csv", help="Print every row as CSV.")] = False) -> None:
+    """SQL over tables at refs; prints the result and the commit each table was read at."""
+    import pyarrow.csv as pacsv
+
+    tables = dict(_table_spec(s) for s in table)
+    with _data() as data:
+        with err.status("querying", spinner="dots"):
+            result = data.repo(repo).query(sql, **tables)
+    read_at = [f"{name} read at {tables[name][0]}@{_short(commit)} ({tables[name][1]})"
+               for name, commit in result.commits.items()]
+    if as_csv:
+        pacsv.write_csv(result.table, sys.stdout.buffer)
+        sys.stdout.flush()
+        for line in read_at:
+            err.print(Text(line), highlight=False)
+        return
+    shown = result.table.slice(0, limit)
+    out = _table(*shown.column_names)
+    for row in shown.to_pylist():
+        out.add_row(*(Text("null", style="dim") if v is None else Text(str(v)) for v in row.values()))
+    _print_table(out)
+    total = result.table.num_rows
+    _line(f"{total} row(s)" + (f", showing {limit} (--limit, or --csv for all)" if total > limit else ""))
+    for line in read_at:
+        _line(line)
+
+
+@data_app.command("gc")
+def data_gc(apply: Annotated[bool, typer.Option("--apply", help="Remove (default: a dry run).")] = False,
+            retention_days: Annotated[float, typer.Option(
+                help="Objects of commits younger than this stay, reachable or not.")] = 7.0,
+            grace_seconds: Annotated[float, typer.Option(
+                help="Objects younger than this stay (uploads in flight).")] = 3600.0,
+            as_json: JsonOption = False) -> None:
+    """Remove data objects nothing reaches (a dry run unless --apply)."""
+    with _data() as data:
+        with err.status("collecting garbage" if apply else "looking for garbage", spinner="dots"):
+            report = data.gc(retention_days=retention_days, dry_run=not apply, grace_seconds=grace_seconds)
+    if as_json:
+        _print_json(report)
+        return
+    _line(f"{'dry run: ' if report.dry_run else ''}{report.objects_total} objects, {report.unreachable} unreachable "
+          f"({report.bytes_unreachable} bytes), {report.removed} removed, {report.kept_young} kept as young")
+    if report.dry_run and report.unreachable:
+        _line("run again with --apply to remove them")
+
+
+@data_app.command("fsck")
+def data_fsck(as_json: JsonOption = False) -> None:
+    """Verify every data object's digest and that every commit's tree is whole; exit 1 when not clean."""
+    with _data() as data:
+        with err.status("checking objects and commits", spinner="dots"):
+            report = data.fsck()
+    if as_json:
+        _print_json({**dataclasses.asdict(report), "clean": report.clean})
+    else:
+        _line(f"{report.objects_checked} objects and {report.commits_checked} commits checked: "
+              f"{'clean' if report.clean else 'NOT clean'}")
+        for digest in report.bad_objects:
+            _line(f"bad object {digest} (its bytes do not match its digest)")
+        for missing in report.missing:
+            _line(f"missing {missing}")
+    if not report.clean:
+        raise typer.Exit(1)
+
 
 def main() -> None:
     """Entry point: errors of the tree print as one line and exit 1, no traceback."""
     try:
         app()
     except MlopsLiteError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+        # A Text, not a markup string: a message may hold '[' (paths, lists) or ':name:'.
+        err.print(Text.assemble(("error:", "red"), " ", str(exc.message)), highlight=False, soft_wrap=True)
         sys.exit(1)

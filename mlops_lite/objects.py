@@ -30,7 +30,9 @@ class ObjectStore:
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         digest = hashlib.sha256(data).hexdigest()
         target = self.path_of(digest)
-        if not target.exists():
+        if target.exists():
+            _touch(target)
+        else:
             self._write(target, [data])
         return digest, len(data)
 
@@ -54,6 +56,7 @@ class ObjectStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
                 os.unlink(tmp)
+                _touch(target)
             else:
                 os.replace(tmp, target)
                 os.chmod(target, 0o444)
@@ -100,3 +103,9 @@ class ObjectStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+
+def _touch(target: Path) -> None:
+    """Mark an existing object as just written: gc spares young objects, and a writer
+    that is about to refer to this one must not lose it in between."""
+    os.utime(target)

@@ -53,7 +53,9 @@ def _all_objects(root: Any) -> list[tuple[str, Any]]:
 
 
 def live_set(ctx: Any, retention: timedelta) -> set[str]:
-    """Every digest reachable from a branch, a tag, staging, or a commit younger than ``retention``."""
+    """Every object reachable from a branch, a tag, staging, or a commit younger than
+    ``retention``, and the tree nodes of every commit: history stays walkable (merge
+    bases, logs, diffs) after the objects of old commits are collected."""
     live: set[str] = {ctx.trees.empty}
     cutoff = utcnow() - retention
     with ctx.store.session() as session:
@@ -63,10 +65,14 @@ def live_set(ctx: Any, retention: timedelta) -> set[str]:
         staged = {s.digest for s in session.exec(select(DataStaged)).all() if s.digest}
     recent = {cid for cid, c in commits.items() if c.created_at >= cutoff}
     live |= staged
+    # Whole trees of the live commits first: ``nodes`` marks a subtree as seen, and
+    # ``reachable`` would then skip the objects under it.
     for commit_id in roots | recent:
         commit = commits.get(commit_id)
         if commit is not None:
             ctx.trees.reachable(commit.tree, live)
+    for commit in commits.values():
+        ctx.trees.nodes(commit.tree, live)
     return live
 
 
@@ -95,7 +101,9 @@ def gc(ctx: Any, *, retention: timedelta, dry_run: bool = True, grace_seconds: f
 
 
 def fsck(ctx: Any) -> FsckReport:
-    """Verify every object's digest and that every commit's whole tree is present."""
+    """Verify every object's digest; that every branch head and tag has its whole tree
+    and objects; and that every other commit has its tree nodes (gc may have collected
+    the objects of commits past the retention, never their trees)."""
     bad: list[str] = []
     objects = _all_objects(ctx.objects.root)
     present = set()
@@ -110,10 +118,15 @@ def fsck(ctx: Any) -> FsckReport:
     missing: list[str] = []
     with ctx.store.session() as session:
         commits = session.exec(select(DataCommit)).all()
+        heads = {b.head for b in session.exec(select(DataBranch)).all() if b.head}
+        heads |= {t.commit for t in session.exec(select(DataTag)).all()}
     for commit in commits:
         needed: set[str] = set()
         try:
-            ctx.trees.reachable(commit.tree, needed)
+            if commit.id in heads:
+                ctx.trees.reachable(commit.tree, needed)
+            else:
+                ctx.trees.nodes(commit.tree, needed)
         except Exception as exc:  # an unreadable tree node is itself the finding
             missing.append(f"commit {commit.id}: tree unreadable ({exc})")
             continue

@@ -168,6 +168,15 @@ class TreeStore:
             else:
                 into.add(digest)
 
+    def nodes(self, root: str, into: set[str]) -> None:
+        """Add the tree nodes (not the objects) under ``root`` to ``into``."""
+        if root in into:
+            return
+        into.add(root)
+        for kind, digest, _ in self.read(root).values():
+            if kind == "t":
+                self.nodes(digest, into)
+
     def _objects_of(self, entry: Entry | None, path: str) -> Iterator[tuple[str, tuple[str, int]]]:
         if entry is None:
             return

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine
@@ -39,10 +39,15 @@ class MetadataStore:
     def _add_new_columns(self) -> None:
         """Additive schema upgrades: a nullable column a newer release added to a table
         is added to an existing database (``create_all`` creates only missing tables)."""
-        inspector = inspect(self.engine)
         with self.engine.begin() as connection:
+            # One information_schema query (DuckDB and PostgreSQL alike): reflection per
+            # table costs about a second on DuckDB, paid by every CLI call.
+            rows = connection.execute(text("select table_name, column_name from information_schema.columns"))
+            present_by_table: dict[str, set[str]] = {}
+            for table_name, column_name in rows:
+                present_by_table.setdefault(table_name, set()).add(column_name)
             for table in SQLModel.metadata.sorted_tables:
-                present = {column["name"] for column in inspector.get_columns(table.name)}
+                present = present_by_table.get(table.name, set())
                 for column in table.columns:
                     if column.name not in present and column.nullable:
                         kind = column.type.compile(dialect=self.engine.dialect)

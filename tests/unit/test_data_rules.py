@@ -175,3 +175,26 @@ def test_per_path_merge_rules_pick_a_side_per_glob(repo) -> None:
     assert main.read_bytes("c.txt") == b"dev" and main.read_bytes("d.txt") == b"other"
     with pytest.raises(InvalidInput):
         dev.merge_into("main", rules={"*": "coin-flip"})
+
+
+def test_gc_past_the_retention_keeps_history_walkable(platform, repo) -> None:
+    from mlops_lite import connect
+
+    dev, feat = repo.branch("dev"), repo.branch("feat")
+    dev.upload("t.txt", b"v0")
+    dev.commit("c0")
+    feat.create("dev")
+    dev.upload("t.txt", b"v1")
+    dev.commit("c1")
+    feat.upload("t.txt", b"v2")
+    feat.upload("b.txt", b"feature")
+    feat.commit("f1")
+    report = platform.data.gc(retention_days=0, grace_seconds=0, dry_run=False)
+    assert report.removed == 1  # v0: only the merge base, past the retention, reaches it
+    home = platform.settings.home
+    platform.close()
+    with connect(home=home) as fresh:  # a new process has no tree cache to hide a lost node
+        assert fresh.data.fsck().clean
+        merged = fresh.data.repo("rules").branch("feat").merge_into("dev", strategy="source-wins")
+        main = fresh.data.repo("rules").ref(merged.id)
+        assert main.read_bytes("t.txt") == b"v2" and main.read_bytes("b.txt") == b"feature"
