@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -230,7 +231,7 @@ def test_kill_9_during_commits_and_merges_leaves_only_whole_commits(tmp_path: Pa
             err = child.stderr.read()  # type: ignore[union-attr]
             child.stderr.close()  # type: ignore[union-attr]
         last = lines[-1] if lines else "(nothing)"
-        where = f"kill {kill} at {delay:.3f} s after start-up, after {len(lines)} lines (last: {last!r})"
+        where = f"kill {kill} (seed {KILL_SEED}) {delay:.3f} s after 'working', after {len(lines)} lines (last: {last!r})"
         history.append(where)
         print(where)
         assert child.returncode == -signal.SIGKILL, f"{where}: exit {child.returncode}: {err[-3000:]}"
@@ -295,7 +296,6 @@ def test_kill_9_during_commits_and_merges_leaves_only_whole_commits(tmp_path: Pa
 # --------------------------------------------------------------------------- 5 GiB stream
 
 BIG_BYTES = 5 << 30
-RSS_LIMIT_KIB = 200 * 1000  # 200 MB
 RSS_GROWTH_LIMIT_KIB = 64 * 1024
 
 _BIG = textwrap.dedent('''
@@ -383,10 +383,9 @@ def test_a_5_gib_upload_streams_in_bounded_memory(tmp_path: Path) -> None:
         # The upload holds a chunk at a time: the peak barely moves from where the opened
         # platform already stood. (An opened platform alone peaks near 210 MB: duckdb,
         # duckdb_engine's pandas and onnxruntime are imported by connect(); so the bound is
-        # on what the upload adds, and the absolute 200 MB holds for the upload's own share.)
+        # on what the upload adds: under 64 MiB, where 5 GiB went through.)
         growth = result["peak_kib"] - result["before_kib"]
         assert growth < RSS_GROWTH_LIMIT_KIB, f"the upload grew peak RSS by {growth} KiB: {result}"
-        assert growth < RSS_LIMIT_KIB, result
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -397,9 +396,11 @@ BAD_PATHS = ["../escape.bin", "a/../../escape.bin", "..", "a/..", "/etc/passwd",
              "\x00", "a//b.bin", "/", "", "a/", "./a.bin", "a/./b.bin", "//double.bin"]
 
 
-@pytest.mark.parametrize("path", BAD_PATHS, ids=[repr(p) for p in BAD_PATHS])
-def test_hostile_paths_are_refused_and_write_nothing(tmp_path: Path, path: str) -> None:
-    home = tmp_path / "home"
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Path]]:
+    """One platform for every hostile path: a branch with one committed object. Each test
+    checks that nothing changed, so a path that slipped through shows at once."""
+    home = tmp_path_factory.mktemp("paths") / "home"
     p = mlops_lite.connect(home=home)
     try:
         repo = p.data.repo("paths")
@@ -408,41 +409,50 @@ def test_hostile_paths_are_refused_and_write_nothing(tmp_path: Path, path: str) 
         dev.create("main")
         dev.upload("kept/ok.bin", b"committed before")
         dev.commit("one good object")
-        before = _object_files(home)
-        head = dev.head()
-        payload = b"hostile payload " + path.encode("utf-8", "surrogateescape")
-        folder = tmp_path / "folder"
-        folder.mkdir()
-        (folder / "x.bin").write_bytes(payload)
-        (tmp_path / "source.bin").write_bytes(payload)
-
-        class Stream:
-            consumed = False
-
-            def read(self, n: int = -1) -> bytes:
-                Stream.consumed = True
-                return b""
-
-        attempts = {
-            "upload bytes": lambda: dev.upload(path, payload),
-            "upload file": lambda: dev.upload(path, tmp_path / "source.bin"),
-            "upload stream": lambda: dev.upload(path, Stream()),  # type: ignore[arg-type]
-            "upload if_absent": lambda: dev.upload(path, payload, if_absent=True),
-            "delete_object": lambda: dev.delete_object(path),
-            "stat": lambda: dev.stat(path),
-        }
-        if path not in ("", "/", "a/"):  # 'a/' is a fine folder prefix
-            attempts["import_directory prefix"] = lambda: dev.import_directory(folder, prefix=path)
-        for what, attempt in attempts.items():
-            with pytest.raises(InvalidInput) as info:
-                attempt()
-            assert info.value.field == "path", f"{what}: {info.value!r}"
-        assert not Stream.consumed, "a refused upload read its stream"
-        assert _object_files(home) == before
-        assert _staged_rows(p) == 0
-        assert dev.uncommitted() == []
-        assert dev.head() == head
-        assert not (home.parent / "escape.bin").exists() and not (tmp_path / "escape.bin").exists()
-        assert p.data.fsck().clean
+        yield p, home
     finally:
         p.close()
+
+
+@pytest.mark.parametrize("path", BAD_PATHS, ids=[repr(p) for p in BAD_PATHS])
+def test_hostile_paths_are_refused_and_write_nothing(guarded: tuple[object, Path], tmp_path: Path,
+                                                     path: str) -> None:
+    p, home = guarded
+    dev = p.data.repo("paths").branch("dev")  # type: ignore[attr-defined]
+    before = _object_files(home)
+    head = dev.head()
+    payload = b"hostile payload " + path.encode("utf-8", "surrogateescape")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "x.bin").write_bytes(payload)
+    (tmp_path / "source.bin").write_bytes(payload)
+
+    class Stream:
+        consumed = False
+
+        def read(self, n: int = -1) -> bytes:
+            Stream.consumed = True
+            return b""
+
+    attempts = {
+        "upload bytes": lambda: dev.upload(path, payload),
+        "upload file": lambda: dev.upload(path, tmp_path / "source.bin"),
+        "upload stream": lambda: dev.upload(path, Stream()),
+        "upload if_absent": lambda: dev.upload(path, payload, if_absent=True),
+        "delete_object": lambda: dev.delete_object(path),
+        "stat": lambda: dev.stat(path),
+    }
+    if path not in ("", "/", "a/"):  # 'a/' is a fine folder prefix
+        attempts["import_directory prefix"] = lambda: dev.import_directory(folder, prefix=path)
+    for what, attempt in attempts.items():
+        with pytest.raises(InvalidInput) as info:
+            attempt()
+        assert info.value.field == "path", f"{what}: {info.value!r}"
+    assert not Stream.consumed, "a refused upload read its stream"
+    assert _object_files(home) == before
+    assert _staged_rows(p) == 0
+    assert dev.uncommitted() == []
+    assert dev.head() == head
+    assert [o.path for o in dev.objects()] == ["kept/ok.bin"]
+    assert not (home.parent / "escape.bin").exists() and not (tmp_path / "escape.bin").exists()
+    assert p.data.fsck().clean  # type: ignore[attr-defined]
