@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
-from mlops_lite.errors import BackendUnavailable, StoreLocked
+from mlops_lite.errors import BackendUnavailable, Conflict, StoreLocked
 from mlops_lite.metadata import tables  # noqa: F401  (registers the tables)
 
 _LOCK_PID = re.compile(r"PID (\d+)")
@@ -59,14 +61,39 @@ class MetadataStore:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on any error."""
+        """A session that commits on success and rolls back on any error. A write that
+        lost a race with another transaction surfaces as Conflict (nothing was written)."""
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
+                for callback in session.info.pop("after_commit", ()):
+                    callback()
+            except (DBIntegrityError, OperationalError) as exc:
+                session.rollback()
+                text_ = str(exc)
+                if isinstance(exc, DBIntegrityError) or "conflict" in text_.lower():
+                    raise Conflict("a concurrent change won the race; nothing was written, try again",
+                                   details={"cause": text_.splitlines()[0]}) from exc
+                raise BackendUnavailable(f"the metadata store failed: {text_.splitlines()[0]}") from exc
             except BaseException:
                 session.rollback()
                 raise
+            finally:
+                for lock in session.info.pop("held_locks", ()):
+                    lock.release()
+
+    @staticmethod
+    def after_commit(session: Session, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once ``session`` has committed (not if it rolls back)."""
+        session.info.setdefault("after_commit", []).append(callback)
+
+    @staticmethod
+    def hold_until_end(session: Session, lock: threading.RLock) -> None:
+        """Take ``lock`` now and release it when ``session`` ends (after its commit or
+        rollback): what a writer counts on stays unseen by others until it is durable."""
+        lock.acquire()
+        session.info.setdefault("held_locks", []).append(lock)
 
     def close(self) -> None:
         self._dispose()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Double
+from sqlalchemy import JSON, BigInteger, Column, Double
 from sqlmodel import Field, SQLModel
 
 
@@ -51,7 +51,7 @@ class DataStaged(SQLModel, table=True):
     branch: str = Field(primary_key=True)
     path: str = Field(primary_key=True)
     digest: str | None = None
-    size: int = 0
+    size: int = Field(default=0, sa_type=BigInteger)  # objects of 2 GiB and more
 
 
 class DataCommit(SQLModel, table=True):
@@ -110,7 +110,7 @@ class ModelVersion(SQLModel, table=True):
     model: str = Field(primary_key=True)
     version: str = Field(primary_key=True)
     digest: str = Field(index=True)
-    size: int
+    size: int = Field(sa_type=BigInteger)
     signature: dict[str, Any] = _json()
     run_id: str | None = None
     data_commits: list[str] = Field(default_factory=list, sa_column=Column(JSON))

@@ -30,30 +30,55 @@ def _event_hash(prev_hash: str, seq: int, event_id: str, at: datetime, actor: st
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+class _ChainTail:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.tail: tuple[int, str] | None = None
+
+
+_SHARED: dict[str, _ChainTail] = {}
+
+
 class AuditLog:
     """Append-only, hash-linked. Appends join the caller's transaction, so an event
     exists exactly when the change it records was committed."""
 
     def __init__(self, store: MetadataStore) -> None:
         self._store = store
-        self._lock = threading.Lock()
+        # One lock and one tail per database, shared by every AuditLog over it in this process.
+        self._shared = _SHARED.setdefault(store.url, _ChainTail())
+        with self._shared.lock:
+            self._shared.tail = None  # re-read from the database at the next append
 
     def append(self, session: Session, *, actor: str, action: str, object: str,
                before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
-        with self._lock:
-            last = session.exec(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()  # type: ignore[union-attr]
-            seq = (last.seq + 1) if last else 1
-            prev_hash = last.hash if last else GENESIS
-            at = utcnow()
-            event_id = uuid.uuid4().hex
-            before = json.loads(json.dumps(before or {}, default=str))
-            after = json.loads(json.dumps(after or {}, default=str))
-            session.add(AuditEvent(
-                seq=seq, id=event_id, occurred_at=at, actor=actor, action=action, object=object,
-                before=before, after=after, prev_hash=prev_hash,
-                hash=_event_hash(prev_hash, seq, event_id, at, actor, action, object, before, after),
-            ))
-            session.flush()
+        # Held until the caller's transaction ends, and the tail kept here rather than
+        # read in the caller's transaction: its snapshot may predate the last commit.
+        self._store.hold_until_end(session, self._shared.lock)
+        seq, prev_hash = session.info.get("audit_tail") or self._committed_tail()
+        seq += 1
+        at = utcnow()
+        event_id = uuid.uuid4().hex
+        before = json.loads(json.dumps(before or {}, default=str))
+        after = json.loads(json.dumps(after or {}, default=str))
+        event_hash = _event_hash(prev_hash, seq, event_id, at, actor, action, object, before, after)
+        session.add(AuditEvent(seq=seq, id=event_id, occurred_at=at, actor=actor, action=action, object=object,
+                               before=before, after=after, prev_hash=prev_hash, hash=event_hash))
+        session.flush()
+        if "audit_tail" not in session.info:
+            self._store.after_commit(session, lambda: self._set_tail(session.info["audit_tail"]))
+        session.info["audit_tail"] = (seq, event_hash)
+
+    def _set_tail(self, tail: tuple[int, str]) -> None:
+        self._shared.tail = tail
+
+    def _committed_tail(self) -> tuple[int, str]:
+        """(seq, hash) of the last committed event, read once in a fresh transaction."""
+        if self._shared.tail is None:
+            with self._store.session() as fresh:
+                last = fresh.exec(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()  # type: ignore[union-attr]
+            self._shared.tail = (last.seq, last.hash) if last else (0, GENESIS)
+        return self._shared.tail
 
     def events(self, limit: int = 100) -> list[AuditRecord]:
         with self._store.session() as session:

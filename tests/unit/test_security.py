@@ -52,3 +52,24 @@ def test_the_audit_chain_detects_a_deletion(platform) -> None:
         conn.execute(text("delete from audit_events where seq = 2"))
     bad = platform.audit.verify()
     assert bad is not None and bad.seq == 3
+
+
+def test_concurrent_audited_writes_keep_one_unbroken_chain(platform) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = platform.data.repo("audit-race")
+    repo.create()
+    branches = [repo.branch(f"b{i}") for i in range(6)]
+    for branch in branches:
+        branch.create("main")
+
+    def work(branch) -> int:
+        for step in range(6):
+            branch.upload(f"{branch.name}/{step}.txt", f"{branch.name}-{step}".encode())
+            branch.commit(f"step {step}")
+        return 6
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert sum(pool.map(work, branches)) == 36
+    assert platform.audit.verify() is None
+    assert [e.action for e in platform.audit.events(limit=1000)].count("data.commit") == 36
