@@ -44,3 +44,26 @@ def test_readme_example_runs(index: int, tmp_path: Path) -> None:
     assert done.stdout.strip()
     if server is not None:
         assert done.stdout.startswith("200 ")
+
+
+SHELL_BLOCKS = [b for b in re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+                if "mlops-lite data" in b]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(len(SHELL_BLOCKS)))
+def test_readme_shell_example_runs(index: int, tmp_path: Path) -> None:
+    import shlex
+
+    cli = str(Path(sys.executable).with_name("mlops-lite"))
+    env = {**os.environ, "MLOPS_LITE_HOME": str(tmp_path / "home")}
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "2026.csv").write_text("sku,price\nA,1.5\nB,2.0\n")
+    for line in SHELL_BLOCKS[index].splitlines():
+        command = line.split("#", 1)[0].strip()
+        if not command:
+            continue
+        args = shlex.split(command)
+        assert args[0] == "mlops-lite"
+        done = subprocess.run([cli, *args[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
