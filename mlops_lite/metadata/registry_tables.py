@@ -1,0 +1,1 @@
+"""Registry tables beyond models and versions (see tables.py)."""

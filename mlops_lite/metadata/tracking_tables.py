@@ -1,0 +1,1 @@
+"""Tracking tables beyond runs, params and metrics (see tables.py)."""
