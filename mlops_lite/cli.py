@@ -276,6 +276,66 @@ def access_key_create(
     _line(f"The secret is shown only now. lakeFS clients: endpoint {url}/api/v1 (run `mlops-lite up`).")
 
 
+# --- audit ------------------------------------------------------------------
+audit_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="The audit chain: verify it, export it, read it.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(file: Annotated[Path | None, typer.Option(
+        "--file", help="Verify an exported JSONL file instead of the database.")] = None) -> None:
+    """Check every link of the chain; name the first bad event and exit 1 when one is found."""
+    from mlops_lite.security.audit import load_or_create_key, verify_events
+
+    settings = load_settings()
+    if file is not None:
+        try:
+            events = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot read {file} as JSONL: {exc}", field="file",
+                               expected="an export written by `mlops-lite audit export`") from exc
+        bad = verify_events(load_or_create_key(settings.audit_key_file), events)
+        count = len(events)
+        where = str(file)
+        first_bad = None if bad is None else f"seq {bad.get('seq')} ({bad.get('action')} on {bad.get('object')})"
+    else:
+        with open_local(settings) as platform:
+            record = platform.audit.verify()
+            count = platform.audit.count()
+        where = "the database"
+        first_bad = None if record is None else f"seq {record.seq} ({record.action} on {record.object})"
+    if first_bad is not None:
+        _line(f"audit chain in {where} does NOT verify: first bad event is {first_bad}")
+        raise typer.Exit(1)
+    _line(f"audit chain in {where} verifies: {count} events")
+
+
+@audit_app.command("export")
+def audit_export(since: Annotated[str | None, typer.Option(help="Only events at or after this ISO time.")] = None,
+                 output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here, not stdout.")] = None,
+                 ) -> None:
+    """Write the chain as JSONL, one event a line (verifiable with `audit verify --file`)."""
+    moment = None
+    if since is not None:
+        from datetime import UTC, datetime
+
+        try:
+            moment = datetime.fromisoformat(since)
+        except ValueError as exc:
+            raise InvalidInput(f"bad time {since!r}", field="since", expected="an ISO time like 2026-03-03T00:00") \
+                from exc
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    with open_local(load_settings()) as platform:
+        events = platform.audit.export(since=moment)
+    text = "".join(json.dumps(event, sort_keys=True) + "\n" for event in events)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"{len(events)} events written to {output}")
+
+
 # --- data -------------------------------------------------------------------
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="Versioned data: repositories, branches, objects, commits, merges, tags, queries.")

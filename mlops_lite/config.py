@@ -107,6 +107,10 @@ class Settings(BaseSettings):
         return self.home / "admin.token"
 
     @property
+    def audit_key_file(self) -> Path:
+        return self.home / "audit.key"
+
+    @property
     def daemon_file(self) -> Path:
         return self.home / "daemon.json"
 

@@ -19,6 +19,7 @@ from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
 from mlops_lite.registry import Registry
 from mlops_lite.security import AuditLog, Tokens
+from mlops_lite.security.audit import load_or_create_key
 from mlops_lite.tracking import Tracking
 from mlops_lite.training import Training
 
@@ -41,7 +42,7 @@ class Platform:
         try:
             # Data objects and run/model artifacts live apart, so data gc never weighs artifacts.
             objects = ObjectStore(settings.objects_dir / "artifacts")
-            self.audit = AuditLog(self._store)
+            self.audit = AuditLog(self._store, load_or_create_key(settings.audit_key_file))
             self.tokens = Tokens(self._store, self.audit)
             self.data = open_data(settings, self._store, self.audit, self.actor)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)

@@ -221,3 +221,22 @@ def test_a_second_process_gets_store_locked_naming_the_holder(home: Path, holder
         assert platform.remote is False
     finally:
         platform.close()
+
+
+def test_audit_verify_and_export_from_the_cli(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**os.environ, "MLOPS_LITE_HOME": str(home)}
+    cli = str(Path(sys.executable).with_name("mlops-lite"))
+    assert subprocess.run([cli, "init"], env=env, capture_output=True, timeout=120).returncode == 0
+    ok = subprocess.run([cli, "audit", "verify"], env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "verifies" in ok.stdout
+    export = tmp_path / "audit.jsonl"
+    done = subprocess.run([cli, "audit", "export", "-o", str(export)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and export.read_text().count("\n") >= 1
+    assert subprocess.run([cli, "audit", "verify", "--file", str(export)], env=env, capture_output=True,
+                          timeout=120).returncode == 0
+    export.write_text(export.read_text().replace('"system:init"', '"mallory"'))
+    tampered = subprocess.run([cli, "audit", "verify", "--file", str(export)], env=env, capture_output=True,
+                              text=True, timeout=120)
+    assert tampered.returncode == 1 and "first bad event is seq 1" in tampered.stdout
