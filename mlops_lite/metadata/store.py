@@ -15,7 +15,12 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
 from mlops_lite.errors import BackendUnavailable, Conflict, StoreLocked
-from mlops_lite.metadata import registry_tables, tables, tracking_tables  # noqa: F401  (registers the tables)
+from mlops_lite.metadata import (  # noqa: F401  (registers the tables)
+    policy_tables,
+    registry_tables,
+    tables,
+    tracking_tables,
+)
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 

@@ -1,0 +1,1 @@
+"""Policy tables: decisions and approval requests (see tables.py)."""
