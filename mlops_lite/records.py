@@ -80,6 +80,9 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     tags: dict[str, Any] = field(default_factory=dict)
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,3 +164,142 @@ class Identity:
     name: str
     role: str
     token_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AliasEventRecord:
+    """One move of a model alias: who, when, from which version to which, and why.
+    ``kind`` is "move", "rollback", "delete" or "override"; ``seq`` counts the
+    alias's events from 1."""
+
+    id: str
+    model: str
+    alias: str
+    seq: int
+    kind: str
+    from_version: str | None
+    to_version: str | None
+    actor: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class VersionComparison:
+    """Version ``b`` against version ``a`` of one model (deltas are b - a)."""
+
+    model: str
+    a: str
+    b: str
+    metric_deltas: dict[str, float]
+    metrics_only_in_a: tuple[str, ...]
+    metrics_only_in_b: tuple[str, ...]
+    signature_changed: bool
+    inputs_added: tuple[str, ...]
+    inputs_removed: tuple[str, ...]
+    inputs_changed: dict[str, tuple[str, str]]  # input name -> (type in a, type in b)
+    outputs_changed: bool
+    data_commits_a: tuple[str, ...]
+    data_commits_b: tuple[str, ...]
+    data_changed: bool
+    params_changed: dict[str, tuple[Any, Any]]  # key -> (value in a, value in b); None where absent
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model version came from and what happened to it.
+
+    ``ref`` is what was asked for (a version or an alias; ``at`` resolves an alias at a
+    time). ``alias_events`` are the moves of that alias (of any alias, for a version ref)
+    onto this version; ``audit_events`` are the audit events about ``model:NAME@VERSION``.
+    """
+
+    model: str
+    ref: str
+    at: datetime | None
+    alias: str | None
+    version: ModelVersionRecord
+    run_id: str | None
+    data_commits: tuple[str, ...]
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    card: dict[str, Any]
+    alias_events: tuple[AliasEventRecord, ...]
+    audit_events: tuple[AuditRecord, ...]
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """Every gate evaluated for ``model@version`` going to ``alias``, as stored.
+
+    ``passed`` is what the gates said. An admin override keeps ``passed`` honest and
+    carries ``override_reason``; ``allowed`` is whether the move may go ahead.
+    """
+
+    id: str
+    model: str
+    version: str
+    alias: str
+    at: datetime
+    passed: bool
+    gates: tuple[GateResult, ...]
+    actor: str
+    override_reason: str | None = None
+    digest: str | None = None
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def overridden(self) -> bool:
+        return self.override_reason is not None
+
+    @property
+    def allowed(self) -> bool:
+        return self.passed or self.overridden
+
+    @property
+    def failed(self) -> tuple[GateResult, ...]:
+        return tuple(g for g in self.gates if not g.passed)
+
+
+@dataclass(frozen=True)
+class ApprovalVote:
+    """One approver's vote on a promotion request: ``vote`` is "approve" or "reject"."""
+
+    id: str
+    request_id: str
+    approver: str
+    role: str
+    vote: str
+    comment: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A request to move ``alias`` of ``model`` to ``version``.
+
+    ``status``: "pending" -> "approved" (enough distinct approvals under the policy)
+    -> "completed" (the alias moved; ``decision_id`` names the decision), or
+    "rejected" (an approver said no). ``approvers`` are the distinct approvers.
+    """
+
+    id: str
+    model: str
+    version: str
+    alias: str
+    status: str
+    requested_by: str
+    requested_at: datetime
+    comment: str
+    votes: tuple[ApprovalVote, ...] = ()
+    completed_at: datetime | None = None
+    completed_by: str | None = None
+    decision_id: str | None = None
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for vote in self.votes:
+            if vote.vote == "approve":
+                seen.setdefault(vote.approver, None)
+        return tuple(seen)

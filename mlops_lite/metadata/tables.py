@@ -79,6 +79,13 @@ class Run(SQLModel, table=True):
     data_commits: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     tags: dict[str, Any] = _json()
     artifacts: dict[str, Any] = _json()
+    # Added by the tracking release (nullable: additive upgrades add them to old databases).
+    git_commit: str | None = None  # HEAD of the code directory's git checkout, when it is one
+    git_dirty: bool | None = None  # tracked files differ from HEAD
+    environment: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    pid: int | None = None  # the process that started the run, and its host: mark_crashed() reads them
+    host: str | None = None
+    heartbeat_at: datetime | None = None  # the run's last write (start, flush, artifact)
 
 
 class Param(SQLModel, table=True):
@@ -154,7 +161,7 @@ class AuditEvent(SQLModel, table=True):
     occurred_at: datetime
     actor: str
     action: str
-    object: str
+    object: str = Field(index=True)
     before: dict[str, Any] = _json()
     after: dict[str, Any] = _json()
     prev_hash: str

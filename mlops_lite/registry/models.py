@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
+from types import EllipsisType
+from typing import Any
 
 from sqlmodel import select
 
@@ -12,7 +15,9 @@ from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Model, ModelVersion
 from mlops_lite.objects import ObjectStore
-from mlops_lite.records import ModelRecord, ModelVersionRecord
+from mlops_lite.records import AliasEventRecord, Lineage, ModelRecord, ModelVersionRecord, VersionComparison
+from mlops_lite.registry.aliases import Aliases
+from mlops_lite.registry.aliases import version_record as _version_record
 from mlops_lite.registry.semver import next_version, parse
 from mlops_lite.security.audit import AuditLog
 from mlops_lite.tracking import Tracking
@@ -29,7 +34,26 @@ def check_model_name(name: str) -> str:
 
 
 class Registry:
-    """The ``platform.registry`` facet."""
+    """The ``platform.registry`` facet: models, immutable versions, aliases with
+    history, comparison, lineage and model cards.
+
+    A version is immutable and addressed by its ONNX file's sha256 digest:
+    registering a digest the model already has returns that version.
+
+    Semantic versions (``MAJOR.MINOR.PATCH``; see ``registry/semver.py``):
+
+    - the first version of a model is 1.0.0;
+    - a changed input signature (feature names or types) bumps MAJOR (2.0.0);
+    - otherwise, training on different data commits bumps MINOR (1.1.0);
+    - anything else (same signature, same data: other params or algorithm) bumps PATCH (1.0.1);
+    - an explicit ``version=`` is accepted when it is valid semver and greater than
+      every existing version of the model; else InvalidInput.
+
+    Aliases (``staging``, ``production``, any name matching ``^[a-z][a-z0-9_-]{0,62}$``)
+    point at one version each and keep an append-only history of every move, rollback,
+    override and deletion: who, when, from which version to which, and why
+    (``alias_history``, ``alias_at``). Racing moves: one wins, the other gets Conflict.
+    """
 
     def __init__(self, store: MetadataStore, objects: ObjectStore, tracking: Tracking,
                  audit: AuditLog, actor: str) -> None:
@@ -38,6 +62,7 @@ class Registry:
         self._tracking = tracking
         self._audit = audit
         self._actor = actor
+        self._aliases = Aliases(store, audit, actor)
 
     def register_from_run(self, model: str, run_id: str, *, version: str | None = None,
                           description: str = "", actor: str | None = None) -> ModelVersionRecord:
@@ -122,9 +147,55 @@ class Registry:
         """The ONNX file of a version, verified against its digest."""
         return self._objects.get_bytes(self.get_version(model, version).digest)
 
+    # ---- aliases, comparison, lineage, model cards (see aliases.py) ----------------
 
-def _version_record(row: ModelVersion) -> ModelVersionRecord:
-    return ModelVersionRecord(model=row.model, version=row.version, digest=row.digest, size=row.size,
-                              signature=dict(row.signature), run_id=row.run_id,
-                              data_commits=tuple(row.data_commits or ()), params=dict(row.params),
-                              metrics=dict(row.metrics), created_at=row.created_at, created_by=row.created_by)
+    def set_alias(self, model: str, alias: str, version: str, *, reason: str, actor: str | None = None,
+                  expected: str | EllipsisType | None = ..., override: bool = False) -> ModelVersionRecord:
+        """Point ``alias`` at ``version``, recorded with ``reason``. With ``expected`` (a
+        version, or None for "unset") it moves only if the alias still points there, else
+        Conflict. ``override=True`` records an admin override (kind "override")."""
+        return self._aliases.set_alias(model, alias, version, reason=reason, actor=actor, expected=expected,
+                                       override=override)
+
+    def get_alias(self, model: str, alias: str) -> ModelVersionRecord:
+        """The version ``alias`` points to now; NotFound when it is not set."""
+        return self._aliases.get_alias(model, alias)
+
+    def aliases(self, model: str) -> dict[str, str]:
+        """alias -> version for every alias of ``model`` that is set."""
+        return self._aliases.aliases(model)
+
+    def alias_at(self, model: str, alias: str, when: datetime) -> ModelVersionRecord | None:
+        """The version ``alias`` pointed to at ``when``; None if it pointed nowhere then."""
+        return self._aliases.alias_at(model, alias, when)
+
+    def alias_history(self, model: str, alias: str | None = None) -> list[AliasEventRecord]:
+        """Every move of the model's aliases (or of one alias), oldest first."""
+        return self._aliases.alias_history(model, alias)
+
+    def rollback(self, model: str, alias: str, *, reason: str, actor: str | None = None) -> ModelVersionRecord:
+        """Move ``alias`` back to the version it pointed to before its last move."""
+        return self._aliases.rollback(model, alias, reason=reason, actor=actor)
+
+    def delete_alias(self, model: str, alias: str, *, reason: str, actor: str | None = None,
+                     expected: str | EllipsisType | None = ...) -> AliasEventRecord:
+        """Unset ``alias``; its history stays."""
+        return self._aliases.delete_alias(model, alias, reason=reason, actor=actor, expected=expected)
+
+    def compare_versions(self, model: str, a: str, b: str) -> VersionComparison:
+        """``b`` against ``a``: metric deltas (b - a), signature diff, data commits, params changed."""
+        return self._aliases.compare_versions(model, a, b)
+
+    def lineage(self, model: str, ref: str, *, at: datetime | None = None) -> Lineage:
+        """Run, data commits, params, metrics, card, alias moves and audit events of
+        ``model@ref`` (a version, or an alias resolved now or ``at`` a time)."""
+        return self._aliases.lineage(model, ref, at=at)
+
+    def set_model_card(self, model: str, version: str, card: dict[str, Any], *,
+                       actor: str | None = None) -> dict[str, Any]:
+        """Store a version's model card (intended_use, limitations, evaluation, fairness)."""
+        return self._aliases.set_model_card(model, version, card, actor=actor)
+
+    def model_card(self, model: str, version: str) -> dict[str, Any]:
+        """A version's model card; {} when none was set."""
+        return self._aliases.model_card(model, version)
