@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, BinaryIO, cast
 
@@ -274,6 +274,123 @@ def access_key_create(
     _line(f"  access key id      {key_id}")
     _line(f"  secret access key  {secret}")
     _line(f"The secret is shown only now. lakeFS clients: endpoint {url}/api/v1 (run `mlops-lite up`).")
+
+
+# --- models -----------------------------------------------------------------
+models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="The model registry: versions, aliases and their history, lineage.")
+alias_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Aliases (staging, production, ...).")
+app.add_typer(models_app, name="models")
+models_app.add_typer(alias_app, name="alias")
+
+
+def _model_ref(value: str) -> tuple[str, str]:
+    model, sep, ref = value.partition("@")
+    if not sep or not model or not ref:
+        raise InvalidInput(f"bad model reference {value!r}", field="model",
+                           expected="NAME@VERSION or NAME@ALIAS, e.g. loan-default@production")
+    return model, ref
+
+
+def _moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(f"bad time {value!r}", field="at", expected="an ISO time like 2026-03-03T12:00") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Models, their versions and aliases."""
+    with open_local(load_settings()) as platform:
+        rows = [(m, platform.registry.aliases(m.name)) for m in platform.registry.list_models()]
+    if as_json:
+        _print_json([{**_jsonable(m), "aliases": a} for m, a in rows])
+        return
+    table = _table("model", "versions", "aliases")
+    for model, aliases in rows:
+        table.add_row(model.name, ", ".join(model.versions), ", ".join(f"{k}={v}" for k, v in sorted(aliases.items())))
+    _print_table(table)
+
+
+@models_app.command("lineage")
+def models_lineage(ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+                   at: Annotated[str | None, typer.Option(help="Resolve the alias at this ISO time.")] = None,
+                   as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Where a model came from: data commits, run, params, metrics, who moved its alias, and
+    every audit event about it (registrations, decisions, approvals, overrides)."""
+    model, name = _model_ref(ref)
+    with open_local(load_settings()) as platform:
+        lineage = platform.registry.lineage(model, name, at=_moment(at))
+    if as_json:
+        _print_json(lineage)
+        return
+    version = lineage.version
+    when = f" at {lineage.at.isoformat()}" if lineage.at else ""
+    _line(f"{model}@{name}{when} is version {version.version}  sha256:{version.digest}")
+    _line(f"  registered {version.created_at.isoformat()} by {version.created_by}")
+    _line(f"  run        {lineage.run_id or '-'}")
+    _line(f"  data       {', '.join(lineage.data_commits) or '-'}")
+    _line(f"  params     {json.dumps(lineage.params, sort_keys=True)}")
+    _line("  metrics    " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(lineage.metrics.items())
+                                       if isinstance(v, int | float)))
+    for event in lineage.alias_events:
+        _line(f"  alias      {event.at.isoformat()} {event.kind} {event.alias}: {event.from_version or '-'} -> "
+              f"{event.to_version or '-'} by {event.actor} ({event.reason})")
+    for event in lineage.audit_events:
+        _line(f"  audit      #{event.seq} {event.at.isoformat()} {event.action} by {event.actor}")
+
+
+@models_app.command("compare")
+def models_compare(model: str, a: str, b: str,
+                   as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Version B against version A: metric deltas, signature and data differences."""
+    with open_local(load_settings()) as platform:
+        comparison = platform.registry.compare_versions(model, a, b)
+    if as_json:
+        _print_json(comparison)
+        return
+    _line(f"{model} {b} vs {a}")
+    for key, delta in sorted(comparison.metric_deltas.items()):
+        _line(f"  {key:<32} {delta:+.4g}")
+    _line(f"  signature changed: {comparison.signature_changed}; data changed: {comparison.data_changed}")
+
+
+@alias_app.command("set")
+def alias_set(model: str, alias: str, version: str,
+              reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")]) -> None:
+    """Point an alias at a version."""
+    with open_local(load_settings()) as platform:
+        record = platform.registry.set_alias(model, alias, version, reason=reason, actor=platform.actor)
+    _line(f"{model}@{alias} -> {record.version}")
+
+
+@alias_app.command("rollback")
+def alias_rollback(model: str, alias: str,
+                   reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")]) -> None:
+    """Move an alias back to the version it pointed to before its last move."""
+    with open_local(load_settings()) as platform:
+        record = platform.registry.rollback(model, alias, reason=reason, actor=platform.actor)
+    _line(f"{model}@{alias} rolled back to {record.version}")
+
+
+@alias_app.command("history")
+def alias_history(model: str, alias: Annotated[str | None, typer.Argument()] = None,
+                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every move of a model's aliases (or one alias), oldest first."""
+    with open_local(load_settings()) as platform:
+        events = platform.registry.alias_history(model, alias)
+    if as_json:
+        _print_json(events)
+        return
+    table = _table("when", "alias", "kind", "from", "to", "by", "reason")
+    for e in events:
+        table.add_row(e.at.isoformat(timespec="seconds"), e.alias, e.kind, e.from_version or "-",
+                      e.to_version or "-", e.actor, e.reason)
+    _print_table(table)
 
 
 # --- audit ------------------------------------------------------------------
@@ -979,5 +1096,8 @@ def main() -> None:
         app()
     except MlopsLiteError as exc:
         # A Text, not a markup string: a message may hold '[' (paths, lists) or ':name:'.
-        err.print(Text.assemble(("error:", "red"), " ", str(exc.message)), highlight=False, soft_wrap=True)
+        message = str(exc.message)
+        if isinstance(exc, InvalidInput) and exc.expected and exc.expected not in message:
+            message += f" (expected {exc.expected})"
+        err.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
         sys.exit(1)
