@@ -48,7 +48,8 @@ class Platform:
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)
             self.training = Training(self.data, self.tracking, settings.parity_tolerance)
             self.registry = Registry(self._store, objects, self.tracking, self.audit, self.actor)
-            self.policy = Policy(settings.min_roc_auc)
+            self.policy = Policy(settings, self._store, self.audit, self.registry, self.data, tracking=self.tracking,
+                                 actor=self.actor)
             self.deployments = Deployments(
                 self._store, self.registry, self.policy, self.audit, self.actor,
                 execution_provider=settings.execution_provider,

@@ -104,6 +104,109 @@ def predict(request: Request[Any, Any, Any], name: str, data: PredictRequest) ->
     return _platform(request).deployments.predict(name, data.instances)
 
 
+GATED_ALIASES = ("production",)
+
+
+class AliasRequest(msgspec.Struct, forbid_unknown_fields=True):
+    version: str
+    reason: str
+    override: bool = False
+
+
+class ReasonRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str
+
+
+class PromotionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    model: str
+    version: str
+    alias: str = "production"
+    comment: str = ""
+
+
+class CommentRequest(msgspec.Struct, forbid_unknown_fields=True):
+    comment: str = ""
+
+
+def _move_alias(platform: Platform, *, override: bool = False) -> Any:
+    def move(model: str, alias: str, version: str, reason: str, actor: str) -> Any:
+        return platform.registry.set_alias(model, alias, version, reason=reason, actor=actor, override=override)
+    return move
+
+
+@get("/models/{model:str}/aliases", opt={"permission": "viewer"}, sync_to_thread=True)
+def list_aliases(request: Request[Any, Any, Any], model: str) -> dict[str, str]:
+    return _platform(request).registry.aliases(model)
+
+
+@put("/models/{model:str}/aliases/{alias:str}", opt={"permission": "operator"}, sync_to_thread=True)
+def move_alias(request: Request[Any, Any, Any], model: str, alias: str, data: AliasRequest) -> ModelVersionRecord:
+    """Move an alias. ``production`` moves only with a passing policy decision (412 with
+    every gate otherwise), or as an admin override with a reason (audited as such)."""
+    platform = _platform(request)
+    identity = request.state.identity
+    if data.override:
+        platform.policy.override(model, data.version, alias=alias, reason=data.reason, identity=identity,
+                                 move_alias=_move_alias(platform, override=True))
+        return platform.registry.get_alias(model, alias)
+    if alias in GATED_ALIASES:
+        platform.policy.require_passing(model, data.version, alias=alias, actor=identity)
+    return platform.registry.set_alias(model, alias, data.version, reason=data.reason, actor=_actor(request))
+
+
+@post("/models/{model:str}/aliases/{alias:str}/rollback", opt={"permission": "operator"}, status_code=200,
+      sync_to_thread=True)
+def rollback_alias(request: Request[Any, Any, Any], model: str, alias: str, data: ReasonRequest) -> ModelVersionRecord:
+    return _platform(request).registry.rollback(model, alias, reason=data.reason, actor=_actor(request))
+
+
+@get("/models/{model:str}/lineage/{ref:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+def lineage(request: Request[Any, Any, Any], model: str, ref: str, at: str | None = None) -> Any:
+    from datetime import UTC, datetime
+
+    moment = None
+    if at is not None:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError as exc:
+            raise mlops_lite.InvalidInput(f"bad time {at!r}", field="at", expected="an ISO time") from exc
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return _platform(request).registry.lineage(model, ref, at=moment)
+
+
+@get("/models/{model:str}/decisions", opt={"permission": "viewer"}, sync_to_thread=True)
+def decisions(request: Request[Any, Any, Any], model: str, version: str | None = None) -> Any:
+    return _platform(request).policy.decisions(model, version)
+
+
+@post("/approvals", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
+def request_promotion(request: Request[Any, Any, Any], data: PromotionRequest) -> Any:
+    return _platform(request).policy.request_promotion(data.model, data.version, alias=data.alias,
+                                                       requested_by=request.state.identity, comment=data.comment)
+
+
+@get("/approvals", opt={"permission": "viewer"}, sync_to_thread=True)
+def list_requests(request: Request[Any, Any, Any], model: str | None = None, status: str | None = None) -> Any:
+    return _platform(request).policy.requests(model, status)
+
+
+@post("/approvals/{request_id:str}/approve", opt={"permission": "approver"}, status_code=200, sync_to_thread=True)
+def approve(request: Request[Any, Any, Any], request_id: str, data: CommentRequest) -> Any:
+    return _platform(request).policy.approve(request_id, identity=request.state.identity, comment=data.comment)
+
+
+@post("/approvals/{request_id:str}/reject", opt={"permission": "approver"}, status_code=200, sync_to_thread=True)
+def reject(request: Request[Any, Any, Any], request_id: str, data: CommentRequest) -> Any:
+    return _platform(request).policy.reject(request_id, identity=request.state.identity, comment=data.comment)
+
+
+@post("/approvals/{request_id:str}/complete", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+def complete(request: Request[Any, Any, Any], request_id: str) -> Any:
+    """Promote once the request has its approvals and every gate passes (412 otherwise)."""
+    platform = _platform(request)
+    return platform.policy.complete(request_id, identity=request.state.identity, move_alias=_move_alias(platform))
+
+
 def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     headers: dict[str, str] = {}
     if isinstance(exc, MlopsLiteError):
@@ -150,7 +253,8 @@ def create_app(platform: Platform) -> Litestar:
     (lakeFS-compatible) route an access key."""
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, status, list_models, list_versions, list_runs,
-                                 list_deployments, deploy, predict])
+                                 list_deployments, deploy, predict, list_aliases, move_alias, rollback_alias,
+                                 lineage, decisions, request_promotion, list_requests, approve, reject, complete])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

@@ -1,35 +1,489 @@
-"""Release gates. Each gate measures one thing against a bound and records both."""
+"""Release gates. Each gate measures one thing against a bound and records both.
+
+The gates of a model come from its policy (TOML, see ``mlops_lite.policy.document``):
+
+    metric.<name>                         a recorded metric against a minimum or maximum
+    lineage.complete                      always: a run and at least one data commit
+    regression.<metric>                   no regression against the ``production`` version, both
+                                          ONNX models scored on the same evaluation data
+    fairness.demographic_parity_difference / fairness.equalized_odds_difference
+                                          the candidate's predictions on the evaluation data,
+                                          grouped by the sensitive attribute (as fairlearn defines them)
+    data.checked                          the data commits are on the protected default branch's
+                                          history (so they passed the data checks)
+    residency.region                      settings.region is an allowed region
+    approvals                             N distinct approvers, the version's author excluded
+
+``evaluate``/``enforce`` only measure. ``decide`` measures and stores the decision
+(table ``policy_decisions``, audit ``policy.decision``); ``override`` stores an admin
+override with its reason (audit ``policy.override``). A gate that cannot be measured
+(missing evaluation data, a column the model needs, ...) fails and says why.
+"""
 
 from __future__ import annotations
 
-from mlops_lite.errors import PolicyViolation
-from mlops_lite.records import GateResult, ModelVersionRecord
+import json
+import logging
+import math
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlmodel import select
+
+from mlops_lite.clock import utcnow
+from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound, PolicyViolation
+from mlops_lite.metadata.policy_tables import PolicyDecisionRow
+from mlops_lite.policy.approvals import Approvals
+from mlops_lite.policy.common import MoveAlias, gate_dicts, json_safe, name_of, plain, violation
+from mlops_lite.policy.document import EVALUATED_METRICS, Evaluation, PolicySpec, load_policy
+from mlops_lite.policy.fairness import figures, group_rates
+from mlops_lite.policy.notify import Sink, notify, sinks_for
+from mlops_lite.records import ApprovalRequest, GateResult, Identity, ModelVersionRecord, PolicyDecision
+from mlops_lite.security.roles import require
+
+if TYPE_CHECKING:
+    from mlops_lite.config import Settings
+    from mlops_lite.metadata.store import MetadataStore
+    from mlops_lite.registry import Registry
+    from mlops_lite.security.audit import AuditLog
+    from mlops_lite.tracking import Tracking
+
+logger = logging.getLogger("mlops_lite.policy")
+
+LOG_PAGE = 10_000
+LOG_LIMIT = 200_000
+_CACHE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A version's predictions on the evaluation data."""
+
+    where: str  # repository@commit:path
+    y_true: np.ndarray  # bool: the target is the positive class
+    y_pred: np.ndarray  # bool: the predicted label is the positive class
+    proba: np.ndarray  # probability of the positive class
+    groups: dict[str, list[str]]  # sensitive column -> group of each row (filled on demand)
 
 
 class Policy:
-    """The ``platform.policy`` facet: the checks a version must pass to go live."""
+    """The ``platform.policy`` facet: the checks a version must pass to go live, the
+    stored decisions, and the approval workflow (``approvals``; also exposed here)."""
 
-    def __init__(self, min_roc_auc: float) -> None:
-        self.min_roc_auc = min_roc_auc
+    def __init__(self, settings: Settings, store: MetadataStore, audit: AuditLog, registry: Registry,
+                 data: Any, *, tracking: Tracking | None = None, actor: str = "system") -> None:
+        self.settings = settings
+        self.min_roc_auc = settings.min_roc_auc  # the built-in base threshold; settable
+        self._store = store
+        self._audit = audit
+        self._registry = registry
+        self._data = data
+        self._tracking = tracking
+        self._actor = actor
+        self._scores: OrderedDict[tuple[str, ...], Scored] = OrderedDict()
+        self._scores_lock = threading.Lock()
+        self.approvals = Approvals(self, store, audit, registry, actor)
 
-    def evaluate(self, version: ModelVersionRecord) -> list[GateResult]:
-        auc = version.metrics.get("roc_auc")
-        lineage = bool(version.run_id) and bool(version.data_commits)
-        return [
-            GateResult(gate="metric.roc_auc", passed=auc is not None and auc >= self.min_roc_auc,
-                       measured=auc, bound=f">= {self.min_roc_auc}"),
-            GateResult(gate="lineage.complete", passed=lineage,
-                       measured={"run_id": version.run_id, "data_commits": list(version.data_commits)},
-                       bound="a run and at least one data commit"),
-        ]
+    # ---- the policy ---------------------------------------------------------------
 
-    def enforce(self, version: ModelVersionRecord) -> list[GateResult]:
-        """Raise PolicyViolation naming every failed gate; return the results otherwise."""
-        results = self.evaluate(version)
-        failed = [r for r in results if not r.passed]
-        if failed:
-            raise PolicyViolation(
-                f"{version.model}@{version.version} fails {len(failed)} gate(s): "
-                + ", ".join(f"{r.gate} measured {r.measured} (needs {r.bound})" for r in failed),
-                details={"gates": [r.__dict__ for r in results]})
+    def load(self, model: str | None = None) -> PolicySpec:
+        """The effective policy of ``model`` (base <- default.toml <- <model>.toml)."""
+        return load_policy(self.settings.home, model, min_roc_auc=self.min_roc_auc)
+
+    def sinks(self, spec: PolicySpec | None = None) -> list[Sink]:
+        """The alert sinks: the log, the settings' ``alert_webhook``, the policy's webhook."""
+        return sinks_for([getattr(self.settings, "alert_webhook", None), spec.webhook if spec else None])
+
+    def notify(self, spec: PolicySpec | None, event: dict[str, Any]) -> None:
+        notify(self.sinks(spec), {"at": utcnow().isoformat(), **json_safe(event)})
+
+    # ---- measuring ----------------------------------------------------------------
+
+    def evaluate(self, version: ModelVersionRecord, *, alias: str = "production") -> list[GateResult]:
+        """Every gate of the model's policy, measured now; nothing is stored."""
+        return self._gates(version, self.load(version.model), alias)
+
+    def enforce(self, version: ModelVersionRecord, *, alias: str = "production") -> list[GateResult]:
+        """Raise PolicyViolation naming every failed gate (``details['gates']`` lists every
+        gate, passed or not); return the results otherwise. Nothing is stored."""
+        results = self.evaluate(version, alias=alias)
+        _raise_if_failed(version, results)
         return results
+
+    def _gates(self, version: ModelVersionRecord, spec: PolicySpec, alias: str) -> list[GateResult]:
+        results = [self._threshold(version, t) for t in spec.thresholds]
+        lineage = bool(version.run_id) and bool(version.data_commits)
+        results.append(GateResult(gate="lineage.complete", passed=lineage,
+                                  measured={"run_id": version.run_id, "data_commits": list(version.data_commits)},
+                                  bound="a run and at least one data commit"))
+        if spec.regression is not None:
+            results.append(self._regression(version, spec))
+        if spec.fairness is not None:
+            results.extend(self._fairness(version, spec))
+        if spec.require_checked:
+            results.append(self._data_checked(version, spec))
+        if spec.allowed_regions is not None:
+            region = self.settings.region
+            results.append(GateResult(gate="residency.region", passed=region in spec.allowed_regions,
+                                      measured=region, bound=f"one of {list(spec.allowed_regions)}",
+                                      detail=f"this installation stores data and artifacts in region {region!r}"))
+        if spec.approvals_required:
+            approvers = self.approvals.approvers(version, alias)
+            results.append(GateResult(
+                gate="approvals", passed=len(approvers) >= spec.approvals_required, measured=len(approvers),
+                bound=f">= {spec.approvals_required}",
+                detail=(f"distinct approvers of {version.model}@{version.version} -> {alias}: "
+                        f"{', '.join(approvers) or 'none'} (the author {version.created_by} does not count)")))
+        return results
+
+    @staticmethod
+    def _threshold(version: ModelVersionRecord, threshold: Any) -> GateResult:
+        value = version.metrics.get(threshold.metric)
+        gate = f"metric.{threshold.metric}"
+        if not _is_number(value):
+            return GateResult(gate=gate, passed=False, measured=value, bound=threshold.bound,
+                              detail=f"{version.model}@{version.version} has no recorded {threshold.metric}")
+        passed = (threshold.min is None or value >= threshold.min) and (threshold.max is None or value <= threshold.max)
+        return GateResult(gate=gate, passed=passed, measured=float(value), bound=threshold.bound,
+                          detail="the version's recorded metric (its training run's held-out split)")
+
+    # regression -------------------------------------------------------------------
+
+    def _regression(self, version: ModelVersionRecord, spec: PolicySpec) -> GateResult:
+        assert spec.regression is not None
+        metric, tolerance, against = spec.regression.metric, spec.regression.tolerance, spec.regression.against
+        gate = f"regression.{metric}"
+        try:
+            base = self._registry.get_alias(version.model, against)
+        except NotFound:
+            return GateResult(gate=gate, passed=True, measured=None, bound=f"no {against} version",
+                              detail=f"{version.model} has no {against!r} version yet: nothing to regress against")
+        if base.version == version.version:
+            return GateResult(gate=gate, passed=True, measured=None, bound=f"{against} is {base.version}",
+                              detail=f"{version.model}@{version.version} is the {against} version itself")
+        if spec.evaluation is not None:
+            try:
+                candidate = metric_value(self.scored(version, spec.evaluation), metric)
+                scored_base = self.scored(base, spec.evaluation)
+                reference = metric_value(scored_base, metric)
+            except Exception as exc:
+                return GateResult(gate=gate, passed=False, measured=None, bound=f"{against} - {tolerance:g}",
+                                  detail=f"could not score on the evaluation data: {_why(exc)}")
+            source = f"both ONNX models scored on {scored_base.where}"
+        else:
+            candidate, reference = version.metrics.get(metric), base.metrics.get(metric)
+            if not (_is_number(candidate) and _is_number(reference)):
+                return GateResult(gate=gate, passed=False, measured=candidate, bound=f"{against} - {tolerance:g}",
+                                  detail=f"no [evaluation] data, and {metric} is not recorded for both "
+                                         f"{version.version} ({candidate}) and {against} {base.version} ({reference})")
+            source = ("the recorded metrics (no [evaluation] data in the policy: each version's own "
+                      "held-out split, not the same data)")
+        floor = float(reference) - tolerance
+        return GateResult(gate=gate, passed=float(candidate) >= floor, measured=float(candidate),
+                          bound=f">= {floor:.6g}",
+                          detail=(f"{metric} {float(candidate):.6g} vs {against} {base.version} {float(reference):.6g} "
+                                  f"(tolerance {tolerance:g}), on {source}"))
+
+    # fairness ---------------------------------------------------------------------
+
+    def _fairness(self, version: ModelVersionRecord, spec: PolicySpec) -> list[GateResult]:
+        fairness, evaluation = spec.fairness, spec.evaluation
+        assert fairness is not None and evaluation is not None
+        bounds = {"demographic_parity_difference": fairness.max_demographic_parity_difference,
+                  "equalized_odds_difference": fairness.max_equalized_odds_difference}
+        wanted = {name: bound for name, bound in bounds.items() if bound is not None}
+        try:
+            scored = self.scored(version, evaluation, sensitive=fairness.sensitive)
+            rates = group_rates(scored.y_true, scored.y_pred, scored.groups[fairness.sensitive])
+        except Exception as exc:
+            return [GateResult(gate=f"fairness.{name}", passed=False, measured=None, bound=f"<= {bound:g}",
+                               detail=f"could not score on the evaluation data: {_why(exc)}")
+                    for name, bound in wanted.items()]
+        measured = figures(rates)
+        shown = {g: {k: round(v, 4) for k, v in r.items()} for g, r in rates.items()}
+        return [GateResult(gate=f"fairness.{name}", passed=measured[name] <= bound, measured=measured[name],
+                           bound=f"<= {bound:g}",
+                           detail=f"{fairness.sensitive!r} groups on {scored.where}: {json.dumps(shown)}")
+                for name, bound in wanted.items()]
+
+    # scoring on the evaluation data ------------------------------------------------
+
+    def scored(self, version: ModelVersionRecord, evaluation: Evaluation, *, sensitive: str | None = None) -> Scored:
+        """``version``'s ONNX model scored on the evaluation table (cached per digest and
+        commit read). Raises InvalidInput/NotFound when the data does not fit the model."""
+        read = self._data.repo(evaluation.repository).ref(evaluation.ref).read_table(evaluation.path)
+        table = read.table
+        target = evaluation.target or version.signature.get("target")
+        where = f"{evaluation.repository}@{read.commit}:{evaluation.path}"
+        if not target or target not in table.column_names:
+            raise InvalidInput(f"the evaluation table {where} has no target column {target!r}",
+                               field="evaluation.target", expected="the label column of the evaluation table")
+        key = (version.digest, evaluation.repository, read.commit, evaluation.path, target)
+        with self._scores_lock:
+            cached = self._scores.get(key)
+            if cached is not None:
+                self._scores.move_to_end(key)
+        if cached is not None:
+            scored = cached
+        else:
+            scored = self._score(version, table, target, where)
+            with self._scores_lock:
+                self._scores[key] = scored
+                while len(self._scores) > _CACHE_SIZE:
+                    self._scores.popitem(last=False)
+        if sensitive is not None and sensitive not in scored.groups:
+            if sensitive not in table.column_names:
+                raise InvalidInput(f"the evaluation table {where} has no sensitive column {sensitive!r}",
+                                   field="fairness.sensitive", expected="a column of the evaluation table")
+            import pyarrow as pa
+
+            scored.groups[sensitive] = [str(g) for g in table.column(sensitive).cast(pa.string()).to_pylist()]
+        return scored
+
+    def _score(self, version: ModelVersionRecord, table: Any, target: str, where: str) -> Scored:
+        from mlops_lite.inference.session import CPU, ModelSession
+
+        features = [spec["name"] for spec in version.signature.get("inputs", [])]
+        missing = [name for name in features if name not in table.column_names]
+        if missing:
+            raise InvalidInput(f"the evaluation table {where} lacks the model's feature(s) {missing}",
+                               field="evaluation.path", expected=f"a table with the columns {features}")
+        truth = table.column(target).to_pylist()
+        if any(value is None for value in truth):
+            raise InvalidInput(f"the target {target!r} of {where} has missing values", field="evaluation.target",
+                               expected="a label on every row")
+        classes = list(version.signature.get("classes") or [])
+        if len(classes) != 2:
+            raise InvalidInput(f"{version.model}@{version.version} is not a binary classifier (classes {classes})",
+                               field="version", expected="two classes")
+        rows = table.select(features).to_pylist()
+        session = ModelSession(self._registry.model_bytes(version.model, version.version), version.signature,
+                               providers=[CPU], max_batch_size=max(1, len(rows)))
+        labels, probabilities = session.predict(session.build_feed(rows))
+        positive = classes[1]
+        labels = np.asarray(labels).reshape(-1)
+        return Scored(where=where,
+                      y_true=np.asarray([value == positive for value in truth], dtype=bool),
+                      y_pred=np.asarray([plain(label) == positive for label in labels], dtype=bool),
+                      proba=np.asarray(probabilities, dtype=np.float64)[:, 1], groups={})
+
+    # data checks ------------------------------------------------------------------
+
+    def _data_checked(self, version: ModelVersionRecord, spec: PolicySpec) -> GateResult:
+        gate = "data.checked"
+        commits = list(version.data_commits)
+        if not commits:
+            return GateResult(gate=gate, passed=False, measured={}, bound="data commits on a protected branch",
+                              detail="the version records no data commits")
+        repository = spec.data_repository
+        if repository is None and self._tracking is not None and version.run_id:
+            try:
+                repository = self._tracking.get_run(version.run_id).tags.get("repository")
+            except NotFound:
+                repository = None
+        if not repository:
+            return GateResult(gate=gate, passed=False, measured={c: "unknown repository" for c in commits},
+                              bound="data commits on a protected branch",
+                              detail="cannot tell which data repository the commits are in: set [data] repository")
+        try:
+            repo = self._data.repo(repository)
+            info = repo.info()
+            branch = info.default_branch
+            bound = f"on the history of {repository}/{branch} (protected)"
+            if branch not in info.protected_branches:
+                return GateResult(gate=gate, passed=False, measured={c: "unchecked" for c in commits}, bound=bound,
+                                  detail=f"{repository}/{branch} is not a protected branch: commits on it did not "
+                                         "have to pass the data checks")
+            status: dict[str, str] = {}
+            trees: dict[str, str] = {}
+            for commit in commits:
+                try:
+                    trees[commit] = repo.commit(commit).tree
+                except NotFound:
+                    status[commit] = f"not a commit of {repository}"
+            status.update(_find_on_branch(repo, branch, trees))
+        except MlopsLiteError as exc:
+            return GateResult(gate=gate, passed=False, measured=None, bound=f"data commits on {repository}'s "
+                              "protected default branch", detail=_why(exc))
+        for commit in commits:
+            status.setdefault(commit, f"not on {branch}: never merged through the checks")
+        passed = all(s.startswith(("on ", "same data as ")) for s in status.values())
+        return GateResult(gate=gate, passed=passed, measured=status, bound=bound,
+                          detail="each commit is on the branch's history, or has the same data (tree) as a "
+                                 "commit that is")
+
+    # ---- decisions ----------------------------------------------------------------
+
+    def decide(self, model: str, version: str, *, alias: str = "production",
+               actor: str | Identity | None = None) -> PolicyDecision:
+        """Evaluate every gate for ``model@version`` going to ``alias`` and store the
+        decision (audit ``policy.decision``). Returns it, passed or not."""
+        target = self._registry.get_version(model, version)
+        spec = self.load(model)
+        gates = self._gates(target, spec, alias)
+        return self._store_decision(target, alias, gates, spec, name_of(actor) or self._actor, override_reason=None)
+
+    def require_passing(self, model: str, version: str, *, alias: str = "production",
+                        actor: str | Identity | None = None) -> PolicyDecision:
+        """``decide``, then raise PolicyViolation (``details['gates']``, ``details['decision_id']``)
+        unless every gate passed. What the server calls before it moves an alias."""
+        decision = self.decide(model, version, alias=alias, actor=actor)
+        if not decision.passed:
+            raise violation(decision)
+        return decision
+
+    def override(self, model: str, version: str, *, alias: str = "production", reason: str,
+                 identity: Identity, move_alias: MoveAlias | None = None) -> PolicyDecision:
+        """An admin lets ``model@version`` go to ``alias`` whatever the gates say. The gates
+        are still measured and stored as they are, with the reason (audit ``policy.override``).
+        With ``move_alias`` the alias is moved too."""
+        require(identity, "admin")
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("an override needs a reason", field="reason", expected="a non-empty sentence")
+        target = self._registry.get_version(model, version)
+        spec = self.load(model)
+        gates = self._gates(target, spec, alias)
+        decision = self._store_decision(target, alias, gates, spec, identity.name, override_reason=reason.strip())
+        if move_alias is not None:
+            move_alias(model, alias, version, f"override by {identity.name}: {reason.strip()}", identity.name)
+        return decision
+
+    def decisions(self, model: str, version: str | None = None, *, alias: str | None = None) -> list[PolicyDecision]:
+        """Stored decisions of ``model`` (of one version, of one alias), oldest first."""
+        with self._store.session() as session:
+            query = select(PolicyDecisionRow).where(PolicyDecisionRow.model == model)
+            if version is not None:
+                query = query.where(PolicyDecisionRow.version == version)
+            if alias is not None:
+                query = query.where(PolicyDecisionRow.alias == alias)
+            rows = session.exec(query.order_by(PolicyDecisionRow.decided_at, PolicyDecisionRow.id)).all()  # type: ignore[arg-type]
+        return [_decision_record(row) for row in rows]
+
+    def get_decision(self, decision_id: str) -> PolicyDecision:
+        with self._store.session() as session:
+            row = session.get(PolicyDecisionRow, decision_id)
+        if row is None:
+            raise NotFound(f"policy decision {decision_id!r} does not exist")
+        return _decision_record(row)
+
+    def latest_decision(self, model: str, version: str, *, alias: str = "production") -> PolicyDecision | None:
+        """The newest stored decision for ``model@version`` -> ``alias``, or None."""
+        found = self.decisions(model, version, alias=alias)
+        return found[-1] if found else None
+
+    def _store_decision(self, version: ModelVersionRecord, alias: str, gates: list[GateResult], spec: PolicySpec,
+                        actor: str, *, override_reason: str | None) -> PolicyDecision:
+        passed = all(g.passed for g in gates)
+        row = PolicyDecisionRow(id=uuid.uuid4().hex, model=version.model, version=version.version, alias=alias,
+                                decided_at=utcnow(), passed=passed, gates=[json_safe(asdict(g)) for g in gates],
+                                actor=actor, override_reason=override_reason, digest=version.digest,
+                                policy=json_safe({"document": spec.document, "files": list(spec.files)}))
+        action = "policy.override" if override_reason is not None else "policy.decision"
+        failed = [g.gate for g in gates if not g.passed]
+        with self._store.session() as session:
+            session.add(row)
+            self._audit.append(session, actor=actor, action=action, object=f"model:{version.model}@{version.version}",
+                               after={"decision_id": row.id, "alias": alias, "passed": passed, "failed": failed,
+                                      "digest": version.digest,
+                                      **({"reason": override_reason} if override_reason is not None else {})})
+        decision = _decision_record(row)
+        self.notify(spec, {"event": action, "model": version.model, "version": version.version, "alias": alias,
+                           "decision_id": decision.id, "passed": passed, "failed": failed, "actor": actor,
+                           **({"reason": override_reason} if override_reason is not None else {})})
+        return decision
+
+    # ---- the approval workflow (see approvals.py) ---------------------------------
+
+    def request_promotion(self, model: str, version: str, *, alias: str = "production",
+                          requested_by: Identity | str | None = None, comment: str = "") -> ApprovalRequest:
+        return self.approvals.request_promotion(model, version, alias=alias, requested_by=requested_by,
+                                                comment=comment)
+
+    def approve(self, request_id: str, *, identity: Identity, comment: str = "",
+                move_alias: MoveAlias | None = None) -> ApprovalRequest:
+        return self.approvals.approve(request_id, identity=identity, comment=comment, move_alias=move_alias)
+
+    def reject(self, request_id: str, *, identity: Identity, comment: str = "") -> ApprovalRequest:
+        return self.approvals.reject(request_id, identity=identity, comment=comment)
+
+    def complete(self, request_id: str, *, identity: Identity, move_alias: MoveAlias,
+                 comment: str = "") -> ApprovalRequest:
+        return self.approvals.complete(request_id, identity=identity, move_alias=move_alias, comment=comment)
+
+    def requests(self, model: str | None = None, status: str | None = None) -> list[ApprovalRequest]:
+        return self.approvals.requests(model, status)
+
+    def get_request(self, request_id: str) -> ApprovalRequest:
+        return self.approvals.get_request(request_id)
+
+
+# ---- helpers ------------------------------------------------------------------------
+
+def metric_value(scored: Scored, metric: str) -> float:
+    """One of EVALUATED_METRICS on scored predictions."""
+    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+    if metric not in EVALUATED_METRICS:
+        raise InvalidInput(f"{metric!r} cannot be computed on evaluation data", field="regression.metric",
+                           expected=" | ".join(EVALUATED_METRICS))
+    if metric == "accuracy":
+        return float(np.mean(scored.y_true == scored.y_pred))
+    if metric == "roc_auc":
+        if scored.y_true.all() or not scored.y_true.any():
+            raise InvalidInput(f"ROC AUC needs both classes in the evaluation target ({scored.where})",
+                               field="evaluation.target", expected="both classes present")
+        return float(roc_auc_score(scored.y_true, scored.proba))
+    scorer = {"f1": f1_score, "precision": precision_score, "recall": recall_score}[metric]
+    return float(scorer(scored.y_true, scored.y_pred, zero_division=0))
+
+
+def _find_on_branch(repo: Any, branch: str, trees: dict[str, str]) -> dict[str, str]:
+    """Walk ``branch``'s first-parent history (each state the branch had: on a protected
+    branch, each passed the checks) looking for the commits, or commits with their trees."""
+    wanted_trees: dict[str, list[str]] = {}
+    for commit, tree in trees.items():
+        wanted_trees.setdefault(tree, []).append(commit)
+    found: dict[str, str] = {}
+    after: str | None = None
+    walked = 0
+    while len(found) < len(trees) and walked < LOG_LIMIT:
+        page = repo.log(branch, amount=LOG_PAGE, after=after)
+        for record in page:
+            if record.id in trees:
+                found[record.id] = f"on {branch}"
+            for commit in wanted_trees.get(record.tree, ()):
+                found.setdefault(commit, f"same data as {branch}@{record.id}")
+        walked += len(page)
+        if len(page) < LOG_PAGE:
+            break
+        after = page[-1].id
+    return found
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _raise_if_failed(version: ModelVersionRecord, results: list[GateResult]) -> None:
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise PolicyViolation(
+            f"{version.model}@{version.version} fails {len(failed)} gate(s): "
+            + ", ".join(f"{r.gate} measured {r.measured} (needs {r.bound})" for r in failed),
+            details={"gates": gate_dicts(results)})
+
+
+def _decision_record(row: PolicyDecisionRow) -> PolicyDecision:
+    gates = tuple(GateResult(gate=g["gate"], passed=bool(g["passed"]), measured=g.get("measured"),
+                             bound=g.get("bound"), detail=g.get("detail", "")) for g in row.gates or [])
+    return PolicyDecision(id=row.id, model=row.model, version=row.version, alias=row.alias, at=row.decided_at,
+                          passed=bool(row.passed), gates=gates, actor=row.actor, override_reason=row.override_reason,
+                          digest=row.digest, policy=dict(row.policy or {}))

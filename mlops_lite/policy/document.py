@@ -1,0 +1,328 @@
+"""Policies as TOML: one default and one file per model, merged key by key.
+
+Files: ``$MLOPS_LITE_HOME/policies/default.toml`` and
+``$MLOPS_LITE_HOME/policies/<model>.toml``. They are read at every evaluation, so
+an edit takes effect at the next decision. The effective policy of a model is,
+section by section and key by key (a later layer wins):
+
+    built-in base  ->  default.toml  ->  <model>.toml
+
+The built-in base is ``[thresholds] roc_auc = <settings.min_roc_auc>``; the
+lineage gate always runs. With no files at all the policy is therefore "ROC AUC
+at least ``min_roc_auc`` and lineage complete".
+
+Schema (every section optional; unknown sections and keys are refused)::
+
+    [thresholds]                 # gate "metric.<name>", on the version's recorded metrics
+    roc_auc = 0.7                # a number: the minimum (higher is better)
+    accuracy = 0.75
+    demographic_parity_difference = { max = 0.1 }   # lower is better: a maximum
+    f1 = { min = 0.5, max = 0.99 }                   # or both
+
+    [regression]                 # gate "regression.<metric>": no regression vs production
+    metric = "roc_auc"           # default "roc_auc"; with [evaluation]: one of
+                                 #   roc_auc, accuracy, f1, precision, recall
+    tolerance = 0.01             # default 0.0: candidate >= production - tolerance
+    against = "production"       # the alias compared against (default "production")
+    enabled = true               # false switches off a gate the default file turned on
+
+    [evaluation]                 # the evaluation data both models are scored on
+    repository = "loans"         # a data repository
+    ref = "main"                 # branch, tag or commit (default "main"); the commit read is recorded
+    path = "loans/holdout.csv"   # a CSV or Parquet table
+    target = "default"           # the label column (default: the model signature's target)
+
+    [fairness]                   # gates "fairness.demographic_parity_difference" and
+    sensitive = "gender"         #   "fairness.equalized_odds_difference", on [evaluation]
+    max_demographic_parity_difference = 0.1    # at least one of the two bounds
+    max_equalized_odds_difference = 0.1
+    enabled = true
+
+    [data]                       # gate "data.checked"
+    require_checked = true       # the version's data commits went through the data checks:
+                                 #   they are on the protected default branch's history
+    repository = "loans"         # default: the training run's repository
+
+    [residency]                  # gate "residency.region"
+    allowed_regions = ["ae"]     # settings.region must be one of them
+
+    [approvals]                  # gate "approvals"
+    required = 2                 # distinct approvers (approver role or higher), the
+                                 #   version's author excluded; 0 switches it off
+
+    [notify]                     # alert sinks for decisions and approval requests
+    webhook = "http://127.0.0.1:9000/hook"   # JSON POST, 2 s timeout (log sink always on)
+
+Without ``[evaluation]`` the regression gate compares the versions' recorded
+metrics (and says so in its detail); ``[fairness]`` needs ``[evaluation]``.
+A bad file raises InvalidInput whose ``field`` names the key (``thresholds.roc_auc``)
+and whose ``details['file']`` names the file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops_lite.errors import InvalidInput
+
+POLICY_DIR = "policies"
+DEFAULT_FILE = "default.toml"
+EVALUATED_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall")
+_MODEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_METRIC = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+SECTIONS: dict[str, tuple[str, ...] | None] = {
+    "thresholds": None,  # any metric name
+    "regression": ("metric", "tolerance", "against", "enabled"),
+    "evaluation": ("repository", "ref", "path", "target"),
+    "fairness": ("sensitive", "max_demographic_parity_difference", "max_equalized_odds_difference", "enabled"),
+    "data": ("require_checked", "repository"),
+    "residency": ("allowed_regions",),
+    "approvals": ("required",),
+    "notify": ("webhook",),
+}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def bound(self) -> str:
+        parts = ([f">= {self.min:g}"] if self.min is not None else []) + \
+            ([f"<= {self.max:g}"] if self.max is not None else [])
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class Regression:
+    metric: str = "roc_auc"
+    tolerance: float = 0.0
+    against: str = "production"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    repository: str
+    path: str
+    ref: str = "main"
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Fairness:
+    sensitive: str
+    max_demographic_parity_difference: float | None = None
+    max_equalized_odds_difference: float | None = None
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """The effective policy of one model (see the module docstring)."""
+
+    model: str | None
+    thresholds: tuple[Threshold, ...] = ()
+    regression: Regression | None = None
+    evaluation: Evaluation | None = None
+    fairness: Fairness | None = None
+    require_checked: bool = False
+    data_repository: str | None = None
+    allowed_regions: tuple[str, ...] | None = None
+    approvals_required: int = 0
+    webhook: str | None = None
+    files: tuple[str, ...] = ()
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+def policy_dir(home: Path) -> Path:
+    return home / POLICY_DIR
+
+
+def load_policy(home: Path, model: str | None, *, min_roc_auc: float) -> PolicySpec:
+    """The effective policy of ``model`` (or the default one, for None)."""
+    if model is not None and not _MODEL.match(model):
+        raise InvalidInput(f"bad model name {model!r}", field="model",
+                           expected="1-63 characters: lowercase letters, digits, '_' and '-'")
+    folder = policy_dir(home)
+    merged: dict[str, dict[str, Any]] = {"thresholds": {"roc_auc": min_roc_auc}}
+    origin: dict[str, str] = {"thresholds.roc_auc": "settings.min_roc_auc"}
+    files: list[str] = []
+    names = [DEFAULT_FILE] + ([f"{model}.toml"] if model is not None and model != "default" else [])
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            continue
+        document = read_policy_file(path)
+        files.append(str(path))
+        for section, table in document.items():
+            merged.setdefault(section, {}).update(table)
+            for key in table:
+                origin[f"{section}.{key}"] = str(path)
+    return build_spec(model, merged, origin, tuple(files))
+
+
+def read_policy_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Parse one policy file and check its shape (sections, keys, value types)."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{path}: not valid TOML: {exc}", field="toml", expected="a TOML policy file",
+                           details={"file": str(path)}) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot be read: {exc}", field="toml", expected="a readable UTF-8 file",
+                           details={"file": str(path)}) from exc
+    for section, table in document.items():
+        if section not in SECTIONS:
+            _bad(str(path), section, f"unknown section [{section}]", " | ".join(f"[{s}]" for s in SECTIONS))
+        if not isinstance(table, dict):
+            _bad(str(path), section, f"{section} must be a table", f"a [{section}] section")
+        allowed = SECTIONS[section]
+        for key in table:
+            if allowed is not None and key not in allowed:
+                _bad(str(path), f"{section}.{key}", f"unknown key {key!r} in [{section}]", " | ".join(allowed))
+    return document
+
+
+def _bad(file: str, key: str, message: str, expected: str) -> None:
+    raise InvalidInput(f"{file}: {key}: {message}", field=key, expected=expected, details={"file": file})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def build_spec(model: str | None, merged: dict[str, dict[str, Any]], origin: dict[str, str],
+               files: tuple[str, ...]) -> PolicySpec:
+    """Validate the merged document and build the spec; errors name the key and its file."""
+
+    def bad(key: str, message: str, expected: str) -> None:
+        owner = key  # thresholds.f1.min came with thresholds.f1
+        while owner not in origin and "." in owner:
+            owner = owner.rsplit(".", 1)[0]
+        _bad(origin.get(owner, ", ".join(files) or "policy"), key, message, expected)
+
+    def get_str(section: str, key: str, *, required: bool = False, default: str | None = None) -> str | None:
+        value = merged.get(section, {}).get(key)
+        if value is None:
+            if required:
+                _bad(", ".join(files) or "policy", f"{section}.{key}", f"[{section}] needs {key}", "a string")
+            return default
+        if not isinstance(value, str) or not value.strip():
+            bad(f"{section}.{key}", f"{section}.{key} must be a non-empty string, got {value!r}", "a string")
+        return value
+
+    def enabled(section: str) -> bool:
+        value = merged.get(section, {}).get("enabled", True)
+        if not isinstance(value, bool):
+            bad(f"{section}.enabled", f"{section}.enabled must be true or false, got {value!r}", "true | false")
+        return section in merged and value
+
+    thresholds: list[Threshold] = []
+    for metric, value in merged.get("thresholds", {}).items():
+        key = f"thresholds.{metric}"
+        if not _METRIC.match(metric):
+            bad(key, f"bad metric name {metric!r}", "a metric name such as roc_auc")
+        if _number(value):
+            thresholds.append(Threshold(metric, min=float(value)))
+        elif isinstance(value, dict):
+            unknown = [k for k in value if k not in ("min", "max")]
+            if unknown:
+                bad(f"{key}.{unknown[0]}", f"unknown key {unknown[0]!r} in {key}", "min | max")
+            for bound_key, bound in value.items():
+                if not _number(bound):
+                    bad(f"{key}.{bound_key}", f"{key}.{bound_key} must be a number, got {bound!r}", "a finite number")
+            if not value:
+                bad(key, f"{key} names no bound", "{ min = X } and/or { max = Y }")
+            low, high = value.get("min"), value.get("max")
+            if low is not None and high is not None and low > high:
+                bad(key, f"{key}: min {low} is greater than max {high}", "min <= max")
+            thresholds.append(Threshold(metric, min=None if low is None else float(low),
+                                        max=None if high is None else float(high)))
+        else:
+            bad(key, f"{key} must be a number (a minimum) or {{ min = X, max = Y }}, got {value!r}",
+                "a number, or { max = X } for a metric where lower is better")
+
+    evaluation: Evaluation | None = None
+    if "evaluation" in merged:
+        evaluation = Evaluation(repository=get_str("evaluation", "repository", required=True) or "",
+                                path=get_str("evaluation", "path", required=True) or "",
+                                ref=get_str("evaluation", "ref", default="main") or "main",
+                                target=get_str("evaluation", "target"))
+        if not evaluation.path.endswith((".csv", ".parquet")):
+            bad("evaluation.path", f"evaluation.path {evaluation.path!r} is not a table", "a .csv or .parquet path")
+
+    regression: Regression | None = None
+    if enabled("regression"):
+        section = merged["regression"]
+        metric = get_str("regression", "metric", default="roc_auc") or "roc_auc"
+        tolerance = section.get("tolerance", 0.0)
+        if not _number(tolerance) or tolerance < 0:
+            bad("regression.tolerance", f"regression.tolerance must be a number >= 0, got {tolerance!r}",
+                "a number >= 0")
+        against = get_str("regression", "against", default="production") or "production"
+        if not _ALIAS.match(against):
+            bad("regression.against", f"bad alias {against!r}", "an alias name such as production")
+        if evaluation is not None and metric not in EVALUATED_METRICS:
+            bad("regression.metric", f"regression.metric {metric!r} cannot be computed on the evaluation data",
+                " | ".join(EVALUATED_METRICS))
+        if not _METRIC.match(metric):
+            bad("regression.metric", f"bad metric name {metric!r}", "a metric name such as roc_auc")
+        regression = Regression(metric=metric, tolerance=float(tolerance), against=against)
+
+    fairness: Fairness | None = None
+    if enabled("fairness"):
+        section = merged["fairness"]
+        sensitive = get_str("fairness", "sensitive", required=True) or ""
+        bounds: dict[str, float | None] = {}
+        for key in ("max_demographic_parity_difference", "max_equalized_odds_difference"):
+            value = section.get(key)
+            if value is not None and (not _number(value) or not 0 <= value <= 1):
+                bad(f"fairness.{key}", f"fairness.{key} must be a number from 0 to 1, got {value!r}",
+                    "a number from 0 to 1")
+            bounds[key] = None if value is None else float(value)
+        if all(v is None for v in bounds.values()):
+            bad("fairness.sensitive", "[fairness] names no bound",
+                "max_demographic_parity_difference and/or max_equalized_odds_difference")
+        if evaluation is None:
+            bad("fairness.sensitive", "[fairness] needs [evaluation] data to score the model on",
+                "an [evaluation] section (repository, ref, path, target)")
+        fairness = Fairness(sensitive=sensitive, **bounds)
+
+    data = merged.get("data", {})
+    require_checked = data.get("require_checked", False)
+    if not isinstance(require_checked, bool):
+        bad("data.require_checked", f"data.require_checked must be true or false, got {require_checked!r}",
+            "true | false")
+    data_repository = get_str("data", "repository")
+
+    allowed_regions: tuple[str, ...] | None = None
+    if "residency" in merged:
+        regions = merged["residency"].get("allowed_regions")
+        if (not isinstance(regions, list) or not regions
+                or not all(isinstance(r, str) and r.strip() for r in regions)):
+            bad("residency.allowed_regions", f"residency.allowed_regions must be a non-empty list of "
+                f"region names, got {regions!r}", 'a list such as ["ae"]')
+        allowed_regions = tuple(regions)
+
+    required = merged.get("approvals", {}).get("required", 0)
+    if not isinstance(required, int) or isinstance(required, bool) or required < 0:
+        bad("approvals.required", f"approvals.required must be a whole number >= 0, got {required!r}",
+            "a whole number >= 0")
+
+    webhook = get_str("notify", "webhook")
+    if webhook is not None and not _URL.match(webhook):
+        bad("notify.webhook", f"notify.webhook {webhook!r} is not an http(s) URL", "http://host:port/path")
+
+    return PolicySpec(model=model, thresholds=tuple(thresholds), regression=regression, evaluation=evaluation,
+                      fairness=fairness, require_checked=require_checked, data_repository=data_repository,
+                      allowed_regions=allowed_regions, approvals_required=required, webhook=webhook,
+                      files=files, document={s: dict(t) for s, t in merged.items()})
