@@ -1,0 +1,89 @@
+"""Governance enforced by the server: production moves only through the gates, admin
+overrides need a reason, approvals follow four-eyes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ..conftest import build_loop
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[Any, str, dict[str, str]]]:
+    from server import create_app
+    from server.runner import serve_in_thread
+
+    home = tmp_path / "home"
+    platform, admin, _ = build_loop(home)
+    tokens = {"admin": admin}
+    for name, role in (("olga", "operator"), ("alice", "approver"), ("bob", "approver"), ("vic", "viewer")):
+        tokens[name] = platform.tokens.create(name, role)[1]
+    running = serve_in_thread(create_app(platform))
+    try:
+        yield platform, running.url, tokens
+    finally:
+        running.stop()
+        platform.close()
+
+
+def _as(url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def _policy(platform: Any, text: str) -> None:
+    folder = platform.settings.home / "policies"
+    folder.mkdir(exist_ok=True)
+    (folder / "loan-default.toml").write_text(text)
+
+
+def test_production_moves_only_through_the_gates_or_an_admin_override(api) -> None:
+    platform, url, tokens = api
+    _policy(platform, "[thresholds]\nroc_auc = 0.99\n")
+    body = {"version": "1.0.0", "reason": "first release"}
+    with _as(url, tokens["olga"]) as operator, _as(url, tokens["admin"]) as admin:
+        refused = operator.put("/v1/models/loan-default/aliases/production", json=body)
+        assert refused.status_code == 412, refused.text
+        gates = {g["gate"]: g for g in refused.json()["gates"]}
+        assert gates["metric.roc_auc"]["passed"] is False and gates["metric.roc_auc"]["bound"]
+        assert platform.registry.aliases("loan-default") == {}
+        assert operator.put("/v1/models/loan-default/aliases/staging", json=body).status_code == 200
+        forced = {**body, "override": True}
+        assert operator.put("/v1/models/loan-default/aliases/production", json=forced).status_code == 403
+        assert admin.put("/v1/models/loan-default/aliases/production",
+                         json={**forced, "reason": "  "}).status_code == 422
+        done = admin.put("/v1/models/loan-default/aliases/production", json={**forced, "reason": "hotfix"})
+        assert done.status_code == 200 and done.json()["version"] == "1.0.0"
+    assert platform.registry.alias_history("loan-default", "production")[-1].kind == "override"
+    decisions = platform.policy.decisions("loan-default", "1.0.0")
+    assert [d.passed for d in decisions] == [False, False] and decisions[-1].override_reason == "hotfix"
+    assert "policy.override" in [e.action for e in platform.audit.events(limit=50)]
+    assert platform.audit.verify() is None
+
+
+def test_approvals_follow_four_eyes_and_then_promote(api) -> None:
+    platform, url, tokens = api
+    _policy(platform, "[approvals]\nrequired = 1\n")
+    body = {"version": "1.0.0", "reason": "release"}
+    with _as(url, tokens["olga"]) as olga, _as(url, tokens["alice"]) as alice, _as(url, tokens["bob"]) as bob, \
+            _as(url, tokens["vic"]) as vic:
+        assert olga.put("/v1/models/loan-default/aliases/production", json=body).status_code == 412
+        assert vic.post("/v1/approvals", json={"model": "loan-default", "version": "1.0.0"}).status_code == 403
+        created = bob.post("/v1/approvals", json={"model": "loan-default", "version": "1.0.0", "comment": "go"})
+        assert created.status_code == 201, created.text
+        request_id = created.json()["id"]
+        own = bob.post(f"/v1/approvals/{request_id}/approve", json={"comment": "mine"})
+        assert own.status_code == 403 and "four-eyes" in own.text
+        assert olga.post(f"/v1/approvals/{request_id}/approve", json={}).status_code == 403
+        assert alice.post(f"/v1/approvals/{request_id}/approve", json={"comment": "ok"}).status_code == 200
+        finished = olga.post(f"/v1/approvals/{request_id}/complete")
+        assert finished.status_code == 200, finished.text
+        assert olga.get("/v1/models/loan-default/aliases").json() == {"production": "1.0.0"}
+        lineage = olga.get("/v1/models/loan-default/lineage/production").json()
+        actions = [e["action"] for e in lineage["audit_events"]]
+        assert {"approval.request", "approval.approve", "policy.decision"} <= set(actions)
+        assert lineage["data_commits"] == list(platform.registry.get_version("loan-default", "1.0.0").data_commits)
