@@ -17,22 +17,31 @@ from mlops_lite.errors import (
 )
 from mlops_lite.platform import Platform, connect
 from mlops_lite.records import (
+    AliasEventRecord,
+    ApprovalRequest,
+    ApprovalVote,
     AuditRecord,
     CommitRecord,
     DeploymentRecord,
     GateResult,
     Identity,
+    Lineage,
     ModelRecord,
     ModelVersionRecord,
+    PolicyDecision,
     Prediction,
     RepositoryRecord,
     RunRecord,
+    VersionComparison,
 )
 from mlops_lite.training import TrainingSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AliasEventRecord",
+    "ApprovalRequest",
+    "ApprovalVote",
     "AuditRecord",
     "BackendUnavailable",
     "CommitRecord",
@@ -42,6 +51,7 @@ __all__ = [
     "Identity",
     "IntegrityError",
     "InvalidInput",
+    "Lineage",
     "MissingDependency",
     "MlopsLiteError",
     "ModelRecord",
@@ -49,6 +59,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "Platform",
+    "PolicyDecision",
     "PolicyViolation",
     "Prediction",
     "RepositoryRecord",
@@ -57,6 +68,7 @@ __all__ = [
     "StoreLocked",
     "TrainingSpec",
     "Unauthenticated",
+    "VersionComparison",
     "connect",
     "load_settings",
 ]

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     lakefs_endpoint: str | None = None
     lakefs_access_key_id: str | None = None
     lakefs_secret_access_key: str | None = None
+    alert_webhook: str | None = None
     min_roc_auc: float = Field(default=0.6, ge=0.0, le=1.0)
     parity_tolerance: float = Field(default=1e-4, gt=0.0)
 
