@@ -393,6 +393,27 @@ def alias_history(model: str, alias: Annotated[str | None, typer.Argument()] = N
     _print_table(table)
 
 
+@app.command()
+def sql(query: Annotated[str, typer.Argument(help="One SELECT (or WITH ... SELECT) over the metadata tables.")],
+        max_rows: Annotated[int, typer.Option(help="Rows to show at most.")] = 200,
+        csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False) -> None:
+    """Read-only SQL over the metadata: runs, params, metrics, models, versions, aliases, audit..."""
+    with open_local(load_settings()) as platform:
+        table = platform.tracking.sql(query, max_rows=max_rows)
+    if csv:
+        import pyarrow.csv as pacsv
+
+        sink = sys.stdout.buffer
+        pacsv.write_csv(table, sink)
+        sink.flush()
+        return
+    out = _table(*table.column_names)
+    for row in table.to_pylist():
+        out.add_row(*("" if v is None else str(v) for v in row.values()))
+    _print_table(out)
+    err.print(f"{table.num_rows} row(s)")
+
+
 # --- audit ------------------------------------------------------------------
 audit_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                         help="The audit chain: verify it, export it, read it.")

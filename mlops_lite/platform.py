@@ -73,6 +73,7 @@ class Platform:
         }
 
     def close(self) -> None:
+        self.tracking.close()  # flush what open runs still buffer, while the store is open
         if isinstance(self.data, LakeFSDataStore):
             self.data.close()
         self._store.close()

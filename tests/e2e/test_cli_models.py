@@ -56,3 +56,12 @@ def test_aliases_rollback_and_lineage_from_the_cli(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "canary" in unknown.stderr
     compare = _run(home, "models", "compare", "loan-default", "1.0.0", "1.1.0", "--json")
     assert json.loads(compare.stdout)["data_changed"] is True
+
+
+def test_sql_is_read_only_from_the_cli(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert _run(home, "init").returncode == 0
+    done = _run(home, "sql", "select action, count(*) as n from audit_events group by action", "--csv")
+    assert done.returncode == 0 and "token.create" in done.stdout
+    refused = _run(home, "sql", "delete from audit_events")
+    assert refused.returncode == 1 and "error:" in refused.stderr
