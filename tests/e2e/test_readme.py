@@ -67,3 +67,18 @@ def test_readme_shell_example_runs(index: int, tmp_path: Path) -> None:
         assert args[0] == "mlops-lite"
         done = subprocess.run([cli, *args[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+
+
+TOML_BLOCKS = re.findall(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(TOML_BLOCKS)))
+def test_readme_policy_example_is_a_valid_policy(index: int, tmp_path: Path) -> None:
+    from mlops_lite.policy.document import load_policy, policy_dir
+
+    folder = policy_dir(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "loan-default.toml").write_text(TOML_BLOCKS[index])
+    spec = load_policy(tmp_path, "loan-default", min_roc_auc=0.6)
+    assert spec.files and spec.approvals_required == 1
+    assert {t.metric for t in spec.thresholds} == {"roc_auc"} and spec.fairness is not None
