@@ -6,6 +6,7 @@ turned back into the matching class of the error tree.
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -13,7 +14,16 @@ import httpx
 import msgspec
 
 from mlops_lite import errors
-from mlops_lite.records import DeploymentRecord, ModelRecord, ModelVersionRecord, Prediction, RunRecord
+from mlops_lite.records import (
+    ApprovalRequest,
+    DeploymentRecord,
+    Lineage,
+    ModelRecord,
+    ModelVersionRecord,
+    PolicyDecision,
+    Prediction,
+    RunRecord,
+)
 
 T = TypeVar("T")
 
@@ -37,6 +47,7 @@ class RemotePlatform:
         # The data facet speaks the server's lakeFS-compatible API with this same token.
         self.data = LakeFSDataStore(self.url, token=token)
         self.registry = _Registry(self)
+        self.policy = _Policy(self)
         self.deployments = _Deployments(self)
         self.tracking = _Tracking(self)
 
@@ -94,6 +105,56 @@ class _Registry:
         for name in names:
             out += _convert(self._remote.request("GET", f"/v1/models/{name}/versions"), list[ModelVersionRecord])
         return out
+
+
+    def aliases(self, model: str) -> dict[str, str]:
+        return dict(self._remote.request("GET", f"/v1/models/{model}/aliases"))
+
+    def set_alias(self, model: str, alias: str, version: str, *, reason: str,
+                  override: bool = False) -> ModelVersionRecord:
+        """Move an alias; the server applies the policy gates to ``production``."""
+        body = self._remote.request("PUT", f"/v1/models/{model}/aliases/{alias}",
+                                    json={"version": version, "reason": reason, "override": override})
+        return _convert(body, ModelVersionRecord)
+
+    def rollback(self, model: str, alias: str, *, reason: str) -> ModelVersionRecord:
+        body = self._remote.request("POST", f"/v1/models/{model}/aliases/{alias}/rollback", json={"reason": reason})
+        return _convert(body, ModelVersionRecord)
+
+    def lineage(self, model: str, ref: str, *, at: datetime | None = None) -> Lineage:
+        params = {"at": at.isoformat()} if at is not None else None
+        return _convert(self._remote.request("GET", f"/v1/models/{model}/lineage/{ref}", params=params), Lineage)
+
+
+class _Policy:
+    def __init__(self, remote: RemotePlatform) -> None:
+        self._remote = remote
+
+    def decisions(self, model: str, version: str | None = None) -> list[PolicyDecision]:
+        params = {"version": version} if version else None
+        return _convert(self._remote.request("GET", f"/v1/models/{model}/decisions", params=params),
+                        list[PolicyDecision])
+
+    def request_promotion(self, model: str, version: str, *, alias: str = "production",
+                          comment: str = "") -> ApprovalRequest:
+        body = self._remote.request("POST", "/v1/approvals", json={"model": model, "version": version,
+                                                                   "alias": alias, "comment": comment})
+        return _convert(body, ApprovalRequest)
+
+    def requests(self, model: str | None = None, status: str | None = None) -> list[ApprovalRequest]:
+        params = {k: v for k, v in (("model", model), ("status", status)) if v is not None}
+        return _convert(self._remote.request("GET", "/v1/approvals", params=params), list[ApprovalRequest])
+
+    def approve(self, request_id: str, *, comment: str = "") -> ApprovalRequest:
+        body = self._remote.request("POST", f"/v1/approvals/{request_id}/approve", json={"comment": comment})
+        return _convert(body, ApprovalRequest)
+
+    def reject(self, request_id: str, *, comment: str = "") -> ApprovalRequest:
+        body = self._remote.request("POST", f"/v1/approvals/{request_id}/reject", json={"comment": comment})
+        return _convert(body, ApprovalRequest)
+
+    def complete(self, request_id: str) -> ApprovalRequest:
+        return _convert(self._remote.request("POST", f"/v1/approvals/{request_id}/complete"), ApprovalRequest)
 
 
 class _Deployments:

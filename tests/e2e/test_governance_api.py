@@ -87,3 +87,27 @@ def test_approvals_follow_four_eyes_and_then_promote(api) -> None:
         actions = [e["action"] for e in lineage["audit_events"]]
         assert {"approval.request", "approval.approve", "policy.decision"} <= set(actions)
         assert lineage["data_commits"] == list(platform.registry.get_version("loan-default", "1.0.0").data_commits)
+
+
+def test_the_remote_platform_speaks_the_same_governance(api) -> None:
+    from mlops_lite import PolicyViolation
+    from mlops_lite.client import RemotePlatform
+
+    platform, url, tokens = api
+    _policy(platform, "[approvals]\nrequired = 1\n")
+    with RemotePlatform(url, tokens["olga"]) as olga, RemotePlatform(url, tokens["alice"]) as alice:
+        with pytest.raises(PolicyViolation) as refused:
+            olga.registry.set_alias("loan-default", "production", "1.0.0", reason="release")
+        assert any(g["gate"] == "approvals" and not g["passed"] for g in refused.value.details["gates"])
+        staged = olga.registry.set_alias("loan-default", "staging", "1.0.0", reason="try it")
+        assert staged.version == "1.0.0" and olga.registry.aliases("loan-default") == {"staging": "1.0.0"}
+        request = olga.policy.request_promotion("loan-default", "1.0.0", comment="ready")
+        approved = alice.policy.approve(request.id, comment="ok")
+        assert approved.status == "approved"
+        assert olga.policy.complete(request.id).status == "completed"
+        remote = olga.registry.lineage("loan-default", "production")
+        local = platform.registry.lineage("loan-default", "production")
+        assert remote.version.digest == local.version.digest and remote.data_commits == local.data_commits
+        assert [e.action for e in remote.audit_events] == [e.action for e in local.audit_events]
+        assert [d.passed for d in olga.policy.decisions("loan-default", "1.0.0")] == \
+            [d.passed for d in platform.policy.decisions("loan-default", "1.0.0")]
