@@ -104,6 +104,33 @@ def predict(request: Request[Any, Any, Any], name: str, data: PredictRequest) ->
     return _platform(request).deployments.predict(name, data.instances)
 
 
+class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
+    query: str
+    max_rows: int = 1000
+
+
+@get("/runs/{run_id:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+def get_run(request: Request[Any, Any, Any], run_id: str) -> RunRecord:
+    return _platform(request).tracking.get_run(run_id)
+
+
+@get("/runs/{run_id:str}/metrics/{key:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+def metric_history(request: Request[Any, Any, Any], run_id: str, key: str) -> Any:
+    return _platform(request).tracking.metric_history(run_id, key)
+
+
+@get("/compare", opt={"permission": "viewer"}, sync_to_thread=True)
+def compare_runs(request: Request[Any, Any, Any], runs: list[str]) -> Any:
+    return _platform(request).tracking.compare(runs)
+
+
+@post("/sql", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+def sql(request: Request[Any, Any, Any], data: SqlRequest) -> dict[str, Any]:
+    """Read-only SQL over the metadata (one SELECT); answers columns and rows."""
+    table = _platform(request).tracking.sql(data.query, max_rows=data.max_rows)
+    return {"columns": table.column_names, "rows": [list(row.values()) for row in table.to_pylist()]}
+
+
 GATED_ALIASES = ("production",)
 
 
@@ -254,7 +281,8 @@ def create_app(platform: Platform) -> Litestar:
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, status, list_models, list_versions, list_runs,
                                  list_deployments, deploy, predict, list_aliases, move_alias, rollback_alias,
-                                 lineage, decisions, request_promotion, list_requests, approve, reject, complete])
+                                 lineage, decisions, request_promotion, list_requests, approve, reject, complete,
+                                 get_run, metric_history, compare_runs, sql])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

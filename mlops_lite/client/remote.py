@@ -24,6 +24,7 @@ from mlops_lite.records import (
     Prediction,
     RunRecord,
 )
+from mlops_lite.tracking.records import MetricPoint, RunComparison
 
 T = TypeVar("T")
 
@@ -179,3 +180,19 @@ class _Tracking:
 
     def list_runs(self, *, limit: int = 50) -> list[RunRecord]:
         return _convert(self._remote.request("GET", "/v1/runs", params={"limit": limit}), list[RunRecord])
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return _convert(self._remote.request("GET", f"/v1/runs/{run_id}"), RunRecord)
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        return _convert(self._remote.request("GET", f"/v1/runs/{run_id}/metrics/{key}"), list[MetricPoint])
+
+    def compare(self, run_ids: list[str]) -> RunComparison:
+        return _convert(self._remote.request("GET", "/v1/compare", params={"runs": list(run_ids)}), RunComparison)
+
+    def sql(self, query: str, *, max_rows: int = 1000) -> Any:
+        """The same read-only SQL, answered as a pyarrow Table."""
+        import pyarrow as pa
+
+        body = self._remote.request("POST", "/v1/sql", json={"query": query, "max_rows": max_rows})
+        return pa.Table.from_pylist([dict(zip(body["columns"], row, strict=True)) for row in body["rows"]])

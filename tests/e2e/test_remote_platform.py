@@ -173,3 +173,14 @@ def test_the_data_facet_over_http_sees_and_changes_the_same_store(remote: Remote
         local.data.repo("remote-data").ref("main").stat("notes/a.txt").digest
     with pytest.raises(mlops_lite.PolicyViolation):
         repo.branch("main").upload("x.txt", b"direct to main")
+
+
+def test_runs_compare_history_and_sql_over_http(remote: RemotePlatform, local: Any) -> None:
+    run_id = local.tracking.list_runs()[0].id
+    assert remote.tracking.get_run(run_id) == local.tracking.get_run(run_id)
+    assert remote.tracking.metric_history(run_id, "roc_auc") == local.tracking.metric_history(run_id, "roc_auc")
+    assert remote.tracking.compare([run_id]).metrics == local.tracking.compare([run_id]).metrics
+    query = "select key, value from metrics where key = 'roc_auc'"
+    assert remote.tracking.sql(query).to_pylist() == local.tracking.sql(query).to_pylist()
+    with pytest.raises(mlops_lite.InvalidInput):
+        remote.tracking.sql("delete from metrics")
