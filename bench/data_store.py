@@ -59,6 +59,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from figures import Figure
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -79,19 +81,6 @@ QUICK = Size("quick", big_files=100, small_files=1_000, many_objects=10_000, bra
 DEFAULT = Size("default", big_files=1_000, small_files=10_000, many_objects=100_000, branch_creates=50)
 
 
-@dataclass(frozen=True)
-class Figure:
-    figure: str
-    label: str
-    unit: str
-    value: float
-    reference: float
-    reference_label: str
-    ratio: float
-    target: float
-    ok: bool
-    rule: str  # what is compared with the target, for the table
-    peer: str = "-"  # dvc's figure for the same work, when measured
 
 
 # --------------------------------------------------------------------------- helpers

@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from figures import Figure
+
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_CSV = ROOT / "data" / "loans.csv"
 HOLDOUT_CSV = ROOT / "data" / "loans_holdout.csv"
@@ -69,18 +71,6 @@ DEFAULT = Size("default", rounds=5, round_s=1.0, batch1_calls=50_000, sklearn_ba
                http_max_requests=500_000)
 
 
-@dataclass(frozen=True)
-class Figure:
-    figure: str
-    label: str
-    unit: str
-    value: float
-    reference: float
-    reference_label: str
-    ratio: float
-    target: float
-    ok: bool
-    rule: str  # how ratio is compared with target, for the table
 
 
 # --------------------------------------------------------------------------- timing

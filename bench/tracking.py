@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from figures import Figure
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -61,19 +63,6 @@ QUICK = Size("quick", params=100, points=10_000, repeats=3, reference_loop_s=10.
 DEFAULT = Size("default", params=100, points=10_000, repeats=5, reference_loop_s=120.0)
 
 
-@dataclass(frozen=True)
-class Figure:
-    figure: str
-    label: str
-    unit: str
-    value: float
-    reference: float
-    reference_label: str
-    ratio: float
-    target: float
-    ok: bool
-    rule: str
-    note: str = ""  # why a figure is short regardless of its ratio
 
 
 def fmt(x: float) -> str:

@@ -15,6 +15,7 @@ from mlops_lite.data.lakefs_backend import LakeFSDataStore
 from mlops_lite.errors import InvalidInput, StoreLocked
 from mlops_lite.inference import Deployments
 from mlops_lite.metadata import MetadataStore
+from mlops_lite.monitoring import Monitoring
 from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
 from mlops_lite.registry import Registry
@@ -54,6 +55,7 @@ class Platform:
                 self._store, self.registry, self.policy, self.audit, self.actor,
                 execution_provider=settings.execution_provider,
                 intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size)
+            self.monitoring = Monitoring(settings.home)  # prediction log + feedback, Parquet under the home
         except BaseException:
             self._store.close()
             raise
@@ -73,6 +75,7 @@ class Platform:
         }
 
     def close(self) -> None:
+        self.monitoring.close()  # write the queued prediction log before the stores close
         self.tracking.close()  # flush what open runs still buffer, while the store is open
         if isinstance(self.data, LakeFSDataStore):
             self.data.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 import msgspec
@@ -19,6 +20,8 @@ from mlops_lite import MlopsLiteError, Platform, Unauthenticated
 from mlops_lite.records import DeploymentRecord, ModelRecord, ModelVersionRecord, Prediction, RunRecord
 from mlops_lite.security import require
 from server.lakefs import lakefs_router
+from server.metrics import CONTENT_TYPE, Metrics
+from server.oip import oip_router
 
 log = logging.getLogger("mlops_lite.server")
 
@@ -101,7 +104,40 @@ def deploy(request: Request[Any, Any, Any], name: str, data: DeployRequest) -> D
 @post("/deployments/{name:str}/predict", opt={"permission": "viewer"}, status_code=200, sync_to_thread=True)
 def predict(request: Request[Any, Any, Any], name: str, data: PredictRequest) -> Prediction:
     """Predict for named-feature instances; answers labels, probabilities, version and digest."""
-    return _platform(request).deployments.predict(name, data.instances)
+    platform, metrics = _platform(request), request.app.state.metrics
+    started = time.perf_counter()
+    try:
+        prediction = platform.deployments.predict(name, data.instances)
+    except Exception as exc:
+        status_code = exc.http_status if isinstance(exc, MlopsLiteError) else 500
+        metrics.observe(name, "", str(status_code), time.perf_counter() - started)
+        raise
+    latency = time.perf_counter() - started
+    platform.monitoring.record(prediction, data.instances, latency)  # queued; never fails the request
+    metrics.observe(name, prediction.version, "200", latency, len(data.instances))
+    return prediction
+
+
+class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """True labels for logged predictions: ``{"labels": [{"request_id": "...", "label": 1}]}``."""
+
+    labels: list[dict[str, Any]]
+
+
+@post("/deployments/{name:str}/feedback", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+def feedback(request: Request[Any, Any, Any], name: str, data: FeedbackRequest) -> dict[str, Any]:
+    """Record true labels by request id, for monitoring to join with the prediction log."""
+    pairs = [(item.get("request_id"), item.get("label")) for item in data.labels]
+    return {"deployment": name, "recorded": _platform(request).monitoring.record_feedback(name, pairs)}
+
+
+@get("/metrics", sync_to_thread=False, include_in_schema=False)
+def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[str]:
+    """Prometheus text format. No auth: meant for scraping on loopback (the default bind)."""
+    platform = _platform(request)
+    text = request.app.state.metrics.render(log_stats=platform.monitoring.stats(),
+                                            providers=platform.deployments.providers)
+    return Response(text, media_type=CONTENT_TYPE)
 
 
 class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -280,17 +316,18 @@ def create_app(platform: Platform) -> Litestar:
     (lakeFS-compatible) route an access key."""
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, status, list_models, list_versions, list_runs,
-                                 list_deployments, deploy, predict, list_aliases, move_alias, rollback_alias,
+                                 list_deployments, deploy, predict, feedback, list_aliases, move_alias, rollback_alias,
                                  lineage, decisions, request_promotion, list_requests, approve, reject, complete,
                                  get_run, metric_history, compare_runs, sql])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(
-        route_handlers=[api, lakefs_router()],
+        route_handlers=[api, lakefs_router(), oip_router(), metrics_endpoint],
         exception_handlers={Exception: _error},
         openapi_config=OpenAPIConfig(title="mlops-lite", version=mlops_lite.__version__, path="/schema"),
         debug=False,
         logging_config=None,
     )
     app.state.platform = platform
+    app.state.metrics = Metrics()
     return app

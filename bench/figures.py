@@ -1,0 +1,21 @@
+"""What every bench reports: one figure beside its reference measured in the same run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Figure:
+    figure: str
+    label: str
+    unit: str
+    value: float
+    reference: float
+    reference_label: str
+    ratio: float
+    target: float
+    ok: bool
+    rule: str  # what is compared with the target, for the table
+    peer: str = "-"  # a peer tool's figure for the same work, when measured
+    note: str = ""  # why a figure is short regardless of its ratio

@@ -1,0 +1,156 @@
+"""The prediction log: batches land as Parquet, the queue is bounded, failures are counted."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from mlops_lite.errors import InvalidInput
+from mlops_lite.monitoring import Monitoring, PredictionLog
+from mlops_lite.records import Prediction
+
+
+def _prediction(deployment: str = "loans", version: str = "1.0.0", n: int = 2) -> Prediction:
+    return Prediction(request_id=uuid.uuid4().hex, deployment=deployment, model="loan-default", version=version,
+                      digest="sha256:abc", predictions=tuple(i % 2 for i in range(n)),
+                      probabilities=tuple((0.75, 0.25) if i % 2 == 0 else (0.1, 0.9) for i in range(n)),
+                      classes=(0, 1))
+
+
+def _instances(n: int = 2) -> list[dict[str, object]]:
+    return [{"income": 1000.0 + i, "region": "north"} for i in range(n)]
+
+
+def test_batches_land_as_partitioned_parquet_and_are_queryable(tmp_path: Path) -> None:
+    monitoring = Monitoring(tmp_path, batch_rows=4, flush_interval_s=60)
+    try:
+        first, second = _prediction(n=2), _prediction(version="1.1.0", n=3)
+        assert monitoring.record(first, _instances(2), 0.004)
+        assert monitoring.record(second, _instances(3), 0.002)
+        assert monitoring.flush()
+        files = sorted((tmp_path / "predictions").glob("deployment=loans/date=*/part-*.parquet"))
+        assert files, "no Parquet part was written"
+        table = pq.read_table(files[0])
+        assert set(table.column_names) >= {"request_id", "deployment", "model", "version", "digest", "at",
+                                           "latency_ms", "features", "prediction", "probability"}
+        rows = monitoring.query("SELECT request_id, version, prediction, probability, latency_ms, features "
+                                "FROM predictions ORDER BY version, prediction").to_pylist()
+        assert len(rows) == 5
+        assert {r["request_id"] for r in rows} == {first.request_id, second.request_id}
+        assert {r["version"] for r in rows} == {"1.0.0", "1.1.0"}
+        assert rows[0]["probability"] == pytest.approx(0.25)
+        assert rows[0]["latency_ms"] == pytest.approx(4.0)
+        assert '"income": 1000.0' in rows[0]["features"]
+        stats = monitoring.stats()
+        assert stats["rows_logged"] == 5 and stats["rows_written"] == 5
+        assert stats["rows_dropped"] == 0 and stats["write_errors"] == 0 and stats["batches"] >= 1
+    finally:
+        monitoring.close()
+
+
+def test_the_writer_flushes_on_its_own_by_size_and_by_time(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "by-size", batch_rows=2, flush_interval_s=60)
+    timed = PredictionLog(tmp_path / "by-time", batch_rows=1_000, flush_interval_s=0.05)
+    try:
+        log.record(_prediction(n=2), _instances(2), 0.001)
+        timed.record(_prediction(n=1), _instances(1), 0.001)
+        import time
+
+        deadline = time.monotonic() + 10
+        while (log.stats().written < 2 or timed.stats().written < 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert log.stats().written == 2 and timed.stats().written == 1
+    finally:
+        log.close()
+        timed.close()
+
+
+def test_a_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "predictions", max_rows=5, batch_rows=1_000, flush_interval_s=60)
+    try:
+        assert log.record(_prediction(n=3), _instances(3), 0.001)
+        assert log.record(_prediction(n=2), _instances(2), 0.001)
+        assert not log.record(_prediction(n=2), _instances(2), 0.001)  # 5 queued + 2 > 5
+        assert not log.record(_prediction(n=1), _instances(1), 0.001)
+        stats = log.stats()
+        assert (stats.logged, stats.dropped, stats.queued) == (5, 3, 5)
+        assert log.flush()
+        assert log.record(_prediction(n=2), _instances(2), 0.001)  # room again once written
+    finally:
+        log.close()
+    assert log.stats().written == 7
+
+
+def test_a_failing_writer_counts_errors_and_never_raises(tmp_path: Path) -> None:
+    blocker = tmp_path / "predictions"
+    blocker.write_text("a file where the log's folder should be")
+    log = PredictionLog(blocker, batch_rows=1_000, flush_interval_s=60)
+    try:
+        assert log.record(_prediction(n=2), _instances(2), 0.001)
+        assert log.flush()
+        assert log.record(_prediction(n=1), _instances(1), 0.001)
+    finally:
+        log.close()  # flushes the second request: a second error, still no exception
+    stats = log.stats()
+    assert stats.write_errors == 2 and stats.written == 0 and stats.logged == 3
+    assert blocker.is_file()
+
+
+def test_close_flushes_and_stops_taking_rows(tmp_path: Path) -> None:
+    monitoring = Monitoring(tmp_path, batch_rows=1_000, flush_interval_s=60)
+    prediction = _prediction(n=4)
+    monitoring.record(prediction, _instances(4), 0.001)
+    monitoring.close()
+    monitoring.close()  # idempotent
+    assert monitoring.stats()["rows_written"] == 4
+    assert not monitoring.record(_prediction(n=1), _instances(1), 0.001)
+    assert monitoring.stats()["rows_dropped"] == 1
+    assert monitoring.query("SELECT count(*) AS n FROM predictions").to_pylist() == [{"n": 4}]
+
+
+def test_feedback_joins_the_predictions_by_request_id(tmp_path: Path) -> None:
+    monitoring = Monitoring(tmp_path, flush_interval_s=60)
+    try:
+        a, b = _prediction(n=1), _prediction(n=1)
+        monitoring.record(a, _instances(1), 0.001)
+        monitoring.record(b, _instances(1), 0.001)
+        monitoring.flush()
+        assert monitoring.record_feedback("loans", [(a.request_id, 1), (b.request_id, "0")]) == 2
+        rows = monitoring.query(
+            "SELECT p.request_id, p.prediction, f.label FROM predictions p "
+            "JOIN feedback f USING (request_id) ORDER BY p.request_id").to_pylist()
+        assert {(r["request_id"], r["label"]) for r in rows} == {(a.request_id, "1"), (b.request_id, "0")}
+        assert all(r["prediction"] == "0" for r in rows)
+        assert list((tmp_path / "feedback").glob("deployment=loans/date=*/part-*.parquet"))
+    finally:
+        monitoring.close()
+
+
+def test_feedback_validation_names_the_field(tmp_path: Path) -> None:
+    monitoring = Monitoring(tmp_path)
+    try:
+        cases = [("loans", [], "labels"), ("loans", [(7, 1)], "labels[0].request_id"),
+                 ("loans", [("r1", 1), ("r2", 1.5)], "labels[1].label"),
+                 ("loans", [("r1", True)], "labels[0].label"), ("loans", [("r1",)], "labels[0]"),
+                 ("../x", [("r1", 1)], "deployment")]
+        for deployment, labels, field in cases:
+            with pytest.raises(InvalidInput) as caught:
+                monitoring.record_feedback(deployment, labels)  # type: ignore[arg-type]
+            assert caught.value.field == field
+        assert not (tmp_path / "feedback").exists()
+    finally:
+        monitoring.close()
+
+
+def test_query_works_before_anything_is_written(tmp_path: Path) -> None:
+    monitoring = Monitoring(tmp_path)
+    try:
+        assert monitoring.query("SELECT count(*) AS n FROM predictions p LEFT JOIN feedback f "
+                                "USING (request_id)").to_pylist() == [{"n": 0}]
+        with pytest.raises(InvalidInput):
+            monitoring.query("SELECT nope FROM predictions")
+    finally:
+        monitoring.close()
