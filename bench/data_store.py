@@ -59,7 +59,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from figures import Figure
+from figures import Figure, fmt
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -84,18 +84,6 @@ DEFAULT = Size("default", big_files=1_000, small_files=10_000, many_objects=100_
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def fmt(x: float) -> str:
-    if x != x or x in (float("inf"), float("-inf")):
-        return str(x)
-    if x == 0:
-        return "0"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    if abs(x) >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3g}"
 
 
 def mib(n: float) -> str:

@@ -19,3 +19,16 @@ class Figure:
     rule: str  # what is compared with the target, for the table
     peer: str = "-"  # a peer tool's figure for the same work, when measured
     note: str = ""  # why a figure is short regardless of its ratio
+
+
+def fmt(x: float) -> str:
+    """A figure as the bench lines print it: few digits, exact zero, inf and nan as words."""
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from figures import Figure
+from figures import Figure, fmt
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_CSV = ROOT / "data" / "loans.csv"
@@ -272,18 +272,6 @@ def accepted_nodelay(running: Any) -> bool | None:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def fmt(x: float) -> str:
-    if x != x or x in (float("inf"), float("-inf")):
-        return str(x)
-    if x == 0:
-        return "0"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    if abs(x) >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3g}"
 
 
 def machine_info(providers: list[str]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from figures import Figure
+from figures import Figure, fmt
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -63,18 +63,6 @@ QUICK = Size("quick", params=100, points=10_000, repeats=3, reference_loop_s=10.
 DEFAULT = Size("default", params=100, points=10_000, repeats=5, reference_loop_s=120.0)
 
 
-
-
-def fmt(x: float) -> str:
-    if x != x or x in (float("inf"), float("-inf")):
-        return str(x)
-    if x == 0:
-        return "0"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    if abs(x) >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3g}"
 
 
 # --------------------------------------------------------------------------- mlops-lite
