@@ -32,3 +32,9 @@ def fmt(x: float) -> str:
     if abs(x) >= 1:
         return f"{x:.2f}"
     return f"{x:.3g}"
+
+
+def bench_line(f: Figure) -> str:
+    """The machine-readable line every bench prints per figure."""
+    return (f"bench: {f.figure} value={fmt(f.value)} reference={fmt(f.reference)} ratio={fmt(f.ratio)} "
+            f"target={f.target:g} {'ok' if f.ok else 'short'}")

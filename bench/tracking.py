@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from figures import Figure, fmt
+from figures import Figure, bench_line, fmt
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -380,9 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {time.perf_counter() - started:.1f} s")
     print()
     for f in figures:
-        line = (f"bench: {f.figure} value={fmt(f.value)} reference={fmt(f.reference)} ratio={fmt(f.ratio)} "
-                f"target={f.target:g} {'ok' if f.ok else 'short'}")
-        print(line + (f" ({f.note}; reference is the fallback: {f.reference_label})" if f.note else ""))
+        print(bench_line(f) + (f" ({f.note}; reference is the fallback: {f.reference_label})" if f.note else ""))
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
