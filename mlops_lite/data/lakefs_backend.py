@@ -10,7 +10,6 @@ and integrity checks are the lakeFS server's own jobs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from typing import Any, BinaryIO, TypeVar
 import httpx
 
 from mlops_lite.data.context import check_path, check_ref_name, check_repository_name
+from mlops_lite.data.ingest import ingest
 from mlops_lite.data.tree import DiffEntry
 from mlops_lite.errors import (
     BackendUnavailable,
@@ -144,37 +144,8 @@ class LakeFSDataStore:
 
     def ingest(self, repository: str, source: Path, path: str, *, branch: str = "main",
                message: str | None = None, actor: str | None = None) -> CommitRecord:
-        """As the embedded store's ``ingest``: through a fresh branch and a merge when
-        ``branch`` is protected; the head unchanged when it already holds these bytes."""
-        check_path(path)
-        if not source.is_file():
-            raise InvalidInput(f"no such file: {source}", field="source", expected="an existing CSV or Parquet file")
-        repo = self.repo(repository)
-        repo.create(exist_ok=True)
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()
-        target = repo.branch(branch)
-        head = target.head()
-        try:
-            if head is not None and target.stat(path).digest == digest:
-                return head
-        except NotFound:
-            pass
-        message = message or f"ingest {source.name} -> {path}"
-        if branch not in repo.info().protected_branches:
-            target.upload(path, source)
-            return target.commit(message, metadata={"source": source.name})
-        staging = repo.branch(f"ingest-{digest[:12]}")
-        staging.create(branch, exist_ok=True)
-        try:
-            staging.reset()
-            staging.upload(path, source)
-            try:
-                staging.commit(message, metadata={"source": source.name})
-            except Conflict:
-                pass
-            return staging.merge_into(branch, message=f"Merge {message}", metadata={"source": source.name})
-        finally:
-            staging.delete()
+        """As the embedded store's: ``mlops_lite.data.ingest.ingest``."""
+        return ingest(self, repository, source, path, branch=branch, message=message, actor=actor)
 
     def gc(self, **_: Any) -> Any:
         raise BackendUnavailable("garbage collection is the lakeFS server's own job (lakeFS GC); "

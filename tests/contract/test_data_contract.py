@@ -241,3 +241,14 @@ def test_delete_repository(data, repo, dev) -> None:
     assert "contract-repo" not in [r.name for r in data.repositories()]
     with pytest.raises(NotFound):
         repo.info()
+
+
+def test_ingest_goes_through_a_merge_into_protected_main_and_is_idempotent(data, tmp_path) -> None:
+    source = tmp_path / "t.csv"
+    source.write_bytes(b"a,b\n1,2\n")
+    first = data.ingest("ingest-repo", source, "tables/t.csv")
+    assert len(first.parents) >= 1 and data.repo("ingest-repo").ref("main").read_bytes("tables/t.csv") == source.read_bytes()
+    assert data.ingest("ingest-repo", source, "tables/t.csv").id == first.id
+    assert [b.name for b in data.repo("ingest-repo").branches()] == ["main"]
+    with pytest.raises(InvalidInput):
+        data.ingest("ingest-repo", source, "tables/t.json")
