@@ -134,6 +134,7 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
     from sklearn.model_selection import train_test_split
+    from threadpoolctl import threadpool_limits
 
     spec.validate(table)
     if table.column(spec.target).null_count or pc.min(table.column(spec.target)).as_py() is None:
@@ -150,9 +151,12 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
         frame, target, groups, test_size=spec.test_size, random_state=spec.seed, stratify=target)
 
     pipeline, estimator, params = build_pipeline(spec)
-    pipeline.fit(x_train, y_train)
-
-    proba = pipeline.predict_proba(x_test)
+    # A BLAS split across threads sums in an order that depends on the machine's
+    # load, and the last bit of a coefficient then changes the model's digest;
+    # one thread makes the same data and spec give the same bytes, every time.
+    with threadpool_limits(limits=1):
+        pipeline.fit(x_train, y_train)
+        proba = pipeline.predict_proba(x_test)
     predicted = pipeline.classes_[np.argmax(proba, axis=1)]
     positive = pipeline.classes_[1]
     metrics = {
