@@ -195,6 +195,47 @@ def up(host: Annotated[str | None, typer.Option(help="Interface for the API (def
     run_daemon(open_local(settings, actor="daemon"), settings, with_prefect=prefect, echo=console.print)
 
 
+@app.command()
+def serve(workers: Annotated[int, typer.Option(help="Worker processes (more than 1 needs `mlops-lite up` running).")] = 1,
+          host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
+          port: Annotated[int, typer.Option(help="Port for the inference API.")] = 8080,
+          control_plane: Annotated[str | None, typer.Option(
+              help="The control plane's URL (default: the running `mlops-lite up`).")] = None,
+          poll: Annotated[float, typer.Option(help="Seconds between routing polls.")] = 1.0) -> None:
+    """Serve inference only: native predict, the Open Inference Protocol (/v2) and /metrics.
+
+    With `mlops-lite up` running (or --control-plane), N stateless workers poll it for
+    routes and load models from the content-addressed store, so releases made on the
+    control plane reach every worker within a poll. Without one, a single process serves
+    over the local stores."""
+    settings = load_settings(host=host)
+    if workers < 1:
+        raise InvalidInput(f"--workers {workers} is not a count of workers", field="workers", expected="1 or more")
+    running = read_daemon(settings.daemon_file)
+    url = control_plane or (running.url if running is not None else None)
+    if url is None:
+        if workers != 1:
+            raise InvalidInput("more than one worker needs a control plane: start `mlops-lite up` first "
+                               "(or pass --control-plane URL)", field="workers", expected="1 without a control plane")
+        from server.app import create_app
+        from server.runner import serve_forever
+
+        with open_local(settings, actor="serve") as platform:
+            loaded = platform.deployments.load_all()
+            console.print(f"serving {len(loaded)} deployment(s) on http://{settings.host}:{port} "
+                          f"({', '.join(platform.deployments.providers)})", highlight=False)
+            serve_forever(create_app(platform), settings.host, port)
+        return
+    import uvicorn
+
+    os.environ.update({"MLOPS_LITE_SERVE_CONTROL_URL": url, "MLOPS_LITE_SERVE_POLL_S": str(poll),
+                       "MLOPS_LITE_SERVE_TOKEN": settings.token or read_admin_token(settings) or ""})
+    console.print(f"serving with {workers} worker(s) on http://{settings.host}:{port}, routes from {url}",
+                  highlight=False)
+    uvicorn.run("server.serving:create_serving_app", factory=True, host=settings.host, port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
 def _open_for_reading(settings: Settings) -> tuple[Any, str]:
     running = read_daemon(settings.daemon_file)
     if running is not None:
@@ -274,6 +315,151 @@ def access_key_create(
     _line(f"  access key id      {key_id}")
     _line(f"  secret access key  {secret}")
     _line(f"The secret is shown only now. lakeFS clients: endpoint {url}/api/v1 (run `mlops-lite up`).")
+
+
+# --- deploy -----------------------------------------------------------------
+deploy_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Deployments: single, canary, blue-green and shadow releases; every change a revision.")
+app.add_typer(deploy_app, name="deploy")
+
+_REASON = typer.Option(help="Why, recorded in the revision and the audit trail.")
+_JSON = typer.Option("--json", help="Print JSON.")
+
+
+@contextmanager
+def _control_plane() -> Iterator[Any]:
+    """The running daemon over HTTP when there is one, else the local stores."""
+    settings = load_settings()
+    running = read_daemon(settings.daemon_file)
+    if running is not None:
+        yield RemotePlatform(running.url, settings.token or read_admin_token(settings))
+        return
+    with open_local(settings) as platform:
+        yield platform
+
+
+def _print_deployment(record: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(record)
+        return
+    _line(_describe(record))
+
+
+def _describe(record: Any) -> str:
+    primary = f"{record.model}@{record.version}"
+    if record.strategy == "canary":
+        return (f"{record.name}: canary {record.candidate_model}@{record.candidate_version} "
+                f"takes {record.weight:.0%}, {primary} the rest (revision {record.revision})")
+    if record.strategy == "shadow":
+        return (f"{record.name}: {primary} answers, {record.candidate_model}@{record.candidate_version} "
+                f"shadows (revision {record.revision})")
+    if record.strategy == "blue_green":
+        standby = "green" if (record.live_slot or "blue") == "blue" else "blue"
+        return (f"{record.name}: {record.live_slot} {primary} live, {standby} "
+                f"{record.candidate_model}@{record.candidate_version} standing by (revision {record.revision})")
+    return f"{record.name}: {primary} (revision {record.revision})"
+
+
+@deploy_app.command("create")
+def deploy_create(name: Annotated[str, typer.Argument(help="The deployment's name.")],
+                  ref: Annotated[str, typer.Argument(help="NAME@VERSION of the model.")],
+                  reason: Annotated[str, _REASON] = "", as_json: Annotated[bool, _JSON] = False) -> None:
+    """Point a deployment at one version (strategy single), through the policy gates."""
+    model, version = _model_ref(ref)
+    with _control_plane() as platform:
+        _print_deployment(platform.deployments.deploy(name, model, version, reason=reason), as_json)
+
+
+@deploy_app.command("list")
+def deploy_list(as_json: Annotated[bool, _JSON] = False) -> None:
+    """Every deployment and what it serves."""
+    with _control_plane() as platform:
+        records = platform.deployments.list()
+    if as_json:
+        _print_json(records)
+        return
+    table = _table("deployment", "strategy", "primary", "candidate", "weight", "revision", "updated")
+    for r in records:
+        table.add_row(r.name, r.strategy, f"{r.model}@{r.version}",
+                      f"{r.candidate_model}@{r.candidate_version}" if r.candidate_digest else "-",
+                      f"{r.weight:.2f}" if r.weight else "-", str(r.revision), f"{r.updated_at:%Y-%m-%d %H:%M}")
+    _print_table(table)
+
+
+@deploy_app.command("canary")
+def deploy_canary(name: Annotated[str, typer.Argument(help="The deployment.")],
+                  ref: Annotated[str, typer.Argument(help="NAME@VERSION of the candidate.")],
+                  weight: Annotated[float, typer.Option(help="Share of requests for the candidate, 0-1.")] = 0.1,
+                  reason: Annotated[str, _REASON] = "", as_json: Annotated[bool, _JSON] = False) -> None:
+    """Send a share of the traffic to a candidate (sticky by the request's key); gated."""
+    model, version = _model_ref(ref)
+    with _control_plane() as platform:
+        _print_deployment(platform.deployments.canary(name, model, version, weight=weight, reason=reason), as_json)
+
+
+@deploy_app.command("shadow")
+def deploy_shadow(name: Annotated[str, typer.Argument(help="The deployment.")],
+                  ref: Annotated[str, typer.Argument(help="NAME@VERSION of the candidate.")],
+                  reason: Annotated[str, _REASON] = "", as_json: Annotated[bool, _JSON] = False) -> None:
+    """Mirror the traffic to a candidate that answers nobody; both answers are logged."""
+    model, version = _model_ref(ref)
+    with _control_plane() as platform:
+        _print_deployment(platform.deployments.shadow(name, model, version, reason=reason), as_json)
+
+
+@deploy_app.command("stage")
+def deploy_stage(name: Annotated[str, typer.Argument(help="The deployment.")],
+                 ref: Annotated[str, typer.Argument(help="NAME@VERSION for the standby slot.")],
+                 reason: Annotated[str, _REASON] = "", as_json: Annotated[bool, _JSON] = False) -> None:
+    """Blue-green: load a version into the standby slot."""
+    model, version = _model_ref(ref)
+    with _control_plane() as platform:
+        _print_deployment(platform.deployments.stage(name, model, version, reason=reason), as_json)
+
+
+@deploy_app.command("switch")
+def deploy_switch(name: Annotated[str, typer.Argument(help="The deployment.")],
+                  reason: Annotated[str, _REASON] = "", as_json: Annotated[bool, _JSON] = False) -> None:
+    """Blue-green: the standby slot goes live at once (run again to switch back)."""
+    with _control_plane() as platform:
+        _print_deployment(platform.deployments.switch(name, reason=reason), as_json)
+
+
+@deploy_app.command("promote")
+def deploy_promote(name: Annotated[str, typer.Argument(help="The deployment.")],
+                   reason: Annotated[str, _REASON] = "", as_json: Annotated[bool, _JSON] = False) -> None:
+    """The candidate becomes the only version, through the policy gates."""
+    with _control_plane() as platform:
+        _print_deployment(platform.deployments.promote(name, reason=reason), as_json)
+
+
+@deploy_app.command("rollback")
+def deploy_rollback(name: Annotated[str, typer.Argument(help="The deployment.")],
+                    to: Annotated[int | None, typer.Option("--to", help="The revision to restore.")] = None,
+                    reason: Annotated[str, _REASON] = "", as_json: Annotated[bool, _JSON] = False) -> None:
+    """Restore the revision before (or --to N) as a new revision."""
+    with _control_plane() as platform:
+        _print_deployment(platform.deployments.rollback(name, to_revision=to, reason=reason), as_json)
+
+
+@deploy_app.command("status")
+def deploy_status(name: Annotated[str, typer.Argument(help="The deployment.")],
+                  limit: Annotated[int, typer.Option(help="How many revisions to show.")] = 10,
+                  as_json: Annotated[bool, _JSON] = False) -> None:
+    """What a deployment serves now, and its revisions."""
+    with _control_plane() as platform:
+        record = platform.deployments.get(name)
+        revisions = platform.deployments.revisions(name)[:limit]
+    if as_json:
+        _print_json({"deployment": record, "revisions": revisions})
+        return
+    _line(_describe(record))
+    table = _table("revision", "action", "strategy", "primary", "candidate", "by", "when", "reason")
+    for r in revisions:
+        table.add_row(str(r.revision), r.action, r.strategy, f"{r.model}@{r.version}",
+                      f"{r.candidate_model}@{r.candidate_version}" if r.candidate_digest else "-",
+                      r.changed_by, f"{r.changed_at:%Y-%m-%d %H:%M:%S}", r.reason)
+    _print_table(table)
 
 
 # --- models -----------------------------------------------------------------

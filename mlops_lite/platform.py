@@ -56,6 +56,7 @@ class Platform:
                 execution_provider=settings.execution_provider,
                 intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size)
             self.monitoring = Monitoring(settings.home)  # prediction log + feedback, Parquet under the home
+            self.deployments.router.on_shadow = self.monitoring.record  # shadow answers logged beside primaries
         except BaseException:
             self._store.close()
             raise
@@ -75,6 +76,7 @@ class Platform:
         }
 
     def close(self) -> None:
+        self.deployments.close()  # finish mirrored shadow work before the log closes
         self.monitoring.close()  # write the queued prediction log before the stores close
         self.tracking.close()  # flush what open runs still buffer, while the store is open
         if isinstance(self.data, LakeFSDataStore):

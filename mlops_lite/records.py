@@ -118,6 +118,32 @@ class DeploymentRecord:
     revision: int
     updated_at: datetime
     updated_by: str
+    candidate_model: str | None = None
+    candidate_version: str | None = None
+    candidate_digest: str | None = None
+    weight: float | None = None
+    live_slot: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentRevisionRecord:
+    """One state of a deployment; ``action`` says what made it."""
+
+    name: str
+    revision: int
+    action: str
+    strategy: str
+    model: str
+    version: str
+    digest: str
+    candidate_model: str | None
+    candidate_version: str | None
+    candidate_digest: str | None
+    weight: float | None
+    live_slot: str | None
+    changed_at: datetime
+    changed_by: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +158,7 @@ class Prediction:
     predictions: tuple[Any, ...]
     probabilities: tuple[tuple[float, ...], ...]
     classes: tuple[Any, ...]
+    slot: str = "primary"  # primary | canary | shadow: which side of the deployment answered
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from mlops_lite.security import require
 from server.lakefs import lakefs_router
 from server.metrics import CONTENT_TYPE, Metrics
 from server.oip import oip_router
+from server.releases import RELEASE_ROUTES
 
 log = logging.getLogger("mlops_lite.server")
 
@@ -30,6 +31,7 @@ class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Named features per instance: ``{"instances": [{"income": 52000.0, ...}]}``."""
 
     instances: list[dict[str, Any]]
+    key: str | None = None  # canary stickiness: one key always lands on the same version
 
 
 class DeployRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,6 +65,13 @@ def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Liveness, the version of mlops-lite, and the execution providers in use."""
     return {"status": "ok", "version": mlops_lite.__version__,
             "providers": _platform(request).deployments.providers}
+
+
+@get("/whoami", opt={"permission": "viewer"}, sync_to_thread=False)
+def whoami(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The caller's identity and role (serving workers check tokens with it)."""
+    identity = request.state.identity
+    return {"name": identity.name, "role": identity.role, "token_id": identity.token_id}
 
 
 @get("/status", opt={"permission": "viewer"}, sync_to_thread=True)
@@ -107,7 +116,7 @@ def predict(request: Request[Any, Any, Any], name: str, data: PredictRequest) ->
     platform, metrics = _platform(request), request.app.state.metrics
     started = time.perf_counter()
     try:
-        prediction = platform.deployments.predict(name, data.instances)
+        prediction = platform.deployments.predict(name, data.instances, key=data.key)
     except Exception as exc:
         status_code = exc.http_status if isinstance(exc, MlopsLiteError) else 500
         metrics.observe(name, "", str(status_code), time.perf_counter() - started)
@@ -315,10 +324,10 @@ def create_app(platform: Platform) -> Litestar:
     """The app over ``platform``; every /v1 route needs a bearer token, every /api/v1
     (lakeFS-compatible) route an access key."""
     api = Router(path="/v1", guards=[authorize],
-                 route_handlers=[health, status, list_models, list_versions, list_runs,
+                 route_handlers=[health, whoami, status, list_models, list_versions, list_runs,
                                  list_deployments, deploy, predict, feedback, list_aliases, move_alias, rollback_alias,
                                  lineage, decisions, request_promotion, list_requests, approve, reject, complete,
-                                 get_run, metric_history, compare_runs, sql])
+                                 get_run, metric_history, compare_runs, sql, *RELEASE_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

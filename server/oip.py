@@ -11,6 +11,7 @@ with a 400 that says so.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -23,7 +24,7 @@ from litestar.exceptions import HTTPException
 from mlops_lite import MlopsLiteError, NotFound, Platform, Unauthenticated
 from mlops_lite.errors import InvalidInput
 from mlops_lite.inference.session import ModelSession
-from mlops_lite.records import DeploymentRecord
+from mlops_lite.records import DeploymentRecord, Prediction
 
 log = logging.getLogger("mlops_lite.server.oip")
 
@@ -81,8 +82,9 @@ def server_ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------- metadata
 
 def _check_version(record: DeploymentRecord, version: str | None) -> None:
-    if version is not None and version != record.version:
-        raise NotFound(f"model {record.name!r} has no version {version!r}; it serves {record.version!r}")
+    served = [v for v in (record.version, record.candidate_version) if v]
+    if version is not None and version not in served:
+        raise NotFound(f"model {record.name!r} has no version {version!r}; it serves {served}")
 
 
 def _metadata(platform: Platform, name: str, version: str | None) -> dict[str, Any]:
@@ -92,7 +94,8 @@ def _metadata(platform: Platform, name: str, version: str | None) -> dict[str, A
                "shape": [-1, 1]} for spec in session.inputs]
     outputs = [{"name": "label", "datatype": _label_datatype(session), "shape": [-1]},
                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(session.classes)]}]
-    return {"name": record.name, "versions": [record.version], "platform": PLATFORM,
+    versions = [record.version] + ([record.candidate_version] if record.candidate_version else [])
+    return {"name": record.name, "versions": versions, "platform": PLATFORM,
             "inputs": inputs, "outputs": outputs}
 
 
@@ -261,12 +264,35 @@ def _requested(body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(names) or OUTPUTS
 
 
-def infer(platform: Platform, name: str, version: str | None, body: Any) -> dict[str, Any]:
-    record, session = _resolve(platform, name)
-    _check_version(record, version)
-    feed, rows = build_feed(session, body)
-    requested = _requested(body)
-    labels, probabilities = session.predict(feed)
+def infer(platform: Platform, name: str, version: str | None, body: Any, metrics: Any = None) -> dict[str, Any]:
+    """Infer on the deployment's route: a named version answers from its slot, else the
+    strategy picks (a canary gets its share). Logged and counted like /v1 predict."""
+    started = time.perf_counter()
+    try:
+        route = platform.deployments.route(name)
+        slot = route.slot_for_version(version) if version is not None else route.pick(None)[0]
+        session = slot.session
+        feed, rows = build_feed(session, body)
+        requested = _requested(body)
+        labels, probabilities = slot.run(feed)
+    except Exception as exc:
+        if metrics is not None:
+            metrics.observe(name, version or "", str(getattr(exc, "http_status", 500)), time.perf_counter() - started)
+        raise
+    latency = time.perf_counter() - started
+    side = "primary" if slot is route.primary else "canary"
+    request_id = body.get("id")
+    request_id = str(request_id) if request_id is not None else uuid.uuid4().hex
+    prediction = Prediction(request_id=request_id, deployment=name, model=slot.model, version=slot.version,
+                            digest=slot.digest, predictions=tuple(v.item() for v in labels.reshape(-1)),
+                            probabilities=tuple(tuple(float(p) for p in row) for row in probabilities),
+                            classes=session.classes, slot=side)
+    columns = {spec["name"]: feed[spec["name"]].reshape(-1).tolist() for spec in session.inputs}
+    instances = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    platform.monitoring.record(prediction, instances, latency)
+    if metrics is not None:
+        metrics.observe(name, slot.version, "200", latency, rows)
+    record = route.record
     outputs: list[dict[str, Any]] = []
     for output in requested:
         if output == "label":
@@ -277,9 +303,7 @@ def infer(platform: Platform, name: str, version: str | None, body: Any) -> dict
             probs = np.asarray(probabilities, dtype=np.float32)
             outputs.append({"name": "probabilities", "datatype": "FP32", "shape": [rows, int(probs.shape[1])],
                             "data": probs.reshape(-1).tolist()})
-    request_id = body.get("id")
-    return {"model_name": record.name, "model_version": record.version,
-            "id": str(request_id) if request_id is not None else uuid.uuid4().hex, "outputs": outputs}
+    return {"model_name": record.name, "model_version": slot.version, "id": request_id, "outputs": outputs}
 
 
 async def _infer(request: Request[Any, Any, Any], name: str, version: str | None) -> dict[str, Any]:
@@ -293,7 +317,8 @@ async def _infer(request: Request[Any, Any, Any], name: str, version: str | None
         raise BadRequest(f"the request body is not valid JSON ({exc})", field="body",
                          expected="a JSON object") from exc
     platform = _platform(request)
-    result: dict[str, Any] = await anyio.to_thread.run_sync(infer, platform, name, version, body)
+    result: dict[str, Any] = await anyio.to_thread.run_sync(infer, platform, name, version, body,
+                                                            request.app.state.metrics)
     return result
 
 

@@ -17,6 +17,7 @@ from mlops_lite import errors
 from mlops_lite.records import (
     ApprovalRequest,
     DeploymentRecord,
+    DeploymentRevisionRecord,
     Lineage,
     ModelRecord,
     ModelVersionRecord,
@@ -165,13 +166,50 @@ class _Deployments:
     def list(self) -> list[DeploymentRecord]:
         return _convert(self._remote.request("GET", "/v1/deployments"), list[DeploymentRecord])
 
-    def deploy(self, name: str, model: str, version: str) -> DeploymentRecord:
+    def get(self, name: str) -> DeploymentRecord:
+        return _convert(self._remote.request("GET", f"/v1/deployments/{name}"), DeploymentRecord)
+
+    def revisions(self, name: str) -> list[DeploymentRevisionRecord]:
+        return _convert(self._remote.request("GET", f"/v1/deployments/{name}/revisions"),
+                        list[DeploymentRevisionRecord])
+
+    def deploy(self, name: str, model: str, version: str, *, reason: str = "") -> DeploymentRecord:
         body = self._remote.request("PUT", f"/v1/deployments/{name}", json={"model": model, "version": version})
         return _convert(body, DeploymentRecord)
 
-    def predict(self, name: str, instances: Any) -> Prediction:
-        body = self._remote.request("POST", f"/v1/deployments/{name}/predict", json={"instances": instances})
+    def _change(self, name: str, verb: str, body: dict[str, Any]) -> DeploymentRecord:
+        return _convert(self._remote.request("POST", f"/v1/deployments/{name}/{verb}", json=body), DeploymentRecord)
+
+    def canary(self, name: str, model: str, version: str, *, weight: float = 0.1,
+               reason: str = "") -> DeploymentRecord:
+        return self._change(name, "canary", {"model": model, "version": version, "weight": weight, "reason": reason})
+
+    def shadow(self, name: str, model: str, version: str, *, reason: str = "") -> DeploymentRecord:
+        return self._change(name, "shadow", {"model": model, "version": version, "reason": reason})
+
+    def stage(self, name: str, model: str, version: str, *, reason: str = "") -> DeploymentRecord:
+        return self._change(name, "stage", {"model": model, "version": version, "reason": reason})
+
+    def switch(self, name: str, *, reason: str = "") -> DeploymentRecord:
+        return self._change(name, "switch", {"reason": reason})
+
+    def promote(self, name: str, *, reason: str = "") -> DeploymentRecord:
+        return self._change(name, "promote", {"reason": reason})
+
+    def rollback(self, name: str, *, to_revision: int | None = None, reason: str = "") -> DeploymentRecord:
+        return self._change(name, "rollback", {"to_revision": to_revision, "reason": reason})
+
+    def predict(self, name: str, instances: Any, *, key: str | None = None) -> Prediction:
+        payload: dict[str, Any] = {"instances": instances}
+        if key is not None:
+            payload["key"] = key
+        body = self._remote.request("POST", f"/v1/deployments/{name}/predict", json=payload)
         return _convert(body, Prediction)
+
+    def routing(self) -> list[tuple[DeploymentRecord, dict[str, Any]]]:
+        """Every deployment with the signatures of its versions (what a serving process polls)."""
+        body = self._remote.request("GET", "/v1/routing")
+        return [(_convert(item["record"], DeploymentRecord), item["signatures"]) for item in body["deployments"]]
 
 
 class _Tracking:

@@ -1,78 +1,146 @@
-"""Deployments: a name that serves one model version, changed only through the gates.
+"""Deployments: the control plane of serving.
 
-Sessions are cached by digest and deployments by name, so a predict call reads
-no metadata once warm; a deploy loads and warms the new session before it
-switches the name over.
+A deployment is a name with a strategy over one or two model versions:
+
+- ``single``: the primary answers everything;
+- ``canary``: the candidate answers a share of requests (``weight``), sticky by an
+  optional request key;
+- ``blue_green``: the primary is the live slot, the candidate the standby one;
+  ``switch`` swaps them at once, and again to switch back;
+- ``shadow``: the primary answers; the candidate gets a mirror of the traffic off
+  the request path, and both answers are logged under the same request id.
+
+Every change is a new revision, stored whole and audited; ``rollback`` restores an
+earlier revision as a new one. A version reaches a slot that answers requests
+(deploy, canary, promote, switch) only through the policy gates. Sessions are
+loaded and warmed in the ``Router`` (the data plane) before the change commits, and
+the router is told after, so a change that fails its gates or its load leaves the
+old route serving.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-import uuid
 from typing import Any
 
 from sqlmodel import select
 
 from mlops_lite.clock import utcnow
-from mlops_lite.errors import InvalidInput, NotFound
+from mlops_lite.errors import Conflict, InvalidInput, NotFound
+from mlops_lite.inference.routing import Route, Router
 from mlops_lite.inference.session import ModelSession, choose_providers
 from mlops_lite.metadata.store import MetadataStore
-from mlops_lite.metadata.tables import Deployment
+from mlops_lite.metadata.tables import Deployment, DeploymentRevision
 from mlops_lite.policy import Policy
-from mlops_lite.records import DeploymentRecord, ModelVersionRecord, Prediction
+from mlops_lite.records import DeploymentRecord, DeploymentRevisionRecord, ModelVersionRecord, Prediction
 from mlops_lite.registry import Registry
 from mlops_lite.security.audit import AuditLog
 
 DEPLOYMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+STRATEGIES = ("single", "canary", "blue_green", "shadow")
+_STATE = ("strategy", "model", "version", "digest", "candidate_model", "candidate_version", "candidate_digest",
+          "weight", "live_slot")
 
 
 class Deployments:
     """The ``platform.deployments`` facet."""
 
     def __init__(self, store: MetadataStore, registry: Registry, policy: Policy, audit: AuditLog,
-                 actor: str, *, execution_provider: str, intra_op_threads: int, max_batch_size: int) -> None:
+                 actor: str, *, execution_provider: str, intra_op_threads: int, max_batch_size: int,
+                 batch_rows: int = 0, batch_wait_ms: float = 0.0) -> None:
         self._store = store
         self._registry = registry
         self._policy = policy
         self._audit = audit
         self._actor = actor
-        self._providers = choose_providers(execution_provider)
-        self._threads = intra_op_threads
-        self._max_batch = max_batch_size
-        self._sessions: dict[str, ModelSession] = {}
-        self._live: dict[str, tuple[DeploymentRecord, ModelSession]] = {}
-        self._lock = threading.Lock()
+        self.router = Router(registry.artifact_bytes, providers=choose_providers(execution_provider),
+                             intra_op_threads=intra_op_threads, max_batch_size=max_batch_size,
+                             batch_rows=batch_rows, batch_wait_ms=batch_wait_ms)
 
-    def deploy(self, name: str, model: str, version: str, *, actor: str | None = None) -> DeploymentRecord:
-        """Point ``name`` at ``model@version`` after the policy gates pass."""
-        if not DEPLOYMENT_NAME.match(name):
-            raise InvalidInput(f"bad deployment name {name!r}", field="name",
-                               expected="1-63 characters: lowercase letters, digits, '_' and '-'")
+    # ---- changes ---------------------------------------------------------------------
+    def deploy(self, name: str, model: str, version: str, *, actor: str | None = None,
+               reason: str = "") -> DeploymentRecord:
+        """Point ``name`` at ``model@version`` alone (strategy single), through the gates."""
+        _check_name(name)
         target = self._registry.get_version(model, version)
         gates = self._policy.enforce(target)
-        session = self._session_for(target)
-        actor = actor or self._actor
-        with self._store.session() as db:
-            row = db.get(Deployment, name)
-            before = {} if row is None else {"model": row.model, "version": row.version, "revision": row.revision}
-            if row is None:
-                row = Deployment(name=name, model=model, version=version, digest=target.digest,
-                                 revision=1, updated_at=utcnow(), updated_by=actor)
-            else:
-                row.model, row.version, row.digest = model, version, target.digest
-                row.revision += 1
-                row.updated_at, row.updated_by = utcnow(), actor
-            db.add(row)
-            self._audit.append(db, actor=actor, action="deployment.update", object=f"deployment:{name}",
-                               before=before,
-                               after={"model": model, "version": version, "digest": target.digest,
-                                      "revision": row.revision, "gates": [g.__dict__ for g in gates]})
-        record = _record(row)
-        with self._lock:
-            self._live[name] = (record, session)
-        return record
+        return self._change(name, "deploy", actor, reason, gates, required=False, state={
+            "strategy": "single", "model": model, "version": version, "digest": target.digest,
+            "candidate_model": None, "candidate_version": None, "candidate_digest": None, "weight": None,
+            "live_slot": None})
 
+    def canary(self, name: str, model: str, version: str, *, weight: float = 0.1, actor: str | None = None,
+               reason: str = "") -> DeploymentRecord:
+        """Send ``weight`` (0 < w < 1) of ``name``'s traffic to ``model@version``, through the gates.
+        Calling it again with the same version changes the weight."""
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight < 1:
+            raise InvalidInput(f"weight {weight!r} is out of range", field="weight",
+                               expected="a share of traffic between 0 and 1, exclusive")
+        target = self._registry.get_version(model, version)
+        gates = self._policy.enforce(target)
+        return self._change(name, "canary", actor, reason, gates, candidate=target, state={
+            "strategy": "canary", "weight": float(weight), "live_slot": None})
+
+    def shadow(self, name: str, model: str, version: str, *, actor: str | None = None,
+               reason: str = "") -> DeploymentRecord:
+        """Mirror ``name``'s traffic to ``model@version``; it answers nobody, so no gates."""
+        target = self._registry.get_version(model, version)
+        return self._change(name, "shadow", actor, reason, [], candidate=target, state={
+            "strategy": "shadow", "weight": None, "live_slot": None})
+
+    def stage(self, name: str, model: str, version: str, *, actor: str | None = None,
+              reason: str = "") -> DeploymentRecord:
+        """Blue-green: load ``model@version`` into the standby slot (it answers nobody yet)."""
+        target = self._registry.get_version(model, version)
+        current = self.get(name)
+        return self._change(name, "stage", actor, reason, [], candidate=target, state={
+            "strategy": "blue_green", "weight": None, "live_slot": current.live_slot or "blue"})
+
+    def switch(self, name: str, *, actor: str | None = None, reason: str = "") -> DeploymentRecord:
+        """Blue-green: the standby slot goes live and the live one stands by, in one step.
+        A version that never answered for this deployment passes the gates first."""
+        current = self.get(name)
+        if current.strategy != "blue_green" or not current.candidate_digest:
+            raise Conflict(f"deployment {name!r} has no standby slot to switch to (strategy {current.strategy}); "
+                           f"stage a version first", details={"strategy": current.strategy})
+        target = self._registry.get_version(current.candidate_model or current.model, current.candidate_version or "")
+        gates = [] if self._has_served(name, target.digest) else self._policy.enforce(target)
+        slot = "green" if (current.live_slot or "blue") == "blue" else "blue"
+        return self._change(name, "switch", actor, reason, gates, state={
+            "strategy": "blue_green", "model": current.candidate_model, "version": current.candidate_version,
+            "digest": current.candidate_digest, "candidate_model": current.model,
+            "candidate_version": current.version, "candidate_digest": current.digest, "live_slot": slot})
+
+    def promote(self, name: str, *, actor: str | None = None, reason: str = "") -> DeploymentRecord:
+        """The candidate (canary, shadow or standby) becomes the only version, through the gates."""
+        current = self.get(name)
+        if not current.candidate_digest:
+            raise Conflict(f"deployment {name!r} has no candidate to promote", details={"strategy": current.strategy})
+        target = self._registry.get_version(current.candidate_model or current.model, current.candidate_version or "")
+        gates = self._policy.enforce(target)
+        return self._change(name, "promote", actor, reason, gates, state={
+            "strategy": "single", "model": target.model, "version": target.version, "digest": target.digest,
+            "candidate_model": None, "candidate_version": None, "candidate_digest": None, "weight": None,
+            "live_slot": None})
+
+    def rollback(self, name: str, *, to_revision: int | None = None, actor: str | None = None,
+                 reason: str = "") -> DeploymentRecord:
+        """Restore an earlier revision (the one before the current by default) as a new
+        revision. It served before, so it is not gated again."""
+        current = self.get(name)
+        wanted = current.revision - 1 if to_revision is None else to_revision
+        if isinstance(wanted, bool) or not isinstance(wanted, int) or not 1 <= wanted < current.revision:
+            raise InvalidInput(f"cannot roll back {name!r} to revision {wanted!r}", field="to_revision",
+                               expected=f"a revision from 1 to {current.revision - 1}")
+        with self._store.session() as db:
+            row = db.get(DeploymentRevision, (name, wanted))
+        if row is None:
+            raise NotFound(f"deployment {name!r} has no revision {wanted}")
+        state = {key: getattr(row, key) for key in _STATE}
+        return self._change(name, "rollback", actor, reason or f"roll back to revision {wanted}", [],
+                            state=state, required=True)
+
+    # ---- reads -----------------------------------------------------------------------
     def get(self, name: str) -> DeploymentRecord:
         with self._store.session() as db:
             row = db.get(Deployment, name)
@@ -85,42 +153,118 @@ class Deployments:
             rows = db.exec(select(Deployment).order_by(Deployment.name)).all()
         return [_record(row) for row in rows]
 
+    def revisions(self, name: str) -> list[DeploymentRevisionRecord]:
+        """Every revision of ``name``, newest first."""
+        self.get(name)
+        with self._store.session() as db:
+            rows = db.exec(select(DeploymentRevision).where(DeploymentRevision.name == name)
+                           .order_by(DeploymentRevision.revision.desc())).all()  # type: ignore[union-attr]
+        return [DeploymentRevisionRecord(**{k: getattr(r, k) for k in DeploymentRevisionRecord.__dataclass_fields__})
+                for r in rows]
+
+    def signatures(self, record: DeploymentRecord) -> dict[str, dict[str, Any]]:
+        """The signatures of the versions ``record`` serves, by digest (what a router needs)."""
+        out = {record.digest: self._registry.get_version(record.model, record.version).signature}
+        if record.candidate_digest:
+            version = self._registry.get_version(record.candidate_model or record.model,
+                                                 record.candidate_version or "")
+            out[version.digest] = version.signature
+        return out
+
     @property
     def providers(self) -> list[str]:
-        return list(self._providers)
+        return list(self.router.providers)
 
-    def predict(self, name: str, instances: Any) -> Prediction:
-        record, session = self._resolve(name)
-        feed = session.build_feed(instances)
-        labels, probabilities = session.predict(feed)
-        return Prediction(
-            request_id=uuid.uuid4().hex, deployment=name, model=record.model, version=record.version,
-            digest=record.digest, predictions=tuple(label.item() for label in labels),
-            probabilities=tuple(tuple(float(p) for p in row) for row in probabilities),
-            classes=session.classes)
+    # ---- the request path (no metadata reads once loaded) -------------------------------
+    def predict(self, name: str, instances: Any, *, key: str | None = None) -> Prediction:
+        """Answer ``instances`` from the slot the strategy picks (sticky by ``key``)."""
+        self.route(name)
+        return self.router.predict(name, instances, key=key)
+
+    def route(self, name: str) -> Route:
+        """The loaded route of ``name``, loading it on first use."""
+        route = self.router.route(name)
+        if route is None:
+            record = self.get(name)
+            route = self.router.apply(record, self.signatures(record))
+        return route
+
+    def load_all(self) -> list[str]:
+        """Load every deployment's sessions (readiness); answers the names loaded."""
+        return [self.route(record.name).record.name for record in self.list()]
 
     def _resolve(self, name: str) -> tuple[DeploymentRecord, ModelSession]:
-        live = self._live.get(name)
-        if live is not None:
-            return live
-        record = self.get(name)
-        session = self._session_for(self._registry.get_version(record.model, record.version))
-        with self._lock:
-            self._live[name] = (record, session)
-        return record, session
+        route = self.route(name)
+        return route.record, route.primary.session
 
-    def _session_for(self, version: ModelVersionRecord) -> ModelSession:
-        session = self._sessions.get(version.digest)
-        if session is None:
-            session = ModelSession(self._registry.model_bytes(version.model, version.version),
-                                   version.signature, providers=self._providers,
-                                   intra_op_threads=self._threads, max_batch_size=self._max_batch)
-            with self._lock:
-                self._sessions[version.digest] = session
-        return session
+    def close(self) -> None:
+        self.router.close()
+
+    # ---- internals -----------------------------------------------------------------------
+    def _has_served(self, name: str, digest: str) -> bool:
+        with self._store.session() as db:
+            return db.exec(select(DeploymentRevision.revision).where(
+                DeploymentRevision.name == name, DeploymentRevision.digest == digest)).first() is not None
+
+    def _change(self, name: str, action: str, actor: str | None, reason: str, gates: list[Any], *,
+                state: dict[str, Any], candidate: ModelVersionRecord | None = None,
+                required: bool = True) -> DeploymentRecord:
+        """Write ``state`` as the next revision of ``name`` (the row must exist unless this
+        is a first deploy). The router loads and warms what the new state needs before
+        anything commits, so a bad model file leaves the old route serving; the write is
+        a compare-and-swap on the revision, so two racing changes cannot both land."""
+        _check_name(name)
+        actor = actor or self._actor
+        if candidate is not None:
+            state = {**state, "candidate_model": candidate.model, "candidate_version": candidate.version,
+                     "candidate_digest": candidate.digest}
+        with self._store.session() as db:
+            row = db.get(Deployment, name)
+        if row is None and (required or action != "deploy"):
+            raise NotFound(f"deployment {name!r} does not exist; deploy a version to it first")
+        before = {} if row is None else {k: getattr(row, k) for k in (*_STATE, "revision")}
+        merged = {k: state[k] if k in state else before.get(k) for k in _STATE}
+        if merged["candidate_digest"] and merged["candidate_digest"] == merged["digest"]:
+            raise Conflict(f"{merged['candidate_model']}@{merged['candidate_version']} already is the primary "
+                           f"of {name!r}", details={"digest": merged["digest"]})
+        revision = (row.revision + 1) if row is not None else 1
+        record = DeploymentRecord(name=name, revision=revision, updated_at=utcnow(), updated_by=actor, **merged)
+        signatures = self.signatures(record)
+        self.router.load(record.model, record.version, record.digest, signatures)
+        if record.candidate_digest:
+            self.router.load(record.candidate_model or record.model, record.candidate_version or "",
+                             record.candidate_digest, signatures)
+        with self._store.session() as db:
+            row = db.get(Deployment, name)
+            if (row.revision if row is not None else 0) != revision - 1:
+                raise Conflict(f"deployment {name!r} changed meanwhile (now revision {row.revision if row else 0}); "
+                               f"nothing was written, try again", details={"expected_revision": revision - 1})
+            if row is None:
+                row = Deployment(name=name, revision=revision, updated_at=record.updated_at, updated_by=actor,
+                                 **merged)
+            else:
+                for key in _STATE:
+                    setattr(row, key, merged[key])
+                row.revision, row.updated_at, row.updated_by = revision, record.updated_at, actor
+            db.add(row)
+            db.add(DeploymentRevision(name=name, revision=revision, action=action, changed_at=record.updated_at,
+                                      changed_by=actor, reason=reason, **merged))
+            self._audit.append(db, actor=actor, action=f"deployment.{action}", object=f"deployment:{name}",
+                               before=before, after={**merged, "revision": revision, "reason": reason,
+                                                     "gates": [g.__dict__ for g in gates]})
+        self.router.apply(record, signatures)
+        return record
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not DEPLOYMENT_NAME.match(name):
+        raise InvalidInput(f"bad deployment name {name!r}", field="name",
+                           expected="1-63 characters: lowercase letters, digits, '_' and '-'")
 
 
 def _record(row: Deployment) -> DeploymentRecord:
     return DeploymentRecord(name=row.name, model=row.model, version=row.version, digest=row.digest,
                             strategy=row.strategy, revision=row.revision, updated_at=row.updated_at,
-                            updated_by=row.updated_by)
+                            updated_by=row.updated_by, candidate_model=row.candidate_model,
+                            candidate_version=row.candidate_version, candidate_digest=row.candidate_digest,
+                            weight=row.weight, live_slot=row.live_slot)

@@ -16,6 +16,7 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from mlops_lite.errors import BackendUnavailable, Conflict, StoreLocked
 from mlops_lite.metadata import (  # noqa: F401  (registers the tables)
+    alert_tables,
     policy_tables,
     registry_tables,
     tables,

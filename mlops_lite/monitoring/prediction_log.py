@@ -47,7 +47,12 @@ PREDICTION_SCHEMA = pa.schema([
     ("features", pa.string()),      # JSON of the instance
     ("prediction", pa.string()),    # the label, as text (labels may be ints or strings)
     ("probability", pa.float64()),  # of the positive (last) class; null without probabilities
+    ("slot", pa.string()),          # primary | canary | shadow (a shadow row shares its request id)
 ])
+# Besides these, each feature is a typed column of its own, ``f_<name>`` (DOUBLE for
+# numbers, VARCHAR otherwise), so that monitoring scans columns, not JSON. Files of
+# models with other features differ only in those columns; readers union by name.
+FEATURE_PREFIX = "f_"
 
 FEEDBACK_SCHEMA = pa.schema([
     ("request_id", pa.string()),
@@ -205,6 +210,8 @@ class PredictionLog:
 
 def _prediction_table(entries: Iterable[_Entry]) -> pa.Table:
     columns: dict[str, list[Any]] = {name: [] for name in PREDICTION_SCHEMA.names}
+    features: dict[str, list[Any]] = {}
+    row = 0
     for entry in entries:
         p = entry.prediction
         latency_ms = entry.latency_s * 1000.0
@@ -220,7 +227,26 @@ def _prediction_table(entries: Iterable[_Entry]) -> pa.Table:
             columns["prediction"].append(str(p.predictions[i]) if i < len(p.predictions) else None)
             probs = p.probabilities[i] if i < len(p.probabilities) else ()
             columns["probability"].append(float(probs[-1]) if probs else None)
-    return pa.table(columns, schema=PREDICTION_SCHEMA)
+            columns["slot"].append(p.slot)
+            for name, value in instance.items():
+                column = features.get(name)
+                if column is None:
+                    column = features[name] = [None] * row
+                column.append(value)
+            row += 1
+            for column in features.values():
+                if len(column) < row:
+                    column.append(None)
+    table = pa.table(columns, schema=PREDICTION_SCHEMA)
+    for name, values in features.items():
+        table = table.append_column(FEATURE_PREFIX + name, _feature_array(values))
+    return table
+
+
+def _feature_array(values: list[Any]) -> pa.Array:
+    if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
+        return pa.array(values, type=pa.float64())
+    return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
 class Feedback:
@@ -294,7 +320,7 @@ class Monitoring:
                 if folder.is_dir() and next(folder.glob("**/*.parquet"), None) is not None:
                     pattern = str(folder / "**" / "*.parquet").replace("'", "''")
                     con.execute(f"CREATE VIEW {view} AS SELECT * FROM "
-                                f"read_parquet('{pattern}', hive_partitioning=true)")
+                                f"read_parquet('{pattern}', hive_partitioning=true, union_by_name=true)")
                 else:
                     con.register(f"{view}_empty", schema.empty_table())
                     con.execute(f"CREATE VIEW {view} AS SELECT *, NULL::DATE AS date FROM {view}_empty")

@@ -143,6 +143,10 @@ class Registry:
                             versions=tuple(sorted(by_model.get(m.name, []), key=parse)))
                 for m in models]
 
+    def artifact_bytes(self, digest: str) -> bytes:
+        """An ONNX file by digest, verified against it (what a serving router loads)."""
+        return self._objects.get_bytes(digest)
+
     def model_bytes(self, model: str, version: str) -> bytes:
         """The ONNX file of a version, verified against its digest."""
         return self._objects.get_bytes(self.get_version(model, version).digest)

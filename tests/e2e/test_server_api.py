@@ -245,7 +245,7 @@ def test_an_operator_deploys(api: Api) -> None:
     assert after.revision == before.revision + 1
     assert after.updated_by == "token:operator-bot"
     last = api.platform.audit.events(limit=1)[-1]
-    assert (last.action, last.actor) == ("deployment.update", "token:operator-bot")
+    assert (last.action, last.actor) == ("deployment.deploy", "token:operator-bot")
 
 
 # ------------------------------------------------------------------------------- read endpoints
