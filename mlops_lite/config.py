@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         return self.home / "audit.key"
 
     @property
+    def alert_rules_file(self) -> Path:
+        """Alert rules (TOML ``[[rule]]`` tables); the defaults apply when it is absent."""
+        return self.home / "alerts.toml"
+
+    @property
     def daemon_file(self) -> Path:
         return self.home / "daemon.json"
 

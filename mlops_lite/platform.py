@@ -16,6 +16,7 @@ from mlops_lite.errors import InvalidInput, StoreLocked
 from mlops_lite.inference import Deployments
 from mlops_lite.metadata import MetadataStore
 from mlops_lite.monitoring import Monitoring
+from mlops_lite.monitoring.alerts import Alerts, LogSink, WebhookSink, load_rules
 from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
 from mlops_lite.registry import Registry
@@ -57,6 +58,9 @@ class Platform:
                 intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size)
             self.monitoring = Monitoring(settings.home)  # prediction log + feedback, Parquet under the home
             self.deployments.router.on_shadow = self.monitoring.record  # shadow answers logged beside primaries
+            self.monitoring.alerts = Alerts(self._store, self.audit, "monitor", sinks=alert_sinks(settings),
+                                            rules=load_rules(settings.alert_rules_file)
+                                            if settings.alert_rules_file.exists() else None)
         except BaseException:
             self._store.close()
             raise
@@ -77,6 +81,7 @@ class Platform:
 
     def close(self) -> None:
         self.deployments.close()  # finish mirrored shadow work before the log closes
+        self.monitoring.alerts.close(2.0)
         self.monitoring.close()  # write the queued prediction log before the stores close
         self.tracking.close()  # flush what open runs still buffer, while the store is open
         if isinstance(self.data, LakeFSDataStore):
@@ -89,6 +94,14 @@ class Platform:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def alert_sinks(settings: Settings) -> list[Any]:
+    """The log always; a webhook when ``alert_webhook`` is set."""
+    sinks: list[Any] = [LogSink()]
+    if settings.alert_webhook:
+        sinks.append(WebhookSink(settings.alert_webhook))
+    return sinks
 
 
 def open_data(settings: Settings, store: MetadataStore, audit: AuditLog, actor: str) -> DataStore | LakeFSDataStore:

@@ -153,12 +153,16 @@ def default_rules() -> list[AlertRule]:
     return [
         AlertRule("drift-share", "drift.share", ">=", 0.3, severity="warning",
                   description="a third or more of the features drifted from the reference"),
+        AlertRule("drift-feature", "drift.max_psi", ">=", 0.25, severity="warning",
+                  description="one feature drifted strongly from the reference (PSI >= 0.25)"),
         AlertRule("accuracy-low", "quality.accuracy", "<", 0.7, severity="critical",
                   description="live accuracy from feedback labels below 0.7"),
         AlertRule("latency-p99-high", "latency.p99_ms", ">", 250.0, for_s=60, severity="warning",
                   description="p99 latency above 250 ms for a minute"),
         AlertRule("error-rate-high", "errors.rate", ">", 0.05, for_s=60, severity="critical",
                   description="more than 5% of requests failing for a minute"),
+        AlertRule("candidate-blocked", "release.blocked", ">=", 1.0, severity="warning",
+                  description="a retrained candidate failed its gates; the serving version keeps serving"),
     ]
 
 

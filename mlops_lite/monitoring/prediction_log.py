@@ -293,6 +293,8 @@ class Monitoring:
         self.feedback_dir = Path(home) / "feedback"
         self.log = PredictionLog(self.predictions_dir, **log_options)
         self.feedback = Feedback(self.feedback_dir)
+        self.alerts: Any = None  # set by the Platform (alerts live in the metadata store)
+        self.last_trigger: dict[str, float] = {}  # retrain debounce, per deployment
 
     def record(self, prediction: Prediction, instances: list[dict[str, Any]], latency_s: float) -> bool:
         return self.log.record(prediction, instances, latency_s)

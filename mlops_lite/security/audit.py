@@ -102,6 +102,12 @@ class AuditLog:
         with self._shared.lock:
             self._shared.tail = None  # re-read from the database at the next append
 
+    def record(self, *, actor: str, action: str, object: str, before: dict[str, Any] | None = None,
+               after: dict[str, Any] | None = None) -> None:
+        """Append one event in a transaction of its own."""
+        with self._store.session() as session:
+            self.append(session, actor=actor, action=action, object=object, before=before, after=after)
+
     def append(self, session: Session, *, actor: str, action: str, object: str,
                before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
         # Held until the caller's transaction ends, and the tail kept here rather than

@@ -1,0 +1,189 @@
+"""The closed loop as Prefect flows: monitor -> (alert, trigger) -> retrain -> gates
+-> canary -> observe -> promote or roll back.
+
+Each task calls one core function (``mlops_lite.monitoring.loop`` and the facets).
+Reports go to the Prefect UI as artifacts; I/O tasks retry with backoff; training is
+cached by its inputs (the same data commit and parameters do not retrain).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import INPUTS, NO_CACHE
+
+from flows.context import platform_for
+from flows.loop import transient
+from mlops_lite.clock import utcnow
+from mlops_lite.errors import PolicyViolation
+from mlops_lite.monitoring import loop
+from mlops_lite.samples import LOANS
+from mlops_lite.training import TrainingSpec
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower())[:60]
+
+
+@task(name="check-deployment", cache_policy=NO_CACHE)
+def check_task(home: str, deployment: str, debounce_s: float) -> dict[str, Any]:
+    check = loop.check_deployment(platform_for(home), deployment, debounce_s=debounce_s)
+    report = check.report
+    if report.drift is not None:
+        create_table_artifact(
+            key=f"drift-{_slug(deployment)}",
+            table=[{"feature": f.feature, "kind": f.kind, "psi": round(f.psi, 4), "drifted": f.drifted,
+                    "ks": None if f.ks_statistic is None else round(f.ks_statistic, 4)} for f in report.drift.features],
+            description=f"Drift of {deployment} over {report.rows} rows: share {report.drift.drifted_share:.2f}")
+    return {"report": report.as_dict(), "retrain": check.retrain, "reason": check.reason,
+            "transitions": [{"rule": t.alert.rule, "state": t.state, "value": t.alert.value} for t in check.transitions]}
+
+
+@flow(name="monitor", flow_run_name="monitor {deployment}", log_prints=True)
+def monitor_flow(home: str, deployment: str = "loans", debounce_s: float = 600.0) -> dict[str, Any]:
+    """One monitoring window: drift, quality, latency -> alert rules -> retrain trigger."""
+    result = check_task(home, deployment, debounce_s)
+    for t in result["transitions"]:
+        print(f"alert {t['rule']} is now {t['state']} (value {t['value']:.3g})")
+    if result["retrain"]:
+        print(f"retraining triggered: {result['reason']}")
+    return result
+
+
+@task(name="commit-fresh-data", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient,
+      cache_policy=NO_CACHE)
+def commit_fresh(home: str, source: str, repository: str, path: str) -> str:
+    """Commit the fresh file on a branch of its own and merge it to main through the checks."""
+    platform = platform_for(home)
+    branch = f"fresh-{utcnow():%Y%m%d-%H%M%S-%f}"
+    platform.data.repo(repository).branch(branch).create("main")
+    platform.data.ingest(repository, Path(source), path, branch=branch)
+    return platform.data.repo(repository).branch(branch).merge_into("main").id
+
+
+@task(name="train-candidate", cache_policy=INPUTS, persist_result=True)
+def train_candidate(home: str, repository: str, commit: str, pattern: str, algorithm: str,
+                    params: dict[str, Any], target: str) -> dict[str, Any]:
+    """Train on every file matching ``pattern`` at ``commit`` (cached by these inputs)."""
+    platform = platform_for(home)
+    table = platform.data.repo(repository).ref(commit).read_table(pattern).table
+    spec = TrainingSpec.infer(table, target=target, exclude=LOANS.excluded, sensitive="gender",
+                              algorithm=algorithm, params=params)
+    result = platform.training.train(repository, commit, pattern, spec, run_name=f"retrain-{algorithm}")
+    return {"run_id": result.run.id, "metrics": result.metrics, "commit": commit}
+
+
+@task(name="register-candidate", retries=2, retry_delay_seconds=1, retry_condition_fn=transient,
+      cache_policy=NO_CACHE)
+def register_candidate(home: str, model: str, run_id: str) -> str:
+    return platform_for(home).registry.register_from_run(model, run_id).version
+
+
+@task(name="gate-candidate", cache_policy=NO_CACHE)
+def gate_candidate(home: str, deployment: str, model: str, version: str, since: str | None,
+                   target: str) -> dict[str, Any]:
+    """The policy gates, and no regression against the serving version on fresh labels."""
+    platform = platform_for(home)
+    serving = platform.deployments.get(deployment)
+    reasons: list[str] = []
+    try:
+        platform.policy.enforce(platform.registry.get_version(model, version))
+    except PolicyViolation as exc:
+        reasons.append(exc.message)
+    fresh = loop.labelled_window(platform, deployment, since=datetime.fromisoformat(since) if since else None,
+                                 target=target)
+    scores: dict[str, Any] = {}
+    if fresh.num_rows >= 30:
+        scores = loop.score_on_labelled(platform, deployment, [(serving.model, serving.version), (model, version)],
+                                        fresh, target)
+        verdict = loop.no_regression(scores, version, serving.version)
+        if verdict.decision == "blocked":
+            reasons.extend(verdict.reasons)
+    else:
+        reasons.append(f"only {fresh.num_rows} fresh labelled rows; need 30 to check for regression")
+    create_markdown_artifact(
+        key=f"gates-{_slug(deployment)}",
+        markdown="\n".join([f"# {model}@{version} against {serving.model}@{serving.version}", "",
+                            "| version | rows | accuracy | ROC AUC | F1 |", "|---|---|---|---|---|"]
+                           + [f"| {v} | {s['rows']:.0f} | {s['accuracy']:.3f} | {s['roc_auc']:.3f} | {s['f1']:.3f} |"
+                              for v, s in scores.items()]
+                           + ["", "**blocked**: " + "; ".join(reasons) if reasons else "**passed**"]),
+        description=f"gates for {model}@{version}")
+    if reasons:
+        loop.block_alert(platform, deployment, version, reasons, scores)
+        platform.audit.record(actor=platform.actor, action="loop.candidate_blocked", object=f"deployment:{deployment}",
+                              after={"model": model, "version": version, "reasons": reasons, "scores": scores})
+    return {"passed": not reasons, "reasons": reasons, "scores": scores, "serving": serving.version}
+
+
+@task(name="start-canary", cache_policy=NO_CACHE)
+def start_canary(home: str, deployment: str, model: str, version: str, weight: float, reason: str) -> dict[str, Any]:
+    record = platform_for(home).deployments.canary(deployment, model, version, weight=weight, reason=reason)
+    return {"revision": record.revision, "since": record.updated_at.isoformat()}
+
+
+@task(name="observe-canary", cache_policy=NO_CACHE)
+def observe_canary(home: str, deployment: str, since: str, window_s: float, min_requests: int) -> dict[str, Any]:
+    """Watch the canary against the primary until the verdict is in or the window ends."""
+    from mlops_lite.monitoring.checks import check_window
+
+    platform = platform_for(home)
+    deadline = time.monotonic() + window_s
+    while True:
+        serving = platform.deployments.get(deployment)
+        reference, features = loop.reference_of(platform, serving.model, serving.version)
+        platform.monitoring.flush()
+        report = check_window(platform.monitoring.predictions_dir, platform.monitoring.feedback_dir, deployment,
+                              reference, features, since=datetime.fromisoformat(since), min_labels=10)
+        verdict = loop.judge_canary(report, min_requests=min_requests)
+        if verdict.decision != "wait" or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    decision = verdict.decision if verdict.decision != "wait" else "rollback"
+    reasons = list(verdict.reasons) + ([] if verdict.decision != "wait" else ["the window ended without enough traffic"])
+    return {"decision": decision, "reasons": reasons, "by_slot": report.by_slot}
+
+
+@task(name="finish-release", cache_policy=NO_CACHE)
+def finish_release(home: str, deployment: str, decision: str, reasons: list[str]) -> dict[str, Any]:
+    platform = platform_for(home)
+    why = "; ".join(reasons)
+    if decision == "promote":
+        record = platform.deployments.promote(deployment, reason=f"canary passed: {why}")
+        platform.monitoring.alerts.evaluate([loop.Observation("release.blocked", deployment, 0.0, {})])
+    else:
+        record = platform.deployments.rollback(deployment, reason=f"canary failed: {why}")
+    return {"revision": record.revision, "version": record.version, "strategy": record.strategy}
+
+
+@flow(name="retrain-release", flow_run_name="retrain {model} for {deployment}", log_prints=True)
+def retrain_release_flow(home: str, source: str, deployment: str = "loans", model: str = "loan-default",
+                         repository: str = "loans", path: str | None = None, pattern: str = "loans/*.csv",
+                         algorithm: str = "logistic_regression", params: dict[str, Any] | None = None,
+                         target: str = LOANS.target, since: str | None = None, canary_weight: float = 0.3,
+                         observe_s: float = 60.0, min_requests: int = 20, trigger: str = "") -> dict[str, Any]:
+    """fresh data -> merge to main -> train on the newest commit -> register -> gates (policy and
+    no regression on fresh labels) -> canary -> observe -> promote or roll back."""
+    path = path or f"loans/fresh-{utcnow():%Y%m%d-%H%M%S}.csv"
+    commit = commit_fresh(home, source, repository, path)
+    trained = train_candidate(home, repository, commit, pattern, algorithm, dict(params or {}), target)
+    version = register_candidate(home, model, trained["run_id"])
+    print(f"candidate {model}@{version} from run {trained['run_id']} on {repository}@{commit[:12]}")
+    gates = gate_candidate(home, deployment, model, version, since, target)
+    out: dict[str, Any] = {"trigger": trigger, "commit": commit, "run_id": trained["run_id"], "version": version,
+                           "gates": gates}
+    if not gates["passed"]:
+        print(f"blocked: {'; '.join(gates['reasons'])}; {gates['serving']} keeps serving")
+        return {**out, "decision": "blocked"}
+    canary = start_canary(home, deployment, model, version, canary_weight,
+                          f"retrained ({trigger or 'manual'}); run {trained['run_id']}")
+    observed = observe_canary(home, deployment, canary["since"], observe_s, min_requests)
+    finished = finish_release(home, deployment, observed["decision"], observed["reasons"])
+    print(f"{observed['decision']}: {'; '.join(observed['reasons'])}")
+    return {**out, "decision": observed["decision"], "reasons": observed["reasons"], "canary": canary,
+            "by_slot": observed["by_slot"], "final": finished}

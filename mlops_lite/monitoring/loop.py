@@ -1,0 +1,164 @@
+"""The closed loop's decisions, over a Platform: check a deployment, decide to
+retrain, judge a candidate on fresh labels, judge a canary against its primary.
+
+Each function is one step a Prefect task calls (flows/loop.py); each leaves a
+record (alerts, audit events) so the loop can be traced trigger -> run -> version
+-> deployment revision.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from mlops_lite.clock import utcnow
+from mlops_lite.monitoring.alerts import Observation, Transition
+from mlops_lite.monitoring.checks import WindowReport, check_window
+
+RETRAIN_RULES = ("drift-share", "drift-feature", "accuracy-low")
+
+
+@dataclass(frozen=True)
+class Check:
+    report: WindowReport
+    transitions: tuple[Transition, ...]
+    retrain: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: str  # promote | rollback | blocked | wait
+    reasons: tuple[str, ...]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def reference_of(platform: Any, model: str, version: str) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """The training data of ``model@version`` (the exact commit its run read) and its features."""
+    record = platform.registry.get_version(model, version)
+    run = platform.tracking.get_run(record.run_id)
+    repository, path = run.tags.get("repository"), run.tags.get("path")
+    table = platform.data.repo(repository).ref(record.data_commits[0]).read_table(path).table
+    features = [(spec["name"], "numeric" if spec["type"] == "float" else "categorical")
+                for spec in record.signature["inputs"]]
+    return table, features
+
+
+def check_deployment(platform: Any, name: str, *, since: datetime | None = None, debounce_s: float = 600.0,
+                     **options: Any) -> Check:
+    """One window of ``name`` against the training data of the version it serves; the
+    figures go through the alert rules, and a firing drift or quality alert asks for a
+    retrain (at most once per ``debounce_s`` per deployment)."""
+    platform.monitoring.flush()
+    deployment = platform.deployments.get(name)
+    reference, features = reference_of(platform, deployment.model, deployment.version)
+    if since is None:
+        since = deployment.updated_at  # the window starts when the current revision went live
+    report = check_window(platform.monitoring.predictions_dir, platform.monitoring.feedback_dir, name, reference,
+                          features, since=since, **options)
+    transitions = tuple(platform.monitoring.alerts.evaluate(report.observations()))
+    firing = [a for a in platform.monitoring.alerts.open_alerts()
+              if a.subject == name and a.state == "firing" and a.rule in RETRAIN_RULES]
+    retrain, reason = False, ""
+    if firing:
+        last = platform.monitoring.last_trigger.get(name)
+        now = time.monotonic()
+        if last is None or now - last >= debounce_s:
+            platform.monitoring.last_trigger[name] = now
+            retrain = True
+            reason = "; ".join(f"{a.rule}: {a.metric} = {a.value:.3g} (threshold {a.threshold:g})" for a in firing)
+            platform.audit.record(actor=platform.actor, action="loop.retrain_triggered", object=f"deployment:{name}",
+                                  after={"alerts": [a.id for a in firing], "reason": reason,
+                                         "report": report.as_dict()})
+    return Check(report, transitions, retrain, reason)
+
+
+def score_on_labelled(platform: Any, name: str, versions: list[tuple[str, str]], table: pa.Table,
+                      target: str) -> dict[str, dict[str, float]]:
+    """Accuracy, ROC AUC and F1 of each ``(model, version)`` on a labelled table (fresh
+    data none of them trained on), through the same ONNX sessions that serve."""
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    truth = np.asarray(table.column(target).to_pylist())
+    out: dict[str, dict[str, float]] = {}
+    for model, version in versions:
+        record = platform.registry.get_version(model, version)
+        slot = platform.deployments.router.load(model, version, record.digest, {record.digest: record.signature})
+        instances = table.select([s["name"] for s in record.signature["inputs"]]).to_pylist()
+        labels, probabilities = slot.session.predict(slot.session.build_feed(instances))
+        positive = record.signature["classes"][-1]
+        out[version] = {"accuracy": float(accuracy_score(truth, labels)),
+                        "roc_auc": float(roc_auc_score(truth == positive, np.asarray(probabilities)[:, -1])),
+                        "f1": float(f1_score(truth == positive, labels == positive)), "rows": float(len(truth))}
+    return out
+
+
+def no_regression(scores: dict[str, dict[str, float]], candidate: str, incumbent: str, *,
+                  metric: str = "roc_auc", tolerance: float = 0.01) -> Verdict:
+    """The candidate may not score below the incumbent (minus ``tolerance``) on fresh labels."""
+    got, bar = scores[candidate][metric], scores[incumbent][metric] - tolerance
+    if got >= bar:
+        return Verdict("promote", (f"{metric} {got:.3f} on fresh labels >= {incumbent}'s "
+                                   f"{scores[incumbent][metric]:.3f} - {tolerance:g}",), scores)
+    return Verdict("blocked", (f"{metric} {got:.3f} on fresh labels is below {incumbent}'s "
+                               f"{scores[incumbent][metric]:.3f} - {tolerance:g}",), scores)
+
+
+def judge_canary(report: WindowReport, *, min_requests: int = 20, max_latency_ratio: float = 2.0,
+                 latency_slack_ms: float = 5.0, max_quality_drop: float = 0.05) -> Verdict:
+    """Promote, roll back, or wait: the canary against the primary over the same window,
+    on latency and (when labelled) live accuracy."""
+    primary, canary = report.by_slot.get("primary", {}), report.by_slot.get("canary", {})
+    if canary.get("requests", 0) < min_requests or primary.get("requests", 0) < min_requests:
+        return Verdict("wait", (f"{int(canary.get('requests', 0))} canary and {int(primary.get('requests', 0))} "
+                                f"primary requests so far; need {min_requests} each",), report.by_slot)
+    reasons, bad = [], False
+    limit = primary["p99_ms"] * max_latency_ratio + latency_slack_ms
+    if canary["p99_ms"] > limit:
+        bad = True
+        reasons.append(f"canary p99 {canary['p99_ms']:.1f} ms > {limit:.1f} ms")
+    else:
+        reasons.append(f"canary p99 {canary['p99_ms']:.1f} ms within {limit:.1f} ms")
+    if "accuracy" in canary and "accuracy" in primary:
+        if canary["accuracy"] < primary["accuracy"] - max_quality_drop:
+            bad = True
+            reasons.append(f"canary accuracy {canary['accuracy']:.3f} < primary {primary['accuracy']:.3f} "
+                           f"- {max_quality_drop:g}")
+        else:
+            reasons.append(f"canary accuracy {canary['accuracy']:.3f} vs primary {primary['accuracy']:.3f}")
+    return Verdict("rollback" if bad else "promote", tuple(reasons), report.by_slot)
+
+
+def block_alert(platform: Any, name: str, version: str, reasons: list[str], figures: dict[str, Any]) -> list[Transition]:
+    """Say on the alert channel why a candidate did not reach the canary."""
+    return platform.monitoring.alerts.evaluate([Observation(
+        "release.blocked", name, 1.0, {"candidate": version, "reasons": reasons, "figures": figures})])
+
+
+def window_since(minutes: float) -> datetime:
+    return utcnow() - timedelta(minutes=minutes)
+
+
+def labelled_window(platform: Any, name: str, *, since: datetime | None = None, target: str = "label") -> pa.Table:
+    """Served rows of ``name`` that got feedback labels: the features (named as the model's
+    inputs) and ``target`` (the true label, as an integer when it is one)."""
+    from mlops_lite.monitoring.prediction_log import FEATURE_PREFIX
+
+    platform.monitoring.flush()
+    where = "AND p.\"at\" >= TIMESTAMPTZ '" + since.isoformat() + "'" if since is not None else ""
+    table = platform.monitoring.query(
+        "SELECT p.*, f.label AS __label FROM predictions p JOIN "
+        "(SELECT request_id, last(label ORDER BY \"at\") AS label FROM feedback GROUP BY request_id) f "
+        f"USING (request_id) WHERE p.deployment = '{name}' AND coalesce(p.slot, 'primary') <> 'shadow' {where}")
+    columns = {c[len(FEATURE_PREFIX):]: table.column(c) for c in table.column_names if c.startswith(FEATURE_PREFIX)}
+    labels = table.column("__label").to_pylist()
+    try:
+        columns[target] = pa.array([int(v) for v in labels], type=pa.int64())
+    except (TypeError, ValueError):
+        columns[target] = pa.array(labels, type=pa.string())
+    return pa.table(columns)

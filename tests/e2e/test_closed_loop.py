@@ -1,0 +1,113 @@
+"""The closed loop end to end, both outcomes, with real Prefect flows:
+serve v1 -> drifted traffic -> drift alert fires -> retrain triggers -> v2 passes the
+gates -> canary -> promoted; then a worse candidate is blocked and v2 keeps serving."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from ..conftest import DATA, build_loop
+
+
+def _send(platform, rows: list[dict], deployment: str = "loans") -> None:
+    """Serve rows one request each, log them, and feed their true labels back."""
+    labels = []
+    names = {spec["name"] for spec in platform.deployments.route(deployment).primary.session.inputs}
+    for row in rows:
+        features = {k: v for k, v in row.items() if k in names}
+        answer = platform.deployments.predict(deployment, [features])
+        platform.monitoring.record(answer, [features], 0.001)
+        labels.append((answer.request_id, int(row["default"])))
+    platform.monitoring.record_feedback(deployment, labels)
+
+
+@pytest.mark.slow
+def test_the_loop_retrains_releases_and_blocks_a_worse_candidate(prefect_harness, tmp_path: Path) -> None:
+    import flows
+
+    platform, _, _ = build_loop(tmp_path / "home")
+    flows.bind(platform)
+    home = str(platform.settings.home)
+    drifted = pacsv.read_csv(DATA / "loans_drifted.csv")
+    traffic, fresh = drifted.slice(0, 600).to_pylist(), drifted.slice(600)
+    fresh_csv = tmp_path / "fresh.csv"
+    pacsv.write_csv(fresh, fresh_csv)
+    try:
+        since = platform.deployments.get("loans").updated_at.isoformat()
+        _send(platform, traffic[:400])
+
+        # 1. the monitor sees the drift, the alert fires, retraining is asked for
+        checked = flows.monitor_flow(home, "loans")
+        fired = {t["rule"]: t["state"] for t in checked["transitions"]}
+        assert fired.get("drift-feature") == "firing", checked
+        assert checked["retrain"] and "drift-feature" in checked["reason"]
+        alert = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "drift-feature")
+        assert alert.evidence["feature"] == "credit_score" and alert.evidence["rows"] >= 400
+
+        # 2. retrain on the newest data; gates on fresh labels; canary under live traffic; promoted
+        stop = threading.Event()
+
+        def live() -> None:
+            i = 400
+            while not stop.is_set():
+                _send(platform, [traffic[i % len(traffic)]])
+                i += 1
+
+        sender = threading.Thread(target=live)
+        sender.start()
+        try:
+            result = flows.retrain_release_flow(home, str(fresh_csv), since=since, observe_s=90, min_requests=20,
+                                                trigger=checked["reason"])
+        finally:
+            stop.set()
+            sender.join(30)
+        assert result["gates"]["passed"], result["gates"]
+        assert result["decision"] == "promote", result
+        v2 = result["version"]
+        served = platform.deployments.get("loans")
+        assert (served.strategy, served.version) == ("single", v2)
+        scores = result["gates"]["scores"]
+        assert scores[v2]["roc_auc"] >= scores["1.0.0"]["roc_auc"] - 0.01
+
+        # lineage: trigger -> run -> version -> deployment revision, all in the audit chain
+        lineage = platform.registry.lineage("loan-default", v2)
+        assert lineage.version.run_id == result["run_id"] and result["commit"] in lineage.version.data_commits
+        actions = [e.action for e in platform.audit.events(limit=200)]
+        for action in ("loop.retrain_triggered", "deployment.canary", "deployment.promote", "alert.fire"):
+            assert action in actions, action
+        assert [r.action for r in platform.deployments.revisions("loans")[:2]] == ["promote", "canary"]
+
+        # 3. a worse candidate is blocked: v2 keeps serving and the alert says why
+        _send(platform, traffic[:200])
+        worse = flows.retrain_release_flow(home, str(fresh_csv), path="loans/fresh-again.csv",
+                                           algorithm="random_forest",
+                                           params={"n_estimators": 1, "max_depth": 1}, since=since)
+        assert worse["decision"] == "blocked" and worse["gates"]["reasons"], worse
+        assert platform.deployments.get("loans").version == v2
+        blocked = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "candidate-blocked")
+        assert blocked.state == "firing" and blocked.evidence["candidate"] == worse["version"]
+        assert blocked.evidence["reasons"] == worse["gates"]["reasons"]
+        assert platform.audit.verify() is None
+    finally:
+        flows.unbind(platform)
+        platform.close()
+
+
+def test_labelled_window_joins_feedback(tmp_path: Path) -> None:
+    from mlops_lite.monitoring.loop import labelled_window
+
+    platform, _, _ = build_loop(tmp_path / "home")
+    try:
+        rows = pacsv.read_csv(DATA / "loans_holdout.csv").slice(0, 40).to_pylist()
+        _send(platform, rows)
+        table = labelled_window(platform, "loans", target="default")
+        assert table.num_rows == 40 and table.column("default").type == pa.int64()
+        assert table.column("default").to_pylist() == [int(r["default"]) for r in rows]
+        assert table.column("income").to_pylist() == [float(r["income"]) for r in rows]
+    finally:
+        platform.close()
