@@ -31,8 +31,9 @@ def _slug(text: str) -> str:
 
 
 @task(name="check-deployment", cache_policy=NO_CACHE)
-def check_task(home: str, deployment: str, debounce_s: float) -> dict[str, Any]:
-    check = loop.check_deployment(platform_for(home), deployment, debounce_s=debounce_s)
+def check_task(home: str, deployment: str, debounce_s: float, since: str | None) -> dict[str, Any]:
+    check = loop.check_deployment(platform_for(home), deployment, debounce_s=debounce_s,
+                                  since=datetime.fromisoformat(since) if since else None)
     report = check.report
     if report.drift is not None:
         create_table_artifact(
@@ -45,9 +46,11 @@ def check_task(home: str, deployment: str, debounce_s: float) -> dict[str, Any]:
 
 
 @flow(name="monitor", flow_run_name="monitor {deployment}", log_prints=True)
-def monitor_flow(home: str, deployment: str = "loans", debounce_s: float = 600.0) -> dict[str, Any]:
-    """One monitoring window: drift, quality, latency -> alert rules -> retrain trigger."""
-    result = check_task(home, deployment, debounce_s)
+def monitor_flow(home: str, deployment: str = "loans", debounce_s: float = 600.0,
+                 since: str | None = None) -> dict[str, Any]:
+    """One monitoring window (from ``since``, default: when the serving revision went
+    live): drift, quality, latency -> alert rules -> retrain trigger."""
+    result = check_task(home, deployment, debounce_s, since)
     for t in result["transitions"]:
         print(f"alert {t['rule']} is now {t['state']} (value {t['value']:.3g})")
     if result["retrain"]:

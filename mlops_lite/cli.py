@@ -72,9 +72,13 @@ def init() -> None:
 
 
 @app.command()
-def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out rows to send over HTTP.")] = 300) -> None:
+def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out rows to send over HTTP.")] = 300,
+         loop: Annotated[bool, typer.Option(help="Run the second act: drift, alert, retrain, canary, promotion.")]
+         = True) -> None:
     """Run the whole loop on the bundled data: Prefect flows ingest, train, register
-    and deploy; a server on a free loopback port answers held-out rows over HTTP."""
+    and deploy; a server on a free loopback port answers held-out rows over HTTP.
+    Second act: drifted traffic, a drift alert, retraining on fresh data, the gates,
+    a canary observed against the primary, and its promotion (or rollback)."""
     import httpx
     import pyarrow.csv as pacsv
 
@@ -109,8 +113,11 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             progress.update(step, advance=1, description="Starting the server on a free loopback port")
             server = serve_in_thread(create_app(platform), settings.host, 0)
             progress.update(step, advance=1, description="Loop done")
+            act_two = None
             try:
                 served = _send_holdout(progress, httpx, server.url, token, holdout, requests)
+                if loop:
+                    act_two = _act_two(progress, httpx, server.url, token, home, data_dir, settings)
             finally:
                 server.stop()
             summary = platform.summary()
@@ -119,6 +126,8 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             flows.unbind(platform)
             platform.close()
     _print_report(settings, commit, record, revision, trained, served, summary, time.perf_counter() - started)
+    if act_two is not None:
+        _print_act_two(act_two)
 
 
 def _send_holdout(progress: Progress, httpx: Any, url: str, token: str | None, holdout: Any,
@@ -149,6 +158,105 @@ def _send_holdout(progress: Progress, httpx: Any, url: str, token: str | None, h
             "p50_ms": statistics.median(latencies) * 1000,
             "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
             "per_second": len(rows) / elapsed}
+
+
+def _serve_labelled(client: Any, rows: list[dict[str, Any]], features: list[str]) -> None:
+    """Rows over HTTP one request each, then their true labels as feedback."""
+    labels = []
+    for row in rows:
+        answer = client.post("/v1/deployments/loans/predict",
+                             json={"instances": [{name: row[name] for name in features}]}).raise_for_status().json()
+        labels.append({"request_id": answer["request_id"], "label": row[LOANS.target]})
+    client.post("/v1/deployments/loans/feedback", json={"labels": labels}).raise_for_status()
+
+
+def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: str, data_dir: Path,
+             settings: Settings) -> dict[str, Any]:
+    """Drifted traffic -> monitor -> alert -> retrain -> gates -> canary -> promote or roll back."""
+    import tempfile
+    import threading
+
+    import pyarrow.csv as pacsv
+
+    import flows
+
+    began = time.perf_counter()
+    timeline: list[tuple[float, str]] = []
+
+    def mark(what: str) -> None:
+        timeline.append((time.perf_counter() - began, what))
+
+    drifted = pacsv.read_csv(data_dir / LOANS.drifted)
+    traffic, fresh = drifted.slice(0, 600).to_pylist(), drifted.slice(600)
+    step = progress.add_task("Act two: sending 400 drifted rows with their labels", total=4)
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    try:
+        record = client.get("/v1/deployments/loans").raise_for_status().json()
+        versions = client.get(f"/v1/models/{record['model']}/versions").raise_for_status().json()
+        signature = next(v for v in versions if v["version"] == record["version"])["signature"]
+        features = [spec["name"] for spec in signature["inputs"]]
+        from mlops_lite.clock import utcnow
+
+        since = utcnow().isoformat()
+        mark(f"serving {record['model']}@{record['version']}; 400 drifted rows sent with their true labels")
+        _serve_labelled(client, traffic[:400], features)
+        progress.update(step, advance=1, description="Act two: the monitor checks the window")
+        checked = flows.monitor_flow(home, "loans", since=since)
+        for t in checked["transitions"]:
+            mark(f"alert {t['rule']} {t['state']} (value {t['value']:.3g})")
+        if not checked["retrain"]:
+            mark("no retraining asked for: the window is within the rules")
+            return {"timeline": timeline, "result": None}
+        mark(f"retraining triggered: {checked['reason']}")
+        progress.update(step, advance=1, description="Act two: retrain, gates, canary under live traffic")
+        with tempfile.TemporaryDirectory() as folder:
+            source = Path(folder) / "fresh.csv"
+            pacsv.write_csv(fresh, source)
+            stop = threading.Event()
+
+            def live() -> None:
+                i = 400
+                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+                    while not stop.is_set():
+                        _serve_labelled(c, traffic[i % 600: i % 600 + 10], features)
+                        i += 10
+
+            sender = threading.Thread(target=live, daemon=True)
+            sender.start()
+            try:
+                result = flows.retrain_release_flow(home, str(source), since=since, observe_s=90, min_requests=30,
+                                                    trigger=checked["reason"])
+            finally:
+                stop.set()
+                sender.join(30)
+        mark(f"fresh data merged to main at {result['commit'][:12]}; run {result['run_id'][:12]} trained "
+             f"{record['model']}@{result['version']}")
+        gates = result["gates"]
+        for version, score in gates["scores"].items():
+            mark(f"on {score['rows']:.0f} fresh labelled rows: {version} ROC AUC {score['roc_auc']:.3f}, "
+                 f"accuracy {score['accuracy']:.3f}")
+        if result["decision"] == "blocked":
+            mark(f"candidate blocked: {'; '.join(gates['reasons'])}")
+        else:
+            mark(f"gates passed; canary at 30% (revision {result['canary']['revision']})")
+            mark(f"{result['decision']}: {'; '.join(result['reasons'])}")
+            final = result["final"]
+            mark(f"loans now serves {record['model']}@{final['version']} (revision {final['revision']})")
+        progress.update(step, advance=2, description="Act two done")
+        return {"timeline": timeline, "result": result}
+    finally:
+        client.close()
+
+
+def _print_act_two(act: dict[str, Any]) -> None:
+    table = Table(title="act two: the closed loop", show_header=False, title_justify="left")
+    table.add_column(style="bold", justify="right")
+    table.add_column()
+    for at, what in act["timeline"]:
+        table.add_row(f"+{at:.1f} s", what)
+    console.print(table)
+    console.print("Every step is in the audit chain (`mlops-lite audit verify`) and in the Prefect UI "
+                  "(`mlops-lite up`); `mlops-lite deploy status loans` shows the revisions.")
 
 
 def _print_report(settings: Settings, commit: str, record: Any, revision: int, trained: dict[str, Any],

@@ -17,7 +17,7 @@ def test_demo_runs_the_whole_loop_twice_on_a_fresh_home(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"MLOPS_LITE_HOME": str(tmp_path / "home"), "COLUMNS": "200"})
     for _ in range(2):
-        done = subprocess.run([CLI, "demo", "--requests", "40"], env=env, capture_output=True, text=True,
+        done = subprocess.run([CLI, "demo", "--requests", "40", "--no-loop"], env=env, capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         out = done.stdout
@@ -33,4 +33,26 @@ def test_demo_runs_the_whole_loop_twice_on_a_fresh_home(tmp_path: Path) -> None:
         assert [m.versions for m in platform.registry.list_models()] == [("1.0.0",)]
         assert platform.deployments.get("loans").revision == 2
         assert [r.status for r in platform.tracking.list_runs()] == ["finished", "finished"]
+        assert platform.audit.verify() is None
+
+
+@pytest.mark.slow
+def test_the_demo_second_act_closes_the_loop(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"MLOPS_LITE_HOME": str(tmp_path / "home"), "COLUMNS": "200"})
+    done = subprocess.run([CLI, "demo", "--requests", "20"], env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "act two: the closed loop" in out, out
+    assert "alert drift-feature firing" in out and "retraining triggered" in out
+    assert "gates passed; canary at 30%" in out and "promote:" in out
+    assert "loans now serves loan-default@1.1.0" in out
+
+    from mlops_lite.config import load_settings
+    from mlops_lite.platform import open_local
+
+    with open_local(load_settings(home=tmp_path / "home")) as platform:
+        served = platform.deployments.get("loans")
+        assert (served.strategy, served.version) == ("single", "1.1.0")
+        assert [r.action for r in platform.deployments.revisions("loans")] == ["promote", "canary", "deploy"]
         assert platform.audit.verify() is None
