@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     region: str = "ae"
     max_batch_size: int = Field(default=10_000, ge=1)
+    # Dynamic micro-batching across concurrent requests: 0 turns it off; with N > 1,
+    # requests are joined up to N rows, waiting at most batch_wait_ms (0: no waiting,
+    # batch whatever queued while the model was busy).
+    batch_rows: int = Field(default=0, ge=0)
+    batch_wait_ms: float = Field(default=0.0, ge=0)
     execution_provider: str = "auto"
     intra_op_threads: int = Field(default=1, ge=0)
     data_backend: str = "embedded"

@@ -55,7 +55,8 @@ class Platform:
             self.deployments = Deployments(
                 self._store, self.registry, self.policy, self.audit, self.actor,
                 execution_provider=settings.execution_provider,
-                intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size)
+                intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size,
+                batch_rows=settings.batch_rows, batch_wait_ms=settings.batch_wait_ms)
             self.monitoring = Monitoring(settings.home)  # prediction log + feedback, Parquet under the home
             self.deployments.router.on_shadow = self.monitoring.record  # shadow answers logged beside primaries
             self.monitoring.alerts = Alerts(self._store, self.audit, "monitor", sinks=alert_sinks(settings),

@@ -155,3 +155,27 @@ def test_a_corrupt_model_file_is_refused_at_load_and_the_old_route_serves(fresh,
         assert platform.deployments.predict("loans", holdout_rows(spec, 1)).version == "1.0.0"
     finally:
         path.write_bytes(good)
+
+
+def test_micro_batched_routes_answer_like_unbatched_ones(fresh) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlops_lite.inference.routing import Router
+
+    platform, spec, _ = fresh
+    record = platform.deployments.get("loans")
+    batches: list[tuple[int, int, str]] = []
+    router = Router(platform.registry.artifact_bytes, providers=platform.deployments.providers,
+                    batch_rows=64, batch_wait_ms=2.0)
+    router.on_batch = lambda digest, rows, requests, wait_s, reason: batches.append((rows, requests, reason))
+    router.apply(record, platform.deployments.signatures(record))
+    rows = holdout_rows(spec, 40)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda r: router.predict("loans", [r]), rows))
+    finally:
+        router.close()
+    want = platform.deployments.predict("loans", rows)
+    assert [g.predictions[0] for g in got] == list(want.predictions)
+    assert max(abs(g.probabilities[0][1] - w[1]) for g, w in zip(got, want.probabilities, strict=True)) < 1e-6
+    assert sum(b[1] for b in batches) == 40 and len(batches) < 40  # concurrent requests shared runs
