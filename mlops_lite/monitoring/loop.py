@@ -125,12 +125,19 @@ def judge_canary(report: WindowReport, *, min_requests: int = 20, max_latency_ra
     else:
         reasons.append(f"canary p99 {canary['p99_ms']:.1f} ms within {limit:.1f} ms")
     if "accuracy" in canary and "accuracy" in primary:
-        if canary["accuracy"] < primary["accuracy"] - max_quality_drop:
+        # A canary sees few labels: allow the drop plus two standard errors of the
+        # difference of the two accuracies, so that sampling noise alone rolls nothing back.
+        n1, n2 = canary.get("labelled", 0.0), primary.get("labelled", 0.0)
+        pooled = (canary["accuracy"] * n1 + primary["accuracy"] * n2) / max(n1 + n2, 1.0)
+        noise = 2.0 * (pooled * (1 - pooled) * (1 / max(n1, 1.0) + 1 / max(n2, 1.0))) ** 0.5
+        allowed = max_quality_drop + noise
+        if canary["accuracy"] < primary["accuracy"] - allowed:
             bad = True
             reasons.append(f"canary accuracy {canary['accuracy']:.3f} < primary {primary['accuracy']:.3f} "
-                           f"- {max_quality_drop:g}")
+                           f"- {allowed:.3f}")
         else:
-            reasons.append(f"canary accuracy {canary['accuracy']:.3f} vs primary {primary['accuracy']:.3f}")
+            reasons.append(f"canary accuracy {canary['accuracy']:.3f} vs primary {primary['accuracy']:.3f} "
+                           f"(allowed drop {allowed:.3f})")
     return Verdict("rollback" if bad else "promote", tuple(reasons), report.by_slot)
 
 
