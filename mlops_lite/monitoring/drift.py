@@ -64,7 +64,7 @@ and non-positive thresholds.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -226,17 +226,18 @@ class _Range:
         return f"CASE WHEN v < {_lit(self.lo)} THEN -1 WHEN v > {_lit(self.lo)} THEN 1 ELSE 0 END"
 
 
-def _legs(rel: str, columns: list[str], select: str, binned: dict[int, str],
+def _legs(rel: str, columns: list[str], select: str | Callable[[int], str], binned: dict[int, str],
           where: dict[int, str] | None = None) -> str:
     """One UNION ALL leg per numeric feature ``i``: ``i AS f``, then ``select`` over its non-null
-    values ``v`` and their fine bins ``fb``, filtered by ``where[i]`` when given."""
+    values ``v`` and their fine bins ``fb``; with ``where``, only the features in it, filtered by
+    ``where[i]``."""
     out = []
     for i, c in enumerate(columns):
         if where is not None and i not in where:
             continue
-        sql = (f"SELECT {i} AS f, {select} FROM (SELECT v, {binned[i]} AS fb FROM "
-               f"(SELECT {_num_expr(c)} AS v FROM {_relation(rel)}) WHERE {_valid('v')})")
-        out.append(sql + (f" WHERE {where[i]}" if where is not None else ""))
+        out.append(f"SELECT {i} AS f, {select if isinstance(select, str) else select(i)} FROM (SELECT v, {binned[i]} AS fb FROM "
+                   f"(SELECT {_num_expr(c)} AS v FROM {_relation(rel)}) WHERE {_valid('v')})"
+                   + (f" WHERE {where[i]}" if where is not None else ""))
     return " UNION ALL ".join(out)
 
 
@@ -250,28 +251,32 @@ def _values(rows: Sequence[tuple[int, ...]], names: str) -> str:
 
 
 def _ranges(con: duckdb.DuckDBPyConnection, reference: str, columns: list[str]) -> list[_Range]:
-    """Fine-bin spans from the reference: its 1/TAIL and 1 - 1/TAIL quantiles (so a long tail
-    does not squeeze the bulk into a few bins), else its finite min and max."""
+    """Fine-bin spans from the reference: its 1/TAIL and 1 - 1/TAIL quantiles (so that a long
+    tail does not squeeze the bulk into a few bins), else its finite min and max. Any span
+    gives the same statistics; a good one just leaves less for the second pass."""
     parts = []
     for c in columns:
         x = _num_expr(c)
         parts += [f"count(*) FILTER (WHERE {_valid(x)})",
-                  f"quantile_disc({x}, [{1 / TAIL!r}, {1 - 1 / TAIL!r}]) FILTER (WHERE isfinite({x}))",
-                  f"min({x}) FILTER (WHERE isfinite({x}))", f"max({x}) FILTER (WHERE isfinite({x}))"]
+                  f"quantile_disc({x}, [{1 / TAIL!r}, {1 - 1 / TAIL!r}]) FILTER (WHERE isfinite({x}))"]
     row = con.execute(f"SELECT {', '.join(parts)} FROM {_relation(reference)}").fetchone() or ()
-    out = []
+    spans: dict[int, _Range] = {}
     for i, column in enumerate(columns):
-        n, q, lo, hi = row[4 * i: 4 * i + 4]
+        n, q = row[2 * i: 2 * i + 2]
         if not n:
             raise InvalidInput(f"the reference has no non-null value of {column!r}", field=column,
                                expected="a reference with non-null values")
         if q and q[0] is not None and q[0] < q[1]:
-            out.append(_Range(float(q[0]), float(q[1])))
-        elif lo is not None and lo < hi:
-            out.append(_Range(float(lo), float(hi)))
-        else:
-            out.append(_Range(float(lo) if lo is not None else 0.0, math.nan))
-    return out
+            spans[i] = _Range(float(q[0]), float(q[1]))
+    rest = [i for i in range(len(columns)) if i not in spans]
+    if rest:
+        parts = [f"min({x}) FILTER (WHERE isfinite({x})), max({x}) FILTER (WHERE isfinite({x}))"
+                 for x in (_num_expr(columns[i]) for i in rest)]
+        row = con.execute(f"SELECT {', '.join(parts)} FROM {_relation(reference)}").fetchone() or ()
+        for j, i in enumerate(rest):
+            lo, hi = row[2 * j: 2 * j + 2]
+            spans[i] = _Range(float(lo), float(hi)) if lo is not None else _Range(0.0, 0.0)
+    return [spans[i] for i in range(len(columns))]
 
 
 def _psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
@@ -341,21 +346,26 @@ def _numeric(con: duckdb.DuckDBPyConnection, reference: str, current: str, colum
     refine = {i: b for i, b in refine.items() if b}
     if refine:
         where = {i: f"fb IN ({', '.join(map(str, sorted(b)))})" for i, b in refine.items()}
-        sizes = _values([(i, results[i]["nr"], results[i]["n"]) for i in refine], "f, nr, nc")
         wanted = _values([(i, k, b, need) for i in refine for k, (b, _, need) in enumerate(edges[i], start=1)
                           if b in refine[i]] or [(-1, 0, 0, 0)], "f, k, fb, need")
+        # Each reference value weighs +nc, each current value -nr: a running sum is the scaled gap.
+        nrs = {i: results[i]["nr"] for i in refine}
+        ncs = {i: results[i]["n"] for i in refine}
         out = con.execute(f"""
-            WITH g AS (SELECT f, fb, v, sum(r) AS r, sum(c) AS c FROM (
-                           {_legs(reference, columns, "fb, v, 1 AS r, 0 AS c", binned, where)} UNION ALL
-                           {_legs(current, columns, "fb, v, 0 AS r, 1 AS c", binned, where)})
+            WITH g AS (SELECT f, fb, v, CAST(sum(w) AS BIGINT) AS w, CAST(sum(r) AS BIGINT) AS r,
+                              CAST(count(*) AS BIGINT) AS t
+                       FROM ({_legs(reference, columns, lambda i: f"fb, v, CAST({ncs[i]} AS BIGINT) AS w, 1 AS r",
+                                    binned, where)} UNION ALL
+                             {_legs(current, columns, lambda i: f"fb, v, CAST({-nrs[i]} AS BIGINT) AS w, 0 AS r",
+                                    binned, where)})
                        GROUP BY f, fb, v),
-                 d AS (SELECT f, fb, v, sum(r) OVER w AS r, sum(c) OVER w AS c
-                       FROM g WINDOW w AS (PARTITION BY f, fb ORDER BY v))
-            SELECT 0 AS what, d.f, d.fb AS k, max(d.r * n.nc - d.c * n.nr), min(d.r * n.nc - d.c * n.nr)
-            FROM d JOIN {sizes} AS n ON d.f = n.f GROUP BY d.f, d.fb
+                 edge AS (SELECT e.f, e.k, e.need, g.v, sum(g.r) OVER x AS r, sum(g.t - g.r) OVER x AS c
+                          FROM {wanted} AS e JOIN g ON g.f = e.f AND g.fb = e.fb
+                          WINDOW x AS (PARTITION BY e.f, e.k ORDER BY g.v))
+            SELECT 0 AS what, f, fb AS k, max(d), min(d)
+            FROM (SELECT f, fb, sum(w) OVER (PARTITION BY f, fb ORDER BY v) AS d FROM g) GROUP BY f, fb
             UNION ALL
-            SELECT 1, e.f, e.k, arg_min(d.r, d.v), arg_min(d.c, d.v)
-            FROM {wanted} AS e JOIN d ON d.f = e.f AND d.fb = e.fb AND d.r >= e.need GROUP BY e.f, e.k
+            SELECT 1, f, k, arg_min(r, v), arg_min(c, v) FROM edge WHERE r >= need GROUP BY f, k
             """).fetchall()
         for what, f, k, a, b in out:
             f, k = int(f), int(k)
