@@ -31,16 +31,31 @@ Numeric features
 - Proportions are floored at ``EPSILON`` (1e-4) before ``PSI = sum((c - r) * ln(c / r))``.
 - ``ks_statistic`` is the exact two-sample Kolmogorov-Smirnov D, the largest gap
   between the two empirical CDFs over all values (ties handled as in
-  ``scipy.stats.ks_2samp``), computed in integers: ``D = max |R(x) * m - C(x) * n| / (n * m)``.
-  It is found without sorting the current window: one pass counts both samples in
-  fine bins (``FINE_BINS`` equal-width sub-bins inside each PSI bin, plus one open bin
-  below and one above the reference's range); the gaps at bin ends bound D from below,
-  and a bin can hold a larger gap only when ``max(R_hi - C_lo, C_hi - R_lo)`` exceeds
-  that bound. A second pass computes the exact per-value CDFs inside just those bins.
+  ``scipy.stats.ks_2samp``), computed in integers:
+  ``D = max |R(x) * m - C(x) * n| / (n * m)`` for R, C the counts at or below x.
+  It is found without sorting the current window, in two passes:
+
+  1. one scan counts both samples per fine bin: ``FINE_BINS`` equal-width bins over the
+     span of the reference's 0.5%-99.5% quantiles (from a sample; any span gives the
+     same result, a good one only makes pass 2 smaller), one open bin below and one
+     above, with each bin's smallest and largest value. The gap at each bin's end is
+     exact, so their largest is a lower bound of D; inside a bin, the gap is at most
+     ``max(R_hi * m - C_lo * n, C_hi * n - R_lo * m)``, and a bin holding a single
+     distinct value has no inside.
+  2. a second scan reads, value by value, only the bins whose bound beats the lower
+     bound (plus the bins holding a PSI edge): grouped per distinct value, a window
+     running sum (each reference value weighs +m, each current value -n) gives the
+     exact gap at every value, and the first value whose running reference count
+     reaches an edge's rank is that edge, with both counts at or below it.
+
+  So PSI and KS come from the same two scans of the current window, for all numeric
+  features at once (one UNION ALL leg per feature). The current window is typically
+  a few percent of its rows in pass 2.
 - ``ks_p_value`` is the asymptotic p-value, exactly as ``scipy.stats.ks_2samp(...,
   method="asymp")`` computes it (``kstwo.sf(D, round(n * m / (n + m)))``), from the
   statistic and the sizes.
-- NaN counts as null. Values are cast to DOUBLE.
+- NaN counts as null; infinities are values. Values are cast to DOUBLE. Counts and gaps
+  are 64-bit integers: n * m must stay below 2^63.
 
 Categorical features
 --------------------
@@ -77,6 +92,7 @@ if TYPE_CHECKING:
 
 EPSILON = 1e-4
 FINE_BINS = 4096  # equal-width bins over the reference's central range, for the exact KS search
+SAMPLE_ROWS = 16_384  # reference rows sampled for the fine bins' span
 TAIL = 200  # the fine bins span ranks n/TAIL .. n - n/TAIL of the reference; one open bin beyond each end
 KINDS = ("numeric", "categorical")
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
@@ -228,16 +244,16 @@ class _Range:
 
 def _legs(rel: str, columns: list[str], select: str | Callable[[int], str], binned: dict[int, str],
           where: dict[int, str] | None = None) -> str:
-    """One UNION ALL leg per numeric feature ``i``: ``i AS f``, then ``select`` over its non-null
-    values ``v`` and their fine bins ``fb``; with ``where``, only the features in it, filtered by
-    ``where[i]``."""
+    """UNION ALL legs, one per numeric feature ``i``: ``i AS f``, then ``select`` over its
+    non-null values ``v`` and their fine bins ``fb``; with ``where``, only the features in it,
+    filtered by ``where[i]`` (on ``fb``)."""
     out = []
     for i, c in enumerate(columns):
         if where is not None and i not in where:
             continue
-        out.append(f"SELECT {i} AS f, {select if isinstance(select, str) else select(i)} FROM (SELECT v, {binned[i]} AS fb FROM "
-                   f"(SELECT {_num_expr(c)} AS v FROM {_relation(rel)}) WHERE {_valid('v')})"
-                   + (f" WHERE {where[i]}" if where is not None else ""))
+        out.append(f"SELECT {i} AS f, {select if isinstance(select, str) else select(i)} FROM "
+                   f"(SELECT v, {binned[i]} AS fb FROM (SELECT {_num_expr(c)} AS v FROM {_relation(rel)}) "
+                   f"WHERE {_valid('v')})" + (f" WHERE {where[i]}" if where is not None else ""))
     return " UNION ALL ".join(out)
 
 
@@ -251,23 +267,14 @@ def _values(rows: Sequence[tuple[int, ...]], names: str) -> str:
 
 
 def _ranges(con: duckdb.DuckDBPyConnection, reference: str, columns: list[str]) -> list[_Range]:
-    """Fine-bin spans from the reference: its 1/TAIL and 1 - 1/TAIL quantiles (so that a long
-    tail does not squeeze the bulk into a few bins), else its finite min and max. Any span
-    gives the same statistics; a good one just leaves less for the second pass."""
-    parts = []
-    for c in columns:
-        x = _num_expr(c)
-        parts += [f"count(*) FILTER (WHERE {_valid(x)})",
-                  f"quantile_disc({x}, [{1 / TAIL!r}, {1 - 1 / TAIL!r}]) FILTER (WHERE isfinite({x}))"]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM {_relation(reference)}").fetchone() or ()
-    spans: dict[int, _Range] = {}
-    for i, column in enumerate(columns):
-        n, q = row[2 * i: 2 * i + 2]
-        if not n:
-            raise InvalidInput(f"the reference has no non-null value of {column!r}", field=column,
-                               expected="a reference with non-null values")
-        if q and q[0] is not None and q[0] < q[1]:
-            spans[i] = _Range(float(q[0]), float(q[1]))
+    """Fine-bin spans from a sample of the reference: its 1/TAIL and 1 - 1/TAIL quantiles (so that
+    a long tail does not squeeze the bulk into a few bins), else the reference's finite min and
+    max. Any span gives the same statistics; a good one only leaves less to the second pass."""
+    parts = [f"quantile_disc({x}, [{1 / TAIL!r}, {1 - 1 / TAIL!r}]) FILTER (WHERE isfinite({x}))"
+             for x in map(_num_expr, columns)]
+    row = con.execute(f"SELECT {', '.join(parts)} FROM (SELECT * FROM {_relation(reference)} "
+                      f"USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (7))").fetchone() or ()
+    spans = {i: _Range(float(q[0]), float(q[1])) for i, q in enumerate(row) if q and q[0] is not None and q[0] < q[1]}
     rest = [i for i in range(len(columns)) if i not in spans]
     if rest:
         parts = [f"min({x}) FILTER (WHERE isfinite({x})), max({x}) FILTER (WHERE isfinite({x}))"
@@ -316,6 +323,9 @@ def _numeric(con: duckdb.DuckDBPyConnection, reference: str, current: str, colum
     for i in range(len(columns)):
         fb, cr, cc, several = (np.array([x[j] for x in per[i]], dtype=np.int64).reshape(-1) for j in range(4))
         nr, nc = int(cr.sum()), int(cc.sum())
+        if nr == 0:
+            raise InvalidInput(f"the reference has no non-null value of {columns[i]!r}", field=columns[i],
+                               expected="a reference with non-null values")
         res: dict[str, Any] = {"nr": nr, "n": nc, "psi": 0.0, "ks": None, "ks_p": None, "gap": 0}
         results.append(res)
         if nc == 0:
@@ -362,8 +372,11 @@ def _numeric(con: duckdb.DuckDBPyConnection, reference: str, current: str, colum
                  edge AS (SELECT e.f, e.k, e.need, g.v, sum(g.r) OVER x AS r, sum(g.t - g.r) OVER x AS c
                           FROM {wanted} AS e JOIN g ON g.f = e.f AND g.fb = e.fb
                           WINDOW x AS (PARTITION BY e.f, e.k ORDER BY g.v))
-            SELECT 0 AS what, f, fb AS k, max(d), min(d)
-            FROM (SELECT f, fb, sum(w) OVER (PARTITION BY f, fb ORDER BY v) AS d FROM g) GROUP BY f, fb
+            -- one running sum over all rows (one sort, no partitions: faster than a window
+            -- per bin), minus the sum before each bin's first row: the gap inside the bin
+            SELECT 0 AS what, f, fb AS k, max(d) - arg_min(d - w, v), min(d) - arg_min(d - w, v)
+            FROM (SELECT f, fb, v, w, sum(w) OVER (ORDER BY f, v ROWS UNBOUNDED PRECEDING) AS d FROM g)
+            GROUP BY f, fb
             UNION ALL
             SELECT 1, f, k, arg_min(r, v), arg_min(c, v) FROM edge WHERE r >= need GROUP BY f, k
             """).fetchall()
@@ -377,7 +390,7 @@ def _numeric(con: duckdb.DuckDBPyConnection, reference: str, current: str, colum
                 at_edge[f, k] = (r0 + int(a), c0 + int(b))
 
     for i, res in enumerate(results):
-        nr, nc = res.pop("nr_", res["nr"]), res["n"]
+        nr, nc = res["nr"], res["n"]
         ends = res.pop("bin_ends", None)
         if nc == 0 or ends is None:
             continue
