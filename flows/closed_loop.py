@@ -46,15 +46,19 @@ def check_task(home: str, deployment: str, debounce_s: float, since: str | None)
 
 
 @flow(name="monitor", flow_run_name="monitor {deployment}", log_prints=True)
-def monitor_flow(home: str, deployment: str = "loans", debounce_s: float = 600.0,
+def monitor_flow(home: str, deployment: str | None = None, debounce_s: float = 600.0,
                  since: str | None = None) -> dict[str, Any]:
     """One monitoring window (from ``since``, default: when the serving revision went
-    live): drift, quality, latency -> alert rules -> retrain trigger."""
+    live): drift, quality, latency -> alert rules -> retrain trigger. Without a
+    ``deployment``, every deployment, answered as ``{"checks": {name: result}}``."""
+    if deployment is None:
+        names = [record.name for record in platform_for(home).deployments.list()]
+        return {"checks": {name: monitor_flow.fn(home, name, debounce_s, since) for name in names}}
     result = check_task(home, deployment, debounce_s, since)
     for t in result["transitions"]:
-        print(f"alert {t['rule']} is now {t['state']} (value {t['value']:.3g})")
+        print(f"{deployment}: alert {t['rule']} is now {t['state']} (value {t['value']:.3g})")
     if result["retrain"]:
-        print(f"retraining triggered: {result['reason']}")
+        print(f"{deployment}: retraining triggered: {result['reason']}")
     return result
 
 
@@ -67,6 +71,11 @@ def commit_fresh(home: str, source: str, repository: str, path: str) -> str:
     platform.data.repo(repository).branch(branch).create("main")
     platform.data.ingest(repository, Path(source), path, branch=branch)
     return platform.data.repo(repository).branch(branch).merge_into("main").id
+
+
+@task(name="newest-commit", cache_policy=NO_CACHE)
+def newest_commit(home: str, repository: str, ref: str = "main") -> str:
+    return platform_for(home).data.repo(repository).ref(ref).resolve()
 
 
 @task(name="train-candidate", cache_policy=INPUTS, persist_result=True)
@@ -165,15 +174,19 @@ def finish_release(home: str, deployment: str, decision: str, reasons: list[str]
 
 
 @flow(name="retrain-release", flow_run_name="retrain {model} for {deployment}", log_prints=True)
-def retrain_release_flow(home: str, source: str, deployment: str = "loans", model: str = "loan-default",
+def retrain_release_flow(home: str, source: str | None = None, deployment: str = "loans", model: str = "loan-default",
                          repository: str = "loans", path: str | None = None, pattern: str = "loans/*.csv",
                          algorithm: str = "logistic_regression", params: dict[str, Any] | None = None,
                          target: str = LOANS.target, since: str | None = None, canary_weight: float = 0.3,
                          observe_s: float = 60.0, min_requests: int = 20, trigger: str = "") -> dict[str, Any]:
     """fresh data -> merge to main -> train on the newest commit -> register -> gates (policy and
-    no regression on fresh labels) -> canary -> observe -> promote or roll back."""
-    path = path or f"loans/fresh-{utcnow():%Y%m%d-%H%M%S}.csv"
-    commit = commit_fresh(home, source, repository, path)
+    no regression on fresh labels) -> canary -> observe -> promote or roll back. Without a
+    ``source``, it trains on the newest commit of main as it is (data merged there by others)."""
+    if source is not None:
+        path = path or f"loans/fresh-{utcnow():%Y%m%d-%H%M%S}.csv"
+        commit = commit_fresh(home, source, repository, path)
+    else:
+        commit = newest_commit(home, repository)
     trained = train_candidate(home, repository, commit, pattern, algorithm, dict(params or {}), target)
     version = register_candidate(home, model, trained["run_id"])
     print(f"candidate {model}@{version} from run {trained['run_id']} on {repository}@{commit[:12]}")

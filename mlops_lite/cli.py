@@ -300,7 +300,15 @@ def up(host: Annotated[str | None, typer.Option(help="Interface for the API (def
         console.print(f"created the home {result.home}; admin token (shown once): {result.token}", highlight=False)
     from server.daemon import run_daemon
 
-    run_daemon(open_local(settings, actor="daemon"), settings, with_prefect=prefect, echo=console.print)
+    run_daemon(open_local(settings, actor="daemon"), settings, with_prefect=prefect, echo=console.print,
+               load_flows=_load_flows)
+
+
+def _load_flows() -> Any:
+    """The flows package, for the daemon's jobs (imported when first needed: it costs Prefect's import)."""
+    import flows
+
+    return flows
 
 
 @app.command()

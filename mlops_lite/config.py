@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # requests are joined up to N rows, waiting at most batch_wait_ms (0: no waiting,
     # batch whatever queued while the model was busy).
     batch_rows: int = Field(default=0, ge=0)
+    # The daemon's loop: how often each deployment is checked, whether a firing drift or
+    # quality alert retrains on the newest data, and how long unreachable data is kept.
+    monitor_interval_s: float = Field(default=300.0, gt=0)
+    auto_retrain: bool = True
+    gc_retention_days: float = Field(default=7.0, ge=0)
     batch_wait_ms: float = Field(default=0.0, ge=0)
     execution_provider: str = "auto"
     intra_op_threads: int = Field(default=1, ge=0)

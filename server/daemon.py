@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -18,6 +19,7 @@ from mlops_lite.clock import utcnow
 from mlops_lite.config import Settings, prefect_environment
 from mlops_lite.daemon import DaemonInfo, clear_daemon, write_daemon
 from server.app import create_app
+from server.jobs import DaemonJobs
 from server.runner import serve_forever
 
 
@@ -65,10 +67,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def run_daemon(platform: Platform, settings: Settings, *, with_prefect: bool = True,
-               echo: Callable[[str], None] = print) -> None:
+               echo: Callable[[str], None] = print, load_flows: Callable[[], Any] | None = None) -> None:
     """Serve until Ctrl-C or SIGTERM, then stop Prefect and release the stores."""
     prefect: subprocess.Popen[bytes] | None = None
     prefect_url: str | None = None
+    jobs: DaemonJobs | None = None
     try:
         if with_prefect:
             prefect, log_file = start_prefect_server(settings)
@@ -77,10 +80,15 @@ def run_daemon(platform: Platform, settings: Settings, *, with_prefect: bool = T
             threading.Thread(target=_announce_when_ready, args=(prefect_url, prefect, echo), daemon=True).start()
         write_daemon(settings.daemon_file, DaemonInfo(pid=os.getpid(), url=settings.server_url,
                                                       prefect_url=prefect_url, started_at=utcnow().isoformat()))
+        if load_flows is not None:
+            jobs = DaemonJobs(platform, settings, prefect_url=prefect_url, load_flows=load_flows, echo=echo)
+            jobs.start()
         echo(f"mlops-lite API at {settings.server_url} (OpenAPI: {settings.server_url}/schema/openapi.json); "
              "Ctrl-C stops")
         serve_forever(create_app(platform), settings.host, settings.port)
     finally:
+        if jobs is not None:
+            jobs.stop()
         clear_daemon(settings.daemon_file, os.getpid())
         if prefect is not None:
             _stop(prefect)

@@ -111,3 +111,19 @@ def test_labelled_window_joins_feedback(tmp_path: Path) -> None:
         assert table.column("income").to_pylist() == [float(r["income"]) for r in rows]
     finally:
         platform.close()
+
+
+def test_the_daemons_monitor_job_checks_every_deployment(tmp_path: Path) -> None:
+    """The APScheduler job of `mlops-lite up --no-prefect`: one window per deployment."""
+    from server.jobs import DaemonJobs
+
+    platform, _, _ = build_loop(tmp_path / "home")
+    try:
+        _send(platform, pacsv.read_csv(DATA / "loans_drifted.csv").slice(0, 300).to_pylist())
+        settings = platform.settings.model_copy(update={"auto_retrain": False})
+        jobs = DaemonJobs(platform, settings, prefect_url=None, load_flows=lambda: None, echo=lambda _: None)
+        (result,) = jobs.monitor_all()
+        assert result["deployment"] == "loans" and result["retrain"] and "drift-feature" in result["reason"]
+        assert jobs.monitor_all()[0]["retrain"] is False  # debounced: one trigger per window of time
+    finally:
+        platform.close()

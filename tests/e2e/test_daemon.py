@@ -213,8 +213,15 @@ def test_up_owns_the_stores_serves_and_stops_cleanly_on_sigterm(tmp_path: Path, 
 
 
 @pytest.mark.slow
-def test_up_with_prefect_stops_the_prefect_server_too(tmp_path: Path, daemons: list[Daemon]) -> None:
+def test_up_with_prefect_serves_the_flows_and_stops_the_prefect_server_too(tmp_path: Path,
+                                                                          daemons: list[Daemon]) -> None:
+    """The flows are Prefect deployments of the daemon: a run started through Prefect's API
+    (as the UI's "Run" does) executes in the daemon, over its stores, and completes."""
+    from ..conftest import build_loop
+
     home = tmp_path / "home"
+    built, _, _ = build_loop(home)
+    built.close()
     prefect_port = free_port()
     daemon = Daemon(home, free_port(), "--prefect-port", str(prefect_port))
     daemons.append(daemon)
@@ -236,6 +243,25 @@ def test_up_with_prefect_stops_the_prefect_server_too(tmp_path: Path, daemons: l
         info = json.loads((home / "daemon.json").read_text())
         assert info["pid"] == daemon.pid
         assert info["prefect_url"] == f"http://127.0.0.1:{prefect_port}"
+
+        api = f"http://127.0.0.1:{prefect_port}/api"
+
+        def deployments() -> dict[str, str]:
+            body = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
+            flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10).json()}
+            return {f"{flows[d['flow_id']]}/{d['name']}": d["id"] for d in body}
+
+        daemon.wait_until(lambda: {"monitor/mlops-lite", "retrain-release/mlops-lite", "release-loop/mlops-lite"}
+                          <= set(deployments()), 60, "the flows served as Prefect deployments")
+        run = httpx.post(f"{api}/deployments/{deployments()['monitor/mlops-lite']}/create_flow_run",
+                         json={}, timeout=10).json()
+
+        def run_state() -> str:
+            return httpx.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()["state"]["type"]
+
+        daemon.wait_until(lambda: run_state() in ("COMPLETED", "FAILED", "CRASHED"), 90,
+                          "the monitor run finished")
+        assert run_state() == "COMPLETED", daemon.output()
 
         daemon.proc.send_signal(signal.SIGTERM)
         try:

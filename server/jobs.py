@@ -1,0 +1,222 @@
+"""The daemon's scheduled work.
+
+Light periodic jobs run on APScheduler inside the daemon, over the stores it owns:
+
+- ``monitor``: every ``monitor_interval_s``, one monitoring window per deployment
+  (drift, live quality, latency -> alert rules); when a drift or quality alert
+  fires and ``auto_retrain`` is on, the ``retrain-release`` flow runs on the newest
+  commit of main;
+- ``data-gc``: daily, objects unreachable from every ref and older than the
+  retention are removed.
+
+With a Prefect server (the default), the flows are also served as Prefect
+deployments: ``monitor`` with its interval schedule, ``retrain-release`` and
+``release-loop`` on demand. They show in the Prefect UI with their runs, and a run
+started there (or scheduled) executes here, in the daemon, because only the daemon
+may open the stores. Then the APScheduler monitor job stands aside for the
+scheduled ``monitor`` deployment, so windows are not checked twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+import httpx
+
+from mlops_lite import Platform
+from mlops_lite.config import Settings
+
+log = logging.getLogger("mlops_lite.daemon")
+
+DEPLOYMENT = "mlops-lite"  # the Prefect deployment name of every served flow
+
+
+class DaemonJobs:
+    def __init__(self, platform: Platform, settings: Settings, *, prefect_url: str | None,
+                 load_flows: Callable[[], Any], echo: Callable[[str], None] = print) -> None:
+        """``load_flows`` imports the ``flows`` package: the daemon's composer (the CLI)
+        passes it in, since the server and the flows are shells that never import each other."""
+        self.platform = platform
+        self._load_flows = load_flows
+        self.settings = settings
+        self.prefect_url = prefect_url
+        self.echo = echo
+        self.home = str(settings.home)
+        self._scheduler: Any = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._retraining = threading.Lock()
+        self.deployment_ids: dict[str, str] = {}
+        self.runs_executed = 0
+
+    # ---- life cycle -------------------------------------------------------------------
+    def start(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(self.gc, "interval", hours=24, id="data-gc", max_instances=1, coalesce=True)
+        if self.prefect_url is None:
+            scheduler.add_job(self.monitor_all, "interval", seconds=self.settings.monitor_interval_s, id="monitor",
+                              max_instances=1, coalesce=True)
+        scheduler.start()
+        self._scheduler = scheduler
+        if self.prefect_url is not None:
+            thread = threading.Thread(target=self._serve_flows, name="mlops-lite-flows", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+        for thread in self._threads:
+            thread.join(30)
+
+    # ---- APScheduler jobs ---------------------------------------------------------------
+    def monitor_all(self) -> list[dict[str, Any]]:
+        """One monitoring window per deployment; retrain where an alert asks for it."""
+        from mlops_lite.monitoring.loop import check_deployment
+
+        results = []
+        for record in self.platform.deployments.list():
+            try:
+                check = check_deployment(self.platform, record.name)
+            except Exception:
+                log.exception("monitoring %s failed", record.name)
+                continue
+            results.append({"deployment": record.name, "retrain": check.retrain, "reason": check.reason})
+            if check.retrain and self.settings.auto_retrain:
+                self.retrain(record.name, check.reason)
+        return results
+
+    def retrain(self, deployment: str, reason: str) -> None:
+        """Run ``retrain-release`` on the newest commit of main, one at a time, off this thread."""
+        if not self._retraining.acquire(blocking=False):
+            log.info("a retrain is already running; %s waits for the next window", deployment)
+            return
+
+        def run() -> None:
+            try:
+                flows = self._load_flows()
+                flows.bind(self.platform)
+                result = flows.retrain_release_flow(self.home, None, deployment=deployment, trigger=reason)
+                self.echo(f"retrain for {deployment}: {result['decision']} ({result['version']})")
+            except Exception:
+                log.exception("retraining %s failed", deployment)
+            finally:
+                self._retraining.release()
+
+        thread = threading.Thread(target=run, name="mlops-lite-retrain", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def gc(self) -> None:
+        try:
+            report = self.platform.data.gc(retention_days=self.settings.gc_retention_days, dry_run=False)
+            log.info("data gc: %s", report)
+        except Exception:
+            log.exception("data gc failed")
+
+    # ---- the flows as Prefect deployments --------------------------------------------------
+    def _serve_flows(self) -> None:
+        assert self.prefect_url is not None
+        deadline = time.monotonic() + 180
+        while not self._stop.is_set():
+            try:
+                if httpx.get(f"{self.prefect_url}/api/health", timeout=2).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.echo("Prefect did not answer; flows are not served as deployments")
+                return
+            self._stop.wait(1)
+        if self._stop.is_set():
+            return
+        os.environ["PREFECT_API_URL"] = f"{self.prefect_url}/api"
+        try:
+            asyncio.run(self._serve())
+        except Exception:
+            log.exception("serving the flows stopped")
+
+    async def _serve(self) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterId,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.states import Pending
+
+        flows = self._load_flows()
+        flows.bind(self.platform)
+        served = {
+            "monitor": (flows.monitor_flow, {"interval": self.settings.monitor_interval_s}),
+            "retrain-release": (flows.retrain_release_flow, {}),
+            "release-loop": (flows.release_loop, {}),
+        }
+        by_id: dict[str, Any] = {}
+        with temporary_settings({PREFECT_API_URL: f"{self.prefect_url}/api"}):
+            for name, (flow, schedule) in served.items():
+                deployment = await flow.to_deployment(  # type: ignore[attr-defined]
+                    name=DEPLOYMENT, parameters={"home": self.home}, tags=["mlops-lite"],
+                    description=flow.description, **schedule)
+                deployment_id = str(await deployment.apply())
+                self.deployment_ids[name] = deployment_id
+                by_id[deployment_id] = flow
+            self.echo(f"Prefect deployments: {', '.join(f'{n}/{DEPLOYMENT}' for n in served)} "
+                      f"(monitor every {self.settings.monitor_interval_s:g} s)")
+            async with get_client() as client:
+                while not self._stop.is_set():
+                    try:
+                        runs = await client.read_flow_runs(
+                            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                                type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+                            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(by_id))),
+                            limit=20)
+                    except Exception:
+                        log.exception("polling Prefect for flow runs failed")
+                        runs = []
+                    now = time.time()
+                    for run in runs:
+                        due = run.next_scheduled_start_time or run.expected_start_time
+                        if due is not None and due.timestamp() > now:
+                            continue
+                        accepted = await client.set_flow_run_state(run.id, Pending())
+                        if accepted.state is None or accepted.state.type != StateType.PENDING:
+                            continue
+                        flow = by_id[str(run.deployment_id)]
+                        thread = threading.Thread(target=self._execute, args=(flow, run), daemon=True,
+                                                  name=f"mlops-lite-run-{run.name}")
+                        thread.start()
+                        self._threads.append(thread)
+                    await asyncio.sleep(1.0)
+
+    def _execute(self, flow: Any, run: Any) -> None:
+        """Run a scheduled flow run here, in the daemon that owns the stores."""
+        from prefect.flow_engine import run_flow
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: f"{self.prefect_url}/api"}):
+            try:
+                state = run_flow(flow, flow_run=run, parameters=dict(run.parameters), return_type="state")
+                self.runs_executed += 1
+                if flow.name == "monitor" and state.is_completed() and self.settings.auto_retrain:
+                    result = state.result(raise_on_failure=False)
+                    checks = result.get("checks", {}) if isinstance(result, dict) else {}
+                    for name, check in checks.items():
+                        if check.get("retrain"):
+                            self.retrain(name, check.get("reason", ""))
+            except Exception:
+                log.exception("flow run %s failed", run.name)
