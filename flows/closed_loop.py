@@ -8,6 +8,7 @@ cached by its inputs (the same data commit and parameters do not retrain).
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,31 @@ from mlops_lite.errors import PolicyViolation
 from mlops_lite.monitoring import loop
 from mlops_lite.samples import LOANS
 from mlops_lite.training import TrainingSpec
+
+
+def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Failure hook: a failed flow run is an alert (rule ``flow-failed``) with its message."""
+    home = (flow_run.parameters or {}).get("home")
+    if not home:
+        return
+    try:
+        platform = platform_for(home)
+        platform.monitoring.alerts.evaluate([loop.Observation(
+            "flow.failed", flow.name, 1.0,
+            {"flow_run": flow_run.name, "flow_run_id": str(flow_run.id), "message": state.message or ""})])
+    except Exception:  # a hook must not hide the flow's own failure
+        logging.getLogger("mlops_lite.flows").exception("could not raise the flow-failed alert")
+
+
+def resolve_on_success(flow: Any, flow_run: Any, state: Any) -> None:
+    """Completion hook: a flow that runs cleanly again resolves its ``flow-failed`` alert."""
+    home = (flow_run.parameters or {}).get("home")
+    if not home:
+        return
+    try:
+        platform_for(home).monitoring.alerts.evaluate([loop.Observation("flow.failed", flow.name, 0.0, {})])
+    except Exception:
+        logging.getLogger("mlops_lite.flows").exception("could not resolve the flow-failed alert")
 
 
 def _slug(text: str) -> str:
@@ -45,7 +71,8 @@ def check_task(home: str, deployment: str, debounce_s: float, since: str | None)
             "transitions": [{"rule": t.alert.rule, "state": t.state, "value": t.alert.value} for t in check.transitions]}
 
 
-@flow(name="monitor", flow_run_name="monitor {deployment}", log_prints=True)
+@flow(name="monitor", flow_run_name="monitor {deployment}", log_prints=True, on_failure=[alert_on_failure],
+      on_completion=[resolve_on_success])
 def monitor_flow(home: str, deployment: str | None = None, debounce_s: float = 600.0,
                  since: str | None = None) -> dict[str, Any]:
     """One monitoring window (from ``since``, default: when the serving revision went
@@ -173,12 +200,15 @@ def finish_release(home: str, deployment: str, decision: str, reasons: list[str]
     return {"revision": record.revision, "version": record.version, "strategy": record.strategy}
 
 
-@flow(name="retrain-release", flow_run_name="retrain {model} for {deployment}", log_prints=True)
+@flow(name="retrain-release", flow_run_name="retrain {model} for {deployment}", log_prints=True,
+      on_failure=[alert_on_failure],
+      on_completion=[resolve_on_success])
 def retrain_release_flow(home: str, source: str | None = None, deployment: str = "loans", model: str = "loan-default",
                          repository: str = "loans", path: str | None = None, pattern: str = "loans/*.csv",
                          algorithm: str = "logistic_regression", params: dict[str, Any] | None = None,
                          target: str = LOANS.target, since: str | None = None, canary_weight: float = 0.3,
-                         observe_s: float = 60.0, min_requests: int = 20, trigger: str = "") -> dict[str, Any]:
+                         observe_s: float = 60.0, min_requests: int = 20, trigger: str = "",
+                         tune: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """fresh data -> merge to main -> train on the newest commit -> register -> gates (policy and
     no regression on fresh labels) -> canary -> observe -> promote or roll back. Without a
     ``source``, it trains on the newest commit of main as it is (data merged there by others)."""
@@ -187,12 +217,26 @@ def retrain_release_flow(home: str, source: str | None = None, deployment: str =
         commit = commit_fresh(home, source, repository, path)
     else:
         commit = newest_commit(home, repository)
-    trained = train_candidate(home, repository, commit, pattern, algorithm, dict(params or {}), target)
+    if tune:
+        # Tuning: one training task per parameter set, in parallel on the flow's task
+        # runner; the best held-out ROC AUC goes on to the gates.
+        futures = [train_candidate.submit(home, repository, commit, pattern, algorithm, {**(params or {}), **grid},
+                                          target) for grid in tune]
+        tried = [f.result() for f in futures]
+        trained = max(tried, key=lambda t: t["metrics"]["roc_auc"])
+        create_table_artifact(key=f"tuning-{_slug(deployment)}", table=[
+            {**grid, "roc_auc": round(t["metrics"]["roc_auc"], 4), "run_id": t["run_id"]}
+            for grid, t in zip(tune, tried, strict=True)], description=f"tuning {algorithm} on {commit[:12]}")
+        print(f"tuned {len(tune)} parameter sets; best ROC AUC {trained['metrics']['roc_auc']:.3f}")
+        trained = {**trained, "tuned": [{"params": grid, "run_id": t["run_id"], "roc_auc": t["metrics"]["roc_auc"]}
+                                        for grid, t in zip(tune, tried, strict=True)]}
+    else:
+        trained = train_candidate(home, repository, commit, pattern, algorithm, dict(params or {}), target)
     version = register_candidate(home, model, trained["run_id"])
     print(f"candidate {model}@{version} from run {trained['run_id']} on {repository}@{commit[:12]}")
     gates = gate_candidate(home, deployment, model, version, since, target)
     out: dict[str, Any] = {"trigger": trigger, "commit": commit, "run_id": trained["run_id"], "version": version,
-                           "gates": gates}
+                           "gates": gates, "tuned": trained.get("tuned", [])}
     if not gates["passed"]:
         print(f"blocked: {'; '.join(gates['reasons'])}; {gates['serving']} keeps serving")
         return {**out, "decision": "blocked"}

@@ -85,14 +85,24 @@ def test_the_loop_retrains_releases_and_blocks_a_worse_candidate(prefect_harness
         # 3. a worse candidate is blocked: v2 keeps serving and the alert says why
         _send(platform, traffic[:200])
         worse = flows.retrain_release_flow(home, str(fresh_csv), path="loans/fresh-again.csv",
-                                           algorithm="random_forest",
-                                           params={"n_estimators": 1, "max_depth": 1}, since=since)
+                                           algorithm="random_forest", since=since,
+                                           tune=[{"n_estimators": 1, "max_depth": 1},
+                                                 {"n_estimators": 2, "max_depth": 2}])
         assert worse["decision"] == "blocked" and worse["gates"]["reasons"], worse
+        # tuning trained both parameter sets (in parallel tasks) and kept the better one
+        assert len(worse["tuned"]) == 2 and len({t["run_id"] for t in worse["tuned"]}) == 2
+        assert worse["run_id"] == max(worse["tuned"], key=lambda t: t["roc_auc"])["run_id"]
         assert platform.deployments.get("loans").version == v2
         blocked = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "candidate-blocked")
         assert blocked.state == "firing" and blocked.evidence["candidate"] == worse["version"]
         assert blocked.evidence["reasons"] == worse["gates"]["reasons"]
         assert platform.audit.verify() is None
+
+        # 4. a flow that fails raises the flow-failed alert; a clean run resolves it
+        failed = flows.retrain_release_flow(home, str(tmp_path / "missing.csv"), return_state=True)
+        assert failed.is_failed()
+        alert = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "flow-failed")
+        assert alert.subject == "retrain-release" and "missing.csv" in alert.evidence["message"]
     finally:
         flows.unbind(platform)
         platform.close()
