@@ -21,6 +21,7 @@ from mlops_lite.records import DeploymentRecord, ModelRecord, ModelVersionRecord
 from mlops_lite.security import require
 from server.lakefs import lakefs_router
 from server.metrics import CONTENT_TYPE, Metrics
+from server.monitoring import MONITORING_ROUTES
 from server.oip import oip_router
 from server.releases import RELEASE_ROUTES
 
@@ -327,7 +328,7 @@ def create_app(platform: Platform) -> Litestar:
                  route_handlers=[health, whoami, status, list_models, list_versions, list_runs,
                                  list_deployments, deploy, predict, feedback, list_aliases, move_alias, rollback_alias,
                                  lineage, decisions, request_promotion, list_requests, approve, reject, complete,
-                                 get_run, metric_history, compare_runs, sql, *RELEASE_ROUTES])
+                                 get_run, metric_history, compare_runs, sql, *RELEASE_ROUTES, *MONITORING_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -62,7 +62,7 @@ Row = tuple[str, tuple[str, ...]]
 
 @dataclass(frozen=True)
 class Panel:
-    """One of the four tables: its widget id, its title and its columns as (key, label)."""
+    """One of the tables: its widget id, its title and its columns as (key, label)."""
 
     id: str
     title: str
@@ -81,6 +81,9 @@ PANELS = (
     Panel("runs", "Recent runs",
           (("name", "Run"), ("status", "Status"), ("started", "Started"), ("roc_auc", "ROC AUC"),
            ("id", "Id"))),
+    Panel("alerts", "Alerts",
+          (("rule", "Rule"), ("subject", "Subject"), ("state", "State"), ("severity", "Severity"),
+           ("value", "Value"), ("since", "Since"), ("ack", "Acknowledged"))),
 )
 
 
@@ -167,7 +170,24 @@ def read_rows(platform: PlatformView) -> dict[str, list[Row]]:
         "versions": [version_row(v) for v in versions],
         "deployments": [deployment_row(d) for d in platform.deployments.list()],
         "runs": [run_row(r) for r in platform.tracking.list_runs(limit=RECENT_RUNS)],
+        "alerts": [alert_row(a) for a in _alerts(platform)],
     }
+
+
+def _alerts(platform: PlatformView) -> list[Any]:
+    """Open alerts first, then the latest resolved ones (a platform without a monitoring
+    facet shows none)."""
+    monitoring = getattr(platform, "monitoring", None)
+    alerts = getattr(monitoring, "alerts", None)
+    if alerts is None:
+        return []
+    rows = alerts.list(limit=RECENT_RUNS)
+    return sorted(rows, key=lambda a: (a.state == "resolved", -a.started_at.timestamp()))
+
+
+def alert_row(alert: Any) -> Row:
+    return alert.id, (alert.rule, alert.subject, alert.state, alert.severity, f"{alert.value:.3g}",
+                      when(alert.fired_at or alert.started_at), alert.acknowledged_by or "-")
 
 
 def fill_table(table: DataTable[str], rows: Sequence[Row]) -> None:

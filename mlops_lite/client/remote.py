@@ -51,6 +51,7 @@ class RemotePlatform:
         self.registry = _Registry(self)
         self.policy = _Policy(self)
         self.deployments = _Deployments(self)
+        self.monitoring = _Monitoring(self)
         self.tracking = _Tracking(self)
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
@@ -210,6 +211,35 @@ class _Deployments:
         """Every deployment with the signatures of its versions (what a serving process polls)."""
         body = self._remote.request("GET", "/v1/routing")
         return [(_convert(item["record"], DeploymentRecord), item["signatures"]) for item in body["deployments"]]
+
+
+class _Alerts:
+    def __init__(self, remote: RemotePlatform) -> None:
+        self._remote = remote
+
+    def list(self, state: str | None = None, subject: str | None = None, limit: int = 100) -> list[Any]:
+        from mlops_lite.monitoring.alerts import AlertRecord
+
+        params = {k: v for k, v in {"state": state, "subject": subject, "limit": limit}.items() if v is not None}
+        return _convert(self._remote.request("GET", "/v1/alerts", params=params), list[AlertRecord])
+
+    def open_alerts(self) -> list[Any]:
+        return [a for a in self.list(limit=1000) if a.state in ("pending", "firing")]
+
+    def acknowledge(self, alert_id: str, actor: str | None = None) -> Any:
+        from mlops_lite.monitoring.alerts import AlertRecord
+
+        return _convert(self._remote.request("POST", f"/v1/alerts/{alert_id}/acknowledge"), AlertRecord)
+
+
+class _Monitoring:
+    def __init__(self, remote: RemotePlatform) -> None:
+        self._remote = remote
+        self.alerts = _Alerts(remote)
+
+    def check(self, deployment: str) -> dict[str, Any]:
+        """One monitoring window of ``deployment`` now (see ``mlops_lite.monitoring.loop``)."""
+        return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/monitor"))
 
 
 class _Tracking:

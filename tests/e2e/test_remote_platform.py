@@ -184,3 +184,21 @@ def test_runs_compare_history_and_sql_over_http(remote: RemotePlatform, local: A
     assert remote.tracking.sql(query).to_pylist() == local.tracking.sql(query).to_pylist()
     with pytest.raises(mlops_lite.InvalidInput):
         remote.tracking.sql("delete from metrics")
+
+
+def test_alerts_and_releases_over_http_equal_local(remote: RemotePlatform, local: Any) -> None:
+    from mlops_lite.monitoring.alerts import Observation
+
+    (fired,) = local.monitoring.alerts.evaluate([Observation("quality.accuracy", "loans", 0.5, {"labelled": 80})])
+    try:
+        listed = remote.monitoring.alerts.list(state="firing")
+        assert listed == local.monitoring.alerts.list(state="firing")
+        assert listed[0].id == fired.alert.id and listed[0].evidence == {"labelled": 80}
+        acked = remote.monitoring.alerts.acknowledge(fired.alert.id)
+        assert acked.acknowledged_by and acked == local.monitoring.alerts.get(fired.alert.id)
+    finally:
+        local.monitoring.alerts.evaluate([Observation("quality.accuracy", "loans", 0.9, {})])
+    assert remote.deployments.get("loans") == local.deployments.get("loans")
+    assert remote.deployments.revisions("loans") == local.deployments.revisions("loans")
+    window = remote.monitoring.check("loans")
+    assert window["report"]["deployment"] == "loans" and "transitions" in window

@@ -221,3 +221,20 @@ async def test_a_failing_platform_shows_the_error_and_the_app_keeps_running(load
         await pilot.press("q")
         await pilot.pause()
         assert not app.is_running
+
+
+@pytest.mark.anyio
+async def test_alerts_show_firing_first_with_their_evidence(loaded: Loaded) -> None:
+    from mlops_lite.monitoring.alerts import Observation
+
+    alerts = loaded.platform.monitoring.alerts
+    (fired,) = alerts.evaluate([Observation("drift.max_psi", "loans", 0.48, {"feature": "credit_score"})])
+    try:
+        app = Dashboard(loaded.platform, source="local: test-home", refresh_seconds=3600)
+        async with app.run_test() as pilot:
+            await settle(app, pilot)
+            shown = rows(app, "alerts")
+            assert next(iter(shown)) == fired.alert.id
+            assert shown[fired.alert.id][:5] == ["drift-feature", "loans", "firing", "warning", "0.48"]
+    finally:
+        alerts.evaluate([Observation("drift.max_psi", "loans", 0.01, {})])
