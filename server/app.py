@@ -146,7 +146,8 @@ def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[str]:
     """Prometheus text format. No auth: meant for scraping on loopback (the default bind)."""
     platform = _platform(request)
     text = request.app.state.metrics.render(log_stats=platform.monitoring.stats(),
-                                            providers=platform.deployments.providers)
+                                            providers=platform.deployments.providers,
+                                            router=platform.deployments.router)
     return Response(text, media_type=CONTENT_TYPE)
 
 

@@ -80,7 +80,8 @@ class Metrics:
             if batch_size is not None:
                 self._batch.setdefault(key, _Histogram(BATCH_BUCKETS)).observe(batch_size)
 
-    def render(self, *, log_stats: dict[str, int] | None = None, providers: Sequence[str] = ()) -> str:
+    def render(self, *, log_stats: dict[str, int] | None = None, providers: Sequence[str] = (),
+               router: Any = None) -> str:
         with self._lock:
             requests = sorted(self._requests.items())
             latency = [(k, h.lines("mlops_lite_request_latency_seconds",
@@ -118,7 +119,61 @@ class Metrics:
             "# TYPE mlops_lite_execution_provider gauge",
         ]
         lines += [f"mlops_lite_execution_provider{_labels((('provider', p),))} 1" for p in providers]
+        if router is not None:
+            lines += _router_lines(router)
         return "\n".join(lines) + "\n"
+
+
+def _router_lines(router: Any) -> list[str]:
+    """Loaded routes, model load times, micro-batches (size, wait, why released), shadow traffic."""
+    routes = router.routes()
+    slots = {}
+    for route in routes.values():
+        for slot in (route.primary, route.candidate):
+            if slot is not None:
+                slots[slot.digest] = slot
+    lines = ["# HELP mlops_lite_route_info Live routes: which version serves which side of a deployment.",
+             "# TYPE mlops_lite_route_info gauge"]
+    for name, route in sorted(routes.items()):
+        record = route.record
+        for side, slot in (("primary", route.primary), ("candidate", route.candidate)):
+            if slot is not None:
+                labels = _labels((("deployment", name), ("side", side), ("version", slot.version),
+                                  ("strategy", record.strategy), ("revision", str(record.revision))))
+                lines.append(f"mlops_lite_route_info{labels} 1")
+    lines += ["# HELP mlops_lite_model_load_seconds Time to load, verify and warm a model version's session.",
+              "# TYPE mlops_lite_model_load_seconds gauge"]
+    for digest, seconds in sorted(router.load_seconds.items()):
+        slot = slots.get(digest)
+        labels = _labels((("digest", digest[:12]), ("version", slot.version if slot else "")))
+        lines.append(f"mlops_lite_model_load_seconds{labels} {seconds:.6f}")
+    batch_lines: list[str] = []
+    for digest, slot in sorted(slots.items()):
+        if slot.batcher is None:
+            continue
+        stats = slot.batcher.stats()
+        base = (("version", slot.version), ("digest", digest[:12]))
+        for reason, count in sorted(stats.by_reason.items()):
+            batch_lines.append(f"mlops_lite_microbatches_total{_labels((*base, ('reason', reason)))} {count}")
+        for bound, count in stats.cumulative_histogram():
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            batch_lines.append(f"mlops_lite_microbatch_rows_bucket{_labels((*base, ('le', le)))} {count}")
+        batch_lines.append(f"mlops_lite_microbatch_rows_count{_labels(base)} {stats.batches}")
+        batch_lines.append(f"mlops_lite_microbatch_rows_sum{_labels(base)} {stats.rows}")
+        batch_lines.append(f"mlops_lite_microbatch_queue_wait_ms_mean{_labels(base)} {stats.mean_queue_wait_ms:.4f}")
+    if batch_lines:
+        lines += ["# HELP mlops_lite_microbatches_total Micro-batches run, by why each was released "
+                  "(full, timeout, drained, oversize).",
+                  "# TYPE mlops_lite_microbatches_total counter",
+                  "# HELP mlops_lite_microbatch_rows Rows per micro-batch.",
+                  "# TYPE mlops_lite_microbatch_rows histogram", *batch_lines]
+    lines += ["# HELP mlops_lite_shadow_dropped_total Mirrored requests not sent to a shadow (its queue was full).",
+              "# TYPE mlops_lite_shadow_dropped_total counter",
+              f"mlops_lite_shadow_dropped_total {router.shadow_dropped}",
+              "# HELP mlops_lite_shadow_errors_total Shadow predictions that failed (never seen by callers).",
+              "# TYPE mlops_lite_shadow_errors_total counter",
+              f"mlops_lite_shadow_errors_total {router.shadow_errors}"]
+    return lines
 
 
 def parse(text: str) -> dict[str, Any]:

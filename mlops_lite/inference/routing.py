@@ -233,8 +233,8 @@ def _prediction(request_id: str, name: str, slot: Slot, side: str, labels: np.nd
                 probabilities: np.ndarray) -> Prediction:
     return Prediction(
         request_id=request_id, deployment=name, model=slot.model, version=slot.version, digest=slot.digest,
-        predictions=tuple(label.item() for label in labels),
-        probabilities=tuple(tuple(float(p) for p in row) for row in probabilities),
+        predictions=tuple(labels.tolist()),
+        probabilities=tuple(map(tuple, np.asarray(probabilities, dtype=np.float64).tolist())),
         classes=slot.session.classes, slot=side)
 
 

@@ -14,6 +14,9 @@ import numpy as np
 
 from mlops_lite.errors import InvalidInput, MissingDependency
 
+_NUMBERS = {int, float}
+_STRINGS = {str}
+
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -54,7 +57,42 @@ class ModelSession:
         return str(self._session.get_providers()[0])
 
     def build_feed(self, instances: Any) -> dict[str, np.ndarray]:
-        """Validate ``instances`` (a list of {feature: value}) and build the tensors."""
+        """Validate ``instances`` (a list of {feature: value}) and build the tensors.
+
+        The fast path checks whole columns at C speed (types by ``set(map(type, ...))``,
+        finiteness with numpy); anything it does not accept goes through the row-by-row
+        check, which names the first bad field."""
+        if isinstance(instances, list) and 0 < len(instances) <= self.max_batch_size:
+            feed = self._fast_feed(instances)
+            if feed is not None:
+                return feed
+        return self._checked_feed(instances)
+
+    def _fast_feed(self, instances: list[Any]) -> dict[str, np.ndarray] | None:
+        try:
+            if set(map(len, instances)) != {len(self.inputs)}:
+                return None
+            columns = {spec["name"]: [instance[spec["name"]] for instance in instances] for spec in self.inputs}
+        except (KeyError, TypeError):
+            return None
+        feed: dict[str, np.ndarray] = {}
+        for spec in self.inputs:
+            values = columns[spec["name"]]
+            kinds = set(map(type, values))
+            if spec["type"] == "float":
+                if not kinds <= _NUMBERS:
+                    return None
+                array = np.asarray(values, dtype=np.float64)
+                if not np.isfinite(array).all():
+                    return None
+                feed[spec["name"]] = array.astype(np.float32).reshape(-1, 1)
+            else:
+                if kinds != _STRINGS:
+                    return None
+                feed[spec["name"]] = np.asarray(values, dtype=object).reshape(-1, 1)
+        return feed
+
+    def _checked_feed(self, instances: Any) -> dict[str, np.ndarray]:
         if not isinstance(instances, list):
             raise InvalidInput("instances must be a list of objects", field="instances",
                                expected="[{feature: value, ...}, ...]")

@@ -15,7 +15,6 @@ over both as the views ``predictions`` and ``feedback``.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -209,42 +209,45 @@ class PredictionLog:
 
 
 def _prediction_table(entries: Iterable[_Entry]) -> pa.Table:
+    """Column by column per request (list repetition and C-level maps, not a Python
+    loop per row): the writer thread shares the interpreter with the request path."""
     columns: dict[str, list[Any]] = {name: [] for name in PREDICTION_SCHEMA.names}
     features: dict[str, list[Any]] = {}
+    encode = msgspec.json.Encoder(enc_hook=str).encode
     row = 0
     for entry in entries:
-        p = entry.prediction
-        latency_ms = entry.latency_s * 1000.0
-        for i, instance in enumerate(entry.instances):
-            columns["request_id"].append(p.request_id)
-            columns["deployment"].append(p.deployment)
-            columns["model"].append(p.model)
-            columns["version"].append(p.version)
-            columns["digest"].append(p.digest)
-            columns["at"].append(entry.at)
-            columns["latency_ms"].append(latency_ms)
-            columns["features"].append(json.dumps(instance, default=str, allow_nan=True))
-            columns["prediction"].append(str(p.predictions[i]) if i < len(p.predictions) else None)
-            probs = p.probabilities[i] if i < len(p.probabilities) else ()
-            columns["probability"].append(float(probs[-1]) if probs else None)
-            columns["slot"].append(p.slot)
-            for name, value in instance.items():
-                column = features.get(name)
-                if column is None:
-                    column = features[name] = [None] * row
-                column.append(value)
-            row += 1
-            for column in features.values():
-                if len(column) < row:
-                    column.append(None)
+        p, instances = entry.prediction, entry.instances
+        n = len(instances)
+        for name, value in (("request_id", p.request_id), ("deployment", p.deployment), ("model", p.model),
+                            ("version", p.version), ("digest", p.digest), ("at", entry.at),
+                            ("latency_ms", entry.latency_s * 1000.0), ("slot", p.slot)):
+            columns[name].extend([value] * n)
+        columns["features"].extend(b.decode() for b in map(encode, instances))
+        predictions = list(map(str, p.predictions[:n]))
+        columns["prediction"].extend(predictions + [None] * (n - len(predictions)))
+        probabilities = [float(probs[-1]) if probs else None for probs in p.probabilities[:n]]
+        columns["probability"].extend(probabilities + [None] * (n - len(probabilities)))
+        names = instances[0].keys() if n else ()
+        for name in names:
+            column = features.get(name)
+            if column is None:
+                column = features[name] = [None] * row
+            column.extend([instance.get(name) for instance in instances])
+        row += n
+        for column in features.values():
+            if len(column) < row:
+                column.extend([None] * (row - len(column)))
     table = pa.table(columns, schema=PREDICTION_SCHEMA)
     for name, values in features.items():
         table = table.append_column(FEATURE_PREFIX + name, _feature_array(values))
     return table
 
 
+_NUMERIC_KINDS = {int, float, type(None)}
+
+
 def _feature_array(values: list[Any]) -> pa.Array:
-    if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
+    if set(map(type, values)) <= _NUMERIC_KINDS:
         return pa.array(values, type=pa.float64())
     return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 

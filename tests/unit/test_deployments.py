@@ -76,3 +76,17 @@ def test_redeploy_bumps_the_revision(loop) -> None:
     with pytest.raises(NotFound):
         platform.deployments.deploy("loans", before.model, "9.9.9")
     assert platform.deployments.get("loans").revision == after.revision
+
+
+def test_the_fast_feed_equals_the_checked_one_and_defers_on_anything_odd(loop) -> None:
+    import numpy as np
+
+    platform, _, spec = loop
+    session = platform.deployments.route("loans").primary.session
+    rows = holdout_rows(spec, 50)
+    fast, checked = session._fast_feed(rows), session._checked_feed(rows)
+    assert fast is not None and fast.keys() == checked.keys()
+    for name in fast:
+        assert fast[name].dtype == checked[name].dtype and np.array_equal(fast[name], checked[name])
+    for odd in ({"income": True}, {"income": float("inf")}, {"income": "12"}, {"purpose": 3}, {"extra": 1.0}):
+        assert session._fast_feed([rows[0], {**rows[1], **odd}]) is None  # the checked path names the field

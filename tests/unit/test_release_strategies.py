@@ -173,8 +173,17 @@ def test_micro_batched_routes_answer_like_unbatched_ones(fresh) -> None:
     try:
         with ThreadPoolExecutor(8) as pool:
             got = list(pool.map(lambda r: router.predict("loans", [r]), rows))
+        from server.metrics import Metrics, parse
+
+        samples = parse(Metrics().render(router=router))
     finally:
         router.close()
+    by_name: dict[str, float] = {}
+    for (name, _labels), value in samples.items():
+        by_name[name] = by_name.get(name, 0.0) + value
+    assert by_name["mlops_lite_microbatches_total"] == len(batches)
+    assert by_name["mlops_lite_microbatch_rows_sum"] == 40
+    assert by_name["mlops_lite_route_info"] == 1 and by_name["mlops_lite_model_load_seconds"] > 0
     want = platform.deployments.predict("loans", rows)
     assert [g.predictions[0] for g in got] == list(want.predictions)
     assert max(abs(g.probabilities[0][1] - w[1]) for g, w in zip(got, want.probabilities, strict=True)) < 1e-6
