@@ -21,7 +21,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE
 from flows.context import platform_for
 from flows.loop import transient
 from mlops_lite.clock import utcnow
-from mlops_lite.errors import PolicyViolation
+from mlops_lite.errors import InvalidInput, MissingDependency, PolicyViolation
 from mlops_lite.monitoring import loop
 from mlops_lite.samples import LOANS
 from mlops_lite.training import TrainingSpec
@@ -117,6 +117,40 @@ def train_candidate(home: str, repository: str, commit: str, pattern: str, algor
     return {"run_id": result.run.id, "metrics": result.metrics, "commit": commit}
 
 
+@flow(name="tune", flow_run_name="tune {algorithm} on {repository}@{commit}", log_prints=True)
+def tune_flow(home: str, repository: str, commit: str, pattern: str, algorithm: str, params: dict[str, Any],
+              target: str, grid: list[dict[str, Any]], deployment: str = "loans") -> dict[str, Any]:
+    """One training task per parameter set, in parallel on this flow's task runner
+    (threads, or a Dask cluster); the best held-out ROC AUC wins."""
+    futures = [train_candidate.submit(home, repository, commit, pattern, algorithm, {**params, **point}, target)
+               for point in grid]
+    tried = [f.result() for f in futures]
+    best = max(tried, key=lambda t: t["metrics"]["roc_auc"])
+    create_table_artifact(key=f"tuning-{_slug(deployment)}", table=[
+        {**point, "roc_auc": round(t["metrics"]["roc_auc"], 4), "run_id": t["run_id"]}
+        for point, t in zip(grid, tried, strict=True)], description=f"tuning {algorithm} on {commit[:12]}")
+    print(f"tuned {len(grid)} parameter sets; best ROC AUC {best['metrics']['roc_auc']:.3f}")
+    return {**best, "tuned": [{"params": point, "run_id": t["run_id"], "roc_auc": t["metrics"]["roc_auc"]}
+                              for point, t in zip(grid, tried, strict=True)]}
+
+
+def tune_flow_with(task_runner: str) -> Any:
+    """``tune_flow`` on threads (the default) or on a local Dask cluster (the ``dask``
+    extra). The cluster's workers are threads of this process: training writes runs and
+    artifacts to the stores this process owns."""
+    if task_runner == "threads":
+        return tune_flow
+    if task_runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as exc:
+            raise MissingDependency("task_runner 'dask' needs the dask extra: pip install 'mlops-lite[dask]'") from exc
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines drown the flow's own
+        return tune_flow.with_options(task_runner=DaskTaskRunner(
+            cluster_kwargs={"n_workers": 1, "threads_per_worker": 2, "processes": False, "dashboard_address": None}))
+    raise InvalidInput(f"unknown task runner {task_runner!r}", field="task_runner", expected="'threads' or 'dask'")
+
+
 @task(name="register-candidate", retries=2, retry_delay_seconds=1, retry_condition_fn=transient,
       cache_policy=NO_CACHE)
 def register_candidate(home: str, model: str, run_id: str) -> str:
@@ -208,7 +242,7 @@ def retrain_release_flow(home: str, source: str | None = None, deployment: str =
                          algorithm: str = "logistic_regression", params: dict[str, Any] | None = None,
                          target: str = LOANS.target, since: str | None = None, canary_weight: float = 0.3,
                          observe_s: float = 60.0, min_requests: int = 20, trigger: str = "",
-                         tune: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                         tune: list[dict[str, Any]] | None = None, task_runner: str = "threads") -> dict[str, Any]:
     """fresh data -> merge to main -> train on the newest commit -> register -> gates (policy and
     no regression on fresh labels) -> canary -> observe -> promote or roll back. Without a
     ``source``, it trains on the newest commit of main as it is (data merged there by others)."""
@@ -218,18 +252,8 @@ def retrain_release_flow(home: str, source: str | None = None, deployment: str =
     else:
         commit = newest_commit(home, repository)
     if tune:
-        # Tuning: one training task per parameter set, in parallel on the flow's task
-        # runner; the best held-out ROC AUC goes on to the gates.
-        futures = [train_candidate.submit(home, repository, commit, pattern, algorithm, {**(params or {}), **grid},
-                                          target) for grid in tune]
-        tried = [f.result() for f in futures]
-        trained = max(tried, key=lambda t: t["metrics"]["roc_auc"])
-        create_table_artifact(key=f"tuning-{_slug(deployment)}", table=[
-            {**grid, "roc_auc": round(t["metrics"]["roc_auc"], 4), "run_id": t["run_id"]}
-            for grid, t in zip(tune, tried, strict=True)], description=f"tuning {algorithm} on {commit[:12]}")
-        print(f"tuned {len(tune)} parameter sets; best ROC AUC {trained['metrics']['roc_auc']:.3f}")
-        trained = {**trained, "tuned": [{"params": grid, "run_id": t["run_id"], "roc_auc": t["metrics"]["roc_auc"]}
-                                        for grid, t in zip(tune, tried, strict=True)]}
+        trained = tune_flow_with(task_runner)(home, repository, commit, pattern, algorithm, dict(params or {}),
+                                              target, tune, deployment)
     else:
         trained = train_candidate(home, repository, commit, pattern, algorithm, dict(params or {}), target)
     version = register_candidate(home, model, trained["run_id"])

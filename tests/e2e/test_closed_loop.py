@@ -137,3 +137,28 @@ def test_the_daemons_monitor_job_checks_every_deployment(tmp_path: Path) -> None
         assert jobs.monitor_all()[0]["retrain"] is False  # debounced: one trigger per window of time
     finally:
         platform.close()
+
+
+@pytest.mark.slow
+def test_tuning_runs_on_a_local_dask_cluster(prefect_harness, tmp_path: Path) -> None:
+    import flows
+    from flows.closed_loop import tune_flow_with
+    from mlops_lite.errors import InvalidInput
+
+    platform, _, _ = build_loop(tmp_path / "home")
+    flows.bind(platform)
+    try:
+        home = str(platform.settings.home)
+        commit = platform.data.repo("loans").ref("main").resolve()
+        grid = [{"C": 0.01}, {"C": 1.0}, {"C": 100.0}]
+        best = tune_flow_with("dask")(home, "loans", commit, "loans/*.csv", "logistic_regression", {},
+                                      "default", grid)
+        assert [t["params"] for t in best["tuned"]] == grid and len({t["run_id"] for t in best["tuned"]}) == 3
+        assert best["metrics"]["roc_auc"] == max(t["roc_auc"] for t in best["tuned"])
+        assert {float(platform.tracking.get_run(t["run_id"]).params["C"]) for t in best["tuned"]} == {0.01, 1.0, 100.0}
+        with pytest.raises(InvalidInput) as info:
+            tune_flow_with("spark")
+        assert info.value.field == "task_runner"
+    finally:
+        flows.unbind(platform)
+        platform.close()
