@@ -164,10 +164,15 @@ def gate_candidate(home: str, deployment: str, model: str, version: str, since: 
     platform = platform_for(home)
     serving = platform.deployments.get(deployment)
     reasons: list[str] = []
+    awaiting = False
     try:
         platform.policy.enforce(platform.registry.get_version(model, version))
     except PolicyViolation as exc:
-        reasons.append(exc.message)
+        failed = [g for g in exc.details.get("gates", []) if not g.get("passed")]
+        if failed and all(g.get("gate") == "approvals" for g in failed):
+            awaiting = True  # everything else passed: a human decides (the flow waits)
+        else:
+            reasons.append(exc.message)
     fresh = loop.labelled_window(platform, deployment, since=datetime.fromisoformat(since) if since else None,
                                  target=target)
     scores: dict[str, Any] = {}
@@ -188,10 +193,35 @@ def gate_candidate(home: str, deployment: str, model: str, version: str, since: 
                            + ["", "**blocked**: " + "; ".join(reasons) if reasons else "**passed**"]),
         description=f"gates for {model}@{version}")
     if reasons:
+        awaiting = False
         loop.block_alert(platform, deployment, version, reasons, scores)
         platform.audit.record(actor=platform.actor, action="loop.candidate_blocked", object=f"deployment:{deployment}",
                               after={"model": model, "version": version, "reasons": reasons, "scores": scores})
-    return {"passed": not reasons, "reasons": reasons, "scores": scores, "serving": serving.version}
+    return {"passed": not reasons and not awaiting, "awaiting_approval": awaiting, "reasons": reasons,
+            "scores": scores, "serving": serving.version}
+
+
+@task(name="await-approval", cache_policy=NO_CACHE)
+def await_approval(home: str, deployment: str, model: str, version: str, timeout_s: float) -> dict[str, Any]:
+    """The policy asks for a human: open an approval request and wait (the flow run stays
+    here, visibly, in the Prefect UI) until it is approved, rejected, or times out."""
+    platform = platform_for(home)
+    request = platform.policy.request_promotion(model, version, requested_by="flow:retrain-release",
+                                                comment=f"retrained candidate for deployment {deployment}")
+    print(f"waiting for approval of {model}@{version}: request {request.id} "
+          f"(approve with POST /v1/approvals/{request.id}/approve, role approver)")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = platform.policy.get_request(request.id).status
+        if status in ("approved", "completed", "rejected") or time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    if status in ("approved", "completed"):
+        return {"approved": True, "request_id": request.id, "reasons": []}
+    why = "rejected by an approver" if status == "rejected" else f"no approval within {timeout_s:g} s"
+    reasons = [f"approval request {request.id}: {why}"]
+    loop.block_alert(platform, deployment, version, reasons, {})
+    return {"approved": False, "request_id": request.id, "reasons": reasons}
 
 
 @task(name="start-canary", cache_policy=NO_CACHE)
@@ -242,7 +272,8 @@ def retrain_release_flow(home: str, source: str | None = None, deployment: str =
                          algorithm: str = "logistic_regression", params: dict[str, Any] | None = None,
                          target: str = LOANS.target, since: str | None = None, canary_weight: float = 0.3,
                          observe_s: float = 60.0, min_requests: int = 20, trigger: str = "",
-                         tune: list[dict[str, Any]] | None = None, task_runner: str = "threads") -> dict[str, Any]:
+                         tune: list[dict[str, Any]] | None = None, task_runner: str = "threads",
+                         approval_timeout_s: float = 3600.0) -> dict[str, Any]:
     """fresh data -> merge to main -> train on the newest commit -> register -> gates (policy and
     no regression on fresh labels) -> canary -> observe -> promote or roll back. Without a
     ``source``, it trains on the newest commit of main as it is (data merged there by others)."""
@@ -261,7 +292,15 @@ def retrain_release_flow(home: str, source: str | None = None, deployment: str =
     gates = gate_candidate(home, deployment, model, version, since, target)
     out: dict[str, Any] = {"trigger": trigger, "commit": commit, "run_id": trained["run_id"], "version": version,
                            "gates": gates, "tuned": trained.get("tuned", [])}
-    if not gates["passed"]:
+    if gates["awaiting_approval"]:
+        approval = await_approval(home, deployment, model, version, approval_timeout_s)
+        out["approval"] = approval
+        if not approval["approved"]:
+            gates = {**gates, "reasons": approval["reasons"]}
+            out["gates"] = gates
+            print(f"blocked: {'; '.join(gates['reasons'])}; {gates['serving']} keeps serving")
+            return {**out, "decision": "blocked"}
+    elif not gates["passed"]:
         print(f"blocked: {'; '.join(gates['reasons'])}; {gates['serving']} keeps serving")
         return {**out, "decision": "blocked"}
     canary = start_canary(home, deployment, model, version, canary_weight,

@@ -5,6 +5,7 @@ gates -> canary -> promoted; then a worse candidate is blocked and v2 keeps serv
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -160,5 +161,75 @@ def test_tuning_runs_on_a_local_dask_cluster(prefect_harness, tmp_path: Path) ->
             tune_flow_with("spark")
         assert info.value.field == "task_runner"
     finally:
+        flows.unbind(platform)
+        platform.close()
+
+
+@pytest.mark.slow
+def test_the_release_waits_for_a_human_when_the_policy_asks(prefect_harness, tmp_path: Path) -> None:
+    """[approvals] required = 1: the flow waits at await-approval; an approver's yes lets
+    the canary go out and be promoted; a no blocks the next candidate."""
+    import flows
+
+    platform, _, _ = build_loop(tmp_path / "home")
+    flows.bind(platform)
+    home = str(platform.settings.home)
+    policies = platform.settings.home / "policies"
+    policies.mkdir(exist_ok=True)
+    (policies / "loan-default.toml").write_text("[approvals]\nrequired = 1\n")
+    approver, _ = platform.tokens.create("alice", "approver")
+    drifted = pacsv.read_csv(DATA / "loans_drifted.csv")
+    traffic = drifted.slice(0, 400).to_pylist()
+    fresh_csv = tmp_path / "fresh.csv"
+    pacsv.write_csv(drifted.slice(600), fresh_csv)
+    since = platform.deployments.get("loans").updated_at.isoformat()
+    _send(platform, traffic[:200])
+    results: list[dict] = []
+    stop = threading.Event()
+
+    def live() -> None:
+        i = 200
+        while not stop.is_set():
+            _send(platform, [traffic[i % len(traffic)]])
+            i += 1
+
+    def release(**kwargs) -> None:
+        results.append(flows.retrain_release_flow(home, str(fresh_csv), since=since, observe_s=60,
+                                                  approval_timeout_s=60, **kwargs))
+
+    def pending_request():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            waiting = platform.policy.requests("loan-default", "pending")
+            if waiting:
+                return waiting[0]
+            time.sleep(0.2)
+        raise AssertionError("no approval request was opened")
+
+    sender = threading.Thread(target=live)
+    sender.start()
+    try:
+        runner = threading.Thread(target=release)
+        runner.start()
+        request = pending_request()
+        assert platform.deployments.get("loans").strategy == "single"  # nothing moved while it waits
+        platform.policy.approve(request.id, identity=approver, comment="looks right")
+        runner.join(120)
+        (approved,) = results
+        assert approved["approval"]["approved"] and approved["decision"] == "promote", approved
+        assert platform.deployments.get("loans").version == approved["version"]
+
+        runner = threading.Thread(target=release, kwargs={"path": "loans/fresh-again.csv",
+                                                          "params": {"C": 0.5}})
+        runner.start()
+        request = pending_request()
+        platform.policy.reject(request.id, identity=approver, comment="not now")
+        runner.join(120)
+        rejected = results[1]
+        assert rejected["decision"] == "blocked" and "rejected" in rejected["gates"]["reasons"][0]
+        assert platform.deployments.get("loans").version == approved["version"]
+    finally:
+        stop.set()
+        sender.join(30)
         flows.unbind(platform)
         platform.close()
