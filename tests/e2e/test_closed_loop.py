@@ -233,3 +233,34 @@ def test_the_release_waits_for_a_human_when_the_policy_asks(prefect_harness, tmp
         sender.join(30)
         flows.unbind(platform)
         platform.close()
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_the_cached_training_and_a_failed_run_moves_nothing(prefect_harness, tmp_path: Path) -> None:
+    import flows
+
+    platform, _, _ = build_loop(tmp_path / "home")
+    flows.bind(platform)
+    try:
+        home = str(platform.settings.home)
+        fresh_csv = tmp_path / "fresh.csv"
+        pacsv.write_csv(pacsv.read_csv(DATA / "loans_drifted.csv").slice(600), fresh_csv)
+        first = flows.retrain_release_flow(home, str(fresh_csv), path="loans/fresh.csv")
+        runs = platform.tracking.count()
+        again = flows.retrain_release_flow(home, str(fresh_csv), path="loans/fresh.csv")
+        assert again["commit"] == first["commit"] and again["run_id"] == first["run_id"]
+        assert platform.tracking.count() == runs  # the same commit and params did not train again
+        # both stopped short of a canary (no fresh labels were logged): nothing moved
+        assert first["decision"] == again["decision"] == "blocked"
+        before = platform.deployments.get("loans")
+        aliases = platform.registry.aliases("loan-default")
+        failed = flows.retrain_release_flow(home, str(fresh_csv), path="loans/other.csv", deployment="nope",
+                                            return_state=True)
+        assert failed.is_failed()
+        assert platform.deployments.get("loans") == before
+        assert platform.registry.aliases("loan-default") == aliases
+        for version in platform.registry.list_versions("loan-default"):  # registered whole, or not at all
+            assert platform.registry.model_bytes("loan-default", version.version)
+    finally:
+        flows.unbind(platform)
+        platform.close()
