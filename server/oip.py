@@ -317,6 +317,14 @@ async def _infer(request: Request[Any, Any, Any], name: str, version: str | None
         raise BadRequest(f"the request body is not valid JSON ({exc})", field="body",
                          expected="a JSON object") from exc
     platform = _platform(request)
+    from server.app import inline_ok
+
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+    shape = first.get("shape") if isinstance(first, dict) else None
+    rows = shape[0] if isinstance(shape, list) and shape and isinstance(shape[0], int) else 1 << 30
+    if inline_ok(platform, name, rows):
+        return infer(platform, name, version, body, request.app.state.metrics)
     result: dict[str, Any] = await anyio.to_thread.run_sync(infer, platform, name, version, body,
                                                             request.app.state.metrics)
     return result

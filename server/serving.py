@@ -49,6 +49,10 @@ class RemoteTokens:
         self._cache: dict[str, tuple[float, Identity]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, secret: str) -> Identity | None:
+        hit = self._cache.get(hashlib.sha256(secret.encode()).hexdigest())
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def authenticate(self, secret: str) -> Identity:
         key = hashlib.sha256(secret.encode()).hexdigest()
         hit = self._cache.get(key)

@@ -105,6 +105,11 @@ class Router:
         self.shadow_dropped = 0
         self.shadow_errors = 0
 
+    @property
+    def batching(self) -> bool:
+        """Whether requests wait on a micro-batcher (they must not run on an event loop)."""
+        return self._batch_rows > 1
+
     # ---- the control side --------------------------------------------------------
     def apply(self, record: DeploymentRecord, signatures: Mapping[str, dict[str, Any]]) -> Route:
         """Load and warm what ``record`` needs, then switch the route in one step."""

@@ -82,6 +82,10 @@ class Tokens:
         self._cache[cache_key] = identity
         return identity
 
+    def cached(self, secret: str) -> Identity | None:
+        """The identity of a bearer token this process has already authenticated, or None."""
+        return self._cache.get(_hash(secret))
+
     def authenticate(self, secret: str | None) -> Identity:
         if not secret:
             raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
