@@ -277,36 +277,55 @@ def retrain_release_flow(home: str, source: str | None = None, deployment: str =
     """fresh data -> merge to main -> train on the newest commit -> register -> gates (policy and
     no regression on fresh labels) -> canary -> observe -> promote or roll back. Without a
     ``source``, it trains on the newest commit of main as it is (data merged there by others)."""
+    timeline: list[tuple[str, str]] = []
+
+    def mark(what: str) -> None:
+        timeline.append((utcnow().isoformat(), what))
+
     if source is not None:
         path = path or f"loans/fresh-{utcnow():%Y%m%d-%H%M%S}.csv"
         commit = commit_fresh(home, source, repository, path)
+        mark(f"fresh data committed on a branch and merged to main at {commit[:12]}")
     else:
         commit = newest_commit(home, repository)
+        mark(f"training on the newest commit of main, {commit[:12]}")
     if tune:
         trained = tune_flow_with(task_runner)(home, repository, commit, pattern, algorithm, dict(params or {}),
                                               target, tune, deployment)
     else:
         trained = train_candidate(home, repository, commit, pattern, algorithm, dict(params or {}), target)
     version = register_candidate(home, model, trained["run_id"])
+    mark(f"run {trained['run_id'][:12]} trained and registered {model}@{version} "
+         f"(held-out ROC AUC {trained['metrics']['roc_auc']:.3f})")
     print(f"candidate {model}@{version} from run {trained['run_id']} on {repository}@{commit[:12]}")
     gates = gate_candidate(home, deployment, model, version, since, target)
+    for v, score in gates["scores"].items():
+        mark(f"on {score['rows']:.0f} fresh labelled rows: {v} ROC AUC {score['roc_auc']:.3f}, "
+             f"accuracy {score['accuracy']:.3f}")
     out: dict[str, Any] = {"trigger": trigger, "commit": commit, "run_id": trained["run_id"], "version": version,
-                           "gates": gates, "tuned": trained.get("tuned", [])}
+                           "gates": gates, "tuned": trained.get("tuned", []), "timeline": timeline}
     if gates["awaiting_approval"]:
+        mark("the policy asks for approval: waiting for a human")
         approval = await_approval(home, deployment, model, version, approval_timeout_s)
         out["approval"] = approval
         if not approval["approved"]:
             gates = {**gates, "reasons": approval["reasons"]}
             out["gates"] = gates
+            mark(f"blocked: {'; '.join(gates['reasons'])}")
             print(f"blocked: {'; '.join(gates['reasons'])}; {gates['serving']} keeps serving")
             return {**out, "decision": "blocked"}
+        mark(f"approved (request {approval['request_id'][:8]})")
     elif not gates["passed"]:
+        mark(f"blocked: {'; '.join(gates['reasons'])}; {gates['serving']} keeps serving")
         print(f"blocked: {'; '.join(gates['reasons'])}; {gates['serving']} keeps serving")
         return {**out, "decision": "blocked"}
     canary = start_canary(home, deployment, model, version, canary_weight,
                           f"retrained ({trigger or 'manual'}); run {trained['run_id']}")
+    mark(f"gates passed; canary at {canary_weight:.0%} (revision {canary['revision']})")
     observed = observe_canary(home, deployment, canary["since"], observe_s, min_requests)
+    mark(f"{observed['decision']}: {'; '.join(observed['reasons'])}")
     finished = finish_release(home, deployment, observed["decision"], observed["reasons"])
+    mark(f"{deployment} now serves {model}@{finished['version']} (revision {finished['revision']})")
     print(f"{observed['decision']}: {'; '.join(observed['reasons'])}")
     return {**out, "decision": observed["decision"], "reasons": observed["reasons"], "canary": canary,
             "by_slot": observed["by_slot"], "final": finished}

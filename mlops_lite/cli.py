@@ -180,11 +180,11 @@ def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: 
 
     import flows
 
-    began = time.perf_counter()
+    began_at = time.time()
     timeline: list[tuple[float, str]] = []
 
     def mark(what: str) -> None:
-        timeline.append((time.perf_counter() - began, what))
+        timeline.append((time.time() - began_at, what))
 
     drifted = pacsv.read_csv(data_dir / LOANS.drifted)
     traffic, fresh = drifted.slice(0, 600).to_pylist(), drifted.slice(600)
@@ -224,24 +224,13 @@ def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: 
             sender = threading.Thread(target=live, daemon=True)
             sender.start()
             try:
-                result = flows.retrain_release_flow(home, str(source), since=since, observe_s=90, min_requests=30,
+                result = flows.retrain_release_flow(home, str(source), since=since, observe_s=90, min_requests=80,
                                                     trigger=checked["reason"])
             finally:
                 stop.set()
                 sender.join(30)
-        mark(f"fresh data merged to main at {result['commit'][:12]}; run {result['run_id'][:12]} trained "
-             f"{record['model']}@{result['version']}")
-        gates = result["gates"]
-        for version, score in gates["scores"].items():
-            mark(f"on {score['rows']:.0f} fresh labelled rows: {version} ROC AUC {score['roc_auc']:.3f}, "
-                 f"accuracy {score['accuracy']:.3f}")
-        if result["decision"] == "blocked":
-            mark(f"candidate blocked: {'; '.join(gates['reasons'])}")
-        else:
-            mark(f"gates passed; canary at 30% (revision {result['canary']['revision']})")
-            mark(f"{result['decision']}: {'; '.join(result['reasons'])}")
-            final = result["final"]
-            mark(f"loans now serves {record['model']}@{final['version']} (revision {final['revision']})")
+        for at, what in result["timeline"]:
+            timeline.append((datetime.fromisoformat(at).timestamp() - began_at, what))
         progress.update(step, advance=2, description="Act two done")
         return {"timeline": timeline, "result": result}
     finally:
