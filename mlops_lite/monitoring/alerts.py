@@ -161,6 +161,9 @@ def default_rules() -> list[AlertRule]:
                   description="p99 latency above 250 ms for a minute"),
         AlertRule("error-rate-high", "errors.rate", ">", 0.05, for_s=60, severity="critical",
                   description="more than 5% of requests failing for a minute"),
+        AlertRule("prediction-log-loss", "log.lost", ">=", 1.0, severity="warning",
+                  description="prediction rows were dropped (queue full) or failed to write since the server "
+                              "started; requests were answered, monitoring sees less"),
         AlertRule("flow-failed", "flow.failed", ">=", 1.0, severity="critical",
                   description="a flow run of the loop failed; see its run in the Prefect UI"),
         AlertRule("candidate-blocked", "release.blocked", ">=", 1.0, severity="warning",

@@ -61,7 +61,11 @@ def check_deployment(platform: Any, name: str, *, since: datetime | None = None,
         since = deployment.updated_at  # the window starts when the current revision went live
     report = check_window(platform.monitoring.predictions_dir, platform.monitoring.feedback_dir, name, reference,
                           features, since=since, **options)
-    transitions = tuple(platform.monitoring.alerts.evaluate(report.observations()))
+    stats = platform.monitoring.stats()
+    lost = Observation("log.lost", "prediction-log", float(stats["rows_dropped"] + stats["write_errors"]),
+                       {"rows_dropped": stats["rows_dropped"], "write_errors": stats["write_errors"],
+                        "rows_written": stats["rows_written"]})
+    transitions = tuple(platform.monitoring.alerts.evaluate([*report.observations(), lost]))
     firing = [a for a in platform.monitoring.alerts.open_alerts()
               if a.subject == name and a.state == "firing" and a.rule in RETRAIN_RULES]
     retrain, reason = False, ""

@@ -264,3 +264,24 @@ def test_a_rerun_reuses_the_cached_training_and_a_failed_run_moves_nothing(prefe
     finally:
         flows.unbind(platform)
         platform.close()
+
+
+def test_a_lossy_prediction_log_raises_an_alert(tmp_path: Path) -> None:
+    from mlops_lite.monitoring.loop import check_deployment
+
+    platform, _, _ = build_loop(tmp_path / "home")
+    try:
+        platform.monitoring.log.max_rows = 1  # a tiny queue: a 2-row request cannot be logged
+        answer = platform.deployments.predict("loans", _feature_rows(platform, 2))
+        assert platform.monitoring.record(answer, _feature_rows(platform, 2), 0.001) is False
+        check_deployment(platform, "loans")
+        lossy = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "prediction-log-loss")
+        assert lossy.state == "firing" and lossy.evidence["rows_dropped"] == 2
+    finally:
+        platform.close()
+
+
+def _feature_rows(platform, n: int) -> list[dict]:
+    names = {spec["name"] for spec in platform.deployments.route("loans").primary.session.inputs}
+    return [{k: v for k, v in row.items() if k in names}
+            for row in pacsv.read_csv(DATA / "loans_holdout.csv").slice(0, n).to_pylist()]
