@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # quality alert retrains on the newest data, and how long unreachable data is kept.
     monitor_interval_s: float = Field(default=300.0, gt=0)
     auto_retrain: bool = True
+    retrain_interval_s: float = Field(default=0.0, ge=0)  # a scheduled retrain; 0 is off
     gc_retention_days: float = Field(default=7.0, ge=0)
     batch_wait_ms: float = Field(default=0.0, ge=0)
     execution_provider: str = "auto"

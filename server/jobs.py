@@ -7,7 +7,12 @@ Light periodic jobs run on APScheduler inside the daemon, over the stores it own
   fires and ``auto_retrain`` is on, the ``retrain-release`` flow runs on the newest
   commit of main;
 - ``data-gc``: daily, objects unreachable from every ref and older than the
-  retention are removed.
+  retention are removed;
+- ``retrain``: every ``retrain_interval_s`` when set (0, the default, is off).
+
+Retraining triggers: a firing drift or quality alert, new data merged to main of
+the serving version's repository (once per new head), or the schedule. One retrain
+runs at a time; a trigger that finds one running waits for the next window.
 
 With a Prefect server (the default), the flows are also served as Prefect
 deployments: ``monitor`` with its interval schedule, ``retrain-release`` and
@@ -55,6 +60,7 @@ class DaemonJobs:
         self._retraining = threading.Lock()
         self.deployment_ids: dict[str, str] = {}
         self.runs_executed = 0
+        self._seen_heads: dict[str, str] = {}
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -62,6 +68,9 @@ class DaemonJobs:
 
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(self.gc, "interval", hours=24, id="data-gc", max_instances=1, coalesce=True)
+        if self.settings.retrain_interval_s > 0:
+            scheduler.add_job(self.retrain_all, "interval", seconds=self.settings.retrain_interval_s,
+                              id="retrain", max_instances=1, coalesce=True)
         if self.prefect_url is None:
             scheduler.add_job(self.monitor_all, "interval", seconds=self.settings.monitor_interval_s, id="monitor",
                               max_instances=1, coalesce=True)
@@ -91,10 +100,32 @@ class DaemonJobs:
             except Exception:
                 log.exception("monitoring %s failed", record.name)
                 continue
-            results.append({"deployment": record.name, "retrain": check.retrain, "reason": check.reason})
-            if check.retrain and self.settings.auto_retrain:
-                self.retrain(record.name, check.reason)
+            reason = check.reason if check.retrain else self.new_data(record)
+            results.append({"deployment": record.name, "retrain": bool(reason), "reason": reason})
+            if reason and self.settings.auto_retrain:
+                self.retrain(record.name, reason)
         return results
+
+    def new_data(self, record: Any) -> str:
+        """A reason to retrain when main of the serving version's repository has moved past
+        the commit that version was trained on (once per new head), else ''."""
+        from mlops_lite.monitoring.loop import training_source
+
+        try:
+            repository, trained_on = training_source(self.platform, record.model, record.version)
+            head = self.platform.data.repo(repository).ref("main").resolve()
+        except Exception:
+            log.exception("could not read the data behind %s", record.name)
+            return ""
+        if head == trained_on or self._seen_heads.get(record.name) == head:
+            return ""
+        self._seen_heads[record.name] = head
+        return f"new data merged to main of {repository}: {head[:12]} (the serving version trained on {trained_on[:12]})"
+
+    def retrain_all(self) -> None:
+        """The scheduled retrain (``retrain_interval_s``): every deployment, on the newest data."""
+        for record in self.platform.deployments.list():
+            self.retrain(record.name, "scheduled retrain")
 
     def retrain(self, deployment: str, reason: str) -> None:
         """Run ``retrain-release`` on the newest commit of main, one at a time, off this thread."""

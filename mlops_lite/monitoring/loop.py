@@ -38,6 +38,13 @@ class Verdict:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
+def training_source(platform: Any, model: str, version: str) -> tuple[str, str]:
+    """The data repository and the commit ``model@version`` was trained on."""
+    record = platform.registry.get_version(model, version)
+    run = platform.tracking.get_run(record.run_id)
+    return run.tags.get("repository"), record.data_commits[0]
+
+
 def reference_of(platform: Any, model: str, version: str) -> tuple[pa.Table, list[tuple[str, str]]]:
     """The training data of ``model@version`` (the exact commit its run read) and its features."""
     record = platform.registry.get_version(model, version)

@@ -136,6 +136,14 @@ def test_the_daemons_monitor_job_checks_every_deployment(tmp_path: Path) -> None
         (result,) = jobs.monitor_all()
         assert result["deployment"] == "loans" and result["retrain"] and "drift-feature" in result["reason"]
         assert jobs.monitor_all()[0]["retrain"] is False  # debounced: one trigger per window of time
+        # new data merged to main is a trigger of its own, once per new head
+        branch = platform.data.repo("loans").branch("more")
+        branch.create("main")
+        platform.data.ingest("loans", DATA / "loans_holdout.csv", "loans/more.csv", branch="more")
+        head = branch.merge_into("main").id
+        (moved,) = jobs.monitor_all()
+        assert moved["retrain"] and head[:12] in moved["reason"] and "new data merged" in moved["reason"]
+        assert jobs.monitor_all()[0]["retrain"] is False
     finally:
         platform.close()
 
