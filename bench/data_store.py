@@ -59,7 +59,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from figures import Figure, bench_line, fmt
+from figures import Figure, fmt, print_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -463,9 +463,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{notes['branch_create_ms_max']:.1f} ms; diff cold {diff_s:.3f} s, warm {notes['diff_warm_s']:.3f} s "
           f"({notes['diff_paths']} paths)")
     print(f"total {time.perf_counter() - started:.1f} s")
-    print()
-    for f in figures:
-        print(bench_line(f))
+    print_lines(figures)
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -38,3 +38,23 @@ def bench_line(f: Figure) -> str:
     """The machine-readable line every bench prints per figure."""
     return (f"bench: {f.figure} value={fmt(f.value)} reference={fmt(f.reference)} ratio={fmt(f.ratio)} "
             f"target={f.target:g} {'ok' if f.ok else 'short'}")
+
+
+def print_table(figures: list[Figure], *, label: int = 36, value: int = 16, target: int = 12, rule: int = 30) -> None:
+    """The readable table every bench prints before its ``bench:`` lines."""
+    header = (f"{'figure':<{label}} {'value':>{value}} {'reference':>{value}} {'ratio':>7} {'target':>{target}}  "
+              f"{'result':<6} reference is")
+    print(header)
+    print("-" * (len(header) + rule))
+    for f in figures:
+        unit = f" {f.unit}" if f.unit else ""
+        print(f"{f.label:<{label}} {fmt(f.value) + unit:>{value}} {fmt(f.reference) + unit:>{value}} "
+              f"{fmt(f.ratio):>7} {f.rule + ' ' + f'{f.target:g}':>{target}}  {'ok' if f.ok else 'SHORT':<6} "
+              f"{f.reference_label}")
+
+
+def print_lines(figures: list[Figure]) -> None:
+    """A blank line, then one machine-readable ``bench:`` line per figure."""
+    print()
+    for f in figures:
+        print(bench_line(f))

@@ -66,7 +66,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from figures import Figure, bench_line, fmt
+from figures import Figure, print_lines, print_table
 from serving import accepted_nodelay, machine_info, run_load, sklearn_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -596,17 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     figures = _figures(results, batch, raw, primary, columns)
-    header = (f"{'figure':<36} {'value':>16} {'reference':>16} {'ratio':>7} {'target':>12}  {'result':<6} "
-              "reference is")
-    print(header)
-    print("-" * (len(header) + 30))
-    for f in figures:
-        unit = f" {f.unit}" if f.unit else ""
-        print(f"{f.label:<36} {fmt(f.value) + unit:>16} {fmt(f.reference) + unit:>16} {fmt(f.ratio):>7} "
-              f"{f.rule + ' ' + f'{f.target:g}':>12}  {'ok' if f.ok else 'SHORT':<6} {f.reference_label}")
-    print()
-    for f in figures:
-        print(bench_line(f))
+    print_table(figures)
+    print_lines(figures)
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

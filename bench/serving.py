@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from figures import Figure, bench_line, fmt
+from figures import Figure, bench_line, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_CSV = ROOT / "data" / "loans.csv"
@@ -472,14 +472,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- report
     print()
-    header = (f"{'figure':<36} {'value':>17} {'reference':>17} {'ratio':>7} {'target':>15}  {'result':<6} "
-              "reference is")
-    print(header)
-    print("-" * (len(header) + 30))
-    for f in figures:
-        unit = f" {f.unit}" if f.unit else ""
-        print(f"{f.label:<36} {fmt(f.value) + unit:>17} {fmt(f.reference) + unit:>17} {fmt(f.ratio):>7} "
-              f"{f.rule + ' ' + f'{f.target:g}':>15}  {'ok' if f.ok else 'SHORT':<6} {f.reference_label}")
+    print_table(figures, value=17, target=15)
     print()
     for name in ("platform", "reference"):
         r = http_runs[name]
