@@ -179,6 +179,13 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
     # skl2onnx names the graph with a random UUID; a fixed name makes the file, and
     # so its digest, a function of the fitted model alone.
     onnx_model.graph.name = f"mlops_lite_{spec.algorithm}"
+    # skl2onnx lists the opsets it used in set order, which follows Python's per-process
+    # string hashing: the same model then serialises to different bytes in one process
+    # out of a dozen. Sorted, the bytes (and the digest) depend on the model alone.
+    opsets = sorted((o.domain, o.version) for o in onnx_model.opset_import)
+    del onnx_model.opset_import[:]
+    for domain, version in opsets:
+        onnx_model.opset_import.add(domain=domain, version=version)
     onnx_bytes = onnx_model.SerializeToString()
 
     import onnxruntime as ort
