@@ -177,7 +177,7 @@ def gate_candidate(home: str, deployment: str, model: str, version: str, since: 
                                  target=target)
     scores: dict[str, Any] = {}
     if fresh.num_rows >= 30:
-        scores = loop.score_on_labelled(platform, deployment, [(serving.model, serving.version), (model, version)],
+        scores = loop.score_on_labelled(platform, [(serving.model, serving.version), (model, version)],
                                         fresh, target)
         verdict = loop.no_regression(scores, version, serving.version)
         if verdict.decision == "blocked":

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from mlops_lite.clock import utcnow
 from mlops_lite.monitoring.alerts import Observation, Transition
 from mlops_lite.monitoring.checks import WindowReport, check_window
 
@@ -89,7 +88,7 @@ def check_deployment(platform: Any, name: str, *, since: datetime | None = None,
     return Check(report, transitions, retrain, reason)
 
 
-def score_on_labelled(platform: Any, name: str, versions: list[tuple[str, str]], table: pa.Table,
+def score_on_labelled(platform: Any, versions: list[tuple[str, str]], table: pa.Table,
                       target: str) -> dict[str, dict[str, float]]:
     """Accuracy, ROC AUC and F1 of each ``(model, version)`` on a labelled table (fresh
     data none of them trained on), through the same ONNX sessions that serve."""
@@ -156,10 +155,6 @@ def block_alert(platform: Any, name: str, version: str, reasons: list[str], figu
     """Say on the alert channel why a candidate did not reach the canary."""
     return platform.monitoring.alerts.evaluate([Observation(
         "release.blocked", name, 1.0, {"candidate": version, "reasons": reasons, "figures": figures})])
-
-
-def window_since(minutes: float) -> datetime:
-    return utcnow() - timedelta(minutes=minutes)
 
 
 def labelled_window(platform: Any, name: str, *, since: datetime | None = None, target: str = "label") -> pa.Table:
