@@ -10,8 +10,8 @@ from mlops_lite.config import apply_prefect_environment, load_settings
 apply_prefect_environment(load_settings())
 
 from flows.closed_loop import monitor_flow, retrain_release_flow  # noqa: E402
-from flows.context import bind, platform_for, unbind  # noqa: E402
+from flows.context import bind, forget, platform_for, unbind  # noqa: E402
 from flows.loop import deploy_flow, ingest_flow, register_flow, release_loop, train_flow  # noqa: E402
 
-__all__ = ["bind", "deploy_flow", "ingest_flow", "monitor_flow", "platform_for", "register_flow", "release_loop",
+__all__ = ["bind", "deploy_flow", "forget", "ingest_flow", "monitor_flow", "platform_for", "register_flow", "release_loop",
            "retrain_release_flow", "train_flow", "unbind"]

@@ -1,7 +1,9 @@
 """The closed loop as Prefect flows: monitor -> (alert, trigger) -> retrain -> gates
 -> canary -> observe -> promote or roll back.
 
-Each task calls one core function (``mlops_lite.monitoring.loop`` and the facets).
+Each task calls one facet of the Platform (``platform.loop`` for the loop's steps), so
+the same flows run in the daemon over the embedded stores or on a Prefect worker over
+HTTP (a ``RemotePlatform``), where training itself runs on the worker.
 Reports go to the Prefect UI as artifacts; I/O tasks retry with backoff; training is
 cached by its inputs (the same data commit and parameters do not retrain).
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE
 from flows.context import platform_for
 from flows.loop import transient
 from mlops_lite.clock import utcnow
-from mlops_lite.errors import InvalidInput, MissingDependency, PolicyViolation
-from mlops_lite.monitoring import loop
+from mlops_lite.errors import InvalidInput, MissingDependency
 from mlops_lite.samples import LOANS
 from mlops_lite.training import TrainingSpec
 
@@ -33,10 +33,8 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     if not home:
         return
     try:
-        platform = platform_for(home)
-        platform.monitoring.alerts.evaluate([loop.Observation(
-            "flow.failed", flow.name, 1.0,
-            {"flow_run": flow_run.name, "flow_run_id": str(flow_run.id), "message": state.message or ""})])
+        platform_for(home).loop.flow_finished(flow.name, failed=True, details={
+            "flow_run": flow_run.name, "flow_run_id": str(flow_run.id), "message": state.message or ""})
     except Exception:  # a hook must not hide the flow's own failure
         logging.getLogger("mlops_lite.flows").exception("could not raise the flow-failed alert")
 
@@ -47,7 +45,7 @@ def resolve_on_success(flow: Any, flow_run: Any, state: Any) -> None:
     if not home:
         return
     try:
-        platform_for(home).monitoring.alerts.evaluate([loop.Observation("flow.failed", flow.name, 0.0, {})])
+        platform_for(home).loop.flow_finished(flow.name, failed=False)
     except Exception:
         logging.getLogger("mlops_lite.flows").exception("could not resolve the flow-failed alert")
 
@@ -58,17 +56,17 @@ def _slug(text: str) -> str:
 
 @task(name="check-deployment", cache_policy=NO_CACHE)
 def check_task(home: str, deployment: str, debounce_s: float, since: str | None) -> dict[str, Any]:
-    check = loop.check_deployment(platform_for(home), deployment, debounce_s=debounce_s,
-                                  since=datetime.fromisoformat(since) if since else None)
-    report = check.report
-    if report.drift is not None:
+    result = platform_for(home).loop.check(deployment, since=since, debounce_s=debounce_s)
+    drift = result["report"].get("drift")
+    if drift is not None:
         create_table_artifact(
             key=f"drift-{_slug(deployment)}",
-            table=[{"feature": f.feature, "kind": f.kind, "psi": round(f.psi, 4), "drifted": f.drifted,
-                    "ks": None if f.ks_statistic is None else round(f.ks_statistic, 4)} for f in report.drift.features],
-            description=f"Drift of {deployment} over {report.rows} rows: share {report.drift.drifted_share:.2f}")
-    return {"report": report.as_dict(), "retrain": check.retrain, "reason": check.reason,
-            "transitions": [{"rule": t.alert.rule, "state": t.state, "value": t.alert.value} for t in check.transitions]}
+            table=[{"feature": f["feature"], "kind": f["kind"], "psi": round(f["psi"], 4), "drifted": f["drifted"],
+                    "ks": None if f.get("ks_statistic") is None else round(f["ks_statistic"], 4)}
+                   for f in drift["features"]],
+            description=f"Drift of {deployment} over {result['report']['rows']} rows: "
+                        f"share {drift['drifted_share']:.2f}")
+    return result
 
 
 @flow(name="monitor", flow_run_name="monitor {deployment}", log_prints=True, on_failure=[alert_on_failure],
@@ -161,44 +159,17 @@ def register_candidate(home: str, model: str, run_id: str) -> str:
 def gate_candidate(home: str, deployment: str, model: str, version: str, since: str | None,
                    target: str) -> dict[str, Any]:
     """The policy gates, and no regression against the serving version on fresh labels."""
-    platform = platform_for(home)
-    serving = platform.deployments.get(deployment)
-    reasons: list[str] = []
-    awaiting = False
-    try:
-        platform.policy.enforce(platform.registry.get_version(model, version))
-    except PolicyViolation as exc:
-        failed = [g for g in exc.details.get("gates", []) if not g.get("passed")]
-        if failed and all(g.get("gate") == "approvals" for g in failed):
-            awaiting = True  # everything else passed: a human decides (the flow waits)
-        else:
-            reasons.append(exc.message)
-    fresh = loop.labelled_window(platform, deployment, since=datetime.fromisoformat(since) if since else None,
-                                 target=target)
-    scores: dict[str, Any] = {}
-    if fresh.num_rows >= 30:
-        scores = loop.score_on_labelled(platform, [(serving.model, serving.version), (model, version)],
-                                        fresh, target)
-        verdict = loop.no_regression(scores, version, serving.version)
-        if verdict.decision == "blocked":
-            reasons.extend(verdict.reasons)
-    else:
-        reasons.append(f"only {fresh.num_rows} fresh labelled rows; need 30 to check for regression")
+    gates = platform_for(home).loop.gate(deployment, model, version, since=since, target=target)
+    scores, reasons = gates["scores"], gates["reasons"]
     create_markdown_artifact(
         key=f"gates-{_slug(deployment)}",
-        markdown="\n".join([f"# {model}@{version} against {serving.model}@{serving.version}", "",
+        markdown="\n".join([f"# {model}@{version} against {gates['serving_model']}@{gates['serving']}", "",
                             "| version | rows | accuracy | ROC AUC | F1 |", "|---|---|---|---|---|"]
                            + [f"| {v} | {s['rows']:.0f} | {s['accuracy']:.3f} | {s['roc_auc']:.3f} | {s['f1']:.3f} |"
                               for v, s in scores.items()]
                            + ["", "**blocked**: " + "; ".join(reasons) if reasons else "**passed**"]),
         description=f"gates for {model}@{version}")
-    if reasons:
-        awaiting = False
-        loop.block_alert(platform, deployment, version, reasons, scores)
-        platform.audit.record(actor=platform.actor, action="loop.candidate_blocked", object=f"deployment:{deployment}",
-                              after={"model": model, "version": version, "reasons": reasons, "scores": scores})
-    return {"passed": not reasons and not awaiting, "awaiting_approval": awaiting, "reasons": reasons,
-            "scores": scores, "serving": serving.version}
+    return gates
 
 
 @task(name="await-approval", cache_policy=NO_CACHE)
@@ -220,7 +191,7 @@ def await_approval(home: str, deployment: str, model: str, version: str, timeout
         return {"approved": True, "request_id": request.id, "reasons": []}
     why = "rejected by an approver" if status == "rejected" else f"no approval within {timeout_s:g} s"
     reasons = [f"approval request {request.id}: {why}"]
-    loop.block_alert(platform, deployment, version, reasons, {})
+    platform.loop.block(deployment, model, version, reasons)
     return {"approved": False, "request_id": request.id, "reasons": reasons}
 
 
@@ -233,35 +204,22 @@ def start_canary(home: str, deployment: str, model: str, version: str, weight: f
 @task(name="observe-canary", cache_policy=NO_CACHE)
 def observe_canary(home: str, deployment: str, since: str, window_s: float, min_requests: int) -> dict[str, Any]:
     """Watch the canary against the primary until the verdict is in or the window ends."""
-    from mlops_lite.monitoring.checks import check_window
-
     platform = platform_for(home)
     deadline = time.monotonic() + window_s
     while True:
-        serving = platform.deployments.get(deployment)
-        reference, features = loop.reference_of(platform, serving.model, serving.version)
-        platform.monitoring.flush()
-        report = check_window(platform.monitoring.predictions_dir, platform.monitoring.feedback_dir, deployment,
-                              reference, features, since=datetime.fromisoformat(since), min_labels=10)
-        verdict = loop.judge_canary(report, min_requests=min_requests)
-        if verdict.decision != "wait" or time.monotonic() >= deadline:
+        verdict = platform.loop.judge_canary(deployment, since=since, min_requests=min_requests)
+        if verdict["decision"] != "wait" or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
-    decision = verdict.decision if verdict.decision != "wait" else "rollback"
-    reasons = list(verdict.reasons) + ([] if verdict.decision != "wait" else ["the window ended without enough traffic"])
-    return {"decision": decision, "reasons": reasons, "by_slot": report.by_slot}
+    if verdict["decision"] == "wait":
+        return {**verdict, "decision": "rollback",
+                "reasons": [*verdict["reasons"], "the window ended without enough traffic"]}
+    return verdict
 
 
 @task(name="finish-release", cache_policy=NO_CACHE)
 def finish_release(home: str, deployment: str, decision: str, reasons: list[str]) -> dict[str, Any]:
-    platform = platform_for(home)
-    why = "; ".join(reasons)
-    if decision == "promote":
-        record = platform.deployments.promote(deployment, reason=f"canary passed: {why}")
-        platform.monitoring.alerts.evaluate([loop.Observation("release.blocked", deployment, 0.0, {})])
-    else:
-        record = platform.deployments.rollback(deployment, reason=f"canary failed: {why}")
-    return {"revision": record.revision, "version": record.version, "strategy": record.strategy}
+    return platform_for(home).loop.finish(deployment, decision, reasons)
 
 
 @flow(name="retrain-release", flow_run_name="retrain {model} for {deployment}", log_prints=True,

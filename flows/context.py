@@ -1,6 +1,10 @@
 """Which Platform a task uses. Flows take the home as a plain parameter; a caller
 that already holds the stores (the demo, the daemon, tests) binds its Platform so
-tasks share it instead of opening the DuckDB file a second time."""
+tasks share it instead of opening the DuckDB file a second time.
+
+Unbound, a task calls ``connect(home=...)``: on a Prefect worker, where
+``MLOPS_LITE_URL`` and ``MLOPS_LITE_TOKEN`` name the daemon, that is a
+``RemotePlatform`` and every task goes over HTTP; elsewhere, the embedded stores."""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ import atexit
 import threading
 
 from mlops_lite import Platform, connect
+from mlops_lite.client import RemotePlatform
 
-_bound: dict[str, Platform] = {}
+_bound: dict[str, Platform | RemotePlatform] = {}
+_opened: dict[str, Platform | RemotePlatform] = {}
 _lock = threading.Lock()
 
 
@@ -24,12 +30,22 @@ def unbind(platform: Platform) -> None:
             del _bound[str(platform.settings.home)]
 
 
-def platform_for(home: str) -> Platform:
+def forget(home: str) -> None:
+    """Close and drop the Platform ``platform_for`` opened for ``home`` (not a bound one's owner's)."""
+    with _lock:
+        platform = _opened.pop(home, None)
+        if platform is not None and _bound.get(home) is platform:
+            del _bound[home]
+    if platform is not None:
+        platform.close()
+
+
+def platform_for(home: str) -> Platform | RemotePlatform:
     """The bound Platform for ``home``, or one opened now and closed at exit."""
     with _lock:
         platform = _bound.get(home)
         if platform is None:
             platform = connect(home=home)
-            _bound[home] = platform
+            _bound[home] = _opened[home] = platform
             atexit.register(platform.close)
         return platform

@@ -293,6 +293,48 @@ def up(host: Annotated[str | None, typer.Option(help="Interface for the API (def
                load_flows=_load_flows)
 
 
+@app.command()
+def worker(pool: Annotated[str, typer.Option(help="The Prefect work pool to take flow runs from.")] = "mlops-lite",
+           url: Annotated[str | None, typer.Option(
+               help="The mlops-lite API (default: the running `mlops-lite up`, or $MLOPS_LITE_URL).")] = None,
+           prefect_url: Annotated[str | None, typer.Option(
+               help="The Prefect server (default: the running daemon's, or $PREFECT_API_URL).")] = None,
+           limit: Annotated[int, typer.Option(min=1, help="Flow runs at a time.")] = 2,
+           run_once: Annotated[bool, typer.Option(help="Take the runs queued now, then exit.")] = False) -> None:
+    """Run a Prefect worker for the mlops-lite flows (scale-out).
+
+    It takes flow runs from the work pool (`retrain-release/workers`, `monitor/workers`,
+    `release-loop/workers`) and runs each in a process of its own. Their tasks reach the
+    stores over the mlops-lite API with a token ($MLOPS_LITE_TOKEN, else the home's admin
+    token); training and tuning run here, on this host."""
+    settings = load_settings()
+    running = read_daemon(settings.daemon_file)
+    url = url or settings.url or (running.url if running is not None else None)
+    prefect_api = prefect_url or os.environ.get("PREFECT_API_URL") or (
+        f"{running.prefect_url}/api" if running is not None and running.prefect_url else None)
+    if url is None:
+        raise InvalidInput("no mlops-lite API to work for: start `mlops-lite up`, or pass --url", field="url",
+                           expected="the URL of a running mlops-lite up")
+    if prefect_api is None:
+        raise InvalidInput("no Prefect server to take flow runs from: run `mlops-lite up` with Prefect, or pass "
+                           "--prefect-url", field="prefect_url", expected="a Prefect API URL")
+    prefect_api = prefect_api if prefect_api.rstrip("/").endswith("/api") else prefect_api.rstrip("/") + "/api"
+    token = settings.token or read_admin_token(settings)
+    if not token:
+        raise InvalidInput("no token for the mlops-lite API", field="token",
+                           expected="$MLOPS_LITE_TOKEN with the operator role")
+    from mlops_lite.client import RemotePlatform
+
+    with RemotePlatform(url, token) as remote:  # fail now, clearly, rather than in every flow run
+        remote.request("GET", "/v1/whoami")
+    env = {**os.environ, "MLOPS_LITE_URL": url, "MLOPS_LITE_TOKEN": token, "PREFECT_API_URL": prefect_api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
+               "--limit", str(limit)] + (["--run-once"] if run_once else [])
+    console.print(f"worker on pool {pool!r}: flow runs from {prefect_api}, stores at {url}", highlight=False)
+    os.execve(sys.executable, command, env)
+
+
 def _load_flows() -> Any:
     """The flows package, for the daemon's jobs (imported when first needed: it costs Prefect's import)."""
     import flows

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     auto_retrain: bool = True
     retrain_interval_s: float = Field(default=0.0, ge=0)  # a scheduled retrain; 0 is off
     gc_retention_days: float = Field(default=7.0, ge=0)
+    # Where triggered retrains run: in the daemon, or as flow runs on the mlops-lite work
+    # pool for Prefect workers (`mlops-lite worker`).
+    flow_runner: Literal["daemon", "workers"] = "daemon"
     batch_wait_ms: float = Field(default=0.0, ge=0)
     execution_provider: str = "auto"
     intra_op_threads: int = Field(default=1, ge=0)

@@ -17,6 +17,7 @@ from mlops_lite.inference import Deployments
 from mlops_lite.metadata import MetadataStore
 from mlops_lite.monitoring import Monitoring
 from mlops_lite.monitoring.alerts import Alerts, LogSink, WebhookSink, load_rules
+from mlops_lite.monitoring.loop import ReleaseLoop
 from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
 from mlops_lite.registry import Registry
@@ -30,7 +31,7 @@ class Platform:
     """The whole platform in this process, over the embedded stores.
 
     Facets: ``data``, ``tracking``, ``training``, ``registry``, ``policy``,
-    ``deployments``, ``audit``, ``tokens``. Close it (or use ``with``) to release
+    ``deployments``, ``monitoring``, ``loop``, ``audit``, ``tokens``. Close it (or use ``with``) to release
     the stores for other processes.
     """
 
@@ -62,6 +63,7 @@ class Platform:
             self.monitoring.alerts = Alerts(self._store, self.audit, "monitor", sinks=alert_sinks(settings),
                                             rules=load_rules(settings.alert_rules_file)
                                             if settings.alert_rules_file.exists() else None)
+            self.loop = ReleaseLoop(self)  # the closed loop's steps, as the flows call them
         except BaseException:
             self._store.close()
             raise
@@ -126,7 +128,7 @@ def connect(*, actor: str | None = None, **overrides: Any) -> Platform | RemoteP
     """
     settings = load_settings(**overrides)
     if settings.url:
-        return RemotePlatform(settings.url, settings.token)
+        return RemotePlatform(settings.url, settings.token, parity_tolerance=settings.parity_tolerance)
     return open_local(settings, actor=actor)
 
 

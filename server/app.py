@@ -39,6 +39,27 @@ class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
 class DeployRequest(msgspec.Struct, forbid_unknown_fields=True):
     model: str
     version: str
+    reason: str = ""
+
+
+class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    run_id: str
+    version: str | None = None
+    description: str = ""
+
+
+class RecordRunRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A model trained elsewhere (a Prefect worker), recorded as one finished run;
+    ``onnx`` is base64 in JSON."""
+
+    name: str
+    data_commit: str
+    tags: dict[str, str]
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    onnx: bytes
+    signature: dict[str, Any]
+    experiment: str = "default"
 
 
 def _platform(request: Request[Any, Any, Any]) -> Platform:
@@ -116,7 +137,29 @@ def list_deployments(request: Request[Any, Any, Any]) -> list[DeploymentRecord]:
 @put("/deployments/{name:str}", opt={"permission": "operator"}, sync_to_thread=True)
 def deploy(request: Request[Any, Any, Any], name: str, data: DeployRequest) -> DeploymentRecord:
     """Point a deployment at a model version; the policy gates must pass (412 otherwise)."""
-    return _platform(request).deployments.deploy(name, data.model, data.version, actor=_actor(request))
+    return _platform(request).deployments.deploy(name, data.model, data.version, reason=data.reason,
+                                                 actor=_actor(request))
+
+
+@post("/models/{model:str}/versions", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
+def register_version(request: Request[Any, Any, Any], model: str, data: RegisterRequest) -> ModelVersionRecord:
+    """Register a finished run's ONNX model; the same digest answers its existing version."""
+    return _platform(request).registry.register_from_run(model, data.run_id, version=data.version,
+                                                         description=data.description, actor=_actor(request))
+
+
+@get("/models/{model:str}/versions/{version:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+def get_version(request: Request[Any, Any, Any], model: str, version: str) -> ModelVersionRecord:
+    return _platform(request).registry.get_version(model, version)
+
+
+@post("/runs", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
+def record_run(request: Request[Any, Any, Any], data: RecordRunRequest) -> dict[str, Any]:
+    """Record a run trained by a worker: params, metrics, the ONNX model and its signature."""
+    result = _platform(request).training.record(
+        data.name, data_commit=data.data_commit, tags=data.tags, params=data.params, metrics=data.metrics,
+        onnx=data.onnx, signature=data.signature, experiment=data.experiment, actor=_actor(request))
+    return {"run": result.run, "model_digest": result.model_digest, "data_commit": result.data_commit}
 
 
 INLINE_ROWS = 16  # requests this small run on the event loop: a thread hop costs more than the model
@@ -289,6 +332,11 @@ def list_requests(request: Request[Any, Any, Any], model: str | None = None, sta
     return _platform(request).policy.requests(model, status)
 
 
+@get("/approvals/{request_id:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+def get_request(request: Request[Any, Any, Any], request_id: str) -> Any:
+    return _platform(request).policy.get_request(request_id)
+
+
 @post("/approvals/{request_id:str}/approve", opt={"permission": "approver"}, status_code=200, sync_to_thread=True)
 def approve(request: Request[Any, Any, Any], request_id: str, data: CommentRequest) -> Any:
     return _platform(request).policy.approve(request_id, identity=request.state.identity, comment=data.comment)
@@ -352,6 +400,7 @@ def create_app(platform: Platform) -> Litestar:
     (lakeFS-compatible) route an access key."""
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, whoami, status, list_models, list_versions, list_runs,
+                                 register_version, get_version, record_run, get_request,
                                  list_deployments, deploy, predict, feedback, list_aliases, move_alias, rollback_alias,
                                  lineage, decisions, request_promotion, list_requests, approve, reject, complete,
                                  get_run, metric_history, compare_runs, sql, *RELEASE_ROUTES, *MONITORING_ROUTES])

@@ -20,6 +20,13 @@ deployments: ``monitor`` with its interval schedule, ``retrain-release`` and
 started there (or scheduled) executes here, in the daemon, because only the daemon
 may open the stores. Then the APScheduler monitor job stands aside for the
 scheduled ``monitor`` deployment, so windows are not checked twice.
+
+Scale-out: the same flows are also deployed as ``<flow>/workers`` on the ``mlops-lite``
+process work pool. A Prefect worker (``mlops-lite worker``, on this host or another)
+runs each of those flow runs in a process of its own, whose tasks reach the stores
+through the daemon's HTTP API (a ``RemotePlatform``); training and tuning run on the
+worker. With ``flow_runner = "workers"`` the daemon's retraining triggers create runs
+there instead of running the flow in-process.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ from mlops_lite.config import Settings
 
 log = logging.getLogger("mlops_lite.daemon")
 
-DEPLOYMENT = "mlops-lite"  # the Prefect deployment name of every served flow
+DEPLOYMENT = "mlops-lite"  # the Prefect deployment name of every flow the daemon runs itself
+WORK_POOL = "mlops-lite"  # the process work pool for Prefect workers
+WORKERS = "workers"  # the deployment name of every flow on that pool
 
 
 class DaemonJobs:
@@ -59,6 +68,7 @@ class DaemonJobs:
         self._threads: list[threading.Thread] = []
         self._retraining = threading.Lock()
         self.deployment_ids: dict[str, str] = {}
+        self.worker_deployment_ids: dict[str, str] = {}
         self.runs_executed = 0
         self._seen_heads: dict[str, str] = {}
 
@@ -128,7 +138,11 @@ class DaemonJobs:
             self.retrain(record.name, "scheduled retrain")
 
     def retrain(self, deployment: str, reason: str) -> None:
-        """Run ``retrain-release`` on the newest commit of main, one at a time, off this thread."""
+        """Run ``retrain-release`` on the newest commit of main, one at a time, off this thread
+        (or, with ``flow_runner = "workers"``, as a flow run on the work pool)."""
+        if self.settings.flow_runner == "workers":
+            self._retrain_on_workers(deployment, reason)
+            return
         if not self._retraining.acquire(blocking=False):
             log.info("a retrain is already running; %s waits for the next window", deployment)
             return
@@ -147,6 +161,23 @@ class DaemonJobs:
         thread = threading.Thread(target=run, name="mlops-lite-retrain", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _retrain_on_workers(self, deployment: str, reason: str) -> None:
+        """A ``retrain-release/workers`` flow run for a Prefect worker; the deployment's
+        concurrency limit of one keeps retrains from overlapping."""
+        deployment_id = self.worker_deployment_ids.get("retrain-release")
+        if deployment_id is None or self.prefect_url is None:
+            log.warning("flow_runner is 'workers' but the work pool deployment is not registered yet; "
+                        "%s waits for the next window", deployment)
+            return
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: f"{self.prefect_url}/api"}), get_client(sync_client=True) as client:
+            run = client.create_flow_run_from_deployment(
+                deployment_id, parameters={"home": self.home, "deployment": deployment, "trigger": reason},
+                tags=["mlops-lite", "trigger"])
+        self.echo(f"retrain for {deployment} queued on the {WORK_POOL} work pool: flow run {run.name} ({reason})")
 
     def gc(self) -> None:
         try:
@@ -209,6 +240,10 @@ class DaemonJobs:
             self.echo(f"Prefect deployments: {', '.join(f'{n}/{DEPLOYMENT}' for n in served)} "
                       f"(monitor every {self.settings.monitor_interval_s:g} s)")
             async with get_client() as client:
+                try:
+                    await self._deploy_to_pool(client, {name: flow for name, (flow, _) in served.items()})
+                except Exception:
+                    log.exception("could not deploy the flows to the %s work pool", WORK_POOL)
                 while not self._stop.is_set():
                     try:
                         runs = await client.read_flow_runs(
@@ -233,6 +268,30 @@ class DaemonJobs:
                         thread.start()
                         self._threads.append(thread)
                     await asyncio.sleep(1.0)
+
+    async def _deploy_to_pool(self, client: Any, flows: dict[str, Any]) -> None:
+        """The ``mlops-lite`` process work pool (created when missing) and every flow on it
+        as ``<flow>/workers``, loaded by module path so any worker with mlops-lite
+        installed can run it."""
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists
+        from prefect.types.entrypoint import EntrypointType
+        from prefect.workers.process import ProcessWorker
+
+        try:
+            await client.create_work_pool(WorkPoolCreate(
+                name=WORK_POOL, type="process", description="mlops-lite flows for Prefect workers (mlops-lite worker)",
+                base_job_template=ProcessWorker.get_default_base_job_template()))
+        except ObjectAlreadyExists:
+            pass
+        for name, flow in flows.items():
+            deployment = await flow.to_deployment(
+                name=WORKERS, work_pool_name=WORK_POOL, entrypoint_type=EntrypointType.MODULE_PATH,
+                parameters={"home": self.home}, tags=["mlops-lite", "workers"], description=flow.description,
+                concurrency_limit=1 if name == "retrain-release" else None)
+            self.worker_deployment_ids[name] = str(await deployment.apply())
+        self.echo(f"work pool {WORK_POOL!r}: {', '.join(f'{n}/{WORKERS}' for n in flows)} "
+                  f"(run them with `mlops-lite worker`)")
 
     def _execute(self, flow: Any, run: Any) -> None:
         """Run a scheduled flow run here, in the daemon that owns the stores."""

@@ -40,7 +40,7 @@ class RemotePlatform:
     remote = True
 
     def __init__(self, url: str, token: str | None, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, parity_tolerance: float = 1e-4) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
@@ -53,6 +53,8 @@ class RemotePlatform:
         self.deployments = _Deployments(self)
         self.monitoring = _Monitoring(self)
         self.tracking = _Tracking(self)
+        self.training = _Training(self, parity_tolerance)
+        self.loop = _Loop(self)
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         try:
@@ -110,6 +112,15 @@ class _Registry:
         return out
 
 
+    def get_version(self, model: str, version: str) -> ModelVersionRecord:
+        return _convert(self._remote.request("GET", f"/v1/models/{model}/versions/{version}"), ModelVersionRecord)
+
+    def register_from_run(self, model: str, run_id: str, *, version: str | None = None,
+                          description: str = "") -> ModelVersionRecord:
+        body = self._remote.request("POST", f"/v1/models/{model}/versions",
+                                    json={"run_id": run_id, "version": version, "description": description})
+        return _convert(body, ModelVersionRecord)
+
     def aliases(self, model: str) -> dict[str, str]:
         return dict(self._remote.request("GET", f"/v1/models/{model}/aliases"))
 
@@ -139,7 +150,9 @@ class _Policy:
                         list[PolicyDecision])
 
     def request_promotion(self, model: str, version: str, *, alias: str = "production",
-                          comment: str = "") -> ApprovalRequest:
+                          requested_by: Any = None, comment: str = "") -> ApprovalRequest:
+        """Open an approval request; the server records the caller's token as the requester
+        (``requested_by`` is accepted for the same signature and not sent)."""
         body = self._remote.request("POST", "/v1/approvals", json={"model": model, "version": version,
                                                                    "alias": alias, "comment": comment})
         return _convert(body, ApprovalRequest)
@@ -147,6 +160,9 @@ class _Policy:
     def requests(self, model: str | None = None, status: str | None = None) -> list[ApprovalRequest]:
         params = {k: v for k, v in (("model", model), ("status", status)) if v is not None}
         return _convert(self._remote.request("GET", "/v1/approvals", params=params), list[ApprovalRequest])
+
+    def get_request(self, request_id: str) -> ApprovalRequest:
+        return _convert(self._remote.request("GET", f"/v1/approvals/{request_id}"), ApprovalRequest)
 
     def approve(self, request_id: str, *, comment: str = "") -> ApprovalRequest:
         body = self._remote.request("POST", f"/v1/approvals/{request_id}/approve", json={"comment": comment})
@@ -175,7 +191,8 @@ class _Deployments:
                         list[DeploymentRevisionRecord])
 
     def deploy(self, name: str, model: str, version: str, *, reason: str = "") -> DeploymentRecord:
-        body = self._remote.request("PUT", f"/v1/deployments/{name}", json={"model": model, "version": version})
+        body = self._remote.request("PUT", f"/v1/deployments/{name}",
+                                    json={"model": model, "version": version, "reason": reason})
         return _convert(body, DeploymentRecord)
 
     def _change(self, name: str, verb: str, body: dict[str, Any]) -> DeploymentRecord:
@@ -240,6 +257,77 @@ class _Monitoring:
     def check(self, deployment: str) -> dict[str, Any]:
         """One monitoring window of ``deployment`` now (see ``mlops_lite.monitoring.loop``)."""
         return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/monitor"))
+
+
+def _iso(moment: datetime | str | None) -> str | None:
+    return moment.isoformat() if isinstance(moment, datetime) else moment
+
+
+class _Loop:
+    """``platform.loop`` over HTTP: the same steps, answered by the daemon that owns the
+    prediction log, the sessions and the alert rules."""
+
+    def __init__(self, remote: RemotePlatform) -> None:
+        self._remote = remote
+
+    def check(self, deployment: str, *, since: datetime | str | None = None,
+              debounce_s: float = 600.0) -> dict[str, Any]:
+        return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/monitor",
+                                         json={"since": _iso(since), "debounce_s": debounce_s}))
+
+    def gate(self, deployment: str, model: str, version: str, *, since: datetime | str | None = None,
+             target: str = "label", min_rows: int = 30) -> dict[str, Any]:
+        return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/gate", json={
+            "model": model, "version": version, "since": _iso(since), "target": target, "min_rows": min_rows}))
+
+    def block(self, deployment: str, model: str, version: str, reasons: list[str],
+              scores: dict[str, Any] | None = None) -> None:
+        self._remote.request("POST", f"/v1/deployments/{deployment}/block", json={
+            "model": model, "version": version, "reasons": list(reasons), "scores": dict(scores or {})})
+
+    def judge_canary(self, deployment: str, *, since: datetime | str, min_requests: int = 20) -> dict[str, Any]:
+        return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/judge-canary",
+                                         json={"since": _iso(since), "min_requests": min_requests}))
+
+    def finish(self, deployment: str, decision: str, reasons: list[str]) -> dict[str, Any]:
+        return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/finish",
+                                         json={"decision": decision, "reasons": list(reasons)}))
+
+    def flow_finished(self, flow: str, *, failed: bool, details: dict[str, Any] | None = None) -> None:
+        self._remote.request("POST", f"/v1/flows/{flow}/finished",
+                             json={"failed": failed, "details": dict(details or {})})
+
+
+class _Training:
+    """``platform.training`` for a remote platform: the model trains here (on the worker
+    or GPU host that runs this code), reading its data commit over the lakeFS-compatible
+    API; the finished run (params, metrics, ONNX model) is recorded on the server in one
+    request, so a crash mid-training records nothing."""
+
+    def __init__(self, remote: RemotePlatform, parity_tolerance: float) -> None:
+        self._remote = remote
+        self._parity_tolerance = parity_tolerance
+
+    def train(self, repository: str, ref: str, path: str, spec: Any, *, run_name: str | None = None,
+              experiment: str = "default", actor: str | None = None) -> Any:
+        import base64
+        import os
+        import socket
+
+        from mlops_lite.training.classifier import train_classifier
+        from mlops_lite.training.service import TrainingResult
+
+        read = self._remote.data.repo(repository).ref(ref).read_table(path)
+        spec.validate(read.table)
+        model = train_classifier(read.table, spec, parity_tolerance=self._parity_tolerance)
+        body = self._remote.request("POST", "/v1/runs", json={
+            "name": run_name or f"train-{spec.algorithm}", "experiment": experiment, "data_commit": read.commit,
+            "tags": {"repository": repository, "path": path, "ref": ref, "trained_on_host": socket.gethostname(),
+                     "trained_by_pid": str(os.getpid())},
+            "params": {k: str(v) for k, v in model.params.items()},  # params are kept as text, as locally
+            "metrics": model.metrics, "onnx": base64.b64encode(model.onnx).decode(), "signature": model.signature})
+        return TrainingResult(run=_convert(body["run"], RunRecord), data_commit=body["data_commit"],
+                              model_digest=body["model_digest"], signature=model.signature, metrics=model.metrics)
 
 
 class _Tracking:

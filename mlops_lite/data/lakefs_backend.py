@@ -286,6 +286,40 @@ class LakeFSReference:
         with _translate(f"get {path!r} at {self.ref!r}"):
             return bytes(self._store.objects_api.get_object(self._repo, self.ref, path, range=header))
 
+    def paths(self, pattern: str) -> list[ObjectRecord]:
+        """Objects whose path matches a glob (``*`` does not cross ``/``), as on the local store."""
+        import fnmatch
+        import re
+
+        check_path(pattern.replace("*", "x").replace("?", "x"))
+        literal = pattern.split("*", 1)[0].split("?", 1)[0]
+        compiled = re.compile(fnmatch.translate(pattern).replace(".*", "[^/]*"))
+        return [r for r in self.objects(literal.rpartition("/")[0] + "/" if "/" in literal else "")
+                if compiled.match(r.path)]
+
+    def read_table(self, pattern: str) -> Any:
+        """CSV or Parquet objects matching a path or glob, read at one commit (the ref is
+        resolved first, so a branch moving meanwhile cannot mix two states)."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        from mlops_lite.data.tables import TABLE_SUFFIXES, TableRead
+
+        commit = self.resolve()
+        at = LakeFSReference(self.repository, commit)
+        matches = at.paths(pattern) if any(c in pattern for c in "*?[") else [at.stat(pattern)]
+        if not matches:
+            raise NotFound(f"no object matches {pattern!r} at {self._repo}@{self.ref}")
+        kinds = {m.path.rsplit(".", 1)[-1] for m in matches}
+        if len(kinds) != 1 or not matches[0].path.endswith(TABLE_SUFFIXES):
+            raise InvalidInput(f"{pattern!r} matches {sorted(kinds)} files", field="path",
+                               expected="CSV files or Parquet files, one kind")
+        reader = pq.read_table if kinds.pop() == "parquet" else pacsv.read_csv
+        tables = [reader(pa.BufferReader(at.read_bytes(m.path))) for m in matches]
+        table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        return TableRead(table=table, commit=commit, path=pattern)
+
     def objects(self, prefix: str = "") -> Iterator[ObjectRecord]:
         after = ""
         while True:

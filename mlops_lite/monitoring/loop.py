@@ -175,3 +175,113 @@ def labelled_window(platform: Any, name: str, *, since: datetime | None = None, 
     except (TypeError, ValueError):
         columns[target] = pa.array(labels, type=pa.string())
     return pa.table(columns)
+
+
+def _moment(value: datetime | str | None, field_name: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError) as exc:
+        from mlops_lite.errors import InvalidInput
+
+        raise InvalidInput(f"bad time {value!r}", field=field_name, expected="an ISO 8601 time") from exc
+
+
+class ReleaseLoop:
+    """``platform.loop``: the closed loop's steps, one call each, with JSON-ready answers.
+
+    A flow task calls one of these. In-process they run over the embedded stores; on
+    a ``RemotePlatform`` (a Prefect worker's flow run) the same calls go over HTTP to
+    the daemon, which owns the prediction log, the sessions and the alert rules."""
+
+    def __init__(self, platform: Any) -> None:
+        self._platform = platform
+
+    def check(self, deployment: str, *, since: datetime | str | None = None,
+              debounce_s: float = 600.0) -> dict[str, Any]:
+        """One monitoring window (see ``check_deployment``): its report, the alert
+        transitions, and whether retraining is asked for."""
+        check = check_deployment(self._platform, deployment, since=_moment(since, "since"), debounce_s=debounce_s)
+        return {"report": check.report.as_dict(), "retrain": check.retrain, "reason": check.reason,
+                "transitions": [{"rule": t.alert.rule, "state": t.state, "value": t.alert.value}
+                                for t in check.transitions]}
+
+    def gate(self, deployment: str, model: str, version: str, *, since: datetime | str | None = None,
+             target: str = "label", min_rows: int = 30) -> dict[str, Any]:
+        """The policy gates, and no regression against the serving version on fresh
+        labelled rows. ``awaiting_approval`` when only the approvals gate is missing (a
+        human decides); a block raises the ``release.blocked`` alert and an audit event."""
+        from mlops_lite.errors import PolicyViolation
+
+        platform = self._platform
+        serving = platform.deployments.get(deployment)
+        reasons: list[str] = []
+        awaiting = False
+        try:
+            platform.policy.enforce(platform.registry.get_version(model, version))
+        except PolicyViolation as exc:
+            failed = [g for g in exc.details.get("gates", []) if not g.get("passed")]
+            if failed and all(g.get("gate") == "approvals" for g in failed):
+                awaiting = True
+            else:
+                reasons.append(exc.message)
+        fresh = labelled_window(platform, deployment, since=_moment(since, "since"), target=target)
+        scores: dict[str, Any] = {}
+        if fresh.num_rows >= min_rows:
+            scores = score_on_labelled(platform, [(serving.model, serving.version), (model, version)], fresh, target)
+            verdict = no_regression(scores, version, serving.version)
+            if verdict.decision == "blocked":
+                reasons.extend(verdict.reasons)
+        else:
+            reasons.append(f"only {fresh.num_rows} fresh labelled rows; need {min_rows} to check for regression")
+        if reasons:
+            awaiting = False
+            self.block(deployment, model, version, reasons, scores)
+        return {"passed": not reasons and not awaiting, "awaiting_approval": awaiting, "reasons": reasons,
+                "scores": scores, "serving": serving.version, "serving_model": serving.model}
+
+    def block(self, deployment: str, model: str, version: str, reasons: list[str],
+              scores: dict[str, Any] | None = None) -> None:
+        """Say why a candidate does not reach the canary: the ``release.blocked`` alert
+        (with the figures) and a ``loop.candidate_blocked`` audit event."""
+        platform = self._platform
+        block_alert(platform, deployment, version, list(reasons), dict(scores or {}))
+        platform.audit.record(actor=platform.actor, action="loop.candidate_blocked", object=f"deployment:{deployment}",
+                              after={"model": model, "version": version, "reasons": list(reasons),
+                                     "scores": dict(scores or {})})
+
+    def judge_canary(self, deployment: str, *, since: datetime | str, min_requests: int = 20) -> dict[str, Any]:
+        """The canary against the primary over the window from ``since``: ``promote``,
+        ``rollback``, or ``wait`` (not enough requests yet), with the reasons."""
+        platform = self._platform
+        moment = _moment(since, "since")
+        serving = platform.deployments.get(deployment)
+        reference, features = reference_of(platform, serving.model, serving.version)
+        platform.monitoring.flush()
+        report = check_window(platform.monitoring.predictions_dir, platform.monitoring.feedback_dir, deployment,
+                              reference, features, since=moment, min_labels=10)
+        verdict = judge_canary(report, min_requests=min_requests)
+        return {"decision": verdict.decision, "reasons": list(verdict.reasons), "by_slot": report.by_slot}
+
+    def finish(self, deployment: str, decision: str, reasons: list[str]) -> dict[str, Any]:
+        """Promote the canary (and resolve ``release.blocked``) or roll it back."""
+        from mlops_lite.errors import InvalidInput
+
+        platform = self._platform
+        why = "; ".join(reasons)
+        if decision == "promote":
+            record = platform.deployments.promote(deployment, reason=f"canary passed: {why}")
+            platform.monitoring.alerts.evaluate([Observation("release.blocked", deployment, 0.0, {})])
+        elif decision == "rollback":
+            record = platform.deployments.rollback(deployment, reason=f"canary failed: {why}")
+        else:
+            raise InvalidInput(f"unknown decision {decision!r}", field="decision", expected="'promote' or 'rollback'")
+        return {"revision": record.revision, "model": record.model, "version": record.version,
+                "strategy": record.strategy}
+
+    def flow_finished(self, flow: str, *, failed: bool, details: dict[str, Any] | None = None) -> None:
+        """A flow run ended: a failure fires the ``flow-failed`` alert with its message, a
+        clean run resolves it."""
+        self._platform.monitoring.alerts.evaluate([Observation("flow.failed", flow, 1.0 if failed else 0.0,
+                                                               dict(details or {}) if failed else {})])

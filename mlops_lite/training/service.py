@@ -49,3 +49,33 @@ class Training:
         record = self._tracking.get_run(run.id)
         return TrainingResult(run=record, data_commit=read.commit, model_digest=digest,
                               signature=model.signature, metrics=model.metrics)
+
+    def record(self, name: str, *, data_commit: str, tags: dict[str, str], params: dict[str, Any],
+               metrics: dict[str, float], onnx: bytes, signature: dict[str, Any], experiment: str = "default",
+               actor: str | None = None) -> TrainingResult:
+        """Record a model trained elsewhere (a Prefect worker, a GPU host) as one finished
+        run: params, metrics, the ONNX model and its signature, all or nothing."""
+        from mlops_lite.errors import InvalidInput
+
+        if not onnx:
+            raise InvalidInput("the run has no model", field="artifacts.model.onnx", expected="ONNX bytes")
+        for key in ("inputs", "classes"):
+            if key not in signature:
+                raise InvalidInput(f"the signature has no {key!r}", field=f"signature.{key}",
+                                   expected="the signature train_classifier writes")
+        repository = tags.get("repository")
+        if not repository:
+            raise InvalidInput("the run names no data repository", field="tags.repository",
+                               expected="the repository the data commit belongs to")
+        # Lineage must hold: the run cites a commit id that exists (NotFound otherwise), not a moving ref.
+        if self._data.repo(repository).commit(data_commit).id != data_commit:
+            raise InvalidInput(f"{data_commit!r} is a ref, not a commit id", field="data_commit",
+                               expected="the id of the commit the model was trained on")
+        with self._tracking.start_run(name, experiment=experiment, data_commits=(data_commit,), tags=tags,
+                                      actor=actor) as run:
+            run.log_params(params)
+            run.log_metrics(metrics)
+            digest = run.log_artifact(MODEL_ARTIFACT, onnx)
+            run.log_artifact(SIGNATURE_ARTIFACT, json.dumps(signature, sort_keys=True).encode())
+        return TrainingResult(run=self._tracking.get_run(run.id), data_commit=data_commit, model_digest=digest,
+                              signature=signature, metrics=dict(metrics))

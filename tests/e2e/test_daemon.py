@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,17 +129,6 @@ class Daemon:
             except ProcessLookupError:
                 pass
         self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    """Daemons a test starts; any still alive at teardown are killed with their process group."""
-    started: list[Daemon] = []
-    try:
-        yield started
-    finally:
-        for daemon in started:
-            daemon.kill()
 
 
 def test_up_owns_the_stores_serves_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons: list[Daemon]) -> None:
