@@ -10,7 +10,9 @@ cached by its inputs (the same data commit and parameters do not retrain).
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -172,27 +174,85 @@ def gate_candidate(home: str, deployment: str, model: str, version: str, since: 
     return gates
 
 
-@task(name="await-approval", cache_policy=NO_CACHE)
-def await_approval(home: str, deployment: str, model: str, version: str, timeout_s: float) -> dict[str, Any]:
-    """The policy asks for a human: open an approval request and wait (the flow run stays
-    here, visibly, in the Prefect UI) until it is approved, rejected, or times out."""
-    platform = platform_for(home)
-    request = platform.policy.request_promotion(model, version, requested_by="flow:retrain-release",
-                                                comment=f"retrained candidate for deployment {deployment}")
+@task(name="request-approval", cache_policy=NO_CACHE)
+def request_approval(home: str, deployment: str, model: str, version: str) -> str:
+    request = platform_for(home).policy.request_promotion(
+        model, version, requested_by="flow:retrain-release", comment=f"retrained candidate for deployment {deployment}")
     print(f"waiting for approval of {model}@{version}: request {request.id} "
           f"(approve with POST /v1/approvals/{request.id}/approve, role approver)")
+    return request.id
+
+
+@task(name="approval-status", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, retry_condition_fn=transient)
+def approval_status(home: str, request_id: str) -> str:
+    return platform_for(home).policy.get_request(request_id).status
+
+
+@task(name="block-candidate", cache_policy=NO_CACHE)
+def block_candidate(home: str, deployment: str, model: str, version: str, reasons: list[str]) -> None:
+    platform_for(home).loop.block(deployment, model, version, reasons)
+
+
+DECIDED = ("approved", "completed", "rejected")
+
+
+def _resume_when_decided(home: str, request_id: str, flow_run_id: Any, deadline: float,
+                         stop: threading.Event) -> None:
+    """Resume the paused flow run once the request is decided or the wait is over."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    platform = platform_for(home)
+    while not stop.wait(1.0):
+        try:
+            if platform.policy.get_request(request_id).status not in DECIDED and time.monotonic() < deadline:
+                continue
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(flow_run_id).state
+            if state is not None and state.is_paused():
+                resume_flow_run(flow_run_id)
+                return
+        except Exception:  # the flow's own timeout still ends the wait
+            logging.getLogger("mlops_lite.flows").exception("could not resume flow run %s", flow_run_id)
+
+
+def wait_for_approval(home: str, deployment: str, model: str, version: str, timeout_s: float) -> dict[str, Any]:
+    """The policy asks for a human: open an approval request and pause the flow run (it
+    shows as Paused in the Prefect UI, keyed by the request) until an approver decides
+    through mlops-lite (role approver) or ``timeout_s`` passes; then it resumes by itself.
+    A Resume pressed in the UI with the request still pending pauses it again: only an
+    approver's decision moves the candidate on."""
+    from prefect.context import FlowRunContext
+    from prefect.flow_runs import pause_flow_run
+
+    request_id = request_approval(home, deployment, model, version)
     deadline = time.monotonic() + timeout_s
+    context = FlowRunContext.get()
+    pauses = 0
     while True:
-        status = platform.policy.get_request(request.id).status
-        if status in ("approved", "completed", "rejected") or time.monotonic() >= deadline:
+        status = approval_status(home, request_id)
+        if status in DECIDED or time.monotonic() >= deadline:
             break
-        time.sleep(1.0)
+        if context is None or context.flow_run is None:  # called outside a flow run: poll
+            time.sleep(1.0)
+            continue
+        pauses += 1
+        stop = threading.Event()
+        watcher = threading.Thread(target=contextvars.copy_context().run, daemon=True, name="mlops-lite-approval",
+                                   args=(_resume_when_decided, home, request_id, context.flow_run.id, deadline, stop))
+        watcher.start()
+        try:
+            pause_flow_run(timeout=int(max(deadline - time.monotonic(), 1)) + 60, poll_interval=1,
+                           key=f"approval-{request_id}-{pauses}")
+        finally:
+            stop.set()
+            watcher.join(10)
     if status in ("approved", "completed"):
-        return {"approved": True, "request_id": request.id, "reasons": []}
+        return {"approved": True, "request_id": request_id, "reasons": [], "pauses": pauses}
     why = "rejected by an approver" if status == "rejected" else f"no approval within {timeout_s:g} s"
-    reasons = [f"approval request {request.id}: {why}"]
-    platform.loop.block(deployment, model, version, reasons)
-    return {"approved": False, "request_id": request.id, "reasons": reasons}
+    reasons = [f"approval request {request_id}: {why}"]
+    block_candidate(home, deployment, model, version, reasons)
+    return {"approved": False, "request_id": request_id, "reasons": reasons, "pauses": pauses}
 
 
 @task(name="start-canary", cache_policy=NO_CACHE)
@@ -264,7 +324,7 @@ def retrain_release_flow(home: str, source: str | None = None, deployment: str =
                            "gates": gates, "tuned": trained.get("tuned", []), "timeline": timeline}
     if gates["awaiting_approval"]:
         mark("the policy asks for approval: waiting for a human")
-        approval = await_approval(home, deployment, model, version, approval_timeout_s)
+        approval = wait_for_approval(home, deployment, model, version, approval_timeout_s)
         out["approval"] = approval
         if not approval["approved"]:
             gates = {**gates, "reasons": approval["reasons"]}

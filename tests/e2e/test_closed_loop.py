@@ -175,8 +175,9 @@ def test_tuning_runs_on_a_local_dask_cluster(prefect_harness, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_the_release_waits_for_a_human_when_the_policy_asks(prefect_harness, tmp_path: Path) -> None:
-    """[approvals] required = 1: the flow waits at await-approval; an approver's yes lets
-    the canary go out and be promoted; a no blocks the next candidate."""
+    """[approvals] required = 1: the flow run pauses (Paused in Prefect, keyed by the
+    request); an approver's yes resumes it, the canary goes out and is promoted; a no
+    resumes it into a block."""
     import flows
 
     platform, _, _ = build_loop(tmp_path / "home")
@@ -214,17 +215,35 @@ def test_the_release_waits_for_a_human_when_the_policy_asks(prefect_harness, tmp
             time.sleep(0.2)
         raise AssertionError("no approval request was opened")
 
+    def paused_run():
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+        from prefect.client.schemas.objects import StateType
+
+        deadline = time.monotonic() + 30
+        with get_client(sync_client=True) as client:
+            while time.monotonic() < deadline:
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+                if runs:
+                    return runs[0]
+                time.sleep(0.2)
+        raise AssertionError("the flow run never showed as Paused")
+
     sender = threading.Thread(target=live)
     sender.start()
     try:
         runner = threading.Thread(target=release)
         runner.start()
         request = pending_request()
+        paused = paused_run()
+        assert paused.state.state_details.pause_key.startswith(f"approval-{request.id}")
         assert platform.deployments.get("loans").strategy == "single"  # nothing moved while it waits
         platform.policy.approve(request.id, identity=approver, comment="looks right")
         runner.join(120)
         (approved,) = results
         assert approved["approval"]["approved"] and approved["decision"] == "promote", approved
+        assert approved["approval"]["pauses"] >= 1
         assert platform.deployments.get("loans").version == approved["version"]
 
         runner = threading.Thread(target=release, kwargs={"path": "loans/fresh-again.csv",

@@ -202,3 +202,70 @@ def test_alerts_and_releases_over_http_equal_local(remote: RemotePlatform, local
     assert remote.deployments.revisions("loans") == local.deployments.revisions("loans")
     window = remote.monitoring.check("loans")
     assert window["report"]["deployment"] == "loans" and "transitions" in window
+
+
+def test_versions_and_tables_over_http_equal_local(remote: RemotePlatform, local: Any) -> None:
+    """What a worker's flow reads: one version, and a table (by glob) at one commit."""
+    assert remote.registry.get_version("loan-default", "1.0.0") == local.registry.get_version("loan-default", "1.0.0")
+    with pytest.raises(mlops_lite.NotFound):
+        remote.registry.get_version("loan-default", "9.9.9")
+    got = remote.data.repo("loans").ref("main").read_table("loans/*.csv")
+    want = local.data.repo("loans").ref("main").read_table("loans/*.csv")
+    assert got.commit == want.commit and got.table.equals(want.table)
+    with pytest.raises(mlops_lite.NotFound):
+        remote.data.repo("loans").ref("main").read_table("nothing/*.csv")
+
+
+def test_training_over_http_trains_here_and_records_one_run(remote: RemotePlatform, local: Any,
+                                                            served: tuple[Any, str, str, Any]) -> None:
+    """Remote training: the model trains in this process, the server records the finished
+    run; registering it answers the version its digest already has, like local training."""
+    import os
+
+    spec = served[3]
+    before = local.tracking.count()
+    result = remote.training.train("loans", "main", "loans/train.csv", spec, run_name="remote-train")
+    assert local.tracking.count() == before + 1
+    run = local.tracking.get_run(result.run.id)
+    assert run.status == "finished" and run.tags["trained_by_pid"] == str(os.getpid())
+    assert run.metrics == pytest.approx(result.metrics) and run.params["algorithm"] == spec.algorithm
+    assert local.tracking.read_artifact(run.id, "model.onnx")  # the ONNX bytes reached the server
+    # the same data and spec give the same bytes as the local run behind 1.0.0
+    assert remote.registry.register_from_run("loan-default", run.id).version == "1.0.0"
+
+
+def test_recording_a_run_refuses_bad_input_and_records_nothing(local: Any, served: tuple[Any, str, str, Any]) -> None:
+    import base64
+
+    import httpx
+
+    _, url, token, _ = served
+    body = {"name": "x", "data_commit": local.data.repo("loans").ref("main").resolve(),
+            "tags": {"repository": "loans"}, "params": {}, "metrics": {"roc_auc": 0.7},
+            "onnx": base64.b64encode(b"not empty").decode(), "signature": {"inputs": [], "classes": [0, 1]}}
+    before = local.tracking.count()
+    headers = {"Authorization": f"Bearer {token}"}
+    for change, status, field in ((dict(data_commit="0" * 64), 404, None), (dict(data_commit="main"), 422, "data_commit"),
+                                  (dict(tags={}), 422, "tags.repository"), (dict(onnx=""), 422, "artifacts.model.onnx"),
+                                  (dict(signature={"inputs": []}), 422, "signature.classes"),
+                                  (dict(metrics={"roc_auc": "high"}), 422, "metrics")):
+        answer = httpx.post(f"{url}/v1/runs", json={**body, **change}, headers=headers, timeout=30)
+        assert answer.status_code == status, (change, answer.text)
+        if field is not None:
+            assert answer.json()["field"].startswith(field), answer.json()
+    assert local.tracking.count() == before
+
+
+def test_loop_steps_over_http_refuse_bad_input(remote: RemotePlatform, local: Any) -> None:
+    revisions = len(local.deployments.revisions("loans"))
+    with pytest.raises(mlops_lite.InvalidInput) as bad:
+        remote.loop.finish("loans", "maybe", [])
+    assert bad.value.field == "decision"
+    with pytest.raises(mlops_lite.InvalidInput) as bad:
+        remote.loop.check("loans", since="yesterday")
+    assert bad.value.field == "since"
+    with pytest.raises(mlops_lite.NotFound):
+        remote.loop.gate("no-such-deployment", "loan-default", "1.0.0")
+    assert len(local.deployments.revisions("loans")) == revisions
+    request = local.policy.request_promotion("loan-default", "1.0.0", requested_by="test", alias="staging")
+    assert remote.policy.get_request(request.id) == local.policy.get_request(request.id)
