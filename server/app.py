@@ -189,6 +189,8 @@ def _predict(platform: Platform, metrics: Metrics, name: str, data: PredictReque
     except Exception as exc:
         status_code = exc.http_status if isinstance(exc, MlopsLiteError) else 500
         metrics.observe(name, "", str(status_code), time.perf_counter() - started)
+        if platform.deployments.router.route(name) is not None:  # a served deployment's error rate
+            platform.monitoring.record_error(name, status_code, getattr(exc, "slot", None))
         raise
     latency = time.perf_counter() - started
     platform.monitoring.record(prediction, data.instances, latency)  # queued; never fails the request

@@ -247,6 +247,12 @@ def build_feed(session: ModelSession, body: Any) -> tuple[dict[str, np.ndarray],
     return feed, rows
 
 
+def _side_of(route: Any, slot: Any) -> str | None:
+    if route is None or slot is None:
+        return None
+    return "primary" if slot is route.primary else "canary"
+
+
 def _requested(body: dict[str, Any]) -> tuple[str, ...]:
     outputs = body.get("outputs")
     if outputs is None:
@@ -268,6 +274,8 @@ def infer(platform: Platform, name: str, version: str | None, body: Any, metrics
     """Infer on the deployment's route: a named version answers from its slot, else the
     strategy picks (a canary gets its share). Logged and counted like /v1 predict."""
     started = time.perf_counter()
+    route: Any = None
+    slot: Any = None
     try:
         route = platform.deployments.route(name)
         slot = route.slot_for_version(version) if version is not None else route.pick(None)[0]
@@ -276,8 +284,11 @@ def infer(platform: Platform, name: str, version: str | None, body: Any, metrics
         requested = _requested(body)
         labels, probabilities = slot.run(feed)
     except Exception as exc:
+        status = int(getattr(exc, "http_status", 500))
         if metrics is not None:
-            metrics.observe(name, version or "", str(getattr(exc, "http_status", 500)), time.perf_counter() - started)
+            metrics.observe(name, version or "", str(status), time.perf_counter() - started)
+        if platform.deployments.router.route(name) is not None:
+            platform.monitoring.record_error(name, status, _side_of(route, slot))
         raise
     latency = time.perf_counter() - started
     side = "primary" if slot is route.primary else "canary"

@@ -185,8 +185,12 @@ class Router:
             raise InvalidInput("key must be a string of at most 256 characters", field="key",
                                expected="a string such as a user or session id")
         slot, side = route.pick(key)
-        feed = slot.session.build_feed(instances)
-        labels, probabilities = slot.run(feed)
+        try:
+            feed = slot.session.build_feed(instances)
+            labels, probabilities = slot.run(feed)
+        except Exception as exc:
+            exc.slot = side  # type: ignore[attr-defined]  # so a canary's failures count against the canary
+            raise
         prediction = _prediction(uuid.uuid4().hex, name, slot, side, labels, probabilities)
         if route.record.strategy == "shadow" and route.candidate is not None and self.on_shadow is not None:
             self._mirror(route.candidate, prediction.request_id, name, instances, feed)

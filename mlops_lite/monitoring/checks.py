@@ -30,7 +30,8 @@ from mlops_lite.monitoring.alerts import Observation
 from mlops_lite.monitoring.drift import DriftReport, compute_drift
 from mlops_lite.monitoring.prediction_log import FEATURE_PREFIX
 
-SERVED_SLOTS = ("primary", "canary")  # shadow answers reached nobody: not part of live quality
+SERVED_SLOTS = ("primary", "canary")
+MIN_ATTEMPTS_FOR_ERROR_RATE = 20  # fewer requests than this give no error rate worth alerting on  # shadow answers reached nobody: not part of live quality
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class WindowReport:
     quality: dict[str, float] = field(default_factory=dict)
     infra: dict[str, float] = field(default_factory=dict)
     by_slot: dict[str, dict[str, float]] = field(default_factory=dict)
+    errors_by_status: dict[str, int] = field(default_factory=dict)
 
     def observations(self) -> list[Observation]:
         evidence = {"deployment": self.deployment, "rows": self.rows,
@@ -65,6 +67,10 @@ class WindowReport:
         for key in ("p50_ms", "p99_ms"):
             if key in self.infra:
                 out.append(Observation(f"latency.{key}", self.deployment, self.infra[key], evidence))
+        if "error_rate" in self.infra and self.infra.get("attempts", 0) >= MIN_ATTEMPTS_FOR_ERROR_RATE:
+            out.append(Observation("errors.rate", self.deployment, self.infra["error_rate"],
+                                   {**evidence, "errors": self.infra["errors"], "attempts": self.infra["attempts"],
+                                    "by_status": self.errors_by_status}))
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,14 +78,16 @@ class WindowReport:
                 "since": self.since.isoformat() if self.since else None,
                 "until": self.until.isoformat() if self.until else None,
                 "drift": self.drift.as_dict() if self.drift else None, "quality": self.quality,
-                "infra": self.infra, "by_slot": self.by_slot}
+                "infra": self.infra, "by_slot": self.by_slot, "errors_by_status": self.errors_by_status}
 
 
 def check_window(predictions_dir: Path, feedback_dir: Path, deployment: str, reference: pa.Table,
                  features: Sequence[tuple[str, str]], *, since: datetime | None = None,
                  until: datetime | None = None, min_rows: int = 50, min_labels: int = 30,
-                 positive: str = "1", psi_threshold: float = 0.2, share_threshold: float = 0.5) -> WindowReport:
-    """Drift, quality and latency of ``deployment`` over ``[since, until)``.
+                 positive: str = "1", psi_threshold: float = 0.2, share_threshold: float = 0.5,
+                 errors_dir: Path | None = None) -> WindowReport:
+    """Drift, quality, latency and (with ``errors_dir``) error rate of ``deployment`` over
+    ``[since, until)``.
 
     ``reference`` holds the training data's feature columns (named as the features);
     ``features`` is ``[(name, "numeric" | "categorical")]``. Drift needs ``min_rows``
@@ -105,7 +113,11 @@ def check_window(predictions_dir: Path, feedback_dir: Path, deployment: str, ref
             con.execute(f"CREATE TABLE win AS SELECT * FROM read_parquet('{pattern}', union_by_name=true) "
                         f"WHERE ({') AND ('.join(where)})", params)
         else:
-            return WindowReport(deployment, since, until, 0, None)
+            errors, by_status = _errors(con, errors_dir, deployment, where[1:], params)
+            slots: dict[str, dict[str, float]] = {}
+            infra = _with_errors({}, slots, errors)
+            return WindowReport(deployment, since, until, 0, None, infra=infra, by_slot=slots,
+                                errors_by_status=by_status)
         rows = int(con.execute("SELECT count(*) FROM win").fetchone()[0])  # type: ignore[index]
         present = {r[0] for r in con.execute("DESCRIBE win").fetchall()}
         usable = [(name, kind) for name, kind in features if f"{FEATURE_PREFIX}{name}" in present]
@@ -136,7 +148,9 @@ def check_window(predictions_dir: Path, feedback_dir: Path, deployment: str, ref
                 by_slot[slot] = _quality(con, f"coalesce(slot, 'primary') = '{slot}'", positive)
         for slot, figures in _latency_by_slot(con).items():
             by_slot.setdefault(slot, {}).update(figures)
-        return WindowReport(deployment, since, until, rows, drift, quality, infra, by_slot)
+        errors, by_status = _errors(con, errors_dir, deployment, where[1:], params)
+        infra = _with_errors(infra, by_slot, errors)
+        return WindowReport(deployment, since, until, rows, drift, quality, infra, by_slot, by_status)
     finally:
         con.close()
 
@@ -162,6 +176,41 @@ def _quality(con: Any, where: str, positive: str) -> dict[str, float]:
     if auc is not None:
         out["roc_auc"] = float(auc)
     return out
+
+
+def _errors(con: Any, errors_dir: Path | None, deployment: str, where: list[str],
+            params: list[Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """Failed requests in the window: by slot ('' when none was picked) and by status."""
+    if errors_dir is None:
+        return {}, {}
+    folder = errors_dir / f"deployment={deployment}"
+    if not folder.is_dir() or next(folder.glob("**/*.parquet"), None) is None:
+        return {}, {}
+    pattern = str(folder / "**" / "*.parquet").replace("'", "''")
+    con.execute(f"CREATE OR REPLACE TABLE errs AS SELECT coalesce(slot, '') AS slot, status, count "
+                f"FROM read_parquet('{pattern}', union_by_name=true)"
+                + (f" WHERE ({') AND ('.join(where)})" if where else ""), params[:len(where)])
+    by_slot = {slot: int(n) for slot, n in con.execute("SELECT slot, sum(count) FROM errs GROUP BY 1").fetchall()}
+    by_status = {str(status): int(n) for status, n in
+                 con.execute("SELECT status, sum(count) FROM errs GROUP BY 1 ORDER BY 1").fetchall()}
+    return by_slot, by_status
+
+
+def _with_errors(infra: dict[str, float], by_slot: dict[str, dict[str, float]],
+                 errors: dict[str, int]) -> dict[str, float]:
+    """``errors``, ``attempts`` and ``error_rate`` overall and per served slot. An error
+    before any slot was picked (an unknown deployment, a malformed body) counts overall."""
+    total = float(sum(errors.values()))
+    attempts = infra.get("requests", 0.0) + total
+    infra = {**infra, "errors": total, "attempts": attempts}
+    if attempts:
+        infra["error_rate"] = total / attempts
+    for slot in {*by_slot, *(s for s in errors if s)}:
+        figures = by_slot.setdefault(slot, {})
+        n = float(errors.get(slot, 0))
+        figures["errors"] = n
+        figures["error_rate"] = n / (figures.get("requests", 0.0) + n) if figures.get("requests", 0.0) + n else 0.0
+    return infra
 
 
 def _latency_by_slot(con: Any) -> dict[str, dict[str, float]]:

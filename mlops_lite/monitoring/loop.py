@@ -66,7 +66,7 @@ def check_deployment(platform: Any, name: str, *, since: datetime | None = None,
     if since is None:
         since = deployment.updated_at  # the window starts when the current revision went live
     report = check_window(platform.monitoring.predictions_dir, platform.monitoring.feedback_dir, name, reference,
-                          features, since=since, **options)
+                          features, since=since, errors_dir=platform.monitoring.errors_dir, **options)
     stats = platform.monitoring.stats()
     lost = Observation("log.lost", "prediction-log", float(stats["rows_dropped"] + stats["write_errors"]),
                        {"rows_dropped": stats["rows_dropped"], "write_errors": stats["write_errors"],
@@ -120,14 +120,24 @@ def no_regression(scores: dict[str, dict[str, float]], candidate: str, incumbent
 
 
 def judge_canary(report: WindowReport, *, min_requests: int = 20, max_latency_ratio: float = 2.0,
-                 latency_slack_ms: float = 5.0, max_quality_drop: float = 0.05) -> Verdict:
+                 latency_slack_ms: float = 5.0, max_quality_drop: float = 0.05,
+                 max_error_increase: float = 0.02) -> Verdict:
     """Promote, roll back, or wait: the canary against the primary over the same window,
-    on latency and (when labelled) live accuracy."""
+    on error rate, latency and (when labelled) live accuracy."""
     primary, canary = report.by_slot.get("primary", {}), report.by_slot.get("canary", {})
+    canary_errors = canary.get("errors", 0.0)
+    if canary_errors >= 3 and canary.get("error_rate", 0.0) > primary.get("error_rate", 0.0) + max_error_increase:
+        # Failing requests never reach the log as served rows: judge them before counting those.
+        return Verdict("rollback", (f"canary error rate {canary['error_rate']:.3f} > primary "
+                                    f"{primary.get('error_rate', 0.0):.3f} + {max_error_increase:g} "
+                                    f"({canary_errors:.0f} failed requests)",), report.by_slot)
     if canary.get("requests", 0) < min_requests or primary.get("requests", 0) < min_requests:
         return Verdict("wait", (f"{int(canary.get('requests', 0))} canary and {int(primary.get('requests', 0))} "
                                 f"primary requests so far; need {min_requests} each",), report.by_slot)
     reasons, bad = [], False
+    if canary_errors or primary.get("errors", 0.0):
+        reasons.append(f"canary error rate {canary.get('error_rate', 0.0):.3f} vs primary "
+                       f"{primary.get('error_rate', 0.0):.3f}")
     limit = primary["p99_ms"] * max_latency_ratio + latency_slack_ms
     if canary["p99_ms"] > limit:
         bad = True
@@ -260,7 +270,8 @@ class ReleaseLoop:
         reference, features = reference_of(platform, serving.model, serving.version)
         platform.monitoring.flush()
         report = check_window(platform.monitoring.predictions_dir, platform.monitoring.feedback_dir, deployment,
-                              reference, features, since=moment, min_labels=10)
+                              reference, features, since=moment, min_labels=10,
+                              errors_dir=platform.monitoring.errors_dir)
         verdict = judge_canary(report, min_requests=min_requests)
         return {"decision": verdict.decision, "reasons": list(verdict.reasons), "by_slot": report.by_slot}
 

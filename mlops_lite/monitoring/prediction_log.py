@@ -61,7 +61,57 @@ FEEDBACK_SCHEMA = pa.schema([
     ("at", pa.timestamp("us", tz="UTC")),
 ])
 
+ERROR_SCHEMA = pa.schema([
+    ("deployment", pa.string()),
+    ("at", pa.timestamp("us", tz="UTC")),   # the second the failures happened in
+    ("slot", pa.string()),                  # primary | canary, when the route had picked one
+    ("status", pa.int32()),                 # the HTTP status answered
+    ("count", pa.int64()),
+])
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ErrorLog:
+    """Failed requests, counted per deployment, second, slot and status in memory and
+    written as Parquet beside the prediction log on ``flush`` (and when the oldest count
+    is ``flush_after_s`` old), so that monitoring windows have an error rate. An error
+    storm costs a dictionary update per request, not a file."""
+
+    def __init__(self, root: Path, *, flush_after_s: float = 5.0) -> None:
+        self.root = Path(root)
+        self.flush_after_s = flush_after_s
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, datetime, str, int], int] = {}
+        self._oldest: float | None = None
+
+    def record(self, deployment: str, status: int, slot: str | None = None) -> None:
+        if not isinstance(deployment, str) or not _NAME.match(deployment):
+            return  # not a name a partition may carry: nothing to attribute it to
+        key = (deployment, datetime.now(UTC).replace(microsecond=0), slot or "", int(status))
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+            due = time.monotonic() - self._oldest >= self.flush_after_s
+        if due:
+            self.flush()
+
+    def flush(self) -> int:
+        with self._lock:
+            counts, self._counts, self._oldest = self._counts, {}, None
+        by_deployment: dict[str, list[tuple[tuple[str, datetime, str, int], int]]] = {}
+        for key, n in counts.items():
+            by_deployment.setdefault(key[0], []).append((key, n))
+        for deployment, items in by_deployment.items():
+            table = pa.table({"deployment": [k[0] for k, _ in items], "at": [k[1] for k, _ in items],
+                              "slot": [k[2] or None for k, _ in items], "status": [k[3] for k, _ in items],
+                              "count": [n for _, n in items]}, schema=ERROR_SCHEMA)
+            try:
+                _write(self.root, deployment, items[0][0][1], table)
+            except OSError:
+                log.exception("could not write %d error counts of %s", len(items), deployment)
+        return sum(counts.values())
 
 
 def _partition(root: Path, deployment: str, at: datetime) -> Path:
@@ -294,7 +344,9 @@ class Monitoring:
     def __init__(self, home: Path, **log_options: Any) -> None:
         self.predictions_dir = Path(home) / "predictions"
         self.feedback_dir = Path(home) / "feedback"
+        self.errors_dir = Path(home) / "errors"
         self.log = PredictionLog(self.predictions_dir, **log_options)
+        self.errors = ErrorLog(self.errors_dir)
         self.feedback = Feedback(self.feedback_dir)
         self.alerts: Any = None  # set by the Platform (alerts live in the metadata store)
         self.last_trigger: dict[str, float] = {}  # retrain debounce, per deployment
@@ -305,7 +357,12 @@ class Monitoring:
     def record_feedback(self, deployment: str, labels: Sequence[tuple[str, int | str]]) -> int:
         return self.feedback.record_feedback(deployment, labels)
 
+    def record_error(self, deployment: str, status: int, slot: str | None = None) -> None:
+        """Count a failed request (never fails itself); windows turn counts into ``errors.rate``."""
+        self.errors.record(deployment, status, slot)
+
     def flush(self, timeout: float = 30.0) -> bool:
+        self.errors.flush()
         return self.log.flush(timeout)
 
     def stats(self) -> dict[str, int]:
@@ -338,4 +395,5 @@ class Monitoring:
             con.close()
 
     def close(self) -> None:
+        self.errors.flush()
         self.log.close()

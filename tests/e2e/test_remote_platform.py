@@ -269,3 +269,30 @@ def test_loop_steps_over_http_refuse_bad_input(remote: RemotePlatform, local: An
     assert len(local.deployments.revisions("loans")) == revisions
     request = local.policy.request_promotion("loan-default", "1.0.0", requested_by="test", alias="staging")
     assert remote.policy.get_request(request.id) == local.policy.get_request(request.id)
+
+
+def test_failed_requests_feed_the_error_rate_and_its_alert(remote: RemotePlatform, local: Any,
+                                                          served: tuple[Any, str, str, Any]) -> None:
+    """422s on a served deployment are counted (by slot and status) and a monitoring window
+    turns them into ``errors.rate``, which the ``error-rate-high`` rule watches."""
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+
+    _, url, token, spec = served
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    good = holdout_rows(spec, 1)[0]
+    bad = {k: v for k, v in good.items() if k != "income"}
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(25):
+        answer = httpx.post(f"{url}/v1/deployments/loans/predict", json={"instances": [bad]}, headers=headers)
+        assert answer.status_code == 422
+    for _ in range(3):
+        assert httpx.post(f"{url}/v2/models/loans/infer", headers=headers, json={"inputs": []}).status_code >= 400
+    checked = remote.loop.check("loans", since=since)
+    assert checked["report"]["infra"]["errors"] == 28 and checked["report"]["infra"]["error_rate"] == 1.0
+    assert checked["report"]["errors_by_status"]["422"] == 25
+    assert checked["report"]["by_slot"]["primary"]["errors"] >= 25
+    assert {"rule": "error-rate-high", "state": "pending", "value": 1.0} in checked["transitions"]
+    alert = next(a for a in local.monitoring.alerts.open_alerts() if a.rule == "error-rate-high")
+    assert alert.evidence["errors"] == 28 and alert.evidence["by_status"]["422"] == 25

@@ -26,3 +26,40 @@ def test_no_regression_on_fresh_labels() -> None:
     assert no_regression(scores, "1.1.0", "1.0.0").decision == "promote"
     verdict = no_regression(scores, "1.2.0", "1.0.0")
     assert verdict.decision == "blocked" and "0.700" in verdict.reasons[0]
+
+
+def test_a_failing_canary_is_rolled_back_on_its_error_rate() -> None:
+    ok = {"requests": 400.0, "p99_ms": 2.0, "errors": 0.0, "error_rate": 0.0}
+    failing = {**ok, "requests": 30.0, "errors": 10.0, "error_rate": 0.25}
+    verdict = judge_canary(_report(ok, failing))
+    assert verdict.decision == "rollback" and "error rate 0.250" in verdict.reasons[0]
+    # before its own requests count: failures alone decide
+    assert judge_canary(_report(ok, {**failing, "requests": 0.0, "error_rate": 1.0})).decision == "rollback"
+    # a stray error or two is not a verdict
+    assert judge_canary(_report(ok, {**ok, "errors": 2.0, "error_rate": 0.005})).decision == "promote"
+
+
+def test_error_counts_make_the_windows_error_rate(tmp_path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from mlops_lite.monitoring.checks import check_window
+    from mlops_lite.monitoring.prediction_log import ErrorLog
+
+    errors = ErrorLog(tmp_path / "errors")
+    for _ in range(6):
+        errors.record("loans", 422, "canary")
+    errors.record("loans", 404)
+    errors.record("bad name/../x", 500)  # no partition for a name that is not one
+    assert errors.flush() == 7
+    assert errors.flush() == 0
+    reference = pa.table({"x": [1.0, 2.0]})
+    report = check_window(tmp_path / "predictions", tmp_path / "feedback", "loans", reference, [("x", "numeric")],
+                          errors_dir=tmp_path / "errors")
+    assert report.infra["errors"] == 7 and report.infra["error_rate"] == 1.0
+    assert report.by_slot["canary"]["errors"] == 6 and report.errors_by_status == {"404": 1, "422": 6}
+    assert not (tmp_path / "errors" / "deployment=bad name").exists()
+    later = check_window(tmp_path / "predictions", tmp_path / "feedback", "loans", reference, [("x", "numeric")],
+                         errors_dir=tmp_path / "errors", since=datetime.now(UTC) + timedelta(seconds=2))
+    assert later.infra.get("errors", 0) == 0 and "error_rate" not in later.infra
