@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE
 
 from flows.context import platform_for
-from flows.loop import transient
+from flows.loop import anonymize_source, transient
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import InvalidInput, MissingDependency
 from mlops_lite.samples import LOANS
@@ -91,12 +91,12 @@ def monitor_flow(home: str, deployment: str | None = None, debounce_s: float = 6
 
 @task(name="commit-fresh-data", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient,
       cache_policy=NO_CACHE)
-def commit_fresh(home: str, source: str, repository: str, path: str) -> str:
+def commit_fresh(home: str, source_file: str, repository: str, path: str) -> str:
     """Commit the fresh file on a branch of its own and merge it to main through the checks."""
     platform = platform_for(home)
     branch = f"fresh-{utcnow():%Y%m%d-%H%M%S-%f}"
     platform.data.repo(repository).branch(branch).create("main")
-    platform.data.ingest(repository, Path(source), path, branch=branch)
+    platform.data.ingest(repository, Path(source_file), path, branch=branch)
     return platform.data.repo(repository).branch(branch).merge_into("main").id
 
 
@@ -302,7 +302,7 @@ def retrain_release_flow(home: str, source: str | None = None, deployment: str =
 
     if source is not None:
         path = path or f"loans/fresh-{utcnow():%Y%m%d-%H%M%S}.csv"
-        commit = commit_fresh(home, source, repository, path)
+        commit = commit_fresh(home, anonymize_source(home, source, repository, None), repository, path)
         mark(f"fresh data committed on a branch and merged to main at {commit[:12]}")
     else:
         commit = newest_commit(home, repository)

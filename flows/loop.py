@@ -27,6 +27,16 @@ def commit_dataset(home: str, source: str, repository: str, path: str, branch: s
     return platform_for(home).data.ingest(repository, Path(source), path, branch=branch).id
 
 
+@task(name="anonymize-source", cache_policy=NO_CACHE)
+def anonymize_source(home: str, source: str, repository: str, pii: list[str] | None) -> str:
+    """Replace PII values with keyed tokens before anything is committed: the columns in
+    ``pii``, or those matching the repository's PII patterns. Answers the file to commit."""
+    result = platform_for(home).privacy.anonymize_file(Path(source), repository=repository, columns=pii)
+    if result.values:
+        print(f"anonymized {result.values} values in {', '.join(result.columns)} of {Path(source).name}")
+    return str(result.path)
+
+
 @task(name="train-model", cache_policy=NO_CACHE)
 def train_model(home: str, repository: str, ref: str, path: str, algorithm: str,
                 target: str, exclude: list[str], sensitive: str | None) -> dict[str, Any]:
@@ -52,9 +62,10 @@ def point_deployment(home: str, deployment: str, model: str, version: str) -> in
 
 @flow(name="ingest", flow_run_name="ingest {repository}/{path}@{branch}", log_prints=True)
 def ingest_flow(home: str, source: str, repository: str = "loans", path: str = "loans/train.csv",
-                branch: str = "main") -> str:
-    """Commit a CSV/Parquet file on a data branch; returns the commit id."""
-    return commit_dataset(home, source, repository, path, branch)
+                branch: str = "main", pii: list[str] | None = None) -> str:
+    """Anonymize PII, then commit a CSV/Parquet file on a data branch (a protected branch
+    takes it by merge, through the data checks); returns the commit id."""
+    return commit_dataset(home, anonymize_source(home, source, repository, pii), repository, path, branch)
 
 
 @flow(name="train", flow_run_name="train {algorithm} on {repository}@{ref}", log_prints=True)

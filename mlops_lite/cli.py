@@ -103,6 +103,12 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
         home = str(settings.home)
         try:
             progress.update(step, advance=1, description="Ingesting loans.csv (Prefect's API starts first, ~15 s)")
+            # PII (name, email, phone) is anonymized before it is committed, and main refuses it in clear.
+            repo = platform.data.repo("loans")
+            repo.create(exist_ok=True)
+            pii = (f"^({'|'.join(LOANS.pii)})$",)
+            if repo.config().pii_patterns != pii:
+                repo.configure(pii_patterns=pii)
             commit = flows.ingest_flow(home, str(data_dir / LOANS.train))
             progress.update(step, advance=1, description="Training, converting to ONNX, checking parity")
             trained = flows.train_flow(home, ref=commit)
@@ -329,6 +335,9 @@ def worker(pool: Annotated[str, typer.Option(help="The Prefect work pool to take
         remote.request("GET", "/v1/whoami")
     env = {**os.environ, "MLOPS_LITE_URL": url, "MLOPS_LITE_TOKEN": token, "PREFECT_API_URL": prefect_api,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if "MLOPS_LITE_ANONYMIZATION_KEY" not in env and settings.anonymization_key_file.exists():
+        # On the daemon's host: ingest tasks anonymize with the same key as the daemon.
+        env["MLOPS_LITE_ANONYMIZATION_KEY"] = settings.anonymization_key_file.read_text().strip()
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
                "--limit", str(limit)] + (["--run-once"] if run_once else [])
     console.print(f"worker on pool {pool!r}: flow runs from {prefect_api}, stores at {url}", highlight=False)

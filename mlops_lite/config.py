@@ -126,6 +126,10 @@ class Settings(BaseSettings):
         return self.home / "audit.key"
 
     @property
+    def anonymization_key_file(self) -> Path:
+        return self.home / "anonymization.key"
+
+    @property
     def alert_rules_file(self) -> Path:
         """Alert rules (TOML ``[[rule]]`` tables); the defaults apply when it is absent."""
         return self.home / "alerts.toml"

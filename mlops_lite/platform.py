@@ -12,7 +12,7 @@ from mlops_lite.config import Settings, load_settings
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
 from mlops_lite.data.lakefs_backend import LakeFSDataStore
-from mlops_lite.errors import InvalidInput, StoreLocked
+from mlops_lite.errors import InvalidInput, NotFound, StoreLocked
 from mlops_lite.inference import Deployments
 from mlops_lite.metadata import MetadataStore
 from mlops_lite.monitoring import Monitoring
@@ -22,6 +22,7 @@ from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
 from mlops_lite.registry import Registry
 from mlops_lite.security import AuditLog, Tokens
+from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
 from mlops_lite.security.audit import load_or_create_key
 from mlops_lite.tracking import Tracking
 from mlops_lite.training import Training
@@ -31,7 +32,7 @@ class Platform:
     """The whole platform in this process, over the embedded stores.
 
     Facets: ``data``, ``tracking``, ``training``, ``registry``, ``policy``,
-    ``deployments``, ``monitoring``, ``loop``, ``audit``, ``tokens``. Close it (or use ``with``) to release
+    ``deployments``, ``monitoring``, ``loop``, ``privacy``, ``audit``, ``tokens``. Close it (or use ``with``) to release
     the stores for other processes.
     """
 
@@ -64,9 +65,19 @@ class Platform:
                                             rules=load_rules(settings.alert_rules_file)
                                             if settings.alert_rules_file.exists() else None)
             self.loop = ReleaseLoop(self)  # the closed loop's steps, as the flows call them
+            self.privacy = Privacy(Anonymizer(key_from_env() or load_or_create_key(settings.anonymization_key_file)),
+                                   self._pii_patterns)
         except BaseException:
             self._store.close()
             raise
+
+    def _pii_patterns(self, repository: str) -> tuple[str, ...]:
+        if isinstance(self.data, LakeFSDataStore):
+            return self.data.pii_patterns(repository)
+        try:
+            return self.data.repo(repository).config().pii_patterns
+        except NotFound:
+            return ()  # a repository created by this ingest: no patterns yet
 
     def summary(self) -> dict[str, Any]:
         """What this platform holds, in counts."""

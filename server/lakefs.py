@@ -389,8 +389,10 @@ def delete_repository(request: Request[Any, Any, Any], repository: str) -> None:
 
 @get("/repositories/{repository:str}/metadata", opt={"lakefs": "viewer"}, sync_to_thread=True)
 def repository_metadata(request: Request[Any, Any, Any], repository: str) -> dict[str, str]:
-    _repo(request, repository).info()
-    return {}
+    """lakeFS's string map; here it carries the repository's PII column patterns (one per
+    line), so that a remote ingest anonymizes what main's checks will demand."""
+    config = _repo(request, repository).config()
+    return {"mlops_lite.pii_patterns": "\n".join(config.pii_patterns)} if config.pii_patterns else {}
 
 
 @get("/repositories/{repository:str}/settings/branch_protection", opt={"lakefs": "viewer"}, sync_to_thread=True)

@@ -55,6 +55,11 @@ class RemotePlatform:
         self.tracking = _Tracking(self)
         self.training = _Training(self, parity_tolerance)
         self.loop = _Loop(self)
+        from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
+
+        # Anonymization happens here, before anything is uploaded: the key comes from
+        # MLOPS_LITE_ANONYMIZATION_KEY; the patterns from the repository on the server.
+        self.privacy = Privacy(Anonymizer(key_from_env()), self.data.pii_patterns)
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         try:

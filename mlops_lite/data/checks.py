@@ -19,9 +19,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mlops_lite.errors import InvalidInput
+from mlops_lite.security.anonymize import ANONYMIZED
 
-ANONYMIZED = re.compile(r"^[0-9a-f]{16,64}$")
-"""What an anonymized value looks like: a keyed hash in hex (see the anonymizer)."""
+# What an anonymized value looks like: a keyed hash in hex (mlops_lite.security.anonymize).
 
 TYPE_NAMES = ("int", "float", "string", "bool", "timestamp", "date")
 

@@ -147,6 +147,17 @@ class LakeFSDataStore:
         """As the embedded store's: ``mlops_lite.data.ingest.ingest``."""
         return ingest(self, repository, source, path, branch=branch, message=message, actor=actor)
 
+    def pii_patterns(self, repository: str) -> tuple[str, ...]:
+        """The PII column patterns an mlops-lite server keeps in the repository's metadata
+        (none on other lakeFS servers, or for a repository that does not exist yet)."""
+        try:
+            with _translate(f"repository metadata of {repository!r}"):
+                metadata = self.repos.get_repository_metadata(repository)
+        except NotFound:
+            return ()
+        raw = (metadata or {}).get("mlops_lite.pii_patterns", "")
+        return tuple(line for line in raw.splitlines() if line)
+
     def gc(self, **_: Any) -> Any:
         raise BackendUnavailable("garbage collection is the lakeFS server's own job (lakeFS GC); "
                                  "mlops-lite's gc runs on the embedded backend")

@@ -44,7 +44,8 @@ def _event_hash(key: bytes, prev_hash: str, seq: int, event_id: str, at: datetim
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """The audit key at ``path``, created (random, mode 0600) when missing."""
+    """The secret key at ``path`` (the audit chain's, the anonymizer's), created (random,
+    mode 0600) when missing."""
     try:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
@@ -57,7 +58,7 @@ def load_or_create_key(path: Path) -> bytes:
             out.write(key.hex() + "\n")
         return key
     except ValueError as exc:
-        raise IntegrityError(f"the audit key {path} is not a hex key") from exc
+        raise IntegrityError(f"the key file {path} does not hold a hex key") from exc
 
 
 def verify_events(key: bytes, events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
