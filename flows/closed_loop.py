@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE
 
 from flows.context import platform_for
-from flows.loop import anonymize_source, transient
+from flows.loop import anonymize_source, evaluation_report, transient
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import InvalidInput, MissingDependency
 from mlops_lite.samples import LOANS
@@ -114,6 +114,7 @@ def train_candidate(home: str, repository: str, commit: str, pattern: str, algor
     spec = TrainingSpec.infer(table, target=target, exclude=LOANS.excluded, sensitive="gender",
                               algorithm=algorithm, params=params)
     result = platform.training.train(repository, commit, pattern, spec, run_name=f"retrain-{algorithm}")
+    evaluation_report(result.run.id, f"{algorithm} {params or ''} on {repository}@{commit[:12]}", result.metrics)
     return {"run_id": result.run.id, "metrics": result.metrics, "commit": commit}
 
 

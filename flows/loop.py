@@ -27,6 +27,26 @@ def commit_dataset(home: str, source: str, repository: str, path: str, branch: s
     return platform_for(home).data.ingest(repository, Path(source), path, branch=branch).id
 
 
+QUALITY = ("roc_auc", "accuracy", "precision", "recall", "f1")
+FAIRNESS = ("demographic_parity_difference",)
+
+
+def evaluation_report(run_id: str, title: str, metrics: dict[str, float]) -> str:
+    """A run's evaluation as a Prefect artifact (markdown in the UI): held-out quality,
+    fairness across the sensitive attribute, and ONNX parity with scikit-learn."""
+    from prefect.artifacts import create_markdown_artifact
+
+    def rows(keys: tuple[str, ...]) -> list[str]:
+        return [f"| {k} | {metrics[k]:.4f} |" for k in keys if k in metrics]
+
+    lines = [f"# {title}", "", f"run `{run_id}`, {metrics.get('train_rows', 0):.0f} training rows, "
+             f"{metrics.get('test_rows', 0):.0f} held out", "", "## Quality (held out)", "", "| metric | value |",
+             "|---|---|", *rows(QUALITY), "", "## Fairness", "", "| metric | value |", "|---|---|", *rows(FAIRNESS),
+             "", "## ONNX parity", "", f"max |p_onnx - p_sklearn| = {metrics.get('parity_max_abs_diff', float('nan')):.2e}"]
+    return str(create_markdown_artifact(key=f"evaluation-{run_id[:12]}", markdown="\n".join(lines),
+                                        description=title))
+
+
 @task(name="anonymize-source", cache_policy=NO_CACHE)
 def anonymize_source(home: str, source: str, repository: str, pii: list[str] | None) -> str:
     """Replace PII values with keyed tokens before anything is committed: the columns in
@@ -45,6 +65,7 @@ def train_model(home: str, repository: str, ref: str, path: str, algorithm: str,
     spec = TrainingSpec.infer(table, target=target, exclude=tuple(exclude), sensitive=sensitive,
                               algorithm=algorithm)
     result = platform.training.train(repository, ref, path, spec, run_name=f"train-{algorithm}")
+    evaluation_report(result.run.id, f"{algorithm} on {repository}@{result.data_commit[:12]}", result.metrics)
     return {"run_id": result.run.id, "data_commit": result.data_commit,
             "model_digest": result.model_digest, "metrics": result.metrics}
 

@@ -36,6 +36,17 @@ def test_release_loop_runs_every_step_and_records_lineage(bound) -> None:
     assert bound.tracking.get_run(result["run_id"]).status == "finished"
     assert bound.audit.verify() is None
 
+    # the run's evaluation is a Prefect artifact: quality, fairness, ONNX parity
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[f"evaluation-{result['run_id'][:12]}"])), limit=1)
+    for heading in ("## Quality (held out)", "| roc_auc |", "## Fairness", "| demographic_parity_difference |",
+                    "## ONNX parity"):
+        assert heading in artifact.data, heading
+
     again = flows.release_loop(home, str(DATA / "loans.csv"))
     assert again["commit"] == result["commit"] and again["version"] == "1.0.0"
     assert again["revision"] == 2
