@@ -299,14 +299,11 @@ class LakeFSReference:
 
     def paths(self, pattern: str) -> list[ObjectRecord]:
         """Objects whose path matches a glob (``*`` does not cross ``/``), as on the local store."""
-        import fnmatch
-        import re
+        from mlops_lite.data.tables import glob_matcher
 
         check_path(pattern.replace("*", "x").replace("?", "x"))
-        literal = pattern.split("*", 1)[0].split("?", 1)[0]
-        compiled = re.compile(fnmatch.translate(pattern).replace(".*", "[^/]*"))
-        return [r for r in self.objects(literal.rpartition("/")[0] + "/" if "/" in literal else "")
-                if compiled.match(r.path)]
+        prefix, compiled = glob_matcher(pattern)
+        return [r for r in self.objects(prefix) if compiled.match(r.path)]
 
     def read_table(self, pattern: str) -> Any:
         """CSV or Parquet objects matching a path or glob, read at one commit (the ref is
@@ -315,18 +312,13 @@ class LakeFSReference:
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
-        from mlops_lite.data.tables import TABLE_SUFFIXES, TableRead
+        from mlops_lite.data.tables import TableRead, is_glob, table_kind
 
         commit = self.resolve()
         at = LakeFSReference(self.repository, commit)
-        matches = at.paths(pattern) if any(c in pattern for c in "*?[") else [at.stat(pattern)]
-        if not matches:
-            raise NotFound(f"no object matches {pattern!r} at {self._repo}@{self.ref}")
-        kinds = {m.path.rsplit(".", 1)[-1] for m in matches}
-        if len(kinds) != 1 or not matches[0].path.endswith(TABLE_SUFFIXES):
-            raise InvalidInput(f"{pattern!r} matches {sorted(kinds)} files", field="path",
-                               expected="CSV files or Parquet files, one kind")
-        reader = pq.read_table if kinds.pop() == "parquet" else pacsv.read_csv
+        matches = at.paths(pattern) if is_glob(pattern) else [at.stat(pattern)]
+        kind = table_kind(pattern, [m.path for m in matches], f"{self._repo}@{self.ref}")
+        reader = pq.read_table if kind == "parquet" else pacsv.read_csv
         tables = [reader(pa.BufferReader(at.read_bytes(m.path))) for m in matches]
         table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
         return TableRead(table=table, commit=commit, path=pattern)

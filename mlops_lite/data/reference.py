@@ -6,7 +6,6 @@ exactly that commit.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -159,14 +158,11 @@ class Reference:
 
     def paths(self, pattern: str) -> list[ObjectRecord]:
         """Objects whose path matches a glob (``*`` does not cross ``/``)."""
-        check_path(pattern.replace("*", "x").replace("?", "x"))
-        literal = pattern.split("*", 1)[0].split("?", 1)[0]
-        regex = fnmatch.translate(pattern).replace(".*", "[^/]*")
-        import re
+        from mlops_lite.data.tables import glob_matcher
 
-        compiled = re.compile(regex)
-        return [r for r in self.objects(literal.rpartition("/")[0] + "/" if "/" in literal else "")
-                if compiled.match(r.path)]
+        check_path(pattern.replace("*", "x").replace("?", "x"))
+        prefix, compiled = glob_matcher(pattern)
+        return [r for r in self.objects(prefix) if compiled.match(r.path)]
 
     def diff(self, other: str, *, prefix: str = "") -> list[DiffEntry]:
         """What changes from this reference to ``other`` (committed states)."""

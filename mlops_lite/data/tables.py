@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,17 +37,34 @@ class QueryResult:
     """Table name -> the commit it was read at."""
 
 
+def glob_matcher(pattern: str) -> tuple[str, re.Pattern[str]]:
+    """(the folder prefix to list, the compiled glob) for a path glob; ``*`` does not cross ``/``."""
+    literal = pattern.split("*", 1)[0].split("?", 1)[0]
+    prefix = literal.rpartition("/")[0] + "/" if "/" in literal else ""
+    return prefix, re.compile(fnmatch.translate(pattern).replace(".*", "[^/]*"))
+
+
+def is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def table_kind(pattern: str, paths: list[str], where: str) -> str:
+    """'csv' or 'parquet': what every matched path is, one kind (NotFound when none matched)."""
+    if not paths:
+        raise NotFound(f"no object matches {pattern!r} at {where}")
+    kinds = {path.rsplit(".", 1)[-1] for path in paths}
+    if len(kinds) != 1 or not paths[0].endswith(TABLE_SUFFIXES):
+        raise InvalidInput(f"{pattern!r} matches {sorted(kinds)} files", field="path",
+                           expected="CSV files or Parquet files, one kind")
+    return kinds.pop()
+
+
 def _files(ref: Reference, pattern: str) -> tuple[str, list[str], str]:
     """(commit, object files, kind) for a path or glob of one table kind."""
     commit = ref.resolve()
-    matches = ref.paths(pattern) if any(c in pattern for c in "*?[") else [ref.stat(pattern)]
-    if not matches:
-        raise NotFound(f"no object matches {pattern!r} at {ref.repository.name}@{ref.ref}")
-    kinds = {m.path.rsplit(".", 1)[-1] for m in matches}
-    if len(kinds) != 1 or not matches[0].path.endswith(TABLE_SUFFIXES):
-        raise InvalidInput(f"{pattern!r} matches {sorted(kinds)} files", field="path",
-                           expected="CSV files or Parquet files, one kind")
-    return commit, [str(ref._ctx.objects.path_of(m.digest)) for m in matches], kinds.pop()
+    matches = ref.paths(pattern) if is_glob(pattern) else [ref.stat(pattern)]
+    kind = table_kind(pattern, [m.path for m in matches], f"{ref.repository.name}@{ref.ref}")
+    return commit, [str(ref._ctx.objects.path_of(m.digest)) for m in matches], kind
 
 
 def read_table(ref: Reference, pattern: str) -> TableRead:
