@@ -56,7 +56,7 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower())[:60]
 
 
-@task(name="check-deployment", cache_policy=NO_CACHE)
+@task(name="check-deployment", task_run_name="check {deployment}", cache_policy=NO_CACHE)
 def check_task(home: str, deployment: str, debounce_s: float, since: str | None) -> dict[str, Any]:
     result = platform_for(home).loop.check(deployment, since=since, debounce_s=debounce_s)
     drift = result["report"].get("drift")
@@ -89,7 +89,7 @@ def monitor_flow(home: str, deployment: str | None = None, debounce_s: float = 6
     return result
 
 
-@task(name="commit-fresh-data", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient,
+@task(name="commit-fresh-data", task_run_name="commit {path} to {repository}", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient,
       cache_policy=NO_CACHE)
 def commit_fresh(home: str, source_file: str, repository: str, path: str) -> str:
     """Commit the fresh file on a branch of its own and merge it to main through the checks."""
@@ -105,7 +105,7 @@ def newest_commit(home: str, repository: str, ref: str = "main") -> str:
     return platform_for(home).data.repo(repository).ref(ref).resolve()
 
 
-@task(name="train-candidate", cache_policy=INPUTS, persist_result=True)
+@task(name="train-candidate", task_run_name="train {algorithm} on {repository}@{commit:.12}", cache_policy=INPUTS, persist_result=True)
 def train_candidate(home: str, repository: str, commit: str, pattern: str, algorithm: str,
                     params: dict[str, Any], target: str) -> dict[str, Any]:
     """Train on every file matching ``pattern`` at ``commit`` (cached by these inputs)."""
@@ -152,13 +152,13 @@ def tune_flow_with(task_runner: str) -> Any:
     raise InvalidInput(f"unknown task runner {task_runner!r}", field="task_runner", expected="'threads' or 'dask'")
 
 
-@task(name="register-candidate", retries=2, retry_delay_seconds=1, retry_condition_fn=transient,
+@task(name="register-candidate", task_run_name="register {model} from run {run_id:.12}", retries=2, retry_delay_seconds=1, retry_condition_fn=transient,
       cache_policy=NO_CACHE)
 def register_candidate(home: str, model: str, run_id: str) -> str:
     return platform_for(home).registry.register_from_run(model, run_id).version
 
 
-@task(name="gate-candidate", cache_policy=NO_CACHE)
+@task(name="gate-candidate", task_run_name="gate {model}@{version} for {deployment}", cache_policy=NO_CACHE)
 def gate_candidate(home: str, deployment: str, model: str, version: str, since: str | None,
                    target: str) -> dict[str, Any]:
     """The policy gates, and no regression against the serving version on fresh labels."""
@@ -175,7 +175,7 @@ def gate_candidate(home: str, deployment: str, model: str, version: str, since: 
     return gates
 
 
-@task(name="request-approval", cache_policy=NO_CACHE)
+@task(name="request-approval", task_run_name="ask approval of {model}@{version}", cache_policy=NO_CACHE)
 def request_approval(home: str, deployment: str, model: str, version: str) -> str:
     request = platform_for(home).policy.request_promotion(
         model, version, requested_by="flow:retrain-release", comment=f"retrained candidate for deployment {deployment}")
@@ -256,13 +256,13 @@ def wait_for_approval(home: str, deployment: str, model: str, version: str, time
     return {"approved": False, "request_id": request_id, "reasons": reasons, "pauses": pauses}
 
 
-@task(name="start-canary", cache_policy=NO_CACHE)
+@task(name="start-canary", task_run_name="canary {model}@{version} on {deployment}", cache_policy=NO_CACHE)
 def start_canary(home: str, deployment: str, model: str, version: str, weight: float, reason: str) -> dict[str, Any]:
     record = platform_for(home).deployments.canary(deployment, model, version, weight=weight, reason=reason)
     return {"revision": record.revision, "since": record.updated_at.isoformat()}
 
 
-@task(name="observe-canary", cache_policy=NO_CACHE)
+@task(name="observe-canary", task_run_name="observe the canary of {deployment}", cache_policy=NO_CACHE)
 def observe_canary(home: str, deployment: str, since: str, window_s: float, min_requests: int) -> dict[str, Any]:
     """Watch the canary against the primary until the verdict is in or the window ends."""
     platform = platform_for(home)
@@ -278,7 +278,7 @@ def observe_canary(home: str, deployment: str, since: str, window_s: float, min_
     return verdict
 
 
-@task(name="finish-release", cache_policy=NO_CACHE)
+@task(name="finish-release", task_run_name="{decision} {deployment}", cache_policy=NO_CACHE)
 def finish_release(home: str, deployment: str, decision: str, reasons: list[str]) -> dict[str, Any]:
     return platform_for(home).loop.finish(deployment, decision, reasons)
 

@@ -21,7 +21,7 @@ def transient(task: Any, task_run: Any, state: Any) -> bool:
     return not isinstance(error, MlopsLiteError) or isinstance(error, BackendUnavailable)
 
 
-@task(name="commit-dataset", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient,
+@task(name="commit-dataset", task_run_name="commit {path} to {repository}@{branch}", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient,
       cache_policy=NO_CACHE)
 def commit_dataset(home: str, source: str, repository: str, path: str, branch: str) -> str:
     return platform_for(home).data.ingest(repository, Path(source), path, branch=branch).id
@@ -57,7 +57,7 @@ def anonymize_source(home: str, source: str, repository: str, pii: list[str] | N
     return str(result.path)
 
 
-@task(name="train-model", cache_policy=NO_CACHE)
+@task(name="train-model", task_run_name="train {algorithm} on {repository}@{ref:.12}", cache_policy=NO_CACHE)
 def train_model(home: str, repository: str, ref: str, path: str, algorithm: str,
                 target: str, exclude: list[str], sensitive: str | None) -> dict[str, Any]:
     platform = platform_for(home)
@@ -70,13 +70,13 @@ def train_model(home: str, repository: str, ref: str, path: str, algorithm: str,
             "model_digest": result.model_digest, "metrics": result.metrics}
 
 
-@task(name="register-version", retries=2, retry_delay_seconds=1, retry_condition_fn=transient,
+@task(name="register-version", task_run_name="register {model} from run {run_id:.12}", retries=2, retry_delay_seconds=1, retry_condition_fn=transient,
       cache_policy=NO_CACHE)
 def register_version(home: str, model: str, run_id: str) -> str:
     return platform_for(home).registry.register_from_run(model, run_id).version
 
 
-@task(name="point-deployment", cache_policy=NO_CACHE)
+@task(name="point-deployment", task_run_name="deploy {model}@{version} as {deployment}", cache_policy=NO_CACHE)
 def point_deployment(home: str, deployment: str, model: str, version: str) -> int:
     return platform_for(home).deployments.deploy(deployment, model, version).revision
 

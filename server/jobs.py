@@ -176,7 +176,7 @@ class DaemonJobs:
         with temporary_settings({PREFECT_API_URL: f"{self.prefect_url}/api"}), get_client(sync_client=True) as client:
             run = client.create_flow_run_from_deployment(
                 deployment_id, parameters={"home": self.home, "deployment": deployment, "trigger": reason},
-                tags=["mlops-lite", "trigger"])
+                tags=["mlops-lite", "trigger", f"deployment:{deployment}"])
         self.echo(f"retrain for {deployment} queued on the {WORK_POOL} work pool: flow run {run.name} ({reason})")
 
     def gc(self) -> None:
