@@ -77,6 +77,19 @@ def _pids_running(*needles: str) -> list[int]:
     return found
 
 
+def create_flow_run(api: str, deployment_id: str, seconds: float = 30) -> dict[str, Any]:
+    """A flow run of a deployment, as the UI's Run button makes it. Prefect's SQLite
+    database can answer 500 (locked) while the daemon registers its deployments at
+    start-up: ask again, as a user would."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = httpx.post(f"{api}/deployments/{deployment_id}/create_flow_run", json={}, timeout=10)
+        if answer.status_code == 201 or time.monotonic() > deadline:
+            assert answer.status_code == 201, answer.text
+            return dict(answer.json())
+        time.sleep(1)
+
+
 class Daemon:
     """One ``mlops-lite up`` subprocess in its own session; ``kill()`` ends its whole group."""
 
@@ -241,8 +254,7 @@ def test_up_with_prefect_serves_the_flows_and_stops_the_prefect_server_too(tmp_p
 
         daemon.wait_until(lambda: {"monitor/mlops-lite", "retrain-release/mlops-lite", "release-loop/mlops-lite"}
                           <= set(deployments()), 60, "the flows served as Prefect deployments")
-        run = httpx.post(f"{api}/deployments/{deployments()['monitor/mlops-lite']}/create_flow_run",
-                         json={}, timeout=10).json()
+        run = create_flow_run(api, deployments()["monitor/mlops-lite"])
 
         def run_state() -> str:
             return httpx.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()["state"]["type"]

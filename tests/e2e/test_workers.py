@@ -24,7 +24,7 @@ import pytest
 from mlops_lite.client import RemotePlatform
 
 from ..conftest import DATA, build_loop
-from .test_daemon import SCRIPT, Daemon, _env, _pids_running, _process_gone, free_port
+from .test_daemon import SCRIPT, Daemon, _env, _pids_running, _process_gone, create_flow_run, free_port
 
 
 def _serve(client: httpx.Client, rows: list[dict[str, Any]], features: list[str]) -> None:
@@ -93,7 +93,7 @@ def test_a_prefect_worker_runs_the_triggered_retrain_and_release(tmp_path: Path,
         sender.start()
 
         # The daemon's monitor run fires the drift alert; its trigger queues the retrain on the pool.
-        httpx.post(f"{api}/deployments/{deployments()['monitor/mlops-lite']}/create_flow_run", json={}, timeout=10)
+        create_flow_run(api, deployments()["monitor/mlops-lite"])
 
         def retrain_runs() -> list[dict[str, Any]]:
             return httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
