@@ -396,7 +396,7 @@ def _open_for_reading(settings: Settings) -> tuple[Any, str]:
     running = read_daemon(settings.daemon_file)
     if running is not None:
         return RemotePlatform(running.url, settings.token or read_admin_token(settings)), f"remote: {running.url}"
-    if not settings.database_path.exists():
+    if not settings.initialised:
         raise NotFound(f"nothing at {settings.home} yet: run `mlops-lite init` (or `mlops-lite demo`)")
     return open_local(settings), f"local: {settings.home}"
 
@@ -418,7 +418,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     """What is running, where, and what it holds."""
     settings = load_settings()
     running = read_daemon(settings.daemon_file)
-    report: dict[str, Any] = {"home": str(settings.home), "initialised": settings.database_path.exists(),
+    report: dict[str, Any] = {"home": str(settings.home), "initialised": settings.initialised,
                               "daemon": None}
     if running is not None:
         report["daemon"] = {"pid": running.pid, "url": running.url, "prefect_url": running.prefect_url,

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         return self.database_url or f"duckdb:///{self.database_path}"
 
     @property
+    def initialised(self) -> bool:
+        """Whether `mlops-lite init` has run: the DuckDB file, or with a database URL
+        (PostgreSQL), the home's admin token file."""
+        return self.database_path.exists() if self.database_url is None else self.token_file.exists()
+
+    @property
     def objects_dir(self) -> Path:
         return self.home / "objects"
 

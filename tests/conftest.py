@@ -26,6 +26,34 @@ os.environ.pop("MLOPS_LITE_TOKEN", None)
 FEATURE_EXCLUDE = ("name", "email", "phone", "gender", "age")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--postgres", action="store_true",
+                     help="store every platform's metadata in a real PostgreSQL (a cluster the session starts)")
+
+
+@pytest.fixture(scope="session")
+def postgres(request: pytest.FixtureRequest) -> Iterator[object | None]:
+    if not request.config.getoption("--postgres"):
+        yield None
+        return
+    from tests.postgres import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(autouse=True)
+def _metadata_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """With --postgres, a database of its own for each test (MLOPS_LITE_DATABASE_URL)."""
+    if not request.config.getoption("--postgres"):
+        yield
+        return
+    cluster = request.getfixturevalue("postgres")
+    with cluster.database() as url:  # type: ignore[union-attr]
+        monkeypatch.setenv("MLOPS_LITE_DATABASE_URL", url)
+        yield
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

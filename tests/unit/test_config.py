@@ -6,7 +6,8 @@ from pydantic import ValidationError
 from mlops_lite.config import CONFIG_FILE_NAME, load_settings
 
 
-def test_defaults_live_under_the_home(tmp_path: Path) -> None:
+def test_defaults_live_under_the_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLOPS_LITE_DATABASE_URL", raising=False)  # set by the --postgres run
     settings = load_settings(home=tmp_path)
     assert settings.home == tmp_path.resolve()
     assert settings.database_path == tmp_path.resolve() / "metadata.duckdb"
@@ -31,3 +32,18 @@ def test_invalid_values_name_the_field(tmp_path: Path) -> None:
         load_settings(home=tmp_path, execution_provider="tpu")
     with pytest.raises(ValidationError, match="port"):
         load_settings(home=tmp_path, port=70000)
+
+
+def test_initialised_means_the_duckdb_file_or_with_a_database_url_the_token(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLOPS_LITE_DATABASE_URL", raising=False)
+    local = load_settings(home=tmp_path / "a")
+    assert not local.initialised
+    local.home.mkdir(parents=True)
+    local.database_path.write_bytes(b"")
+    assert local.initialised
+    remote_db = load_settings(home=tmp_path / "b", database_url="postgresql+psycopg://u@127.0.0.1/db")
+    assert not remote_db.initialised
+    remote_db.home.mkdir(parents=True)
+    remote_db.token_file.write_text("t")
+    assert remote_db.initialised and remote_db.sql_url.startswith("postgresql")

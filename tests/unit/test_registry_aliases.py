@@ -414,6 +414,9 @@ def _ms(call, repeat: int = 30) -> float:
     return statistics.median(times)
 
 
+DIV100 = "CAST(floor(i / 100.0) AS INTEGER)"  # integer division in DuckDB and PostgreSQL alike
+
+
 def test_alias_at_and_lineage_with_10000_versions(tmp_path: Path) -> None:
     """10,000 versions and 10,000 alias events, inserted set-based; the queries stay
     correct (timings are printed, never asserted)."""
@@ -427,18 +430,19 @@ def test_alias_at_and_lineage_with_10000_versions(tmp_path: Path) -> None:
             db.execute(text(
                 "INSERT INTO model_versions (model, version, digest, size, signature, run_id, data_commits, "
                 "params, metrics, created_at, created_by) "
-                "SELECT 'bulk', '1.' || (i // 100) || '.' || (i % 100), 'sha-' || i, 1, '{}'::JSON, 'run-' || i, "
+                "SELECT 'bulk', '1.' || " + DIV100 + " || '.' || (i % 100), 'sha-' || i, 1, '{}'::JSON, 'run-' || i, "
                 "('[\"commit-' || i || '\"]')::JSON, ('{\"seed\": ' || i || '}')::JSON, "
-                "('{\"roc_auc\": ' || (0.5 + i / 100000) || '}')::JSON, :at + i * INTERVAL 1 SECOND, 'bulk' "
-                "FROM range(:n) t(i)"), {"at": base, "n": n})
+                "('{\"roc_auc\": ' || (0.5 + i / 100000.0) || '}')::JSON, :at + i * INTERVAL '1 second', 'bulk' "
+                "FROM generate_series(0, :n - 1) t(i)"), {"at": base, "n": n})
             # Event i moves 'production' (even i) or 'staging' (odd i) to version i, i seconds after base.
             db.execute(text(
                 "INSERT INTO alias_events (id, model, alias, seq, kind, from_version, to_version, actor, reason, "
                 "occurred_at) "
-                "SELECT 'e' || i, 'bulk', CASE WHEN i % 2 = 0 THEN 'production' ELSE 'staging' END, i // 2 + 1, "
-                "'move', CASE WHEN i >= 2 THEN '1.' || ((i - 2) // 100) || '.' || ((i - 2) % 100) END, "
-                "'1.' || (i // 100) || '.' || (i % 100), 'bulk', 'event ' || i, :at + i * INTERVAL 1 SECOND "
-                "FROM range(:n) t(i)"), {"at": base, "n": n})
+                "SELECT 'e' || i, 'bulk', CASE WHEN i % 2 = 0 THEN 'production' ELSE 'staging' END, "
+                "CAST(floor(i / 2.0) AS INTEGER) + 1, "
+                "'move', CASE WHEN i >= 2 THEN '1.' || CAST(floor((i - 2) / 100.0) AS INTEGER) || '.' || ((i - 2) % 100) "
+                "END, '1.' || " + DIV100 + " || '.' || (i % 100), 'bulk', 'event ' || i, :at + i * INTERVAL '1 second' "
+                "FROM generate_series(0, :n - 1) t(i)"), {"at": base, "n": n})
             db.execute(text(
                 "INSERT INTO model_aliases (model, alias, version, moved_at, moved_by) VALUES "
                 "('bulk', 'production', '1.99.98', :last, 'bulk'), ('bulk', 'staging', '1.99.99', :last, 'bulk')"),
