@@ -19,7 +19,7 @@ from mlops_lite.config import load_settings
 from mlops_lite.platform import open_local
 
 SCRIPT = Path(sys.executable).with_name("mlops-lite")
-COMMANDS = ("init", "demo", "up", "tui", "status")
+COMMANDS = ("init", "demo", "up", "worker", "tui", "status")
 COUNTS = ("data_repositories", "runs", "models", "model_versions", "deployments", "audit_events")
 
 
@@ -240,3 +240,25 @@ def test_audit_verify_and_export_from_the_cli(tmp_path: Path) -> None:
     tampered = subprocess.run([cli, "audit", "verify", "--file", str(export)], env=env, capture_output=True,
                               text=True, timeout=120)
     assert tampered.returncode == 1 and "first bad event is seq 1" in tampered.stdout
+
+
+def test_worker_without_a_daemon_says_what_is_missing(home: Path) -> None:
+    """`mlops-lite worker` needs the API, a Prefect server and a token; it names what is
+    missing and starts nothing."""
+    env = {**_env(home), "PREFECT_API_URL": ""}
+    run = subprocess.run([str(SCRIPT), "worker"], env=env, capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "no mlops-lite API to work for" in run.stderr + run.stdout
+    run = subprocess.run([str(SCRIPT), "worker", "--url", "http://127.0.0.1:9"], env=env, capture_output=True,
+                         text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "no Prefect server" in run.stderr + run.stdout
+    run = subprocess.run([str(SCRIPT), "worker", "--url", "http://127.0.0.1:9", "--prefect-url",
+                          "http://127.0.0.1:9"], env=env, capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "no token" in run.stderr + run.stdout
+    assert "Traceback" not in run.stderr
+    env["MLOPS_LITE_TOKEN"] = "some-token"
+    run = subprocess.run([str(SCRIPT), "worker", "--url", "http://127.0.0.1:9", "--prefect-url",
+                          "http://127.0.0.1:9"], env=env, capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "cannot reach mlops-lite at http://127.0.0.1:9" in run.stderr + run.stdout
