@@ -473,6 +473,49 @@ def access_key_create(
     _line(f"The secret is shown only now. lakeFS clients: endpoint {url}/api/v1 (run `mlops-lite up`).")
 
 
+# --- tokens -----------------------------------------------------------------
+token_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Bearer tokens: create, list, revoke (through the daemon when `up` runs).")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(name: Annotated[str, typer.Option(help="Who or what the token is for.")],
+                 role: Annotated[str, typer.Option(help="viewer | operator | approver | admin.")],
+                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Create a bearer token; its secret is shown once."""
+    with _control_plane() as platform:
+        identity, secret = platform.tokens.create(name, role, actor=getattr(platform, "actor", "cli"))
+    if as_json:
+        _print_json({"id": identity.token_id, "name": identity.name, "role": identity.role, "token": secret})
+        return
+    _line(f"token {identity.token_id} for {identity.name} (role {identity.role}): {secret}")
+    _line("The secret is shown only now.")
+
+
+@token_app.command("list")
+def token_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every token and access key (never a secret)."""
+    with _control_plane() as platform:
+        records = platform.tokens.list()
+    if as_json:
+        _print_json(records)
+        return
+    table = _table("id", "name", "role", "kind", "created", "revoked")
+    for r in records:
+        table.add_row(r.id, r.name, r.role, "access key" if r.access_key_id else "token",
+                      f"{r.created_at:%Y-%m-%d %H:%M}", "yes" if r.revoked else "")
+    _print_table(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (see `token list`).")]) -> None:
+    """Revoke a token or access key: refused at once by the daemon, by serving workers within 30 s."""
+    with _control_plane() as platform:
+        record = platform.tokens.revoke(token_id, actor=getattr(platform, "actor", "cli"))
+    _line(f"revoked {record.id} ({record.name}, role {record.role})")
+
+
 # --- deploy -----------------------------------------------------------------
 deploy_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Deployments: single, canary, blue-green and shadow releases; every change a revision.")

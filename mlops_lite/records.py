@@ -194,6 +194,18 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class TokenRecord:
+    """A bearer token or access key, never its secret."""
+
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    revoked: bool
+    access_key_id: str | None = None
+
+
+@dataclass(frozen=True)
 class AliasEventRecord:
     """One move of a model alias: who, when, from which version to which, and why.
     ``kind`` is "move", "rollback", "delete" or "override"; ``seq`` counts the

@@ -18,7 +18,14 @@ from litestar.openapi import OpenAPIConfig
 
 import mlops_lite
 from mlops_lite import MlopsLiteError, Platform, Unauthenticated
-from mlops_lite.records import DeploymentRecord, ModelRecord, ModelVersionRecord, Prediction, RunRecord
+from mlops_lite.records import (
+    DeploymentRecord,
+    ModelRecord,
+    ModelVersionRecord,
+    Prediction,
+    RunRecord,
+    TokenRecord,
+)
 from mlops_lite.security import require
 from server.lakefs import lakefs_router
 from server.metrics import CONTENT_TYPE, Metrics
@@ -334,6 +341,30 @@ def list_requests(request: Request[Any, Any, Any], model: str | None = None, sta
     return _platform(request).policy.requests(model, status)
 
 
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    role: str
+
+
+@get("/tokens", opt={"permission": "admin"}, sync_to_thread=True)
+def list_tokens(request: Request[Any, Any, Any]) -> list[TokenRecord]:
+    """Every token and access key, never a secret."""
+    return _platform(request).tokens.list()
+
+
+@post("/tokens", opt={"permission": "admin"}, status_code=201, sync_to_thread=True)
+def create_token(request: Request[Any, Any, Any], data: TokenRequest) -> dict[str, Any]:
+    """A bearer token; its secret is in this answer only."""
+    identity, secret = _platform(request).tokens.create(data.name, data.role, actor=_actor(request))
+    return {"id": identity.token_id, "name": identity.name, "role": identity.role, "token": secret}
+
+
+@post("/tokens/{token_id:str}/revoke", opt={"permission": "admin"}, status_code=200, sync_to_thread=True)
+def revoke_token(request: Request[Any, Any, Any], token_id: str) -> TokenRecord:
+    """Revoke a token or access key: refused here at once, by serving workers within 30 s."""
+    return _platform(request).tokens.revoke(token_id, actor=_actor(request))
+
+
 @get("/approvals/{request_id:str}", opt={"permission": "viewer"}, sync_to_thread=True)
 def get_request(request: Request[Any, Any, Any], request_id: str) -> Any:
     return _platform(request).policy.get_request(request_id)
@@ -403,6 +434,7 @@ def create_app(platform: Platform) -> Litestar:
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, whoami, status, list_models, list_versions, list_runs,
                                  register_version, get_version, record_run, get_request,
+                                 list_tokens, create_token, revoke_token,
                                  list_deployments, deploy, predict, feedback, list_aliases, move_alias, rollback_alias,
                                  lineage, decisions, request_promotion, list_requests, approve, reject, complete,
                                  get_run, metric_history, compare_runs, sql, *RELEASE_ROUTES, *MONITORING_ROUTES])

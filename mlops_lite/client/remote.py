@@ -18,12 +18,14 @@ from mlops_lite.records import (
     ApprovalRequest,
     DeploymentRecord,
     DeploymentRevisionRecord,
+    Identity,
     Lineage,
     ModelRecord,
     ModelVersionRecord,
     PolicyDecision,
     Prediction,
     RunRecord,
+    TokenRecord,
 )
 from mlops_lite.tracking.records import MetricPoint, RunComparison
 
@@ -53,6 +55,7 @@ class RemotePlatform:
         self.deployments = _Deployments(self)
         self.monitoring = _Monitoring(self)
         self.tracking = _Tracking(self)
+        self.tokens = _Tokens(self)
         self.training = _Training(self, parity_tolerance)
         self.loop = _Loop(self)
         from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
@@ -262,6 +265,23 @@ class _Monitoring:
     def check(self, deployment: str) -> dict[str, Any]:
         """One monitoring window of ``deployment`` now (see ``mlops_lite.monitoring.loop``)."""
         return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/monitor"))
+
+
+class _Tokens:
+    """Tokens over HTTP (role admin)."""
+
+    def __init__(self, remote: RemotePlatform) -> None:
+        self._remote = remote
+
+    def list(self) -> list[TokenRecord]:
+        return _convert(self._remote.request("GET", "/v1/tokens"), list[TokenRecord])
+
+    def create(self, name: str, role: str, *, actor: str = "") -> tuple[Identity, str]:
+        body = self._remote.request("POST", "/v1/tokens", json={"name": name, "role": role})
+        return Identity(name=body["name"], role=body["role"], token_id=body["id"]), str(body["token"])
+
+    def revoke(self, token_id: str, *, actor: str = "") -> TokenRecord:
+        return _convert(self._remote.request("POST", f"/v1/tokens/{token_id}/revoke"), TokenRecord)
 
 
 def _iso(moment: datetime | str | None) -> str | None:

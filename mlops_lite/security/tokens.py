@@ -16,10 +16,10 @@ import uuid
 from sqlmodel import select
 
 from mlops_lite.clock import utcnow
-from mlops_lite.errors import Unauthenticated
+from mlops_lite.errors import Conflict, NotFound, Unauthenticated
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import ApiToken
-from mlops_lite.records import Identity
+from mlops_lite.records import Identity, TokenRecord
 from mlops_lite.security.audit import AuditLog
 from mlops_lite.security.roles import role_rank
 
@@ -102,6 +102,37 @@ class Tokens:
         self._cache[digest] = identity
         return identity
 
+    def list(self) -> list[TokenRecord]:
+        """Every token and access key (never a secret), oldest first."""
+        with self._store.session() as session:
+            rows = session.exec(select(ApiToken).order_by(ApiToken.created_at)).all()
+            return [_record(row) for row in rows]
+
+    def revoke(self, token_id: str, *, actor: str = "system") -> TokenRecord:
+        """Revoke a token or access key at once: this process forgets it now; processes
+        that check tokens with the control plane (serving workers) within their cache
+        time. NotFound for an unknown id; Conflict when already revoked."""
+        with self._store.session() as session:
+            row = session.get(ApiToken, token_id)
+            if row is None:
+                raise NotFound(f"no token {token_id!r}")
+            if row.revoked:
+                raise Conflict(f"token {token_id!r} ({row.name}) is already revoked")
+            row.revoked = True
+            session.add(row)
+            self._audit.append(session, actor=actor, action="token.revoke", object=f"token:{row.id}",
+                               before={"revoked": False}, after={"name": row.name, "role": row.role, "revoked": True})
+            record = _record(row)
+        for key, identity in list(self._cache.items()):
+            if identity.token_id == token_id:
+                self._cache.pop(key, None)
+        return record
+
     def count(self) -> int:
         with self._store.session() as session:
             return len(session.exec(select(ApiToken.id)).all())
+
+
+def _record(row: ApiToken) -> TokenRecord:
+    return TokenRecord(id=row.id, name=row.name, role=row.role, created_at=row.created_at, revoked=row.revoked,
+                       access_key_id=row.access_key_id)

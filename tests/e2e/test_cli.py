@@ -19,7 +19,7 @@ from mlops_lite.config import load_settings
 from mlops_lite.platform import open_local
 
 SCRIPT = Path(sys.executable).with_name("mlops-lite")
-COMMANDS = ("init", "demo", "up", "worker", "tui", "status")
+COMMANDS = ("init", "demo", "up", "worker", "tui", "status", "token")
 COUNTS = ("data_repositories", "runs", "models", "model_versions", "deployments", "audit_events")
 
 
@@ -262,3 +262,21 @@ def test_worker_without_a_daemon_says_what_is_missing(home: Path) -> None:
                           "http://127.0.0.1:9"], env=env, capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)
     assert run.returncode == 1 and "cannot reach mlops-lite at http://127.0.0.1:9" in run.stderr + run.stdout
+
+
+def test_token_create_list_and_revoke(home: Path) -> None:
+    assert cli(home, "init").returncode == 0
+    created = cli(home, "token", "create", "--name", "ci-bot", "--role", "viewer", "--json")
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)
+    assert token["role"] == "viewer" and token["token"].startswith("mll_")
+    listed = json.loads(cli(home, "token", "list", "--json").stdout)
+    assert {"ci-bot", "admin"} <= {t["name"] for t in listed} and token["token"] not in json.dumps(listed)
+    assert cli(home, "token", "revoke", token["id"]).returncode == 0
+    again = cli(home, "token", "revoke", token["id"])
+    assert again.returncode == 1 and "already revoked" in again.stderr + again.stdout
+    bad = cli(home, "token", "create", "--name", "x", "--role", "king")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    with open_local(load_settings(home=home)) as platform:
+        with pytest.raises(mlops_lite.Unauthenticated):
+            platform.tokens.authenticate(token["token"])
