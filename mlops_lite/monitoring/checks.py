@@ -30,8 +30,8 @@ from mlops_lite.monitoring.alerts import Observation
 from mlops_lite.monitoring.drift import DriftReport, compute_drift
 from mlops_lite.monitoring.prediction_log import FEATURE_PREFIX
 
-SERVED_SLOTS = ("primary", "canary")
-MIN_ATTEMPTS_FOR_ERROR_RATE = 20  # fewer requests than this give no error rate worth alerting on  # shadow answers reached nobody: not part of live quality
+SERVED_SLOTS = ("primary", "canary")  # shadow answers reached nobody: not part of live quality
+MIN_ATTEMPTS_FOR_ERROR_RATE = 20  # fewer requests than this give no error rate worth alerting on
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,10 @@ class ErrorLog:
             if self._oldest is None:
                 self._oldest = time.monotonic()
             due = time.monotonic() - self._oldest >= self.flush_after_s
-        if due:
-            self.flush()
+            if due:
+                self._oldest = None  # one write per interval, however many requests fail meanwhile
+        if due:  # the write happens off the request that noticed it was due
+            threading.Thread(target=self.flush, name="mlops-lite-error-log", daemon=True).start()
 
     def flush(self) -> int:
         with self._lock:

@@ -42,10 +42,7 @@ class Training:
                                       tags={"repository": repository, "path": path, "ref": ref},
                                       actor=actor) as run:
             model = train_classifier(read.table, spec, parity_tolerance=self._parity_tolerance)
-            run.log_params(model.params)
-            run.log_metrics(model.metrics)
-            digest = run.log_artifact(MODEL_ARTIFACT, model.onnx)
-            run.log_artifact(SIGNATURE_ARTIFACT, json.dumps(model.signature, sort_keys=True).encode())
+            digest = _log_model(run, model.params, model.metrics, model.onnx, model.signature)
         record = self._tracking.get_run(run.id)
         return TrainingResult(run=record, data_commit=read.commit, model_digest=digest,
                               signature=model.signature, metrics=model.metrics)
@@ -73,9 +70,16 @@ class Training:
                                expected="the id of the commit the model was trained on")
         with self._tracking.start_run(name, experiment=experiment, data_commits=(data_commit,), tags=tags,
                                       actor=actor) as run:
-            run.log_params(params)
-            run.log_metrics(metrics)
-            digest = run.log_artifact(MODEL_ARTIFACT, onnx)
-            run.log_artifact(SIGNATURE_ARTIFACT, json.dumps(signature, sort_keys=True).encode())
+            digest = _log_model(run, params, metrics, onnx, signature)
         return TrainingResult(run=self._tracking.get_run(run.id), data_commit=data_commit, model_digest=digest,
                               signature=signature, metrics=dict(metrics))
+
+
+def _log_model(run: Any, params: dict[str, Any], metrics: dict[str, float], onnx: bytes,
+               signature: dict[str, Any]) -> str:
+    """What every training run records; answers the ONNX model's digest."""
+    run.log_params(params)
+    run.log_metrics(metrics)
+    digest: str = run.log_artifact(MODEL_ARTIFACT, onnx)
+    run.log_artifact(SIGNATURE_ARTIFACT, json.dumps(signature, sort_keys=True).encode())
+    return digest

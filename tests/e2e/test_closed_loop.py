@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,6 +27,26 @@ def _send(platform, rows: list[dict], deployment: str = "loans") -> None:
         platform.monitoring.record(answer, [features], 0.001)
         labels.append((answer.request_id, int(row["default"])))
     platform.monitoring.record_feedback(deployment, labels)
+
+
+@contextmanager
+def live_traffic(platform, rows: list[dict], *, start: int) -> Iterator[None]:
+    """Serve ``rows`` (from ``start``, round and round) on a thread while the block runs."""
+    stop = threading.Event()
+
+    def live() -> None:
+        i = start
+        while not stop.is_set():
+            _send(platform, [rows[i % len(rows)]])
+            i += 1
+
+    sender = threading.Thread(target=live)
+    sender.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sender.join(30)
 
 
 @pytest.mark.slow
@@ -51,22 +73,9 @@ def test_the_loop_retrains_releases_and_blocks_a_worse_candidate(prefect_harness
         assert alert.evidence["feature"] == "credit_score" and alert.evidence["rows"] >= 400
 
         # 2. retrain on the newest data; gates on fresh labels; canary under live traffic; promoted
-        stop = threading.Event()
-
-        def live() -> None:
-            i = 400
-            while not stop.is_set():
-                _send(platform, [traffic[i % len(traffic)]])
-                i += 1
-
-        sender = threading.Thread(target=live)
-        sender.start()
-        try:
+        with live_traffic(platform, traffic, start=400):
             result = flows.retrain_release_flow(home, str(fresh_csv), since=since, observe_s=90, min_requests=20,
                                                 trigger=checked["reason"])
-        finally:
-            stop.set()
-            sender.join(30)
         assert result["gates"]["passed"], result["gates"]
         assert result["decision"] == "promote", result
         v2 = result["version"]
@@ -194,13 +203,6 @@ def test_the_release_waits_for_a_human_when_the_policy_asks(prefect_harness, tmp
     since = platform.deployments.get("loans").updated_at.isoformat()
     _send(platform, traffic[:200])
     results: list[dict] = []
-    stop = threading.Event()
-
-    def live() -> None:
-        i = 200
-        while not stop.is_set():
-            _send(platform, [traffic[i % len(traffic)]])
-            i += 1
 
     def release(**kwargs) -> None:
         results.append(flows.retrain_release_flow(home, str(fresh_csv), since=since, observe_s=60,
@@ -230,34 +232,31 @@ def test_the_release_waits_for_a_human_when_the_policy_asks(prefect_harness, tmp
                 time.sleep(0.2)
         raise AssertionError("the flow run never showed as Paused")
 
-    sender = threading.Thread(target=live)
-    sender.start()
     try:
-        runner = threading.Thread(target=release)
-        runner.start()
-        request = pending_request()
-        paused = paused_run()
-        assert paused.state.state_details.pause_key.startswith(f"approval-{request.id}")
-        assert platform.deployments.get("loans").strategy == "single"  # nothing moved while it waits
-        platform.policy.approve(request.id, identity=approver, comment="looks right")
-        runner.join(120)
-        (approved,) = results
-        assert approved["approval"]["approved"] and approved["decision"] == "promote", approved
-        assert approved["approval"]["pauses"] >= 1
-        assert platform.deployments.get("loans").version == approved["version"]
+        with live_traffic(platform, traffic, start=200):
+            runner = threading.Thread(target=release)
+            runner.start()
+            request = pending_request()
+            paused = paused_run()
+            assert paused.state.state_details.pause_key.startswith(f"approval-{request.id}")
+            assert platform.deployments.get("loans").strategy == "single"  # nothing moved while it waits
+            platform.policy.approve(request.id, identity=approver, comment="looks right")
+            runner.join(120)
+            (approved,) = results
+            assert approved["approval"]["approved"] and approved["decision"] == "promote", approved
+            assert approved["approval"]["pauses"] >= 1
+            assert platform.deployments.get("loans").version == approved["version"]
 
-        runner = threading.Thread(target=release, kwargs={"path": "loans/fresh-again.csv",
-                                                          "params": {"C": 0.5}})
-        runner.start()
-        request = pending_request()
-        platform.policy.reject(request.id, identity=approver, comment="not now")
-        runner.join(120)
-        rejected = results[1]
-        assert rejected["decision"] == "blocked" and "rejected" in rejected["gates"]["reasons"][0]
-        assert platform.deployments.get("loans").version == approved["version"]
+            runner = threading.Thread(target=release, kwargs={"path": "loans/fresh-again.csv",
+                                                              "params": {"C": 0.5}})
+            runner.start()
+            request = pending_request()
+            platform.policy.reject(request.id, identity=approver, comment="not now")
+            runner.join(120)
+            rejected = results[1]
+            assert rejected["decision"] == "blocked" and "rejected" in rejected["gates"]["reasons"][0]
+            assert platform.deployments.get("loans").version == approved["version"]
     finally:
-        stop.set()
-        sender.join(30)
         flows.unbind(platform)
         platform.close()
 

@@ -7,7 +7,6 @@ which owns the prediction log."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -16,7 +15,7 @@ import pytest
 from mlops_lite.client import RemotePlatform
 
 from ..conftest import DATA, build_loop
-from .test_closed_loop import _send
+from .test_closed_loop import _send, live_traffic
 
 
 @pytest.mark.slow
@@ -50,22 +49,9 @@ def test_the_loop_runs_over_http_as_on_a_worker(prefect_harness, tmp_path: Path,
         assert {t["rule"]: t["state"] for t in checked["transitions"]}.get("drift-feature") == "firing", checked
         assert checked["retrain"]
 
-        stop = threading.Event()
-
-        def live() -> None:
-            i = 400
-            while not stop.is_set():
-                _send(platform, [traffic[i % len(traffic)]])
-                i += 1
-
-        sender = threading.Thread(target=live)
-        sender.start()
-        try:
+        with live_traffic(platform, traffic, start=400):
             result = flows.retrain_release_flow(worker_home, str(fresh_csv), since=since, observe_s=90,
                                                 min_requests=20, trigger=checked["reason"])
-        finally:
-            stop.set()
-            sender.join(30)
         assert result["gates"]["passed"] and result["decision"] == "promote", result
         served = platform.deployments.get("loans")
         assert (served.strategy, served.version) == ("single", result["version"])
