@@ -133,6 +133,28 @@ def test_labelled_window_joins_feedback(tmp_path: Path) -> None:
         platform.close()
 
 
+def test_a_labelled_window_longer_than_a_batch_is_scored_in_batches(tmp_path: Path) -> None:
+    """The gate scores every fresh labelled row, however many: more than the session's
+    batch limit (10,000) is scored in batches, with the same figures."""
+    from mlops_lite.monitoring.loop import score_on_labelled
+
+    platform, _, spec = build_loop(tmp_path / "home")
+    try:
+        base = pacsv.read_csv(DATA / "loans_holdout.csv").select([*spec.numeric, *spec.categorical, "default"])
+        copies = 10_001 // base.num_rows + 1
+        long = pa.concat_tables([base] * copies)
+        assert long.num_rows > platform.deployments.router.load(
+            "loan-default", "1.0.0", platform.deployments.get("loans").digest,
+            platform.deployments.signatures(platform.deployments.get("loans"))).session.max_batch_size
+        one = score_on_labelled(platform, [("loan-default", "1.0.0")], base, "default")["1.0.0"]
+        many = score_on_labelled(platform, [("loan-default", "1.0.0")], long, "default")["1.0.0"]
+        assert many["rows"] == long.num_rows
+        for metric in ("accuracy", "roc_auc", "f1"):
+            assert many[metric] == pytest.approx(one[metric]), metric
+    finally:
+        platform.close()
+
+
 def test_the_daemons_monitor_job_checks_every_deployment(tmp_path: Path) -> None:
     """The APScheduler job of `mlops-lite up --no-prefect`: one window per deployment."""
     from server.jobs import DaemonJobs

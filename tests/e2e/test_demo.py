@@ -45,7 +45,7 @@ def test_the_demo_second_act_closes_the_loop(tmp_path: Path) -> None:
     out = done.stdout
     assert "act two: the closed loop" in out, out
     assert "alert drift-feature firing" in out and "retraining triggered" in out
-    assert "gates passed; canary at 30%" in out and "promote:" in out
+    assert "gates passed; canary at 30%" in out and "promote:" in out, out
     assert "loans now serves loan-default@1.1.0" in out
 
     from mlops_lite.config import load_settings
