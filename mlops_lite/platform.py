@@ -65,6 +65,8 @@ class Platform:
                                             rules=load_rules(settings.alert_rules_file)
                                             if settings.alert_rules_file.exists() else None)
             self.loop = ReleaseLoop(self)  # the closed loop's steps, as the flows call them
+            # Lineage and traces cross facets (registry, runs, data, policy, audit, the log).
+            self.deployments.facets = self.monitoring.facets = self
             self.privacy = Privacy(Anonymizer(key_from_env() or load_or_create_key(settings.anonymization_key_file)),
                                    self._pii_patterns)
         except BaseException:

@@ -342,3 +342,91 @@ class ApprovalRequest:
             if vote.vote == "approve":
                 seen.setdefault(vote.approver, None)
         return tuple(seen)
+
+
+@dataclass(frozen=True)
+class ServedSlot:
+    """One version a deployment held at a moment, and everything that produced it.
+
+    ``slot``: "primary"; "canary" (answers ``weight`` of the requests, the primary the
+    rest); "shadow" (mirrored traffic, answers nobody); "standby" (blue-green, answers
+    nobody until a switch). ``release_gates`` are the gates measured when this version
+    was let into an answering slot of the deployment (revision ``released_in``);
+    ``decisions`` and ``approvals`` are the stored policy decisions and approval
+    requests about ``model@version`` made up to the lineage's time. A link that cannot
+    be followed (a run, a data commit, a version no longer in the registry) is named in
+    ``missing``, and its field left empty.
+    """
+
+    slot: str
+    model: str
+    version: str
+    digest: str
+    weight: float | None
+    registered: ModelVersionRecord | None
+    run_id: str | None
+    run: RunRecord | None
+    data_repository: str | None
+    data_commits: tuple[str, ...]
+    commits: tuple[CommitRecord, ...]
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    released_in: int | None
+    release_gates: tuple[GateResult, ...]
+    decisions: tuple[PolicyDecision, ...]
+    approvals: tuple[ApprovalRequest, ...]
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeploymentLineage:
+    """What served deployment ``deployment`` at ``at``: the revision in force then, each
+    of its slots with its lineage (primary first), and the deployment's revisions up to
+    ``at``, oldest first."""
+
+    deployment: str
+    at: datetime
+    revision: DeploymentRevisionRecord
+    slots: tuple[ServedSlot, ...]
+    history: tuple[DeploymentRevisionRecord, ...]
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Every broken link, each prefixed with its slot."""
+        return tuple(f"{slot.slot}: {gap}" for slot in self.slots for gap in slot.missing)
+
+
+@dataclass(frozen=True)
+class ShadowAnswer:
+    """A shadow's answer to a request, as logged under the request's id (it answered nobody)."""
+
+    model: str
+    version: str
+    digest: str
+    predictions: tuple[str | None, ...]
+    probabilities: tuple[float | None, ...]
+
+
+@dataclass(frozen=True)
+class PredictionTrace:
+    """One logged request, traced back: which deployment slot and version answered it and
+    when, its input rows (``instances``, as logged), its answers (a label per row, as text,
+    and the probability of the positive class), the latest feedback label given for it,
+    any shadow answers under the same request id, and the deployment's lineage at that
+    moment."""
+
+    request_id: str
+    deployment: str
+    slot: str
+    model: str
+    version: str
+    digest: str
+    at: datetime
+    latency_ms: float | None
+    instances: tuple[dict[str, Any], ...]
+    predictions: tuple[str | None, ...]
+    probabilities: tuple[float | None, ...]
+    feedback: str | None
+    feedback_at: datetime | None
+    shadow: tuple[ShadowAnswer, ...]
+    lineage: DeploymentLineage

@@ -21,18 +21,26 @@ old route serving.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import select
 
 from mlops_lite.clock import utcnow
-from mlops_lite.errors import Conflict, InvalidInput, NotFound
+from mlops_lite.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
+from mlops_lite.inference.lineage import deployment_lineage
 from mlops_lite.inference.routing import Route, Router
 from mlops_lite.inference.session import ModelSession, choose_providers
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Deployment, DeploymentRevision
 from mlops_lite.policy import Policy
-from mlops_lite.records import DeploymentRecord, DeploymentRevisionRecord, ModelVersionRecord, Prediction
+from mlops_lite.records import (
+    DeploymentLineage,
+    DeploymentRecord,
+    DeploymentRevisionRecord,
+    ModelVersionRecord,
+    Prediction,
+)
 from mlops_lite.registry import Registry
 from mlops_lite.security.audit import AuditLog
 
@@ -44,6 +52,10 @@ _STATE = ("strategy", "model", "version", "digest", "candidate_model", "candidat
 
 class Deployments:
     """The ``platform.deployments`` facet."""
+
+    # The Platform, set by it: lineage reads the registry, runs, data, policy and audit
+    # through their facets rather than through their tables.
+    facets: Any = None
 
     def __init__(self, store: MetadataStore, registry: Registry, policy: Policy, audit: AuditLog,
                  actor: str, *, execution_provider: str, intra_op_threads: int, max_batch_size: int,
@@ -161,6 +173,14 @@ class Deployments:
                            .order_by(DeploymentRevision.revision.desc())).all()  # type: ignore[union-attr]
         return [DeploymentRevisionRecord(**{k: getattr(r, k) for k in DeploymentRevisionRecord.__dataclass_fields__})
                 for r in rows]
+
+    def lineage(self, name: str, at: datetime | str | None = None) -> DeploymentLineage:
+        """What served ``name`` at ``at`` (an aware datetime or ISO time; default now) and
+        what produced it: the revision in force, each slot's version, run, data commits,
+        gates, decisions and approvals, and the revisions up to then (see lineage.py)."""
+        if self.facets is None:
+            raise BackendUnavailable("deployment lineage needs the Platform's facets (set by the Platform)")
+        return deployment_lineage(self.facets, name, at)
 
     def signatures(self, record: DeploymentRecord) -> dict[str, dict[str, Any]]:
         """The signatures of the versions ``record`` serves, by digest (what a router needs)."""

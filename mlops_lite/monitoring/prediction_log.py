@@ -31,8 +31,9 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops_lite.errors import InvalidInput
-from mlops_lite.records import Prediction
+from mlops_lite.errors import BackendUnavailable, InvalidInput
+from mlops_lite.monitoring.trace import trace_prediction
+from mlops_lite.records import Prediction, PredictionTrace
 
 log = logging.getLogger("mlops_lite.monitoring")
 
@@ -351,6 +352,7 @@ class Monitoring:
         self.errors = ErrorLog(self.errors_dir)
         self.feedback = Feedback(self.feedback_dir)
         self.alerts: Any = None  # set by the Platform (alerts live in the metadata store)
+        self.facets: Any = None  # the Platform, set by it: a trace reads the deployment's lineage through it
         self.last_trigger: dict[str, float] = {}  # retrain debounce, per deployment
 
     def record(self, prediction: Prediction, instances: list[dict[str, Any]], latency_s: float) -> bool:
@@ -362,6 +364,13 @@ class Monitoring:
     def record_error(self, deployment: str, status: int, slot: str | None = None) -> None:
         """Count a failed request (never fails itself); windows turn counts into ``errors.rate``."""
         self.errors.record(deployment, status, slot)
+
+    def trace(self, request_id: str) -> PredictionTrace:
+        """One logged request: its deployment, slot, version, time, input rows, answers,
+        feedback label, and the deployment's lineage then (see trace.py)."""
+        if self.facets is None:
+            raise BackendUnavailable("a trace needs the Platform's facets (set by the Platform)")
+        return trace_prediction(self.facets, request_id)
 
     def flush(self, timeout: float = 30.0) -> bool:
         self.errors.flush()

@@ -144,6 +144,16 @@ class AuditLog:
             rows = session.exec(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)).all()  # type: ignore[union-attr]
         return [_record(row) for row in rows]
 
+    def about(self, object: str, *, action_prefix: str = "") -> list[AuditRecord]:
+        """The events about one object (e.g. ``deployment:loans``), oldest first; only the
+        actions starting with ``action_prefix`` when given."""
+        with self._store.session() as session:
+            query = select(AuditEvent).where(AuditEvent.object == object)
+            if action_prefix:
+                query = query.where(AuditEvent.action.startswith(action_prefix))  # type: ignore[attr-defined]
+            rows = session.exec(query.order_by(AuditEvent.seq)).all()  # type: ignore[arg-type]
+        return [_record(row) for row in rows]
+
     def count(self) -> int:
         with self._store.session() as session:
             return int(session.exec(select(func.count()).select_from(AuditEvent)).one())
