@@ -1,11 +1,17 @@
 """The Open Inference Protocol (KServe v2 REST) over the same deployments as /v1.
 
 Standard clients (tritonclient[http], KServe's) speak it: one typed tensor per
-feature, ``[n, 1]`` (or ``[n]``), JSON data. Tensors are built with numpy,
-column by column, straight from the request; no per-row dicts. Errors are
-answered the KServe way, ``{"error": "..."}``, with 400 for a bad request.
-Only the JSON encoding is spoken; the binary tensor extension is refused
-with a 400 that says so.
+feature, ``[n, 1]`` (or ``[n]``), as JSON data or as raw bytes by the binary
+tensor data extension (tritonclient's default): an ``Inference-Header-Content-Length``
+header gives the length of the JSON header, the tensors' little-endian bytes
+follow it in the order of the inputs that carry ``parameters.binary_data_size``
+(BYTES elements each with a 4-byte length). Outputs come back as bytes when asked
+(``parameters.binary_data`` per output, ``parameters.binary_data_output`` per
+request), with the same header and ``application/octet-stream``.
+
+Tensors are built with numpy, column by column, straight from the request
+(``np.frombuffer`` for binary numbers); no per-row dicts. Errors are answered
+the KServe way, ``{"error": "..."}``, with 400 for a bad request.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import zlib
 from typing import Any
 
 import anyio.to_thread
@@ -21,8 +28,10 @@ import numpy as np
 from litestar import Request, Response, Router, get, post
 from litestar.exceptions import HTTPException
 
+import mlops_lite
 from mlops_lite import MlopsLiteError, NotFound, Platform, Unauthenticated
 from mlops_lite.errors import InvalidInput
+from mlops_lite.inference.columnar import ColumnRows, bytes_column, numeric_column, serialize_bytes
 from mlops_lite.inference.session import ModelSession
 from mlops_lite.records import DeploymentRecord, Prediction
 
@@ -32,6 +41,9 @@ PLATFORM = "onnxruntime_onnx"
 NUMERIC_DATATYPES = {"FP32", "FP64", "INT32", "INT64"}
 INTEGER_DATATYPES = {"INT32", "INT64"}
 OUTPUTS = ("label", "probabilities")
+HEADER_LENGTH = "Inference-Header-Content-Length"
+OCTET_STREAM = "application/octet-stream"
+MAX_INFLATED = 256 * 1024 * 1024  # a compressed body may not grow past this
 
 
 class BadRequest(InvalidInput):
@@ -57,6 +69,11 @@ def _label_datatype(session: ModelSession) -> str:
 
 
 # ------------------------------------------------------------------------------------------- health
+
+@get("/", opt={"permission": "viewer"}, sync_to_thread=False)
+def server_metadata() -> dict[str, Any]:
+    return {"name": "mlops-lite", "version": mlops_lite.__version__, "extensions": ["binary_tensor_data"]}
+
 
 @get("/health/live", opt={"permission": "viewer"}, sync_to_thread=False)
 def server_live() -> dict[str, Any]:
@@ -141,12 +158,16 @@ def _shape(value: Any, where: str) -> list[int]:
     return value
 
 
-def _column(tensor: dict[str, Any], spec: dict[str, Any], where: str, rows: int) -> np.ndarray:
-    """One feature's ``[n, 1]`` tensor from its request tensor, validated."""
+def _column(tensor: dict[str, Any], spec: dict[str, Any], where: str, rows: int,
+            raw: memoryview | None = None) -> np.ndarray:
+    """One feature's ``[n, 1]`` tensor from its request tensor (JSON data or its binary
+    bytes, ``raw``), validated."""
     name, datatype, data = spec["name"], tensor.get("datatype"), tensor.get("data")
     if not isinstance(datatype, str):
         raise BadRequest(f"{where} ({name!r}) has no datatype", field=f"{where}.datatype",
                          expected="a datatype string")
+    if raw is not None:
+        return _binary_column(raw, datatype, spec, where, rows)
     if data is None:
         raise BadRequest(f"{where} ({name!r}) has no data", field=f"{where}.data", expected="a list of values")
     if not isinstance(data, list):
@@ -182,6 +203,24 @@ def _column(tensor: dict[str, Any], spec: dict[str, Any], where: str, rows: int)
     return column.reshape(-1, 1)
 
 
+def _binary_column(raw: memoryview, datatype: str, spec: dict[str, Any], where: str, rows: int) -> np.ndarray:
+    name, field = spec["name"], f"{where}.parameters.binary_data_size"
+    try:
+        if spec["type"] == "float":
+            if datatype == "BYTES":
+                raise BadRequest(f"input {name!r} has datatype BYTES; it is a numeric feature",
+                                 field=f"{where}.datatype", expected="a numeric datatype such as FP32")
+            return numeric_column(raw, datatype, rows, name, field)
+        if datatype != "BYTES":
+            raise BadRequest(f"input {name!r} has datatype {datatype}; it is a string feature",
+                             field=f"{where}.datatype", expected="BYTES")
+        return bytes_column(raw, rows, name, field)
+    except BadRequest:
+        raise
+    except InvalidInput as exc:  # the columnar helpers' errors, counted as this protocol's 400
+        raise BadRequest(exc.message, details=exc.details) from exc
+
+
 def _flatten_strings(data: list[Any], name: str, where: str) -> list[str]:
     flat: list[str] = []
     stack = [iter(data)]
@@ -199,8 +238,50 @@ def _flatten_strings(data: list[Any], name: str, where: str) -> list[str]:
     return flat
 
 
-def build_feed(session: ModelSession, body: Any) -> tuple[dict[str, np.ndarray], int]:
-    """Validate an OIP request body against the signature; answer the feed and the batch size."""
+def _binary_slices(tensors: list[Any], binary: memoryview | None) -> dict[int, memoryview]:
+    """Each binary input's bytes, by its index in ``inputs``: the tensors' data follow the
+    JSON header in the order of the inputs that carry ``binary_data_size``."""
+    slices: dict[int, memoryview] = {}
+    offset = 0
+    for index, tensor in enumerate(tensors):
+        parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
+        if parameters is None:
+            continue
+        where = f"inputs[{index}]"
+        name = tensor.get("name")
+        if not isinstance(parameters, dict):
+            raise BadRequest(f"{where} ({name!r}) parameters must be an object", field=f"{where}.parameters",
+                             expected='{"binary_data_size": <bytes>}')
+        if "binary_data_size" not in parameters:
+            continue
+        size = parameters["binary_data_size"]
+        field = f"{where}.parameters.binary_data_size"
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BadRequest(f"input {name!r} has binary_data_size {size!r}", field=field,
+                             expected="a number of bytes >= 0")
+        if binary is None:
+            raise BadRequest(f"input {name!r} has binary_data_size but the request has no {HEADER_LENGTH} header",
+                             field=HEADER_LENGTH, expected="the length of the JSON header, binary data after it")
+        if "data" in tensor:
+            raise BadRequest(f"input {name!r} has both data and binary_data_size", field=f"{where}.data",
+                             expected="one of them")
+        if offset + size > len(binary):
+            raise BadRequest(f"input {name!r} has binary_data_size {size} but only {len(binary) - offset} bytes "
+                             "of binary data are left in the body", field=field,
+                             expected=f"at most {len(binary) - offset} bytes")
+        slices[index] = binary[offset:offset + size]
+        offset += size
+    if binary is not None and offset != len(binary):
+        raise BadRequest(f"the body has {len(binary) - offset} bytes of binary data that no input's "
+                         "binary_data_size accounts for", field=HEADER_LENGTH,
+                         expected=f"{offset} bytes of binary data after the JSON header")
+    return slices
+
+
+def build_feed(session: ModelSession, body: Any, binary: memoryview | None = None
+               ) -> tuple[dict[str, np.ndarray], int]:
+    """Validate an OIP request body (and the binary data after its JSON header) against the
+    signature; answer the feed and the batch size."""
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object", field="body",
                          expected='{"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
@@ -222,6 +303,7 @@ def build_feed(session: ModelSession, body: Any) -> tuple[dict[str, np.ndarray],
         if name in by_name:
             raise BadRequest(f"input {name!r} is given twice", field=f"{where}.name", expected="each input once")
         by_name[name] = (index, tensor)
+    slices = _binary_slices(tensors, binary)
     missing = [name for name in specs if name not in by_name]
     if missing:
         raise BadRequest(f"missing input {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
@@ -242,7 +324,7 @@ def build_feed(session: ModelSession, body: Any) -> tuple[dict[str, np.ndarray],
         elif n != rows:
             raise BadRequest(f"input {spec['name']!r} has batch size {n} but {first!r} has {rows}",
                              field=f"{where}.shape", expected="the same batch size for every input")
-        feed[spec["name"]] = _column(tensor, spec, where, n)
+        feed[spec["name"]] = _column(tensor, spec, where, n, slices.get(index))
     assert rows is not None
     return feed, rows
 
@@ -253,26 +335,73 @@ def _side_of(route: Any, slot: Any) -> str | None:
     return "primary" if slot is route.primary else "canary"
 
 
-def _requested(body: dict[str, Any]) -> tuple[str, ...]:
+def _flag(parameters: Any, key: str, where: str) -> bool | None:
+    if parameters is None:
+        return None
+    if not isinstance(parameters, dict):
+        raise BadRequest(f"{where} must be an object", field=where, expected=f'{{"{key}": true|false}}')
+    if "classification" in parameters:
+        raise BadRequest("the classification extension is not supported; ask for 'label' and "
+                         "'probabilities'", field=f"{where}.classification", expected=f"outputs among {list(OUTPUTS)}")
+    value = parameters.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest(f"{where}.{key} must be true or false, got {value!r}", field=f"{where}.{key}",
+                         expected="a boolean")
+    return value
+
+
+def _requested(body: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
+    """The outputs to answer, in order, each with whether it goes back as binary data."""
+    everything = _flag(body.get("parameters"), "binary_data_output", "parameters") or False
     outputs = body.get("outputs")
     if outputs is None:
-        return OUTPUTS
+        return tuple((name, everything) for name in OUTPUTS)
     if not isinstance(outputs, list):
         raise BadRequest("'outputs' must be a list of {\"name\": ...}", field="outputs",
                          expected=f"names among {list(OUTPUTS)}")
-    names: list[str] = []
+    names: list[tuple[str, bool]] = []
     for index, output in enumerate(outputs):
         name = output.get("name") if isinstance(output, dict) else None
         if name not in OUTPUTS:
             raise BadRequest(f"unknown output {name!r}", field=f"outputs[{index}].name",
                              expected=f"one of {list(OUTPUTS)}")
-        names.append(name)
-    return tuple(names) or OUTPUTS
+        binary = _flag(output.get("parameters"), "binary_data", f"outputs[{index}].parameters")
+        names.append((name, everything if binary is None else binary))
+    return tuple(names) or tuple((name, everything) for name in OUTPUTS)
 
 
-def infer(platform: Platform, name: str, version: str | None, body: Any, metrics: Any = None) -> dict[str, Any]:
+def _output(name: str, binary: bool, labels: np.ndarray, probabilities: np.ndarray, rows: int
+            ) -> tuple[dict[str, Any], bytes | None]:
+    """One output tensor: JSON data, or its binary bytes and their size in the header."""
+    if name == "label":
+        flat = labels.reshape(-1)
+        datatype = "INT64" if flat.dtype.kind in "iub" else "BYTES"
+        shape = [rows]
+        if binary:
+            blob = flat.astype("<i8").tobytes() if datatype == "INT64" else serialize_bytes(flat.tolist())
+        else:
+            data = flat.tolist() if datatype == "INT64" else [str(v) for v in flat]
+    else:
+        probs = np.asarray(probabilities, dtype=np.float32)
+        datatype, shape = "FP32", [rows, int(probs.shape[1])]
+        if binary:
+            blob = probs.astype("<f4", copy=False).tobytes()
+        else:
+            data = probs.reshape(-1).tolist()
+    tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+    if binary:
+        tensor["parameters"] = {"binary_data_size": len(blob)}
+        return tensor, blob
+    tensor["data"] = data
+    return tensor, None
+
+
+def infer(platform: Platform, name: str, version: str | None, body: Any, metrics: Any = None,
+          binary: memoryview | None = None) -> tuple[dict[str, Any], list[bytes]]:
     """Infer on the deployment's route: a named version answers from its slot, else the
-    strategy picks (a canary gets its share). Logged and counted like /v1 predict."""
+    strategy picks (a canary gets its share). Logged and counted like /v1 predict.
+
+    Answers the response's JSON and the binary data of its binary outputs, in order."""
     started = time.perf_counter()
     route: Any = None
     slot: Any = None
@@ -280,7 +409,7 @@ def infer(platform: Platform, name: str, version: str | None, body: Any, metrics
         route = platform.deployments.route(name)
         slot = route.slot_for_version(version) if version is not None else route.pick(None)[0]
         session = slot.session
-        feed, rows = build_feed(session, body)
+        feed, rows = build_feed(session, body, binary)
         requested = _requested(body)
         labels, probabilities = slot.run(feed)
     except Exception as exc:
@@ -295,38 +424,80 @@ def infer(platform: Platform, name: str, version: str | None, body: Any, metrics
     request_id = body.get("id")
     request_id = str(request_id) if request_id is not None else uuid.uuid4().hex
     prediction = Prediction(request_id=request_id, deployment=name, model=slot.model, version=slot.version,
-                            digest=slot.digest, predictions=tuple(v.item() for v in labels.reshape(-1)),
-                            probabilities=tuple(tuple(float(p) for p in row) for row in probabilities),
+                            digest=slot.digest, predictions=tuple(labels.reshape(-1).tolist()),
+                            probabilities=tuple(map(tuple, np.asarray(probabilities, dtype=np.float64).tolist())),
                             classes=session.classes, slot=side)
-    columns = {spec["name"]: feed[spec["name"]].reshape(-1).tolist() for spec in session.inputs}
-    instances = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-    platform.monitoring.record(prediction, instances, latency)
+    platform.monitoring.record(prediction, ColumnRows(feed, rows), latency)
     if metrics is not None:
         metrics.observe(name, slot.version, "200", latency, rows)
-    record = route.record
     outputs: list[dict[str, Any]] = []
-    for output in requested:
-        if output == "label":
-            datatype = "INT64" if labels.dtype.kind in "iub" else "BYTES"
-            data = labels.reshape(-1).tolist() if datatype == "INT64" else [str(v) for v in labels.reshape(-1)]
-            outputs.append({"name": "label", "datatype": datatype, "shape": [rows], "data": data})
-        else:
-            probs = np.asarray(probabilities, dtype=np.float32)
-            outputs.append({"name": "probabilities", "datatype": "FP32", "shape": [rows, int(probs.shape[1])],
-                            "data": probs.reshape(-1).tolist()})
-    return {"model_name": record.name, "model_version": slot.version, "id": request_id, "outputs": outputs}
+    blobs: list[bytes] = []
+    for output, as_binary in requested:
+        tensor, blob = _output(output, as_binary, labels, probabilities, rows)
+        outputs.append(tensor)
+        if blob is not None:
+            blobs.append(blob)
+    answer = {"model_name": route.record.name, "model_version": slot.version, "id": request_id, "outputs": outputs}
+    return answer, blobs
 
 
-async def _infer(request: Request[Any, Any, Any], name: str, version: str | None) -> dict[str, Any]:
-    if request.headers.get("inference-header-content-length") is not None:
-        raise BadRequest("the binary tensor data extension is not supported; send JSON tensors "
-                         "(tritonclient: binary_data=False)", field="body", expected="a JSON body")
-    raw = await request.body()
+def _inflate(raw: bytes, encoding: str) -> bytes:
+    """A gzip or deflate request body (tritonclient's request compression), bounded."""
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
+    if wbits is None:
+        raise BadRequest(f"Content-Encoding {encoding!r} is not supported", field="Content-Encoding",
+                         expected="gzip, deflate or none")
+    inflater = zlib.decompressobj(wbits)
     try:
-        body = msgspec.json.decode(raw)
+        out = inflater.decompress(raw, MAX_INFLATED)
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not valid {encoding} data ({exc})", field="Content-Encoding",
+                         expected=f"a {encoding} body") from exc
+    if inflater.unconsumed_tail:
+        raise BadRequest(f"the body inflates to more than {MAX_INFLATED} bytes", field="body",
+                         expected=f"at most {MAX_INFLATED} bytes uncompressed")
+    return out
+
+
+def _split(request: Request[Any, Any, Any], raw: bytes) -> tuple[Any, memoryview | None]:
+    """The JSON header, decoded, and the binary data after it (None without the extension)."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding and encoding != "identity":
+        raw = _inflate(raw, encoding)
+    length = request.headers.get(HEADER_LENGTH.lower())
+    binary: memoryview | None = None
+    header: bytes | memoryview = raw
+    if length is not None:
+        try:
+            size = int(length)
+        except ValueError:
+            size = -1
+        if size < 0:
+            raise BadRequest(f"{HEADER_LENGTH} is {length!r}", field=HEADER_LENGTH,
+                             expected="the length of the JSON header in bytes")
+        if size > len(raw):
+            raise BadRequest(f"{HEADER_LENGTH} says the JSON header is {size} bytes but the body has only "
+                             f"{len(raw)}", field=HEADER_LENGTH, expected=f"at most {len(raw)}")
+        view = memoryview(raw)
+        header, binary = view[:size], view[size:]
+    try:
+        body = msgspec.json.decode(header)
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON ({exc})", field="body",
-                         expected="a JSON object") from exc
+        what = f"the first {HEADER_LENGTH} bytes of the body are" if binary is not None else "the request body is"
+        raise BadRequest(f"{what} not valid JSON ({exc})", field="body", expected="a JSON object") from exc
+    return body, binary
+
+
+def _render(answer: dict[str, Any], blobs: list[bytes]) -> Response[Any]:
+    if not blobs:
+        return Response(answer, status_code=200)
+    header = msgspec.json.encode(answer)
+    return Response(b"".join([header, *blobs]), status_code=200, media_type=OCTET_STREAM,
+                    headers={HEADER_LENGTH: str(len(header))})
+
+
+async def _infer(request: Request[Any, Any, Any], name: str, version: str | None) -> Response[Any]:
+    body, binary = _split(request, await request.body())
     platform = _platform(request)
     from server.app import inline_ok
 
@@ -334,20 +505,20 @@ async def _infer(request: Request[Any, Any, Any], name: str, version: str | None
     first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
     shape = first.get("shape") if isinstance(first, dict) else None
     rows = shape[0] if isinstance(shape, list) and shape and isinstance(shape[0], int) else 1 << 30
+    metrics = request.app.state.metrics
     if inline_ok(platform, name, rows):
-        return infer(platform, name, version, body, request.app.state.metrics)
-    result: dict[str, Any] = await anyio.to_thread.run_sync(infer, platform, name, version, body,
-                                                            request.app.state.metrics)
-    return result
+        return _render(*infer(platform, name, version, body, metrics, binary))
+    answer, blobs = await anyio.to_thread.run_sync(infer, platform, name, version, body, metrics, binary)
+    return _render(answer, blobs)
 
 
 @post("/models/{name:str}/infer", opt={"permission": "viewer"}, status_code=200)
-async def model_infer(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+async def model_infer(request: Request[Any, Any, Any], name: str) -> Response[Any]:
     return await _infer(request, name, None)
 
 
 @post("/models/{name:str}/versions/{version:str}/infer", opt={"permission": "viewer"}, status_code=200)
-async def model_version_infer(request: Request[Any, Any, Any], name: str, version: str) -> dict[str, Any]:
+async def model_version_infer(request: Request[Any, Any, Any], name: str, version: str) -> Response[Any]:
     return await _infer(request, name, version)
 
 
@@ -376,6 +547,6 @@ def oip_router() -> Router:
     from server.app import authorize
 
     return Router(path="/v2", guards=[authorize], exception_handlers={Exception: _error},
-                  route_handlers=[server_live, server_ready, model_metadata, model_version_metadata,
+                  route_handlers=[server_metadata, server_live, server_ready, model_metadata, model_version_metadata,
                                   model_ready, model_version_ready, model_infer, model_version_infer])
 
