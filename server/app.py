@@ -28,6 +28,7 @@ from mlops_lite.records import (
 )
 from mlops_lite.security import require
 from server.lakefs import lakefs_router
+from server.lineage import LINEAGE_ROUTES
 from server.metrics import CONTENT_TYPE, Metrics
 from server.monitoring import MONITORING_ROUTES
 from server.oip import oip_router
@@ -437,7 +438,8 @@ def create_app(platform: Platform) -> Litestar:
                                  list_tokens, create_token, revoke_token,
                                  list_deployments, deploy, predict, feedback, list_aliases, move_alias, rollback_alias,
                                  lineage, decisions, request_promotion, list_requests, approve, reject, complete,
-                                 get_run, metric_history, compare_runs, sql, *RELEASE_ROUTES, *MONITORING_ROUTES])
+                                 get_run, metric_history, compare_runs, sql, *RELEASE_ROUTES, *MONITORING_ROUTES,
+                                 *LINEAGE_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

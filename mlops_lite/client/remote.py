@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -16,6 +17,7 @@ import msgspec
 from mlops_lite import errors
 from mlops_lite.records import (
     ApprovalRequest,
+    DeploymentLineage,
     DeploymentRecord,
     DeploymentRevisionRecord,
     Identity,
@@ -24,6 +26,7 @@ from mlops_lite.records import (
     ModelVersionRecord,
     PolicyDecision,
     Prediction,
+    PredictionTrace,
     RunRecord,
     TokenRecord,
 )
@@ -232,6 +235,11 @@ class _Deployments:
         body = self._remote.request("POST", f"/v1/deployments/{name}/predict", json=payload)
         return _convert(body, Prediction)
 
+    def lineage(self, name: str, at: datetime | str | None = None) -> DeploymentLineage:
+        params = {"at": at.isoformat() if isinstance(at, datetime) else at} if at is not None else None
+        return _convert(self._remote.request("GET", f"/v1/deployments/{name}/lineage", params=params),
+                        DeploymentLineage)
+
     def routing(self) -> list[tuple[DeploymentRecord, dict[str, Any]]]:
         """Every deployment with the signatures of its versions (what a serving process polls)."""
         body = self._remote.request("GET", "/v1/routing")
@@ -265,6 +273,11 @@ class _Monitoring:
     def check(self, deployment: str) -> dict[str, Any]:
         """One monitoring window of ``deployment`` now (see ``mlops_lite.monitoring.loop``)."""
         return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/monitor"))
+
+    def trace(self, request_id: str) -> PredictionTrace:
+        # Quoted: an id is the caller's text, and a '/' or '?' in it must reach the server as text.
+        path = f"/v1/predictions/{quote(str(request_id), safe='')}/trace"
+        return _convert(self._remote.request("GET", path), PredictionTrace)
 
 
 class _Tokens:

@@ -28,9 +28,11 @@ def train_second(platform: Any) -> Any:
     return platform.registry.register_from_run("loan-default", run.id)
 
 
-@pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    platform, _, spec = build_loop(tmp_path_factory.mktemp("lineage") / "home")
+def release_two_versions(home: Path) -> dict[str, Any]:
+    """A platform whose deployment 'loans' served 1.0.0 (revision 1), a 30% canary of
+    1.1.0 (revision 2, after a stored decision and an approval) and 1.1.0 alone
+    (revision 3), with logged predictions in each of the first two; the caller closes it."""
+    platform, token, spec = build_loop(home)
     try:
         rows = holdout_rows(spec, 3)
         first = platform.deployments.predict("loans", rows)
@@ -46,11 +48,19 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         for prediction, row in zip(during, holdout_rows(spec, 40), strict=True):
             platform.monitoring.record(prediction, [row], 0.001)
         platform.deployments.promote("loans", reason="canary held")
-        yield {"platform": platform, "spec": spec, "rows": rows, "first": first, "second": second,
-               "request": request, "decision": decision, "during": during,
-               "revisions": {r.revision: r for r in platform.deployments.revisions("loans")}}
-    finally:
+    except BaseException:
         platform.close()
+        raise
+    return {"platform": platform, "token": token, "spec": spec, "rows": rows, "first": first, "second": second,
+            "request": request, "decision": decision, "during": during,
+            "revisions": {r.revision: r for r in platform.deployments.revisions("loans")}}
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state = release_two_versions(tmp_path_factory.mktemp("lineage") / "home")
+    yield state
+    state["platform"].close()
 
 
 def test_lineage_before_and_after_a_promotion_answers_different_versions(released: dict[str, Any]) -> None:
