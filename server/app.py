@@ -27,6 +27,7 @@ from mlops_lite.records import (
     TokenRecord,
 )
 from mlops_lite.security import require
+from server.columnar import arrow_predict
 from server.lakefs import lakefs_router
 from server.lineage import LINEAGE_ROUTES
 from server.metrics import CONTENT_TYPE, Metrics
@@ -180,9 +181,10 @@ def inline_ok(platform: Platform, name: str, rows: int) -> bool:
     return rows <= INLINE_ROWS and not router.batching and router.route(name) is not None
 
 
-@post("/deployments/{name:str}/predict", opt={"permission": "viewer"}, status_code=200)
+@post("/deployments/{name:str}/predict", opt={"permission": "viewer"}, status_code=200, before_request=arrow_predict)
 async def predict(request: Request[Any, Any, Any], name: str, data: PredictRequest) -> Prediction:
-    """Predict for named-feature instances; answers labels, probabilities, version and digest."""
+    """Predict for named-feature instances; answers labels, probabilities, version and digest.
+    An Arrow IPC stream body (one column per input) is answered by ``arrow_predict`` instead."""
     platform = _platform(request)
     if inline_ok(platform, name, len(data.instances)):
         return _predict(platform, request.app.state.metrics, name, data)

@@ -21,15 +21,17 @@ old route serving.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlmodel import select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from mlops_lite.inference.lineage import deployment_lineage
-from mlops_lite.inference.routing import Route, Router
+from mlops_lite.inference.routing import Answer, Route, Router
 from mlops_lite.inference.session import ModelSession, choose_providers
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Deployment, DeploymentRevision
@@ -200,6 +202,13 @@ class Deployments:
         """Answer ``instances`` from the slot the strategy picks (sticky by ``key``)."""
         self.route(name)
         return self.router.predict(name, instances, key=key)
+
+    def predict_with(self, name: str, build: Callable[[ModelSession], dict[str, np.ndarray]], *,
+                     key: str | None = None) -> Answer:
+        """Answer a columnar request: ``build`` makes the feed for the slot the strategy picks
+        (``columnar.feed_from_arrow`` and the like); answers the prediction and its tensors."""
+        self.route(name)
+        return self.router.predict_with(name, build, key=key)
 
     def route(self, name: str) -> Route:
         """The loaded route of ``name``, loading it on first use."""

@@ -21,7 +21,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlops_lite.errors import IntegrityError, InvalidInput, MlopsLiteError, NotFound
+from mlops_lite.inference.columnar import ColumnRows
 from mlops_lite.inference.session import ModelSession
 from mlops_lite.records import DeploymentRecord, Prediction
 
@@ -54,6 +55,17 @@ class Slot:
         if self.batcher is not None:
             return self.batcher.submit(feed)
         return self.session.predict(feed)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A prediction with the tensors it came from and went to (columnar callers answer
+    and log from these without going through rows)."""
+
+    prediction: Prediction
+    feed: dict[str, np.ndarray]
+    labels: np.ndarray
+    probabilities: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -180,23 +192,32 @@ class Router:
         return route
 
     def predict(self, name: str, instances: Any, *, key: str | None = None) -> Prediction:
+        answer = self.predict_with(name, lambda session: session.build_feed(instances), instances, key=key)
+        return answer.prediction
+
+    def predict_with(self, name: str, build: Callable[[ModelSession], dict[str, np.ndarray]],
+                     instances: Sequence[dict[str, Any]] | None = None, *, key: str | None = None) -> Answer:
+        """Answer a request whose feed ``build`` makes for the picked slot's session (a canary
+        may have other inputs than the primary). ``instances`` are the request's rows for a
+        shadow that needs them; None: a row view over the feed (columnar requests)."""
         route = self.get(name)
         if key is not None and (not isinstance(key, str) or len(key) > 256):
             raise InvalidInput("key must be a string of at most 256 characters", field="key",
                                expected="a string such as a user or session id")
         slot, side = route.pick(key)
         try:
-            feed = slot.session.build_feed(instances)
+            feed = build(slot.session)
             labels, probabilities = slot.run(feed)
         except Exception as exc:
             exc.slot = side  # type: ignore[attr-defined]  # so a canary's failures count against the canary
             raise
         prediction = _prediction(uuid.uuid4().hex, name, slot, side, labels, probabilities)
         if route.record.strategy == "shadow" and route.candidate is not None and self.on_shadow is not None:
-            self._mirror(route.candidate, prediction.request_id, name, instances, feed)
-        return prediction
+            rows = instances if instances is not None else ColumnRows(feed, len(prediction.predictions))
+            self._mirror(route.candidate, prediction.request_id, name, rows, feed)
+        return Answer(prediction, feed, labels, probabilities)
 
-    def _mirror(self, slot: Slot, request_id: str, name: str, instances: list[dict[str, Any]],
+    def _mirror(self, slot: Slot, request_id: str, name: str, instances: Sequence[dict[str, Any]],
                 feed: dict[str, np.ndarray]) -> None:
         """Run the shadow off the request path; a full queue drops the mirror, never the request."""
         with self._lock:
@@ -212,12 +233,12 @@ class Router:
             try:
                 started = time.perf_counter()
                 shadow_feed = feed if slot.session.inputs == self.get(name).primary.session.inputs \
-                    else slot.session.build_feed(instances)
+                    else slot.session.build_feed(list(instances))
                 labels, probabilities = slot.session.predict(shadow_feed)
                 shadow = _prediction(request_id, name, slot, "shadow", labels, probabilities)
                 hook = self.on_shadow
                 if hook is not None:
-                    hook(shadow, instances, time.perf_counter() - started)
+                    hook(shadow, list(instances), time.perf_counter() - started)
             except Exception:
                 self.shadow_errors += 1
                 log.exception("shadow prediction for %s failed", name)
