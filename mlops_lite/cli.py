@@ -275,7 +275,8 @@ def _print_report(settings: Settings, commit: str, record: Any, revision: int, t
                   f"{summary['audit_events']} audit events (hash-chained)")
     table.add_row("wall time", f"{wall:.1f} s")
     console.print(table)
-    console.print("Look further:  mlops-lite tui  (dashboard)   mlops-lite up  (API on "
+    console.print("Look further:  mlops-lite deploy lineage loans  (what serves, and the data, run and approvals "
+                  "behind it)   mlops-lite tui  (dashboard)   mlops-lite up  (API on "
                   f"{settings.server_url}, Prefect UI on http://{settings.host}:{settings.prefect_port})   "
                   "mlops-lite status")
 
@@ -659,6 +660,100 @@ def deploy_status(name: Annotated[str, typer.Argument(help="The deployment.")],
                       f"{r.candidate_model}@{r.candidate_version}" if r.candidate_digest else "-",
                       r.changed_by, f"{r.changed_at:%Y-%m-%d %H:%M:%S}", r.reason)
     _print_table(table)
+
+
+@deploy_app.command("lineage")
+def deploy_lineage(name: Annotated[str, typer.Argument(help="The deployment.")],
+                   at: Annotated[str | None, typer.Option(help="What served at this ISO time (default now).")] = None,
+                   as_json: Annotated[bool, _JSON] = False) -> None:
+    """Which data, run and approvals produced what a deployment serves (or served at --at):
+    the revision in force, each slot's version, run, data commits, gates, decisions and
+    approvals, and the revisions up to then."""
+    with _control_plane() as platform:
+        lineage = platform.deployments.lineage(name, at)
+    if as_json:
+        _print_json({**_jsonable(lineage), "missing": list(lineage.missing)})
+        return
+    _print_lineage(lineage)
+
+
+@app.command("trace")
+def trace(request_id: Annotated[str, typer.Argument(help="The request id a predict call answered.")],
+          as_json: Annotated[bool, _JSON] = False) -> None:
+    """One logged prediction traced back: the slot and version that answered, when, its
+    input rows and answers, its feedback label, and the deployment's lineage then."""
+    with _control_plane() as platform:
+        found = platform.monitoring.trace(request_id)
+    if as_json:
+        _print_json({**_jsonable(found), "missing": list(found.lineage.missing)})
+        return
+    latency = f", {found.latency_ms:.2f} ms" if found.latency_ms is not None else ""
+    _line(f"request {found.request_id}: {found.deployment} {found.slot} {found.model}@{found.version}  "
+          f"sha256:{found.digest[:16]}  at {found.at.isoformat()}{latency}")
+    for row, label, probability in zip(found.instances, found.predictions, found.probabilities, strict=True):
+        _line(f"  input      {json.dumps(row, sort_keys=True)}")
+        _line(f"  answer     {label}" + (f"  p(positive)={probability:.4f}" if probability is not None else ""))
+    _line(f"  feedback   {found.feedback} (given {found.feedback_at.isoformat()})" if found.feedback_at
+          else "  feedback   none")
+    for shadow in found.shadow:
+        _line(f"  shadow     {shadow.model}@{shadow.version} answered {', '.join(map(str, shadow.predictions))}")
+    _print_lineage(found.lineage)
+
+
+def _print_lineage(lineage: Any) -> None:
+    revision = lineage.revision
+    _line(f"{lineage.deployment} at {lineage.at.isoformat()}: revision {revision.revision} ({revision.action} by "
+          f"{revision.changed_by} at {revision.changed_at.isoformat()}{': ' + revision.reason if revision.reason else ''})")
+    for slot in lineage.slots:
+        share = f"{slot.weight:.0%} of requests" if slot.weight else "answers nobody"
+        _line(f"{slot.slot:<8} {slot.model}@{slot.version}  sha256:{slot.digest}  ({share})")
+        if slot.registered is not None:
+            _line(f"  registered {slot.registered.created_at.isoformat()} by {slot.registered.created_by}")
+        run = slot.run
+        _line(f"  run        {slot.run_id or '-'}" + (f" ({run.name}, {run.status})" if run is not None else ""))
+        for commit in slot.commits:
+            _line(f"  data       {slot.data_repository}@{commit.id}  {commit.created_at.isoformat()} "
+                  f"by {commit.author}: {commit.message}")
+        if not slot.commits:
+            _line(f"  data       {', '.join(slot.data_commits) or '-'}")
+        _line(f"  params     {json.dumps(slot.params, sort_keys=True)}")
+        _line("  metrics    " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(slot.metrics.items())
+                                           if isinstance(v, int | float)))
+        if slot.released_in is not None:
+            _line(f"  gates      at revision {slot.released_in}: "
+                  + ", ".join(_gate_text(g) for g in slot.release_gates))
+        for decision in slot.decisions:
+            verdict = "passed" if decision.passed else "failed " + ", ".join(g.gate for g in decision.failed)
+            override = f", overridden: {decision.override_reason}" if decision.override_reason else ""
+            _line(f"  decision   {decision.at.isoformat()} -> {decision.alias}: {verdict}{override} "
+                  f"by {decision.actor}")
+        for request in slot.approvals:
+            _line(f"  approval   {request.id} -> {request.alias}: {request.status}, asked by {request.requested_by} "
+                  f"at {request.requested_at.isoformat()}" + (f" ({request.comment})" if request.comment else ""))
+            for vote in request.votes:
+                _line(f"    {vote.vote:<8} by {vote.approver} at {vote.at.isoformat()}"
+                      + (f" ({vote.comment})" if vote.comment else ""))
+        for gap in slot.missing:
+            _line(f"  MISSING    {gap}")
+    table = _table("revision", "action", "strategy", "primary", "candidate", "weight", "by", "when", "reason")
+    for r in lineage.history:
+        table.add_row(str(r.revision), r.action, r.strategy, f"{r.model}@{r.version}",
+                      f"{r.candidate_model}@{r.candidate_version}" if r.candidate_digest else "-",
+                      f"{r.weight:.2f}" if r.weight else "-", r.changed_by, f"{r.changed_at:%Y-%m-%d %H:%M:%S}",
+                      r.reason)
+    _line("revisions up to then:")
+    _print_table(table)
+
+
+def _gate_text(gate: Any) -> str:
+    """A gate's verdict, with its measure when that is one figure (lists and maps stay in --json)."""
+    verdict = f"{gate.gate} {'passed' if gate.passed else 'FAILED'}"
+    measured = gate.measured
+    if isinstance(measured, float):
+        return f"{verdict} ({measured:.4g}, needs {gate.bound})"
+    if isinstance(measured, str | int) and not isinstance(measured, bool):
+        return f"{verdict} ({measured}, needs {gate.bound})"
+    return verdict
 
 
 # --- models -----------------------------------------------------------------

@@ -50,7 +50,8 @@ def parse_moment(value: datetime | str | None, field: str = "at") -> datetime | 
             return as_utc(datetime.fromisoformat(value.strip()))
         except ValueError:
             pass
-    raise InvalidInput(f"bad time {value!r}", field=field, expected="an ISO 8601 time, e.g. 2026-03-03T12:00:00Z")
+    raise InvalidInput(f"bad time {value!r} for {field!r}", field=field,
+                       expected="an ISO 8601 time, e.g. 2026-03-03T12:00:00Z")
 
 
 def deployment_lineage(platform: Any, name: str, at: datetime | str | None = None) -> DeploymentLineage:
