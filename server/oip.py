@@ -271,11 +271,17 @@ def _binary_slices(tensors: list[Any], binary: memoryview | None) -> dict[int, m
                              expected=f"at most {len(binary) - offset} bytes")
         slices[index] = binary[offset:offset + size]
         offset += size
-    if binary is not None and offset != len(binary):
-        raise BadRequest(f"the body has {len(binary) - offset} bytes of binary data that no input's "
-                         "binary_data_size accounts for", field=HEADER_LENGTH,
-                         expected=f"{offset} bytes of binary data after the JSON header")
     return slices
+
+
+def _check_claimed(slices: dict[int, memoryview], binary: memoryview | None) -> None:
+    """Bytes after the tensors that no input claims. Checked after the tensors themselves,
+    so that a wrong binary_data_size is answered as that input's error."""
+    claimed = sum(len(chunk) for chunk in slices.values())
+    if binary is not None and claimed != len(binary):
+        raise BadRequest(f"the body has {len(binary) - claimed} bytes of binary data that no input's "
+                         "binary_data_size accounts for", field=HEADER_LENGTH,
+                         expected=f"{claimed} bytes of binary data after the JSON header")
 
 
 def build_feed(session: ModelSession, body: Any, binary: memoryview | None = None
@@ -325,6 +331,7 @@ def build_feed(session: ModelSession, body: Any, binary: memoryview | None = Non
             raise BadRequest(f"input {spec['name']!r} has batch size {n} but {first!r} has {rows}",
                              field=f"{where}.shape", expected="the same batch size for every input")
         feed[spec["name"]] = _column(tensor, spec, where, n, slices.get(index))
+    _check_claimed(slices, binary)
     assert rows is not None
     return feed, rows
 
