@@ -251,7 +251,8 @@ def _print_act_two(act: dict[str, Any]) -> None:
         table.add_row(f"+{at:.1f} s", what)
     console.print(table)
     console.print("Every step is in the audit chain (`mlops-lite audit verify`) and in the Prefect UI "
-                  "(`mlops-lite up`); `mlops-lite deploy status loans` shows the revisions.")
+                  "(`mlops-lite up`); `mlops-lite deploy status loans` shows the revisions, and "
+                  "`mlops-lite deploy lineage loans` the data, run and approvals behind what serves.")
 
 
 def _print_report(settings: Settings, commit: str, record: Any, revision: int, trained: dict[str, Any],
@@ -722,11 +723,15 @@ def _print_lineage(lineage: Any) -> None:
         if slot.released_in is not None:
             _line(f"  gates      at revision {slot.released_in}: "
                   + ", ".join(_gate_text(g) for g in slot.release_gates))
+        if not slot.decisions:
+            _line("  decisions  none stored for this version")
         for decision in slot.decisions:
             verdict = "passed" if decision.passed else "failed " + ", ".join(g.gate for g in decision.failed)
             override = f", overridden: {decision.override_reason}" if decision.override_reason else ""
             _line(f"  decision   {decision.at.isoformat()} -> {decision.alias}: {verdict}{override} "
                   f"by {decision.actor}")
+        if not slot.approvals:
+            _line("  approvals  none requested")
         for request in slot.approvals:
             _line(f"  approval   {request.id} -> {request.alias}: {request.status}, asked by {request.requested_by} "
                   f"at {request.requested_at.isoformat()}" + (f" ({request.comment})" if request.comment else ""))
