@@ -19,6 +19,11 @@ Columns, each measured in this run:
    or ``--batch-rows``/``--batch-wait-ms``).
 4. ``oip``: mlops-lite ``POST /v2/models/synth/infer`` (Open Inference Protocol JSON tensors),
    bearer token and validation.
+
+   1,000-row requests only, always from the asyncio generator (their bodies are bytes):
+   (3b) ``arrow``: native predict with an Arrow IPC stream body (one float64 column per feature),
+   JSON answer; (4b) ``oip-binary``: ``/v2`` infer by the binary tensor data extension (FP32
+   inputs, binary outputs), as tritonclient sends by default.
 5. ``mlflow`` (``--with-mlflow``): ``mlflow models serve`` (``--env-manager local``, its default of 1
    worker) of the same fitted scikit-learn pipeline, ``predict_proba`` as its pyfunc, from its own
    virtualenv ``bench/.venvs/mlflow`` (made by ``bench/tracking.py``'s code; never the project's venv).
@@ -31,13 +36,16 @@ short warm-up, at 8, 32 and 64 connections. The figures use wrk when it is there
 
 Figures (``bench: FIGURE value=V reference=R ratio=X target=T ok|short``):
 
-- ``serve_native_vs_litestar_c32_req_per_s``: native req/s / litestar+ort req/s at 32 connections, >= 0.7.
+- ``serve_native_vs_litestar_c32_req_per_s``: native req/s / litestar+ort req/s at 32 connections, >= 1.0.
 - ``serve_oip_vs_litestar_c32_req_per_s``: the same for the OIP route, >= 0.7.
 - ``serve_native_vs_mlflow_c32_req_per_s`` (with MLflow): native / MLflow req/s at 32 connections, >= 10.
 - ``serve_native_p99_c32_ms``: native p99 latency at 32 connections; value <= 25 ms (reference: litestar+ort).
+- ``serve_native_p99_vs_litestar_c32``: native p99 / litestar+ort p99 at 32 connections, <= 1.5.
 - ``serve_errors``: failed requests over every native and OIP run; value == 0.
 - ``serve_native_batch1000_rows_per_s`` / ``serve_oip_batch1000_rows_per_s``: rows/s of 1,000-row
   requests at 8 connections / raw onnxruntime rows/s on 1,000-row batches, >= 0.8.
+- ``serve_oip_binary_batch1000_rows_per_s`` / ``serve_arrow_batch1000_rows_per_s``: the same for
+  OIP binary tensors and Arrow bodies, >= 0.8.
 
 The servers run in this process on threads (``server.runner.serve_in_thread``, 127.0.0.1, free
 ports); MLflow's server is a child process in its own session, stopped with its process group.
@@ -126,6 +134,36 @@ def native_body(rows: list[dict[str, float]]) -> str:
 def oip_body(rows: list[dict[str, float]]) -> str:
     return json.dumps({"inputs": [{"name": name, "datatype": "FP32", "shape": [len(rows), 1],
                                    "data": [row[name] for row in rows]} for name in FEATURES]})
+
+
+OIP_HEADER = "Inference-Header-Content-Length"
+
+
+def oip_binary_parts(rows: list[dict[str, float]]) -> tuple[bytes, bytes]:
+    """An OIP request by the binary tensor data extension, as tritonclient sends it by default:
+    a JSON header (one FP32 tensor per feature, ``binary_data_size``; binary outputs asked for),
+    then each tensor's little-endian bytes. Answers (header, binary data)."""
+    header = json.dumps({"inputs": [{"name": name, "datatype": "FP32", "shape": [len(rows), 1],
+                                     "parameters": {"binary_data_size": 4 * len(rows)}} for name in FEATURES],
+                         "parameters": {"binary_data_output": True}}).encode()
+    data = b"".join(np.asarray([row[name] for row in rows], dtype="<f4").tobytes() for name in FEATURES)
+    return header, data
+
+
+def oip_binary_body(rows: list[dict[str, float]]) -> bytes:
+    header, data = oip_binary_parts(rows)
+    return header + data
+
+
+def arrow_body(rows: list[dict[str, float]]) -> bytes:
+    """An Arrow IPC stream, one float64 column per feature, as a columnar client sends it."""
+    import pyarrow as pa
+
+    table = pa.table({name: np.asarray([row[name] for row in rows], dtype=np.float64) for name in FEATURES})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
 
 
 def mlflow_body(rows: list[dict[str, float]]) -> str:
@@ -359,14 +397,27 @@ def run_wrk(wrk: str, url: str, script: Path, *, connections: int, duration_s: i
 # --------------------------------------------------------------------------- checks
 
 
-def post_json(url: str, body: str, headers: dict[str, str]) -> Any:
-    request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+def post_json(url: str, body: str | bytes, headers: dict[str, str]) -> Any:
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+        content = response.read()
+        length = response.headers.get(OIP_HEADER)
+    if length is None:
+        return json.loads(content)
+    answer = json.loads(content[:int(length)])  # binary outputs: header, then the tensors' bytes
+    offset = int(length)
+    for output in answer["outputs"]:
+        size = output.get("parameters", {}).get("binary_data_size")
+        if size is not None:
+            dtype = "<f4" if output["datatype"] == "FP32" else "<i8"
+            output["data"] = np.frombuffer(content[offset:offset + size], dtype=dtype).tolist()
+            offset += size
+    return answer
 
 
 def probabilities_of(column: str, answer: Any) -> np.ndarray:
-    if column == "oip":
+    if column in ("oip", "oip-binary"):
         out = next(o for o in answer["outputs"] if o["name"] == "probabilities")
         return np.asarray(out["data"], dtype=np.float64).reshape(out["shape"])
     if column == "mlflow":
@@ -383,7 +434,8 @@ class Target:
     label: str
     url: str
     headers: dict[str, str]
-    body: Any  # rows -> request body text
+    body: Any  # rows -> request body (text, or bytes for the binary columns)
+    binary: bool = False  # measured with the asyncio generator (wrk's Lua scripts carry text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[int, dict[str, dict[str, Any]]]] = {}  # column -> conns -> generator -> result
     batch: dict[str, dict[str, Any]] = {}
     raw: dict[str, dict[str, Any]] = {}
+    columnar: list[Target] = []
     mlflow_note = "not asked for (--with-mlflow)"
     log_stats: Any = None
     with tempfile.TemporaryDirectory(prefix="mlops-lite-bench-serve-") as tmp:
@@ -506,6 +559,14 @@ def main(argv: list[str] | None = None) -> int:
                        auth, native_body),
                 Target("oip", "(4) oip /v2 infer", f"{ours.url}/v2/models/{DEPLOYMENT}/infer", auth, oip_body),
             ]
+            header_length = len(oip_binary_parts(holdout[:BATCH_ROWS])[0])
+            columnar += [  # 1,000-row requests only
+                Target("oip-binary", "(4b) oip /v2 binary tensors", f"{ours.url}/v2/models/{DEPLOYMENT}/infer",
+                       {**auth, "Content-Type": "application/octet-stream", OIP_HEADER: str(header_length)},
+                       oip_binary_body, binary=True),
+                Target("arrow", "(3b) native /v1 Arrow body", f"{ours.url}/v1/deployments/{DEPLOYMENT}/predict",
+                       {**auth, "Content-Type": "application/vnd.apache.arrow.stream"}, arrow_body, binary=True),
+            ]
             if mlflow is not None:
                 targets.append(Target("mlflow", f"(5) mlflow {mlflow.version}", f"{mlflow.url}/invocations",
                                       plain, mlflow_body))
@@ -513,8 +574,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ {True: 'yes', False: 'NO', None: 'unknown'}[nodelay] }")
 
             # ---- every column answers the same model
-            for target in targets:
-                answer = post_json(target.url, target.body(holdout[:64]), target.headers)
+            for target in [*targets, *columnar]:
+                headers = dict(target.headers)
+                if target.column == "oip-binary":
+                    headers[OIP_HEADER] = str(len(oip_binary_parts(holdout[:64])[0]))
+                answer = post_json(target.url, target.body(holdout[:64]), headers)
                 diff = float(np.max(np.abs(probabilities_of(target.column, answer) - reference_proba)))
                 print(f"  check: {target.column:<13} vs raw onnxruntime on 64 rows: max |dp| = {diff:.2g}"
                       + ("" if diff <= 1e-4 else "  WARNING: not the same model's answers"))
@@ -533,8 +597,10 @@ def main(argv: list[str] | None = None) -> int:
 
             # ---- 1,000-row requests
             chunks = [holdout[i:i + BATCH_ROWS] for i in range(0, len(holdout) - BATCH_ROWS + 1, BATCH_ROWS // 2)]
-            for target in targets:
+            for target in [*targets, *columnar]:
                 bodies = [target.body(rows) for rows in chunks]
+                if target.column == "oip-binary":  # one header length serves every body
+                    assert {len(oip_binary_parts(rows)[0]) for rows in chunks} == {header_length}
                 result = _measure(primary, wrk, target, bodies, BATCH_CONNECTIONS, size, work)
                 result["rows_per_s"] = result["req_per_s"] * BATCH_ROWS
                 batch[target.column] = result
@@ -563,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     r1, r1000 = raw["batch1"], raw["batch1000"]
     print(f"{'(1) raw onnxruntime, batch 1':<30} {'-':>5} | {r1['calls_per_s']:>13.0f} {r1['p50_ms']:>7.3f} "
           f"{r1['p99_ms']:>7.3f} {'-':>4} {'-':>4}   (calls/s in this process, one thread, no HTTP)")
-    labels = {t.column: t.label for t in targets}
+    labels = {t.column: t.label for t in [*targets, *columnar]}
     for conns in connections:
         for column in columns:
             line = f"{labels[column]:<30} {conns:>5}"
@@ -576,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"1,000-row requests, {BATCH_CONNECTIONS} connections, {primary}:")
     print(f"  {'(1) raw onnxruntime':<26} {r1000['rows_per_s']:>10.0f} rows/s  "
           f"({r1000['p50_ms']:.2f} ms per 1,000-row run, one thread)")
-    for column in columns:
+    for column in [*columns, *(c.column for c in columnar)]:
         r = batch[column]
         print(f"  {labels[column]:<26} {r['rows_per_s']:>10.0f} rows/s  p50 {r['p50_ms']:.1f} ms  "
               f"p99 {r['p99_ms']:.1f} ms  errors {r['errors']}")
@@ -616,9 +682,9 @@ def _wrk_version(wrk: str) -> str:
     return text[0].split(" [")[0] if text else "wrk"
 
 
-def _measure(generator: str, wrk: str | None, target: Target, bodies: list[str], conns: int, size: Size,
+def _measure(generator: str, wrk: str | None, target: Target, bodies: list[Any], conns: int, size: Size,
              work: Path) -> dict[str, Any]:
-    if generator == "wrk":
+    if generator == "wrk" and not target.binary:
         assert wrk is not None
         script = wrk_script(work / f"wrk-{target.column.replace('+', '-')}.lua", bodies, target.headers)
         return run_wrk(wrk, target.url, script, connections=conns, duration_s=size.point_s,
@@ -640,7 +706,7 @@ def _figures(results: dict[str, Any], batch: dict[str, Any], raw: dict[str, Any]
         return Figure(name, label, unit, value, ref, ref_label, ratio, target, ratio >= target, ">=")
 
     figures.append(ratio_figure(f"serve_native_vs_litestar_c{c}_req_per_s", f"native predict, {c} conns",
-                                native["req_per_s"], reference["req_per_s"], "litestar+ort route", 0.7))
+                                native["req_per_s"], reference["req_per_s"], "litestar+ort route", 1.0))
     figures.append(ratio_figure(f"serve_oip_vs_litestar_c{c}_req_per_s", f"OIP infer, {c} conns",
                                 oip["req_per_s"], reference["req_per_s"], "litestar+ort route", 0.7))
     if "mlflow" in columns:
@@ -651,10 +717,14 @@ def _figures(results: dict[str, Any], batch: dict[str, Any], raw: dict[str, Any]
     figures.append(Figure(f"serve_native_p99_c{c}_ms", f"native p99, {c} conns", "ms", p99, ref_p99,
                           "litestar+ort p99", p99 / ref_p99 if ref_p99 else float("inf"), 25,
                           p99 <= 25, "value <="))
+    p99_ratio = p99 / ref_p99 if ref_p99 else float("inf")
+    figures.append(Figure(f"serve_native_p99_vs_litestar_c{c}", f"native p99 / litestar+ort p99, {c} conns", "ms",
+                          p99, ref_p99, "litestar+ort p99", p99_ratio, 1.5, p99_ratio <= 1.5, "ratio <="))
+    ours = ("native", "oip", "oip-binary", "arrow")
     errors = sum(r["errors"] for column in ("native", "oip") for by_gen in results[column].values()
-                 for r in by_gen.values()) + sum(batch[column]["errors"] for column in ("native", "oip"))
+                 for r in by_gen.values()) + sum(batch[column]["errors"] for column in ours)
     requests = sum(r["requests"] for column in ("native", "oip") for by_gen in results[column].values()
-                   for r in by_gen.values()) + sum(batch[column]["requests"] for column in ("native", "oip"))
+                   for r in by_gen.values()) + sum(batch[column]["requests"] for column in ours)
     figures.append(Figure("serve_errors", "native + OIP errors", "", float(errors), 0.0,
                           f"none expected in {requests} requests", 0.0 if errors == 0 else float("inf"), 0,
                           errors == 0 and requests > 0, "value =="))
@@ -664,6 +734,12 @@ def _figures(results: dict[str, Any], batch: dict[str, Any], raw: dict[str, Any]
                                 raw_rows, f"raw onnxruntime, {BATCH_ROWS}-row batches", 0.8, "rows/s"))
     figures.append(ratio_figure(f"serve_oip_batch{BATCH_ROWS}_rows_per_s",
                                 f"OIP infer, {BATCH_ROWS} rows/request", batch["oip"]["rows_per_s"],
+                                raw_rows, f"raw onnxruntime, {BATCH_ROWS}-row batches", 0.8, "rows/s"))
+    figures.append(ratio_figure(f"serve_oip_binary_batch{BATCH_ROWS}_rows_per_s",
+                                f"OIP binary tensors, {BATCH_ROWS} rows/request", batch["oip-binary"]["rows_per_s"],
+                                raw_rows, f"raw onnxruntime, {BATCH_ROWS}-row batches", 0.8, "rows/s"))
+    figures.append(ratio_figure(f"serve_arrow_batch{BATCH_ROWS}_rows_per_s",
+                                f"native predict, Arrow body, {BATCH_ROWS} rows/request", batch["arrow"]["rows_per_s"],
                                 raw_rows, f"raw onnxruntime, {BATCH_ROWS}-row batches", 0.8, "rows/s"))
     return figures
 

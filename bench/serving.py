@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import platform as pyplatform
@@ -155,8 +156,10 @@ async def _load(config: dict[str, Any]) -> dict[str, Any]:
     host, port = url.hostname or "127.0.0.1", url.port or 80
     headers = "".join(f"{k}: {v}\r\n" for k, v in config["headers"].items())
     requests = []
-    for text in config["bodies"]:
-        body = text.encode()
+    # Binary bodies (OIP binary tensors, Arrow streams) travel as base64 in the JSON config.
+    raw = ([base64.b64decode(b) for b in config["bodies_b64"]] if "bodies_b64" in config
+           else [text.encode() for text in config["bodies"]])
+    for body in raw:
         requests.append(f"POST {url.path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}"
                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     clients, max_requests, timeout = config["clients"], config["max_requests"], config["request_timeout_s"]
@@ -218,10 +221,14 @@ def load_child() -> None:
     print(json.dumps(asyncio.run(_load(config))))
 
 
-def run_load(url: str, bodies: list[str], headers: dict[str, str], *, clients: int, warmup_s: float,
+def run_load(url: str, bodies: list[str] | list[bytes], headers: dict[str, str], *, clients: int, warmup_s: float,
              duration_s: float, max_requests: int) -> dict[str, Any]:
-    config = {"url": url, "bodies": bodies, "headers": headers, "clients": clients, "warmup_s": warmup_s,
-              "duration_s": duration_s, "max_requests": max_requests, "request_timeout_s": 10.0}
+    config: dict[str, Any] = {"url": url, "headers": headers, "clients": clients, "warmup_s": warmup_s,
+                              "duration_s": duration_s, "max_requests": max_requests, "request_timeout_s": 10.0}
+    if bodies and isinstance(bodies[0], bytes):
+        config["bodies_b64"] = [base64.b64encode(b).decode() for b in bodies if isinstance(b, bytes)]
+    else:
+        config["bodies"] = bodies
     limit = warmup_s + duration_s + 60
     child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--load-child"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
