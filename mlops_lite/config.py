@@ -6,19 +6,23 @@ when ``MLOPS_LITE_CONFIG`` names one, there instead.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
 CONFIG_FILE_NAME = "mlops-lite.toml"
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
 
 
 def default_home() -> Path:
@@ -65,6 +69,9 @@ class Settings(BaseSettings):
     lakefs_access_key_id: str | None = None
     lakefs_secret_access_key: str | None = None
     alert_webhook: str | None = None
+    # Browser origins allowed to call the HTTP API (CORS), e.g. ["https://ops.example.com"];
+    # empty (the default) sends no CORS header, so browsers keep other origins out.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     min_roc_auc: float = Field(default=0.6, ge=0.0, le=1.0)
     parity_tolerance: float = Field(default=1e-4, gt=0.0)
 
@@ -79,6 +86,20 @@ class Settings(BaseSettings):
         allowed = {"auto", "cpu", "cuda"}
         if value not in allowed:
             raise ValueError(f"execution_provider must be one of {sorted(allowed)}, got {value!r}")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: Any) -> Any:
+        # The environment gives one string: a JSON list or comma-separated origins.
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [o.strip() for o in text.split(",") if o.strip()]
+        if isinstance(value, list):
+            for origin in value:
+                if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.match(origin)):
+                    raise ValueError(f"cors_origins takes origins like 'https://ops.example.com' (scheme, host, "
+                                     f"optional port; no path) or '*', got {origin!r}")
         return value
 
     @field_validator("data_backend")

@@ -6,15 +6,19 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
 from litestar import Litestar, Request, Response, Router, get, post, put
+from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.params import Parameter
+from litestar.routes import HTTPRoute
 
 import mlops_lite
 from mlops_lite import MlopsLiteError, Platform, Unauthenticated
@@ -82,6 +86,11 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     Async on purpose: Litestar runs a sync guard on a worker thread, which costs more
     than the check. A token seen before is answered from memory on the event loop; a
     new one is looked up (a store or network read) off it."""
+    if "permission" not in handler.opt and connection.scope["method"] == "OPTIONS":
+        # Litestar's automatic OPTIONS handler declares no role: it answers only the Allow
+        # header (the methods the OpenAPI already shows), so it needs no token. Any other
+        # route without a role still fails closed below.
+        return
     platform: Platform = connection.app.state.platform
     scheme, _, secret = connection.headers.get("authorization", "").partition(" ")
     secret = secret.strip()
@@ -97,6 +106,9 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
 def _actor(request: Request[Any, Any, Any]) -> str:
     identity = request.state.identity
     return f"token:{identity.name}"
+
+
+MAX_LIMIT = 10_000  # the most rows one list answers; the alerts store refuses more too
 
 
 @get("/health", opt={"permission": "viewer"}, sync_to_thread=False)
@@ -134,7 +146,10 @@ def list_versions(request: Request[Any, Any, Any], model: str) -> list[ModelVers
 
 
 @get("/runs", opt={"permission": "viewer"}, sync_to_thread=True)
-def list_runs(request: Request[Any, Any, Any], limit: int = 50) -> list[RunRecord]:
+def list_runs(request: Request[Any, Any, Any],
+              limit: Annotated[int, Parameter(ge=0, le=MAX_LIMIT, description="runs to answer, newest first "
+                                              "(0 answers none, as the local facet does)")] = 50
+              ) -> list[RunRecord]:
     return _platform(request).tracking.list_runs(limit=limit)
 
 
@@ -233,7 +248,7 @@ def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[str]:
 
 class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
     query: str
-    max_rows: int = 1000
+    max_rows: Annotated[int, msgspec.Meta(ge=0)] = 1000
 
 
 @get("/runs/{run_id:str}", opt={"permission": "viewer"}, sync_to_thread=True)
@@ -415,10 +430,26 @@ _MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
 _MSGSPEC_FIELD = re.compile(r"(?:required|unknown) field `([^`]+)`")
 
 
+_MISSING_PARAMETER = re.compile(r"Missing required (\w+) parameter '([^']+)'")
+_EXPECTED = re.compile(r"^Expected (.+?)(?:, got .*)?$")
+PARAMETER_SOURCES = ("query", "path", "header", "cookie")
+
+
 def _validation_body(exc: ValidationException) -> dict[str, Any]:
-    """Litestar's body validation, said in our shape: which field, what was expected."""
+    """Litestar's validation of the body and parameters, said in our shape: which field,
+    what was expected."""
     problems = [e for e in (exc.extra or []) if isinstance(e, dict)]
     message = str(problems[0].get("message", "")) if problems else str(exc.detail)
+    if not problems and (match := _MISSING_PARAMETER.search(message)):
+        source, name = match.groups()
+        return {"code": "invalid_input", "message": f"the {source} parameter {name!r} is required",
+                "field": name, "expected": f"a {source} parameter {name!r} (see /schema/openapi.json)"}
+    if problems and problems[0].get("source") in PARAMETER_SOURCES:
+        source = str(getattr(problems[0]["source"], "value", problems[0]["source"]))  # a ParamType
+        name = str(problems[0].get("key", ""))
+        wanted = match.group(1) if (match := _EXPECTED.match(message)) else message
+        return {"code": "invalid_input", "message": f"the {source} parameter {name!r} is not valid: {message}",
+                "field": name, "expected": f"{wanted} (the {source} parameter {name!r}; see /schema/openapi.json)"}
     if not problems or message in ("'data'", "data"):
         return {"code": "invalid_input", "message": "the request body is empty or missing",
                 "field": "body", "expected": "a JSON object"}
@@ -427,13 +458,37 @@ def _validation_body(exc: ValidationException) -> dict[str, Any]:
         field = match.group(1)
     elif match := _MSGSPEC_PATH.search(message):
         field = match.group(1) or "body"
+    schema = "a body matching the schema at /schema/openapi.json"
+    wanted = _EXPECTED.match(message.split(" - at `")[0])
     return {"code": "invalid_input", "message": message, "field": field,
-            "expected": "a body matching the schema at /schema/openapi.json"}
+            "expected": f"{wanted.group(1)} ({schema})" if wanted else schema}
 
 
-def create_app(platform: Platform) -> Litestar:
+async def _answer_options(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """OPTIONS answers 204 with every method of the path in ``Allow``.
+
+    Litestar's automatic OPTIONS handler lists only the methods of the first handler
+    registered on a path (GET /v1/runs, not POST), so the app answers it from the
+    finished routing table instead."""
+    if request.method != "OPTIONS":
+        return None
+    allow: dict[int, str] = request.app.state.allow
+    methods = allow.get(id(request.route_handler))
+    return None if methods is None else Response(None, status_code=204, headers={"Allow": methods})
+
+
+def _allow_table(app: Litestar) -> dict[int, str]:
+    return {id(handler): ", ".join(sorted(route.methods))
+            for route in app.routes if isinstance(route, HTTPRoute)
+            for handler in route.route_handlers if set(handler.http_methods) == {"OPTIONS"}}
+
+
+def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None) -> Litestar:
     """The app over ``platform``; every /v1 route needs a bearer token, every /api/v1
-    (lakeFS-compatible) route an access key."""
+    (lakeFS-compatible) route an access key. ``cors_origins`` (default: the platform's
+    ``cors_origins`` setting, empty) are the browser origins allowed to call the API;
+    with none, no CORS header is sent."""
+    origins = list(platform.settings.cors_origins if cors_origins is None else cors_origins)
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, whoami, status, list_models, list_versions, list_runs,
                                  register_version, get_version, record_run, get_request,
@@ -448,9 +503,13 @@ def create_app(platform: Platform) -> Litestar:
         route_handlers=[api, lakefs_router(), oip_router(), metrics_endpoint],
         exception_handlers={Exception: _error},
         openapi_config=OpenAPIConfig(title="mlops-lite", version=mlops_lite.__version__, path="/schema"),
+        # A preflight carries no token: the CORS middleware answers it before routing and guards.
+        cors_config=CORSConfig(allow_origins=origins, allow_credentials=False) if origins else None,
+        before_request=_answer_options,
         debug=False,
         logging_config=None,
     )
+    app.state.allow = _allow_table(app)
     app.state.platform = platform
     app.state.metrics = Metrics()
     return app

@@ -22,7 +22,9 @@ def _platform(request: Request[Any, Any, Any]) -> Platform:
 @get("/alerts", opt={"permission": "viewer"}, sync_to_thread=True)
 def list_alerts(request: Request[Any, Any, Any],
                 alert_state: Annotated[str | None, Parameter(query="state")] = None,
-                subject: str | None = None, limit: int = 100) -> list[AlertRecord]:
+                subject: str | None = None,
+                limit: Annotated[int, Parameter(ge=1, le=10_000, description="alerts to answer, newest first")] = 100,
+                ) -> list[AlertRecord]:
     """Alerts, newest first, with their evidence (window, figures); ``?state=firing`` filters."""
     return _platform(request).monitoring.alerts.list(state=alert_state, subject=subject, limit=limit)
 
@@ -34,7 +36,7 @@ def acknowledge(request: Request[Any, Any, Any], alert_id: str) -> AlertRecord:
 
 class MonitorRequest(msgspec.Struct, forbid_unknown_fields=True):
     since: str | None = None
-    debounce_s: float = 600.0
+    debounce_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
 
 
 class GateRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,7 +44,8 @@ class GateRequest(msgspec.Struct, forbid_unknown_fields=True):
     version: str
     since: str | None = None
     target: str = "label"
-    min_rows: int = 30
+    # At least one row: with none required, an empty window reached the scorer and failed.
+    min_rows: Annotated[int, msgspec.Meta(ge=1)] = 30
 
 
 class BlockRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -54,7 +57,7 @@ class BlockRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class CanaryRequest(msgspec.Struct, forbid_unknown_fields=True):
     since: str
-    min_requests: int = 20
+    min_requests: Annotated[int, msgspec.Meta(ge=1)] = 20
 
 
 class FinishRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -4,7 +4,7 @@ that stateless serving processes poll. Mounted under /v1 with its bearer guard."
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
@@ -22,7 +22,7 @@ class VersionRequest(msgspec.Struct, forbid_unknown_fields=True):
 class CanaryRequest(msgspec.Struct, forbid_unknown_fields=True):
     model: str
     version: str
-    weight: float = 0.1
+    weight: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.1
     reason: str = ""
 
 
@@ -31,7 +31,7 @@ class ChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
-    to_revision: int | None = None
+    to_revision: Annotated[int, msgspec.Meta(ge=1)] | None = None
     reason: str = ""
 
 

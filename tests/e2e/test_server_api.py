@@ -322,3 +322,128 @@ def test_health(admin: httpx.Client) -> None:
     assert body["status"] == "ok"
     assert body["version"] == mlops_lite.__version__
     assert "CPUExecutionProvider" in body["providers"]
+
+
+# ------------------------------------------------------------------------- OPTIONS and CORS
+
+ORIGIN = "https://ops.example.com"
+
+
+@pytest.mark.parametrize(("path", "methods"), [
+    ("/v1/runs", {"GET", "POST", "OPTIONS"}),
+    ("/v1/tokens", {"GET", "POST", "OPTIONS"}),
+    (f"/v1/deployments/{DEPLOYMENT}", {"GET", "PUT", "OPTIONS"}),
+    ("/v1/health", {"GET", "OPTIONS"}),
+    ("/v2/models/loans/infer", {"POST", "OPTIONS"}),
+    ("/api/v1/repositories", {"GET", "POST", "OPTIONS"}),
+])
+def test_options_answers_allow_with_every_method_and_no_cors_headers(api: Api, path: str, methods: set[str]) -> None:
+    for token in (api.token, None):
+        with api.client(token) as client:
+            response = client.options(path, headers={"Origin": ORIGIN})
+        assert response.status_code == 204, response.text
+        assert {m.strip() for m in response.headers["allow"].split(",")} == methods
+        assert not [h for h in response.headers if h.lower().startswith("access-control-")]
+
+
+@pytest.fixture(scope="module")
+def cors_api(api: Api) -> Iterator[str]:
+    """A second server over the same platform, with one browser origin allowed."""
+    from server import create_app
+    from server.runner import serve_in_thread
+
+    server = serve_in_thread(create_app(api.platform, cors_origins=[ORIGIN]))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_cors_preflight_needs_no_token_and_names_the_origin(cors_api: str) -> None:
+    preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+    with httpx.Client(base_url=cors_api) as anonymous:
+        response = anonymous.options(PREDICT, headers=preflight)
+        assert response.status_code == 204, response.text
+        assert response.headers["access-control-allow-origin"] == ORIGIN
+        allowed_headers = {h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")}
+        assert {"authorization", "content-type"} <= allowed_headers
+        # Another origin is refused, and the answer does not name it.
+        refused = anonymous.options(PREDICT, headers={**preflight, "Origin": "https://evil.example"})
+        assert refused.status_code == 400
+        assert "access-control-allow-origin" not in refused.headers
+        # CORS lets a browser ask; the token is still needed to get an answer.
+        unauthenticated = anonymous.get("/v1/models", headers={"Origin": ORIGIN})
+        assert unauthenticated.status_code == 401
+        assert unauthenticated.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_cors_answers_carry_the_allowed_origin(api: Api, cors_api: str) -> None:
+    with httpx.Client(base_url=cors_api, headers={"Authorization": f"Bearer {api.token}"}) as client:
+        response = client.get("/v1/models", headers={"Origin": ORIGIN})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+
+
+# ------------------------------------------------------------------- bounds on client input
+
+# (id, method, path, request kwargs, field, words the `expected` says)
+BAD_PARAMETERS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
+    ("runs-negative-limit", "GET", "/v1/runs", {"params": {"limit": -5}}, "limit", ">= 0"),
+    ("runs-huge-limit", "GET", "/v1/runs", {"params": {"limit": 10**30}}, "limit", "<= 10000"),
+    ("runs-text-limit", "GET", "/v1/runs", {"params": {"limit": "many"}}, "limit", "int"),
+    ("alerts-zero-limit", "GET", "/v1/alerts", {"params": {"limit": 0}}, "limit", ">= 1"),
+    ("alerts-huge-limit", "GET", "/v1/alerts", {"params": {"limit": 10_001}}, "limit", "<= 10000"),
+    ("alerts-unknown-state", "GET", "/v1/alerts", {"params": {"state": "asleep"}}, "state", "firing"),
+    ("compare-without-runs", "GET", "/v1/compare", {}, "runs", "query parameter"),
+    ("lineage-bad-time", "GET", f"/v1/models/{MODEL}/lineage/{VERSION}", {"params": {"at": "yesterday"}}, "at",
+     "ISO"),
+    ("approvals-unknown-status", "GET", "/v1/approvals", {"params": {"status": "maybe"}}, "status", "pending"),
+    ("gate-negative-rows", "POST", f"/v1/deployments/{DEPLOYMENT}/gate",
+     {"json": {"model": MODEL, "version": VERSION, "min_rows": -1}}, "min_rows", ">= 1"),
+    ("monitor-negative-debounce", "POST", f"/v1/deployments/{DEPLOYMENT}/monitor", {"json": {"debounce_s": -1}},
+     "debounce_s", ">= 0"),
+    ("judge-zero-requests", "POST", f"/v1/deployments/{DEPLOYMENT}/judge-canary",
+     {"json": {"since": "2026-01-01T00:00:00+00:00", "min_requests": 0}}, "min_requests", ">= 1"),
+    ("canary-weight-above-one", "POST", f"/v1/deployments/{DEPLOYMENT}/canary",
+     {"json": {"model": MODEL, "version": VERSION, "weight": 2}}, "weight", "< 1"),
+    ("rollback-revision-zero", "POST", f"/v1/deployments/{DEPLOYMENT}/rollback", {"json": {"to_revision": 0}},
+     "to_revision", ">= 1"),
+    ("sql-negative-rows", "POST", "/v1/sql", {"json": {"query": "select 1", "max_rows": -1}}, "max_rows", ">= 0"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "field", "expected"),
+                         [case[1:] for case in BAD_PARAMETERS], ids=[case[0] for case in BAD_PARAMETERS])
+def test_out_of_bounds_input_is_a_422_naming_the_field_and_changes_nothing(
+        api: Api, admin: httpx.Client, method: str, path: str, kwargs: dict[str, Any], field: str,
+        expected: str) -> None:
+    before = _state(api.platform)
+    response = admin.request(method, path, **kwargs)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["code"] == "invalid_input"
+    assert body["field"] == field, body
+    assert expected in body["expected"], body
+    assert isinstance(body["message"], str) and body["message"]
+    assert _state(api.platform) == before
+
+
+def test_limits_at_their_bounds_are_served(admin: httpx.Client) -> None:
+    assert admin.get("/v1/runs", params={"limit": 10_000}).status_code == 200
+    assert admin.get("/v1/alerts", params={"limit": 1}).status_code == 200
+    assert admin.get("/v1/alerts", params={"limit": 10_000}).status_code == 200
+
+
+def test_openapi_documents_the_bounds(api: Api) -> None:
+    with api.client() as anonymous:
+        paths = anonymous.get("/schema/openapi.json").json()["paths"]
+
+    def schema(path: str, name: str) -> dict[str, Any]:
+        (parameter,) = [p for p in paths[path]["get"]["parameters"] if p["name"] == name]
+        found: dict[str, Any] = parameter["schema"]
+        return found
+
+    assert (schema("/v1/runs", "limit")["minimum"], schema("/v1/runs", "limit")["maximum"]) == (0, 10_000)
+    assert (schema("/v1/alerts", "limit")["minimum"], schema("/v1/alerts", "limit")["maximum"]) == (1, 10_000)

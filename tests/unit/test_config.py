@@ -47,3 +47,18 @@ def test_initialised_means_the_duckdb_file_or_with_a_database_url_the_token(tmp_
     remote_db.home.mkdir(parents=True)
     remote_db.token_file.write_text("t")
     assert remote_db.initialised and remote_db.sql_url.startswith("postgresql")
+
+
+def test_cors_origins_are_off_by_default_and_come_from_toml_or_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLOPS_LITE_CORS_ORIGINS", raising=False)
+    assert load_settings(home=tmp_path).cors_origins == []
+    (tmp_path / CONFIG_FILE_NAME).write_text('cors_origins = ["https://ops.example.com"]\n')
+    assert load_settings(home=tmp_path).cors_origins == ["https://ops.example.com"]
+    monkeypatch.setenv("MLOPS_LITE_CORS_ORIGINS", "https://a.example, http://localhost:3000")
+    assert load_settings(home=tmp_path).cors_origins == ["https://a.example", "http://localhost:3000"]
+    monkeypatch.setenv("MLOPS_LITE_CORS_ORIGINS", '["https://b.example"]')
+    assert load_settings(home=tmp_path).cors_origins == ["https://b.example"]
+    monkeypatch.setenv("MLOPS_LITE_CORS_ORIGINS", "https://b.example/app")
+    with pytest.raises(ValidationError, match="cors_origins"):
+        load_settings(home=tmp_path)
