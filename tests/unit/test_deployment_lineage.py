@@ -168,3 +168,32 @@ def test_a_missing_run_is_named_not_raised(tmp_path: Path) -> None:
     assert slot.version == "1.0.0" and slot.run is None and slot.run_id == version.run_id
     assert slot.missing == (f"training run {version.run_id} does not exist",)
     assert lineage.missing == (f"primary: training run {version.run_id} does not exist",)
+
+
+def test_shadow_standby_and_rollback_slots(tmp_path: Path) -> None:
+    import time
+
+    platform, _, spec = build_loop(tmp_path / "home")
+    try:
+        second = train_second(platform)
+        platform.deployments.shadow("loans", "loan-default", second.version, reason="mirror it")
+        rows = holdout_rows(spec, 2)
+        answer = platform.deployments.predict("loans", rows)
+        platform.monitoring.record(answer, rows, 0.001)
+        deadline = time.monotonic() + 60  # the shadow answers off the request path
+        while not (trace := platform.monitoring.trace(answer.request_id)).shadow and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shadowing = platform.deployments.lineage("loans")
+        platform.deployments.stage("loans", "loan-default", second.version, reason="blue-green")
+        staged = platform.deployments.lineage("loans")
+        platform.deployments.rollback("loans", to_revision=1, reason="back to the start")
+        rolled_back = platform.deployments.lineage("loans")
+    finally:
+        platform.close()
+    assert [(s.slot, s.version, s.weight) for s in shadowing.slots] == [("primary", "1.0.0", 1.0),
+                                                                        ("shadow", "1.1.0", 0.0)]
+    assert shadowing.slots[1].released_in is None and shadowing.missing == ()  # a shadow answers nobody: no gates
+    assert trace.slot == "primary" and [(s.version, len(s.predictions)) for s in trace.shadow] == [("1.1.0", 2)]
+    assert [(s.slot, s.version) for s in staged.slots] == [("primary", "1.0.0"), ("standby", "1.1.0")]
+    assert rolled_back.revision.action == "rollback" and rolled_back.slots[0].version == "1.0.0"
+    assert rolled_back.slots[0].released_in == 1 and rolled_back.slots[0].release_gates
