@@ -30,6 +30,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,11 +39,11 @@ import anyio
 import anyio.to_thread
 import msgspec
 from anyio import from_thread
-from litestar import Request, Response, Router, delete, get, head, post, put
+from litestar import Request, Response, Router, delete, get, head, post, put, route
 from litestar.connection import ASGIConnection
 from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.handlers import BaseRouteHandler
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.params import Parameter
 from litestar.response import Stream
 
@@ -67,6 +68,7 @@ log = logging.getLogger("mlops_lite.server.lakefs")
 
 T = TypeVar("T")
 DEFAULT_AMOUNT = 100
+MAX_DELETE_PATHS = 1000  # lakeFS's DefaultMaxDeleteObjects
 MAX_AMOUNT = 1000
 _CHUNK = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -112,6 +114,8 @@ class MergeBody(msgspec.Struct, kw_only=True):
     message: str | None = None
     metadata: dict[str, str] | None = None
     strategy: str | None = None
+    force: bool | None = False
+    allow_empty: bool | None = False
     squash_merge: bool | None = False
 
 
@@ -124,6 +128,8 @@ class RevertCreation(msgspec.Struct, kw_only=True):
     ref: str
     parent_number: int = 0
     commit_overrides: CommitOverrides | None = None
+    force: bool | None = False
+    allow_empty: bool | None = False
 
 
 class TagCreation(msgspec.Struct, kw_only=True):
@@ -288,10 +294,14 @@ def _lakefs_error(request: Request[Any, Any, Any], exc: Exception) -> Response[A
             status = 400
             body.update({k: v for k, v in exc.details.items() if k in ("field", "expected")})
         elif isinstance(exc, Conflict):
-            # lakeFS: a commit with nothing in it is a bad request ("commit: no changes").
-            status = 400 if exc.message.startswith("nothing to commit") else 409
-            if status == 400:
-                body["message"] = f"commit: no changes ({exc.message})"
+            # lakeFS's statuses for what the core calls conflicts: nothing to commit, merge or
+            # revert is "no changes" (400), a dirty branch is 400, the default branch is 403.
+            reason = exc.details.get("reason")
+            status = {"no_changes": 400, "dirty_branch": 400, "default_branch": 403}.get(reason, 409)
+            if reason == "no_changes":
+                body["message"] = f"no changes ({exc.message})"
+            elif reason == "dirty_branch":
+                body["message"] = f"uncommitted changes (dirty branch): {exc.message}"
             if "conflicts" in exc.details:
                 body["conflicts"] = exc.details["conflicts"]
         elif isinstance(exc, PolicyViolation):
@@ -348,6 +358,17 @@ def config() -> dict[str, Any]:
     return {"version_config": {"version": mlops_lite.__version__, "version_context": "mlops-lite",
                                "upgrade_recommended": False},
             "storage_config": STORAGE_CONFIG}
+
+
+@get("/config/version", opt={"lakefs": "viewer"}, sync_to_thread=False)
+def config_version() -> dict[str, Any]:
+    """lakeFS's older version route (clients before /config read it)."""
+    return {"version": mlops_lite.__version__, "upgrade_recommended": False}
+
+
+@get("/config/storage", opt={"lakefs": "viewer"}, sync_to_thread=False)
+def config_storage() -> dict[str, Any]:
+    return STORAGE_CONFIG
 
 
 @get("/user", opt={"lakefs": "viewer"}, sync_to_thread=False)
@@ -433,11 +454,19 @@ def delete_branch(request: Request[Any, Any, Any], repository: str, branch: str)
 @put("/repositories/{repository:str}/branches/{branch:str}", opt={"lakefs": "operator"}, status_code=204,
      sync_to_thread=True)
 def reset_branch(request: Request[Any, Any, Any], repository: str, branch: str, data: ResetCreation) -> None:
-    """Drop the branch's uncommitted changes (``type: reset``; one path or prefix is not supported)."""
-    if data.type != "reset":
-        raise LakeFSError(400, f"reset of type {data.type!r} is not supported by mlops-lite; "
-                               "use type 'reset' (drops every uncommitted change)")
-    _repo(request, repository).branch(branch).reset(actor=_actor(request))
+    """Drop uncommitted changes: all (``reset``), one path (``object``) or a prefix (``common_prefix``)."""
+    target = _repo(request, repository).branch(branch)
+    if data.type == "reset":
+        target.reset(actor=_actor(request))
+    elif data.type in ("object", "common_prefix"):
+        if not data.path:
+            raise LakeFSError(400, f"reset of type {data.type!r} needs a path")
+        if data.type == "object":
+            target.reset(path=data.path, actor=_actor(request))
+        else:
+            target.reset(prefix=data.path, actor=_actor(request))
+    else:
+        raise LakeFSError(400, f"unknown reset type {data.type!r}; expected object, common_prefix or reset")
 
 
 @get("/repositories/{repository:str}/branches/{branch:str}/diff", opt={"lakefs": "viewer"}, sync_to_thread=True)
@@ -454,11 +483,12 @@ def diff_branch(request: Request[Any, Any, Any], repository: str, branch: str, a
 @post("/repositories/{repository:str}/branches/{branch:str}/revert", opt={"lakefs": "operator"},
       status_code=204, sync_to_thread=True)
 def revert_branch(request: Request[Any, Any, Any], repository: str, branch: str, data: RevertCreation) -> None:
-    """A commit on the branch undoing ``ref`` against its first parent (``parent_number`` 0 or 1)."""
-    if data.parent_number not in (0, 1):
-        raise LakeFSError(400, "revert relative to a parent other than the first is not supported by mlops-lite")
-    message = data.commit_overrides.message if data.commit_overrides else None
-    _repo(request, repository).branch(branch).revert(data.ref, message=message, actor=_actor(request))
+    """A commit on the branch undoing ``ref`` against its parent (``parent_number``, 1-based,
+    for a merge commit). Allowed on a protected branch, as lakeFS allows it."""
+    overrides = data.commit_overrides or CommitOverrides()
+    _repo(request, repository).branch(branch).revert(
+        data.ref, parent_number=data.parent_number, message=overrides.message or None,
+        metadata=overrides.metadata, allow_empty=bool(data.allow_empty), actor=_actor(request))
 
 
 # ------------------------------------------------------------------------------ commits, log, diff, merge
@@ -481,12 +511,23 @@ def get_commit(request: Request[Any, Any, Any], repository: str, commit_id: str)
 @get("/repositories/{repository:str}/refs/{ref:str}/commits", opt={"lakefs": "viewer"}, sync_to_thread=True)
 def log_commits(request: Request[Any, Any, Any], repository: str, ref: str, after: str | None = None,
                 amount: int | None = None, objects: list[str] | None = None,
-                prefixes: list[str] | None = None) -> dict[str, Any]:
-    """Commits from ``ref`` back along first parents, newest first; pages by commit id."""
+                prefixes: list[str] | None = None, since: datetime | None = None,
+                stop_at: str | None = None) -> dict[str, Any]:
+    """Commits from ``ref`` back along first parents, newest first; pages by commit id. Stops
+    before the first commit older than ``since`` and after the commit ``stop_at`` names."""
     if objects or prefixes:
         raise LakeFSError(400, "log filtered by objects or prefixes is not supported by mlops-lite")
     size = _amount(amount)
-    records = _repo(request, repository).log(ref, amount=size + 1, after=after or None)
+    repo = _repo(request, repository)
+    stop = repo.ref(stop_at).resolve() if stop_at else None
+    records = repo.log(ref, amount=size + 1, after=after or None)
+    for index, record in enumerate(records):
+        if since is not None and as_utc(record.created_at) < as_utc(since):
+            records = records[:index]
+            break
+        if record.id == stop:
+            records = records[:index + 1]
+            break
     page = records[:size]
     has_more = len(records) > size
     return {"pagination": {"has_more": has_more, "next_offset": page[-1].id if has_more else "",
@@ -500,10 +541,12 @@ def diff_refs(request: Request[Any, Any, Any], repository: str, left_ref: str, r
               after: str | None = None, amount: int | None = None, prefix: str | None = None,
               delimiter: str | None = None,
               diff_type: str | None = Parameter(query="type", default=None)) -> dict[str, Any]:
-    """What changes from ``left_ref`` to ``right_ref`` (their committed trees)."""
+    """``three_dot`` (lakeFS's default): what merging ``right_ref`` into ``left_ref`` would change;
+    ``two_dot``: ``left_ref``'s committed tree against ``right_ref``'s."""
     if diff_type not in (None, "", "two_dot", "three_dot"):
         raise LakeFSError(400, f"unknown diff type {diff_type!r}; expected two_dot or three_dot")
-    entries = _repo(request, repository).diff(left_ref, right_ref, prefix=prefix or "")
+    entries = _repo(request, repository).diff(left_ref, right_ref, prefix=prefix or "",
+                                              three_dot=diff_type != "two_dot")
     return _page(_group(entries, prefix or "", delimiter or ""), lambda d: d["path"], lambda d: d,
                  after=after, amount=amount)
 
@@ -520,7 +563,7 @@ def merge_into_branch(request: Request[Any, Any, Any], repository: str, source_r
     # Branch handles resolve their name as any ref (branch, tag or commit id) when merging.
     record = _repo(request, repository).branch(source_ref).merge_into(
         destination_branch, strategy=body.strategy or "fail", message=body.message or None,
-        metadata=body.metadata, actor=_actor(request))
+        metadata=body.metadata, actor=_actor(request), if_nothing="commit" if body.allow_empty else "fail")
     return {"reference": record.id}
 
 
@@ -718,37 +761,108 @@ def get_object(request: Request[Any, Any, Any], repository: str, ref: str,
 
 @head("/repositories/{repository:str}/refs/{ref:str}/objects", opt={"lakefs": "viewer"}, sync_to_thread=True)
 def head_object(request: Request[Any, Any, Any], repository: str, ref: str,
-                object_path: str = Parameter(query="path")) -> Response[None]:
-    """Whether the object exists (200 with its size and ETag, else 404), without its bytes."""
+                object_path: str = Parameter(query="path"),
+                byte_range: str | None = Parameter(header="Range", default=None)) -> Response[None]:
+    """Whether the object exists (200 with its size and ETag, else 404), without its bytes;
+    with a ``Range``, 206 and the range's length, as a GET would answer."""
     record = _repo(request, repository).ref(ref).stat(object_path)
     headers = _object_headers(record, _object_file(request, record.digest))
-    headers["Content-Length"] = str(record.size)
-    return Response(content=b"", status_code=200, headers=headers)
+    span = _byte_range(byte_range, record.size)
+    if span is None:
+        headers["Content-Length"] = str(record.size)
+        return Response(content=b"", status_code=200, headers=headers)
+    first, last = span
+    headers["Content-Range"] = f"bytes {first}-{last}/{record.size}"
+    headers["Content-Length"] = str(last - first + 1)
+    return Response(content=b"", status_code=206, headers=headers)
 
 
 @delete("/repositories/{repository:str}/branches/{branch:str}/objects", opt={"lakefs": "operator"},
         status_code=204, sync_to_thread=True)
 def delete_object(request: Request[Any, Any, Any], repository: str, branch: str,
                   object_path: str = Parameter(query="path")) -> None:
-    _repo(request, repository).branch(branch).delete_object(object_path)
+    """Stage the deletion; a missing object is no error (lakeFS: "Missing objects will not
+    return a NotFound error"), a missing branch or repository still is."""
+    _repo(request, repository).branch(branch).delete_object(object_path, missing_ok=True)
 
 
 @post("/repositories/{repository:str}/branches/{branch:str}/objects/delete", opt={"lakefs": "operator"},
       status_code=200, sync_to_thread=True)
 def delete_objects(request: Request[Any, Any, Any], repository: str, branch: str,
                    data: PathList) -> dict[str, Any]:
-    """Stage the deletion of each path; answers the paths that failed, each with its status."""
+    """Stage the deletion of each path; answers the paths that failed, each with its status
+    (a missing path is no failure, as in lakeFS)."""
+    if len(data.paths) > MAX_DELETE_PATHS:
+        raise LakeFSError(400, f"too many paths: {len(data.paths)}, max paths is set to {MAX_DELETE_PATHS}")
     target = _repo(request, repository).branch(branch)
+    target.head()  # a missing repository or branch is the request's 404, not each path's
     errors = []
     for path in data.paths:
         try:
-            target.delete_object(path)
-        except NotFound as exc:
-            errors.append({"status_code": 404, "message": exc.message, "path": path})
+            target.delete_object(path, missing_ok=True)
         except (InvalidInput, PolicyViolation, Conflict) as exc:
             response = _lakefs_error(request, exc)
             errors.append({"status_code": response.status_code, "message": exc.message, "path": path})
     return {"errors": errors}
+
+
+# ------------------------------------------------------------------------------ not implemented
+
+# lakeFS operations this API does not offer (paths as lakeFS's OpenAPI spec names them). They
+# answer 501 with lakeFS's error body, naming the operation, rather than a 404 the clients
+# would read as "no such repository or branch".
+NOT_IMPLEMENTED: dict[str, dict[str, str]] = {
+    "/setup_lakefs": {"GET": "getSetupState", "POST": "setup"},
+    "/setup_comm_prefs": {"POST": "setupCommPrefs"},
+    "/auth/login": {"POST": "login"},
+    "/auth/capabilities": {"GET": "getAuthCapabilities"},
+    "/auth/users": {"GET": "listUsers", "POST": "createUser"},
+    "/auth/users/{user_id:str}": {"GET": "getUser", "DELETE": "deleteUser"},
+    "/auth/users/{user_id:str}/credentials": {"GET": "listUserCredentials", "POST": "createCredentials"},
+    "/auth/groups": {"GET": "listGroups", "POST": "createGroup"},
+    "/auth/policies": {"GET": "listPolicies", "POST": "createPolicy"},
+    "/repositories/{repository:str}/metadata": {"POST": "setRepositoryMetadata",
+                                                "DELETE": "deleteRepositoryMetadata"},
+    "/repositories/{repository:str}/settings/gc_rules": {"GET": "getGCRules", "PUT": "setGCRules",
+                                                         "DELETE": "deleteGCRules"},
+    "/repositories/{repository:str}/settings/branch_protection": {"PUT": "setBranchProtectionRules"},
+    "/repositories/{repository:str}/refs/dump": {"PUT": "dumpRefs"},
+    "/repositories/{repository:str}/refs/restore": {"PUT": "restoreRefs"},
+    "/repositories/{repository:str}/dump": {"GET": "dumpStatus", "POST": "dumpSubmit"},
+    "/repositories/{repository:str}/restore": {"GET": "restoreStatus", "POST": "restoreSubmit"},
+    "/repositories/{repository:str}/commits": {"POST": "CreateCommitRecord"},
+    "/repositories/{repository:str}/branches/{branch:str}/hard_reset": {"PUT": "hardResetBranch"},
+    "/repositories/{repository:str}/branches/{branch:str}/cherry-pick": {"POST": "cherryPick"},
+    "/repositories/{repository:str}/refs/{source_ref:str}/merge/{destination_branch:str}": {
+        "GET": "findMergeBase"},
+    "/repositories/{repository:str}/branches/{branch:str}/staging/pmpu": {"POST": "createPresignMultipartUpload"},
+    "/repositories/{repository:str}/branches/{branch:str}/staging/backing": {"GET": "getPhysicalAddress",
+                                                                            "PUT": "linkPhysicalAddress"},
+    "/repositories/{repository:str}/branches/{branch:str}/import": {"GET": "importStatus", "POST": "importStart",
+                                                                   "DELETE": "importCancel"},
+    "/repositories/{repository:str}/branches/{branch:str}/objects/stage_allowed": {"GET": "uploadObjectPreflight"},
+    "/repositories/{repository:str}/branches/{branch:str}/objects/copy": {"POST": "copyObject"},
+    "/repositories/{repository:str}/branches/{branch:str}/objects/stat/user_metadata": {
+        "PUT": "updateObjectUserMetadata"},
+    "/repositories/{repository:str}/refs/{ref:str}/objects/underlyingProperties": {"GET": "getUnderlyingProperties"},
+    "/repositories/{repository:str}/refs/{ref:str}/symlink": {"POST": "createSymlinkFile"},
+    "/repositories/{repository:str}/actions/runs": {"GET": "listRepositoryRuns"},
+    "/repositories/{repository:str}/branch_protection": {"GET": "internalGetBranchProtectionRules",
+                                                         "POST": "internalCreateBranchProtectionRule",
+                                                         "DELETE": "internalDeleteBranchProtectionRule"},
+    "/repositories/{repository:str}/pulls": {"GET": "listPullRequests", "POST": "createPullRequest"},
+    "/config/garbage-collection": {"GET": "getGarbageCollectionConfig"},
+}
+
+
+def _not_implemented(path: str, operations: dict[str, str]) -> HTTPRouteHandler:
+    def answer(request: Request[Any, Any, Any]) -> None:
+        operation = operations.get(request.method, "this operation")
+        raise LakeFSError(501, f"{operation} ({request.method} {path.replace(':str', '')}) is not implemented "
+                               "by mlops-lite's lakeFS-compatible API")
+
+    return route(path, http_method=sorted(operations), opt={"lakefs": "viewer"}, status_code=501,
+                 sync_to_thread=False, name=f"lakefs-not-implemented:{path}")(answer)
 
 
 def lakefs_router() -> Router:
@@ -765,5 +879,7 @@ def lakefs_router() -> Router:
             commit, get_commit, log_commits, diff_refs, merge_into_branch,
             create_tag, list_tags, get_tag, delete_tag,
             upload_object, stat_object, list_objects, get_object, head_object, delete_object, delete_objects,
+            config_version, config_storage,
+            *(_not_implemented(path, operations) for path, operations in NOT_IMPLEMENTED.items()),
         ],
     )

@@ -132,11 +132,7 @@ class DataContext:
                 for p, d, s in entries]
         if not rows:
             return 0
-        paths = [r["path"] for r in rows]
-        for start in range(0, len(paths), 5000):
-            session.execute(delete(DataStaged).where(
-                DataStaged.repository == repository, DataStaged.branch == branch,
-                DataStaged.path.in_(paths[start:start + 5000])))  # type: ignore[attr-defined]
+        self.unstage(session, repository, branch, [r["path"] for r in rows])
         if self.store.is_duckdb:
             import pyarrow as pa
 
@@ -153,6 +149,12 @@ class DataContext:
         else:
             session.execute(insert(DataStaged), rows)
         return len(rows)
+
+    def unstage(self, session: Session, repository: str, branch: str, paths: list[str]) -> None:
+        for start in range(0, len(paths), 5000):
+            session.execute(delete(DataStaged).where(
+                DataStaged.repository == repository, DataStaged.branch == branch,
+                DataStaged.path.in_(paths[start:start + 5000])))  # type: ignore[attr-defined]
 
     def clear_staged(self, session: Session, repository: str, branch: str) -> None:
         session.execute(delete(DataStaged).where(DataStaged.repository == repository,

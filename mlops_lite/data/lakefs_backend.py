@@ -77,13 +77,17 @@ def _translate(what: str) -> Iterator[None]:
         if status == 401:
             raise Unauthenticated(text) from exc
         if status == 403:
+            if "default branch" in message.lower():
+                raise Conflict(text, details={"reason": "default_branch"}) from exc
             if "protect" in message.lower():
                 raise PolicyViolation(text, details=details) from exc
             raise PermissionDenied(text, details=details) from exc
         if status == 412:
             raise PolicyViolation(text, details=details) from exc
         if status == 400 and "no changes" in message.lower():
-            raise Conflict(f"{what}: nothing to commit ({message})") from exc
+            raise Conflict(f"{what}: nothing to commit ({message})", details={"reason": "no_changes"}) from exc
+        if status == 400 and "uncommitted changes" in message.lower():
+            raise Conflict(text, details={"reason": "dirty_branch"}) from exc
         if status in (400, 422):
             raise InvalidInput(text, details=details) from exc
         raise BackendUnavailable(f"{what}: lakeFS answered {status}: {message}") from exc
@@ -232,8 +236,8 @@ class LakeFSRepository:
                                                 amount=amount, first_parent=True)
         return [_commit(self.name, c) for c in page.results]
 
-    def diff(self, left: str, right: str, *, prefix: str = "") -> list[DiffEntry]:
-        return self.ref(left).diff(right, prefix=prefix)
+    def diff(self, left: str, right: str, *, prefix: str = "", three_dot: bool = False) -> list[DiffEntry]:
+        return self.ref(left).diff(right, prefix=prefix, three_dot=three_dot)
 
     def create_tag(self, name: str, ref: str, **_: Any) -> TagRecord:
         from lakefs_sdk import TagCreation
@@ -343,13 +347,15 @@ class LakeFSReference:
         prefixes = tuple(o.path for o in page.results if o.path_type == "common_prefix")
         return Listing(objects, prefixes, bool(page.pagination.has_more), page.pagination.next_offset or "")
 
-    def diff(self, other: str, *, prefix: str = "") -> list[DiffEntry]:
+    def diff(self, other: str, *, prefix: str = "", three_dot: bool = False) -> list[DiffEntry]:
         out: list[DiffEntry] = []
         after = ""
         while True:
+            # lakeFS's default is three_dot; the facet's default is the two trees compared.
             with _translate(f"diff {self.ref!r}..{other!r}"):
                 page = self._store.refs.diff_refs(self._repo, self.ref, other, after=after, amount=1000,
-                                                  prefix=prefix or None)
+                                                  prefix=prefix or None,
+                                                  type="three_dot" if three_dot else "two_dot")
             out += [DiffEntry(path=d.path, type=d.type, left=None, right=None, size=d.size_bytes or 0)
                     for d in page.results if d.path_type == "object"]
             if not page.pagination.has_more:
@@ -423,10 +429,17 @@ class LakeFSBranch(LakeFSReference):
                 raise exc
         return response
 
-    def delete_object(self, path: str) -> None:
-        self.stat(path)
+    def delete_object(self, path: str, *, missing_ok: bool = False) -> bool:
+        # lakeFS answers success for a missing object; the facet says NotFound unless told otherwise.
+        try:
+            self.stat(path)
+        except NotFound:
+            if not missing_ok:
+                raise
+            return False
         with _translate(f"delete {path!r}"):
             self._store.objects_api.delete_object(self._repo, self.name, path)
+        return True
 
     def uncommitted(self, *, prefix: str = "") -> list[DiffEntry]:
         out: list[DiffEntry] = []
@@ -441,12 +454,22 @@ class LakeFSBranch(LakeFSReference):
                 return out
             after = page.pagination.next_offset
 
-    def reset(self, **_: Any) -> int:
+    def reset(self, *, path: str | None = None, prefix: str | None = None, **_: Any) -> int:
         from lakefs_sdk import ResetCreation
 
-        count = len(self.uncommitted())
+        if path is not None and prefix is not None:
+            raise InvalidInput("reset one path or one prefix, not both", field="path",
+                               expected="path or prefix, or neither")
+        if path is not None:
+            check_path(path)
+            count = sum(1 for d in self.uncommitted(prefix=path) if d.path == path)
+            body = ResetCreation(type="object", path=path)
+        elif prefix is not None:
+            count, body = len(self.uncommitted(prefix=prefix)), ResetCreation(type="common_prefix", path=prefix)
+        else:
+            count, body = len(self.uncommitted()), ResetCreation(type="reset")
         with _translate(f"reset {self.name!r}"):
-            self._store.branches.reset_branch(self._repo, self.name, ResetCreation(type="reset"))
+            self._store.branches.reset_branch(self._repo, self.name, body)
         return count
 
     def commit(self, message: str, *, metadata: Mapping[str, str] | None = None, **_: Any) -> CommitRecord:
@@ -461,10 +484,10 @@ class LakeFSBranch(LakeFSReference):
 
     def merge_into(self, destination: str, *, strategy: str = "fail", rules: Mapping[str, str] | None = None,
                    message: str | None = None, metadata: Mapping[str, str] | None = None,
-                   **_: Any) -> CommitRecord:
+                   if_nothing: str = "skip", **_: Any) -> CommitRecord:
         from lakefs_sdk import Merge
 
-        from mlops_lite.data.merge import STRATEGIES
+        from mlops_lite.data.merge import NOTHING_TO_MERGE, STRATEGIES
 
         if strategy not in STRATEGIES:
             raise InvalidInput(f"unknown merge strategy {strategy!r}", field="strategy",
@@ -472,16 +495,30 @@ class LakeFSBranch(LakeFSReference):
         if rules:
             raise InvalidInput("per-path merge rules are an mlops-lite extension lakeFS lacks", field="rules",
                                expected="no rules with the lakefs backend")
-        with _translate(f"merge {self.name!r} into {destination!r}"):
-            result = self._store.refs.merge_into_branch(self._repo, self.name, destination, merge=Merge(
-                message=message, metadata=dict(metadata or {}), strategy=None if strategy == "fail" else strategy))
+        if if_nothing not in NOTHING_TO_MERGE:
+            raise InvalidInput(f"unknown if_nothing {if_nothing!r}", field="if_nothing",
+                               expected=" | ".join(NOTHING_TO_MERGE))
+        try:
+            with _translate(f"merge {self.name!r} into {destination!r}"):
+                result = self._store.refs.merge_into_branch(self._repo, self.name, destination, merge=Merge(
+                    message=message, metadata=dict(metadata or {}), strategy=None if strategy == "fail" else strategy,
+                    allow_empty=if_nothing == "commit"))
+        except Conflict as exc:
+            # lakeFS refuses a merge that brings nothing; the facet's default answers the head.
+            if if_nothing != "skip" or exc.details.get("reason") != "no_changes":
+                raise
+            return self.repository.commit(destination)
         return self.repository.commit(result.reference)
 
-    def revert(self, commit: str, *, message: str | None = None, **_: Any) -> CommitRecord:
-        from lakefs_sdk import RevertCreation
+    def revert(self, commit: str, *, parent_number: int = 0, message: str | None = None,
+               metadata: Mapping[str, str] | None = None, allow_empty: bool = False, **_: Any) -> CommitRecord:
+        from lakefs_sdk import CommitOverrides, RevertCreation
 
+        overrides = CommitOverrides(message=message, metadata=dict(metadata) if metadata is not None else None) \
+            if message is not None or metadata is not None else None
         with _translate(f"revert {commit!r} on {self.name!r}"):
-            self._store.branches.revert_branch(self._repo, self.name, RevertCreation(ref=commit, parent_number=1))
+            self._store.branches.revert_branch(self._repo, self.name, RevertCreation(
+                ref=commit, parent_number=parent_number, commit_overrides=overrides, allow_empty=allow_empty))
         head = self.head()
         assert head is not None
         return head

@@ -49,8 +49,17 @@ def _strategy_for(path: str, strategy: str, rules: dict[str, str]) -> str:
     return strategy
 
 
+NOTHING_TO_MERGE = ("skip", "fail", "commit")
+
+
 def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[str, str], message: str | None,
-              metadata: dict[str, str], actor: str) -> CommitRecord:
+              metadata: dict[str, str], actor: str, if_nothing: str = "skip") -> CommitRecord:
+    """See ``Branch.merge_into``. ``if_nothing`` says what a merge that brings nothing new does:
+    ``skip`` answers the destination's head, ``fail`` refuses (lakeFS's "no changes"),
+    ``commit`` writes the merge commit anyway (lakeFS's ``allow_empty``)."""
+    if if_nothing not in NOTHING_TO_MERGE:
+        raise InvalidInput(f"unknown if_nothing {if_nothing!r}", field="if_nothing",
+                           expected=" | ".join(NOTHING_TO_MERGE))
     for chosen in (strategy, *rules.values()):
         if chosen not in STRATEGIES:
             raise InvalidInput(f"unknown merge strategy {chosen!r}", field="strategy", expected=" | ".join(STRATEGIES))
@@ -62,14 +71,20 @@ def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[st
             if src_head is None:
                 raise Conflict(f"{source.ref!r} has no commits to merge")
             if ctx.staged(session, repo, destination):
-                raise Conflict(f"{destination!r} has uncommitted changes; commit or reset them before a merge")
+                raise Conflict(f"{destination!r} has uncommitted changes; commit or reset them before a merge",
+                               details={"reason": "dirty_branch"})
             dest_head = dest_row.head
             base = merge_base(session, ctx, repo, src_head, dest_head) if dest_head else None
-            if base == src_head:
-                return commit_record(ctx.commit(session, repo, dest_head))
             base_tree = ctx.tree_of(session, repo, base)
             src_tree = ctx.tree_of(session, repo, src_head)
             dest_tree = ctx.tree_of(session, repo, dest_head)
+            # lakeFS compares trees, not commits: a source whose data is the base's brings nothing.
+            nothing = base == src_head or (base is not None and src_tree == base_tree)
+            if nothing and if_nothing == "fail":
+                raise Conflict(f"merging {source.ref!r} into {destination!r} brings no changes",
+                               details={"reason": "no_changes"})
+            if base == src_head and if_nothing == "skip":
+                return commit_record(ctx.commit(session, repo, dest_head))
         ours, theirs = _changes(ctx, base_tree, src_tree), _changes(ctx, base_tree, dest_tree)
         apply: dict[str, Change] = {}
         conflicts: list[str] = []
@@ -98,42 +113,63 @@ def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[st
                              "changed": len(apply)})
 
 
-def revert(branch: Branch, commit: str, *, message: str | None, actor: str) -> CommitRecord:
+def revert(branch: Branch, commit: str, *, parent_number: int = 0, message: str | None,
+           metadata: dict[str, str] | None = None, allow_empty: bool = False, actor: str) -> CommitRecord:
+    """Undo ``commit`` on ``branch`` relative to one of its parents (``parent_number``, 1-based,
+    needed for a merge commit; 0 means the only parent, or none for a root commit).
+
+    Allowed on a protected branch, as lakeFS allows it: a revert only brings back a state
+    the branch's history already had, and it still passes the repository's checks (what
+    lakeFS runs as pre-revert hooks), so every state of a protected branch stays checked.
+    Paths changed again since ``commit`` conflict unless they already hold the parent's content.
+    """
     ctx, repo = branch._ctx, branch._repo
+    if not isinstance(parent_number, int) or isinstance(parent_number, bool) or parent_number < 0:
+        raise InvalidInput(f"bad parent number {parent_number!r}", field="parent_number",
+                           expected="0, or the 1-based parent of a merge commit")
     with ctx.branch_lock(repo, branch.name):
         with ctx.store.session() as session:
-            row = branch._writable(session)
-            target = ctx.commit(session, repo, ctx.resolve(session, repo, commit))
-            if not target.parents:
-                raise InvalidInput(f"commit {target.id[:12]} has no parent to revert to", field="commit",
-                                   expected="a commit with a parent")
-            if len(target.parents) > 1:
-                raise InvalidInput(f"commit {target.id[:12]} is a merge; revert of merges is not supported",
-                                   field="commit", expected="a commit with one parent")
+            row = ctx.branch(session, repo, branch.name)
+            target = ctx.commit(session, repo, ctx.resolve(session, repo, commit) or commit)
+            parents = list(target.parents or ())
+            if len(parents) > 1 and parent_number == 0:
+                raise Conflict(f"commit {target.id[:12]} is a merge: say which parent to revert to "
+                               f"(parent_number 1 to {len(parents)})", details={"reason": "merge_needs_parent"})
+            if parent_number > max(len(parents), 1):
+                raise InvalidInput(f"commit {target.id[:12]} has {len(parents)} parent(s), not {parent_number}",
+                                   field="parent_number", expected=f"1 to {max(len(parents), 1)}")
             if ctx.staged(session, repo, branch.name):
-                raise Conflict(f"{branch.name!r} has uncommitted changes; commit or reset them first")
+                raise Conflict(f"{branch.name!r} has uncommitted changes; commit or reset them first",
+                               details={"reason": "dirty_branch"})
             head = row.head
             if head is None:
                 raise NotFound(f"branch {branch.name!r} has no commits")
-            parent_tree = ctx.tree_of(session, repo, target.parents[0])
+            parent = parents[max(parent_number, 1) - 1] if parents else None
+            parent_tree = ctx.tree_of(session, repo, parent)
             head_tree = ctx.tree_of(session, repo, head)
             target_tree = target.tree
         undo: dict[str, Change] = {}
         conflicts = []
         for d in ctx.trees.diff(target_tree, parent_tree):
             now = ctx.trees.lookup(head_tree, d.path)
-            then = ctx.trees.lookup(target_tree, d.path)
-            if now != then:
+            wanted = None if d.right is None else ("b", d.right, d.size)
+            if now == wanted:
+                continue
+            if now != ctx.trees.lookup(target_tree, d.path):
                 conflicts.append(d.path)
             undo[d.path] = None if d.right is None else (d.right, d.size)
         if conflicts:
             raise Conflict(f"cannot revert {target.id[:12]}: {len(conflicts)} path(s) changed since: "
                            + ", ".join(conflicts[:20]), details={"conflicts": conflicts})
-        if not undo:
-            raise Conflict(f"commit {target.id[:12]} changed nothing; nothing to revert")
+        if not undo and not allow_empty:
+            raise Conflict(f"reverting {target.id[:12]} changes nothing on {branch.name!r}",
+                           details={"reason": "no_changes"})
+        with ctx.store.session() as session:
+            ctx.check(session, repo, undo)
         tree = ctx.trees.apply(head_tree, undo)
         with ctx.store.session() as session:
             return ctx.write_commit(session, repo, branch.name, expected_head=head, tree=tree, parents=[head],
                                     message=message or f"Revert {target.id[:12]}: {target.message}",
-                                    author=actor, metadata={"reverts": target.id}, action="data.revert",
-                                    audit_extra={"reverted": target.id})
+                                    author=actor, metadata={"reverts": target.id} if metadata is None else metadata,
+                                    action="data.revert",
+                                    audit_extra={"reverted": target.id, "parent": parent, "changed": len(undo)})

@@ -164,12 +164,39 @@ class Reference:
         prefix, compiled = glob_matcher(pattern)
         return [r for r in self.objects(prefix) if compiled.match(r.path)]
 
-    def diff(self, other: str, *, prefix: str = "") -> list[DiffEntry]:
-        """What changes from this reference to ``other`` (committed states)."""
+    def diff(self, other: str, *, prefix: str = "", three_dot: bool = False) -> list[DiffEntry]:
+        """What changes from this reference to ``other`` (committed states).
+
+        ``three_dot`` (lakeFS's default for ref diffs) answers instead what merging ``other``
+        into this reference would change here: ``other``'s changes since their merge base,
+        typed against this side, with ``conflict`` where both sides changed a path differently.
+        """
+        from mlops_lite.data.merge import merge_base
+
+        trees = self._ctx.trees
         with self._ctx.store.session() as session:
-            left = self._ctx.tree_of(session, self._repo, self._ctx.resolve(session, self._repo, self.ref))
-            right = self._ctx.tree_of(session, self._repo, self._ctx.resolve(session, self._repo, other))
-        return [d for d in self._ctx.trees.diff(left, right) if d.path.startswith(prefix)]
+            left_commit = self._ctx.resolve(session, self._repo, self.ref)
+            right_commit = self._ctx.resolve(session, self._repo, other)
+            left = self._ctx.tree_of(session, self._repo, left_commit)
+            right = self._ctx.tree_of(session, self._repo, right_commit)
+            if not three_dot:
+                return [d for d in trees.diff(left, right) if d.path.startswith(prefix)]
+            base = merge_base(session, self._ctx, self._repo, left_commit, right_commit) \
+                if left_commit and right_commit else None
+            base_tree = self._ctx.tree_of(session, self._repo, base)
+        out = []
+        for d in trees.diff(base_tree, right):
+            if not d.path.startswith(prefix):
+                continue
+            here, then = trees.lookup(left, d.path), trees.lookup(base_tree, d.path)
+            wanted = trees.lookup(right, d.path)
+            if here == wanted:
+                continue
+            kind = "conflict" if here != then else "added" if here is None else "removed" if wanted is None \
+                else "changed"
+            out.append(DiffEntry(path=d.path, type=kind, left=here[1] if here else None, right=d.right,
+                                 size=(wanted or here or ("", "", 0))[2]))
+        return out
 
     def log(self, *, amount: int = 100, after: str | None = None) -> list[CommitRecord]:
         return self.repository.log(self.ref, amount=amount, after=after)
@@ -211,7 +238,8 @@ class Branch(Reference):
             repo = self._ctx.repository(session, self._repo)
             row = self._ctx.branch(session, self._repo, self.name)
             if self.name == repo.default_branch:
-                raise Conflict(f"{self.name!r} is the default branch of {self._repo!r}; it cannot be deleted")
+                raise Conflict(f"{self.name!r} is the default branch of {self._repo!r}; it cannot be deleted",
+                               details={"reason": "default_branch"})
             if self.name in self._ctx.config(session, self._repo).protected_branches:
                 raise PolicyViolation(f"branch {self.name!r} is protected; it cannot be deleted")
             self._ctx.clear_staged(session, self._repo, self.name)
@@ -228,7 +256,7 @@ class Branch(Reference):
         row = self._ctx.branch(session, self._repo, self.name)
         if self.name in self._ctx.config(session, self._repo).protected_branches:
             raise PolicyViolation(f"branch {self.name!r} of {self._repo!r} is protected: it takes changes only "
-                                  "by merge", details={"reasons": [f"{self.name} is protected"]})
+                                  "by merge (or a revert)", details={"reasons": [f"{self.name} is protected"]})
         return row
 
     def upload(self, path: str, source: Path | bytes | BinaryIO, *, if_absent: bool = False) -> ObjectRecord:
@@ -288,12 +316,20 @@ class Branch(Reference):
             return int(self._ctx.stage(session, self._repo, self.name,
                                        [(p, d, s) for p, (d, s) in zip(paths, stored, strict=True)]))
 
-    def delete_object(self, path: str) -> None:
-        """Stage the deletion of an object that exists on this branch."""
-        self.stat(path)
+    def delete_object(self, path: str, *, missing_ok: bool = False) -> bool:
+        """Stage the deletion of an object on this branch; answers whether there was one.
+        A missing object is NotFound unless ``missing_ok`` (lakeFS deletes answer success)."""
+        check_path(path)
         with self._ctx.branch_lock(self._repo, self.name), self._ctx.store.session() as session:
             self._writable(session)
+            _, tree, staged = self._view(session)
+            present = staged[path] is not None if path in staged else self._ctx.trees.lookup(tree, path) is not None
+            if not present:
+                if missing_ok:
+                    return False
+                raise NotFound(f"object {path!r} is not in {self._repo}@{self.name}")
             self._ctx.stage(session, self._repo, self.name, [(path, None, 0)])
+        return True
 
     def uncommitted(self) -> list[DiffEntry]:
         with self._ctx.store.session() as session:
@@ -309,15 +345,29 @@ class Branch(Reference):
                                  right=change[0] if change else None, size=(change or before or ("", 0))[1]))
         return out
 
-    def reset(self, *, actor: str | None = None) -> int:
-        """Drop every uncommitted change; returns how many there were."""
+    def reset(self, *, path: str | None = None, prefix: str | None = None, actor: str | None = None) -> int:
+        """Drop uncommitted changes: every one, or one ``path``'s, or those under ``prefix``;
+        returns how many. Refused on a protected branch, as lakeFS refuses it."""
+        if path is not None and prefix is not None:
+            raise InvalidInput("reset one path or one prefix, not both", field="path",
+                               expected="path or prefix, or neither")
+        if path is not None:
+            check_path(path)
         with self._ctx.branch_lock(self._repo, self.name), self._ctx.store.session() as session:
-            self._ctx.branch(session, self._repo, self.name)
-            count = len(self._ctx.staged(session, self._repo, self.name))
-            self._ctx.clear_staged(session, self._repo, self.name)
+            self._writable(session)
+            staged = self._ctx.staged(session, self._repo, self.name)
+            if path is None and prefix is None:
+                dropped = list(staged)
+                self._ctx.clear_staged(session, self._repo, self.name)
+            else:
+                dropped = [p for p in staged if p == path or (prefix is not None and p.startswith(prefix))]
+                self._ctx.unstage(session, self._repo, self.name, dropped)
+            after: dict[str, Any] = {"dropped": len(dropped)}
+            if path is not None or prefix is not None:
+                after["path" if path is not None else "prefix"] = path if path is not None else prefix
             self._ctx.audit.append(session, actor=actor or self._ctx.actor, action="data.branch.reset",
-                                   object=f"data:{self._repo}/{self.name}", after={"dropped": count})
-        return count
+                                   object=f"data:{self._repo}/{self.name}", after=after)
+        return len(dropped)
 
     def commit(self, message: str, *, metadata: Mapping[str, str] | None = None,
                actor: str | None = None) -> CommitRecord:
@@ -335,7 +385,7 @@ class Branch(Reference):
             changes = {p: c for p, c in staged.items() if self._ctx.trees.lookup(tree, p) != (
                 None if c is None else ("b", c[0], c[1]))}
             if not changes:
-                raise Conflict(f"nothing to commit on {self._repo}/{self.name}")
+                raise Conflict(f"nothing to commit on {self._repo}/{self.name}", details={"reason": "no_changes"})
             with self._ctx.store.session() as session:
                 self._ctx.check(session, self._repo, changes)
             new_tree = self._ctx.trees.apply(tree, changes)
@@ -349,24 +399,33 @@ class Branch(Reference):
 
     def merge_into(self, destination: str, *, strategy: str = "fail", rules: Mapping[str, str] | None = None,
                    message: str | None = None, metadata: Mapping[str, str] | None = None,
-                   actor: str | None = None) -> CommitRecord:
+                   actor: str | None = None, if_nothing: str = "skip") -> CommitRecord:
         """Three-way merge of this branch into ``destination`` from their merge base.
 
         Conflicting paths (changed differently on both sides) follow ``rules`` (glob ->
         strategy, first match wins), else ``strategy``: ``fail`` refuses with every
         conflicting path listed; ``source-wins`` / ``dest-wins`` pick a side. The
         pre-merge checks run on what the merge brings in. Returns the merge commit.
+        A merge that brings nothing new answers the destination's head (``if_nothing``:
+        ``fail`` refuses it, ``commit`` writes an empty merge commit).
         """
         from mlops_lite.data.merge import three_way
 
         return three_way(self, destination, strategy=strategy, rules=dict(rules or {}), message=message,
-                         metadata=self._ctx.validate_metadata(metadata), actor=actor or self._ctx.actor)
+                         metadata=self._ctx.validate_metadata(metadata), actor=actor or self._ctx.actor,
+                         if_nothing=if_nothing)
 
-    def revert(self, commit: str, *, message: str | None = None, actor: str | None = None) -> CommitRecord:
-        """A new commit on this branch undoing ``commit``'s changes (against its first parent)."""
+    def revert(self, commit: str, *, parent_number: int = 0, message: str | None = None,
+               metadata: Mapping[str, str] | None = None, allow_empty: bool = False,
+               actor: str | None = None) -> CommitRecord:
+        """A new commit on this branch undoing ``commit``'s changes against its parent
+        (``parent_number``, 1-based, picks a merge commit's parent). Allowed on a protected
+        branch (lakeFS's way to roll back bad data on main); the data checks still run."""
         from mlops_lite.data.merge import revert
 
-        return revert(self, commit, message=message, actor=actor or self._ctx.actor)
+        return revert(self, commit, parent_number=parent_number, message=message,
+                      metadata=None if metadata is None else self._ctx.validate_metadata(metadata),
+                      allow_empty=allow_empty, actor=actor or self._ctx.actor)
 
 
 def first_parent_log(session: Session, ctx: Any, repository: str, start: str | None, *, amount: int,

@@ -116,8 +116,8 @@ class Repository:
                                       .default_branch)
             return first_parent_log(session, self._ctx, self.name, start, amount=amount, after=after)
 
-    def diff(self, left: str, right: str, *, prefix: str = "") -> list[DiffEntry]:
-        return self.ref(left).diff(right, prefix=prefix)
+    def diff(self, left: str, right: str, *, prefix: str = "", three_dot: bool = False) -> list[DiffEntry]:
+        return self.ref(left).diff(right, prefix=prefix, three_dot=three_dot)
 
     # --- tags ---------------------------------------------------------------
     def create_tag(self, name: str, ref: str, *, actor: str | None = None) -> TagRecord:

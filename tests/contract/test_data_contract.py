@@ -252,3 +252,69 @@ def test_ingest_goes_through_a_merge_into_protected_main_and_is_idempotent(data,
     assert [b.name for b in data.repo("ingest-repo").branches()] == ["main"]
     with pytest.raises(InvalidInput):
         data.ingest("ingest-repo", source, "tables/t.json")
+
+
+def test_revert_is_allowed_on_protected_main_as_in_lakefs(repo, dev) -> None:
+    _commit(dev, {"loans.csv": b"good"})
+    good = dev.merge_into("main")
+    _commit(dev, {"loans.csv": b"bad", "extra.csv": b"x"})
+    bad = dev.merge_into("main")
+    main = repo.branch("main")
+    with pytest.raises(Conflict, match="merge"):
+        main.revert(bad.id)  # a merge commit: say which parent
+    assert main.head() == bad
+    with pytest.raises(InvalidInput):
+        main.revert(bad.id, parent_number=3)
+    reverted = main.revert(bad.id, parent_number=1, message="roll back", metadata={"ticket": "7"})
+    assert main.head() == reverted and reverted.parents == (bad.id,)
+    assert reverted.tree == good.tree and reverted.message == "roll back" and reverted.metadata == {"ticket": "7"}
+    with pytest.raises(Conflict) as info:
+        main.revert(bad.id, parent_number=1)  # nothing left to undo
+    assert info.value.details.get("reason") == "no_changes"
+    assert main.revert(bad.id, parent_number=1, allow_empty=True).tree == good.tree
+    # direct changes stay refused, reset included
+    with pytest.raises(PolicyViolation):
+        main.reset()
+    with pytest.raises(PolicyViolation):
+        main.delete_object("loans.csv")
+
+
+def test_revert_of_a_root_commit_empties_the_branch(repo, dev) -> None:
+    first = _commit(dev, {"a.txt": b"a", "b/c.txt": b"c"})
+    dev.revert(first.id)
+    assert list(dev.objects()) == []
+
+
+def test_reset_of_one_path_or_prefix_and_missing_deletes(repo, dev) -> None:
+    for path in ("a.txt", "d/1.txt", "d/2.txt"):
+        dev.upload(path, b"x")
+    assert dev.reset(path="a.txt") == 1
+    assert dev.reset(prefix="d/") == 2 and dev.uncommitted() == []
+    assert dev.delete_object("never.txt", missing_ok=True) is False
+    with pytest.raises(NotFound):
+        dev.delete_object("never.txt")
+
+
+def test_three_dot_diff_is_what_a_merge_would_bring(repo, dev) -> None:
+    _commit(dev, {"both.txt": b"base"})
+    dev.merge_into("main")
+    feature = repo.branch("feature")
+    feature.create("main")
+    _commit(feature, {"mine.txt": b"f", "both.txt": b"feature"})
+    _commit(dev, {"theirs.txt": b"d", "both.txt": b"dev"})
+    dev.merge_into("main")
+    three = {(d.path, d.type) for d in repo.diff("main", "feature", three_dot=True)}
+    assert three == {("both.txt", "conflict"), ("mine.txt", "added")}
+    two = {(d.path, d.type) for d in repo.diff("main", "feature")}
+    assert two == {("both.txt", "changed"), ("mine.txt", "added"), ("theirs.txt", "removed")}
+
+
+def test_a_merge_that_brings_nothing_can_be_refused(repo, dev) -> None:
+    _commit(dev, {"a.txt": b"a"})
+    first = dev.merge_into("main")
+    with pytest.raises(Conflict) as info:
+        dev.merge_into("main", if_nothing="fail")
+    assert info.value.details.get("reason") == "no_changes"
+    assert dev.merge_into("main") == first
+    empty = dev.merge_into("main", if_nothing="commit")
+    assert empty.parents[0] == first.id and empty.tree == first.tree
