@@ -1476,10 +1476,13 @@ def data_merge(repo: RepoArg, source: Annotated[str, typer.Argument(help="The br
 def data_revert(repo: RepoArg, branch: Annotated[str, typer.Argument(help="The branch to commit the revert on.")],
                 commit: Annotated[str, typer.Argument(help="The commit to undo (id, prefix, tag).")],
                 message: Annotated[str | None, typer.Option("-m", "--message", help="The revert's message.")]
-                = None) -> None:
-    """A new commit on BRANCH undoing COMMIT's changes."""
+                = None,
+                parent: Annotated[int, typer.Option("--parent", min=0, help=(
+                    "For a merge commit: the parent (1-based) to revert to, as lakeFS's parent_number."))]
+                = 0) -> None:
+    """A new commit on BRANCH undoing COMMIT's changes (allowed on a protected branch, as in lakeFS)."""
     with _data() as data:
-        record = data.repo(repo).branch(branch).revert(commit, message=message)
+        record = data.repo(repo).branch(branch).revert(commit, parent_number=parent, message=message)
     _line(f"committed {_short(record.id)} on {repo}/{branch}: {record.message}")
 
 
