@@ -14,12 +14,8 @@ with repositories, branches, objects, commits, diffs, merges, reverts and tags.
 - Routes are thin: parse, call one data-facet method, format. Blocking calls
   run on worker threads; uploads stream into the object store.
 
-Differences from lakeFS (the core has no such notion): a new repository's
-default branch has no commit (its ``commit_id`` is ``""``); objects carry no
-content type or user metadata; the storage namespace is not kept (answers
-``local://<repository>``); the log follows first parents only; ref diffs are
-two-dot (left tree against right tree); reset drops all of a branch's
-uncommitted changes, not one path or prefix.
+The deliberate differences from lakeFS, each with its reason, are listed in
+server/README.md ("lakeFS compatibility"); operations not offered answer 501.
 """
 
 from __future__ import annotations
