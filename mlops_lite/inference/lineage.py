@@ -48,7 +48,7 @@ def parse_moment(value: datetime | str | None, field: str = "at") -> datetime | 
     if isinstance(value, str):
         try:
             return as_utc(datetime.fromisoformat(value.strip()))
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: an offset pushes it past year 1 or 9999
             pass
     raise InvalidInput(f"bad time {value!r} for {field!r}", field=field,
                        expected="an ISO 8601 time, e.g. 2026-03-03T12:00:00Z")

@@ -141,9 +141,10 @@ def test_bad_questions_get_clear_errors(released: dict[str, Any]) -> None:
     platform, revisions = released["platform"], released["revisions"]
     with pytest.raises(NotFound, match="nope"):
         platform.deployments.lineage("nope")
-    with pytest.raises(InvalidInput) as bad:
-        platform.deployments.lineage("loans", "yesterday-ish")
-    assert bad.value.field == "at"
+    for bad_time in ("yesterday-ish", "", "9999-12-31T23:59:59-14:00"):
+        with pytest.raises(InvalidInput) as bad:
+            platform.deployments.lineage("loans", bad_time)
+        assert bad.value.field == "at"
     with pytest.raises(NotFound, match="served nothing"):
         platform.deployments.lineage("loans", revisions[1].changed_at - timedelta(seconds=1))
     with pytest.raises(NotFound, match="0123456789abcdef"):
