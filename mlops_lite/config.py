@@ -236,4 +236,7 @@ data_backend = "embedded"
 
 # Release gate: a model version must reach this ROC AUC to be deployed.
 min_roc_auc = 0.6
+
+# Browser origins allowed to call the HTTP API (CORS). Empty: no CORS headers at all.
+# cors_origins = ["https://ops.example.com"]
 """
