@@ -71,7 +71,13 @@ def check_task(home: str, deployment: str, debounce_s: float, since: str | None)
     return result
 
 
-@flow(name="monitor", flow_run_name="monitor {deployment}", log_prints=True, on_failure=[alert_on_failure],
+def _monitor_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"monitor {flow_run.parameters.get('deployment') or 'every deployment'}"
+
+
+@flow(name="monitor", flow_run_name=_monitor_run_name, log_prints=True, on_failure=[alert_on_failure],
       on_completion=[resolve_on_success])
 def monitor_flow(home: str, deployment: str | None = None, debounce_s: float = 600.0,
                  since: str | None = None) -> dict[str, Any]:
@@ -163,16 +169,24 @@ def gate_candidate(home: str, deployment: str, model: str, version: str, since: 
                    target: str) -> dict[str, Any]:
     """The policy gates, and no regression against the serving version on fresh labels."""
     gates = platform_for(home).loop.gate(deployment, model, version, since=since, target=target)
-    scores, reasons = gates["scores"], gates["reasons"]
+    scores = gates["scores"]
     create_markdown_artifact(
         key=f"gates-{_slug(deployment)}",
         markdown="\n".join([f"# {model}@{version} against {gates['serving_model']}@{gates['serving']}", "",
                             "| version | rows | accuracy | ROC AUC | F1 |", "|---|---|---|---|---|"]
                            + [f"| {v} | {s['rows']:.0f} | {s['accuracy']:.3f} | {s['roc_auc']:.3f} | {s['f1']:.3f} |"
                               for v, s in scores.items()]
-                           + ["", "**blocked**: " + "; ".join(reasons) if reasons else "**passed**"]),
+                           + ["", _verdict(gates)]),
         description=f"gates for {model}@{version}")
     return gates
+
+
+def _verdict(gates: dict[str, Any]) -> str:
+    if gates.get("nothing_to_release"):
+        return "**nothing to release**: " + "; ".join(gates["reasons"])
+    if gates["reasons"]:
+        return "**blocked**: " + "; ".join(gates["reasons"])
+    return "**awaiting approval**" if gates["awaiting_approval"] else "**passed**"
 
 
 @task(name="request-approval", task_run_name="ask approval of {model}@{version}", cache_policy=NO_CACHE)
@@ -323,6 +337,10 @@ def retrain_release_flow(home: str, source: str | None = None, deployment: str =
              f"accuracy {score['accuracy']:.3f}")
     out: dict[str, Any] = {"trigger": trigger, "commit": commit, "run_id": trained["run_id"], "version": version,
                            "gates": gates, "tuned": trained.get("tuned", []), "timeline": timeline}
+    if gates.get("nothing_to_release"):
+        mark(f"nothing to release: {'; '.join(gates['reasons'])}")
+        print(f"nothing to release: {'; '.join(gates['reasons'])}")
+        return {**out, "decision": "nothing-to-release"}
     if gates["awaiting_approval"]:
         mark("the policy asks for approval: waiting for a human")
         approval = wait_for_approval(home, deployment, model, version, approval_timeout_s)

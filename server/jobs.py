@@ -37,8 +37,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import httpx
 
@@ -71,6 +72,7 @@ class DaemonJobs:
         self.worker_deployment_ids: dict[str, str] = {}
         self.runs_executed = 0
         self._seen_heads: dict[str, str] = {}
+        self._tried: dict[str, tuple[int, str]] = {}  # deployment -> (revision, head) of the last retrain
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -140,10 +142,15 @@ class DaemonJobs:
     def retrain(self, deployment: str, reason: str) -> None:
         """Run ``retrain-release`` on the newest commit of main, one at a time, off this thread
         (or, with ``flow_runner = "workers"``, as a flow run on the work pool)."""
+        tried = self._tried_already(deployment)
+        if tried:
+            log.info("retrain for %s skipped: %s", deployment, tried)
+            return
         if self.settings.flow_runner == "workers":
             self._retrain_on_workers(deployment, reason)
             return
         if not self._retraining.acquire(blocking=False):
+            self._tried.pop(deployment, None)
             log.info("a retrain is already running; %s waits for the next window", deployment)
             return
 
@@ -154,6 +161,7 @@ class DaemonJobs:
                 result = flows.retrain_release_flow(self.home, None, deployment=deployment, trigger=reason)
                 self.echo(f"retrain for {deployment}: {result['decision']} ({result['version']})")
             except Exception:
+                self._tried.pop(deployment, None)  # a failed attempt may be tried again
                 log.exception("retraining %s failed", deployment)
             finally:
                 self._retraining.release()
@@ -161,6 +169,29 @@ class DaemonJobs:
         thread = threading.Thread(target=run, name="mlops-lite-retrain", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _tried_already(self, deployment: str) -> str:
+        """Why a retrain of ``deployment`` now would only repeat the last one, or ''.
+
+        A retrain trains on the newest commit of main. Once one ran on that head with the
+        deployment in the same revision, another can only reproduce its outcome (the
+        version already serving, or a candidate already judged): the loop waits for new
+        data or a change of the deployment instead."""
+        from mlops_lite.monitoring.loop import training_source
+
+        try:
+            record = self.platform.deployments.get(deployment)
+            repository, _ = training_source(self.platform, record.model, record.version)
+            head = self.platform.data.repo(repository).ref("main").resolve()
+        except Exception:
+            log.exception("could not read the data behind %s", deployment)
+            return ""
+        state = (record.revision, head)
+        if self._tried.get(deployment) == state:
+            return (f"already retrained on main@{head[:12]} of {repository} with revision {record.revision} "
+                    "serving; nothing new since")
+        self._tried[deployment] = state
+        return ""
 
     def _retrain_on_workers(self, deployment: str, reason: str) -> None:
         """A ``retrain-release/workers`` flow run for a Prefect worker; the deployment's
@@ -210,16 +241,9 @@ class DaemonJobs:
 
     async def _serve(self) -> None:
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import (
-            DeploymentFilter,
-            DeploymentFilterId,
-            FlowRunFilter,
-            FlowRunFilterState,
-            FlowRunFilterStateType,
-        )
         from prefect.client.schemas.objects import StateType
         from prefect.settings import PREFECT_API_URL, temporary_settings
-        from prefect.states import Pending
+        from prefect.states import Cancelled, Pending
 
         flows = self._load_flows()
         flows.bind(self.platform)
@@ -246,18 +270,18 @@ class DaemonJobs:
                     log.exception("could not deploy the flows to the %s work pool", WORK_POOL)
                 while not self._stop.is_set():
                     try:
-                        runs = await client.read_flow_runs(
-                            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                                type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
-                            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(by_id))),
+                        # The runners' own poll: due runs, oldest first, and Prefect marks the
+                        # polled deployments Ready (else the UI shows them "Not Ready").
+                        runs = await client.get_scheduled_flow_runs_for_deployments(
+                            deployment_ids=[UUID(i) for i in by_id], scheduled_before=datetime.now(UTC),
                             limit=20)
                     except Exception:
                         log.exception("polling Prefect for flow runs failed")
                         runs = []
-                    now = time.time()
-                    for run in runs:
-                        due = run.next_scheduled_start_time or run.expected_start_time
-                        if due is not None and due.timestamp() > now:
+                    for run, superseded in _coalesce(runs):
+                        if superseded:
+                            await client.set_flow_run_state(run.id, Cancelled(
+                                message="skipped: a later run of the same schedule was due too"))
                             continue
                         accepted = await client.set_flow_run_state(run.id, Pending())
                         if accepted.state is None or accepted.state.type != StateType.PENDING:
@@ -310,3 +334,14 @@ class DaemonJobs:
                             self.retrain(name, check.get("reason", ""))
             except Exception:
                 log.exception("flow run %s failed", run.name)
+
+
+def _coalesce(runs: list[Any]) -> list[tuple[Any, bool]]:
+    """Due flow runs, oldest first, each with whether a later scheduled run of the same
+    deployment supersedes it: after a pause (the daemon down, a long run) a schedule's
+    backlog runs once, as APScheduler's ``coalesce`` does. Runs started by hand all run."""
+    latest: dict[Any, Any] = {}
+    for run in runs:
+        if run.auto_scheduled:
+            latest[run.deployment_id] = run.id
+    return [(run, bool(run.auto_scheduled) and latest[run.deployment_id] != run.id) for run in runs]

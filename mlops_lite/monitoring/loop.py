@@ -230,6 +230,15 @@ class ReleaseLoop:
 
         platform = self._platform
         serving = platform.deployments.get(deployment)
+        already = self._already_serving(serving, model, version)
+        if already:
+            # The loop at rest: a retrain on data the serving version already learned from
+            # reproduces it; there is nothing to judge and nothing to release.
+            platform.audit.record(actor=platform.actor, action="loop.nothing_to_release",
+                                  object=f"deployment:{deployment}",
+                                  after={"model": model, "version": version, "reason": already})
+            return {"passed": False, "awaiting_approval": False, "nothing_to_release": True, "reasons": [already],
+                    "scores": {}, "serving": serving.version, "serving_model": serving.model}
         reasons: list[str] = []
         awaiting = False
         try:
@@ -252,8 +261,19 @@ class ReleaseLoop:
         if reasons:
             awaiting = False
             self.block(deployment, model, version, reasons, scores)
-        return {"passed": not reasons and not awaiting, "awaiting_approval": awaiting, "reasons": reasons,
-                "scores": scores, "serving": serving.version, "serving_model": serving.model}
+        return {"passed": not reasons and not awaiting, "awaiting_approval": awaiting, "nothing_to_release": False,
+                "reasons": reasons, "scores": scores, "serving": serving.version, "serving_model": serving.model}
+
+    def _already_serving(self, serving: Any, model: str, version: str) -> str:
+        """Why ``model@version`` is already out on ``serving`` (as its primary or its
+        candidate, by version or by the same model bytes), or '' when it is new."""
+        digest = self._platform.registry.get_version(model, version).digest
+        if (serving.model, serving.version) == (model, version) or serving.digest == digest:
+            return f"{model}@{version} already serves {serving.name} (revision {serving.revision})"
+        if serving.candidate_digest == digest:
+            return (f"{model}@{version} is already the {serving.strategy} candidate of {serving.name} "
+                    f"(revision {serving.revision})")
+        return ""
 
     def block(self, deployment: str, model: str, version: str, reasons: list[str],
               scores: dict[str, Any] | None = None) -> None:
