@@ -1,0 +1,71 @@
+"""The loop's rules at rest, in-process and quick (the soak over `up` is in
+test_loop_at_rest.py): a candidate that is already out is nothing to release, and a
+drift alert resolves once the window's traffic looks like the training data again."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+
+from mlops_lite.clock import utcnow
+from mlops_lite.monitoring.loop import check_deployment
+
+from ..conftest import DATA, build_loop
+from .test_closed_loop import _send
+
+
+def test_a_candidate_already_out_is_nothing_to_release(tmp_path: Path) -> None:
+    platform, _, spec = build_loop(tmp_path / "home")
+    try:
+        events = platform.audit.count()
+        gates = platform.loop.gate("loans", "loan-default", "1.0.0")
+        assert gates["nothing_to_release"] is True and gates["passed"] is False
+        assert gates["reasons"] == ["loan-default@1.0.0 already serves loans (revision 1)"]
+        [event] = [e for e in platform.audit.events(limit=10) if e.action == "loop.nothing_to_release"]
+        assert event.object == "deployment:loans" and event.after["version"] == "1.0.0"
+        assert platform.audit.count() == events + 1
+        # no alert, no decision: nothing was judged
+        assert [a for a in platform.monitoring.alerts.open_alerts() if a.rule == "candidate-blocked"] == []
+        assert platform.deployments.get("loans").revision == 1
+        # a version not out yet is judged as before (here: too few fresh labels)
+        other = platform.loop.gate("loans", "loan-default", _second_version(platform, spec))
+        assert other["nothing_to_release"] is False and other["reasons"]
+    finally:
+        platform.close()
+
+
+def _second_version(platform, spec) -> str:
+    """Another version of the model: other parameters on the same commit."""
+    result = platform.training.train("loans", "main", "loans/train.csv", replace(spec, params={"C": 0.01}),
+                                     run_name="other")
+    return platform.registry.register_from_run("loan-default", result.run.id).version
+
+
+def test_a_candidate_in_canary_is_nothing_to_release(tmp_path: Path) -> None:
+    platform, _, spec = build_loop(tmp_path / "home")
+    try:
+        version = _second_version(platform, spec)
+        platform.deployments.canary("loans", "loan-default", version, weight=0.2, reason="test")
+        gates = platform.loop.gate("loans", "loan-default", version)
+        assert gates["nothing_to_release"] is True
+        assert "already the canary candidate of loans" in gates["reasons"][0]
+    finally:
+        platform.close()
+
+
+def test_the_drift_alert_resolves_when_traffic_looks_like_the_training_data(tmp_path: Path) -> None:
+    platform, _, _ = build_loop(tmp_path / "home")
+    try:
+        _send(platform, pacsv.read_csv(DATA / "loans_drifted.csv").slice(0, 300).to_pylist())
+        check_deployment(platform, "loans")
+        firing = {a.rule for a in platform.monitoring.alerts.open_alerts() if a.subject == "loans"}
+        assert "drift-feature" in firing
+        calm = utcnow()
+        _send(platform, pacsv.read_csv(DATA / "loans_holdout.csv").to_pylist())
+        result = check_deployment(platform, "loans", since=calm)
+        assert ("drift-feature", "resolved") in {(t.alert.rule, t.state) for t in result.transitions}
+        assert "drift-feature" not in {a.rule for a in platform.monitoring.alerts.open_alerts() if a.subject == "loans"}
+    finally:
+        platform.close()
