@@ -22,6 +22,7 @@ from litestar.routes import HTTPRoute
 
 import mlops_lite
 from mlops_lite import MlopsLiteError, Platform, Unauthenticated
+from mlops_lite.clock import parse_time
 from mlops_lite.records import (
     DeploymentRecord,
     ModelRecord,
@@ -331,15 +332,7 @@ def rollback_alias(request: Request[Any, Any, Any], model: str, alias: str, data
 
 @get("/models/{model:str}/lineage/{ref:str}", opt={"permission": "viewer"}, sync_to_thread=True)
 def lineage(request: Request[Any, Any, Any], model: str, ref: str, at: str | None = None) -> Any:
-    from datetime import UTC, datetime
-
-    moment = None
-    if at is not None:
-        try:
-            moment = datetime.fromisoformat(at)
-        except ValueError as exc:
-            raise mlops_lite.InvalidInput(f"bad time {at!r}", field="at", expected="an ISO time") from exc
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = None if at is None else parse_time(at, "at")
     return _platform(request).registry.lineage(model, ref, at=moment)
 
 

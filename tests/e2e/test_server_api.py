@@ -398,6 +398,9 @@ BAD_PARAMETERS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
     ("compare-without-runs", "GET", "/v1/compare", {}, "runs", "query parameter"),
     ("lineage-bad-time", "GET", f"/v1/models/{MODEL}/lineage/{VERSION}", {"params": {"at": "yesterday"}}, "at",
      "ISO"),
+    # Parses, but its instant in UTC is before year 1 (the conversion overflowed: a 500).
+    ("lineage-time-out-of-range", "GET", f"/v1/models/{MODEL}/lineage/production",
+     {"params": {"at": "0001-01-01T00:00:00+14:00"}}, "at", "ISO 8601"),
     ("approvals-unknown-status", "GET", "/v1/approvals", {"params": {"status": "maybe"}}, "status", "pending"),
     ("gate-negative-rows", "POST", f"/v1/deployments/{DEPLOYMENT}/gate",
      {"json": {"model": MODEL, "version": VERSION, "min_rows": -1}}, "min_rows", ">= 1"),
