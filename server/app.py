@@ -331,7 +331,10 @@ def rollback_alias(request: Request[Any, Any, Any], model: str, alias: str, data
 
 
 @get("/models/{model:str}/lineage/{ref:str}", opt={"permission": "viewer"}, sync_to_thread=True)
-def lineage(request: Request[Any, Any, Any], model: str, ref: str, at: str | None = None) -> Any:
+def lineage(request: Request[Any, Any, Any], model: str, ref: str,
+            at: Annotated[str | None, Parameter(description="where an alias pointed at this ISO 8601 time (UTC "
+                                                "if no offset)", schema_extra={"format": "date-time"})] = None
+            ) -> Any:
     moment = None if at is None else parse_time(at, "at")
     return _platform(request).registry.lineage(model, ref, at=moment)
 
