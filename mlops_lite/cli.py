@@ -10,7 +10,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, BinaryIO, cast
@@ -82,6 +82,8 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
     import httpx
     import pyarrow.csv as pacsv
 
+    from mlops_lite.home_log import records_to_home_log
+
     settings = load_settings()
     started = time.perf_counter()
     data_dir = sample_data_dir()
@@ -90,13 +92,16 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False) as progress, ExitStack() as quiet:
         step = progress.add_task("Preparing the home", total=6)
         init_home(settings)
         token = read_admin_token(settings)
         import flows
         from server import create_app
         from server.runner import serve_in_thread
+
+        # after Prefect's logging setup (on import), which prints every warning to stderr
+        logged = quiet.enter_context(records_to_home_log(settings.home))
 
         platform = open_local(settings, actor="demo")
         flows.bind(platform)
@@ -134,6 +139,8 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
     _print_report(settings, commit, record, revision, trained, served, summary, time.perf_counter() - started)
     if act_two is not None:
         _print_act_two(act_two)
+    if logged.summary():
+        console.print(logged.summary(), highlight=False)
 
 
 def _send_holdout(progress: Progress, httpx: Any, url: str, token: str | None, holdout: Any,

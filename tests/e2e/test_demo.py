@@ -47,6 +47,13 @@ def test_the_demo_second_act_closes_the_loop(tmp_path: Path) -> None:
     assert "alert drift-feature firing" in out and "retraining triggered" in out
     assert "gates passed; canary at 30%" in out and "promote:" in out, out
     assert "loans now serves loan-default@1.1.0" in out
+    # Quiet: log records go to the home's log file, not between the progress bars; one line says so.
+    log = tmp_path / "home" / "logs" / "mlops-lite.log"
+    for stream in (done.stdout, done.stderr):
+        assert "| WARNING" not in stream and "| ERROR" not in stream and "alert.fire" not in stream, stream
+    assert "alert.fire drift-feature" in log.read_text()
+    assert (log.stat().st_mode & 0o777) == 0o600
+    assert f"log: 1 warning in {log}" in " ".join(out.split()), out
 
     from mlops_lite.config import load_settings
     from mlops_lite.platform import open_local
