@@ -15,7 +15,7 @@ with repositories, branches, objects, commits, diffs, merges, reverts and tags.
   run on worker threads; uploads stream into the object store.
 
 The deliberate differences from lakeFS, each with its reason, are listed in
-server/README.md ("lakeFS compatibility"); operations not offered answer 501.
+server/README.md ("lakeFS compatibility"); operations not offered answer 400 naming themselves.
 """
 
 from __future__ import annotations
@@ -634,7 +634,7 @@ async def upload_object(request: Request[Any, Any, Any], repository: str, branch
     """Stage an object: a multipart field ``content`` (legacy client, lakefs_sdk) or the raw
     body (the ``lakefs`` package). ``If-None-Match: *`` fails with 412 when the path exists."""
     if if_match is not None:
-        raise LakeFSError(501, "If-Match uploads are not supported by mlops-lite")
+        raise LakeFSError(400, "If-Match uploads are not offered by mlops-lite's lakeFS-compatible API")
     if if_none_match not in (None, "*"):
         raise LakeFSError(400, "If-None-Match supports only '*'")
     if_absent = if_none_match == "*"
@@ -805,8 +805,9 @@ def delete_objects(request: Request[Any, Any, Any], repository: str, branch: str
 # ------------------------------------------------------------------------------ not implemented
 
 # lakeFS operations this API does not offer (paths as lakeFS's OpenAPI spec names them). They
-# answer 501 with lakeFS's error body, naming the operation, rather than a 404 the clients
-# would read as "no such repository or branch".
+# answer 400 with lakeFS's error body, naming the operation: a 404 would read to the clients as
+# "no such repository or branch", and lakeFS's 501 is a server error, which client input never
+# gets here.
 NOT_IMPLEMENTED: dict[str, dict[str, str]] = {
     "/setup_lakefs": {"GET": "getSetupState", "POST": "setup"},
     "/setup_comm_prefs": {"POST": "setupCommPrefs"},
@@ -854,10 +855,10 @@ NOT_IMPLEMENTED: dict[str, dict[str, str]] = {
 def _not_implemented(path: str, operations: dict[str, str]) -> HTTPRouteHandler:
     def answer(request: Request[Any, Any, Any]) -> None:
         operation = operations.get(request.method, "this operation")
-        raise LakeFSError(501, f"{operation} ({request.method} {path.replace(':str', '')}) is not implemented "
+        raise LakeFSError(400, f"{operation} ({request.method} {path.replace(':str', '')}) is not offered "
                                "by mlops-lite's lakeFS-compatible API")
 
-    return route(path, http_method=sorted(operations), opt={"lakefs": "viewer"}, status_code=501,
+    return route(path, http_method=sorted(operations), opt={"lakefs": "viewer"}, status_code=400,
                  sync_to_thread=False, name=f"lakefs-not-implemented:{path}")(answer)
 
 

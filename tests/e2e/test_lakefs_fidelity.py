@@ -330,20 +330,20 @@ def test_head_with_a_range_answers_206(served: Served) -> None:
 # ------------------------------------------------------------------------------ what is not implemented
 
 
-def test_operations_not_implemented_answer_501_with_a_message(served: Served, sdk: Any, hl: Any) -> None:
+def test_operations_not_offered_answer_400_naming_themselves(served: Served, sdk: Any, hl: Any) -> None:
     _, _, bad = _loans(served, "not-implemented")
     with pytest.raises(lakefs_sdk.ApiException) as caught:
         sdk.branches_api.cherry_pick("not-implemented", "dev", lakefs_sdk.CherryPickCreation(ref=bad))
-    assert caught.value.status == 501 and "cherryPick" in caught.value.body
+    assert caught.value.status == 400 and "cherryPick" in caught.value.body
     with pytest.raises(lakefs_sdk.ApiException) as caught:
         sdk.refs_api.find_merge_base("not-implemented", "dev", "main")
-    assert caught.value.status == 501
+    assert caught.value.status == 400
     with pytest.raises(lakefs_sdk.ApiException) as caught:
         sdk.auth_api.list_users()
-    assert caught.value.status == 501
+    assert caught.value.status == 400
     with served.http() as http:
         response = http.put("/repositories/not-implemented/settings/branch_protection", json=[{"pattern": "*"}])
-        assert response.status_code == 501 and "setBranchProtectionRules" in response.json()["message"]
+        assert response.status_code == 400 and "setBranchProtectionRules" in response.json()["message"]
         assert httpx.put(served.api + "/repositories/not-implemented/branches/main/hard_reset",
                          params={"ref": bad}, timeout=30).status_code == 401
     assert served.platform.data.repo("not-implemented").info().protected_branches == ("main",)
