@@ -192,14 +192,11 @@ def labelled_window(platform: Any, name: str, *, since: datetime | None = None, 
 
 
 def _moment(value: datetime | str | None, field_name: str) -> datetime | None:
+    from mlops_lite.clock import parse_time
+
     if value is None or isinstance(value, datetime):
         return value
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
-        from mlops_lite.errors import InvalidInput
-
-        raise InvalidInput(f"bad time {value!r}", field=field_name, expected="an ISO 8601 time") from exc
+    return parse_time(value, field_name)
 
 
 class ReleaseLoop:
@@ -251,7 +248,11 @@ class ReleaseLoop:
                 reasons.append(exc.message)
         fresh = labelled_window(platform, deployment, since=_moment(since, "since"), target=target)
         scores: dict[str, Any] = {}
-        if fresh.num_rows >= min_rows:
+        classes = set(fresh.column(target).to_pylist()) if fresh.num_rows else set()
+        if fresh.num_rows >= min_rows and len(classes) < 2:
+            reasons.append(f"the {fresh.num_rows} fresh labelled rows hold one class only; "
+                           "ROC AUC needs both to check for regression")
+        elif fresh.num_rows >= min_rows:
             scores = score_on_labelled(platform, [(serving.model, serving.version), (model, version)], fresh, target)
             verdict = no_regression(scores, version, serving.version)
             if verdict.decision == "blocked":

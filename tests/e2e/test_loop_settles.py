@@ -69,3 +69,18 @@ def test_the_drift_alert_resolves_when_traffic_looks_like_the_training_data(tmp_
         assert "drift-feature" not in {a.rule for a in platform.monitoring.alerts.open_alerts() if a.subject == "loans"}
     finally:
         platform.close()
+
+
+def test_fresh_labels_of_one_class_block_the_candidate_with_a_reason(tmp_path: Path) -> None:
+    platform, _, spec = build_loop(tmp_path / "home")
+    try:
+        rows = [r for r in pacsv.read_csv(DATA / "loans_holdout.csv").to_pylist() if r["default"] == 0][:40]
+        since = utcnow()
+        _send(platform, rows)
+        gates = platform.loop.gate("loans", "loan-default", _second_version(platform, spec), since=since,
+                                   target="default", min_rows=1)
+        assert gates["passed"] is False and gates["scores"] == {}
+        assert gates["reasons"] == ["the 40 fresh labelled rows hold one class only; "
+                                    "ROC AUC needs both to check for regression"]
+    finally:
+        platform.close()
