@@ -19,7 +19,7 @@ import anyio.to_thread
 from litestar import Request, Response
 
 from mlops_lite import MlopsLiteError, Platform
-from mlops_lite.inference.columnar import ARROW_STREAM, ColumnRows, arrow_answer, feed_from_arrow
+from mlops_lite.inference.columnar import ARROW_STREAM, arrow_answer, feed_from_arrow
 from mlops_lite.records import Prediction
 
 INLINE_BYTES = 8 * 1024  # a body this small is a few rows: a thread hop costs more than the model
@@ -69,6 +69,7 @@ def predict_arrow(platform: Platform, metrics: Any, name: str, raw: bytes, key: 
     latency = time.perf_counter() - started
     prediction = answer.prediction
     rows = len(prediction.predictions)
-    platform.monitoring.record(prediction, ColumnRows(answer.feed, rows), latency)
+    platform.monitoring.record_columns(prediction, answer.feed, latency, labels=answer.labels,
+                                       probabilities=answer.probabilities)
     metrics.observe(name, prediction.version, "200", latency, rows)
     return prediction, (arrow_answer(prediction, answer.labels, answer.probabilities) if as_arrow else None)

@@ -31,7 +31,7 @@ from litestar.exceptions import HTTPException
 import mlops_lite
 from mlops_lite import MlopsLiteError, NotFound, Platform, Unauthenticated
 from mlops_lite.errors import InvalidInput
-from mlops_lite.inference.columnar import ColumnRows, bytes_column, numeric_column, serialize_bytes
+from mlops_lite.inference.columnar import bytes_column, numeric_column, serialize_bytes
 from mlops_lite.inference.session import ModelSession
 from mlops_lite.records import DeploymentRecord, Prediction
 
@@ -434,7 +434,7 @@ def infer(platform: Platform, name: str, version: str | None, body: Any, metrics
                             digest=slot.digest, predictions=tuple(labels.reshape(-1).tolist()),
                             probabilities=tuple(map(tuple, np.asarray(probabilities, dtype=np.float64).tolist())),
                             classes=session.classes, slot=side)
-    platform.monitoring.record(prediction, ColumnRows(feed, rows), latency)
+    platform.monitoring.record_columns(prediction, feed, latency, labels=labels, probabilities=probabilities)
     if metrics is not None:
         metrics.observe(name, slot.version, "200", latency, rows)
     outputs: list[dict[str, Any]] = []

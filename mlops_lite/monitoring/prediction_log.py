@@ -1,14 +1,20 @@
 """The prediction log and feedback labels, as Parquet under the home.
 
-``PredictionLog.record`` runs on the request path: it appends to a bounded
-in-memory queue and returns at once. When the queue is full the request is
+``PredictionLog.record`` (rows as dicts) and ``PredictionLog.record_columns`` (a
+columnar batch: one numpy array per feature, the labels and probabilities as the
+model answered them) run on the request path: they append to a bounded in-memory
+queue and return at once. When the queue is full the request is
 dropped from the log and counted, never blocked or failed. A background thread
 writes batches (every ``batch_rows`` rows or ``flush_interval_s`` seconds, and
 on close) to
 
     <root>/deployment=<name>/date=YYYY-MM-DD/part-<uuid>.parquet
 
-A write failure is counted and logged and never reaches the request.
+A write failure is counted and logged and never reaches the request. Both kinds
+of entry land in the same layout; a columnar batch becomes its Arrow columns with
+whole-array operations (numpy, Arrow compute, one JSON encode per dtype), never a
+dict per row, so the writer holds the interpreter briefly however many rows it
+writes.
 ``Feedback`` writes true labels beside it; ``Monitoring.query`` runs DuckDB
 over both as the views ``predictions`` and ``feedback``.
 """
@@ -21,14 +27,17 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlops_lite.errors import BackendUnavailable, InvalidInput
@@ -121,12 +130,19 @@ def _partition(root: Path, deployment: str, at: datetime) -> Path:
     return root / f"deployment={deployment}" / f"date={at.strftime('%Y-%m-%d')}"
 
 
+# Columns whose values repeat within a file. The others (features, probabilities, each
+# f_ column) are mostly distinct: a dictionary for them is built, found too large and
+# thrown away, which cost as much as writing them.
+_DICTIONARY_COLUMNS = ("request_id", "deployment", "model", "version", "digest", "prediction", "slot", "label",
+                       "status")
+
+
 def _write(root: Path, deployment: str, at: datetime, table: pa.Table) -> Path:
     folder = _partition(root, deployment, at)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{uuid.uuid4().hex}.parquet"
     tmp = path.with_name(f".{path.name}.tmp")  # readers glob *.parquet: never see a half file
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names])
     tmp.replace(path)
     return path
 
@@ -146,9 +162,14 @@ class LogStats:
 @dataclass
 class _Entry:
     prediction: Prediction
-    instances: list[dict[str, Any]]
+    instances: Sequence[dict[str, Any]]  # empty for a columnar entry
     latency_s: float
     at: datetime
+    rows: int = 0
+    columns: dict[str, np.ndarray] | None = None  # a columnar entry: one 1-D array per feature
+    labels: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    layout: tuple[tuple[str, str], ...] = field(default=())  # (feature, dtype) of ``columns``
 
 
 class PredictionLog:
@@ -179,19 +200,50 @@ class PredictionLog:
         or the log is closed. Never raises, never blocks on I/O."""
         try:
             rows = len(instances)
-            with self._cond:
-                if self._closed or self._queued_rows + rows > self.max_rows:
-                    self._dropped += rows
-                    return False
-                self._queue.append(_Entry(prediction, instances, latency_s, datetime.now(UTC)))
-                self._queued_rows += rows
-                self._logged += rows
-                if self._queued_rows >= self.batch_rows:
-                    self._cond.notify()
-            return True
+            return self._queue_entry(_Entry(prediction, instances, latency_s, datetime.now(UTC), rows))
         except Exception:  # pragma: no cover - the log must never fail a request
             log.exception("prediction log: could not queue a request")
             return False
+
+    def record_columns(self, prediction: Prediction, columns: Mapping[str, np.ndarray], latency_s: float, *,
+                       labels: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> bool:
+        """Queue one columnar request: ``columns`` holds one array of ``[n]`` or ``[n, 1]``
+        values per feature, in the model's input order (they are kept, not copied: the
+        caller must not write to them afterwards); ``labels`` ``[n]`` and ``probabilities``
+        ``[n, classes]`` are the model's answer (from ``prediction`` when not given). Written
+        as the same rows ``record`` would write for ``{feature: value}`` dicts of them.
+        False (and counted as dropped) when the queue is full or the log is closed."""
+        rows = 0
+        try:
+            flat = {name: np.asarray(values).reshape(-1) for name, values in columns.items()}
+            sizes = {len(values) for values in flat.values()}
+            rows = sizes.pop() if len(sizes) == 1 else 0
+            if sizes or not flat:  # columns of different lengths: no rows to make of them
+                raise ValueError(f"columns of different lengths: {sorted({len(v) for v in flat.values()})}")
+            if rows == 0:
+                return True  # nothing to log
+            layout = tuple((name, values.dtype.str) for name, values in flat.items())
+            entry = _Entry(prediction, (), latency_s, datetime.now(UTC), rows, flat,
+                           None if labels is None else np.asarray(labels).reshape(-1),
+                           None if probabilities is None else np.asarray(probabilities), layout)
+            return self._queue_entry(entry)
+        except Exception:  # the log must never fail a request; what it could not take is counted
+            log.exception("prediction log: could not queue a columnar request")
+            with self._cond:
+                self._dropped += rows
+            return False
+
+    def _queue_entry(self, entry: _Entry) -> bool:
+        with self._cond:
+            if self._closed or self._queued_rows + entry.rows > self.max_rows:
+                self._dropped += entry.rows
+                return False
+            self._queue.append(entry)
+            self._queued_rows += entry.rows
+            self._logged += entry.rows
+            if self._queued_rows >= self.batch_rows:
+                self._cond.notify()
+        return True
 
     # Control --------------------------------------------------------------------
     def flush(self, timeout: float = 30.0) -> bool:
@@ -247,18 +299,70 @@ class PredictionLog:
         for entry in entries:
             groups.setdefault((entry.prediction.deployment, entry.at.strftime("%Y-%m-%d")), []).append(entry)
         for (deployment, _day), group in groups.items():
-            rows = sum(len(e.instances) for e in group)
-            try:
-                table = _prediction_table(group)
-                _write(self.root, deployment, group[0].at, table)
-            except Exception:
-                log.exception("prediction log: writing %d rows for deployment %r failed", rows, deployment)
+            for part in _parts(group):
+                rows = sum(e.rows for e in part)
+                try:
+                    table = _group_table(part)
+                    _write(self.root, deployment, part[0].at, table)
+                except Exception:
+                    log.exception("prediction log: writing %d rows for deployment %r failed", rows, deployment)
+                    with self._cond:
+                        self._errors += 1
+                    continue
                 with self._cond:
-                    self._errors += 1
-                continue
-            with self._cond:
-                self._written += rows
-                self._batches += 1
+                    self._written += rows
+                    self._batches += 1
+
+
+def _parts(group: list[_Entry]) -> list[list[_Entry]]:
+    """One group's entries in as few files as their feature columns allow: dict rows and
+    columnar batches of one feature layout share a file; a columnar layout whose types
+    clash with the rows' (a canary with other inputs, say) gets a file of its own."""
+    rows = [e for e in group if e.columns is None]
+    layouts: dict[tuple[tuple[str, str], ...], list[_Entry]] = {}
+    for entry in group:
+        if entry.columns is not None:
+            layouts.setdefault(entry.layout, []).append(entry)
+    if not layouts:
+        return [group]
+    parts = [rows] if rows else []
+    for entries in layouts.values():
+        parts.append(entries)
+    if len(parts) > 1 and _types_agree(parts):
+        return [group]
+    return parts
+
+
+def _types_agree(parts: list[list[_Entry]]) -> bool:
+    """Whether every feature is a number everywhere or text everywhere across ``parts``
+    (then one table holds them all, as the row path would type it)."""
+    kinds: dict[str, bool] = {}
+    for part in parts:
+        if part[0].columns is None:
+            for entry in part:
+                for name, value in (entry.instances[0].items() if entry.instances else ()):
+                    numeric = value is None or type(value) in _NUMERIC_KINDS
+                    if kinds.setdefault(name, numeric) != numeric:
+                        return False
+        else:
+            for name, dtype in part[0].layout:
+                if kinds.setdefault(name, np.dtype(dtype).kind in _NUMERIC_DTYPES) != (
+                        np.dtype(dtype).kind in _NUMERIC_DTYPES):
+                    return False
+    return True
+
+
+def _group_table(entries: list[_Entry]) -> pa.Table:
+    rows = [e for e in entries if e.columns is None]
+    tables = [_prediction_table(rows)] if rows else []
+    layouts: dict[tuple[tuple[str, str], ...], list[_Entry]] = {}
+    for entry in entries:
+        if entry.columns is not None:
+            layouts.setdefault(entry.layout, []).append(entry)
+    tables += [_columnar_table(batch) for batch in layouts.values()]
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="default")
 
 
 def _prediction_table(entries: Iterable[_Entry]) -> pa.Table:
@@ -297,6 +401,132 @@ def _prediction_table(entries: Iterable[_Entry]) -> pa.Table:
 
 
 _NUMERIC_KINDS = {int, float, type(None)}
+_NUMERIC_DTYPES = "iuf"  # numpy kinds that the row path would see as int or float
+
+
+def _columnar_table(entries: list[_Entry]) -> pa.Table:
+    """The rows of columnar entries of one feature layout, as ``_prediction_table`` would
+    make them from ``{feature: value}`` dicts, without a Python step per row: the
+    metadata of each request is repeated by ``take``; numbers are JSON-encoded a whole
+    dtype at a time and cut and joined into each row's JSON by Arrow."""
+    counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
+    n = int(counts.sum())
+    index = pa.array(np.repeat(np.arange(len(entries), dtype=np.int32), counts))
+
+    def repeated(values: list[Any], kind: pa.DataType) -> pa.Array:
+        return pa.array(values, type=kind).take(index)
+
+    columns: dict[str, pa.Array] = {}
+    for name in ("request_id", "deployment", "model", "version", "digest"):
+        columns[name] = repeated([getattr(e.prediction, name) for e in entries], pa.string())
+    columns["at"] = repeated([e.at for e in entries], PREDICTION_SCHEMA.field("at").type)
+    columns["latency_ms"] = pa.array(np.repeat(np.array([e.latency_s * 1000.0 for e in entries]), counts))
+    names = [name for name, _ in entries[0].layout]
+    values = dict(zip(names, map(_concat, _by_feature(names, entries)), strict=True))
+    columns["features"] = _json_objects(names, values, n)
+    columns["prediction"] = _labels_text(entries)
+    columns["probability"] = _positive_probability(entries)
+    columns["slot"] = repeated([e.prediction.slot for e in entries], pa.string())
+    table = pa.table(columns, schema=PREDICTION_SCHEMA)
+    for name in names:
+        column = values[name]
+        if column.dtype.kind in _NUMERIC_DTYPES:
+            typed = pa.array(column.astype(np.float64, copy=False), type=pa.float64())
+        else:
+            typed = _feature_array(column.tolist())
+        table = table.append_column(FEATURE_PREFIX + name, typed)
+    return table
+
+
+def _by_feature(names: list[str], entries: list[_Entry]) -> list[list[np.ndarray]]:
+    """Each feature's arrays across ``entries``, by a C-level map and transpose rather than
+    a loop over the entries per feature (a flush may hold thousands of one-row requests)."""
+    dicts = [e.columns for e in entries if e.columns is not None]
+    if len(names) == 1:
+        return [[d[names[0]] for d in dicts]]
+    return [list(arrays) for arrays in zip(*map(itemgetter(*names), dicts), strict=True)]
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def _labels_text(entries: list[_Entry]) -> pa.Array:
+    """The labels as the row path writes them (``str`` of each; null past the answers)."""
+    labels = [e.labels if e.labels is not None else np.asarray(e.prediction.predictions) for e in entries]
+    if not all(len(a) == e.rows for a, e in zip(labels, entries, strict=True)):
+        return pa.concat_arrays([_padded(_text(a[:e.rows]), e.rows) for a, e in zip(labels, entries, strict=True)])
+    return _text(_concat(labels))
+
+
+def _text(labels: np.ndarray) -> pa.Array:
+    if labels.dtype.kind in "iu":  # Arrow's integer text is str()'s
+        return pa.array(labels).cast(pa.string())
+    return pa.array(list(map(str, labels.tolist())), type=pa.string())
+
+
+def _padded(array: pa.Array, rows: int) -> pa.Array:
+    if len(array) >= rows:
+        return array
+    return pa.concat_arrays([array, pa.nulls(rows - len(array), array.type)])
+
+
+def _positive_probability(entries: list[_Entry]) -> pa.Array:
+    """The last class's probability per row (null without probabilities), as the row path."""
+    lasts: list[np.ndarray | None] = []
+    for entry in entries:
+        probabilities = entry.probabilities
+        if probabilities is None:
+            given = entry.prediction.probabilities
+            probabilities = np.asarray(given, dtype=np.float64) if given and all(given) else None
+        if probabilities is None or probabilities.ndim != 2 or probabilities.shape[1] == 0:
+            lasts.append(None)
+        else:
+            lasts.append(probabilities[:entry.rows, -1])
+    if all(last is not None and len(last) == e.rows for last, e in zip(lasts, entries, strict=True)):
+        return pa.array(_concat([last for last in lasts if last is not None]).astype(np.float64))
+    return pa.concat_arrays([pa.nulls(e.rows, pa.float64()) if last is None
+                             else _padded(pa.array(last.astype(np.float64)), e.rows)
+                             for last, e in zip(lasts, entries, strict=True)])
+
+
+_ENCODE_VALUES = 32_768  # numbers per JSON encode call: about a millisecond
+
+
+def _json_objects(names: list[str], values: dict[str, np.ndarray], n: int) -> pa.Array:
+    """Each row's ``{"feature": value, ...}`` exactly as msgspec encodes the row's dict.
+
+    Numbers of one dtype are encoded in one call (a JSON array of every value of those
+    features), cut at the commas by Arrow and joined per row with the keys between:
+    numbers hold no commas. Other values (text) are encoded one by one, still in C."""
+    if not names:
+        return pa.array(["{}"] * n, type=pa.string())
+    encode = msgspec.json.Encoder(enc_hook=str).encode
+    pieces: dict[str, pa.Array] = {}
+    by_dtype: dict[str, list[str]] = {}
+    for name in names:
+        column = values[name]
+        if column.dtype.kind in _NUMERIC_DTYPES:
+            by_dtype.setdefault(column.dtype.str, []).append(name)
+        else:
+            pieces[name] = pa.array(list(map(encode, column.tolist())), type=pa.binary()).cast(pa.string())
+    for group in by_dtype.values():
+        block = values[group[0]] if len(group) == 1 else np.concatenate([values[name] for name in group])
+        cuts = []
+        for start in range(0, len(block), _ENCODE_VALUES):  # one C call holds the interpreter: keep each short
+            text = encode(block[start:start + _ENCODE_VALUES].tolist())[1:-1]
+            cuts.append(pc.split_pattern(pa.array([text], type=pa.binary()).cast(pa.string()), ",").flatten())
+        cut = cuts[0] if len(cuts) == 1 else pa.concat_arrays(cuts)
+        if len(cut) != n * len(group):
+            raise ValueError(f"{len(cut)} encoded numbers for {n} rows of {len(group)} features")
+        for offset, name in enumerate(group):
+            pieces[name] = cut.slice(offset * n, n)
+    parts: list[Any] = []
+    for position, name in enumerate(names):
+        parts.append(("{" if position == 0 else ",") + encode(name).decode() + ":")
+        parts.append(pieces[name])
+    parts.append("}")
+    return pc.binary_join_element_wise(*parts, "")
 
 
 def _feature_array(values: list[Any]) -> pa.Array:
@@ -357,6 +587,11 @@ class Monitoring:
 
     def record(self, prediction: Prediction, instances: list[dict[str, Any]], latency_s: float) -> bool:
         return self.log.record(prediction, instances, latency_s)
+
+    def record_columns(self, prediction: Prediction, columns: Mapping[str, np.ndarray], latency_s: float, *,
+                       labels: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> bool:
+        """A columnar request's rows (see ``PredictionLog.record_columns``)."""
+        return self.log.record_columns(prediction, columns, latency_s, labels=labels, probabilities=probabilities)
 
     def record_feedback(self, deployment: str, labels: Sequence[tuple[str, int | str]]) -> int:
         return self.feedback.record_feedback(deployment, labels)

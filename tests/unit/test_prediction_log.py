@@ -6,6 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -155,3 +156,99 @@ def test_query_works_before_anything_is_written(tmp_path: Path) -> None:
             monitoring.query("SELECT nope FROM predictions")
     finally:
         monitoring.close()
+
+
+def _same_rows_both_ways(tmp_path: Path, columns: dict[str, np.ndarray], labels: np.ndarray,
+                         probabilities: np.ndarray) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The rows of one request logged as dicts (the row path) and as columns, read back."""
+    n = len(labels)
+    as_lists = {name: values.reshape(-1).tolist() for name, values in columns.items()}
+    rows = [{name: values[i] for name, values in as_lists.items()} for i in range(n)]
+    prediction = Prediction(request_id="r-1", deployment="loans", model="loan-default", version="1.0.0",
+                            digest="sha256:abc", predictions=tuple(labels.tolist()),
+                            probabilities=tuple(map(tuple, probabilities.astype(np.float64).tolist())),
+                            classes=(0, 1))
+    answers = []
+    for kind in ("rows", "columns"):
+        monitoring = Monitoring(tmp_path / kind, batch_rows=10_000, flush_interval_s=60)
+        try:
+            if kind == "rows":
+                assert monitoring.record(prediction, rows, 0.003)
+            else:
+                assert monitoring.record_columns(prediction, columns, 0.003, labels=labels,
+                                                 probabilities=probabilities)
+            assert monitoring.flush()
+            stats = monitoring.stats()
+            assert (stats["rows_logged"], stats["rows_written"], stats["rows_dropped"]) == (n, n, 0)
+            table = monitoring.query("SELECT * EXCLUDE (date) FROM predictions")
+            read = table.to_pylist()
+            assert all(row.pop("at") is not None for row in read)  # when it was logged: each log its own
+            answers.append((table.schema, read))
+        finally:
+            monitoring.close()
+    (schema_rows, by_rows), (schema_columns, by_columns) = answers
+    assert schema_columns == schema_rows
+    return by_rows, by_columns
+
+
+def test_a_columnar_batch_reads_back_as_the_same_rows_logged_as_dicts(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n = 257
+    columns: dict[str, np.ndarray] = {
+        # float32 tensors as the columnar routes feed them, with values whose text is tricky
+        "income": np.concatenate([rng.normal(size=n - 6) * 1e4, [0.0, -0.0, 1e16, 2.5e-7, 1000.0, -3.0]])
+        .astype(np.float32).reshape(-1, 1),
+        "age": rng.integers(18, 90, size=(n, 1)).astype(np.float32),
+        "score": rng.normal(size=n),  # float64, [n]
+        "children": rng.integers(0, 4, size=n),  # integers stay integers in the JSON
+        "region": np.asarray([["north", 'sud, "est"', "ünï\\côdé", "\n"][i % 4] for i in range(n)],
+                             dtype=object).reshape(-1, 1),  # text with commas, quotes, escapes
+    }
+    labels = rng.integers(0, 2, size=n)
+    probabilities = rng.random(size=(n, 2)).astype(np.float32)
+    by_rows, by_columns = _same_rows_both_ways(tmp_path, columns, labels, probabilities)
+    key = lambda r: r["features"]  # noqa: E731
+    assert sorted(by_columns, key=key) == sorted(by_rows, key=key)
+    assert len(by_columns) == n
+    assert {name for name in by_columns[0] if name.startswith("f_")} == {f"f_{name}" for name in columns}
+    assert json.loads(by_columns[0]["features"])["children"] == int(columns["children"][0])
+
+
+def test_string_labels_and_a_mixed_queue_read_back_like_rows(tmp_path: Path) -> None:
+    columns = {"income": np.asarray([[1.5], [2.0], [3.25]], dtype=np.float32),
+               "region": np.asarray([["north"], ["south"], ["east"]], dtype=object)}
+    labels = np.asarray(["yes", "no", "yes"], dtype=object)
+    probabilities = np.asarray([[0.2, 0.8], [0.9, 0.1], [0.4, 0.6]], dtype=np.float32)
+    by_rows, by_columns = _same_rows_both_ways(tmp_path, columns, labels, probabilities)
+    assert by_columns == by_rows
+    # a dict request and a columnar one queued together land in one file, typed alike
+    monitoring = Monitoring(tmp_path / "mixed", batch_rows=10_000, flush_interval_s=60)
+    try:
+        assert monitoring.record(_prediction(n=2), _instances(2), 0.001)
+        assert monitoring.record_columns(_prediction(n=3), {"income": np.asarray([1.0, 2.0, 3.0]),
+                                                            "region": np.asarray(["a", "b", "c"], dtype=object)},
+                                         0.001)
+        assert monitoring.flush()
+        files = list((tmp_path / "mixed" / "predictions").glob("deployment=loans/date=*/part-*.parquet"))
+        assert len(files) == 1
+        table = pq.read_table(files[0])
+        assert table.num_rows == 5
+        assert table.schema.field("f_income").type == "double" and table.schema.field("f_region").type == "string"
+        assert sorted(table.column("f_region").to_pylist()) == ["a", "b", "c", "north", "north"]
+    finally:
+        monitoring.close()
+
+
+def test_columnar_batches_count_drops_and_skip_what_cannot_be_rows(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "predictions", max_rows=5, batch_rows=1_000, flush_interval_s=60)
+    try:
+        assert log.record_columns(_prediction(n=4), {"income": np.arange(4.0)}, 0.001)
+        assert not log.record_columns(_prediction(n=2), {"income": np.arange(2.0)}, 0.001)  # 4 + 2 > 5
+        # columns of different lengths are no rows: refused and counted, never raised
+        assert not log.record_columns(_prediction(n=1), {"a": np.arange(1.0), "b": np.arange(3.0)}, 0.001)
+        stats = log.stats()
+        assert (stats.logged, stats.dropped, stats.queued) == (4, 2, 4)
+        assert log.flush()
+    finally:
+        log.close()
+    assert log.stats().written == 4 and log.stats().write_errors == 0
