@@ -31,16 +31,49 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from mlops_lite.client import RemotePlatform
-from mlops_lite.config import Settings, apply_prefect_environment, load_settings
 from mlops_lite.daemon import read_daemon
 from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound
-from mlops_lite.home import init_home, read_admin_token
-from mlops_lite.platform import open_local
 from mlops_lite.samples import LOANS, sample_data_dir
 
 if TYPE_CHECKING:
+    from mlops_lite.config import Settings
     from mlops_lite.data import DataStore, RepositoryConfig
+    from mlops_lite.home import InitResult
+    from mlops_lite.platform import Platform
+
+
+# The settings (pydantic-settings), the stores (SQLAlchemy, DuckDB, pyarrow) and the HTTP
+# client cost most of a second to import. These load them when a command runs, so that
+# `--help`, a usage error or a command that goes over HTTP does not pay for the rest.
+def load_settings(**overrides: Any) -> Settings:
+    from mlops_lite.config import load_settings as load
+
+    return load(**overrides)
+
+
+def apply_prefect_environment(settings: Settings) -> None:
+    from mlops_lite.config import apply_prefect_environment as apply
+
+    apply(settings)
+
+
+def open_local(settings: Settings, *, actor: str | None = None) -> Platform:
+    from mlops_lite.platform import open_local as open_
+
+    return open_(settings, actor=actor)
+
+
+def init_home(settings: Settings) -> InitResult:
+    from mlops_lite.home import init_home as init
+
+    return init(settings)
+
+
+def read_admin_token(settings: Settings) -> str | None:
+    from mlops_lite.home import read_admin_token as read
+
+    return read(settings)
+
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="mlops-lite: versioned data, tracked training, a governed registry and ONNX serving.")
@@ -404,6 +437,8 @@ def serve(workers: Annotated[int, typer.Option(help="Worker processes (more than
 def _open_for_reading(settings: Settings) -> tuple[Any, str]:
     running = read_daemon(settings.daemon_file)
     if running is not None:
+        from mlops_lite.client import RemotePlatform
+
         return RemotePlatform(running.url, settings.token or read_admin_token(settings)), f"remote: {running.url}"
     if not settings.initialised:
         raise NotFound(f"nothing at {settings.home} yet: run `mlops-lite init` (or `mlops-lite demo`)")
@@ -540,7 +575,10 @@ def _control_plane() -> Iterator[Any]:
     settings = load_settings()
     running = read_daemon(settings.daemon_file)
     if running is not None:
-        yield RemotePlatform(running.url, settings.token or read_admin_token(settings))
+        from mlops_lite.client import RemotePlatform
+
+        with RemotePlatform(running.url, settings.token or read_admin_token(settings)) as remote:
+            yield remote
         return
     with open_local(settings) as platform:
         yield platform
@@ -797,7 +835,7 @@ def _moment(value: str | None) -> datetime | None:
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Models, their versions and aliases."""
-    with open_local(load_settings()) as platform:
+    with _control_plane() as platform:
         rows = [(m, platform.registry.aliases(m.name)) for m in platform.registry.list_models()]
     if as_json:
         _print_json([{**_jsonable(m), "aliases": a} for m, a in rows])

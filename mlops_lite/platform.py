@@ -5,13 +5,11 @@ from __future__ import annotations
 import getpass
 import os
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlops_lite.client import RemotePlatform
 from mlops_lite.config import Settings, load_settings
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
-from mlops_lite.data.lakefs_backend import LakeFSDataStore
 from mlops_lite.errors import InvalidInput, NotFound, StoreLocked
 from mlops_lite.inference import Deployments
 from mlops_lite.metadata import MetadataStore
@@ -26,6 +24,10 @@ from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
 from mlops_lite.security.audit import load_or_create_key
 from mlops_lite.tracking import Tracking
 from mlops_lite.training import Training
+
+if TYPE_CHECKING:
+    from mlops_lite.client import RemotePlatform
+    from mlops_lite.data.lakefs_backend import LakeFSDataStore
 
 
 class Platform:
@@ -74,7 +76,7 @@ class Platform:
             raise
 
     def _pii_patterns(self, repository: str) -> tuple[str, ...]:
-        if isinstance(self.data, LakeFSDataStore):
+        if not isinstance(self.data, DataStore):
             return self.data.pii_patterns(repository)
         try:
             return self.data.repo(repository).config().pii_patterns
@@ -100,7 +102,7 @@ class Platform:
         self.monitoring.alerts.close(2.0)
         self.monitoring.close()  # write the queued prediction log before the stores close
         self.tracking.close()  # flush what open runs still buffer, while the store is open
-        if isinstance(self.data, LakeFSDataStore):
+        if not isinstance(self.data, DataStore):
             self.data.close()
         self._store.close()
 
@@ -127,6 +129,9 @@ def open_data(settings: Settings, store: MetadataStore, audit: AuditLog, actor: 
             raise InvalidInput("data_backend 'lakefs' needs lakefs_endpoint, lakefs_access_key_id and "
                                "lakefs_secret_access_key", field="lakefs_endpoint",
                                expected="the lakeFS server's URL and an access key pair")
+        # The lakeFS client (httpx, its SDK) loads only for a home that uses it.
+        from mlops_lite.data.lakefs_backend import LakeFSDataStore
+
         return LakeFSDataStore(settings.lakefs_endpoint, settings.lakefs_access_key_id,
                                settings.lakefs_secret_access_key)
     return DataStore(store, ObjectStore(settings.objects_dir / "data"), audit, actor)
@@ -141,6 +146,8 @@ def connect(*, actor: str | None = None, **overrides: Any) -> Platform | RemoteP
     """
     settings = load_settings(**overrides)
     if settings.url:
+        from mlops_lite.client import RemotePlatform  # the HTTP client loads only when a URL is used
+
         return RemotePlatform(settings.url, settings.token, parity_tolerance=settings.parity_tolerance)
     return open_local(settings, actor=actor)
 

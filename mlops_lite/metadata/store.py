@@ -38,24 +38,32 @@ class MetadataStore:
                 Path(url.removeprefix("duckdb:///")).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(url)
             self._owner = self.engine.connect()
-            SQLModel.metadata.create_all(self.engine)
-            self._add_new_columns()
+            self._upgrade_schema()
         except (DBAPIError, OperationalError) as exc:
             self._dispose()
             raise translate_open_error(exc, url) from exc
 
-    def _add_new_columns(self) -> None:
-        """Additive schema upgrades: a nullable column a newer release added to a table
-        is added to an existing database (``create_all`` creates only missing tables)."""
-        with self.engine.begin() as connection:
-            # One information_schema query (DuckDB and PostgreSQL alike): reflection per
-            # table costs about a second on DuckDB, paid by every CLI call.
-            rows = connection.execute(text("select table_name, column_name from information_schema.columns"))
+    def _upgrade_schema(self) -> None:
+        """Create the tables a database lacks (all of them on a new one), then the additive
+        upgrades: a nullable column a newer release added to a table is added to an
+        existing database."""
+        # One information_schema query (DuckDB and PostgreSQL alike) answers both: a
+        # has_table probe per table (create_all's way) costs about 0.15 s on DuckDB, and
+        # reflection per table about a second, paid by every CLI call.
+        with self.engine.connect() as connection:
+            rows = connection.execute(text("select table_name, column_name from information_schema.columns "
+                                           "where table_schema = current_schema()"))
             present_by_table: dict[str, set[str]] = {}
             for table_name, column_name in rows:
                 present_by_table.setdefault(table_name, set()).add(column_name)
+        missing = [table for table in SQLModel.metadata.sorted_tables if table.name not in present_by_table]
+        if missing:
+            SQLModel.metadata.create_all(self.engine, tables=missing)
+        with self.engine.begin() as connection:
             for table in SQLModel.metadata.sorted_tables:
-                present = present_by_table.get(table.name, set())
+                if table in missing:
+                    continue
+                present = present_by_table[table.name]
                 for column in table.columns:
                     if column.name not in present and column.nullable:
                         kind = column.type.compile(dialect=self.engine.dialect)

@@ -15,8 +15,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-import httpx
-
 logger = logging.getLogger("mlops_lite.policy.notify")
 
 WEBHOOK_TIMEOUT_S = 2.0
@@ -47,6 +45,8 @@ class WebhookSink:
         self.timeout = timeout
 
     def send(self, event: dict[str, Any]) -> None:
+        import httpx  # loaded on the first webhook, not by every command that opens the platform
+
         try:
             body = json.dumps(event, sort_keys=True, default=str).encode()
             response = httpx.post(self.url, content=body, timeout=self.timeout,
