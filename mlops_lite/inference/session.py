@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -49,6 +51,10 @@ class ModelSession:
         self.signature = signature
         self.inputs: list[dict[str, Any]] = list(signature["inputs"])
         self._names = {spec["name"] for spec in self.inputs}
+        names = [spec["name"] for spec in self.inputs]
+        # a model of numbers only (the common case) validates a request as one [n, features] array
+        self._numbers_getter = itemgetter(*names) if len(names) > 1 and all(
+            spec["type"] == "float" for spec in self.inputs) else None
         self.classes: tuple[Any, ...] = tuple(signature.get("classes", ()))
         self.max_batch_size = max_batch_size
 
@@ -69,6 +75,8 @@ class ModelSession:
         return self._checked_feed(instances)
 
     def _fast_feed(self, instances: list[Any]) -> dict[str, np.ndarray] | None:
+        if self._numbers_getter is not None:
+            return self._numbers_feed(instances)
         try:
             if set(map(len, instances)) != {len(self.inputs)}:
                 return None
@@ -91,6 +99,23 @@ class ModelSession:
                     return None
                 feed[spec["name"]] = np.asarray(values, dtype=object).reshape(-1, 1)
         return feed
+
+    def _numbers_feed(self, instances: list[Any]) -> dict[str, np.ndarray] | None:
+        """Every input a number: one array for the whole request and one finiteness check,
+        instead of three numpy calls per feature (which is most of a one-row request)."""
+        try:
+            if set(map(len, instances)) != {len(self.inputs)}:
+                return None
+            rows = list(map(self._numbers_getter, instances))  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            return None
+        if not set(map(type, chain.from_iterable(rows))) <= _NUMBERS:
+            return None
+        array = np.array(rows, dtype=np.float64)
+        if not np.isfinite(array).all():
+            return None
+        by_input = np.ascontiguousarray(array.T, dtype=np.float32)  # each input's column contiguous
+        return {spec["name"]: by_input[i].reshape(-1, 1) for i, spec in enumerate(self.inputs)}
 
     def _checked_feed(self, instances: Any) -> dict[str, np.ndarray]:
         if not isinstance(instances, list):

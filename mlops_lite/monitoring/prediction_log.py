@@ -27,9 +27,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -365,39 +366,80 @@ def _group_table(entries: list[_Entry]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
-def _prediction_table(entries: Iterable[_Entry]) -> pa.Table:
-    """Column by column per request (list repetition and C-level maps, not a Python
-    loop per row): the writer thread shares the interpreter with the request path."""
-    columns: dict[str, list[Any]] = {name: [] for name in PREDICTION_SCHEMA.names}
-    features: dict[str, list[Any]] = {}
+def _prediction_table(entries: list[_Entry]) -> pa.Table:
+    """The rows of dict entries. The writer thread shares the interpreter with the request
+    path, so rows are turned into columns by C-level maps over all of them (an
+    ``itemgetter`` per run of requests with the same features, then a transpose), and
+    the JSON encodes run in bounded chunks, never in a Python loop per row and feature."""
+    counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
+    columns = _metadata(entries, counts)
+    instances = list(chain.from_iterable(e.instances for e in entries))
     encode = msgspec.json.Encoder(enc_hook=str).encode
-    row = 0
+    columns["features"] = _concat_text([pa.array(list(map(encode, instances[start:start + _ENCODE_ROWS])),
+                                                 type=pa.binary()).cast(pa.string())
+                                        for start in range(0, len(instances), _ENCODE_ROWS)])
+    predictions: list[Any] = []
+    probabilities: list[Any] = []
     for entry in entries:
-        p, instances = entry.prediction, entry.instances
-        n = len(instances)
-        for name, value in (("request_id", p.request_id), ("deployment", p.deployment), ("model", p.model),
-                            ("version", p.version), ("digest", p.digest), ("at", entry.at),
-                            ("latency_ms", entry.latency_s * 1000.0), ("slot", p.slot)):
-            columns[name].extend([value] * n)
-        columns["features"].extend(b.decode() for b in map(encode, instances))
-        predictions = list(map(str, p.predictions[:n]))
-        columns["prediction"].extend(predictions + [None] * (n - len(predictions)))
-        probabilities = [float(probs[-1]) if probs else None for probs in p.probabilities[:n]]
-        columns["probability"].extend(probabilities + [None] * (n - len(probabilities)))
-        names = instances[0].keys() if n else ()
-        for name in names:
-            column = features.get(name)
-            if column is None:
-                column = features[name] = [None] * row
-            column.extend([instance.get(name) for instance in instances])
-        row += n
-        for column in features.values():
-            if len(column) < row:
-                column.extend([None] * (row - len(column)))
+        p, n = entry.prediction, entry.rows
+        answered = list(map(str, p.predictions[:n]))
+        predictions += answered + [None] * (n - len(answered))
+        positive = [float(probs[-1]) if probs else None for probs in p.probabilities[:n]]
+        probabilities += positive + [None] * (n - len(positive))
+    columns["prediction"] = pa.array(predictions, type=pa.string())
+    columns["probability"] = pa.array(probabilities, type=pa.float64())
     table = pa.table(columns, schema=PREDICTION_SCHEMA)
-    for name, values in features.items():
+    for name, values in _feature_lists(entries).items():
         table = table.append_column(FEATURE_PREFIX + name, _feature_array(values))
     return table
+
+
+_ENCODE_ROWS = 2_048  # rows per JSON encode call: about a millisecond
+
+
+def _concat_text(arrays: list[pa.Array]) -> pa.Array:
+    if not arrays:
+        return pa.array([], type=pa.string())
+    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+
+
+def _metadata(entries: list[_Entry], counts: np.ndarray) -> dict[str, pa.Array]:
+    """Each request's own columns (id, model, time, latency, slot), repeated over its rows."""
+    index = pa.array(np.repeat(np.arange(len(entries), dtype=np.int32), counts))
+
+    def repeated(values: list[Any], kind: pa.DataType) -> pa.Array:
+        return pa.array(values, type=kind).take(index)
+
+    columns: dict[str, pa.Array] = {}
+    for name in ("request_id", "deployment", "model", "version", "digest"):
+        columns[name] = repeated([getattr(e.prediction, name) for e in entries], pa.string())
+    columns["at"] = repeated([e.at for e in entries], PREDICTION_SCHEMA.field("at").type)
+    columns["latency_ms"] = pa.array(np.repeat(np.array([e.latency_s * 1000.0 for e in entries]), counts),
+                                     type=pa.float64())
+    columns["slot"] = repeated([e.prediction.slot for e in entries], pa.string())
+    return columns
+
+
+def _feature_lists(entries: list[_Entry]) -> dict[str, list[Any]]:
+    """Each feature's values over all rows, in row order: a request's features are the keys
+    of its first row (missing ones None), features it lacks are None for its rows."""
+    features: dict[str, list[Any]] = {}
+    filled = 0
+    for names, run in groupby(entries, key=lambda e: tuple(e.instances[0]) if e.rows else ()):
+        rows = list(chain.from_iterable(e.instances for e in run))
+        if names:
+            getter = itemgetter(*names)
+            try:
+                values = list(map(getter, rows)) if len(names) > 1 else [(getter(row),) for row in rows]
+            except KeyError:  # a row without some of its request's features: None there
+                values = [tuple(row.get(name) for name in names) for row in rows]
+            for name, column in zip(names, zip(*values, strict=True), strict=True):
+                features.setdefault(name, [None] * filled).extend(column)
+        filled += len(rows)
+        for column in features.values():
+            if len(column) < filled:
+                column.extend([None] * (filled - len(column)))
+    return features
 
 
 _NUMERIC_KINDS = {int, float, type(None)}
@@ -411,22 +453,12 @@ def _columnar_table(entries: list[_Entry]) -> pa.Table:
     dtype at a time and cut and joined into each row's JSON by Arrow."""
     counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
     n = int(counts.sum())
-    index = pa.array(np.repeat(np.arange(len(entries), dtype=np.int32), counts))
-
-    def repeated(values: list[Any], kind: pa.DataType) -> pa.Array:
-        return pa.array(values, type=kind).take(index)
-
-    columns: dict[str, pa.Array] = {}
-    for name in ("request_id", "deployment", "model", "version", "digest"):
-        columns[name] = repeated([getattr(e.prediction, name) for e in entries], pa.string())
-    columns["at"] = repeated([e.at for e in entries], PREDICTION_SCHEMA.field("at").type)
-    columns["latency_ms"] = pa.array(np.repeat(np.array([e.latency_s * 1000.0 for e in entries]), counts))
+    columns = _metadata(entries, counts)
     names = [name for name, _ in entries[0].layout]
     values = dict(zip(names, map(_concat, _by_feature(names, entries)), strict=True))
     columns["features"] = _json_objects(names, values, n)
     columns["prediction"] = _labels_text(entries)
     columns["probability"] = _positive_probability(entries)
-    columns["slot"] = repeated([e.prediction.slot for e in entries], pa.string())
     table = pa.table(columns, schema=PREDICTION_SCHEMA)
     for name in names:
         column = values[name]
