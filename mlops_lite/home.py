@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_lite.config import DEFAULT_TOML, Settings
-from mlops_lite.platform import Platform
 
 
 @dataclass(frozen=True)
@@ -27,6 +26,8 @@ def init_home(settings: Settings) -> InitResult:
     if not settings.config_file.exists():
         settings.config_file.write_text(DEFAULT_TOML)
     token: str | None = None
+    from mlops_lite.platform import Platform  # the stores' libraries: only when a home is made
+
     with Platform(settings, actor="system:init") as platform:
         if not settings.token_file.exists():
             _, token = platform.tokens.create("admin", "admin", actor="system:init")

@@ -6,6 +6,7 @@ turned back into the matching class of the error tree.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -49,10 +50,12 @@ class RemotePlatform:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
-        from mlops_lite.data.lakefs_backend import LakeFSDataStore
-
-        # The data facet speaks the server's lakeFS-compatible API with this same token.
-        self.data = LakeFSDataStore(self.url, token=token)
+        self._token = token
+        # The data and privacy facets are built on first use: they load pyarrow, the lakeFS
+        # client and the anonymizer, which a command that only reads the registry never needs.
+        self._lazy = threading.Lock()
+        self._data: Any = None
+        self._privacy: Any = None
         self.registry = _Registry(self)
         self.policy = _Policy(self)
         self.deployments = _Deployments(self)
@@ -61,11 +64,28 @@ class RemotePlatform:
         self.tokens = _Tokens(self)
         self.training = _Training(self, parity_tolerance)
         self.loop = _Loop(self)
-        from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
 
-        # Anonymization happens here, before anything is uploaded: the key comes from
-        # MLOPS_LITE_ANONYMIZATION_KEY; the patterns from the repository on the server.
-        self.privacy = Privacy(Anonymizer(key_from_env()), self.data.pii_patterns)
+    @property
+    def data(self) -> Any:
+        """The data facet: the server's lakeFS-compatible API, with this same token."""
+        with self._lazy:
+            if self._data is None:
+                from mlops_lite.data.lakefs_backend import LakeFSDataStore
+
+                self._data = LakeFSDataStore(self.url, token=self._token)
+            return self._data
+
+    @property
+    def privacy(self) -> Any:
+        """Anonymization here, before anything is uploaded: the key comes from
+        MLOPS_LITE_ANONYMIZATION_KEY; the patterns from the repository on the server."""
+        data = self.data
+        with self._lazy:
+            if self._privacy is None:
+                from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
+
+                self._privacy = Privacy(Anonymizer(key_from_env()), data.pii_patterns)
+            return self._privacy
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         try:
@@ -93,7 +113,8 @@ class RemotePlatform:
         return summary
 
     def close(self) -> None:
-        self.data.close()
+        if self._data is not None:
+            self._data.close()
         self._http.close()
 
     def __enter__(self) -> RemotePlatform:
