@@ -30,6 +30,17 @@ def test_importing_the_http_client_loads_no_store() -> None:
     assert loaded & {"sqlalchemy", "sqlmodel", "duckdb", "onnxruntime", "prefect", "litestar"} == set()
 
 
+def test_a_client_that_only_reads_the_registry_builds_no_data_facet() -> None:
+    """Connecting to a daemon (every CLI command while `up` runs) loads neither pyarrow nor
+    the lakeFS client nor the anonymizer's store until the data facet is used."""
+    loaded = _imported_after("from mlops_lite.client import RemotePlatform\n"
+                             "RemotePlatform('http://127.0.0.1:9', 'token').close()")
+    assert loaded & {"pyarrow", "lakefs_sdk", "sqlalchemy", "duckdb"} == set()
+    used = _imported_after("from mlops_lite.client import RemotePlatform\n"
+                           "remote = RemotePlatform('http://127.0.0.1:9', 'token')\nremote.data\nremote.close()")
+    assert "lakefs_sdk" in used
+
+
 def test_help_lists_the_commands_without_loading_the_stores() -> None:
     code = ("import sys\nfrom mlops_lite.cli import app\nsys.argv = ['mlops-lite', '--help']\n"
             "try:\n    app()\nexcept SystemExit:\n    pass")
