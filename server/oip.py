@@ -430,10 +430,9 @@ def infer(platform: Platform, name: str, version: str | None, body: Any, metrics
     side = "primary" if slot is route.primary else "canary"
     request_id = body.get("id")
     request_id = str(request_id) if request_id is not None else uuid.uuid4().hex
+    # The log takes the answer as arrays: no per-row tuples for an answer made of tensors.
     prediction = Prediction(request_id=request_id, deployment=name, model=slot.model, version=slot.version,
-                            digest=slot.digest, predictions=tuple(labels.reshape(-1).tolist()),
-                            probabilities=tuple(map(tuple, np.asarray(probabilities, dtype=np.float64).tolist())),
-                            classes=session.classes, slot=side)
+                            digest=slot.digest, predictions=(), probabilities=(), classes=session.classes, slot=side)
     platform.monitoring.record_columns(prediction, feed, latency, labels=labels, probabilities=probabilities)
     if metrics is not None:
         metrics.observe(name, slot.version, "200", latency, rows)

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import chain, groupby
 from operator import itemgetter
@@ -224,6 +224,10 @@ class PredictionLog:
             if rows == 0:
                 return True  # nothing to log
             layout = tuple((name, values.dtype.str) for name, values in flat.items())
+            if labels is not None and probabilities is not None and (prediction.predictions or prediction.probabilities):
+                # Queued, the answer's tuples would be thousands of objects per request for the
+                # garbage collector to walk on every full collection; the arrays say the same.
+                prediction = replace(prediction, predictions=(), probabilities=())
             entry = _Entry(prediction, (), latency_s, datetime.now(UTC), rows, flat,
                            None if labels is None else np.asarray(labels).reshape(-1),
                            None if probabilities is None else np.asarray(probabilities), layout)
