@@ -59,7 +59,9 @@ def predict_arrow(platform: Platform, metrics: Any, name: str, raw: bytes, key: 
     prediction and, when ``as_arrow``, its Arrow IPC stream."""
     started = time.perf_counter()
     try:
-        answer = platform.deployments.predict_with(name, lambda session: feed_from_arrow(session, raw)[0], key=key)
+        sent: dict[str, Any] = {}
+        answer = platform.deployments.predict_with(name, lambda session: feed_from_arrow(session, raw, sent)[0],
+                                                   key=key)
     except Exception as exc:
         status_code = exc.http_status if isinstance(exc, MlopsLiteError) else 500
         metrics.observe(name, "", str(status_code), time.perf_counter() - started)
@@ -69,7 +71,7 @@ def predict_arrow(platform: Platform, metrics: Any, name: str, raw: bytes, key: 
     latency = time.perf_counter() - started
     prediction = answer.prediction
     rows = len(prediction.predictions)
-    platform.monitoring.record_columns(prediction, answer.feed, latency, labels=answer.labels,
+    platform.monitoring.record_columns(prediction, sent or answer.feed, latency, labels=answer.labels,
                                        probabilities=answer.probabilities)
     metrics.observe(name, prediction.version, "200", latency, rows)
     return prediction, (arrow_answer(prediction, answer.labels, answer.probabilities) if as_arrow else None)

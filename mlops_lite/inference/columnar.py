@@ -10,8 +10,9 @@ Two encodings reach a model this way:
 
 Either way a numeric feature becomes a ``float32 [n, 1]`` array by ``np.frombuffer`` /
 Arrow's own conversion plus one ``astype``, checked finite as a whole column, and the
-prediction log gets the same columns through ``ColumnRows``, a row view that builds
-row dicts only when the log's writer reads them, off the request path.
+prediction log takes the columns as they are (``Monitoring.record_columns``): the
+values as sent for Arrow, the tensors for OIP. ``ColumnRows`` is a row view over
+columns, for what needs rows (a shadow version's hook).
 """
 
 from __future__ import annotations
@@ -142,8 +143,13 @@ def serialize_bytes(values: Sequence[Any]) -> bytes:
 
 # ------------------------------------------------------------------------------------- Arrow
 
-def feed_from_arrow(session: ModelSession, data: bytes) -> tuple[dict[str, np.ndarray], int]:
-    """Validate an Arrow IPC stream against the session's signature; answer the feed and rows."""
+def feed_from_arrow(session: ModelSession, data: bytes, sent: dict[str, np.ndarray] | None = None
+                    ) -> tuple[dict[str, np.ndarray], int]:
+    """Validate an Arrow IPC stream against the session's signature; answer the feed and rows.
+
+    ``sent``, when given, receives each input's values as the client sent them (float64 or
+    integers, before the model's float32), for the prediction log: a row logged from an
+    Arrow body then reads as the same row sent as JSON."""
     import pyarrow as pa
     import pyarrow.types as pat
 
@@ -187,12 +193,17 @@ def feed_from_arrow(session: ModelSession, data: bytes) -> tuple[dict[str, np.nd
             if not (pat.is_integer(kind) or pat.is_floating(kind)):
                 raise InvalidInput(f"column {name!r} is {kind}; it is a numeric feature", field=name,
                                    expected="an integer or floating-point column")
-            feed[name] = finite_float32(column.to_numpy(), name, name)
+            values = column.to_numpy()
+            feed[name] = finite_float32(values, name, name)
+            if sent is not None:
+                sent[name] = values
         else:
             if not (pat.is_string(kind) or pat.is_large_string(kind)):
                 raise InvalidInput(f"column {name!r} is {kind}; it is a string feature", field=name,
                                    expected="a string (utf8) column")
             feed[name] = column.to_numpy().astype(object, copy=False).reshape(-1, 1)
+            if sent is not None:
+                sent[name] = feed[name]
     return feed, rows
 
 

@@ -150,3 +150,25 @@ def test_bad_arrow_is_a_4xx_naming_the_column(oip: Oip, admin: httpx.Client) -> 
     assert response.status_code == 404
     with oip.client() as anonymous:
         assert anonymous.post(PREDICT, content=_stream(good), headers={"Content-Type": ARROW}).status_code == 401
+
+
+def test_rows_sent_as_arrow_are_logged_as_the_same_rows_sent_as_json(oip: Oip, admin: httpx.Client) -> None:  # noqa: F811
+    rows = holdout_rows(oip.spec, 25)
+    by_json = admin.post(PREDICT, json={"instances": rows})
+    by_arrow = _post(admin, _stream(_table(oip.spec, rows)))
+    assert by_json.status_code == by_arrow.status_code == 200, (by_json.text, by_arrow.text)
+    oip.platform.monitoring.flush()
+    numeric, categorical = _features(oip.spec)
+    columns = ", ".join(f'"f_{name}"' for name in [*numeric, *categorical])
+    logged = {}
+    for answer in (by_json.json(), by_arrow.json()):
+        logged[answer["request_id"]] = oip.platform.monitoring.query(
+            f"SELECT features, prediction, probability, {columns} FROM predictions "
+            f"WHERE request_id = '{answer['request_id']}' ORDER BY f_{numeric[0]}, features").to_pylist()
+    from_json, from_arrow = (logged[r.json()["request_id"]] for r in (by_json, by_arrow))
+    assert len(from_json) == len(from_arrow) == 25
+    for a, b in zip(from_json, from_arrow, strict=True):
+        # the values the client sent, not the model's float32 tensors (an integer sent as JSON
+        # and as an Arrow float64 column is the same number)
+        assert json.loads(a.pop("features")) == json.loads(b.pop("features"))
+        assert a == b
