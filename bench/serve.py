@@ -601,12 +601,23 @@ def main(argv: list[str] | None = None) -> int:
                 bodies = [target.body(rows) for rows in chunks]
                 if target.column == "oip-binary":  # one header length serves every body
                     assert {len(oip_binary_parts(rows)[0]) for rows in chunks} == {header_length}
+                before = _log_counts(platform)  # each run starts with the log's backlog written
                 result = _measure(primary, wrk, target, bodies, BATCH_CONNECTIONS, size, work)
                 result["rows_per_s"] = result["req_per_s"] * BATCH_ROWS
+                after = _log_counts(platform, flush=False)
+                if before and after:
+                    result["log_rows_logged"] = after["rows_logged"] - before["rows_logged"]
+                    result["log_rows_dropped"] = after["rows_dropped"] - before["rows_dropped"]
                 batch[target.column] = result
+                kept = ""
+                if "log_rows_dropped" in result and target.column != "litestar+ort":
+                    offered = result["log_rows_logged"] + result["log_rows_dropped"]
+                    kept = (f"  log kept {result['log_rows_logged']} of {offered} rows"
+                            + (f" (DROPPED {result['log_rows_dropped']}: its queue was full)"
+                               if result["log_rows_dropped"] else ""))
                 print(f"  {target.column:<13} batch {BATCH_ROWS} c={BATCH_CONNECTIONS} {primary:<8} "
                       f"{result['rows_per_s']:>9.0f} rows/s  p50 {result['p50_ms']:.1f} ms  "
-                      f"p99 {result['p99_ms']:.1f} ms  errors {result['errors']}", flush=True)
+                      f"p99 {result['p99_ms']:.1f} ms  errors {result['errors']}{kept}", flush=True)
             try:
                 log_stats = platform.monitoring.stats()
             except Exception as exc:  # the prediction log is being reworked; never fail the bench on it
@@ -644,8 +655,11 @@ def main(argv: list[str] | None = None) -> int:
           f"({r1000['p50_ms']:.2f} ms per 1,000-row run, one thread)")
     for column in [*columns, *(c.column for c in columnar)]:
         r = batch[column]
+        dropped = r.get("log_rows_dropped")
         print(f"  {labels[column]:<26} {r['rows_per_s']:>10.0f} rows/s  p50 {r['p50_ms']:.1f} ms  "
-              f"p99 {r['p99_ms']:.1f} ms  errors {r['errors']}")
+              f"p99 {r['p99_ms']:.1f} ms  errors {r['errors']}"
+              + ("" if dropped is None or column == "litestar+ort" else
+                 f"  prediction log: {dropped} of {dropped + r['log_rows_logged']} rows dropped"))
     print()
     first_errors = [(column, conns, generator, r["first_error"])
                     for column in columns for conns in connections
@@ -674,6 +688,17 @@ def main(argv: list[str] | None = None) -> int:
             "results": {c: {str(n): g for n, g in v.items()} for c, v in results.items()}, "batch": batch,
         }, indent=2, default=str) + "\n")
     return 0
+
+
+def _log_counts(platform: Any, *, flush: bool = True) -> dict[str, int] | None:
+    """The prediction log's counters (after writing its backlog, when ``flush``): rows it
+    dropped during a run are rows the run's figure did not pay to write."""
+    try:
+        if flush:
+            platform.monitoring.flush(120)
+        return dict(platform.monitoring.stats())
+    except Exception:  # never fail the bench on the log's counters
+        return None
 
 
 def _wrk_version(wrk: str) -> str:
