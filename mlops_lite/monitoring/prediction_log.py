@@ -28,10 +28,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import chain, groupby
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +167,9 @@ class _Entry:
     latency_s: float
     at: datetime
     rows: int = 0
-    columns: dict[str, np.ndarray] | None = None  # a columnar entry: one 1-D array per feature
+    columns: dict[str, np.ndarray] | None = None  # a columnar entry: one [n] or [n, 1] array per feature
     labels: np.ndarray | None = None
     probabilities: np.ndarray | None = None
-    layout: tuple[tuple[str, str], ...] = field(default=())  # (feature, dtype) of ``columns``
 
 
 class PredictionLog:
@@ -216,21 +215,20 @@ class PredictionLog:
         False (and counted as dropped) when the queue is full or the log is closed."""
         rows = 0
         try:
-            flat = {name: np.asarray(values).reshape(-1) for name, values in columns.items()}
-            sizes = {len(values) for values in flat.values()}
+            # On the request path (one-row requests run on the event loop): a dict copy and
+            # the lengths only; shapes and dtypes are the writer's business.
+            kept = dict(columns)
+            sizes = set(map(len, kept.values()))
             rows = sizes.pop() if len(sizes) == 1 else 0
-            if sizes or not flat:  # columns of different lengths: no rows to make of them
-                raise ValueError(f"columns of different lengths: {sorted({len(v) for v in flat.values()})}")
+            if sizes or not kept:  # columns of different lengths: no rows to make of them
+                raise ValueError(f"columns of different lengths: {sorted(set(map(len, kept.values())))}")
             if rows == 0:
                 return True  # nothing to log
-            layout = tuple((name, values.dtype.str) for name, values in flat.items())
             if labels is not None and probabilities is not None and (prediction.predictions or prediction.probabilities):
                 # Queued, the answer's tuples would be thousands of objects per request for the
                 # garbage collector to walk on every full collection; the arrays say the same.
                 prediction = replace(prediction, predictions=(), probabilities=())
-            entry = _Entry(prediction, (), latency_s, datetime.now(UTC), rows, flat,
-                           None if labels is None else np.asarray(labels).reshape(-1),
-                           None if probabilities is None else np.asarray(probabilities), layout)
+            entry = _Entry(prediction, (), latency_s, datetime.now(UTC), rows, kept, labels, probabilities)
             return self._queue_entry(entry)
         except Exception:  # the log must never fail a request; what it could not take is counted
             log.exception("prediction log: could not queue a columnar request")
@@ -304,70 +302,45 @@ class PredictionLog:
         for entry in entries:
             groups.setdefault((entry.prediction.deployment, entry.at.strftime("%Y-%m-%d")), []).append(entry)
         for (deployment, _day), group in groups.items():
-            for part in _parts(group):
-                rows = sum(e.rows for e in part)
+            try:
+                tables = _group_tables(group)
+            except Exception:
+                log.exception("prediction log: %d rows for deployment %r could not be made a table",
+                              sum(e.rows for e in group), deployment)
+                with self._cond:
+                    self._errors += 1
+                continue
+            for table in tables:
                 try:
-                    table = _group_table(part)
-                    _write(self.root, deployment, part[0].at, table)
+                    _write(self.root, deployment, group[0].at, table)
                 except Exception:
-                    log.exception("prediction log: writing %d rows for deployment %r failed", rows, deployment)
+                    log.exception("prediction log: writing %d rows for deployment %r failed", table.num_rows,
+                                  deployment)
                     with self._cond:
                         self._errors += 1
                     continue
                 with self._cond:
-                    self._written += rows
+                    self._written += table.num_rows
                     self._batches += 1
 
 
-def _parts(group: list[_Entry]) -> list[list[_Entry]]:
-    """One group's entries in as few files as their feature columns allow: dict rows and
-    columnar batches of one feature layout share a file; a columnar layout whose types
-    clash with the rows' (a canary with other inputs, say) gets a file of its own."""
-    rows = [e for e in group if e.columns is None]
-    layouts: dict[tuple[tuple[str, str], ...], list[_Entry]] = {}
-    for entry in group:
-        if entry.columns is not None:
-            layouts.setdefault(entry.layout, []).append(entry)
-    if not layouts:
-        return [group]
-    parts = [rows] if rows else []
-    for entries in layouts.values():
-        parts.append(entries)
-    if len(parts) > 1 and _types_agree(parts):
-        return [group]
-    return parts
-
-
-def _types_agree(parts: list[list[_Entry]]) -> bool:
-    """Whether every feature is a number everywhere or text everywhere across ``parts``
-    (then one table holds them all, as the row path would type it)."""
-    kinds: dict[str, bool] = {}
-    for part in parts:
-        if part[0].columns is None:
-            for entry in part:
-                for name, value in (entry.instances[0].items() if entry.instances else ()):
-                    numeric = value is None or type(value) in _NUMERIC_KINDS
-                    if kinds.setdefault(name, numeric) != numeric:
-                        return False
-        else:
-            for name, dtype in part[0].layout:
-                if kinds.setdefault(name, np.dtype(dtype).kind in _NUMERIC_DTYPES) != (
-                        np.dtype(dtype).kind in _NUMERIC_DTYPES):
-                    return False
-    return True
-
-
-def _group_table(entries: list[_Entry]) -> pa.Table:
+def _group_tables(entries: list[_Entry]) -> list[pa.Table]:
+    """One group's rows as one table, dict rows and each columnar feature layout alike;
+    as a table each when their feature columns' types clash (a canary whose inputs differ
+    in type, say): more files rather than rows lost."""
     rows = [e for e in entries if e.columns is None]
     tables = [_prediction_table(rows)] if rows else []
-    layouts: dict[tuple[tuple[str, str], ...], list[_Entry]] = {}
+    layouts: dict[tuple[Any, ...], list[_Entry]] = {}
     for entry in entries:
-        if entry.columns is not None:
-            layouts.setdefault(entry.layout, []).append(entry)
+        if entry.columns is not None:  # the same features with the same dtypes share a table
+            layouts.setdefault((*entry.columns, *map(_DTYPE, entry.columns.values())), []).append(entry)
     tables += [_columnar_table(batch) for batch in layouts.values()]
-    if len(tables) == 1:
-        return tables[0]
-    return pa.concat_tables(tables, promote_options="default")
+    if len(tables) > 1:
+        try:
+            return [pa.concat_tables(tables, promote_options="default")]
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return tables
+    return tables
 
 
 def _prediction_table(entries: list[_Entry]) -> pa.Table:
@@ -446,6 +419,7 @@ def _feature_lists(entries: list[_Entry]) -> dict[str, list[Any]]:
     return features
 
 
+_DTYPE = attrgetter("dtype")
 _NUMERIC_KINDS = {int, float, type(None)}
 _NUMERIC_DTYPES = "iuf"  # numpy kinds that the row path would see as int or float
 
@@ -458,8 +432,8 @@ def _columnar_table(entries: list[_Entry]) -> pa.Table:
     counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
     n = int(counts.sum())
     columns = _metadata(entries, counts)
-    names = [name for name, _ in entries[0].layout]
-    values = dict(zip(names, map(_concat, _by_feature(names, entries)), strict=True))
+    names = list(entries[0].columns or ())
+    values = dict(zip(names, map(_flat, _by_feature(names, entries)), strict=True))
     columns["features"] = _json_objects(names, values, n)
     columns["prediction"] = _labels_text(entries)
     columns["probability"] = _positive_probability(entries)
@@ -483,13 +457,21 @@ def _by_feature(names: list[str], entries: list[_Entry]) -> list[list[np.ndarray
     return [list(arrays) for arrays in zip(*map(itemgetter(*names), dicts), strict=True)]
 
 
+def _flat(arrays: list[np.ndarray]) -> np.ndarray:
+    """One feature's values over entries as one 1-D array ([n] and [n, 1] alike)."""
+    try:
+        return _concat(arrays).reshape(-1)
+    except ValueError:  # [n] arrays beside [n, 1] ones
+        return np.concatenate([np.asarray(a).reshape(-1) for a in arrays])
+
+
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _labels_text(entries: list[_Entry]) -> pa.Array:
     """The labels as the row path writes them (``str`` of each; null past the answers)."""
-    labels = [e.labels if e.labels is not None else np.asarray(e.prediction.predictions) for e in entries]
+    labels = [np.asarray(e.labels if e.labels is not None else e.prediction.predictions).reshape(-1) for e in entries]
     if not all(len(a) == e.rows for a, e in zip(labels, entries, strict=True)):
         return pa.concat_arrays([_padded(_text(a[:e.rows]), e.rows) for a, e in zip(labels, entries, strict=True)])
     return _text(_concat(labels))
@@ -511,7 +493,7 @@ def _positive_probability(entries: list[_Entry]) -> pa.Array:
     """The last class's probability per row (null without probabilities), as the row path."""
     lasts: list[np.ndarray | None] = []
     for entry in entries:
-        probabilities = entry.probabilities
+        probabilities = None if entry.probabilities is None else np.asarray(entry.probabilities)
         if probabilities is None:
             given = entry.prediction.probabilities
             probabilities = np.asarray(given, dtype=np.float64) if given and all(given) else None

@@ -252,3 +252,20 @@ def test_columnar_batches_count_drops_and_skip_what_cannot_be_rows(tmp_path: Pat
     finally:
         log.close()
     assert log.stats().written == 4 and log.stats().write_errors == 0
+
+
+def test_rows_whose_feature_types_clash_land_in_files_of_their_own(tmp_path: Path) -> None:
+    monitoring = Monitoring(tmp_path, batch_rows=10_000, flush_interval_s=60)
+    try:
+        assert monitoring.record(_prediction(n=2), _instances(2), 0.001)  # region is text here
+        assert monitoring.record_columns(_prediction(n=3), {"income": np.asarray([1.0, 2.0, 3.0]),
+                                                            "region": np.asarray([7.0, 8.0, 9.0])}, 0.001)
+        assert monitoring.flush()
+        stats = monitoring.stats()
+        assert (stats["rows_written"], stats["write_errors"], stats["rows_dropped"]) == (5, 0, 0)
+        files = list((tmp_path / "predictions").glob("deployment=loans/date=*/part-*.parquet"))
+        assert len(files) == 2
+        regions = sorted(str(r["f_region"]) for r in monitoring.query("SELECT f_region FROM predictions").to_pylist())
+        assert regions == ["7.0", "8.0", "9.0", "north", "north"]
+    finally:
+        monitoring.close()
