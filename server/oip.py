@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 import zlib
+from itertools import chain
 from typing import Any
 
 import anyio.to_thread
@@ -315,6 +316,10 @@ def build_feed(session: ModelSession, body: Any, binary: memoryview | None = Non
         raise BadRequest(f"missing input {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
                                                              else ""),
                          field="inputs", expected=f"every model input: {sorted(specs)}")
+    if not slices:
+        fast = _float_feed(session, [by_name[spec["name"]][1] for spec in session.inputs])
+        if fast is not None:
+            return fast
     rows: int | None = None
     first = ""
     feed: dict[str, np.ndarray] = {}
@@ -334,6 +339,34 @@ def build_feed(session: ModelSession, body: Any, binary: memoryview | None = Non
     _check_claimed(slices, binary)
     assert rows is not None
     return feed, rows
+
+
+_FLOAT_TYPES = {"FP32", "FP64"}
+
+
+def _float_feed(session: ModelSession, tensors: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], int] | None:
+    """The common JSON request, checked as one array: every input a number feature sent
+    as FP32/FP64 with a flat list of floats, all of one batch size within the limit. None
+    for anything else, which the per-input path checks (and names the bad field of);
+    per input it costs three numpy calls, most of a one-row request's time."""
+    rows = -1
+    data: list[list[Any]] = []
+    for spec, tensor in zip(session.inputs, tensors, strict=True):
+        values, shape = tensor.get("data"), tensor.get("shape")
+        if spec["type"] != "float" or tensor.get("datatype") not in _FLOAT_TYPES or not isinstance(values, list):
+            return None
+        if rows < 0:
+            rows = len(values)
+        if len(values) != rows or shape not in ([rows], [rows, 1]) or {type(d) for d in shape} != {int}:
+            return None
+        data.append(values)
+    if not 0 < rows <= session.max_batch_size or set(map(type, chain.from_iterable(data))) != {float}:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        tensor32 = np.array(data, dtype=np.float64).astype(np.float32)
+    if not np.isfinite(tensor32).all():
+        return None
+    return {spec["name"]: tensor32[i].reshape(-1, 1) for i, spec in enumerate(session.inputs)}, rows
 
 
 def _side_of(route: Any, slot: Any) -> str | None:
