@@ -143,7 +143,13 @@ def _write(root: Path, deployment: str, at: datetime, table: pa.Table) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{uuid.uuid4().hex}.parquet"
     tmp = path.with_name(f".{path.name}.tmp")  # readers glob *.parquet: never see a half file
-    pq.write_table(table, tmp, use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names])
+    options: dict[str, Any] = {}
+    if "features" in table.column_names:
+        # The JSON text is most of a file's bytes; zstd at level 1 makes it 20-30% smaller
+        # than snappy for the same or less time (snappy stays for the rest).
+        options["compression"] = {name: "zstd" if name == "features" else "snappy" for name in table.column_names}
+        options["compression_level"] = {"features": 1}
+    pq.write_table(table, tmp, use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names], **options)
     tmp.replace(path)
     return path
 
