@@ -47,6 +47,9 @@ Figures (``bench: FIGURE value=V reference=R ratio=X target=T ok|short``):
 - ``serve_oip_binary_batch1000_rows_per_s`` / ``serve_arrow_batch1000_rows_per_s``: the same for
   OIP binary tensors and Arrow bodies, >= 0.8.
 
+  Each 1,000-row run starts with the prediction log's backlog written; a run during which the log
+  dropped rows (its queue full) is short whatever its ratio, with a note saying how many.
+
 The servers run in this process on threads (``server.runner.serve_in_thread``, 127.0.0.1, free
 ports); MLflow's server is a child process in its own session, stopped with its process group.
 Everything lives in a temporary folder removed at the end. Never run by the tests.
@@ -68,7 +71,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -677,6 +680,9 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = _figures(results, batch, raw, primary, columns)
     print_table(figures)
+    for figure in figures:
+        if figure.note:
+            print(f"  {figure.figure}: short: {figure.note}")
     print_lines(figures)
 
     if args.json:
@@ -754,6 +760,7 @@ def _figures(results: dict[str, Any], batch: dict[str, Any], raw: dict[str, Any]
                           f"none expected in {requests} requests", 0.0 if errors == 0 else float("inf"), 0,
                           errors == 0 and requests > 0, "value =="))
     raw_rows = raw["batch1000"]["rows_per_s"]
+    first_batch = len(figures)
     figures.append(ratio_figure(f"serve_native_batch{BATCH_ROWS}_rows_per_s",
                                 f"native predict, {BATCH_ROWS} rows/request", batch["native"]["rows_per_s"],
                                 raw_rows, f"raw onnxruntime, {BATCH_ROWS}-row batches", 0.8, "rows/s"))
@@ -766,6 +773,14 @@ def _figures(results: dict[str, Any], batch: dict[str, Any], raw: dict[str, Any]
     figures.append(ratio_figure(f"serve_arrow_batch{BATCH_ROWS}_rows_per_s",
                                 f"native predict, Arrow body, {BATCH_ROWS} rows/request", batch["arrow"]["rows_per_s"],
                                 raw_rows, f"raw onnxruntime, {BATCH_ROWS}-row batches", 0.8, "rows/s"))
+    # A run whose prediction log dropped rows did not pay for writing them: short whatever its ratio.
+    for index, column in zip(range(first_batch, len(figures)), ("native", "oip", "oip-binary", "arrow"), strict=True):
+        dropped = batch[column].get("log_rows_dropped", 0)
+        if dropped:
+            offered = dropped + batch[column]["log_rows_logged"]
+            figures[index] = replace(figures[index], ok=False, note=(
+                f"the prediction log dropped {dropped} of the run's {offered} rows ({dropped / offered:.0%}; "
+                f"its queue was full): this rate did not pay for logging them"))
     return figures
 
 
