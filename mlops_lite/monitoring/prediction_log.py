@@ -330,23 +330,50 @@ class PredictionLog:
                     self._batches += 1
 
 
+_SLICE_ROWS = 256  # rows turned into columns at a stretch: about a millisecond of the interpreter
+_PAUSE_S = 0.0002  # then the writer sleeps, so that the request path (the event loop) runs
+
+
 def _group_tables(entries: list[_Entry]) -> list[pa.Table]:
     """One group's rows as one table, dict rows and each columnar feature layout alike;
     as a table each when their feature columns' types clash (a canary whose inputs differ
-    in type, say): more files rather than rows lost."""
+    in type, say): more files rather than rows lost.
+
+    Built a slice of ~256 rows at a time with a short sleep between: a flush of a thousand
+    one-row requests is ~5 ms of Python, and held in one stretch it stalled the event loop
+    (whose requests then waited for the interpreter) once per flush."""
     rows = [e for e in entries if e.columns is None]
-    tables = [_prediction_table(rows)] if rows else []
     layouts: dict[tuple[Any, ...], list[_Entry]] = {}
     for entry in entries:
         if entry.columns is not None:  # the same features with the same dtypes share a table
             layouts.setdefault((*entry.columns, *map(_DTYPE, entry.columns.values())), []).append(entry)
-    tables += [_columnar_table(batch) for batch in layouts.values()]
+    tables: list[pa.Table] = []
+    for build, kind in ((_prediction_table, rows), *((_columnar_table, batch) for batch in layouts.values())):
+        for piece in _slices(kind):
+            tables.append(build(piece))
+            time.sleep(_PAUSE_S)
     if len(tables) > 1:
         try:
             return [pa.concat_tables(tables, promote_options="default")]
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return tables
     return tables
+
+
+def _slices(entries: list[_Entry]) -> list[list[_Entry]]:
+    """``entries`` in consecutive runs of at least ``_SLICE_ROWS`` rows (a request is never split)."""
+    out: list[list[_Entry]] = []
+    current: list[_Entry] = []
+    rows = 0
+    for entry in entries:
+        current.append(entry)
+        rows += entry.rows
+        if rows >= _SLICE_ROWS:
+            out.append(current)
+            current, rows = [], 0
+    if current:
+        out.append(current)
+    return out
 
 
 def _prediction_table(entries: list[_Entry]) -> pa.Table:

@@ -269,3 +269,22 @@ def test_rows_whose_feature_types_clash_land_in_files_of_their_own(tmp_path: Pat
         assert regions == ["7.0", "8.0", "9.0", "north", "north"]
     finally:
         monitoring.close()
+
+
+def test_a_flush_of_many_requests_is_one_file_with_every_row(tmp_path: Path) -> None:
+    monitoring = Monitoring(tmp_path, batch_rows=100_000, flush_interval_s=60)
+    try:
+        for _ in range(700):  # built a slice at a time, written as one file
+            assert monitoring.record(_prediction(n=1), _instances(1), 0.001)
+        for _ in range(300):
+            assert monitoring.record_columns(_prediction(n=2), {"income": np.asarray([[5.0], [6.0]]),
+                                                                "region": np.asarray([["a"], ["b"]], dtype=object)},
+                                             0.001)
+        assert monitoring.flush()
+        assert len(list((tmp_path / "predictions").glob("deployment=loans/date=*/part-*.parquet"))) == 1
+        counts = monitoring.query("SELECT f_region, count(*) AS n FROM predictions GROUP BY f_region "
+                                  "ORDER BY f_region").to_pylist()
+        assert counts == [{"f_region": "a", "n": 300}, {"f_region": "b", "n": 300}, {"f_region": "north", "n": 700}]
+        assert monitoring.stats()["rows_written"] == 1300
+    finally:
+        monitoring.close()
