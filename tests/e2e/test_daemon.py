@@ -77,6 +77,28 @@ def _pids_running(*needles: str) -> list[int]:
     return found
 
 
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process started in a session of its own, with its children; SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def kill_prefect_server(port: int) -> None:
+    """A Prefect server a daemon started on ``port`` and left behind (the daemon was killed)."""
+    for pid in _pids_running("prefect", "server start", f"--port {port}"):
+        if not _process_gone(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def create_flow_run(api: str, deployment_id: str, seconds: float = 30) -> dict[str, Any]:
     """A flow run of a deployment, as the UI's Run button makes it. Prefect's SQLite
     database can answer 500 (locked) while the daemon registers its deployments at

@@ -6,7 +6,6 @@ differences."""
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,27 +19,13 @@ lakefs_client = pytest.importorskip("lakefs_client")
 lakefs_sdk = pytest.importorskip("lakefs_sdk")
 lakefs = pytest.importorskip("lakefs")
 
-from lakefs_client.client import LakeFSClient as LegacyClient  # noqa: E402
-from lakefs_sdk.client import LakeFSClient as SdkClient  # noqa: E402
+from .test_lakefs_api import Served, hl, legacy, sdk  # noqa: E402  (the clients as users make them)
+
+__all__ = ["hl", "legacy", "sdk"]  # fixtures, used by name
 
 GOOD = b"id,amount\n1,100\n2,250\n"
 BAD = b"id,amount\n1,-999\n2,oops\n"
 ACTOR = "access-key:fidelity"
-
-
-@dataclasses.dataclass
-class Served:
-    url: str
-    platform: Any
-    key: str
-    secret: str
-
-    @property
-    def api(self) -> str:
-        return self.url + "/api/v1"
-
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api, auth=(self.key, self.secret), timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -53,41 +38,15 @@ def served() -> Iterator[Served]:
         platform = connect(home=Path(home) / "home")
         try:
             _, key, secret = platform.tokens.create_access_key("fidelity", "operator")
+            _, viewer_key, viewer_secret = platform.tokens.create_access_key("fidelity-viewer", "viewer")
             server = serve_in_thread(create_app(platform), host="127.0.0.1")
             try:
                 assert server.url.startswith("http://127.0.0.1:")
-                yield Served(server.url, platform, key, secret)
+                yield Served(server.url, platform, key, secret, viewer_key, viewer_secret)
             finally:
                 server.stop()
         finally:
             platform.close()
-
-
-@pytest.fixture
-def sdk(served: Served) -> Iterator[Any]:
-    client = SdkClient(lakefs_sdk.Configuration(host=served.api, username=served.key, password=served.secret))
-    try:
-        yield client
-    finally:
-        client._api.close()
-
-
-@pytest.fixture
-def hl(served: Served) -> Iterator[Any]:
-    client = lakefs.Client(host=served.url, username=served.key, password=served.secret)
-    try:
-        yield client
-    finally:
-        client.sdk_client._api.close()
-
-
-@pytest.fixture
-def legacy(served: Served) -> Iterator[Any]:
-    client = LegacyClient(lakefs_client.Configuration(host=served.api, username=served.key, password=served.secret))
-    try:
-        yield client
-    finally:
-        client._api.close()
 
 
 def _loans(served: Served, name: str) -> tuple[Any, str, str]:

@@ -11,7 +11,6 @@ flow run, no traceback or ERROR in any log, the daemon's deployments Ready in Pr
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 import mlops_lite
 
 from ..conftest import DATA
-from .test_daemon import SCRIPT, Daemon, _env, _pids_running, _process_gone, free_port
+from .test_daemon import SCRIPT, Daemon, _env, free_port, kill_prefect_server, stop_group
 
 PASSES = 5  # monitor passes the loop must survive at rest
 
@@ -117,13 +116,7 @@ def worker_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         yield started
     finally:
         for process in started:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
+            stop_group(process)
 
 
 @pytest.mark.slow
@@ -199,9 +192,4 @@ def test_after_the_demo_the_loop_settles_under_live_traffic(
         for name, text in logs.items():
             assert "Traceback" not in text and "| ERROR" not in text, f"{name} log:\n{text[-6000:]}"
     finally:
-        for pid in _pids_running("prefect", "server start", f"--port {prefect_port}"):
-            if not _process_gone(pid):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        kill_prefect_server(prefect_port)

@@ -9,8 +9,6 @@ trains, the daemon answers gates and the canary's verdict, and the candidate is 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -24,7 +22,7 @@ import pytest
 from mlops_lite.client import RemotePlatform
 
 from ..conftest import DATA, build_loop
-from .test_daemon import SCRIPT, Daemon, _env, _pids_running, _process_gone, create_flow_run, free_port
+from .test_daemon import SCRIPT, Daemon, _env, create_flow_run, free_port, kill_prefect_server, stop_group
 
 
 def _serve(client: httpx.Client, rows: list[dict[str, Any]], features: list[str]) -> None:
@@ -128,17 +126,7 @@ def test_a_prefect_worker_runs_the_triggered_retrain_and_release(tmp_path: Path,
         stop.set()
         if sender is not None:
             sender.join(30)
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=10)
-        for pid in _pids_running("prefect", "server start", f"--port {prefect_port}"):
-            if not _process_gone(pid):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        if worker is not None:
+            stop_group(worker)
+        kill_prefect_server(prefect_port)
         time.sleep(0)
