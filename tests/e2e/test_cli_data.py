@@ -399,3 +399,22 @@ def test_access_key_create_prints_the_key_once_and_it_authenticates(home: Path) 
         assert platform.tokens.count() == 2  # the refused one made nothing
         with pytest.raises(Exception, match="not valid"):
             platform.tokens.authenticate_access_key(key_id, secret + "x")
+
+
+def test_revert_of_a_bad_merge_on_protected_main_names_its_parent(tmp_path: Path) -> None:
+    """As in lakeFS: main is protected, yet a bad merge into it is reverted there; a merge
+    commit needs the parent to revert to (`--parent 1`, lakeFS's parent_number)."""
+    home = tmp_path / "home"
+    ok(home, "init")
+    ok(home, "data", "repo", "create", "rev")
+    ok(home, "data", "branch", "create", "rev", "dev")
+    ok(home, "data", "put", "rev", "dev", "-", "loans.csv", "--commit", "good", stdin=b"id,amount\n1,100\n")
+    ok(home, "data", "merge", "rev", "dev", "main", "-m", "good data")
+    ok(home, "data", "put", "rev", "dev", "-", "loans.csv", "--commit", "bad", stdin=b"id,amount\n1,-999\n")
+    ok(home, "data", "merge", "rev", "dev", "main", "-m", "bad data")
+    bad_merge = json.loads(ok(home, "data", "log", "rev", "main", "--json"))[0]["id"]
+
+    assert "parent" in fails(home, "data", "revert", "rev", "main", bad_merge)
+    assert "committed" in ok(home, "data", "revert", "rev", "main", bad_merge, "--parent", "1")
+    assert cli_bytes(home, "data", "get", "rev", "main", "loans.csv").stdout == b"id,amount\n1,100\n"
+    assert "protected" in fails(home, "data", "put", "rev", "main", "-", "x.csv", stdin=b"a\n1\n")
