@@ -9,6 +9,7 @@ import dataclasses
 import io
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,18 @@ class Served:
         return httpx.Client(base_url=self.api, auth=(key or self.key, secret or self.secret), timeout=60)
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
+@contextmanager
+def lakefs_server(name: str) -> Iterator[Served]:
+    """A fresh home served on 127.0.0.1, with an operator and a viewer access key named for ``name``."""
     from mlops_lite import connect
     from server import create_app
     from server.runner import serve_in_thread
 
-    with tempfile.TemporaryDirectory(prefix="mlops-lite-lakefs-") as home:
+    with tempfile.TemporaryDirectory(prefix=f"mlops-lite-{name}-") as home:
         platform = connect(home=Path(home) / "home")
         try:
-            _, key, secret = platform.tokens.create_access_key("lakefs-tests", "operator")
-            _, viewer_key, viewer_secret = platform.tokens.create_access_key("lakefs-viewer", "viewer")
+            _, key, secret = platform.tokens.create_access_key(name, "operator")
+            _, viewer_key, viewer_secret = platform.tokens.create_access_key(f"{name}-viewer", "viewer")
             server = serve_in_thread(create_app(platform), host="127.0.0.1")
             try:
                 assert server.url.startswith("http://127.0.0.1:")
@@ -63,6 +65,12 @@ def served() -> Iterator[Served]:
                 server.stop()
         finally:
             platform.close()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    with lakefs_server("lakefs-tests") as running:
+        yield running
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ differences."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +17,7 @@ lakefs_client = pytest.importorskip("lakefs_client")
 lakefs_sdk = pytest.importorskip("lakefs_sdk")
 lakefs = pytest.importorskip("lakefs")
 
-from .test_lakefs_api import Served, hl, legacy, sdk  # noqa: E402  (the clients as users make them)
+from .test_lakefs_api import Served, hl, lakefs_server, legacy, sdk  # noqa: E402  (the clients as users make them)
 
 __all__ = ["hl", "legacy", "sdk"]  # fixtures, used by name
 
@@ -30,23 +28,8 @@ ACTOR = "access-key:fidelity"
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    from mlops_lite import connect
-    from server import create_app
-    from server.runner import serve_in_thread
-
-    with tempfile.TemporaryDirectory(prefix="mlops-lite-lakefs-fidelity-") as home:
-        platform = connect(home=Path(home) / "home")
-        try:
-            _, key, secret = platform.tokens.create_access_key("fidelity", "operator")
-            _, viewer_key, viewer_secret = platform.tokens.create_access_key("fidelity-viewer", "viewer")
-            server = serve_in_thread(create_app(platform), host="127.0.0.1")
-            try:
-                assert server.url.startswith("http://127.0.0.1:")
-                yield Served(server.url, platform, key, secret, viewer_key, viewer_secret)
-            finally:
-                server.stop()
-        finally:
-            platform.close()
+    with lakefs_server("fidelity") as running:
+        yield running
 
 
 def _loans(served: Served, name: str) -> tuple[Any, str, str]:
