@@ -121,14 +121,10 @@ class DaemonJobs:
     def new_data(self, record: Any) -> str:
         """A reason to retrain when main of the serving version's repository has moved past
         the commit that version was trained on (once per new head), else ''."""
-        from mlops_lite.monitoring.loop import training_source
-
-        try:
-            repository, trained_on = training_source(self.platform, record.model, record.version)
-            head = self.platform.data.repo(repository).ref("main").resolve()
-        except Exception:
-            log.exception("could not read the data behind %s", record.name)
+        behind = self._data_behind(record)
+        if behind is None:
             return ""
+        repository, trained_on, head = behind
         if head == trained_on or self._seen_heads.get(record.name) == head:
             return ""
         self._seen_heads[record.name] = head
@@ -170,6 +166,18 @@ class DaemonJobs:
         thread.start()
         self._threads.append(thread)
 
+    def _data_behind(self, record: Any) -> tuple[str, str, str] | None:
+        """The serving version's data repository, the commit it trained on, and the head of
+        main there now; None (logged) when they cannot be read."""
+        from mlops_lite.monitoring.loop import training_source
+
+        try:
+            repository, trained_on = training_source(self.platform, record.model, record.version)
+            return repository, trained_on, self.platform.data.repo(repository).ref("main").resolve()
+        except Exception:
+            log.exception("could not read the data behind %s", record.name)
+            return None
+
     def _tried_already(self, deployment: str) -> str:
         """Why a retrain of ``deployment`` now would only repeat the last one, or ''.
 
@@ -177,15 +185,16 @@ class DaemonJobs:
         deployment in the same revision, another can only reproduce its outcome (the
         version already serving, or a candidate already judged): the loop waits for new
         data or a change of the deployment instead."""
-        from mlops_lite.monitoring.loop import training_source
+        from mlops_lite.errors import NotFound
 
         try:
             record = self.platform.deployments.get(deployment)
-            repository, _ = training_source(self.platform, record.model, record.version)
-            head = self.platform.data.repo(repository).ref("main").resolve()
-        except Exception:
-            log.exception("could not read the data behind %s", deployment)
+        except NotFound:
+            return f"deployment {deployment!r} is gone"
+        behind = self._data_behind(record)
+        if behind is None:
             return ""
+        repository, _, head = behind
         state = (record.revision, head)
         if self._tried.get(deployment) == state:
             return (f"already retrained on main@{head[:12]} of {repository} with revision {record.revision} "

@@ -168,7 +168,9 @@ def test_after_the_demo_the_loop_settles_under_live_traffic(
         # the demo's own retrain, then exactly one at rest: later triggers wait for new data
         assert len(retrains) == 2, ([(r["name"], r["start_time"]) for r in retrains], daemon.output()[-8000:])
         if flow_runner == "workers":
-            assert retrains[0]["deployment_id"] == prefect.deployments()["retrain-release/workers"]["id"]
+            # the one after the demo ran on the pool (Prefect answers the runs in no set order)
+            workers_id = prefect.deployments()["retrain-release/workers"]["id"]
+            assert sorted(str(r["deployment_id"]) for r in retrains) == sorted(["None", workers_id])
         status = {name: d["status"] for name, d in prefect.deployments().items()}
         assert all(status[name] == "READY" for name in ours), status
         if flow_runner == "workers":  # a worker polls the pool: its deployments are Ready too

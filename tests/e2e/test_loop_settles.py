@@ -84,3 +84,35 @@ def test_fresh_labels_of_one_class_block_the_candidate_with_a_reason(tmp_path: P
                                     "ROC AUC needs both to check for regression"]
     finally:
         platform.close()
+
+
+def test_the_daemon_retrains_once_per_head_and_revision(tmp_path: Path) -> None:
+    from server.jobs import DaemonJobs
+
+    platform, _, _ = build_loop(tmp_path / "home")
+    try:
+        jobs = DaemonJobs(platform, platform.settings, prefect_url=None, load_flows=lambda: None, echo=lambda _: None)
+        assert jobs._tried_already("loans") == ""
+        assert "nothing new since" in jobs._tried_already("loans")  # the same head, the same revision
+        branch = platform.data.repo("loans").branch("more")
+        branch.create("main")
+        platform.data.ingest("loans", DATA / "loans_holdout.csv", "loans/more.csv", branch="more")
+        branch.merge_into("main")
+        assert jobs._tried_already("loans") == ""  # new data on main: worth a retrain again
+        assert jobs._tried_already("nope") == "deployment 'nope' is gone"
+    finally:
+        platform.close()
+
+
+def test_a_schedules_backlog_runs_once_and_runs_started_by_hand_all_run() -> None:
+    from types import SimpleNamespace
+
+    from server.jobs import _coalesce
+
+    def run(name: str, deployment: str, auto: bool) -> SimpleNamespace:
+        return SimpleNamespace(id=name, deployment_id=deployment, auto_scheduled=auto)
+
+    runs = [run("m1", "monitor", True), run("r1", "retrain", False), run("m2", "monitor", True),
+            run("r2", "retrain", False), run("m3", "monitor", True), run("o1", "other", True)]
+    assert [(r.id, superseded) for r, superseded in _coalesce(runs)] == [
+        ("m1", True), ("r1", False), ("m2", True), ("r2", False), ("m3", False), ("o1", False)]
