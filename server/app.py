@@ -35,7 +35,7 @@ from mlops_lite.security import require
 from server.columnar import arrow_predict
 from server.lakefs import lakefs_router
 from server.lineage import LINEAGE_ROUTES
-from server.metrics import CONTENT_TYPE, Metrics
+from server.metrics import CONTENT_TYPE, Metrics, observe_failure
 from server.monitoring import MONITORING_ROUTES
 from server.oip import oip_router
 from server.releases import RELEASE_ROUTES
@@ -213,10 +213,7 @@ def _predict(platform: Platform, metrics: Metrics, name: str, data: PredictReque
     try:
         prediction = platform.deployments.predict(name, data.instances, key=data.key)
     except Exception as exc:
-        status_code = exc.http_status if isinstance(exc, MlopsLiteError) else 500
-        metrics.observe(name, "", str(status_code), time.perf_counter() - started)
-        if platform.deployments.router.route(name) is not None:  # a served deployment's error rate
-            platform.monitoring.record_error(name, status_code, getattr(exc, "slot", None))
+        observe_failure(metrics, platform, name, "", exc, started, getattr(exc, "slot", None))
         raise
     latency = time.perf_counter() - started
     platform.monitoring.record(prediction, data.instances, latency)  # queued; never fails the request

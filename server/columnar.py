@@ -18,9 +18,10 @@ from typing import Any
 import anyio.to_thread
 from litestar import Request, Response
 
-from mlops_lite import MlopsLiteError, Platform
+from mlops_lite import Platform
 from mlops_lite.inference.columnar import ARROW_STREAM, arrow_answer, feed_from_arrow
 from mlops_lite.records import Prediction
+from server.metrics import observe_failure
 
 INLINE_BYTES = 8 * 1024  # a body this small is a few rows: a thread hop costs more than the model
 
@@ -63,10 +64,7 @@ def predict_arrow(platform: Platform, metrics: Any, name: str, raw: bytes, key: 
         answer = platform.deployments.predict_with(name, lambda session: feed_from_arrow(session, raw, sent)[0],
                                                    key=key)
     except Exception as exc:
-        status_code = exc.http_status if isinstance(exc, MlopsLiteError) else 500
-        metrics.observe(name, "", str(status_code), time.perf_counter() - started)
-        if platform.deployments.router.route(name) is not None:
-            platform.monitoring.record_error(name, status_code, getattr(exc, "slot", None))
+        observe_failure(metrics, platform, name, "", exc, started, getattr(exc, "slot", None))
         raise
     latency = time.perf_counter() - started
     prediction = answer.prediction

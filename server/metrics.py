@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -209,3 +210,14 @@ def _split_labels(text: str) -> Iterable[tuple[str, str]]:
             j += 1
         yield key, "".join(value)
         i = j + 2 if j + 1 < len(text) and text[j + 1] == "," else j + 1
+
+
+def observe_failure(metrics: Metrics | None, platform: Any, name: str, version: str, exc: BaseException,
+                    started: float, slot: str | None) -> None:
+    """A failed predict or infer request: counted by its status in the metrics and, for a
+    deployment being served, in the error rate of its slot (the canary verdict reads it)."""
+    status = int(getattr(exc, "http_status", 500))
+    if metrics is not None:
+        metrics.observe(name, version, str(status), time.perf_counter() - started)
+    if platform.deployments.router.route(name) is not None:
+        platform.monitoring.record_error(name, status, slot)

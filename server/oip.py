@@ -35,6 +35,7 @@ from mlops_lite.errors import InvalidInput
 from mlops_lite.inference.columnar import bytes_column, numeric_column, serialize_bytes
 from mlops_lite.inference.session import ModelSession
 from mlops_lite.records import DeploymentRecord, Prediction
+from server.metrics import observe_failure
 
 log = logging.getLogger("mlops_lite.server.oip")
 
@@ -453,11 +454,7 @@ def infer(platform: Platform, name: str, version: str | None, body: Any, metrics
         requested = _requested(body)
         labels, probabilities = slot.run(feed)
     except Exception as exc:
-        status = int(getattr(exc, "http_status", 500))
-        if metrics is not None:
-            metrics.observe(name, version or "", str(status), time.perf_counter() - started)
-        if platform.deployments.router.route(name) is not None:
-            platform.monitoring.record_error(name, status, _side_of(route, slot))
+        observe_failure(metrics, platform, name, version or "", exc, started, _side_of(route, slot))
         raise
     latency = time.perf_counter() - started
     side = "primary" if slot is route.primary else "canary"
