@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -280,7 +281,10 @@ def test_failed_requests_feed_the_error_rate_and_its_alert(remote: RemotePlatfor
     import httpx
 
     _, url, token, spec = served
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    # Earlier tests of this module served good requests a moment ago: start the window after
+    # them (a second of quiet, then half a second of slack for the log's timestamps).
+    time.sleep(1.0)
+    since = datetime.now(UTC) - timedelta(seconds=0.5)
     good = holdout_rows(spec, 1)[0]
     bad = {k: v for k, v in good.items() if k != "income"}
     headers = {"Authorization": f"Bearer {token}"}
