@@ -49,3 +49,76 @@ def data(backend: str, tmp_path: Path) -> Iterator[Any]:
         client.close()
         running.stop()
         lakefs_server.close()
+
+
+# --- The Platform API contract: every facet's verbs over a local Platform and a RemotePlatform ---
+#
+# ``api`` yields a fresh, empty platform (a new home per test); ``loop_api`` a trained,
+# registered and deployed one ('loans' serving loan-default 1.0.0), built once per module.
+# Each is parametrized over ``local`` (the embedded stores in this process) and ``remote``
+# (a RemotePlatform over HTTP to the real Litestar app, served on 127.0.0.1 over a second,
+# local platform of the same home, with the home's admin token). A contract test asks the
+# same question of both and asserts the same answer, records and errors.
+
+API_KINDS = ["local", "remote"]
+
+
+def _serve(platform: Any, token: str) -> Any:
+    from server import create_app
+    from server.runner import serve_in_thread
+
+    return serve_in_thread(create_app(platform))
+
+
+@pytest.fixture(params=API_KINDS)
+def api_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def api(api_kind: str, tmp_path: Path) -> Iterator[Any]:
+    """A fresh platform, local or remote (see above)."""
+    from mlops_lite.client import RemotePlatform
+    from mlops_lite.config import load_settings
+    from mlops_lite.home import init_home
+    from mlops_lite.platform import open_local
+
+    settings = load_settings(home=tmp_path / "home")
+    token = init_home(settings).token
+    assert token is not None
+    local = open_local(settings)
+    if api_kind == "local":
+        try:
+            yield local
+        finally:
+            local.close()
+        return
+    running = _serve(local, token)
+    try:
+        with RemotePlatform(running.url, token) as remote:
+            yield remote
+    finally:
+        running.stop()
+        local.close()
+
+
+@pytest.fixture(scope="module", params=API_KINDS)
+def loop_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A trained and deployed platform, local or remote, built once per module and kind."""
+    from mlops_lite.client import RemotePlatform
+    from tests.conftest import build_loop
+
+    local, token, _spec = build_loop(tmp_path_factory.mktemp("contract") / "home")
+    if request.param == "local":
+        try:
+            yield local
+        finally:
+            local.close()  # type: ignore[attr-defined]
+        return
+    running = _serve(local, token)
+    try:
+        with RemotePlatform(running.url, token) as remote:
+            yield remote
+    finally:
+        running.stop()
+        local.close()  # type: ignore[attr-defined]
