@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from mlops_lite.config import Settings, load_settings
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
-from mlops_lite.errors import InvalidInput, NotFound, StoreLocked
+from mlops_lite.errors import InvalidInput, StoreLocked
+from mlops_lite.home import read_admin_token
 from mlops_lite.inference import Deployments
 from mlops_lite.metadata import MetadataStore
 from mlops_lite.monitoring import Monitoring
@@ -70,18 +71,10 @@ class Platform:
             # Lineage and traces cross facets (registry, runs, data, policy, audit, the log).
             self.deployments.facets = self.monitoring.facets = self
             self.privacy = Privacy(Anonymizer(key_from_env() or load_or_create_key(settings.anonymization_key_file)),
-                                   self._pii_patterns)
+                                   self.data.pii_patterns)
         except BaseException:
             self._store.close()
             raise
-
-    def _pii_patterns(self, repository: str) -> tuple[str, ...]:
-        if not isinstance(self.data, DataStore):
-            return self.data.pii_patterns(repository)
-        try:
-            return self.data.repo(repository).config().pii_patterns
-        except NotFound:
-            return ()  # a repository created by this ingest: no patterns yet
 
     def summary(self) -> dict[str, Any]:
         """What this platform holds, in counts."""
@@ -138,18 +131,41 @@ def open_data(settings: Settings, store: MetadataStore, audit: AuditLog, actor: 
 
 
 def connect(*, actor: str | None = None, **overrides: Any) -> Platform | RemotePlatform:
-    """The platform: over HTTP when a URL is configured (``url=`` or
-    ``MLOPS_LITE_URL``, with ``token``), else over the embedded stores in-process.
+    """The platform, wherever it runs: the same API either way.
 
-    Raises StoreLocked, naming the daemon's process and URL, when a running
-    ``mlops-lite up`` owns the embedded stores (use the HTTP API at that URL).
+    - A URL configured (``url=`` or ``MLOPS_LITE_URL``, with ``token``): over HTTP.
+    - Else a running ``mlops-lite up`` owns the home's stores: over HTTP to that daemon,
+      with ``token`` (or ``MLOPS_LITE_TOKEN``), else the home's admin token file.
+    - Else the embedded stores, in this process.
+
+    Raises StoreLocked, naming the daemon, when it runs but no token is at hand, or when
+    another process (not a daemon) holds the embedded stores.
     """
     settings = load_settings(**overrides)
     if settings.url:
-        from mlops_lite.client import RemotePlatform  # the HTTP client loads only when a URL is used
-
-        return RemotePlatform(settings.url, settings.token, parity_tolerance=settings.parity_tolerance)
+        return _remote(settings.url, settings.token, settings)
+    daemon = read_daemon(settings.daemon_file)
+    if daemon is not None and daemon.pid != os.getpid():
+        token = settings.token or read_admin_token(settings)
+        if not token:
+            raise StoreLocked(
+                f"The mlops-lite daemon (pid {daemon.pid}) owns the stores in {settings.home} and no token "
+                f"was found to call it at {daemon.url}: set MLOPS_LITE_TOKEN.", pid=daemon.pid, url=daemon.url)
+        return _remote(daemon.url, token, settings)
     return open_local(settings, actor=actor)
+
+
+def _remote(url: str, token: str | None, settings: Settings) -> RemotePlatform:
+    from mlops_lite.client import RemotePlatform  # the HTTP client loads only when a URL is used
+
+    return RemotePlatform(url, token, parity_tolerance=settings.parity_tolerance)
+
+
+def where(platform: Platform | RemotePlatform) -> str:
+    """Where a platform runs, in words (``-v`` prints it)."""
+    if isinstance(platform, Platform):
+        return f"ran on the local home {platform.settings.home}"
+    return f"ran against mlops-lite at {platform.url}"
 
 
 def open_local(settings: Settings, *, actor: str | None = None) -> Platform:

@@ -369,24 +369,33 @@ class _Training:
 
     def train(self, repository: str, ref: str, path: str, spec: Any, *, run_name: str | None = None,
               experiment: str = "default", actor: str | None = None) -> Any:
-        import base64
         import os
         import socket
 
         from mlops_lite.training.classifier import train_classifier
-        from mlops_lite.training.service import TrainingResult
 
         read = self._remote.data.repo(repository).ref(ref).read_table(path)
         spec.validate(read.table)
         model = train_classifier(read.table, spec, parity_tolerance=self._parity_tolerance)
+        return self.record(run_name or f"train-{spec.algorithm}", data_commit=read.commit, experiment=experiment,
+                           tags={"repository": repository, "path": path, "ref": ref,
+                                 "trained_on_host": socket.gethostname(), "trained_by_pid": str(os.getpid())},
+                           params=model.params, metrics=model.metrics, onnx=model.onnx, signature=model.signature)
+
+    def record(self, name: str, *, data_commit: str, tags: dict[str, str], params: dict[str, Any],
+               metrics: dict[str, float], onnx: bytes, signature: dict[str, Any], experiment: str = "default",
+               actor: str | None = None) -> Any:
+        """Record a model trained here as one finished run on the server (POST /v1/runs)."""
+        import base64
+
+        from mlops_lite.training.service import TrainingResult
+
         body = self._remote.request("POST", "/v1/runs", json={
-            "name": run_name or f"train-{spec.algorithm}", "experiment": experiment, "data_commit": read.commit,
-            "tags": {"repository": repository, "path": path, "ref": ref, "trained_on_host": socket.gethostname(),
-                     "trained_by_pid": str(os.getpid())},
-            "params": {k: str(v) for k, v in model.params.items()},  # params are kept as text, as locally
-            "metrics": model.metrics, "onnx": base64.b64encode(model.onnx).decode(), "signature": model.signature})
+            "name": name, "experiment": experiment, "data_commit": data_commit, "tags": dict(tags),
+            "params": {k: str(v) for k, v in params.items()},  # params are kept as text, as locally
+            "metrics": dict(metrics), "onnx": base64.b64encode(onnx).decode(), "signature": signature})
         return TrainingResult(run=_convert(body["run"], RunRecord), data_commit=body["data_commit"],
-                              model_digest=body["model_digest"], signature=model.signature, metrics=model.metrics)
+                              model_digest=body["model_digest"], signature=signature, metrics=dict(metrics))
 
 
 class _Tracking:

@@ -36,6 +36,15 @@ class DataStore:
         """See ``mlops_lite.data.ingest.ingest``."""
         return ingest(self, repository, source, path, branch=branch, message=message, actor=actor)
 
+    def pii_patterns(self, repository: str) -> tuple[str, ...]:
+        """The repository's PII column patterns (none for a repository that does not exist yet)."""
+        from mlops_lite.errors import NotFound
+
+        try:
+            return self.repo(repository).config().pii_patterns
+        except NotFound:
+            return ()
+
     def gc(self, *, retention_days: float = 7.0, dry_run: bool = True, grace_seconds: float = 3600) -> GcReport:
         """Remove objects unreachable from every ref and from commits newer than the retention."""
         if retention_days < 0 or grace_seconds < 0:

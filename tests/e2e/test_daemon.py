@@ -178,13 +178,21 @@ def test_up_owns_the_stores_serves_and_stops_cleanly_on_sigterm(tmp_path: Path, 
     assert info["url"] == daemon.url
     assert info["prefect_url"] is None
 
-    # In-process access is refused at once, pointing at the daemon.
+    # In-process access to the stores is refused at once, pointing at the daemon...
+    from mlops_lite.config import load_settings
+    from mlops_lite.platform import open_local
+
     with pytest.raises(mlops_lite.StoreLocked) as locked:
-        mlops_lite.connect(home=home)
+        open_local(load_settings(home=home))
     assert locked.value.url == daemon.url
     assert locked.value.pid == daemon.pid
     assert daemon.url in locked.value.message
     assert str(daemon.pid) in locked.value.message
+
+    # ...while connect() becomes the daemon's client, with the home's admin token.
+    with mlops_lite.connect(home=home) as found:
+        assert isinstance(found, RemotePlatform) and found.url == daemon.url
+        assert found.deployments.list() == []
 
     # ...and the URL it names works with the admin token.
     token = daemon.token()

@@ -1,0 +1,126 @@
+"""``platform.data``: lakeFS-style repositories, branches, commits and objects.
+
+Locally the content-addressed store in the home (mlops_lite/data/); remotely, and on a
+lakeFS server, the lakefs backend (mlops_lite/data/lakefs_backend.py) speaking the lakeFS
+API. Handles are cheap and touch nothing until a verb runs.
+
+Off the Protocol, with why:
+- ``Repository.config``/``configure`` and ``Repository.query``: the embedded store's own
+  settings (protected branches, PII patterns, checks) and its DuckDB view over a ref; a
+  lakeFS server keeps these its own way (branch protection rules, repository metadata).
+- ``Reference.open``/``object_file`` and ``Branch.import_directory``: local files.
+- ``DataAPI.gc``/``fsck`` are declared, and a lakeFS server answers BackendUnavailable
+  (it runs its own garbage collection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from mlops_lite.data.tree import DiffEntry
+from mlops_lite.records import (
+    BranchRecord,
+    CommitRecord,
+    Listing,
+    ObjectRecord,
+    RepositoryRecord,
+    TagRecord,
+)
+
+
+class ReferenceAPI(Protocol):
+    """A branch name, tag or commit id, resolved when a verb needs it."""
+
+    ref: str
+
+    def resolve(self) -> str: ...
+
+    def stat(self, path: str) -> ObjectRecord: ...
+
+    def read_bytes(self, path: str, *, start: int | None = None, end: int | None = None) -> bytes: ...
+
+    def objects(self, prefix: str = "") -> Iterator[ObjectRecord]: ...
+
+    def ls(self, prefix: str = "", *, delimiter: str = "", after: str = "", amount: int = 1000) -> Listing: ...
+
+    def paths(self, pattern: str) -> list[ObjectRecord]: ...
+
+    def diff(self, other: str, *, prefix: str = "", three_dot: bool = False) -> list[DiffEntry]: ...
+
+    def read_table(self, path: str) -> Any:
+        """A ``TableRead``: the pyarrow table of the CSV/Parquet objects at ``path`` (or a
+        glob) and the one commit it was read at."""
+
+
+class BranchAPI(ReferenceAPI, Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def create(self, source: str | None = None, *, exist_ok: bool = False) -> BranchRecord: ...
+
+    def delete(self) -> None: ...
+
+    def head(self) -> CommitRecord | None: ...
+
+    def upload(self, path: str, source: Path | bytes | BinaryIO, *, if_absent: bool = False) -> ObjectRecord: ...
+
+    def delete_object(self, path: str, *, missing_ok: bool = False) -> bool: ...
+
+    def uncommitted(self) -> list[DiffEntry]: ...
+
+    def reset(self, *, path: str | None = None, prefix: str | None = None) -> int: ...
+
+    def commit(self, message: str, *, metadata: Mapping[str, str] | None = None) -> CommitRecord: ...
+
+    def merge_into(self, destination: str, *, strategy: str = "fail", rules: Mapping[str, str] | None = None,
+                   message: str | None = None, metadata: Mapping[str, str] | None = None,
+                   if_nothing: str = "skip") -> CommitRecord: ...
+
+    def revert(self, commit: str, *, parent_number: int = 0, message: str | None = None,
+               metadata: Mapping[str, str] | None = None, allow_empty: bool = False) -> CommitRecord: ...
+
+
+class RepositoryAPI(Protocol):
+    name: str
+
+    def create(self, *, default_branch: str = "main", exist_ok: bool = False) -> RepositoryRecord: ...
+
+    def info(self) -> RepositoryRecord: ...
+
+    def delete(self) -> None: ...
+
+    def branch(self, name: str) -> BranchAPI: ...
+
+    def ref(self, ref: str) -> ReferenceAPI: ...
+
+    def branches(self) -> list[BranchRecord]: ...
+
+    def commit(self, ref: str) -> CommitRecord: ...
+
+    def log(self, ref: str | None = None, *, amount: int = 100, after: str | None = None) -> list[CommitRecord]: ...
+
+    def diff(self, left: str, right: str, *, prefix: str = "", three_dot: bool = False) -> list[DiffEntry]: ...
+
+    def create_tag(self, name: str, ref: str) -> TagRecord: ...
+
+    def delete_tag(self, name: str) -> None: ...
+
+    def tags(self) -> list[TagRecord]: ...
+
+
+class DataAPI(Protocol):
+    def repo(self, name: str) -> RepositoryAPI: ...
+
+    def repositories(self) -> list[RepositoryRecord]: ...
+
+    def ingest(self, repository: str, source: Path, path: str, *, branch: str = "main",
+               message: str | None = None) -> CommitRecord:
+        """Anonymize, validate and commit one CSV/Parquet file on ``branch``."""
+
+    def pii_patterns(self, repository: str) -> tuple[str, ...]: ...
+
+    def gc(self, *, retention_days: float = 7.0, dry_run: bool = True, grace_seconds: float = 3600) -> Any: ...
+
+    def fsck(self) -> Any: ...
