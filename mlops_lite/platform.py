@@ -54,7 +54,9 @@ class Platform:
             self.data = open_data(settings, self._store, self.audit, self.actor)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)
             self.training = Training(self.data, self.tracking, settings.parity_tolerance)
-            self.registry = Registry(self._store, objects, self.tracking, self.audit, self.actor)
+            # The policy decides moves of gated aliases; it is built on the registry, so it comes as a provider.
+            self.registry = Registry(self._store, objects, self.tracking, self.audit, self.actor,
+                                     guard=lambda: self.policy)
             self.policy = Policy(settings, self._store, self.audit, self.registry, self.data, tracking=self.tracking,
                                  actor=self.actor)
             self.deployments = Deployments(

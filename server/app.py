@@ -271,13 +271,11 @@ def sql(request: Request[Any, Any, Any], data: SqlRequest) -> dict[str, Any]:
     return {"columns": table.column_names, "rows": [list(row.values()) for row in table.to_pylist()]}
 
 
-GATED_ALIASES = ("production",)
-
-
 class AliasRequest(msgspec.Struct, forbid_unknown_fields=True):
     version: str
     reason: str
     override: bool = False
+    decision: str | None = None
 
 
 class ReasonRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -295,12 +293,6 @@ class CommentRequest(msgspec.Struct, forbid_unknown_fields=True):
     comment: str = ""
 
 
-def _move_alias(platform: Platform, *, override: bool = False) -> Any:
-    def move(model: str, alias: str, version: str, reason: str, actor: str) -> Any:
-        return platform.registry.set_alias(model, alias, version, reason=reason, actor=actor, override=override)
-    return move
-
-
 @get("/models/{model:str}/aliases", opt={"permission": "viewer"}, sync_to_thread=True)
 def list_aliases(request: Request[Any, Any, Any], model: str) -> dict[str, str]:
     return _platform(request).registry.aliases(model)
@@ -308,17 +300,17 @@ def list_aliases(request: Request[Any, Any, Any], model: str) -> dict[str, str]:
 
 @put("/models/{model:str}/aliases/{alias:str}", opt={"permission": "operator"}, sync_to_thread=True)
 def move_alias(request: Request[Any, Any, Any], model: str, alias: str, data: AliasRequest) -> ModelVersionRecord:
-    """Move an alias. ``production`` moves only with a passing policy decision (412 with
-    every gate otherwise), or as an admin override with a reason (audited as such)."""
+    """Move an alias. A gated alias (the policy's ``[aliases] gated``, default ``production``)
+    moves only with a passing policy decision, made now or named by ``decision`` (412 with
+    every gate otherwise), or as an admin override with a reason (audited as such). The
+    registry enforces it; this route only says who asks."""
     platform = _platform(request)
     identity = request.state.identity
     if data.override:
-        platform.policy.override(model, data.version, alias=alias, reason=data.reason, identity=identity,
-                                 move_alias=_move_alias(platform, override=True))
+        platform.policy.override(model, data.version, alias=alias, reason=data.reason, identity=identity)
         return platform.registry.get_alias(model, alias)
-    if alias in GATED_ALIASES:
-        platform.policy.require_passing(model, data.version, alias=alias, actor=identity)
-    return platform.registry.set_alias(model, alias, data.version, reason=data.reason, actor=_actor(request))
+    return platform.registry.set_alias(model, alias, data.version, reason=data.reason, actor=_actor(request),
+                                       decision=data.decision)
 
 
 @post("/models/{model:str}/aliases/{alias:str}/rollback", opt={"permission": "operator"}, status_code=200,
@@ -395,7 +387,7 @@ def reject(request: Request[Any, Any, Any], request_id: str, data: CommentReques
 def complete(request: Request[Any, Any, Any], request_id: str) -> Any:
     """Promote once the request has its approvals and every gate passes (412 otherwise)."""
     platform = _platform(request)
-    return platform.policy.complete(request_id, identity=request.state.identity, move_alias=_move_alias(platform))
+    return platform.policy.complete(request_id, identity=request.state.identity)
 
 
 def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

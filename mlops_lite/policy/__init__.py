@@ -2,9 +2,8 @@
 decisions, and the approval workflow. Policies are TOML files (see document.py)."""
 
 from mlops_lite.policy.approvals import Approvals
-from mlops_lite.policy.common import MoveAlias
 from mlops_lite.policy.document import PolicySpec, load_policy
 from mlops_lite.policy.gates import Policy
 from mlops_lite.policy.notify import LogSink, WebhookSink
 
-__all__ = ["Approvals", "LogSink", "MoveAlias", "Policy", "PolicySpec", "WebhookSink", "load_policy"]
+__all__ = ["Approvals", "LogSink", "Policy", "PolicySpec", "WebhookSink", "load_policy"]

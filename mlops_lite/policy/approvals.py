@@ -10,7 +10,7 @@
 - The same approver approving twice counts once (the second call changes nothing).
 - ``complete`` stores a policy decision (the ``approvals`` gate counts the distinct
   approvals of every request for that model/version/alias that was not rejected),
-  and moves the alias through the ``move_alias`` callback only when every gate passes.
+  and moves the alias (through the registry, citing the decision) only when every gate passes.
 - Every request, vote and completion is an audit event about ``model:NAME@VERSION``
   and is sent to the alert sinks (log, webhooks).
 """
@@ -27,7 +27,7 @@ from sqlmodel import select
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlops_lite.metadata.policy_tables import APPROVAL_STATUSES, ApprovalRequestRow, ApprovalVoteRow
-from mlops_lite.policy.common import MoveAlias, violation
+from mlops_lite.policy.common import violation
 from mlops_lite.records import ApprovalRequest, ApprovalVote, Identity, ModelVersionRecord
 from mlops_lite.security.roles import require, role_rank
 
@@ -140,15 +140,15 @@ class Approvals:
     # ---- votes --------------------------------------------------------------------
 
     def approve(self, request_id: str, *, identity: Identity, comment: str = "",
-                move_alias: MoveAlias | None = None) -> ApprovalRequest:
-        """Approve. With ``move_alias``, a request that now has enough approvals is
+                complete: bool = False) -> ApprovalRequest:
+        """Approve. With ``complete``, a request that now has enough approvals is
         completed at once when every gate passes (it stays approved otherwise)."""
         request = self._vote(request_id, identity, "approve", comment)
-        if move_alias is not None and request.status == "approved":
+        if complete and request.status == "approved":
             from mlops_lite.errors import PolicyViolation
 
             try:
-                return self.complete(request_id, identity=identity, move_alias=move_alias)
+                return self.complete(request_id, identity=identity)
             except PolicyViolation:
                 return self.get_request(request_id)
         return request
@@ -208,10 +208,9 @@ class Approvals:
 
     # ---- completion ---------------------------------------------------------------
 
-    def complete(self, request_id: str, *, identity: Identity, move_alias: MoveAlias,
-                 comment: str = "") -> ApprovalRequest:
-        """Decide (stored) and, when every gate passes, move the alias through
-        ``move_alias(model, alias, version, reason, actor)`` and close the request.
+    def complete(self, request_id: str, *, identity: Identity, comment: str = "") -> ApprovalRequest:
+        """Decide (stored) and, when every gate passes, move the alias (with that decision)
+        and close the request.
         PolicyViolation (with the gates and the decision id) when a gate fails; the
         request stays open. Needs the operator role or higher."""
         require(identity, "operator")
@@ -226,7 +225,8 @@ class Approvals:
             target = self._registry.get_version(request.model, request.version)
             reason = (f"promotion request {request_id} approved by {', '.join(request.approvers) or 'nobody (none required)'}; "
                       f"policy decision {decision.id}" + (f": {comment}" if comment else ""))
-            move_alias(request.model, request.alias, request.version, reason, identity.name)
+            self._registry.set_alias(request.model, request.alias, request.version, reason=reason,
+                                     actor=identity.name, decision=decision.id)
             now = utcnow()
             with self._store.session() as session:
                 row = session.get(ApprovalRequestRow, request_id)

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from mlops_lite.errors import PolicyViolation
 from mlops_lite.records import GateResult, Identity, PolicyDecision
-
-MoveAlias = Callable[[str, str, str, str, str], Any]
-"""``move_alias(model, alias, version, reason, actor)``: moves the alias. Whoever wires
-the policy in passes the registry's ``set_alias``, e.g.
-``lambda m, a, v, reason, actor: registry.set_alias(m, a, v, reason=reason, actor=actor)``."""
 
 
 def plain(value: Any) -> Any:

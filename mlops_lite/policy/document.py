@@ -50,6 +50,9 @@ Schema (every section optional; unknown sections and keys are refused)::
     required = 2                 # distinct approvers (approver role or higher), the
                                  #   version's author excluded; 0 switches it off
 
+    [aliases]                    # the aliases that move only with a passing decision
+    gated = ["production"]       # (default ["production"]); the registry refuses the rest
+
     [notify]                     # alert sinks for decisions and approval requests
     webhook = "http://127.0.0.1:9000/hook"   # JSON POST, 2 s timeout (log sink always on)
 
@@ -87,6 +90,7 @@ SECTIONS: dict[str, tuple[str, ...] | None] = {
     "residency": ("allowed_regions",),
     "approvals": ("required",),
     "notify": ("webhook",),
+    "aliases": ("gated",),
 }
 
 
@@ -139,6 +143,7 @@ class PolicySpec:
     allowed_regions: tuple[str, ...] | None = None
     approvals_required: int = 0
     webhook: str | None = None
+    gated_aliases: tuple[str, ...] = ("production",)
     files: tuple[str, ...] = ()
     document: dict[str, Any] = field(default_factory=dict)
 
@@ -322,7 +327,12 @@ def build_spec(model: str | None, merged: dict[str, dict[str, Any]], origin: dic
     if webhook is not None and not _URL.match(webhook):
         bad("notify.webhook", f"notify.webhook {webhook!r} is not an http(s) URL", "http://host:port/path")
 
+    gated = merged.get("aliases", {}).get("gated", ["production"])
+    if not isinstance(gated, list) or not all(isinstance(a, str) and _ALIAS.match(a) for a in gated):
+        bad("aliases.gated", f"aliases.gated must be a list of alias names, got {gated!r}",
+            'a list such as ["production"] (or [] for none)')
+
     return PolicySpec(model=model, thresholds=tuple(thresholds), regression=regression, evaluation=evaluation,
                       fairness=fairness, require_checked=require_checked, data_repository=data_repository,
                       allowed_regions=allowed_regions, approvals_required=required, webhook=webhook,
-                      files=files, document={s: dict(t) for s, t in merged.items()})
+                      gated_aliases=tuple(gated), files=files, document={s: dict(t) for s, t in merged.items()})

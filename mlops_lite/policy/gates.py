@@ -38,7 +38,7 @@ from mlops_lite.clock import utcnow
 from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound, PolicyViolation
 from mlops_lite.metadata.policy_tables import PolicyDecisionRow
 from mlops_lite.policy.approvals import Approvals
-from mlops_lite.policy.common import MoveAlias, gate_dicts, json_safe, name_of, plain, violation
+from mlops_lite.policy.common import gate_dicts, json_safe, name_of, plain, violation
 from mlops_lite.policy.document import EVALUATED_METRICS, Evaluation, PolicySpec, load_policy
 from mlops_lite.policy.fairness import figures, group_rates
 from mlops_lite.policy.notify import Sink, notify, sinks_for
@@ -87,6 +87,8 @@ class Policy:
         self._scores: OrderedDict[tuple[str, ...], Scored] = OrderedDict()
         self._scores_lock = threading.Lock()
         self.approvals = Approvals(self, store, audit, registry, actor)
+        # In-process calls act as the platform's own actor, with every right (it owns the stores).
+        self._identity = Identity(actor, "admin")
 
     # ---- the policy ---------------------------------------------------------------
 
@@ -337,10 +339,11 @@ class Policy:
         return decision
 
     def override(self, model: str, version: str, *, alias: str = "production", reason: str,
-                 identity: Identity, move_alias: MoveAlias | None = None) -> PolicyDecision:
+                 identity: Identity | None = None, move: bool = True) -> PolicyDecision:
         """An admin lets ``model@version`` go to ``alias`` whatever the gates say. The gates
-        are still measured and stored as they are, with the reason (audit ``policy.override``).
-        With ``move_alias`` the alias is moved too."""
+        are still measured and stored as they are, with the reason (audit ``policy.override``),
+        and the alias moves (kind "override") unless ``move=False``."""
+        identity = identity or self._identity
         require(identity, "admin")
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("an override needs a reason", field="reason", expected="a non-empty sentence")
@@ -348,9 +351,32 @@ class Policy:
         spec = self.load(model)
         gates = self._gates(target, spec, alias)
         decision = self._store_decision(target, alias, gates, spec, identity.name, override_reason=reason.strip())
-        if move_alias is not None:
-            move_alias(model, alias, version, f"override by {identity.name}: {reason.strip()}", identity.name)
+        if move:
+            self._registry.set_alias(model, alias, version, reason=f"override by {identity.name}: {reason.strip()}",
+                                     actor=identity.name, decision=decision.id)
         return decision
+
+    def authorize_move(self, model: str, alias: str, version: str, *, actor: str, decision: str | None) -> str:
+        """What the registry asks before it moves ``alias`` (see ``Registry.set_alias``):
+        "move" for an alias the policy does not gate, or for a passing decision; "override"
+        for an admin override's decision. A named ``decision`` must be stored, for this very
+        version, alias and ONNX digest; without one the policy decides now."""
+        if decision is None:
+            if alias not in self.load(model).gated_aliases:
+                return "move"
+            self.require_passing(model, version, alias=alias, actor=actor)
+            return "move"
+        stored = self.get_decision(decision)
+        target = self._registry.get_version(model, version)
+        if (stored.model, stored.version, stored.alias, stored.digest) != (model, version, alias, target.digest):
+            raise InvalidInput(f"decision {decision} is for {stored.model}@{stored.version} -> {stored.alias}, "
+                               f"not {model}@{version} -> {alias}", field="decision",
+                               expected=f"a decision for {model}@{version} -> {alias}")
+        if stored.override_reason is not None:
+            return "override"
+        if not stored.passed:
+            raise violation(stored)
+        return "move"
 
     def decisions(self, model: str, version: str | None = None, *, alias: str | None = None) -> list[PolicyDecision]:
         """Stored decisions of ``model`` (of one version, of one alias), oldest first."""
@@ -403,16 +429,19 @@ class Policy:
         return self.approvals.request_promotion(model, version, alias=alias, requested_by=requested_by,
                                                 comment=comment)
 
-    def approve(self, request_id: str, *, identity: Identity, comment: str = "",
-                move_alias: MoveAlias | None = None) -> ApprovalRequest:
-        return self.approvals.approve(request_id, identity=identity, comment=comment, move_alias=move_alias)
+    def approve(self, request_id: str, *, identity: Identity | None = None, comment: str = "",
+                complete: bool = False) -> ApprovalRequest:
+        """A vote for the request. With ``complete``, a request that now has its approvals
+        is completed at once when every gate passes (it stays approved otherwise)."""
+        return self.approvals.approve(request_id, identity=identity or self._identity, comment=comment,
+                                      complete=complete)
 
-    def reject(self, request_id: str, *, identity: Identity, comment: str = "") -> ApprovalRequest:
-        return self.approvals.reject(request_id, identity=identity, comment=comment)
+    def reject(self, request_id: str, *, identity: Identity | None = None, comment: str = "") -> ApprovalRequest:
+        return self.approvals.reject(request_id, identity=identity or self._identity, comment=comment)
 
-    def complete(self, request_id: str, *, identity: Identity, move_alias: MoveAlias,
-                 comment: str = "") -> ApprovalRequest:
-        return self.approvals.complete(request_id, identity=identity, move_alias=move_alias, comment=comment)
+    def complete(self, request_id: str, *, identity: Identity | None = None, comment: str = "") -> ApprovalRequest:
+        """Decide (stored) and, when every gate passes, move the alias and close the request."""
+        return self.approvals.complete(request_id, identity=identity or self._identity, comment=comment)
 
     def requests(self, model: str | None = None, status: str | None = None) -> list[ApprovalRequest]:
         return self.approvals.requests(model, status)

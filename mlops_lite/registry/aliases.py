@@ -21,7 +21,7 @@ import threading
 import uuid
 from datetime import datetime
 from types import EllipsisType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import JSON, DateTime, func, text, update
 from sqlmodel import Session, select
@@ -68,6 +68,14 @@ def _alias_lock(url: str, model: str, alias: str) -> threading.RLock:
 
 def _object(model: str, alias: str) -> str:
     return f"model:{model}/alias:{alias}"
+
+
+class AliasGuard(Protocol):
+    """What the registry asks before it moves an alias (the policy answers)."""
+
+    def authorize_move(self, model: str, alias: str, version: str, *, actor: str, decision: str | None) -> str:
+        """"move" or "override" when ``model@version`` may take ``alias`` (an ungated alias,
+        or a passing or override decision, given or made now); else PolicyViolation."""
 
 
 class Aliases:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from types import EllipsisType
 from typing import Any
@@ -16,7 +17,7 @@ from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Model, ModelVersion
 from mlops_lite.objects import ObjectStore
 from mlops_lite.records import AliasEventRecord, Lineage, ModelRecord, ModelVersionRecord, VersionComparison
-from mlops_lite.registry.aliases import Aliases
+from mlops_lite.registry.aliases import Aliases, AliasGuard
 from mlops_lite.registry.aliases import version_record as _version_record
 from mlops_lite.registry.semver import next_version, parse
 from mlops_lite.security.audit import AuditLog
@@ -56,7 +57,10 @@ class Registry:
     """
 
     def __init__(self, store: MetadataStore, objects: ObjectStore, tracking: Tracking,
-                 audit: AuditLog, actor: str) -> None:
+                 audit: AuditLog, actor: str, *, guard: Callable[[], AliasGuard] | None = None) -> None:
+        """``guard`` provides the policy that decides moves of gated aliases (the policy is
+        built on this registry, so it comes as a provider); without one, no alias is gated."""
+        self._guard = guard
         self._store = store
         self._objects = objects
         self._tracking = tracking
@@ -154,12 +158,20 @@ class Registry:
     # ---- aliases, comparison, lineage, model cards (see aliases.py) ----------------
 
     def set_alias(self, model: str, alias: str, version: str, *, reason: str, actor: str | None = None,
-                  expected: str | EllipsisType | None = ..., override: bool = False) -> ModelVersionRecord:
+                  expected: str | EllipsisType | None = ..., decision: str | None = None) -> ModelVersionRecord:
         """Point ``alias`` at ``version``, recorded with ``reason``. With ``expected`` (a
         version, or None for "unset") it moves only if the alias still points there, else
-        Conflict. ``override=True`` records an admin override (kind "override")."""
+        Conflict.
+
+        An alias the policy gates (``[aliases] gated``, default ``production``) moves only
+        with a passing policy decision: ``decision`` names a stored one (passed, or an admin
+        override: recorded as kind "override"); without it the policy decides now (stored,
+        audited) and PolicyViolation, with every gate, refuses a failing move."""
+        kind = "move"
+        if self._guard is not None:
+            kind = self._guard().authorize_move(model, alias, version, actor=actor or self._actor, decision=decision)
         return self._aliases.set_alias(model, alias, version, reason=reason, actor=actor, expected=expected,
-                                       override=override)
+                                       override=kind == "override")
 
     def get_alias(self, model: str, alias: str) -> ModelVersionRecord:
         """The version ``alias`` points to now; NotFound when it is not set."""

@@ -50,12 +50,12 @@ def _train(p: Any, path: str = "loans/train.csv", ref: str = "main", **options: 
     return p.training.train("loans", ref, path, spec)
 
 
-def _move(p: Any, calls: list[tuple[str, ...]] | None = None) -> Any:
-    def move_alias(model: str, alias: str, version: str, reason: str, actor: str) -> Any:
-        if calls is not None:
-            calls.append((model, alias, version, reason, actor))
-        return p.registry.set_alias(model, alias, version, reason=reason, actor=actor)
-    return move_alias
+def _moves(p: Any, alias: str) -> list[tuple[str, ...]]:
+    """The alias's moves, as (model, alias, to_version, reason, actor), oldest first."""
+    if alias not in p.registry.aliases(MODEL) and not p.registry.alias_history(MODEL):
+        return []
+    return [(MODEL, alias, e.to_version or "", e.reason, e.actor) for e in p.registry.alias_history(MODEL)
+            if e.alias == alias]
 
 
 @pytest.fixture(scope="module")
@@ -471,9 +471,9 @@ def test_an_override_needs_an_admin_and_a_reason_and_is_audited(world, policies)
     assert info.value.field == "reason"
     assert p.policy.decisions(MODEL, weak.version, alias="hotfix") == []
 
-    calls: list[tuple[str, ...]] = []
     decision = p.policy.override(MODEL, weak.version, alias="hotfix", reason="incident 42: roll forward",
-                                 identity=BOB, move_alias=_move(p, calls))
+                                 identity=BOB)
+    calls = _moves(p, "hotfix")
     assert decision.passed is False and decision.overridden and decision.allowed
     assert decision.override_reason == "incident 42: roll forward" and decision.actor == "bob"
     assert p.policy.decisions(MODEL, weak.version, alias="hotfix") == [decision]
@@ -516,10 +516,9 @@ def test_the_approval_workflow_with_four_eyes(world, policies) -> None:
     assert (gate.passed, gate.measured, gate.bound) == (False, 1, ">= 2")
     assert _gates(p.policy.evaluate(good, alias="production"))["approvals"].measured == 0
 
-    calls: list[tuple[str, ...]] = []
     with pytest.raises(PolicyViolation) as info:
-        p.policy.complete(request.id, identity=OLIVIA, move_alias=_move(p, calls))
-    assert calls == [] and info.value.details["request_id"] == request.id
+        p.policy.complete(request.id, identity=OLIVIA)
+    assert _moves(p, "staging") == [] and info.value.details["request_id"] == request.id
     failed = p.policy.get_decision(info.value.details["decision_id"])
     assert [g.gate for g in failed.failed] == ["approvals"] and failed.alias == "staging"
     with pytest.raises(NotFound):
@@ -528,11 +527,12 @@ def test_the_approval_workflow_with_four_eyes(world, policies) -> None:
     approved = p.policy.approve(request.id, identity=BOB, comment="ok")
     assert approved.status == "approved" and approved.approvers == ("alice", "bob")
     with pytest.raises(PermissionDenied):
-        p.policy.complete(request.id, identity=Identity("v", "viewer"), move_alias=_move(p, calls))
-    done = p.policy.complete(request.id, identity=OLIVIA, move_alias=_move(p, calls), comment="go")
+        p.policy.complete(request.id, identity=Identity("v", "viewer"))
+    done = p.policy.complete(request.id, identity=OLIVIA, comment="go")
     assert done.status == "completed" and done.completed_by == "olivia" and done.decision_id
     decision = p.policy.get_decision(done.decision_id)
     assert decision.passed and _gates(decision.gates)["approvals"].measured == 2
+    calls = _moves(p, "staging")
     assert calls[0][:3] == (MODEL, "staging", good.version) and calls[0][4] == "olivia"
     assert request.id in calls[0][3] and decision.id in calls[0][3]
     assert p.registry.get_alias(MODEL, "staging").version == good.version
@@ -542,7 +542,7 @@ def test_the_approval_workflow_with_four_eyes(world, policies) -> None:
         with pytest.raises(Conflict, match="completed"):
             vote(request.id, identity=CAROL)
     with pytest.raises(Conflict):
-        p.policy.complete(request.id, identity=OLIVIA, move_alias=_move(p, calls))
+        p.policy.complete(request.id, identity=OLIVIA)
     assert [r.id for r in p.policy.requests(MODEL, status="completed")] == [request.id]
 
     actions = [e.action for e in p.audit.events(limit=40) if e.object == f"model:{MODEL}@{good.version}"]
@@ -563,7 +563,7 @@ def test_a_rejected_request_takes_no_votes_and_its_approvals_do_not_count(world,
     with pytest.raises(Conflict, match="rejected"):
         p.policy.approve(request.id, identity=BOB)
     with pytest.raises(Conflict, match="rejected"):
-        p.policy.complete(request.id, identity=OLIVIA, move_alias=_move(p))
+        p.policy.complete(request.id, identity=OLIVIA)
     gate = _gates(p.policy.evaluate(good, alias="canary"))["approvals"]
     assert (gate.passed, gate.measured) == (False, 0)
     assert request.id in [r.id for r in p.policy.requests(MODEL, status="rejected")]
@@ -571,7 +571,7 @@ def test_a_rejected_request_takes_no_votes_and_its_approvals_do_not_count(world,
         p.policy.requests(MODEL, status="maybe")
     # a new request can be made once the old one is closed
     again = p.policy.request_promotion(MODEL, good.version, alias="canary", requested_by="local:ci")
-    done = p.policy.approve(again.id, identity=BOB, move_alias=_move(p))
+    done = p.policy.approve(again.id, identity=BOB, complete=True)
     assert done.status == "completed" and p.registry.get_alias(MODEL, "canary").version == good.version
 
 
@@ -599,7 +599,7 @@ def test_approval_completes_only_when_the_other_gates_pass(world, policies) -> N
     p, weak = world.p, world.weak
     policies(MODEL, "[approvals]\nrequired = 1\n[thresholds]\nroc_auc = 0.99\n")
     request = p.policy.request_promotion(MODEL, weak.version, alias="shadow", requested_by=OLIVIA)
-    after = p.policy.approve(request.id, identity=ALICE, move_alias=_move(p))
+    after = p.policy.approve(request.id, identity=ALICE, complete=True)
     assert after.status == "approved"  # enough approvals, but a gate fails: nothing moved
     with pytest.raises(NotFound):
         p.registry.get_alias(MODEL, "shadow")
@@ -641,7 +641,7 @@ def test_the_webhook_receives_requests_votes_and_decisions_as_json(world, polici
     url = f"http://127.0.0.1:{hook.server_address[1]}/hooks/mlops"
     policies(MODEL, f'[notify]\nwebhook = "{url}"\n[approvals]\nrequired = 1\n')
     request = p.policy.request_promotion(MODEL, good.version, alias="blue", requested_by=OLIVIA, comment="hi")
-    p.policy.approve(request.id, identity=ALICE, move_alias=_move(p))
+    p.policy.approve(request.id, identity=ALICE, complete=True)
     events = [r["body"] for r in hook.received]
     assert [e["event"] for e in events] == ["approval.requested", "approval.approved", "policy.decision",
                                             "approval.completed"]
@@ -664,3 +664,76 @@ def test_sinks_never_raise(caplog) -> None:
     messages = [r.getMessage() for r in caplog.records]
     assert any("webhook" in m and "failed" in m for m in messages)
     assert any(m.startswith("policy.decision ") and '"model": "m"' in m for m in messages)
+
+
+# ---- the gated aliases, enforced by the registry itself ----------------------------------------
+
+def test_the_registry_moves_a_gated_alias_only_with_a_passing_decision(world, policies) -> None:
+    """The rule lives in the core: ``registry.set_alias`` on ``production`` decides (stored,
+    audited) and refuses a failing move, whoever calls it (CLI, script, route)."""
+    p, good, weak = world.p, world.good, world.weak
+    assert p.registry.get_alias(MODEL, "production").version == good.version
+    before = len(p.policy.decisions(MODEL, weak.version, alias="production"))
+    policies(MODEL, "[thresholds]\nroc_auc = 0.99\n")
+    with pytest.raises(PolicyViolation) as refused:
+        p.registry.set_alias(MODEL, "production", weak.version, reason="no decision")
+    assert any(g["gate"] == "metric.roc_auc" and not g["passed"] for g in refused.value.details["gates"])
+    assert p.registry.get_alias(MODEL, "production").version == good.version
+    stored = p.policy.decisions(MODEL, weak.version, alias="production")
+    assert len(stored) == before + 1 and stored[-1].passed is False
+
+    # A named decision must be this version's, for this alias; a failing one refuses too.
+    with pytest.raises(PolicyViolation):
+        p.registry.set_alias(MODEL, "production", weak.version, reason="x", decision=stored[-1].id)
+    with pytest.raises(InvalidInput) as wrong:
+        p.registry.set_alias(MODEL, "production", good.version, reason="x", decision=stored[-1].id)
+    assert wrong.value.field == "decision"
+    with pytest.raises(NotFound):
+        p.registry.set_alias(MODEL, "production", weak.version, reason="x", decision="no-such-decision")
+    assert p.registry.get_alias(MODEL, "production").version == good.version
+
+    # An ungated alias moves freely; the policy can gate more aliases, or none.
+    assert p.registry.set_alias(MODEL, "candidate", weak.version, reason="try").version == weak.version
+    policies(MODEL, '[thresholds]\nroc_auc = 0.99\n[aliases]\ngated = ["production", "candidate"]\n')
+    with pytest.raises(PolicyViolation):
+        p.registry.set_alias(MODEL, "candidate", good.version, reason="gated now")
+    policies(MODEL, "[aliases]\ngated = []\n")
+    assert p.registry.set_alias(MODEL, "candidate", good.version, reason="ungated").version == good.version
+    policies(MODEL, '[aliases]\ngated = "production"\n')
+    with pytest.raises(InvalidInput) as bad:
+        p.registry.set_alias(MODEL, "production", weak.version, reason="x")
+    assert bad.value.field == "aliases.gated"
+    assert p.registry.get_alias(MODEL, "production").version == good.version
+
+    # An admin override stores its decision and moves the alias as an override.
+    policies(MODEL, "[thresholds]\nroc_auc = 0.99\n")
+    decision = p.policy.override(MODEL, weak.version, reason="incident 7", identity=BOB)
+    last = p.registry.alias_history(MODEL, "production")[-1]
+    assert (last.kind, last.to_version) == ("override", weak.version) and decision.override_reason == "incident 7"
+    back = p.policy.override(MODEL, good.version, reason="back", identity=BOB)
+    assert back.overridden and p.registry.get_alias(MODEL, "production").version == good.version
+
+
+def test_the_cli_cannot_move_production_without_a_passing_decision(tmp_path: Path) -> None:
+    p, _, _ = build_loop(tmp_path / "home")
+    try:
+        p.registry.set_alias(MODEL, "production", "1.0.0", reason="first release")
+        weak = p.registry.register_from_run(MODEL, _train(p, params={"C": 1e-6}).run.id)
+        (p.settings.home / "policies").mkdir(exist_ok=True)
+        (p.settings.home / "policies" / f"{MODEL}.toml").write_text("[thresholds]\nroc_auc = 0.99\n")
+    finally:
+        p.close()
+    cli = str(Path(sys.executable).with_name("mlops-lite"))
+    env = {"MLOPS_LITE_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    refused = subprocess.run([cli, "models", "alias", "set", MODEL, "production", weak.version, "--reason", "x"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 1 and "metric.roc_auc" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    staged = subprocess.run([cli, "models", "alias", "set", MODEL, "staging", weak.version, "--reason", "try"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert staged.returncode == 0, staged.stderr
+    from mlops_lite import connect
+
+    with connect(home=tmp_path / "home") as again:
+        assert again.registry.aliases(MODEL) == {"production": "1.0.0", "staging": weak.version}
+        assert again.policy.decisions(MODEL, weak.version, alias="production")[-1].passed is False

@@ -375,7 +375,11 @@ def test_audit_events_and_chain(reg) -> None:
     p, _v1, _v2 = reg
     r = p.registry
     r.set_alias(MODEL, "audited", "1.0.0", reason="why not", actor="dave")
-    r.set_alias(MODEL, "audited", "1.1.0", reason="override for incident", actor="admin", override=True)
+    from mlops_lite.records import Identity
+
+    forced = p.policy.override(MODEL, "1.1.0", alias="audited", reason="incident", identity=Identity("admin", "admin"),
+                               move=False)
+    r.set_alias(MODEL, "audited", "1.1.0", reason="override for incident", actor="admin", decision=forced.id)
     r.delete_alias(MODEL, "audited", reason="done", actor="dave")
     events = [e for e in p.audit.events(limit=50) if e.object == f"model:{MODEL}/alias:audited"][::-1]
     assert [(e.action, e.actor, e.before, e.after["version"], e.after["reason"]) for e in events] == [
