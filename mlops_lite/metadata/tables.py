@@ -10,12 +10,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Double
+from sqlalchemy import JSON, BigInteger, Column, Double, Table
 from sqlmodel import Field, SQLModel
 
 
 def _json() -> Any:
     return Field(default_factory=dict, sa_column=Column(JSON))
+
+
+def core_table(model: type[SQLModel]) -> Table:
+    """The Core ``Table`` of a table model, for Core statements (upserts, bulk inserts)."""
+    table: Table = model.__table__  # type: ignore[attr-defined]  # SQLModel sets it on table models; its types omit it
+    return table
 
 
 class DataRepository(SQLModel, table=True):

@@ -34,11 +34,12 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlmodel import Session, col
 
 from mlops_lite.clock import as_utc, utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.store import MetadataStore
-from mlops_lite.metadata.tables import Metric, Run
+from mlops_lite.metadata.tables import Metric, Run, core_table
 from mlops_lite.metadata.tracking_tables import Experiment
 from mlops_lite.objects import ObjectStore
 from mlops_lite.records import RunRecord
@@ -89,9 +90,10 @@ class Tracking:
         experiments table existed make their experiment appear too)."""
         with self._store.session() as session:
             rows = session.execute(select(Experiment)).scalars().all()
-            counts = dict(session.execute(select(Run.experiment, func.count()).group_by(Run.experiment)).all())
-            legacy = dict(session.execute(select(Run.experiment, func.min(Run.started_at))
-                                          .group_by(Run.experiment)).all())
+            counts = dict(session.execute(select(col(Run.experiment), func.count())
+                                          .group_by(Run.experiment)).tuples().all())
+            legacy = dict(session.execute(select(col(Run.experiment), func.min(Run.started_at))
+                                          .group_by(Run.experiment)).tuples().all())
         records = {row.name: ExperimentRecord(name=row.name, created_at=as_utc(row.created_at),
                                               description=row.description, tags=dict(row.tags or {}),
                                               created_by=row.created_by, runs=int(counts.get(row.name, 0)))
@@ -106,7 +108,7 @@ class Tracking:
         """Insert the experiment unless it exists (race-free upsert); True when this call made it."""
         row = {"name": name, "created_at": utcnow(), "created_by": actor, "description": description,
                "tags": dict(tags)}
-        table = Experiment.__table__  # type: ignore[attr-defined]
+        table = core_table(Experiment)
         made = session.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=["name"])
                                .returning(table.c.name)).all()
         if made:
@@ -157,18 +159,18 @@ class Tracking:
             row = session.execute(_SELECT_RUN, {"id": run_id}).first()
             if row is None:
                 raise NotFound(f"run {run_id!r} does not exist")
-            params = dict(session.execute(_SELECT_PARAMS, {"id": run_id}).all())
-            latest = dict(session.execute(_SELECT_LATEST_DUCKDB if self._store.is_duckdb else _SELECT_LATEST,
-                                          {"id": run_id}).all())
+            params: dict[str, str] = dict(session.execute(_SELECT_PARAMS, {"id": run_id}).tuples().all())
+            latest: dict[str, Any] = dict(session.execute(
+                _SELECT_LATEST_DUCKDB if self._store.is_duckdb else _SELECT_LATEST, {"id": run_id}).tuples().all())
         return _row_record(row, params, {key: float(value) for key, value in latest.items()})
 
     def list_runs(self, *, limit: int = 50, experiment: str | None = None) -> list[RunRecord]:
         """The newest runs (of one experiment, if named) with their latest metrics; params
         are left out (``get_run`` has them)."""
         with self._store.session() as session:
-            query = select(Run).order_by(Run.started_at.desc()).limit(limit)  # type: ignore[attr-defined]
+            query = select(Run).order_by(col(Run.started_at).desc()).limit(limit)
             if experiment is not None:
-                query = query.where(Run.experiment == experiment)
+                query = query.where(col(Run.experiment) == experiment)
             runs = session.execute(query).scalars().all()
             latest = _latest_metrics(session, [run.id for run in runs])
         return [_run_record(run, {}, latest.get(run.id, {})) for run in runs]
@@ -189,11 +191,12 @@ class Tracking:
         with self._store.session() as session:
             if session.get(Run, run_id) is None:
                 raise NotFound(f"run {run_id!r} does not exist")
-            rows = session.execute(select(Metric.step, Metric.value, Metric.timestamp)
-                                   .where(Metric.run_id == run_id, Metric.key == key)
-                                   .order_by(Metric.step)).all()  # type: ignore[arg-type]
+            rows = session.execute(select(col(Metric.step), col(Metric.value), col(Metric.timestamp))
+                                   .where(col(Metric.run_id) == run_id, col(Metric.key) == key)
+                                   .order_by(col(Metric.step))).all()
             if not rows:
-                keys = session.execute(select(Metric.key).where(Metric.run_id == run_id).distinct()).scalars().all()
+                keys = session.execute(select(col(Metric.key)).where(col(Metric.run_id) == run_id)
+                                       .distinct()).scalars().all()
                 raise NotFound(f"run {run_id} has no metric {key!r}; it has {sorted(keys)}")
         return [MetricPoint(step=int(step), value=float(value), timestamp=as_utc(ts)) for step, value, ts in rows]
 
@@ -234,7 +237,7 @@ class Tracking:
             mine = set(self._open)
         now = utcnow()
         with self._store.session() as session:
-            runs = session.execute(select(Run).where(Run.status == "running")).scalars().all()
+            runs = session.execute(select(Run).where(col(Run.status) == "running")).scalars().all()
             crashed: list[str] = []
             for run in runs:
                 if (wanted is not None and run.id not in wanted) or run.id in mine:
@@ -246,8 +249,8 @@ class Tracking:
                     gone = stale_after is not None and (now - last).total_seconds() >= stale_after
                 if not gone:
                     continue
-                moved = session.execute(update(Run).where(Run.id == run.id, Run.status == "running")  # type: ignore[arg-type]
-                                        .values(status="failed", ended_at=last).returning(Run.id)).all()
+                moved = session.execute(update(Run).where(col(Run.id) == run.id, col(Run.status) == "running")
+                                        .values(status="failed", ended_at=last).returning(col(Run.id))).all()
                 if moved:
                     crashed.append(run.id)
                     self._audit.append(session, actor=actor or self._actor, action="run.crashed",
@@ -472,7 +475,7 @@ class ActiveRun:
     def _refuse_ended(self) -> None:
         raise Conflict(f"run {self.id} has ended ({self._ended}); it takes no more records")
 
-    def _running(self, session: Any) -> Run:
+    def _running(self, session: Session) -> Run:
         run = session.get(Run, self.id)
         if run is None:
             raise NotFound(f"run {self.id!r} does not exist")
@@ -548,14 +551,14 @@ def _latest_metrics(session: Any, run_ids: list[str]) -> dict[str, dict[str, flo
     if not run_ids:
         return {}
     if session.get_bind().dialect.name == "duckdb":  # arg_max: no sort, about twice as fast as the window
-        query = (select(Metric.run_id, Metric.key, func.arg_max(Metric.value, Metric.step))
-                 .where(Metric.run_id.in_(run_ids)).group_by(Metric.run_id, Metric.key)  # type: ignore[attr-defined]
+        query = (select(col(Metric.run_id), col(Metric.key), func.arg_max(Metric.value, Metric.step))
+                 .where(col(Metric.run_id).in_(run_ids)).group_by(Metric.run_id, Metric.key)
                  .order_by(Metric.key))
     else:
         rank = func.row_number().over(partition_by=(Metric.run_id, Metric.key),
-                                      order_by=Metric.step.desc()).label("rank")  # type: ignore[attr-defined]
-        ranked = select(Metric.run_id, Metric.key, Metric.value, rank).where(
-            Metric.run_id.in_(run_ids)).subquery()  # type: ignore[attr-defined]
+                                      order_by=col(Metric.step).desc()).label("rank")
+        ranked = select(col(Metric.run_id), col(Metric.key), col(Metric.value), rank).where(
+            col(Metric.run_id).in_(run_ids)).subquery()
         query = select(ranked.c.run_id, ranked.c.key, ranked.c.value).where(ranked.c.rank == 1).order_by(
             ranked.c.key)
     latest: dict[str, dict[str, float]] = {}

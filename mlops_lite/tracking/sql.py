@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from typing import Any
+from typing import Any, cast
 
 from mlops_lite.errors import BackendUnavailable, InvalidInput
 from mlops_lite.metadata.store import MetadataStore
@@ -162,7 +162,8 @@ def _run_duckdb(store: MetadataStore, statement: str, max_rows: int | None, time
     pooled = store.engine.raw_connection()
     try:
         wrapper = pooled.dbapi_connection
-        parent = getattr(wrapper, "_ConnectionWrapper__c", wrapper)  # duckdb_engine wraps the connection
+        # duckdb_engine wraps the connection; the store is DuckDB, so either is a DuckDB connection
+        parent = cast(duckdb.DuckDBPyConnection, getattr(wrapper, "_ConnectionWrapper__c", wrapper))
         cursor = parent.cursor()  # a connection of its own to the same database
         try:
             cursor.execute("BEGIN TRANSACTION READ ONLY")

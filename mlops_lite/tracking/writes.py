@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, tuple_
+from sqlalchemy import Table, delete, insert, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session
 
-from mlops_lite.metadata.tables import Metric, Param
+from mlops_lite.metadata.tables import Metric, Param, core_table
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK_ROWS = 2000  # 5 columns x 2,000 rows = 10,000 bind parameters, well under PostgreSQL's 65,535
@@ -48,7 +48,7 @@ def write_metrics(session: Session, *, duckdb: bool, run_id: str, points: Metric
     else:
         rows = [{"run_id": run_id, "key": key, "step": step, "value": value,
                  "timestamp": micros_to_datetime(micros)} for (key, step), (value, micros) in points.items()]
-        _core_upsert(session, Metric.__table__, rows, ("run_id", "key", "step"), ("value", "timestamp"))
+        _core_upsert(session, core_table(Metric), rows, ("run_id", "key", "step"), ("value", "timestamp"))
     return len(points)
 
 
@@ -64,7 +64,7 @@ def write_params(session: Session, *, duckdb: bool, run_id: str, params: Mapping
                                        "SELECT ?, key, value FROM {batch}", run_id)
     else:
         rows = [{"run_id": run_id, "key": key, "value": value} for key, value in params.items()]
-        _core_upsert(session, Param.__table__, rows, ("run_id", "key"), ("value",))
+        _core_upsert(session, core_table(Param), rows, ("run_id", "key"), ("value",))
     return len(params)
 
 
@@ -78,7 +78,7 @@ def _duckdb_insert(session: Session, batch: Any, sql: str, run_id: str) -> None:
         raw.unregister(name)  # type: ignore[union-attr]
 
 
-def _core_upsert(session: Session, table: Any, rows: list[dict[str, Any]], keys: tuple[str, ...],
+def _core_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: tuple[str, ...],
                  updates: tuple[str, ...]) -> None:
     dialect = session.get_bind().dialect.name
     for start in range(0, len(rows), _CHUNK_ROWS):
