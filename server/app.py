@@ -38,6 +38,7 @@ from server.lineage import LINEAGE_ROUTES
 from server.metrics import CONTENT_TYPE, Metrics, observe_failure
 from server.monitoring import MONITORING_ROUTES
 from server.oip import oip_router
+from server.policy import POLICY_ROUTES
 from server.releases import RELEASE_ROUTES
 
 log = logging.getLogger("mlops_lite.server")
@@ -282,17 +283,6 @@ class ReasonRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: str
 
 
-class PromotionRequest(msgspec.Struct, forbid_unknown_fields=True):
-    model: str
-    version: str
-    alias: str = "production"
-    comment: str = ""
-
-
-class CommentRequest(msgspec.Struct, forbid_unknown_fields=True):
-    comment: str = ""
-
-
 @get("/models/{model:str}/aliases", opt={"permission": "viewer"}, sync_to_thread=True)
 def list_aliases(request: Request[Any, Any, Any], model: str) -> dict[str, str]:
     return _platform(request).registry.aliases(model)
@@ -328,22 +318,6 @@ def lineage(request: Request[Any, Any, Any], model: str, ref: str,
     return _platform(request).registry.lineage(model, ref, at=moment)
 
 
-@get("/models/{model:str}/decisions", opt={"permission": "viewer"}, sync_to_thread=True)
-def decisions(request: Request[Any, Any, Any], model: str, version: str | None = None) -> Any:
-    return _platform(request).policy.decisions(model, version)
-
-
-@post("/approvals", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
-def request_promotion(request: Request[Any, Any, Any], data: PromotionRequest) -> Any:
-    return _platform(request).policy.request_promotion(data.model, data.version, alias=data.alias,
-                                                       requested_by=request.state.identity, comment=data.comment)
-
-
-@get("/approvals", opt={"permission": "viewer"}, sync_to_thread=True)
-def list_requests(request: Request[Any, Any, Any], model: str | None = None, status: str | None = None) -> Any:
-    return _platform(request).policy.requests(model, status)
-
-
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     role: str
@@ -366,28 +340,6 @@ def create_token(request: Request[Any, Any, Any], data: TokenRequest) -> dict[st
 def revoke_token(request: Request[Any, Any, Any], token_id: str) -> TokenRecord:
     """Revoke a token or access key: refused here at once, by serving workers within 30 s."""
     return _platform(request).tokens.revoke(token_id, actor=_actor(request))
-
-
-@get("/approvals/{request_id:str}", opt={"permission": "viewer"}, sync_to_thread=True)
-def get_request(request: Request[Any, Any, Any], request_id: str) -> Any:
-    return _platform(request).policy.get_request(request_id)
-
-
-@post("/approvals/{request_id:str}/approve", opt={"permission": "approver"}, status_code=200, sync_to_thread=True)
-def approve(request: Request[Any, Any, Any], request_id: str, data: CommentRequest) -> Any:
-    return _platform(request).policy.approve(request_id, identity=request.state.identity, comment=data.comment)
-
-
-@post("/approvals/{request_id:str}/reject", opt={"permission": "approver"}, status_code=200, sync_to_thread=True)
-def reject(request: Request[Any, Any, Any], request_id: str, data: CommentRequest) -> Any:
-    return _platform(request).policy.reject(request_id, identity=request.state.identity, comment=data.comment)
-
-
-@post("/approvals/{request_id:str}/complete", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
-def complete(request: Request[Any, Any, Any], request_id: str) -> Any:
-    """Promote once the request has its approvals and every gate passes (412 otherwise)."""
-    platform = _platform(request)
-    return platform.policy.complete(request_id, identity=request.state.identity)
 
 
 def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -476,12 +428,12 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
     origins = list(platform.settings.cors_origins if cors_origins is None else cors_origins)
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, whoami, status, list_models, list_versions, list_runs,
-                                 register_version, get_version, record_run, get_request,
+                                 register_version, get_version, record_run,
                                  list_tokens, create_token, revoke_token,
                                  list_deployments, deploy, predict, feedback, list_aliases, move_alias, rollback_alias,
-                                 lineage, decisions, request_promotion, list_requests, approve, reject, complete,
+                                 lineage,
                                  get_run, metric_history, compare_runs, sql, *RELEASE_ROUTES, *MONITORING_ROUTES,
-                                 *LINEAGE_ROUTES])
+                                 *LINEAGE_ROUTES, *POLICY_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

@@ -16,8 +16,8 @@ import httpx
 import msgspec
 
 from mlops_lite import errors
+from mlops_lite.client.policy import RemotePolicy
 from mlops_lite.records import (
-    ApprovalRequest,
     DeploymentLineage,
     DeploymentRecord,
     DeploymentRevisionRecord,
@@ -25,7 +25,6 @@ from mlops_lite.records import (
     Lineage,
     ModelRecord,
     ModelVersionRecord,
-    PolicyDecision,
     Prediction,
     PredictionTrace,
     RunRecord,
@@ -57,7 +56,7 @@ class RemotePlatform:
         self._data: Any = None
         self._privacy: Any = None
         self.registry = _Registry(self)
-        self.policy = _Policy(self)
+        self.policy = RemotePolicy(self)
         self.deployments = _Deployments(self)
         self.monitoring = _Monitoring(self)
         self.tracking = _Tracking(self)
@@ -157,10 +156,11 @@ class _Registry:
         return dict(self._remote.request("GET", f"/v1/models/{model}/aliases"))
 
     def set_alias(self, model: str, alias: str, version: str, *, reason: str,
-                  override: bool = False) -> ModelVersionRecord:
-        """Move an alias; the server applies the policy gates to ``production``."""
+                  decision: str | None = None) -> ModelVersionRecord:
+        """Move an alias; a gated one (``production``) only with a passing decision, made
+        now by the server's policy or named by ``decision``."""
         body = self._remote.request("PUT", f"/v1/models/{model}/aliases/{alias}",
-                                    json={"version": version, "reason": reason, "override": override})
+                                    json={"version": version, "reason": reason, "decision": decision})
         return _convert(body, ModelVersionRecord)
 
     def rollback(self, model: str, alias: str, *, reason: str) -> ModelVersionRecord:
@@ -170,42 +170,6 @@ class _Registry:
     def lineage(self, model: str, ref: str, *, at: datetime | None = None) -> Lineage:
         params = {"at": at.isoformat()} if at is not None else None
         return _convert(self._remote.request("GET", f"/v1/models/{model}/lineage/{ref}", params=params), Lineage)
-
-
-class _Policy:
-    def __init__(self, remote: RemotePlatform) -> None:
-        self._remote = remote
-
-    def decisions(self, model: str, version: str | None = None) -> list[PolicyDecision]:
-        params = {"version": version} if version else None
-        return _convert(self._remote.request("GET", f"/v1/models/{model}/decisions", params=params),
-                        list[PolicyDecision])
-
-    def request_promotion(self, model: str, version: str, *, alias: str = "production",
-                          requested_by: Any = None, comment: str = "") -> ApprovalRequest:
-        """Open an approval request; the server records the caller's token as the requester
-        (``requested_by`` is accepted for the same signature and not sent)."""
-        body = self._remote.request("POST", "/v1/approvals", json={"model": model, "version": version,
-                                                                   "alias": alias, "comment": comment})
-        return _convert(body, ApprovalRequest)
-
-    def requests(self, model: str | None = None, status: str | None = None) -> list[ApprovalRequest]:
-        params = {k: v for k, v in (("model", model), ("status", status)) if v is not None}
-        return _convert(self._remote.request("GET", "/v1/approvals", params=params), list[ApprovalRequest])
-
-    def get_request(self, request_id: str) -> ApprovalRequest:
-        return _convert(self._remote.request("GET", f"/v1/approvals/{request_id}"), ApprovalRequest)
-
-    def approve(self, request_id: str, *, comment: str = "") -> ApprovalRequest:
-        body = self._remote.request("POST", f"/v1/approvals/{request_id}/approve", json={"comment": comment})
-        return _convert(body, ApprovalRequest)
-
-    def reject(self, request_id: str, *, comment: str = "") -> ApprovalRequest:
-        body = self._remote.request("POST", f"/v1/approvals/{request_id}/reject", json={"comment": comment})
-        return _convert(body, ApprovalRequest)
-
-    def complete(self, request_id: str) -> ApprovalRequest:
-        return _convert(self._remote.request("POST", f"/v1/approvals/{request_id}/complete"), ApprovalRequest)
 
 
 class _Deployments:
