@@ -20,7 +20,6 @@ from mlops_lite.metadata import (  # noqa: F401  (registers the tables)
     policy_tables,
     registry_tables,
     tables,
-    tracking_tables,
 )
 
 _LOCK_PID = re.compile(r"PID (\d+)")

@@ -39,8 +39,7 @@ from sqlmodel import Session, col
 from mlops_lite.clock import as_utc, utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.store import MetadataStore
-from mlops_lite.metadata.tables import Metric, Run, core_table
-from mlops_lite.metadata.tracking_tables import Experiment
+from mlops_lite.metadata.tables import Experiment, Metric, Run, core_table
 from mlops_lite.objects import ObjectStore
 from mlops_lite.records import RunRecord
 from mlops_lite.security.audit import AuditLog

@@ -1,0 +1,40 @@
+"""SQLModel tables: the storage shape, one module per domain. Keys are digests, UUIDs or names.
+
+DuckDB (the embedded default) rejects SERIAL keys and most foreign-key tricks, so
+no table here has an auto-increment key or a foreign key; the services keep
+referential rules. Datetimes are timezone-aware UTC (``mlops_lite.clock.utcnow``).
+
+A table's name and columns are what a home stores: moving a class between modules
+changes nothing stored. A newer release may add a table or a nullable column (the
+store's additive upgrade adds them to an older database), never rename one.
+
+Every table is importable from here as well as from its domain's module. The
+policy, registry-alias and alert tables live in ``policy_tables``, ``registry_tables``
+and ``alert_tables`` beside this package.
+"""
+
+from mlops_lite.metadata.tables.columns import core_table
+from mlops_lite.metadata.tables.data import DataBranch, DataCommit, DataRepository, DataStaged, DataTag
+from mlops_lite.metadata.tables.deployments import Deployment, DeploymentRevision
+from mlops_lite.metadata.tables.registry import Model, ModelVersion
+from mlops_lite.metadata.tables.security import ApiToken, AuditEvent
+from mlops_lite.metadata.tables.tracking import Experiment, Metric, Param, Run
+
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "DataBranch",
+    "DataCommit",
+    "DataRepository",
+    "DataStaged",
+    "DataTag",
+    "Deployment",
+    "DeploymentRevision",
+    "Experiment",
+    "Metric",
+    "Model",
+    "ModelVersion",
+    "Param",
+    "Run",
+    "core_table",
+]
