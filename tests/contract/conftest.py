@@ -61,6 +61,13 @@ def data(backend: str, tmp_path: Path) -> Iterator[Any]:
 # same question of both and asserts the same answer, records and errors.
 
 API_KINDS = ["local", "remote"]
+_HOMES: dict[int, Path] = {}
+
+
+def home_of(platform: Any) -> Path:
+    """The home behind an ``api``/``loop_api`` platform, local or remote (to write the
+    files a user edits there: policies, alert rules)."""
+    return _HOMES[id(platform)]
 
 
 def _serve(platform: Any, token: str) -> Any:
@@ -88,6 +95,7 @@ def api(api_kind: str, tmp_path: Path) -> Iterator[Any]:
     assert token is not None
     local = open_local(settings)
     if api_kind == "local":
+        _HOMES[id(local)] = settings.home
         try:
             yield local
         finally:
@@ -96,6 +104,7 @@ def api(api_kind: str, tmp_path: Path) -> Iterator[Any]:
     running = _serve(local, token)
     try:
         with RemotePlatform(running.url, token) as remote:
+            _HOMES[id(remote)] = settings.home
             yield remote
     finally:
         running.stop()
@@ -108,8 +117,10 @@ def loop_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     from mlops_lite.client import RemotePlatform
     from tests.conftest import build_loop
 
-    local, token, _spec = build_loop(tmp_path_factory.mktemp("contract") / "home")
+    home = tmp_path_factory.mktemp("contract") / "home"
+    local, token, _spec = build_loop(home)
     if request.param == "local":
+        _HOMES[id(local)] = home
         try:
             yield local
         finally:
@@ -118,6 +129,7 @@ def loop_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     running = _serve(local, token)
     try:
         with RemotePlatform(running.url, token) as remote:
+            _HOMES[id(remote)] = home
             yield remote
     finally:
         running.stop()
