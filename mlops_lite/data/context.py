@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from mlops_lite.clock import utcnow
 from mlops_lite.data.checks import RepositoryConfig, run_checks
@@ -110,26 +110,26 @@ class DataContext:
         if COMMIT_ID.match(ref):
             return self.commit(session, repository, ref).id
         if re.fullmatch(r"[0-9a-f]{6,63}", ref):
-            found = session.exec(select(DataCommit.id).where(  # type: ignore[call-overload]
-                DataCommit.repository == repository, DataCommit.id.startswith(ref)).limit(2)).all()  # type: ignore[attr-defined]
+            found = session.execute(select(col(DataCommit.id)).where(
+                col(DataCommit.repository) == repository, col(DataCommit.id).startswith(ref)).limit(2)).scalars().all()
             if len(found) == 1:
-                return str(found[0] if isinstance(found[0], str) else found[0][0])  # a Row is not a tuple
+                return str(found[0])
         raise NotFound(f"{ref!r} is not a branch, tag or commit of {repository!r}")
 
     def tree_of(self, session: Session, repository: str, commit_id: str | None) -> str | None:
         return None if commit_id is None else self.commit(session, repository, commit_id).tree
 
     def staged(self, session: Session, repository: str, branch: str) -> dict[str, Change]:
-        rows = session.execute(select(DataStaged.path, DataStaged.digest, DataStaged.size).where(
-            DataStaged.repository == repository, DataStaged.branch == branch)).all()
+        rows = session.execute(select(col(DataStaged.path), col(DataStaged.digest), col(DataStaged.size)).where(
+            col(DataStaged.repository) == repository, col(DataStaged.branch) == branch)).all()
         return {path: (digest, size) if digest is not None else None for path, digest, size in rows}
 
     # --- writes -----------------------------------------------------------
     def stage(self, session: Session, repository: str, branch: str,
               entries: Iterable[tuple[str, str | None, int]]) -> int:
         """Stage (path, digest or None for a delete, size) rows in bulk; returns how many."""
-        rows = [{"repository": repository, "branch": branch, "path": p, "digest": d, "size": s}
-                for p, d, s in entries]
+        rows: list[dict[str, Any]] = [{"repository": repository, "branch": branch, "path": p, "digest": d, "size": s}
+                                      for p, d, s in entries]
         if not rows:
             return 0
         self.unstage(session, repository, branch, [r["path"] for r in rows])
@@ -153,12 +153,12 @@ class DataContext:
     def unstage(self, session: Session, repository: str, branch: str, paths: list[str]) -> None:
         for start in range(0, len(paths), 5000):
             session.execute(delete(DataStaged).where(
-                DataStaged.repository == repository, DataStaged.branch == branch,
-                DataStaged.path.in_(paths[start:start + 5000])))  # type: ignore[attr-defined]
+                col(DataStaged.repository) == repository, col(DataStaged.branch) == branch,
+                col(DataStaged.path).in_(paths[start:start + 5000])))
 
     def clear_staged(self, session: Session, repository: str, branch: str) -> None:
-        session.execute(delete(DataStaged).where(DataStaged.repository == repository,
-                                                 DataStaged.branch == branch))
+        session.execute(delete(DataStaged).where(col(DataStaged.repository) == repository,
+                                                 col(DataStaged.branch) == branch))
 
     def check(self, session: Session, repository: str, changes: Mapping[str, Change]) -> None:
         """Run the repository's checks over what ``changes`` add or modify."""
@@ -184,12 +184,12 @@ class DataContext:
                          author=author, created_at=created_at, meta=dict(metadata))
         session.add(row)
         session.flush()
-        head_matches = (DataBranch.head.is_(None) if expected_head is None  # type: ignore[union-attr]
-                        else DataBranch.head == expected_head)
+        head_matches = (col(DataBranch.head).is_(None) if expected_head is None
+                        else col(DataBranch.head) == expected_head)
         # RETURNING, not rowcount: DuckDB's driver reports rowcount -1 for UPDATE.
         moved = session.execute(update(DataBranch).where(and_(
-            DataBranch.repository == repository, DataBranch.name == branch, head_matches))
-            .values(head=commit_id).returning(DataBranch.name)).all()
+            col(DataBranch.repository) == repository, col(DataBranch.name) == branch, head_matches))
+            .values(head=commit_id).returning(col(DataBranch.name))).all()
         if len(moved) != 1:
             raise Conflict(f"branch {branch!r} of {repository!r} moved while this commit was prepared; "
                            "nothing was written, try again")

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlops_lite.data.context import check_path
 from mlops_lite.data.tables import TABLE_SUFFIXES
 from mlops_lite.errors import Conflict, InvalidInput
 from mlops_lite.records import CommitRecord
 
+if TYPE_CHECKING:
+    from mlops_lite.data.lakefs_backend import LakeFSDataStore
+    from mlops_lite.data.store import DataStore
 
-def ingest(data: Any, repository: str, source: Path, path: str, *, branch: str = "main",
+
+def ingest(data: DataStore | LakeFSDataStore, repository: str, source: Path, path: str, *, branch: str = "main",
            message: str | None = None, actor: str | None = None) -> CommitRecord:
     """Put a CSV/Parquet file at ``path`` on ``branch`` through the checks.
 

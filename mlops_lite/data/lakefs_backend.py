@@ -184,7 +184,7 @@ class LakeFSRepository:
             with _translate(f"create repository {self.name!r}"):
                 self._store.repos.create_repository(RepositoryCreation(
                     name=self.name, default_branch=default_branch,
-                    storage_namespace=self._store._namespace.format(repository=self.name)))
+                    storage_namespace=self._store._namespace.format(repository=self.name)))  # type: ignore[call-arg]  # lakefs_sdk (pydantic.v1): Field(None) optionals read as required
         except Conflict:
             if not exist_ok:
                 raise
@@ -377,7 +377,8 @@ class LakeFSBranch(LakeFSReference):
         source = source or self.repository.info().default_branch
         try:
             with _translate(f"create branch {self.name!r}"):
-                self._store.branches.create_branch(self._repo, BranchCreation(name=self.name, source=source))
+                self._store.branches.create_branch(self._repo, BranchCreation(  # type: ignore[call-arg]  # lakefs_sdk (pydantic.v1): Field(None) optionals read as required
+                    name=self.name, source=source))
         except Conflict:
             if not exist_ok:
                 raise
@@ -478,7 +479,7 @@ class LakeFSBranch(LakeFSReference):
         if not isinstance(message, str) or not message.strip():
             raise InvalidInput("a commit needs a message", field="message", expected="a non-empty string")
         with _translate(f"commit on {self.name!r}"):
-            commit = self._store.commits.commit(self._repo, self.name, CommitCreation(
+            commit = self._store.commits.commit(self._repo, self.name, CommitCreation(  # type: ignore[call-arg]  # lakefs_sdk (pydantic.v1): Field(None) optionals read as required
                 message=message, metadata=dict(metadata or {})))
         return _commit(self._repo, commit)
 
@@ -500,7 +501,7 @@ class LakeFSBranch(LakeFSReference):
                                expected=" | ".join(NOTHING_TO_MERGE))
         try:
             with _translate(f"merge {self.name!r} into {destination!r}"):
-                result = self._store.refs.merge_into_branch(self._repo, self.name, destination, merge=Merge(
+                result = self._store.refs.merge_into_branch(self._repo, self.name, destination, merge=Merge(  # type: ignore[call-arg]  # lakefs_sdk (pydantic.v1): Field(None) optionals read as required
                     message=message, metadata=dict(metadata or {}), strategy=None if strategy == "fail" else strategy,
                     allow_empty=if_nothing == "commit"))
         except Conflict as exc:

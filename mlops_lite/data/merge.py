@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
-from mlops_lite.data.context import commit_record
+from mlops_lite.data.context import DataContext, commit_record
 from mlops_lite.data.tree import Change
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.records import CommitRecord
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 STRATEGIES = ("fail", "source-wins", "dest-wins")
 
 
-def merge_base(session: Session, ctx: Any, repository: str, left: str, right: str) -> str | None:
+def merge_base(session: Session, ctx: DataContext, repository: str, left: str, right: str) -> str | None:
     """The nearest common ancestor of two commits (breadth-first over all parents)."""
     def ancestors(start: str) -> dict[str, int]:
         seen: dict[str, int] = {}
@@ -38,7 +38,7 @@ def merge_base(session: Session, ctx: Any, repository: str, left: str, right: st
     return min(common, key=lambda c: (a[c] + b[c], c)) if common else None
 
 
-def _changes(ctx: Any, base_tree: str | None, tree: str | None) -> dict[str, Change]:
+def _changes(ctx: DataContext, base_tree: str | None, tree: str | None) -> dict[str, Change]:
     return {d.path: None if d.right is None else (d.right, d.size) for d in ctx.trees.diff(base_tree, tree)}
 
 
@@ -83,7 +83,7 @@ def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[st
             if nothing and if_nothing == "fail":
                 raise Conflict(f"merging {source.ref!r} into {destination!r} brings no changes",
                                details={"reason": "no_changes"})
-            if base == src_head and if_nothing == "skip":
+            if base == src_head and dest_head is not None and if_nothing == "skip":  # base is None without dest_head
                 return commit_record(ctx.commit(session, repo, dest_head))
         ours, theirs = _changes(ctx, base_tree, src_tree), _changes(ctx, base_tree, dest_tree)
         apply: dict[str, Change] = {}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from sqlmodel import Session, select
 
 from mlops_lite.clock import utcnow
-from mlops_lite.data.context import check_path, check_ref_name, commit_record
+from mlops_lite.data.context import DataContext, check_path, check_ref_name, commit_record
 from mlops_lite.data.tree import Change, DiffEntry
 from mlops_lite.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from mlops_lite.metadata.tables import DataBranch, DataCommit
@@ -35,7 +35,7 @@ class Reference:
         self.ref = ref
 
     @property
-    def _ctx(self) -> Any:
+    def _ctx(self) -> DataContext:
         return self.repository._ctx
 
     @property
@@ -428,7 +428,7 @@ class Branch(Reference):
                       allow_empty=allow_empty, actor=actor or self._ctx.actor)
 
 
-def first_parent_log(session: Session, ctx: Any, repository: str, start: str | None, *, amount: int,
+def first_parent_log(session: Session, ctx: DataContext, repository: str, start: str | None, *, amount: int,
                      after: str | None) -> list[CommitRecord]:
     out: list[CommitRecord] = []
     commit_id = start

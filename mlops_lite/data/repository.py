@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete
-from sqlmodel import select
+from sqlmodel import col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.data.checks import RepositoryConfig, SchemaRule
@@ -57,8 +57,8 @@ class Repository:
         with self._ctx.store.session() as session:
             self._ctx.repository(session, self.name)
             for table in (DataStaged, DataBranch, DataTag, DataCommit):
-                session.execute(delete(table).where(table.repository == self.name))  # type: ignore[attr-defined]
-            session.execute(delete(DataRepository).where(DataRepository.name == self.name))  # type: ignore[arg-type]
+                session.execute(delete(table).where(col(table.repository) == self.name))
+            session.execute(delete(DataRepository).where(col(DataRepository.name) == self.name))
             self._ctx.audit.append(session, actor=actor or self._ctx.actor, action="data.repository.delete",
                                    object=f"data:{self.name}")
 
