@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mlops_lite.clock import as_utc, utcnow
 from mlops_lite.errors import IntegrityError
@@ -135,23 +135,23 @@ class AuditLog:
         """(seq, hash) of the last committed event, read once in a fresh transaction."""
         if self._shared.tail is None:
             with self._store.session() as fresh:
-                last = fresh.exec(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()  # type: ignore[union-attr]
+                last = fresh.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
             self._shared.tail = (last.seq, last.hash) if last else (0, GENESIS)
         return self._shared.tail
 
     def events(self, limit: int = 100) -> list[AuditRecord]:
         with self._store.session() as session:
-            rows = session.exec(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)).all()  # type: ignore[union-attr]
+            rows = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(limit)).all()
         return [_record(row) for row in rows]
 
     def about(self, object: str, *, action_prefix: str = "") -> list[AuditRecord]:
         """The events about one object (e.g. ``deployment:loans``), oldest first; only the
         actions starting with ``action_prefix`` when given."""
         with self._store.session() as session:
-            query = select(AuditEvent).where(AuditEvent.object == object)
+            query = select(AuditEvent).where(col(AuditEvent.object) == object)
             if action_prefix:
-                query = query.where(AuditEvent.action.startswith(action_prefix))  # type: ignore[attr-defined]
-            rows = session.exec(query.order_by(AuditEvent.seq)).all()  # type: ignore[arg-type]
+                query = query.where(col(AuditEvent.action).startswith(action_prefix))
+            rows = session.exec(query.order_by(col(AuditEvent.seq))).all()
         return [_record(row) for row in rows]
 
     def count(self) -> int:
@@ -161,7 +161,7 @@ class AuditLog:
     def export(self, since: datetime | None = None) -> list[dict[str, Any]]:
         """Events (oldest first) as JSON-ready dicts, from ``since`` on when given."""
         with self._store.session() as session:
-            query = select(AuditEvent).order_by(AuditEvent.seq)  # type: ignore[arg-type]
+            query = select(AuditEvent).order_by(col(AuditEvent.seq))
             if since is not None:
                 query = query.where(AuditEvent.occurred_at >= since)
             rows = session.exec(query).all()
@@ -170,7 +170,7 @@ class AuditLog:
     def verify(self) -> AuditRecord | None:
         """Walk the whole chain; return the first event that does not verify, or None."""
         with self._store.session() as session:
-            rows = {row.seq: row for row in session.exec(select(AuditEvent).order_by(AuditEvent.seq)).all()}  # type: ignore[arg-type]
+            rows = {row.seq: row for row in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))).all()}
         events = [_exported(row) for row in rows.values()]
         if events and events[0]["seq"] != 1:
             return _record(next(iter(rows.values())))

@@ -13,7 +13,7 @@ import secrets
 import string
 import uuid
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import Conflict, NotFound, Unauthenticated
@@ -105,7 +105,7 @@ class Tokens:
     def list(self) -> list[TokenRecord]:
         """Every token and access key (never a secret), oldest first."""
         with self._store.session() as session:
-            rows = session.exec(select(ApiToken).order_by(ApiToken.created_at)).all()
+            rows = session.exec(select(ApiToken).order_by(col(ApiToken.created_at))).all()
             return [_record(row) for row in rows]
 
     def revoke(self, token_id: str, *, actor: str = "system") -> TokenRecord:
