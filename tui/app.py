@@ -1,7 +1,7 @@
 """The operator dashboard: models, versions, deployments and recent runs, refreshed live.
 
-It reads the Platform facets only (``registry``, ``deployments``, ``tracking``), so the
-same app runs over a local ``Platform`` and an HTTP ``RemotePlatform``. Every facet call
+It reads the Platform API only (mlops_lite/api: ``registry``, ``deployments``, ``tracking``,
+``alerts``), so the same app runs over a local ``Platform`` and an HTTP ``RemotePlatform``. Every facet call
 runs in a thread worker; the UI thread only fills tables.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -26,34 +26,11 @@ from mlops_lite import (
     ModelVersionRecord,
     RunRecord,
 )
+from mlops_lite.api import PlatformAPI
 from mlops_lite.clock import as_utc
 
 RECENT_RUNS = 50
 REFRESH_GROUP = "refresh"
-
-
-class RegistryView(Protocol):
-    def list_models(self) -> list[ModelRecord]: ...
-    def list_versions(self, model: str | None = None) -> list[ModelVersionRecord]: ...
-
-
-class DeploymentsView(Protocol):
-    def list(self) -> list[DeploymentRecord]: ...
-
-
-class TrackingView(Protocol):
-    def list_runs(self, *, limit: int = 50) -> list[RunRecord]: ...
-
-
-class PlatformView(Protocol):
-    """The part of a Platform, local or remote, that the dashboard reads."""
-
-    @property
-    def registry(self) -> RegistryView: ...
-    @property
-    def deployments(self) -> DeploymentsView: ...
-    @property
-    def tracking(self) -> TrackingView: ...
 
 
 Row = tuple[str, tuple[str, ...]]
@@ -97,7 +74,7 @@ class Dashboard(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, platform: PlatformView, *, source: str, refresh_seconds: float = 2.0) -> None:
+    def __init__(self, platform: PlatformAPI, *, source: str, refresh_seconds: float = 2.0) -> None:
         super().__init__()
         self.platform = platform
         self.source = source
@@ -162,7 +139,7 @@ class Dashboard(App[None]):
         status.update(f"error: {self.error} ({refreshed})" if self.error else refreshed)
 
 
-def read_rows(platform: PlatformView) -> dict[str, list[Row]]:
+def read_rows(platform: PlatformAPI) -> dict[str, list[Row]]:
     """The four tables' rows, keyed by panel id. Blocking: call it off the UI thread."""
     versions = sorted(platform.registry.list_versions(), key=lambda v: v.created_at, reverse=True)
     return {
@@ -174,14 +151,9 @@ def read_rows(platform: PlatformView) -> dict[str, list[Row]]:
     }
 
 
-def _alerts(platform: PlatformView) -> list[Any]:
-    """Open alerts first, then the latest resolved ones (a platform without a monitoring
-    facet shows none)."""
-    monitoring = getattr(platform, "monitoring", None)
-    alerts = getattr(monitoring, "alerts", None)
-    if alerts is None:
-        return []
-    rows = alerts.list(limit=RECENT_RUNS)
+def _alerts(platform: PlatformAPI) -> list[Any]:
+    """Open alerts first, then the latest resolved ones."""
+    rows = platform.alerts.list(limit=RECENT_RUNS)
     return sorted(rows, key=lambda a: (a.state == "resolved", -a.started_at.timestamp()))
 
 
@@ -242,6 +214,6 @@ def when(moment: datetime) -> str:
     return as_utc(moment).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def run_dashboard(platform: PlatformView, *, source: str, refresh_seconds: float = 2.0) -> None:
+def run_dashboard(platform: PlatformAPI, *, source: str, refresh_seconds: float = 2.0) -> None:
     """Run the dashboard in this terminal until the operator quits."""
     Dashboard(platform, source=source, refresh_seconds=refresh_seconds).run()

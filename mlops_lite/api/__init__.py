@@ -17,7 +17,7 @@ identity (its token); in-process it is the platform's actor.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from mlops_lite.api.alerts import AlertsAPI
 from mlops_lite.api.audit import AuditAPI
@@ -98,7 +98,7 @@ class PlatformAPI(Protocol):
     def close(self) -> None:
         """Release the stores (local) or the connection (remote)."""
 
-    def __enter__(self) -> PlatformAPI: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from mlops_lite.data.tree import DiffEntry
 from mlops_lite.records import (
     BranchRecord,
     CommitRecord,
@@ -28,6 +27,9 @@ from mlops_lite.records import (
     RepositoryRecord,
     TagRecord,
 )
+
+if TYPE_CHECKING:
+    from mlops_lite.data.tree import DiffEntry
 
 
 class ReferenceAPI(Protocol):

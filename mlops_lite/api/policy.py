@@ -14,10 +14,12 @@ facet and the registry call), ``authorize_move`` (the registry's guard), ``score
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from mlops_lite.policy.document import PolicySpec
 from mlops_lite.records import ApprovalRequest, GateResult, ModelVersionRecord, PolicyDecision
+
+if TYPE_CHECKING:
+    from mlops_lite.policy.document import PolicySpec
 
 
 class PolicyAPI(Protocol):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from mlops_lite.security.anonymize import AnonymizedFile
+if TYPE_CHECKING:
+    from mlops_lite.security.anonymize import AnonymizedFile
 
 
 class PrivacyAPI(Protocol):

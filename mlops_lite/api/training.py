@@ -4,10 +4,11 @@ the finished run on the server in one request)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mlops_lite.training.classifier import TrainingSpec
-from mlops_lite.training.service import TrainingResult
+if TYPE_CHECKING:
+    from mlops_lite.training.classifier import TrainingSpec
+    from mlops_lite.training.service import TrainingResult
 
 
 class TrainingAPI(Protocol):
