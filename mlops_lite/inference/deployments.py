@@ -20,13 +20,14 @@ old route serving.
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlmodel import select
+from sqlmodel import col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
@@ -167,12 +168,12 @@ class Deployments:
             rows = db.exec(select(Deployment).order_by(Deployment.name)).all()
         return [_record(row) for row in rows]
 
-    def revisions(self, name: str) -> list[DeploymentRevisionRecord]:
+    def revisions(self, name: str) -> builtins.list[DeploymentRevisionRecord]:
         """Every revision of ``name``, newest first."""
         self.get(name)
         with self._store.session() as db:
-            rows = db.exec(select(DeploymentRevision).where(DeploymentRevision.name == name)
-                           .order_by(DeploymentRevision.revision.desc())).all()  # type: ignore[union-attr]
+            rows = db.exec(select(DeploymentRevision).where(col(DeploymentRevision.name) == name)
+                           .order_by(col(DeploymentRevision.revision).desc())).all()
         return [DeploymentRevisionRecord(**{k: getattr(r, k) for k in DeploymentRevisionRecord.__dataclass_fields__})
                 for r in rows]
 
@@ -194,7 +195,7 @@ class Deployments:
         return out
 
     @property
-    def providers(self) -> list[str]:
+    def providers(self) -> builtins.list[str]:
         return list(self.router.providers)
 
     # ---- the request path (no metadata reads once loaded) -------------------------------
@@ -218,7 +219,7 @@ class Deployments:
             route = self.router.apply(record, self.signatures(record))
         return route
 
-    def load_all(self) -> list[str]:
+    def load_all(self) -> builtins.list[str]:
         """Load every deployment's sessions (readiness); answers the names loaded."""
         return [self.route(record.name).record.name for record in self.list()]
 
@@ -235,7 +236,7 @@ class Deployments:
             return db.exec(select(DeploymentRevision.revision).where(
                 DeploymentRevision.name == name, DeploymentRevision.digest == digest)).first() is not None
 
-    def _change(self, name: str, action: str, actor: str | None, reason: str, gates: list[Any], *,
+    def _change(self, name: str, action: str, actor: str | None, reason: str, gates: builtins.list[Any], *,
                 state: dict[str, Any], candidate: ModelVersionRecord | None = None,
                 required: bool = True) -> DeploymentRecord:
         """Write ``state`` as the next revision of ``name`` (the row must exist unless this
@@ -252,7 +253,7 @@ class Deployments:
         if row is None and (required or action != "deploy"):
             raise NotFound(f"deployment {name!r} does not exist; deploy a version to it first")
         before = {} if row is None else {k: getattr(row, k) for k in (*_STATE, "revision")}
-        merged = {k: state[k] if k in state else before.get(k) for k in _STATE}
+        merged: dict[str, Any] = {k: state[k] if k in state else before.get(k) for k in _STATE}
         if merged["candidate_digest"] and merged["candidate_digest"] == merged["digest"]:
             raise Conflict(f"{merged['candidate_model']}@{merged['candidate_version']} already is the primary "
                            f"of {name!r}", details={"digest": merged["digest"]})
