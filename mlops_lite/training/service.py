@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_lite.data import DataStore
 from mlops_lite.records import RunRecord
 from mlops_lite.tracking import Tracking
 from mlops_lite.training.classifier import TrainingSpec, train_classifier
+
+if TYPE_CHECKING:
+    from mlops_lite.data.lakefs_backend import LakeFSDataStore
 
 MODEL_ARTIFACT = "model.onnx"
 SIGNATURE_ARTIFACT = "signature.json"
@@ -25,7 +28,7 @@ class TrainingResult:
 
 
 class Training:
-    def __init__(self, data: DataStore, tracking: Tracking, parity_tolerance: float) -> None:
+    def __init__(self, data: DataStore | LakeFSDataStore, tracking: Tracking, parity_tolerance: float) -> None:
         self._data = data
         self._tracking = tracking
         self._parity_tolerance = parity_tolerance
