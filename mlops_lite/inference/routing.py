@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlops_lite.inference")
 
-ShadowHook = Callable[[Prediction, list[dict[str, Any]], float], None]
+ShadowHook = Callable[[Prediction, list[dict[str, Any]], float], object]  # what it returns is ignored
 
 
 @dataclass(frozen=True)
