@@ -1,0 +1,115 @@
+"""``mlops-lite alerts ...``: the monitor's alerts, read, acknowledged and silenced."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+
+from mlops_lite.cli.common import Connection, JsonOption, connection, group, line, print_json, print_table, table
+from mlops_lite.errors import InvalidInput
+
+app = group("Alerts of the monitor: list, acknowledge, silence (through the daemon when `up` runs).")
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``2h``, ``1d`` or a sum such as ``1h30m``, as a timedelta."""
+    spec = text.strip().lower()
+    parts = _DURATION.findall(spec)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != spec:
+        raise InvalidInput(f"bad --for {text!r}", field="for", expected="a duration like 90s, 30m, 2h, 1d or 1h30m")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise InvalidInput(f"--for {text!r} is no time at all", field="for", expected="a duration above zero")
+    return timedelta(seconds=seconds)
+
+
+def _alerts(found: Connection) -> Any:
+    """The platform's alerts facet. ``actor=`` is off the Protocol: in-process the CLI names
+    itself, over HTTP the server records the caller's token."""
+    platform = found.platform
+    return platform.alerts if hasattr(platform, "alerts") else platform.monitoring.alerts
+
+
+@app.command("list")
+def alerts_list(state: Annotated[str | None, typer.Option(
+                    help="Only alerts in this state: pending | firing | resolved.")] = None,
+                subject: Annotated[str | None, typer.Option(help="Only alerts about this subject.")] = None,
+                limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 100,
+                as_json: JsonOption = False) -> None:
+    """Alerts, newest first."""
+    with connection() as found:
+        records = _alerts(found).list(state=state, subject=subject, limit=limit)
+    if as_json:
+        print_json(records)
+        return
+    if not records:
+        line("no alerts" + (f" in state {state}" if state else ""))
+        return
+    out = table("id", "state", "severity", "rule", "subject", "value", "started", "acknowledged")
+    for a in records:
+        out.add_row(a.id, a.state + (" (silenced)" if a.silenced else ""), a.severity, a.rule, a.subject,
+                    f"{a.value:.4g} {a.op} {a.threshold:.4g}", f"{a.started_at:%Y-%m-%d %H:%M:%S}",
+                    a.acknowledged_by or "")
+    print_table(out)
+
+
+@app.command("ack")
+def alerts_ack(alert_id: Annotated[str, typer.Argument(help="The alert's id (see `alerts list`).")]) -> None:
+    """Acknowledge an alert: recorded (who, when) and audited; its state does not change."""
+    with connection() as found:
+        record = _alerts(found).acknowledge(alert_id, actor=found.actor)
+    line(f"acknowledged {record.id} ({record.rule} on {record.subject}, {record.state}) as {record.acknowledged_by}")
+
+
+@app.command("silence")
+def alerts_silence(for_: Annotated[str, typer.Option("--for", metavar="DURATION",
+                                                     help="How long: 90s, 30m, 2h, 1d, 1h30m.")],
+                   reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")],
+                   rule: Annotated[str | None, typer.Option(
+                       help="Rules matching this name or fnmatch pattern ('*': every rule).")] = None,
+                   subject: Annotated[str | None, typer.Option(
+                       help="Subjects (deployments) matching this name or pattern.")] = None,
+                   as_json: JsonOption = False) -> None:
+    """Hold back the notifications of matching alerts for a while (they are still recorded)."""
+    until = duration(for_)
+    with connection() as found:
+        record = _alerts(found).silence(rule, subject, until=until, reason=reason, actor=found.actor)
+    if as_json:
+        print_json(record)
+        return
+    line(f"silence {record.id}: rule {record.rule or '*'}, subject {record.subject or '*'} until "
+         f"{record.until.isoformat(timespec='seconds')} ({record.reason})")
+
+
+@app.command("silences")
+def alerts_silences(every: Annotated[bool, typer.Option("--all", help="Lifted and expired ones too.")] = False,
+                    as_json: JsonOption = False) -> None:
+    """Silences in force now (or all of them), newest first."""
+    with connection() as found:
+        records = _alerts(found).silences(active=not every)
+    if as_json:
+        print_json(records)
+        return
+    if not records:
+        line("no silences" + ("" if every else " in force"))
+        return
+    out = table("id", "rule", "subject", "until", "reason", "by", "lifted")
+    for s in records:
+        out.add_row(s.id, s.rule or "*", s.subject or "*", s.until.isoformat(timespec="seconds"), s.reason,
+                    s.created_by, f"{s.lifted_at:%Y-%m-%d %H:%M} by {s.lifted_by}" if s.lifted_at else "")
+    print_table(out)
+
+
+@app.command("unsilence")
+def alerts_unsilence(silence_id: Annotated[str, typer.Argument(help="The silence's id (see `alerts silences`).")]) \
+        -> None:
+    """Lift a silence now."""
+    with connection() as found:
+        record = _alerts(found).lift_silence(silence_id, actor=found.actor)
+    line(f"lifted silence {record.id} (rule {record.rule or '*'}, subject {record.subject or '*'})")
