@@ -46,7 +46,7 @@ from litestar.response import Stream
 import mlops_lite
 from mlops_lite import Platform
 from mlops_lite.clock import as_utc
-from mlops_lite.data import Branch, DiffEntry, Repository
+from mlops_lite.data import Branch, DataStore, DiffEntry, Repository
 from mlops_lite.errors import (
     BackendUnavailable,
     Conflict,
@@ -207,12 +207,10 @@ def _commit(record: CommitRecord) -> dict[str, Any]:
 
 
 def _object_file(request: Request[Any, Any, Any], digest: str) -> Path:
-    # The data facet names an object's file only by path at a ref (Reference.object_file),
-    # which stats the path again; by digest is race-free and costs no query.
-    objects = getattr(getattr(_platform(request).data, "_ctx", None), "objects", None)
-    if objects is None:
+    data = _platform(request).data
+    if not isinstance(data, DataStore):
         raise BackendUnavailable("the lakeFS-compatible API serves the embedded data backend only")
-    return Path(objects.path_of(digest))
+    return data.object_file(digest)
 
 
 def _object_stats(request: Request[Any, Any, Any], record: ObjectRecord) -> dict[str, Any]:

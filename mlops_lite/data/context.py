@@ -18,11 +18,11 @@ from mlops_lite.clock import utcnow
 from mlops_lite.data.checks import RepositoryConfig, run_checks
 from mlops_lite.data.tree import Change, TreeStore
 from mlops_lite.errors import Conflict, InvalidInput, NotFound, PolicyViolation
+from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import DataBranch, DataCommit, DataRepository, DataStaged, DataTag
 from mlops_lite.objects import ObjectStore
 from mlops_lite.records import CommitRecord
-from mlops_lite.security.audit import AuditLog
 
 REPOSITORY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 REF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}$")
@@ -62,7 +62,7 @@ def commit_record(row: DataCommit) -> CommitRecord:
 
 
 class DataContext:
-    def __init__(self, store: MetadataStore, objects: ObjectStore, audit: AuditLog, actor: str) -> None:
+    def __init__(self, store: MetadataStore, objects: ObjectStore, audit: AuditTrail, actor: str) -> None:
         self.store = store
         self.objects = objects
         self.trees = TreeStore(objects)

@@ -7,20 +7,53 @@ store and the lakeFS backend share it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from mlops_lite.data.context import check_path
 from mlops_lite.data.tables import TABLE_SUFFIXES
 from mlops_lite.errors import Conflict, InvalidInput
-from mlops_lite.records import CommitRecord
-
-if TYPE_CHECKING:
-    from mlops_lite.data.lakefs_backend import LakeFSDataStore
-    from mlops_lite.data.store import DataStore
+from mlops_lite.records import CommitRecord, ObjectRecord, RepositoryRecord
 
 
-def ingest(data: DataStore | LakeFSDataStore, repository: str, source: Path, path: str, *, branch: str = "main",
+class BranchHandle(Protocol):
+    """What ingest uses of a branch handle (both backends' ``Branch``)."""
+
+    def head(self) -> CommitRecord | None: ...
+
+    def stat(self, path: str) -> ObjectRecord: ...
+
+    def create(self, source: str | None = None, *, exist_ok: bool = False, actor: str | None = None) -> Any: ...
+
+    def upload(self, path: str, source: Path) -> ObjectRecord: ...
+
+    def reset(self, *, actor: str | None = None) -> int: ...
+
+    def commit(self, message: str, *, metadata: Mapping[str, str] | None = None,
+               actor: str | None = None) -> CommitRecord: ...
+
+    def merge_into(self, destination: str, *, message: str | None = None, metadata: Mapping[str, str] | None = None,
+                   actor: str | None = None) -> CommitRecord: ...
+
+    def delete(self, *, actor: str | None = None) -> None: ...
+
+
+class RepositoryHandle(Protocol):
+    def create(self, *, exist_ok: bool = False, actor: str | None = None) -> RepositoryRecord: ...
+
+    def info(self) -> RepositoryRecord: ...
+
+    def branch(self, name: str) -> BranchHandle: ...
+
+
+class DataHandles(Protocol):
+    """A data backend, as ingest sees it: its repositories by name."""
+
+    def repo(self, name: str) -> RepositoryHandle: ...
+
+
+def ingest(data: DataHandles, repository: str, source: Path, path: str, *, branch: str = "main",
            message: str | None = None, actor: str | None = None) -> CommitRecord:
     """Put a CSV/Parquet file at ``path`` on ``branch`` through the checks.
 

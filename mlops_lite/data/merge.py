@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 from collections import deque
-from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
@@ -12,9 +11,6 @@ from mlops_lite.data.context import DataContext, commit_record
 from mlops_lite.data.tree import Change
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.records import CommitRecord
-
-if TYPE_CHECKING:
-    from mlops_lite.data.reference import Branch
 
 STRATEGIES = ("fail", "source-wins", "dest-wins")
 
@@ -52,9 +48,10 @@ def _strategy_for(path: str, strategy: str, rules: dict[str, str]) -> str:
 NOTHING_TO_MERGE = ("skip", "fail", "commit")
 
 
-def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[str, str], message: str | None,
-              metadata: dict[str, str], actor: str, if_nothing: str = "skip") -> CommitRecord:
-    """See ``Branch.merge_into``. ``if_nothing`` says what a merge that brings nothing new does:
+def three_way(ctx: DataContext, repo: str, source: str, destination: str, *, strategy: str, rules: dict[str, str],
+              message: str | None,              metadata: dict[str, str], actor: str, if_nothing: str = "skip") -> CommitRecord:
+    """Merge branch ``source`` of ``repo`` into ``destination`` (see ``Branch.merge_into``).
+    ``if_nothing`` says what a merge that brings nothing new does:
     ``skip`` answers the destination's head, ``fail`` refuses (lakeFS's "no changes"),
     ``commit`` writes the merge commit anyway (lakeFS's ``allow_empty``)."""
     if if_nothing not in NOTHING_TO_MERGE:
@@ -63,13 +60,12 @@ def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[st
     for chosen in (strategy, *rules.values()):
         if chosen not in STRATEGIES:
             raise InvalidInput(f"unknown merge strategy {chosen!r}", field="strategy", expected=" | ".join(STRATEGIES))
-    ctx, repo = source._ctx, source._repo
     with ctx.branch_lock(repo, destination):
         with ctx.store.session() as session:
             dest_row = ctx.branch(session, repo, destination)
-            src_head = ctx.resolve(session, repo, source.ref)
+            src_head = ctx.resolve(session, repo, source)
             if src_head is None:
-                raise Conflict(f"{source.ref!r} has no commits to merge")
+                raise Conflict(f"{source!r} has no commits to merge")
             if ctx.staged(session, repo, destination):
                 raise Conflict(f"{destination!r} has uncommitted changes; commit or reset them before a merge",
                                details={"reason": "dirty_branch"})
@@ -81,7 +77,7 @@ def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[st
             # lakeFS compares trees, not commits: a source whose data is the base's brings nothing.
             nothing = base == src_head or (base is not None and src_tree == base_tree)
             if nothing and if_nothing == "fail":
-                raise Conflict(f"merging {source.ref!r} into {destination!r} brings no changes",
+                raise Conflict(f"merging {source!r} into {destination!r} brings no changes",
                                details={"reason": "no_changes"})
             if base == src_head and dest_head is not None and if_nothing == "skip":  # base is None without dest_head
                 return commit_record(ctx.commit(session, repo, dest_head))
@@ -98,7 +94,7 @@ def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[st
             else:
                 apply[path] = change
         if conflicts:
-            raise Conflict(f"merge of {source.ref!r} into {destination!r} conflicts on {len(conflicts)} path(s): "
+            raise Conflict(f"merge of {source!r} into {destination!r} conflicts on {len(conflicts)} path(s): "
                            + ", ".join(conflicts[:20]) + (" ..." if len(conflicts) > 20 else ""),
                            details={"conflicts": conflicts})
         with ctx.store.session() as session:
@@ -108,14 +104,14 @@ def three_way(source: Branch, destination: str, *, strategy: str, rules: dict[st
             return ctx.write_commit(
                 session, repo, destination, expected_head=dest_head, tree=tree,
                 parents=[p for p in (dest_head, src_head) if p], author=actor, metadata=metadata,
-                message=message or f"Merge {source.ref} into {destination}", action="data.merge",
-                audit_extra={"source": source.ref, "source_head": src_head, "strategy": strategy,
+                message=message or f"Merge {source} into {destination}", action="data.merge",
+                audit_extra={"source": source, "source_head": src_head, "strategy": strategy,
                              "changed": len(apply)})
 
 
-def revert(branch: Branch, commit: str, *, parent_number: int = 0, message: str | None,
-           metadata: dict[str, str] | None = None, allow_empty: bool = False, actor: str) -> CommitRecord:
-    """Undo ``commit`` on ``branch`` relative to one of its parents (``parent_number``, 1-based,
+def revert(ctx: DataContext, repo: str, branch: str, commit: str, *, parent_number: int = 0,
+           message: str | None,           metadata: dict[str, str] | None = None, allow_empty: bool = False, actor: str) -> CommitRecord:
+    """Undo ``commit`` on ``branch`` of ``repo`` relative to one of its parents (``parent_number``, 1-based,
     needed for a merge commit; 0 means the only parent, or none for a root commit).
 
     Allowed on a protected branch, as lakeFS allows it: a revert only brings back a state
@@ -123,13 +119,12 @@ def revert(branch: Branch, commit: str, *, parent_number: int = 0, message: str 
     lakeFS runs as pre-revert hooks), so every state of a protected branch stays checked.
     Paths changed again since ``commit`` conflict unless they already hold the parent's content.
     """
-    ctx, repo = branch._ctx, branch._repo
     if not isinstance(parent_number, int) or isinstance(parent_number, bool) or parent_number < 0:
         raise InvalidInput(f"bad parent number {parent_number!r}", field="parent_number",
                            expected="0, or the 1-based parent of a merge commit")
-    with ctx.branch_lock(repo, branch.name):
+    with ctx.branch_lock(repo, branch):
         with ctx.store.session() as session:
-            row = ctx.branch(session, repo, branch.name)
+            row = ctx.branch(session, repo, branch)
             target = ctx.commit(session, repo, ctx.resolve(session, repo, commit) or commit)
             parents = list(target.parents or ())
             if len(parents) > 1 and parent_number == 0:
@@ -138,12 +133,12 @@ def revert(branch: Branch, commit: str, *, parent_number: int = 0, message: str 
             if parent_number > max(len(parents), 1):
                 raise InvalidInput(f"commit {target.id[:12]} has {len(parents)} parent(s), not {parent_number}",
                                    field="parent_number", expected=f"1 to {max(len(parents), 1)}")
-            if ctx.staged(session, repo, branch.name):
-                raise Conflict(f"{branch.name!r} has uncommitted changes; commit or reset them first",
+            if ctx.staged(session, repo, branch):
+                raise Conflict(f"{branch!r} has uncommitted changes; commit or reset them first",
                                details={"reason": "dirty_branch"})
             head = row.head
             if head is None:
-                raise NotFound(f"branch {branch.name!r} has no commits")
+                raise NotFound(f"branch {branch!r} has no commits")
             parent = parents[max(parent_number, 1) - 1] if parents else None
             parent_tree = ctx.tree_of(session, repo, parent)
             head_tree = ctx.tree_of(session, repo, head)
@@ -162,13 +157,13 @@ def revert(branch: Branch, commit: str, *, parent_number: int = 0, message: str 
             raise Conflict(f"cannot revert {target.id[:12]}: {len(conflicts)} path(s) changed since: "
                            + ", ".join(conflicts[:20]), details={"conflicts": conflicts})
         if not undo and not allow_empty:
-            raise Conflict(f"reverting {target.id[:12]} changes nothing on {branch.name!r}",
+            raise Conflict(f"reverting {target.id[:12]} changes nothing on {branch!r}",
                            details={"reason": "no_changes"})
         with ctx.store.session() as session:
             ctx.check(session, repo, undo)
         tree = ctx.trees.apply(head_tree, undo)
         with ctx.store.session() as session:
-            return ctx.write_commit(session, repo, branch.name, expected_head=head, tree=tree, parents=[head],
+            return ctx.write_commit(session, repo, branch, expected_head=head, tree=tree, parents=[head],
                                     message=message or f"Revert {target.id[:12]}: {target.message}",
                                     author=actor, metadata={"reverts": target.id} if metadata is None else metadata,
                                     action="data.revert",

@@ -10,19 +10,18 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from sqlmodel import Session, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.data.context import DataContext, check_path, check_ref_name, commit_record
+from mlops_lite.data.merge import merge_base, revert, three_way
+from mlops_lite.data.tables import TableRead, glob_matcher, is_glob, read_files, table_kind
 from mlops_lite.data.tree import Change, DiffEntry
 from mlops_lite.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from mlops_lite.metadata.tables import DataBranch, DataCommit
 from mlops_lite.records import BranchRecord, CommitRecord, Listing, ObjectRecord
-
-if TYPE_CHECKING:
-    from mlops_lite.data.repository import Repository
 
 MERGE_STRATEGIES = ("fail", "source-wins", "dest-wins")
 
@@ -30,17 +29,10 @@ MERGE_STRATEGIES = ("fail", "source-wins", "dest-wins")
 class Reference:
     """A branch name, tag or commit id, resolved when a verb needs it."""
 
-    def __init__(self, repository: Repository, ref: str) -> None:
-        self.repository = repository
+    def __init__(self, ctx: DataContext, repository: str, ref: str) -> None:
+        self._ctx = ctx
+        self._repo = repository
         self.ref = ref
-
-    @property
-    def _ctx(self) -> DataContext:
-        return self.repository._ctx
-
-    @property
-    def _repo(self) -> str:
-        return self.repository.name
 
     def resolve(self) -> str:
         """The commit id this reference points at now."""
@@ -158,8 +150,6 @@ class Reference:
 
     def paths(self, pattern: str) -> list[ObjectRecord]:
         """Objects whose path matches a glob (``*`` does not cross ``/``)."""
-        from mlops_lite.data.tables import glob_matcher
-
         check_path(pattern.replace("*", "x").replace("?", "x"))
         prefix, compiled = glob_matcher(pattern)
         return [r for r in self.objects(prefix) if compiled.match(r.path)]
@@ -171,8 +161,6 @@ class Reference:
         into this reference would change here: ``other``'s changes since their merge base,
         typed against this side, with ``conflict`` where both sides changed a path differently.
         """
-        from mlops_lite.data.merge import merge_base
-
         trees = self._ctx.trees
         with self._ctx.store.session() as session:
             left_commit = self._ctx.resolve(session, self._repo, self.ref)
@@ -199,12 +187,25 @@ class Reference:
         return out
 
     def log(self, *, amount: int = 100, after: str | None = None) -> list[CommitRecord]:
-        return self.repository.log(self.ref, amount=amount, after=after)
+        """Commits from this reference back along first parents, newest first; ``after`` pages on."""
+        if not 1 <= amount <= 10_000:
+            raise InvalidInput(f"amount {amount} is out of range", field="amount", expected="1 to 10000")
+        with self._ctx.store.session() as session:
+            start = self._ctx.resolve(session, self._repo, self.ref)
+            return first_parent_log(session, self._ctx, self._repo, start, amount=amount, after=after)
 
-    def read_table(self, path: str) -> Any:
-        from mlops_lite.data.tables import read_table
+    def table_files(self, pattern: str) -> tuple[str, list[str], str]:
+        """The commit, the object files and their kind ('csv' or 'parquet') of a table here:
+        a path, or a glob of files of one kind. NotFound when nothing matches."""
+        commit = self.resolve()
+        matches = self.paths(pattern) if is_glob(pattern) else [self.stat(pattern)]
+        kind = table_kind(pattern, [m.path for m in matches], f"{self._repo}@{self.ref}")
+        return commit, [str(self._ctx.objects.path_of(m.digest)) for m in matches], kind
 
-        return read_table(self, path)
+    def read_table(self, path: str) -> TableRead:
+        """A CSV or Parquet table (a path, or a glob of one kind) as Arrow, with the commit it was read at."""
+        commit, files, kind = self.table_files(path)
+        return read_files(files, kind, commit=commit, path=path)
 
 
 class Branch(Reference):
@@ -409,9 +410,7 @@ class Branch(Reference):
         A merge that brings nothing new answers the destination's head (``if_nothing``:
         ``fail`` refuses it, ``commit`` writes an empty merge commit).
         """
-        from mlops_lite.data.merge import three_way
-
-        return three_way(self, destination, strategy=strategy, rules=dict(rules or {}), message=message,
+        return three_way(self._ctx, self._repo, self.ref, destination, strategy=strategy, rules=dict(rules or {}), message=message,
                          metadata=self._ctx.validate_metadata(metadata), actor=actor or self._ctx.actor,
                          if_nothing=if_nothing)
 
@@ -421,9 +420,7 @@ class Branch(Reference):
         """A new commit on this branch undoing ``commit``'s changes against its parent
         (``parent_number``, 1-based, picks a merge commit's parent). Allowed on a protected
         branch (lakeFS's way to roll back bad data on main); the data checks still run."""
-        from mlops_lite.data.merge import revert
-
-        return revert(self, commit, parent_number=parent_number, message=message,
+        return revert(self._ctx, self._repo, self.name, commit, parent_number=parent_number, message=message,
                       metadata=None if metadata is None else self._ctx.validate_metadata(metadata),
                       allow_empty=allow_empty, actor=actor or self._ctx.actor)
 

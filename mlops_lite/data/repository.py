@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete
 from sqlmodel import col, select
@@ -11,14 +11,12 @@ from sqlmodel import col, select
 from mlops_lite.clock import utcnow
 from mlops_lite.data.checks import RepositoryConfig, SchemaRule
 from mlops_lite.data.context import DataContext, check_ref_name, check_repository_name, commit_record
-from mlops_lite.data.reference import Branch, Reference, all_branches, first_parent_log
+from mlops_lite.data.reference import Branch, Reference, all_branches
+from mlops_lite.data.tables import QueryResult, query
 from mlops_lite.data.tree import DiffEntry
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.tables import DataBranch, DataCommit, DataRepository, DataStaged, DataTag
 from mlops_lite.records import BranchRecord, CommitRecord, RepositoryRecord, TagRecord
-
-if TYPE_CHECKING:
-    from mlops_lite.data.tables import QueryResult
 
 
 class Repository:
@@ -87,12 +85,12 @@ class Repository:
         return after
 
     def branch(self, name: str) -> Branch:
-        return Branch(self, check_ref_name(name))
+        return Branch(self._ctx, self.name, check_ref_name(name))
 
     def ref(self, ref: str) -> Reference:
         if not isinstance(ref, str) or not ref:
             raise InvalidInput("a reference is needed", field="ref", expected="a branch, tag or commit id")
-        return Reference(self, ref)
+        return Reference(self._ctx, self.name, ref)
 
     def branches(self) -> list[BranchRecord]:
         with self._ctx.store.session() as session:
@@ -108,13 +106,12 @@ class Repository:
             return commit_record(self._ctx.commit(session, self.name, commit_id))
 
     def log(self, ref: str | None = None, *, amount: int = 100, after: str | None = None) -> list[CommitRecord]:
-        """Commits from ``ref`` back along first parents, newest first; ``after`` pages on."""
-        if not 1 <= amount <= 10_000:
-            raise InvalidInput(f"amount {amount} is out of range", field="amount", expected="1 to 10000")
-        with self._ctx.store.session() as session:
-            start = self._ctx.resolve(session, self.name, ref or self._ctx.repository(session, self.name)
-                                      .default_branch)
-            return first_parent_log(session, self._ctx, self.name, start, amount=amount, after=after)
+        """Commits from ``ref`` (default: the default branch) back along first parents, newest
+        first; ``after`` pages on."""
+        if ref is None:
+            with self._ctx.store.session() as session:
+                ref = self._ctx.repository(session, self.name).default_branch
+        return self.ref(ref).log(amount=amount, after=after)
 
     def diff(self, left: str, right: str, *, prefix: str = "", three_dot: bool = False) -> list[DiffEntry]:
         return self.ref(left).diff(right, prefix=prefix, three_dot=three_dot)
@@ -152,9 +149,7 @@ class Repository:
     def query(self, sql: str, **tables: tuple[str, str]) -> QueryResult:
         """DuckDB SQL over tables at refs: ``query("select ... from loans", loans=("main", "loans/*.csv"))``.
         DuckDB reads the object files in place; the result names the commit each table was read at."""
-        from mlops_lite.data.tables import query
-
-        return query(self, sql, tables)
+        return query(sql, tables, lambda ref, pattern: self.ref(ref).table_files(pattern))
 
     def _record(self, session: Any, row: DataRepository) -> RepositoryRecord:
         branches = {b.name: b.head for b in all_branches(session, row.name)}

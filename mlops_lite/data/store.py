@@ -12,15 +12,15 @@ from mlops_lite.data.ingest import ingest
 from mlops_lite.data.lifecycle import FsckReport, GcReport, fsck, gc
 from mlops_lite.data.repository import Repository
 from mlops_lite.errors import InvalidInput
+from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import DataRepository
 from mlops_lite.objects import ObjectStore
 from mlops_lite.records import CommitRecord, RepositoryRecord
-from mlops_lite.security.audit import AuditLog
 
 
 class DataStore:
-    def __init__(self, store: MetadataStore, objects: ObjectStore, audit: AuditLog, actor: str) -> None:
+    def __init__(self, store: MetadataStore, objects: ObjectStore, audit: AuditTrail, actor: str) -> None:
         self._ctx = DataContext(store, objects, audit, actor)
 
     def repo(self, name: str) -> Repository:
@@ -44,6 +44,11 @@ class DataStore:
             return self.repo(repository).config().pii_patterns
         except NotFound:
             return ()
+
+    def object_file(self, digest: str) -> Path:
+        """The file holding the object ``digest`` (read-only: objects are content-addressed).
+        Reading by digest needs no query and cannot race a change of the path at a ref."""
+        return self._ctx.objects.path_of(digest)
 
     def gc(self, *, retention_days: float = 7.0, dry_run: bool = True, grace_seconds: float = 3600) -> GcReport:
         """Remove objects unreachable from every ref and from commits newer than the retention."""

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mlops_lite.errors import InvalidInput, NotFound
-
-if TYPE_CHECKING:
-    from mlops_lite.data.reference import Reference
-    from mlops_lite.data.repository import Repository
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -59,23 +55,21 @@ def table_kind(pattern: str, paths: list[str], where: str) -> str:
     return kinds.pop()
 
 
-def _files(ref: Reference, pattern: str) -> tuple[str, list[str], str]:
-    """(commit, object files, kind) for a path or glob of one table kind."""
-    commit = ref.resolve()
-    matches = ref.paths(pattern) if is_glob(pattern) else [ref.stat(pattern)]
-    kind = table_kind(pattern, [m.path for m in matches], f"{ref.repository.name}@{ref.ref}")
-    return commit, [str(ref._ctx.objects.path_of(m.digest)) for m in matches], kind
+# (ref, path or glob) -> (commit, object files, kind): ``Reference.table_files`` at that ref.
+TableFiles = Callable[[str, str], tuple[str, list[str], str]]
 
 
-def read_table(ref: Reference, pattern: str) -> TableRead:
-    commit, files, kind = _files(ref, pattern)
+def read_files(files: list[str], kind: str, *, commit: str, path: str) -> TableRead:
+    """One table of the CSV or Parquet ``files`` (their schemas promoted to one) read at ``commit``."""
     reader = pq.read_table if kind == "parquet" else pacsv.read_csv
     tables = [reader(f) for f in files]
     return TableRead(table=pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0],
-                     commit=commit, path=pattern)
+                     commit=commit, path=path)
 
 
-def query(repository: Repository, sql: str, tables: dict[str, tuple[str, str]]) -> QueryResult:
+def query(sql: str, tables: dict[str, tuple[str, str]], files_at: TableFiles) -> QueryResult:
+    """DuckDB ``sql`` over views named as ``tables`` says (name -> (ref, path or glob)), each
+    reading the files ``files_at(ref, path)`` names in place."""
     import duckdb
 
     if not tables:
@@ -90,7 +84,7 @@ def query(repository: Repository, sql: str, tables: dict[str, tuple[str, str]]) 
                 raise InvalidInput(f"table {name!r} needs (ref, path)", field=f"tables.{name}",
                                    expected="(ref, path or glob)")
             ref, pattern = spec
-            commit, files, kind = _files(repository.ref(ref), pattern)
+            commit, files, kind = files_at(ref, pattern)
             reader = "read_parquet" if kind == "parquet" else "read_csv"
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             connection.execute(f'CREATE VIEW "{name}" AS SELECT * FROM {reader}([{listed}])')
