@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import anyio.to_thread
 import msgspec
@@ -17,18 +17,14 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.params import Parameter
 from litestar.routes import HTTPRoute
 
 import mlops_lite
 from mlops_lite import MlopsLiteError, Platform, Unauthenticated
-from mlops_lite.clock import parse_time
 from mlops_lite.records import (
     DeploymentRecord,
-    ModelRecord,
     ModelVersionRecord,
     Prediction,
-    RunRecord,
     TokenRecord,
 )
 from mlops_lite.security import require
@@ -39,7 +35,9 @@ from server.metrics import CONTENT_TYPE, Metrics, observe_failure
 from server.monitoring import MONITORING_ROUTES
 from server.oip import oip_router
 from server.policy import POLICY_ROUTES
+from server.registry import REGISTRY_ROUTES
 from server.releases import RELEASE_ROUTES
+from server.tracking import TRACKING_ROUTES
 
 log = logging.getLogger("mlops_lite.server")
 
@@ -55,12 +53,6 @@ class DeployRequest(msgspec.Struct, forbid_unknown_fields=True):
     model: str
     version: str
     reason: str = ""
-
-
-class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
-    run_id: str
-    version: str | None = None
-    description: str = ""
 
 
 class RecordRunRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -110,9 +102,6 @@ def _actor(request: Request[Any, Any, Any]) -> str:
     return f"token:{identity.name}"
 
 
-MAX_LIMIT = 10_000  # the most rows one list answers; the alerts store refuses more too
-
-
 @get("/health", opt={"permission": "viewer"}, sync_to_thread=False)
 def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Liveness, the version of mlops-lite, and the execution providers in use."""
@@ -133,28 +122,6 @@ def status(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return _platform(request).summary()
 
 
-@get("/models", opt={"permission": "viewer"}, sync_to_thread=True)
-def list_models(request: Request[Any, Any, Any]) -> list[ModelRecord]:
-    return _platform(request).registry.list_models()
-
-
-@get("/models/{model:str}/versions", opt={"permission": "viewer"}, sync_to_thread=True)
-def list_versions(request: Request[Any, Any, Any], model: str) -> list[ModelVersionRecord]:
-    platform = _platform(request)
-    versions = platform.registry.list_versions(model)
-    if not versions:
-        raise mlops_lite.NotFound(f"model {model!r} has no versions")
-    return versions
-
-
-@get("/runs", opt={"permission": "viewer"}, sync_to_thread=True)
-def list_runs(request: Request[Any, Any, Any],
-              limit: Annotated[int, Parameter(ge=0, le=MAX_LIMIT, description="runs to answer, newest first "
-                                              "(0 answers none, as the local facet does)")] = 50
-              ) -> list[RunRecord]:
-    return _platform(request).tracking.list_runs(limit=limit)
-
-
 @get("/deployments", opt={"permission": "viewer"}, sync_to_thread=True)
 def list_deployments(request: Request[Any, Any, Any]) -> list[DeploymentRecord]:
     return _platform(request).deployments.list()
@@ -165,18 +132,6 @@ def deploy(request: Request[Any, Any, Any], name: str, data: DeployRequest) -> D
     """Point a deployment at a model version; the policy gates must pass (412 otherwise)."""
     return _platform(request).deployments.deploy(name, data.model, data.version, reason=data.reason,
                                                  actor=_actor(request))
-
-
-@post("/models/{model:str}/versions", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
-def register_version(request: Request[Any, Any, Any], model: str, data: RegisterRequest) -> ModelVersionRecord:
-    """Register a finished run's ONNX model; the same digest answers its existing version."""
-    return _platform(request).registry.register_from_run(model, data.run_id, version=data.version,
-                                                         description=data.description, actor=_actor(request))
-
-
-@get("/models/{model:str}/versions/{version:str}", opt={"permission": "viewer"}, sync_to_thread=True)
-def get_version(request: Request[Any, Any, Any], model: str, version: str) -> ModelVersionRecord:
-    return _platform(request).registry.get_version(model, version)
 
 
 @post("/runs", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
@@ -245,33 +200,6 @@ def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[str]:
     return Response(text, media_type=CONTENT_TYPE)
 
 
-class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
-    query: str
-    max_rows: Annotated[int, msgspec.Meta(ge=0)] = 1000
-
-
-@get("/runs/{run_id:str}", opt={"permission": "viewer"}, sync_to_thread=True)
-def get_run(request: Request[Any, Any, Any], run_id: str) -> RunRecord:
-    return _platform(request).tracking.get_run(run_id)
-
-
-@get("/runs/{run_id:str}/metrics/{key:str}", opt={"permission": "viewer"}, sync_to_thread=True)
-def metric_history(request: Request[Any, Any, Any], run_id: str, key: str) -> Any:
-    return _platform(request).tracking.metric_history(run_id, key)
-
-
-@get("/compare", opt={"permission": "viewer"}, sync_to_thread=True)
-def compare_runs(request: Request[Any, Any, Any], runs: list[str]) -> Any:
-    return _platform(request).tracking.compare(runs)
-
-
-@post("/sql", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
-def sql(request: Request[Any, Any, Any], data: SqlRequest) -> dict[str, Any]:
-    """Read-only SQL over the metadata (one SELECT); answers columns and rows."""
-    table = _platform(request).tracking.sql(data.query, max_rows=data.max_rows)
-    return {"columns": table.column_names, "rows": [list(row.values()) for row in table.to_pylist()]}
-
-
 class AliasRequest(msgspec.Struct, forbid_unknown_fields=True):
     version: str
     reason: str
@@ -307,15 +235,6 @@ def move_alias(request: Request[Any, Any, Any], model: str, alias: str, data: Al
       sync_to_thread=True)
 def rollback_alias(request: Request[Any, Any, Any], model: str, alias: str, data: ReasonRequest) -> ModelVersionRecord:
     return _platform(request).registry.rollback(model, alias, reason=data.reason, actor=_actor(request))
-
-
-@get("/models/{model:str}/lineage/{ref:str}", opt={"permission": "viewer"}, sync_to_thread=True)
-def lineage(request: Request[Any, Any, Any], model: str, ref: str,
-            at: Annotated[str | None, Parameter(description="where an alias pointed at this ISO 8601 time (UTC "
-                                                "if no offset)", schema_extra={"format": "date-time"})] = None
-            ) -> Any:
-    moment = None if at is None else parse_time(at, "at")
-    return _platform(request).registry.lineage(model, ref, at=moment)
 
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -427,12 +346,10 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
     with none, no CORS header is sent."""
     origins = list(platform.settings.cors_origins if cors_origins is None else cors_origins)
     api = Router(path="/v1", guards=[authorize],
-                 route_handlers=[health, whoami, status, list_models, list_versions, list_runs,
-                                 register_version, get_version, record_run,
+                 route_handlers=[health, whoami, status, *REGISTRY_ROUTES, *TRACKING_ROUTES, record_run,
                                  list_tokens, create_token, revoke_token,
                                  list_deployments, deploy, predict, feedback, list_aliases, move_alias, rollback_alias,
-                                 lineage,
-                                 get_run, metric_history, compare_runs, sql, *RELEASE_ROUTES, *MONITORING_ROUTES,
+                                 *RELEASE_ROUTES, *MONITORING_ROUTES,
                                  *LINEAGE_ROUTES, *POLICY_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.

@@ -17,20 +17,18 @@ import msgspec
 
 from mlops_lite import errors
 from mlops_lite.client.policy import RemotePolicy
+from mlops_lite.client.registry import RemoteRegistry
+from mlops_lite.client.tracking import RemoteTracking
 from mlops_lite.records import (
     DeploymentLineage,
     DeploymentRecord,
     DeploymentRevisionRecord,
     Identity,
-    Lineage,
-    ModelRecord,
-    ModelVersionRecord,
     Prediction,
     PredictionTrace,
     RunRecord,
     TokenRecord,
 )
-from mlops_lite.tracking.records import MetricPoint, RunComparison
 
 T = TypeVar("T")
 
@@ -55,11 +53,11 @@ class RemotePlatform:
         self._lazy = threading.Lock()
         self._data: Any = None
         self._privacy: Any = None
-        self.registry = _Registry(self)
+        self.registry = RemoteRegistry(self)
         self.policy = RemotePolicy(self)
         self.deployments = _Deployments(self)
         self.monitoring = _Monitoring(self)
-        self.tracking = _Tracking(self)
+        self.tracking = RemoteTracking(self)
         self.tokens = _Tokens(self)
         self.training = _Training(self, parity_tolerance)
         self.loop = _Loop(self)
@@ -86,13 +84,24 @@ class RemotePlatform:
                 self._privacy = Privacy(Anonymizer(key_from_env()), data.pii_patterns)
             return self._privacy
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                content: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+        """One request; its JSON answer, or the error tree's exception for an error."""
+        return self._send(method, path, json=json, params=params, content=content, headers=headers).json()
+
+    def request_bytes(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                      headers: dict[str, str] | None = None) -> bytes:
+        """One request; its raw answer (an artifact, an ONNX file, an Arrow stream)."""
+        return self._send(method, path, json=json, params=params, content=None, headers=headers).content
+
+    def _send(self, method: str, path: str, *, json: Any, params: dict[str, Any] | None, content: bytes | None,
+              headers: dict[str, str] | None) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._http.request(method, path, json=json, params=params, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise errors.BackendUnavailable(f"cannot reach mlops-lite at {self.url}: {exc}") from exc
         if response.is_success:
-            return response.json()
+            return response
         try:
             body = response.json()
         except ValueError:
@@ -112,6 +121,7 @@ class RemotePlatform:
         return summary
 
     def close(self) -> None:
+        self.tracking.close()  # send what open runs still buffer, while the connection is open
         if self._data is not None:
             self._data.close()
         self._http.close()
@@ -126,50 +136,6 @@ class RemotePlatform:
 
 def _convert(data: Any, type_: type[T]) -> T:
     return msgspec.convert(data, type=type_, strict=False)
-
-
-class _Registry:
-    def __init__(self, remote: RemotePlatform) -> None:
-        self._remote = remote
-
-    def list_models(self) -> list[ModelRecord]:
-        return _convert(self._remote.request("GET", "/v1/models"), list[ModelRecord])
-
-    def list_versions(self, model: str | None = None) -> list[ModelVersionRecord]:
-        names = [model] if model is not None else [m.name for m in self.list_models()]
-        out: list[ModelVersionRecord] = []
-        for name in names:
-            out += _convert(self._remote.request("GET", f"/v1/models/{name}/versions"), list[ModelVersionRecord])
-        return out
-
-
-    def get_version(self, model: str, version: str) -> ModelVersionRecord:
-        return _convert(self._remote.request("GET", f"/v1/models/{model}/versions/{version}"), ModelVersionRecord)
-
-    def register_from_run(self, model: str, run_id: str, *, version: str | None = None,
-                          description: str = "") -> ModelVersionRecord:
-        body = self._remote.request("POST", f"/v1/models/{model}/versions",
-                                    json={"run_id": run_id, "version": version, "description": description})
-        return _convert(body, ModelVersionRecord)
-
-    def aliases(self, model: str) -> dict[str, str]:
-        return dict(self._remote.request("GET", f"/v1/models/{model}/aliases"))
-
-    def set_alias(self, model: str, alias: str, version: str, *, reason: str,
-                  decision: str | None = None) -> ModelVersionRecord:
-        """Move an alias; a gated one (``production``) only with a passing decision, made
-        now by the server's policy or named by ``decision``."""
-        body = self._remote.request("PUT", f"/v1/models/{model}/aliases/{alias}",
-                                    json={"version": version, "reason": reason, "decision": decision})
-        return _convert(body, ModelVersionRecord)
-
-    def rollback(self, model: str, alias: str, *, reason: str) -> ModelVersionRecord:
-        body = self._remote.request("POST", f"/v1/models/{model}/aliases/{alias}/rollback", json={"reason": reason})
-        return _convert(body, ModelVersionRecord)
-
-    def lineage(self, model: str, ref: str, *, at: datetime | None = None) -> Lineage:
-        params = {"at": at.isoformat()} if at is not None else None
-        return _convert(self._remote.request("GET", f"/v1/models/{model}/lineage/{ref}", params=params), Lineage)
 
 
 class _Deployments:
@@ -360,27 +326,3 @@ class _Training:
             "metrics": dict(metrics), "onnx": base64.b64encode(onnx).decode(), "signature": signature})
         return TrainingResult(run=_convert(body["run"], RunRecord), data_commit=body["data_commit"],
                               model_digest=body["model_digest"], signature=signature, metrics=dict(metrics))
-
-
-class _Tracking:
-    def __init__(self, remote: RemotePlatform) -> None:
-        self._remote = remote
-
-    def list_runs(self, *, limit: int = 50) -> list[RunRecord]:
-        return _convert(self._remote.request("GET", "/v1/runs", params={"limit": limit}), list[RunRecord])
-
-    def get_run(self, run_id: str) -> RunRecord:
-        return _convert(self._remote.request("GET", f"/v1/runs/{run_id}"), RunRecord)
-
-    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
-        return _convert(self._remote.request("GET", f"/v1/runs/{run_id}/metrics/{key}"), list[MetricPoint])
-
-    def compare(self, run_ids: list[str]) -> RunComparison:
-        return _convert(self._remote.request("GET", "/v1/compare", params={"runs": list(run_ids)}), RunComparison)
-
-    def sql(self, query: str, *, max_rows: int = 1000) -> Any:
-        """The same read-only SQL, answered as a pyarrow Table."""
-        import pyarrow as pa
-
-        body = self._remote.request("POST", "/v1/sql", json={"query": query, "max_rows": max_rows})
-        return pa.Table.from_pylist([dict(zip(body["columns"], row, strict=True)) for row in body["rows"]])
