@@ -25,9 +25,9 @@ from mlops_lite.records import (
     DeploymentRecord,
     ModelVersionRecord,
     Prediction,
-    TokenRecord,
 )
 from mlops_lite.security import require
+from server.audit import AUDIT_ROUTES
 from server.columnar import arrow_predict
 from server.lakefs import lakefs_router
 from server.lineage import LINEAGE_ROUTES
@@ -37,6 +37,7 @@ from server.oip import oip_router
 from server.policy import POLICY_ROUTES
 from server.registry import REGISTRY_ROUTES
 from server.releases import RELEASE_ROUTES
+from server.tokens import TOKEN_ROUTES
 from server.tracking import TRACKING_ROUTES
 
 log = logging.getLogger("mlops_lite.server")
@@ -177,19 +178,6 @@ def _predict(platform: Platform, metrics: Metrics, name: str, data: PredictReque
     return prediction
 
 
-class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """True labels for logged predictions: ``{"labels": [{"request_id": "...", "label": 1}]}``."""
-
-    labels: list[dict[str, Any]]
-
-
-@post("/deployments/{name:str}/feedback", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
-def feedback(request: Request[Any, Any, Any], name: str, data: FeedbackRequest) -> dict[str, Any]:
-    """Record true labels by request id, for monitoring to join with the prediction log."""
-    pairs = [(item.get("request_id"), item.get("label")) for item in data.labels]
-    return {"deployment": name, "recorded": _platform(request).monitoring.record_feedback(name, pairs)}
-
-
 @get("/metrics", sync_to_thread=False, include_in_schema=False)
 def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[str]:
     """Prometheus text format. No auth: meant for scraping on loopback (the default bind)."""
@@ -235,30 +223,6 @@ def move_alias(request: Request[Any, Any, Any], model: str, alias: str, data: Al
       sync_to_thread=True)
 def rollback_alias(request: Request[Any, Any, Any], model: str, alias: str, data: ReasonRequest) -> ModelVersionRecord:
     return _platform(request).registry.rollback(model, alias, reason=data.reason, actor=_actor(request))
-
-
-class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    role: str
-
-
-@get("/tokens", opt={"permission": "admin"}, sync_to_thread=True)
-def list_tokens(request: Request[Any, Any, Any]) -> list[TokenRecord]:
-    """Every token and access key, never a secret."""
-    return _platform(request).tokens.list()
-
-
-@post("/tokens", opt={"permission": "admin"}, status_code=201, sync_to_thread=True)
-def create_token(request: Request[Any, Any, Any], data: TokenRequest) -> dict[str, Any]:
-    """A bearer token; its secret is in this answer only."""
-    identity, secret = _platform(request).tokens.create(data.name, data.role, actor=_actor(request))
-    return {"id": identity.token_id, "name": identity.name, "role": identity.role, "token": secret}
-
-
-@post("/tokens/{token_id:str}/revoke", opt={"permission": "admin"}, status_code=200, sync_to_thread=True)
-def revoke_token(request: Request[Any, Any, Any], token_id: str) -> TokenRecord:
-    """Revoke a token or access key: refused here at once, by serving workers within 30 s."""
-    return _platform(request).tokens.revoke(token_id, actor=_actor(request))
 
 
 def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -347,8 +311,8 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
     origins = list(platform.settings.cors_origins if cors_origins is None else cors_origins)
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, whoami, status, *REGISTRY_ROUTES, *TRACKING_ROUTES, record_run,
-                                 list_tokens, create_token, revoke_token,
-                                 list_deployments, deploy, predict, feedback, list_aliases, move_alias, rollback_alias,
+                                 *TOKEN_ROUTES, *AUDIT_ROUTES,
+                                 list_deployments, deploy, predict, list_aliases, move_alias, rollback_alias,
                                  *RELEASE_ROUTES, *MONITORING_ROUTES,
                                  *LINEAGE_ROUTES, *POLICY_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;

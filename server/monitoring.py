@@ -1,17 +1,20 @@
 """Monitoring and closed-loop routes: alerts (list, acknowledge), one monitoring window
-on demand, and the loop's steps (``platform.loop``) that a flow run on a Prefect worker
-calls over HTTP. Mounted under /v1 with its bearer guard."""
+on demand, the loop's steps (``platform.loop``) that a flow run on a Prefect worker
+calls over HTTP, and ``platform.monitoring``: feedback labels, the log's counters and
+read-only SQL over the prediction log. Mounted under /v1 with its bearer guard."""
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
 from litestar.params import Parameter
 
-from mlops_lite import Platform
+from mlops_lite import InvalidInput, Platform
 from mlops_lite.monitoring.alerts import AlertRecord
+from mlops_lite.tracking.sql import ALLOWED_TABLE_FUNCTIONS, check_select
 
 
 def _platform(request: Request[Any, Any, Any]) -> Platform:
@@ -108,4 +111,119 @@ def flow_finished(request: Request[Any, Any, Any], flow: str, data: FlowFinished
     return {"flow": flow, "failed": data.failed}
 
 
-MONITORING_ROUTES = [list_alerts, acknowledge, monitor, gate, block, judge, finish, flow_finished]
+class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """True labels for logged predictions: ``{"labels": [{"request_id": "...", "label": 1}]}``
+    or ``{"labels": [["<request id>", 1]]}``; each item is checked by the core, which names
+    the bad one (``labels[i]``, ``labels[i].label``)."""
+
+    labels: Any
+
+
+@post("/deployments/{name:str}/feedback", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+def feedback(request: Request[Any, Any, Any], name: str, data: FeedbackRequest) -> dict[str, Any]:
+    """Record true labels by request id, for monitoring to join with the prediction log."""
+    labels = data.labels
+    if isinstance(labels, list):
+        labels = [(item.get("request_id"), item.get("label")) if isinstance(item, dict) else item for item in labels]
+    return {"deployment": name, "recorded": _platform(request).monitoring.record_feedback(name, labels)}
+
+
+@get("/monitoring/stats", opt={"permission": "viewer"}, sync_to_thread=False)
+def monitoring_stats(request: Request[Any, Any, Any]) -> dict[str, int]:
+    """The prediction log's counters in this server: rows logged, dropped (queue full),
+    written, queued; write errors and batches written."""
+    return _platform(request).monitoring.stats()
+
+
+QUERY_MAX_ROWS = 100_000
+LOG_VIEWS = frozenset({"predictions", "feedback"})
+QUERY_EXPECTED = "one SELECT or WITH statement over the views predictions and feedback"
+
+
+class QueryRequest(msgspec.Struct, forbid_unknown_fields=True):
+    sql: str
+    max_rows: Annotated[int, msgspec.Meta(ge=0, le=QUERY_MAX_ROWS)] = 10_000
+
+
+@post("/monitoring/query", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+def monitoring_query(request: Request[Any, Any, Any], data: QueryRequest) -> dict[str, Any]:
+    """Read-only SQL over the prediction log: one SELECT or WITH reading only the views
+    ``predictions`` and ``feedback`` (422 naming the rule otherwise), answered as at most
+    ``max_rows`` rows: ``columns`` (names), ``types`` (Arrow types), ``schema`` (base64 of
+    the Arrow IPC schema), ``rows`` (lists of JSON values) and ``truncated``."""
+    table = _platform(request).monitoring.query(read_only_log_query(data.sql))
+    kept = table.slice(0, data.max_rows)
+    values = [column.to_pylist() for column in kept.columns]
+    return {"columns": kept.column_names, "types": [str(field.type) for field in kept.schema],
+            "schema": base64.b64encode(kept.schema.serialize().to_pybytes()).decode(),
+            "rows": [list(row) for row in zip(*values, strict=True)], "truncated": table.num_rows > data.max_rows}
+
+
+def read_only_log_query(sql: str) -> str:
+    """``sql`` when it only reads the prediction log; InvalidInput (field ``sql``, the rule
+    in ``details["rule"]``) otherwise.
+
+    The in-process facet runs any SQL over the caller's own files; over HTTP a query runs
+    in the server's process, so it passes two fences first: the text rules of read-only
+    SQL (``mlops_lite.tracking.sql.check_select``: one SELECT/WITH, no words that write or
+    reach outside, no functions that read files or the environment), then DuckDB's parse
+    tree: the only tables are the two views and the query's own CTEs (never a file or URL
+    named as a table), and no table function but range, generate_series and unnest. Text
+    that does not parse goes on, to fail in ``Monitoring.query`` with the error the
+    in-process facet gives."""
+    try:
+        statement = check_select(sql)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field="sql",
+                           expected=QUERY_EXPECTED, details=exc.details) from exc
+    import duckdb
+
+    with duckdb.connect(":memory:") as con:
+        serialized = con.execute("SELECT json_serialize_sql(?)", [statement]).fetchone()
+    tree = msgspec.json.decode(serialized[0]) if serialized else {}
+    if tree.get("error"):
+        return statement
+    tables: list[str] = []
+    functions: list[str] = []
+    ctes: set[str] = set()
+    _read_tree(tree.get("statements", []), tables, functions, ctes)
+    for name in tables:
+        if name.lower() not in LOG_VIEWS | ctes:
+            raise _refuse("log_views_only", f"{name!r} is not one of the views predictions and feedback")
+    for name in functions:
+        if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
+            raise _refuse("no_table_functions", f"the table function {name}() is not allowed (only "
+                                                f"{', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))})")
+    return statement
+
+
+def _refuse(rule: str, message: str) -> InvalidInput:
+    return InvalidInput(f"refused by the read-only SQL rule {rule!r}: {message}", field="sql",
+                        expected=QUERY_EXPECTED, details={"rule": rule})
+
+
+def _read_tree(node: Any, tables: list[str], functions: list[str], ctes: set[str]) -> None:
+    """Collect the tables (``schema.name`` when qualified), table functions and CTE names
+    of a ``json_serialize_sql`` tree."""
+    if isinstance(node, list):
+        for item in node:
+            _read_tree(item, tables, functions, ctes)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "BASE_TABLE":
+        parts = (node.get("catalog_name"), node.get("schema_name"), node.get("table_name"))
+        tables.append(".".join(str(part) for part in parts if part))
+    elif node.get("type") == "TABLE_FUNCTION":
+        functions.append(str((node.get("function") or {}).get("function_name") or "?"))
+    cte_map = node.get("cte_map")
+    if isinstance(cte_map, dict):
+        ctes.update(str(entry["key"]).lower() for entry in cte_map.get("map") or () if isinstance(entry, dict)
+                    and "key" in entry)
+    for value in node.values():
+        if isinstance(value, dict | list):
+            _read_tree(value, tables, functions, ctes)
+
+
+MONITORING_ROUTES = [list_alerts, acknowledge, monitor, gate, block, judge, finish, flow_finished, feedback,
+                     monitoring_stats, monitoring_query]

@@ -10,24 +10,23 @@ import threading
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 import msgspec
 
 from mlops_lite import errors
+from mlops_lite.client.audit import RemoteAudit
+from mlops_lite.client.monitoring import RemoteMonitoring
 from mlops_lite.client.policy import RemotePolicy
 from mlops_lite.client.registry import RemoteRegistry
+from mlops_lite.client.tokens import RemoteTokens
 from mlops_lite.client.tracking import RemoteTracking
 from mlops_lite.records import (
     DeploymentLineage,
     DeploymentRecord,
     DeploymentRevisionRecord,
-    Identity,
     Prediction,
-    PredictionTrace,
     RunRecord,
-    TokenRecord,
 )
 
 T = TypeVar("T")
@@ -56,9 +55,10 @@ class RemotePlatform:
         self.registry = RemoteRegistry(self)
         self.policy = RemotePolicy(self)
         self.deployments = _Deployments(self)
-        self.monitoring = _Monitoring(self)
+        self.monitoring = RemoteMonitoring(self)
+        self.audit = RemoteAudit(self)
         self.tracking = RemoteTracking(self)
-        self.tokens = _Tokens(self)
+        self.tokens = RemoteTokens(self)
         self.training = _Training(self, parity_tolerance)
         self.loop = _Loop(self)
 
@@ -214,38 +214,6 @@ class _Alerts:
         from mlops_lite.monitoring.alerts import AlertRecord
 
         return _convert(self._remote.request("POST", f"/v1/alerts/{alert_id}/acknowledge"), AlertRecord)
-
-
-class _Monitoring:
-    def __init__(self, remote: RemotePlatform) -> None:
-        self._remote = remote
-        self.alerts = _Alerts(remote)
-
-    def check(self, deployment: str) -> dict[str, Any]:
-        """One monitoring window of ``deployment`` now (see ``mlops_lite.monitoring.loop``)."""
-        return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/monitor"))
-
-    def trace(self, request_id: str) -> PredictionTrace:
-        # Quoted: an id is the caller's text, and a '/' or '?' in it must reach the server as text.
-        path = f"/v1/predictions/{quote(str(request_id), safe='')}/trace"
-        return _convert(self._remote.request("GET", path), PredictionTrace)
-
-
-class _Tokens:
-    """Tokens over HTTP (role admin)."""
-
-    def __init__(self, remote: RemotePlatform) -> None:
-        self._remote = remote
-
-    def list(self) -> list[TokenRecord]:
-        return _convert(self._remote.request("GET", "/v1/tokens"), list[TokenRecord])
-
-    def create(self, name: str, role: str, *, actor: str = "") -> tuple[Identity, str]:
-        body = self._remote.request("POST", "/v1/tokens", json={"name": name, "role": role})
-        return Identity(name=body["name"], role=body["role"], token_id=body["id"]), str(body["token"])
-
-    def revoke(self, token_id: str, *, actor: str = "") -> TokenRecord:
-        return _convert(self._remote.request("POST", f"/v1/tokens/{token_id}/revoke"), TokenRecord)
 
 
 def _iso(moment: datetime | str | None) -> str | None:
