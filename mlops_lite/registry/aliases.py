@@ -24,7 +24,7 @@ from types import EllipsisType
 from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import JSON, DateTime, func, text, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mlops_lite.clock import as_utc, utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
@@ -157,12 +157,12 @@ class Aliases:
             session.add(ModelAlias(model=model, alias=alias, version=to_version, moved_at=now, moved_by=actor))
             session.flush()
         else:
-            swapped = session.exec(  # type: ignore[call-overload]
+            swapped = session.exec(
                 update(ModelAlias)
-                .where(ModelAlias.model == model, ModelAlias.alias == alias,  # type: ignore[arg-type]
-                       ModelAlias.version.is_not_distinct_from(from_version))  # type: ignore[union-attr]
+                .where(col(ModelAlias.model) == model, col(ModelAlias.alias) == alias,
+                       col(ModelAlias.version).is_not_distinct_from(from_version))
                 .values(version=to_version, moved_at=now, moved_by=actor)
-                .returning(ModelAlias.version)).all()
+                .returning(col(ModelAlias.version))).all()
             if len(swapped) != 1:
                 raise Conflict(f"alias {alias!r} of model {model!r} moved while this change was being made; "
                                "nothing was written, try again",
@@ -198,9 +198,9 @@ class Aliases:
         with self._store.session() as session:
             _require_model(session, model)
             rows = session.exec(select(ModelAlias.alias, ModelAlias.version).where(
-                ModelAlias.model == model, ModelAlias.version.is_not(None))  # type: ignore[union-attr]
-                .order_by(ModelAlias.alias)).all()
-        return {alias: version for alias, version in rows}
+                col(ModelAlias.model) == model, col(ModelAlias.version).is_not(None))
+                .order_by(col(ModelAlias.alias))).all()
+        return {alias: version for alias, version in rows if version is not None}
 
     def alias_at(self, model: str, alias: str, when: datetime) -> ModelVersionRecord | None:
         """The version ``alias`` pointed to at ``when`` (naive times are UTC), from its
@@ -365,7 +365,8 @@ def _check_card(card: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("a model card is a JSON object", field="card",
                            expected=f"a dict with string keys, e.g. {', '.join(CARD_FIELDS)}")
     try:
-        return json.loads(json.dumps(card, allow_nan=False))
+        loaded: dict[str, Any] = json.loads(json.dumps(card, allow_nan=False))
+        return loaded
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"the model card is not JSON: {exc}", field="card",
                            expected="JSON values (strings, numbers, lists, objects)") from exc

@@ -95,8 +95,8 @@ class Registry:
             latest = max(versions, key=lambda v: parse(v.version), default=None)
             proposed = next_version(
                 latest.version if latest else None,
-                signature_changed=bool(latest) and latest.signature.get("inputs") != signature.get("inputs"),
-                data_changed=bool(latest) and sorted(latest.data_commits) != sorted(run.data_commits))
+                signature_changed=latest is not None and latest.signature.get("inputs") != signature.get("inputs"),
+                data_changed=latest is not None and sorted(latest.data_commits) != sorted(run.data_commits))
             if version is not None:
                 if latest is not None and parse(version) <= parse(latest.version):
                     raise InvalidInput(f"version {version} is not greater than {latest.version}",
