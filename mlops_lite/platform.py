@@ -7,6 +7,7 @@ import os
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from mlops_lite.alerts import Alerts, LogSink, Sink, WebhookSink, load_rules
 from mlops_lite.config import Settings, load_settings
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
@@ -15,7 +16,6 @@ from mlops_lite.home import read_admin_token
 from mlops_lite.inference import Deployments
 from mlops_lite.metadata import MetadataStore
 from mlops_lite.monitoring import Monitoring
-from mlops_lite.monitoring.alerts import Alerts, LogSink, WebhookSink, load_rules
 from mlops_lite.monitoring.loop import ReleaseLoop
 from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
@@ -35,7 +35,7 @@ class Platform:
     """The whole platform in this process, over the embedded stores.
 
     Facets: ``data``, ``tracking``, ``training``, ``registry``, ``policy``,
-    ``deployments``, ``monitoring``, ``loop``, ``privacy``, ``audit``, ``tokens``. Close it (or use ``with``) to release
+    ``deployments``, ``monitoring``, ``alerts``, ``loop``, ``privacy``, ``audit``, ``tokens``. Close it (or use ``with``) to release
     the stores for other processes.
     """
 
@@ -66,9 +66,9 @@ class Platform:
                 batch_rows=settings.batch_rows, batch_wait_ms=settings.batch_wait_ms)
             self.monitoring = Monitoring(settings.home)  # prediction log + feedback, Parquet under the home
             self.deployments.router.on_shadow = self.monitoring.record  # shadow answers logged beside primaries
-            self.monitoring.alerts = Alerts(self._store, self.audit, "monitor", sinks=alert_sinks(settings),
-                                            rules=load_rules(settings.alert_rules_file)
-                                            if settings.alert_rules_file.exists() else None)
+            self.alerts = Alerts(self._store, self.audit, "monitor", caller=self.actor, sinks=alert_sinks(settings),
+                                 rules=load_rules(settings.alert_rules_file)
+                                 if settings.alert_rules_file.exists() else None)
             self.loop = ReleaseLoop(self)  # the closed loop's steps, as the flows call them
             # Lineage and traces cross facets (registry, runs, data, policy, audit, the log).
             self.deployments.facets = self.monitoring.facets = self
@@ -94,7 +94,7 @@ class Platform:
 
     def close(self) -> None:
         self.deployments.close()  # finish mirrored shadow work before the log closes
-        self.monitoring.alerts.close(2.0)
+        self.alerts.close(2.0)
         self.monitoring.close()  # write the queued prediction log before the stores close
         self.tracking.close()  # flush what open runs still buffer, while the store is open
         if not isinstance(self.data, DataStore):
@@ -109,9 +109,9 @@ class Platform:
         self.close()
 
 
-def alert_sinks(settings: Settings) -> list[Any]:
+def alert_sinks(settings: Settings) -> list[Sink]:
     """The log always; a webhook when ``alert_webhook`` is set."""
-    sinks: list[Any] = [LogSink()]
+    sinks: list[Sink] = [LogSink()]
     if settings.alert_webhook:
         sinks.append(WebhookSink(settings.alert_webhook))
     return sinks

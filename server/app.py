@@ -27,6 +27,7 @@ from mlops_lite.records import (
     Prediction,
 )
 from mlops_lite.security import require
+from server.alerts import ALERT_ROUTES
 from server.audit import AUDIT_ROUTES
 from server.columnar import arrow_predict
 from server.lakefs import lakefs_router
@@ -313,7 +314,7 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
                  route_handlers=[health, whoami, status, *REGISTRY_ROUTES, *TRACKING_ROUTES, record_run,
                                  *TOKEN_ROUTES, *AUDIT_ROUTES,
                                  list_deployments, deploy, predict, list_aliases, move_alias, rollback_alias,
-                                 *RELEASE_ROUTES, *MONITORING_ROUTES,
+                                 *RELEASE_ROUTES, *MONITORING_ROUTES, *ALERT_ROUTES,
                                  *LINEAGE_ROUTES, *POLICY_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.

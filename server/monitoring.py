@@ -1,7 +1,7 @@
-"""Monitoring and closed-loop routes: alerts (list, acknowledge), one monitoring window
-on demand, the loop's steps (``platform.loop``) that a flow run on a Prefect worker
-calls over HTTP, and ``platform.monitoring``: feedback labels, the log's counters and
-read-only SQL over the prediction log. Mounted under /v1 with its bearer guard."""
+"""Monitoring and closed-loop routes: one monitoring window on demand, the loop's steps
+(``platform.loop``) that a flow run on a Prefect worker calls over HTTP, and
+``platform.monitoring``: feedback labels, the log's counters and read-only SQL over the
+prediction log. Mounted under /v1 with its bearer guard (alerts: server/alerts.py)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,14 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
-from litestar.params import Parameter
 
 from mlops_lite import InvalidInput, Platform
-from mlops_lite.monitoring.alerts import AlertRecord
 from mlops_lite.tracking.sql import ALLOWED_TABLE_FUNCTIONS, check_select
 
 
 def _platform(request: Request[Any, Any, Any]) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
-
-
-@get("/alerts", opt={"permission": "viewer"}, sync_to_thread=True)
-def list_alerts(request: Request[Any, Any, Any],
-                alert_state: Annotated[str | None, Parameter(query="state")] = None,
-                subject: str | None = None,
-                limit: Annotated[int, Parameter(ge=1, le=10_000, description="alerts to answer, newest first")] = 100,
-                ) -> list[AlertRecord]:
-    """Alerts, newest first, with their evidence (window, figures); ``?state=firing`` filters."""
-    return _platform(request).monitoring.alerts.list(state=alert_state, subject=subject, limit=limit)
-
-
-@post("/alerts/{alert_id:str}/acknowledge", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
-def acknowledge(request: Request[Any, Any, Any], alert_id: str) -> AlertRecord:
-    return _platform(request).monitoring.alerts.acknowledge(alert_id, f"token:{request.state.identity.name}")
 
 
 class MonitorRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -225,5 +208,5 @@ def _read_tree(node: Any, tables: list[str], functions: list[str], ctes: set[str
             _read_tree(value, tables, functions, ctes)
 
 
-MONITORING_ROUTES = [list_alerts, acknowledge, monitor, gate, block, judge, finish, flow_finished, feedback,
+MONITORING_ROUTES = [monitor, gate, block, judge, finish, flow_finished, feedback,
                      monitoring_stats, monitoring_query]

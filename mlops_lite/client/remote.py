@@ -15,6 +15,7 @@ import httpx
 import msgspec
 
 from mlops_lite import errors
+from mlops_lite.client.alerts import RemoteAlerts
 from mlops_lite.client.audit import RemoteAudit
 from mlops_lite.client.monitoring import RemoteMonitoring
 from mlops_lite.client.policy import RemotePolicy
@@ -56,6 +57,7 @@ class RemotePlatform:
         self.policy = RemotePolicy(self)
         self.deployments = _Deployments(self)
         self.monitoring = RemoteMonitoring(self)
+        self.alerts = RemoteAlerts(self)
         self.audit = RemoteAudit(self)
         self.tracking = RemoteTracking(self)
         self.tokens = RemoteTokens(self)
@@ -195,25 +197,6 @@ class _Deployments:
         """Every deployment with the signatures of its versions (what a serving process polls)."""
         body = self._remote.request("GET", "/v1/routing")
         return [(_convert(item["record"], DeploymentRecord), item["signatures"]) for item in body["deployments"]]
-
-
-class _Alerts:
-    def __init__(self, remote: RemotePlatform) -> None:
-        self._remote = remote
-
-    def list(self, state: str | None = None, subject: str | None = None, limit: int = 100) -> list[Any]:
-        from mlops_lite.monitoring.alerts import AlertRecord
-
-        params = {k: v for k, v in {"state": state, "subject": subject, "limit": limit}.items() if v is not None}
-        return _convert(self._remote.request("GET", "/v1/alerts", params=params), list[AlertRecord])
-
-    def open_alerts(self) -> list[Any]:
-        return [a for a in self.list(limit=1000) if a.state in ("pending", "firing")]
-
-    def acknowledge(self, alert_id: str, actor: str | None = None) -> Any:
-        from mlops_lite.monitoring.alerts import AlertRecord
-
-        return _convert(self._remote.request("POST", f"/v1/alerts/{alert_id}/acknowledge"), AlertRecord)
 
 
 def _iso(moment: datetime | str | None) -> str | None:

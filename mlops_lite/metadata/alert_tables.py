@@ -8,7 +8,7 @@ datetimes are timezone-aware UTC (``mlops_lite.clock.utcnow``); floats are
 An alert row is born ``pending`` (or ``firing`` when its rule has no hold time),
 may become ``firing``, and ends ``resolved``; a condition seen again after that
 opens a new row. At most one row per (rule, subject) is open (pending or firing):
-``monitoring.alerts.Alerts`` keeps that rule, under one lock per store.
+``mlops_lite.alerts.Alerts`` keeps that rule, under one lock per store.
 """
 
 from __future__ import annotations

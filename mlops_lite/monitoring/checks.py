@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mlops_lite.monitoring.alerts import Observation
+from mlops_lite.alerts import Observation
 from mlops_lite.monitoring.drift import DriftReport, compute_drift
 from mlops_lite.monitoring.prediction_log import FEATURE_PREFIX
 

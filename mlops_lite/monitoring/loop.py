@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mlops_lite.monitoring.alerts import Observation, Transition
+from mlops_lite.alerts import Observation, Transition
 from mlops_lite.monitoring.checks import WindowReport, check_window
 
 RETRAIN_RULES = ("drift-share", "drift-feature", "accuracy-low")
@@ -71,8 +71,8 @@ def check_deployment(platform: Any, name: str, *, since: datetime | None = None,
     lost = Observation("log.lost", "prediction-log", float(stats["rows_dropped"] + stats["write_errors"]),
                        {"rows_dropped": stats["rows_dropped"], "write_errors": stats["write_errors"],
                         "rows_written": stats["rows_written"]})
-    transitions = tuple(platform.monitoring.alerts.evaluate([*report.observations(), lost]))
-    firing = [a for a in platform.monitoring.alerts.open_alerts()
+    transitions = tuple(platform.alerts.evaluate([*report.observations(), lost]))
+    firing = [a for a in platform.alerts.open_alerts()
               if a.subject == name and a.state == "firing" and a.rule in RETRAIN_RULES]
     retrain, reason = False, ""
     if firing:
@@ -167,7 +167,7 @@ def judge_canary(report: WindowReport, *, min_requests: int = 20, max_latency_ra
 
 def block_alert(platform: Any, name: str, version: str, reasons: list[str], figures: dict[str, Any]) -> list[Transition]:
     """Say on the alert channel why a candidate did not reach the canary."""
-    return platform.monitoring.alerts.evaluate([Observation(
+    return platform.alerts.evaluate([Observation(
         "release.blocked", name, 1.0, {"candidate": version, "reasons": reasons, "figures": figures})])
 
 
@@ -308,7 +308,7 @@ class ReleaseLoop:
         why = "; ".join(reasons)
         if decision == "promote":
             record = platform.deployments.promote(deployment, reason=f"canary passed: {why}")
-            platform.monitoring.alerts.evaluate([Observation("release.blocked", deployment, 0.0, {})])
+            platform.alerts.evaluate([Observation("release.blocked", deployment, 0.0, {})])
         elif decision == "rollback":
             record = platform.deployments.rollback(deployment, reason=f"canary failed: {why}")
         else:
@@ -319,5 +319,5 @@ class ReleaseLoop:
     def flow_finished(self, flow: str, *, failed: bool, details: dict[str, Any] | None = None) -> None:
         """A flow run ended: a failure fires the ``flow-failed`` alert with its message, a
         clean run resolves it."""
-        self._platform.monitoring.alerts.evaluate([Observation("flow.failed", flow, 1.0 if failed else 0.0,
-                                                               dict(details or {}) if failed else {})])
+        self._platform.alerts.evaluate([Observation("flow.failed", flow, 1.0 if failed else 0.0,
+                                                    dict(details or {}) if failed else {})])

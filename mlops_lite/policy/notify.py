@@ -5,7 +5,8 @@ A sink takes one event: a JSON-ready dict with at least ``event`` (e.g.
 a notification that cannot be delivered is logged and the change it reports
 stands. Sinks are the log (always) plus a webhook from the settings
 (``alert_webhook``, when the Settings carry it) and from the model's policy
-(``[notify] webhook``).
+(``[notify] webhook``). They are the alerts' sinks (``mlops_lite.alerts.sinks.Sink``),
+and the webhook posts with the alerts' client, once, in the caller's thread.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
+
+from mlops_lite.alerts.sinks import Delivery, Report, Sink, send_to, unobserved
+from mlops_lite.alerts.webhook import Webhook
 
 logger = logging.getLogger("mlops_lite.policy.notify")
 
 WEBHOOK_TIMEOUT_S = 2.0
 
-
-class Sink(Protocol):
-    def send(self, event: dict[str, Any]) -> None: ...
+__all__ = ["LogSink", "Sink", "WebhookSink", "notify", "sinks_for"]
 
 
 class LogSink:
@@ -30,8 +32,9 @@ class LogSink:
     def __init__(self, logger_: logging.Logger | None = None) -> None:
         self._logger = logger_ or logger
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: dict[str, Any], done: Report = unobserved) -> None:
         self._logger.info("%s %s", event.get("event", "event"), json.dumps(event, sort_keys=True, default=str))
+        done(Delivery(ok=True))
 
     def __repr__(self) -> str:
         return "LogSink()"
@@ -43,18 +46,13 @@ class WebhookSink:
     def __init__(self, url: str, *, timeout: float = WEBHOOK_TIMEOUT_S) -> None:
         self.url = url
         self.timeout = timeout
+        self._webhook = Webhook(url, retries=0, timeout_s=timeout)
 
-    def send(self, event: dict[str, Any]) -> None:
-        import httpx  # loaded on the first webhook, not by every command that opens the platform
-
-        try:
-            body = json.dumps(event, sort_keys=True, default=str).encode()
-            response = httpx.post(self.url, content=body, timeout=self.timeout,
-                                  headers={"content-type": "application/json", "user-agent": "mlops-lite"})
-            if response.status_code >= 400:
-                logger.warning("webhook %s answered %s to %s", self.url, response.status_code, event.get("event"))
-        except Exception as exc:  # a sink never breaks the change it reports
-            logger.warning("webhook %s failed for %s: %s", self.url, event.get("event"), exc)
+    def send(self, event: dict[str, Any], done: Report = unobserved) -> None:
+        result = self._webhook.post(event)  # never raises: a sink never breaks the change it reports
+        if not result.ok:
+            logger.warning("webhook %s failed for %s: %s", self.url, event.get("event"), result.error)
+        done(result)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WebhookSink) and other.url == self.url
@@ -79,7 +77,4 @@ def sinks_for(webhooks: Iterable[str | None]) -> list[Sink]:
 
 def notify(sinks: Iterable[Sink], event: dict[str, Any]) -> None:
     for sink in sinks:
-        try:
-            sink.send(event)
-        except Exception as exc:  # a third-party sink that raises anyway
-            logger.warning("alert sink %r failed for %s: %s", sink, event.get("event"), exc)
+        send_to(sink, event, logger=logger)

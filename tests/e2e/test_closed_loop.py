@@ -69,7 +69,7 @@ def test_the_loop_retrains_releases_and_blocks_a_worse_candidate(prefect_harness
         fired = {t["rule"]: t["state"] for t in checked["transitions"]}
         assert fired.get("drift-feature") == "firing", checked
         assert checked["retrain"] and "drift-feature" in checked["reason"]
-        alert = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "drift-feature")
+        alert = next(a for a in platform.alerts.open_alerts() if a.rule == "drift-feature")
         assert alert.evidence["feature"] == "credit_score" and alert.evidence["rows"] >= 400
 
         # 2. retrain on the newest data; gates on fresh labels; canary under live traffic; promoted
@@ -103,7 +103,7 @@ def test_the_loop_retrains_releases_and_blocks_a_worse_candidate(prefect_harness
         assert len(worse["tuned"]) == 2 and len({t["run_id"] for t in worse["tuned"]}) == 2
         assert worse["run_id"] == max(worse["tuned"], key=lambda t: t["roc_auc"])["run_id"]
         assert platform.deployments.get("loans").version == v2
-        blocked = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "candidate-blocked")
+        blocked = next(a for a in platform.alerts.open_alerts() if a.rule == "candidate-blocked")
         assert blocked.state == "firing" and blocked.evidence["candidate"] == worse["version"]
         assert blocked.evidence["reasons"] == worse["gates"]["reasons"]
         assert platform.audit.verify() is None
@@ -111,7 +111,7 @@ def test_the_loop_retrains_releases_and_blocks_a_worse_candidate(prefect_harness
         # 4. a flow that fails raises the flow-failed alert; a clean run resolves it
         failed = flows.retrain_release_flow(home, str(tmp_path / "missing.csv"), return_state=True)
         assert failed.is_failed()
-        alert = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "flow-failed")
+        alert = next(a for a in platform.alerts.open_alerts() if a.rule == "flow-failed")
         assert alert.subject == "retrain-release" and "missing.csv" in alert.evidence["message"]
     finally:
         flows.unbind(platform)
@@ -323,7 +323,7 @@ def test_a_lossy_prediction_log_raises_an_alert(tmp_path: Path) -> None:
         answer = platform.deployments.predict("loans", _feature_rows(platform, 2))
         assert platform.monitoring.record(answer, _feature_rows(platform, 2), 0.001) is False
         check_deployment(platform, "loans")
-        lossy = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "prediction-log-loss")
+        lossy = next(a for a in platform.alerts.open_alerts() if a.rule == "prediction-log-loss")
         assert lossy.state == "firing" and lossy.evidence["rows_dropped"] == 2
     finally:
         platform.close()

@@ -74,7 +74,7 @@ def test_the_loop_runs_over_http_as_on_a_worker(prefect_harness, tmp_path: Path,
         # A failing flow over HTTP raises the flow-failed alert on the server.
         failed = flows.retrain_release_flow(worker_home, str(tmp_path / "missing.csv"), return_state=True)
         assert failed.is_failed()
-        alert = next(a for a in platform.monitoring.alerts.open_alerts() if a.rule == "flow-failed")
+        alert = next(a for a in platform.alerts.open_alerts() if a.rule == "flow-failed")
         assert alert.subject == "retrain-release"
         assert platform.audit.verify() is None
     finally:

@@ -179,7 +179,7 @@ def test_after_the_demo_the_loop_settles_under_live_traffic(
         with mlops_lite.connect(url=daemon.url, token=token) as remote:
             served = remote.deployments.get("loans")
             assert (served.version, served.strategy, served.revision) == ("1.1.0", "single", 3)
-            alerts = {(a.rule, a.subject): a.state for a in remote.monitoring.alerts.list()}
+            alerts = {(a.rule, a.subject): a.state for a in remote.alerts.list()}
             assert alerts.get(("flow-failed", "retrain-release"), "resolved") == "resolved", alerts
             assert alerts.get(("release.blocked", "loans"), "resolved") == "resolved", alerts
             assert alerts[("drift-feature", "loans")] == "firing"  # 1.1.0 learned mostly from the old data

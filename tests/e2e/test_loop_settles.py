@@ -27,7 +27,7 @@ def test_a_candidate_already_out_is_nothing_to_release(tmp_path: Path) -> None:
         assert event.object == "deployment:loans" and event.after["version"] == "1.0.0"
         assert platform.audit.count() == events + 1
         # no alert, no decision: nothing was judged
-        assert [a for a in platform.monitoring.alerts.open_alerts() if a.rule == "candidate-blocked"] == []
+        assert [a for a in platform.alerts.open_alerts() if a.rule == "candidate-blocked"] == []
         assert platform.deployments.get("loans").revision == 1
         # a version not out yet is judged as before (here: too few fresh labels)
         other = platform.loop.gate("loans", "loan-default", _second_version(platform, spec))
@@ -60,13 +60,13 @@ def test_the_drift_alert_resolves_when_traffic_looks_like_the_training_data(tmp_
     try:
         _send(platform, pacsv.read_csv(DATA / "loans_drifted.csv").slice(0, 300).to_pylist())
         check_deployment(platform, "loans")
-        firing = {a.rule for a in platform.monitoring.alerts.open_alerts() if a.subject == "loans"}
+        firing = {a.rule for a in platform.alerts.open_alerts() if a.subject == "loans"}
         assert "drift-feature" in firing
         calm = utcnow()
         _send(platform, pacsv.read_csv(DATA / "loans_holdout.csv").to_pylist())
         result = check_deployment(platform, "loans", since=calm)
         assert ("drift-feature", "resolved") in {(t.alert.rule, t.state) for t in result.transitions}
-        assert "drift-feature" not in {a.rule for a in platform.monitoring.alerts.open_alerts() if a.subject == "loans"}
+        assert "drift-feature" not in {a.rule for a in platform.alerts.open_alerts() if a.subject == "loans"}
     finally:
         platform.close()
 

@@ -188,17 +188,17 @@ def test_runs_compare_history_and_sql_over_http(remote: RemotePlatform, local: A
 
 
 def test_alerts_and_releases_over_http_equal_local(remote: RemotePlatform, local: Any) -> None:
-    from mlops_lite.monitoring.alerts import Observation
+    from mlops_lite.alerts import Observation
 
-    (fired,) = local.monitoring.alerts.evaluate([Observation("quality.accuracy", "loans", 0.5, {"labelled": 80})])
+    (fired,) = local.alerts.evaluate([Observation("quality.accuracy", "loans", 0.5, {"labelled": 80})])
     try:
-        listed = remote.monitoring.alerts.list(state="firing")
-        assert listed == local.monitoring.alerts.list(state="firing")
+        listed = remote.alerts.list(state="firing")
+        assert listed == local.alerts.list(state="firing")
         assert listed[0].id == fired.alert.id and listed[0].evidence == {"labelled": 80}
-        acked = remote.monitoring.alerts.acknowledge(fired.alert.id)
-        assert acked.acknowledged_by and acked == local.monitoring.alerts.get(fired.alert.id)
+        acked = remote.alerts.acknowledge(fired.alert.id)
+        assert acked.acknowledged_by and acked == local.alerts.get(fired.alert.id)
     finally:
-        local.monitoring.alerts.evaluate([Observation("quality.accuracy", "loans", 0.9, {})])
+        local.alerts.evaluate([Observation("quality.accuracy", "loans", 0.9, {})])
     assert remote.deployments.get("loans") == local.deployments.get("loans")
     assert remote.deployments.revisions("loans") == local.deployments.revisions("loans")
     window = remote.monitoring.check("loans")
@@ -298,7 +298,7 @@ def test_failed_requests_feed_the_error_rate_and_its_alert(remote: RemotePlatfor
     assert checked["report"]["errors_by_status"]["422"] == 25
     assert checked["report"]["by_slot"]["primary"]["errors"] >= 25
     assert {"rule": "error-rate-high", "state": "pending", "value": 1.0} in checked["transitions"]
-    alert = next(a for a in local.monitoring.alerts.open_alerts() if a.rule == "error-rate-high")
+    alert = next(a for a in local.alerts.open_alerts() if a.rule == "error-rate-high")
     assert alert.evidence["errors"] == 28 and alert.evidence["by_status"]["422"] == 25
 
 

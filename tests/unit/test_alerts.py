@@ -20,7 +20,7 @@ import pytest
 
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.store import MetadataStore
-from mlops_lite.monitoring.alerts import (
+from mlops_lite.alerts import (
     AlertRule,
     Alerts,
     CallbackSink,

@@ -225,9 +225,9 @@ async def test_a_failing_platform_shows_the_error_and_the_app_keeps_running(load
 
 @pytest.mark.anyio
 async def test_alerts_show_firing_first_with_their_evidence(loaded: Loaded) -> None:
-    from mlops_lite.monitoring.alerts import Observation
+    from mlops_lite.alerts import Observation
 
-    alerts = loaded.platform.monitoring.alerts
+    alerts = loaded.platform.alerts
     (fired,) = alerts.evaluate([Observation("drift.max_psi", "loans", 0.48, {"feature": "credit_score"})])
     try:
         app = Dashboard(loaded.platform, source="local: test-home", refresh_seconds=3600)
