@@ -22,7 +22,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlmodel import select
+from sqlmodel import Session, col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -89,7 +89,7 @@ class Approvals:
             existing = session.exec(select(ApprovalRequestRow).where(
                 ApprovalRequestRow.model == model, ApprovalRequestRow.version == version,
                 ApprovalRequestRow.alias == alias,
-                ApprovalRequestRow.status.in_(OPEN))).first()  # type: ignore[attr-defined]
+                col(ApprovalRequestRow.status).in_(OPEN))).first()
             if existing is not None:
                 raise Conflict(f"{model}@{version} -> {alias} already has an open request {existing.id} "
                                f"({existing.status})", details={"request_id": existing.id})
@@ -121,7 +121,7 @@ class Approvals:
                                   (ApprovalRequestRow.version, version), (ApprovalRequestRow.alias, alias)):
                 if value is not None:
                     query = query.where(column == value)
-            rows = session.exec(query.order_by(ApprovalRequestRow.requested_at, ApprovalRequestRow.id)).all()  # type: ignore[arg-type]
+            rows = session.exec(query.order_by(col(ApprovalRequestRow.requested_at), col(ApprovalRequestRow.id))).all()
             votes = _votes(session, [r.id for r in rows])
         return [_record(row, votes.get(row.id, [])) for row in rows]
 
@@ -273,11 +273,11 @@ def _event(name: str, request: ApprovalRequest, actor: str, **extra: object) -> 
             "approvers": list(request.approvers), "actor": actor, **extra}
 
 
-def _votes(session: object, request_ids: list[str]) -> dict[str, list[ApprovalVoteRow]]:
+def _votes(session: Session, request_ids: list[str]) -> dict[str, list[ApprovalVoteRow]]:
     if not request_ids:
         return {}
-    rows = session.exec(select(ApprovalVoteRow).where(  # type: ignore[attr-defined]
-        ApprovalVoteRow.request_id.in_(request_ids)).order_by(ApprovalVoteRow.voted_at, ApprovalVoteRow.id)).all()  # type: ignore[attr-defined]
+    rows = session.exec(select(ApprovalVoteRow).where(col(ApprovalVoteRow.request_id).in_(request_ids))
+                        .order_by(col(ApprovalVoteRow.voted_at), col(ApprovalVoteRow.id))).all()
     out: dict[str, list[ApprovalVoteRow]] = {}
     for row in rows:
         out.setdefault(row.request_id, []).append(row)

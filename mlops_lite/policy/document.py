@@ -69,7 +69,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mlops_lite.errors import InvalidInput
 
@@ -197,7 +197,7 @@ def read_policy_file(path: Path) -> dict[str, dict[str, Any]]:
     return document
 
 
-def _bad(file: str, key: str, message: str, expected: str) -> None:
+def _bad(file: str, key: str, message: str, expected: str) -> NoReturn:
     raise InvalidInput(f"{file}: {key}: {message}", field=key, expected=expected, details={"file": file})
 
 
@@ -209,7 +209,7 @@ def build_spec(model: str | None, merged: dict[str, dict[str, Any]], origin: dic
                files: tuple[str, ...]) -> PolicySpec:
     """Validate the merged document and build the spec; errors name the key and its file."""
 
-    def bad(key: str, message: str, expected: str) -> None:
+    def bad(key: str, message: str, expected: str) -> NoReturn:
         owner = key  # thresholds.f1.min came with thresholds.f1
         while owner not in origin and "." in owner:
             owner = owner.rsplit(".", 1)[0]

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlmodel import select
+from sqlmodel import col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound, PolicyViolation
@@ -46,6 +46,8 @@ from mlops_lite.records import ApprovalRequest, GateResult, Identity, ModelVersi
 from mlops_lite.security.roles import require
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
     from mlops_lite.config import Settings
     from mlops_lite.metadata.store import MetadataStore
     from mlops_lite.registry import Registry
@@ -167,6 +169,8 @@ class Policy:
         if base.version == version.version:
             return GateResult(gate=gate, passed=True, measured=None, bound=f"{against} is {base.version}",
                               detail=f"{version.model}@{version.version} is the {against} version itself")
+        candidate: float | None
+        reference: float | None
         if spec.evaluation is not None:
             try:
                 candidate = metric_value(self.scored(version, spec.evaluation), metric)
@@ -386,7 +390,7 @@ class Policy:
                 query = query.where(PolicyDecisionRow.version == version)
             if alias is not None:
                 query = query.where(PolicyDecisionRow.alias == alias)
-            rows = session.exec(query.order_by(PolicyDecisionRow.decided_at, PolicyDecisionRow.id)).all()  # type: ignore[arg-type]
+            rows = session.exec(query.order_by(col(PolicyDecisionRow.decided_at), col(PolicyDecisionRow.id))).all()
         return [_decision_record(row) for row in rows]
 
     def get_decision(self, decision_id: str) -> PolicyDecision:
@@ -493,7 +497,7 @@ def _find_on_branch(repo: Any, branch: str, trees: dict[str, str]) -> dict[str, 
     return found
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeIs[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
