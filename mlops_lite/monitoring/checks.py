@@ -115,9 +115,8 @@ def check_window(predictions_dir: Path, feedback_dir: Path, deployment: str, ref
         else:
             errors, by_status = _errors(con, errors_dir, deployment, where[1:], params)
             slots: dict[str, dict[str, float]] = {}
-            infra = _with_errors({}, slots, errors)
-            return WindowReport(deployment, since, until, 0, None, infra=infra, by_slot=slots,
-                                errors_by_status=by_status)
+            return WindowReport(deployment, since, until, 0, None, infra=_with_errors({}, slots, errors),
+                                by_slot=slots, errors_by_status=by_status)
         rows = int(con.execute("SELECT count(*) FROM win").fetchone()[0])  # type: ignore[index]
         present = {r[0] for r in con.execute("DESCRIBE win").fetchall()}
         usable = [(name, kind) for name, kind in features if f"{FEATURE_PREFIX}{name}" in present]
