@@ -3,6 +3,7 @@ predictions and lineage."""
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -18,7 +19,7 @@ class DeploymentsAPI(Protocol):
 
     def get(self, name: str) -> DeploymentRecord: ...
 
-    def revisions(self, name: str) -> list[DeploymentRevisionRecord]: ...
+    def revisions(self, name: str) -> builtins.list[DeploymentRevisionRecord]: ...
 
     def deploy(self, name: str, model: str, version: str, *, reason: str = "") -> DeploymentRecord:
         """Serve ``model@version`` as the whole of ``name`` (a new revision)."""
