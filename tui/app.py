@@ -16,6 +16,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
@@ -179,7 +180,7 @@ def fill_table(table: DataTable[str], rows: Sequence[Row]) -> None:
 def _row_key_at(table: DataTable[str], index: int) -> str | None:
     if not 0 <= index < table.row_count:
         return None
-    return table.coordinate_to_cell_key((index, 0)).row_key.value
+    return table.coordinate_to_cell_key(Coordinate(index, 0)).row_key.value
 
 
 def model_row(model: ModelRecord) -> Row:
