@@ -17,7 +17,7 @@ import typer
 from rich.text import Text
 
 from mlops_lite.cli import alerts, audit, daemon, data, demo, deploy, models, sql, tokens
-from mlops_lite.cli.common import Options, err
+from mlops_lite.cli.common import OPTIONS, err
 from mlops_lite.errors import InvalidInput, MlopsLiteError
 
 __all__ = ["app", "main"]
@@ -27,15 +27,14 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=N
 
 
 @app.callback()
-def _root(ctx: typer.Context,
-          home: Annotated[Path | None, typer.Option(
+def _root(home: Annotated[Path | None, typer.Option(
               help="The home folder (default: $MLOPS_LITE_HOME or ~/.mlops-lite).")] = None,
           verbose: Annotated[bool, typer.Option(
               "-v", "--verbose", help="Say on stderr where the command ran (the daemon, or the local home).")]
           = False) -> None:
     if home is not None:
         os.environ["MLOPS_LITE_HOME"] = str(home.expanduser().resolve())
-    ctx.obj = Options(verbose=verbose)
+    OPTIONS.verbose = verbose
 
 
 app.command()(daemon.init)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from mlops_lite.cli.common import Connection, JsonOption, connection, group, line, print_json, print_table, table
+from mlops_lite.cli.common import JsonOption, group, line, platform, print_json, print_table, table
 from mlops_lite.errors import InvalidInput
 
 app = group("Alerts of the monitor: list, acknowledge, silence (through the daemon when `up` runs).")
@@ -29,13 +29,6 @@ def duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _alerts(found: Connection) -> Any:
-    """The platform's alerts facet. ``actor=`` is off the Protocol: in-process the CLI names
-    itself, over HTTP the server records the caller's token."""
-    platform = found.platform
-    return platform.alerts if hasattr(platform, "alerts") else platform.monitoring.alerts
-
-
 @app.command("list")
 def alerts_list(state: Annotated[str | None, typer.Option(
                     help="Only alerts in this state: pending | firing | resolved.")] = None,
@@ -43,8 +36,8 @@ def alerts_list(state: Annotated[str | None, typer.Option(
                 limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 100,
                 as_json: JsonOption = False) -> None:
     """Alerts, newest first."""
-    with connection() as found:
-        records = _alerts(found).list(state=state, subject=subject, limit=limit)
+    with platform() as p:
+        records = p.alerts.list(state=state, subject=subject, limit=limit)
     if as_json:
         print_json(records)
         return
@@ -62,8 +55,8 @@ def alerts_list(state: Annotated[str | None, typer.Option(
 @app.command("ack")
 def alerts_ack(alert_id: Annotated[str, typer.Argument(help="The alert's id (see `alerts list`).")]) -> None:
     """Acknowledge an alert: recorded (who, when) and audited; its state does not change."""
-    with connection() as found:
-        record = _alerts(found).acknowledge(alert_id, actor=found.actor)
+    with platform() as p:
+        record = p.alerts.acknowledge(alert_id)
     line(f"acknowledged {record.id} ({record.rule} on {record.subject}, {record.state}) as {record.acknowledged_by}")
 
 
@@ -78,8 +71,8 @@ def alerts_silence(for_: Annotated[str, typer.Option("--for", metavar="DURATION"
                    as_json: JsonOption = False) -> None:
     """Hold back the notifications of matching alerts for a while (they are still recorded)."""
     until = duration(for_)
-    with connection() as found:
-        record = _alerts(found).silence(rule, subject, until=until, reason=reason, actor=found.actor)
+    with platform() as p:
+        record = p.alerts.silence(rule, subject, until=until, reason=reason)
     if as_json:
         print_json(record)
         return
@@ -91,8 +84,8 @@ def alerts_silence(for_: Annotated[str, typer.Option("--for", metavar="DURATION"
 def alerts_silences(every: Annotated[bool, typer.Option("--all", help="Lifted and expired ones too.")] = False,
                     as_json: JsonOption = False) -> None:
     """Silences in force now (or all of them), newest first."""
-    with connection() as found:
-        records = _alerts(found).silences(active=not every)
+    with platform() as p:
+        records = p.alerts.silences(active=not every)
     if as_json:
         print_json(records)
         return
@@ -110,6 +103,6 @@ def alerts_silences(every: Annotated[bool, typer.Option("--all", help="Lifted an
 def alerts_unsilence(silence_id: Annotated[str, typer.Argument(help="The silence's id (see `alerts silences`).")]) \
         -> None:
     """Lift a silence now."""
-    with connection() as found:
-        record = _alerts(found).lift_silence(silence_id, actor=found.actor)
+    with platform() as p:
+        record = p.alerts.lift_silence(silence_id)
     line(f"lifted silence {record.id} (rule {record.rule or '*'}, subject {record.subject or '*'})")

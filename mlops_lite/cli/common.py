@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -44,15 +43,12 @@ def group(help_text: str) -> typer.Typer:
 
 @dataclasses.dataclass
 class Options:
-    """What the root command's options set for the command that runs (``ctx.obj``)."""
+    """What the root command's options set for the command that runs."""
 
     verbose: bool = False
 
 
-def options() -> Options:
-    ctx = click.get_current_context(silent=True)
-    found = ctx.find_object(Options) if ctx is not None else None
-    return found if found is not None else Options()
+OPTIONS = Options()
 
 
 # ------------------------------------------------------------------------------ settings, home
@@ -143,7 +139,7 @@ class Connection:
 def connection(*, initialised: bool = False) -> Iterator[Connection]:
     """The platform, wherever it runs (``mlops_lite.connect()``): the daemon's client when
     one owns the home, ``MLOPS_LITE_URL`` when set, else the embedded stores here. Closed
-    on the way out; with ``-v``, where it ran goes to stderr when the command ends.
+    on the way out; with ``-v``, where it ran goes to stderr then.
 
     ``initialised``: in-process, refuse a home that ``init`` has not made (rather than
     creating one), naming the command to run."""
@@ -155,13 +151,12 @@ def connection(*, initialised: bool = False) -> Iterator[Connection]:
         raise NotFound(f"nothing at {settings.home} yet: run `mlops-lite init` (or `mlops-lite demo`)")
     platform = cast("PlatformAPI", connect())
     found = Connection(platform, settings, running if platform.remote else None)
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None and options().verbose:
-        ctx.call_on_close(lambda: err.print(Text(found.where()), highlight=False))
     try:
         yield found
     finally:
         platform.close()
+        if OPTIONS.verbose:
+            err.print(Text(found.where()), highlight=False)
 
 
 @contextmanager
@@ -169,15 +164,6 @@ def platform() -> Iterator[PlatformAPI]:
     """The platform every command works through (see ``connection``)."""
     with connection() as found:
         yield found.platform
-
-
-def needs_stores_here(found: Connection, what: str) -> None:
-    """Refuse, in one sentence, a command whose verbs the HTTP API does not offer."""
-    if found.url is not None:
-        owner = f"the daemon (pid {found.daemon.pid}) at {found.url}" if found.daemon else found.url
-        raise StoreLocked(f"{what}, which the HTTP API does not offer, and {owner} holds the stores: run it where "
-                          "the stores are, with no daemon running",
-                          pid=found.daemon.pid if found.daemon else None, url=found.url)
 
 
 # ------------------------------------------------------------------------------ parsing

@@ -1,14 +1,12 @@
 """``mlops-lite data ...``: versioned data, lakeFS-style: repositories, branches, objects,
-commits, merges, reverts, tags, queries and upkeep.
-
-Every command goes through ``platform.data``, the local store or the daemon's
-lakeFS-compatible API alike. Four reach past the data Protocol to the embedded store
-(``repo config``, ``query``, ``gc``, ``fsck``) and so run only where the stores are."""
+commits, merges, reverts, tags, queries and upkeep, through ``platform.data`` (the
+embedded store, or the daemon's data API when it runs)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -17,13 +15,10 @@ import typer
 from rich.text import Text
 
 from mlops_lite.cli.common import (
-    Connection,
     JsonOption,
-    connection,
     err,
     group,
     line,
-    needs_stores_here,
     pairs,
     platform,
     print_json,
@@ -31,10 +26,11 @@ from mlops_lite.cli.common import (
     short,
     table,
 )
-from mlops_lite.cli.transfer import PROGRESS_BYTES, object_chunks, parse_range, put_file, put_folder, write_out
+from mlops_lite.cli.transfer import CHUNK, PROGRESS_BYTES, parse_range, put_file, put_folder, write_out
 from mlops_lite.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from mlops_lite.api import PlatformAPI
     from mlops_lite.data import DataStore, RepositoryConfig
 
 app = group("Versioned data: repositories, branches, objects, commits, merges, tags, queries.")
@@ -48,9 +44,11 @@ app.add_typer(tag_app, name="tag")
 RepoArg = Annotated[str, typer.Argument(help="The data repository.", show_default=False)]
 
 
-def _local(found: Connection) -> DataStore:
-    """The embedded data store, for the verbs off the data Protocol (after ``needs_stores_here``)."""
-    return cast("DataStore", found.platform.data)
+def _store(p: PlatformAPI) -> DataStore:
+    """The data facet, typed with the verbs both the embedded store and the daemon's client
+    offer beyond the data Protocol (a repository's rules, ``query``, ``open``,
+    ``import_directory``; mlops_lite/api/data.py says why they stay off it)."""
+    return cast("DataStore", p.data)
 
 
 # --- data repo --------------------------------------------------------------
@@ -148,9 +146,8 @@ def repo_config(
         as_json: JsonOption = False) -> None:
     """Show a repository's rules, or change them (what is not given stays as it is)."""
     schemas = [_load_schema(s) for s in schema] if schema else None
-    with connection() as found:
-        needs_stores_here(found, "`data repo config` reads and sets the embedded store's own rules")
-        repo = _local(found).repo(name)
+    with platform() as p:
+        repo = _store(p).repo(name)
         if protect is None and pii_pattern is None and max_object_bytes is None and schemas is None:
             config = repo.config()
         else:
@@ -228,11 +225,11 @@ def data_put(
     if not stdin and not local_path.exists():
         raise InvalidInput(f"no such file or folder: {local_path}", field="path", expected="an existing file or folder")
     name = "" if stdin else local_path.resolve().name
-    with connection() as found:
-        handle = found.platform.data.repo(repo).branch(branch)
+    with platform() as p:
+        handle = _store(p).repo(repo).branch(branch)
         if not stdin and local_path.is_dir():
             prefix = name if dest_path is None else dest_path
-            count = put_folder(handle, local_path, prefix, in_process=found.url is None)
+            count = put_folder(handle, local_path, prefix)
             line(f"staged {count} object(s) under {prefix.rstrip('/') + '/' if prefix else '/'} on {repo}/{branch}")
         else:
             dest = name if dest_path is None else dest_path + name if dest_path.endswith("/") else dest_path
@@ -253,12 +250,13 @@ def data_get(repo: RepoArg, ref: Annotated[str, typer.Argument(help="A branch, t
     """Read an object's bytes (to stdout by default, binary-safe)."""
     span = parse_range(byte_range) if byte_range else None
     with platform() as p:
-        reference = p.data.repo(repo).ref(ref)
+        reference = _store(p).repo(repo).ref(ref)
         if span is not None:
             write_out(output, [reference.read_bytes(path, start=span[0], end=span[1])], None)
             return
-        chunks, size = object_chunks(reference, path)
-        write_out(output, chunks, size if size > PROGRESS_BYTES else None)
+        with reference.open(path) as stream:
+            size = os.fstat(stream.fileno()).st_size
+            write_out(output, iter(lambda: stream.read(CHUNK), b""), size if size > PROGRESS_BYTES else None)
 
 
 @app.command("ls")
@@ -443,10 +441,9 @@ def data_query(repo: RepoArg, sql: Annotated[str, typer.Argument(help="DuckDB SQ
     import pyarrow.csv as pacsv
 
     tables = dict(_table_spec(s) for s in table_specs)
-    with connection() as found:
-        needs_stores_here(found, "`data query` has DuckDB read the object files in place")
+    with platform() as p:
         with err.status("querying", spinner="dots"):
-            result = _local(found).repo(repo).query(sql, **tables)
+            result = _store(p).repo(repo).query(sql, **tables)
     read_at = [f"{name} read at {tables[name][0]}@{short(commit)} ({tables[name][1]})"
                for name, commit in result.commits.items()]
     if as_csv:
@@ -474,10 +471,9 @@ def data_gc(apply: Annotated[bool, typer.Option("--apply", help="Remove (default
                 help="Objects younger than this stay (uploads in flight).")] = 3600.0,
             as_json: JsonOption = False) -> None:
     """Remove data objects nothing reaches (a dry run unless --apply)."""
-    with connection() as found:
-        needs_stores_here(found, "`data gc` sweeps the object store in this process (the daemon runs it daily)")
+    with platform() as p:
         with err.status("collecting garbage" if apply else "looking for garbage", spinner="dots"):
-            report = found.platform.data.gc(retention_days=retention_days, dry_run=not apply, grace_seconds=grace_seconds)
+            report = _store(p).gc(retention_days=retention_days, dry_run=not apply, grace_seconds=grace_seconds)
     if as_json:
         print_json(report)
         return
@@ -490,15 +486,14 @@ def data_gc(apply: Annotated[bool, typer.Option("--apply", help="Remove (default
 @app.command("fsck")
 def data_fsck(as_json: JsonOption = False) -> None:
     """Verify every data object's digest and that every commit's tree is whole; exit 1 when not clean."""
-    with connection() as found:
-        needs_stores_here(found, "`data fsck` reads every object file of the store in this process")
+    with platform() as p:
         with err.status("checking objects and commits", spinner="dots"):
-            report = found.platform.data.fsck()
+            report = _store(p).fsck()
     if as_json:
         print_json({**dataclasses.asdict(report), "clean": report.clean})
     else:
         line(f"{report.objects_checked} objects and {report.commits_checked} commits checked: "
-              f"{'clean' if report.clean else 'NOT clean'}")
+             f"{'clean' if report.clean else 'NOT clean'}")
         for digest in report.bad_objects:
             line(f"bad object {digest} (its bytes do not match its digest)")
         for missing in report.missing:

@@ -176,12 +176,12 @@ def trace(request_id: Annotated[str, typer.Argument(help="The request id a predi
         return
     latency = f", {found.latency_ms:.2f} ms" if found.latency_ms is not None else ""
     line(f"request {found.request_id}: {found.deployment} {found.slot} {found.model}@{found.version}  "
-          f"sha256:{found.digest[:16]}  at {found.at.isoformat()}{latency}")
+         f"sha256:{found.digest[:16]}  at {found.at.isoformat()}{latency}")
     for row, label, probability in zip(found.instances, found.predictions, found.probabilities, strict=True):
         line(f"  input      {json.dumps(row, sort_keys=True)}")
         line(f"  answer     {label}" + (f"  p(positive)={probability:.4f}" if probability is not None else ""))
     line(f"  feedback   {found.feedback} (given {found.feedback_at.isoformat()})" if found.feedback_at
-          else "  feedback   none")
+         else "  feedback   none")
     for shadow in found.shadow:
         line(f"  shadow     {shadow.model}@{shadow.version} answered {', '.join(map(str, shadow.predictions))}")
     _print_lineage(found.lineage)
@@ -190,7 +190,7 @@ def trace(request_id: Annotated[str, typer.Argument(help="The request id a predi
 def _print_lineage(lineage: Any) -> None:
     revision = lineage.revision
     line(f"{lineage.deployment} at {lineage.at.isoformat()}: revision {revision.revision} ({revision.action} by "
-          f"{revision.changed_by} at {revision.changed_at.isoformat()}{': ' + revision.reason if revision.reason else ''})")
+         f"{revision.changed_by} at {revision.changed_at.isoformat()}{': ' + revision.reason if revision.reason else ''})")
     for slot in lineage.slots:
         share = f"{slot.weight:.0%} of requests" if slot.weight else "answers nobody"
         line(f"{slot.slot:<8} {slot.model}@{slot.version}  sha256:{slot.digest}  ({share})")
@@ -200,30 +200,30 @@ def _print_lineage(lineage: Any) -> None:
         line(f"  run        {slot.run_id or '-'}" + (f" ({run.name}, {run.status})" if run is not None else ""))
         for commit in slot.commits:
             line(f"  data       {slot.data_repository}@{commit.id}  {commit.created_at.isoformat()} "
-                  f"by {commit.author}: {commit.message}")
+                 f"by {commit.author}: {commit.message}")
         if not slot.commits:
             line(f"  data       {', '.join(slot.data_commits) or '-'}")
         line(f"  params     {json.dumps(slot.params, sort_keys=True)}")
         line("  metrics    " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(slot.metrics.items())
-                                           if isinstance(v, int | float)))
+                                          if isinstance(v, int | float)))
         if slot.released_in is not None:
             line(f"  gates      at revision {slot.released_in}: "
-                  + ", ".join(_gate_text(g) for g in slot.release_gates))
+                 + ", ".join(_gate_text(g) for g in slot.release_gates))
         if not slot.decisions:
             line("  decisions  none stored for this version")
         for decision in slot.decisions:
             verdict = "passed" if decision.passed else "failed " + ", ".join(g.gate for g in decision.failed)
             override = f", overridden: {decision.override_reason}" if decision.override_reason else ""
             line(f"  decision   {decision.at.isoformat()} -> {decision.alias}: {verdict}{override} "
-                  f"by {decision.actor}")
+                 f"by {decision.actor}")
         if not slot.approvals:
             line("  approvals  none requested")
         for request in slot.approvals:
             line(f"  approval   {request.id} -> {request.alias}: {request.status}, asked by {request.requested_by} "
-                  f"at {request.requested_at.isoformat()}" + (f" ({request.comment})" if request.comment else ""))
+                 f"at {request.requested_at.isoformat()}" + (f" ({request.comment})" if request.comment else ""))
             for vote in request.votes:
                 line(f"    {vote.vote:<8} by {vote.approver} at {vote.at.isoformat()}"
-                      + (f" ({vote.comment})" if vote.comment else ""))
+                     + (f" ({vote.comment})" if vote.comment else ""))
         for gap in slot.missing:
             line(f"  MISSING    {gap}")
     out = table("revision", "action", "strategy", "primary", "candidate", "weight", "by", "when", "reason")

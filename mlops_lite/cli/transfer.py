@@ -1,13 +1,10 @@
-"""Moving bytes for ``data put`` and ``data get``: files streamed with a progress bar,
-folders staged file by file, objects read back in ranges, and output written whole or
-not at all. Only the data facet's public verbs are used, so the same code runs on the
-local home and over HTTP to the daemon."""
+"""Moving bytes for ``data put`` and ``data get``: files and folders staged with a progress
+bar, and what is read written whole or not at all."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
@@ -25,12 +22,11 @@ from rich.progress import (
 )
 
 from mlops_lite.cli.common import err
-from mlops_lite.errors import Conflict, InvalidInput
+from mlops_lite.errors import InvalidInput
 
 PROGRESS_BYTES = 8 << 20
 """Files bigger than this show a progress bar while they stream."""
-CHUNK = 8 << 20
-"""An object bigger than this is read back in ranges of this size."""
+CHUNK = 1 << 20
 
 
 def bytes_progress() -> Progress:
@@ -52,11 +48,9 @@ class ProgressReader:
 
 # ------------------------------------------------------------------------------ put
 
-def put_folder(branch: Any, folder: Path, prefix: str, *, in_process: bool) -> int:
-    """Stage every file under ``folder`` as ``prefix/<relative path>``; the count staged.
-    In-process the store imports the folder itself (hashing in parallel); over HTTP each
-    file is uploaded in turn."""
-    files = sorted(Path(root) / n for root, _, names in os.walk(folder) for n in names)
+def put_folder(branch: Any, folder: Path, prefix: str) -> int:
+    """Stage every file under ``folder`` as ``prefix/<relative path>``, with progress; the count staged."""
+    files = [Path(root) / n for root, _, names in os.walk(folder) for n in names]
     total = 0
     for file in files:
         try:
@@ -73,42 +67,11 @@ def put_folder(branch: Any, folder: Path, prefix: str, *, in_process: bool) -> i
             progress.update(count_task, completed=files_done)
             progress.update(bytes_task, completed=bytes_done >> 20)
 
-        if in_process:
-            count = int(branch.import_directory(folder, prefix=prefix, workers=min(8, os.cpu_count() or 2),
-                                                progress=advance))
-        else:
-            count = _upload_each(branch, folder, files, prefix, advance)
+        count = int(branch.import_directory(folder, prefix=prefix, workers=min(8, os.cpu_count() or 2),
+                                            progress=advance))
         progress.update(count_task, completed=len(files))
         progress.update(bytes_task, completed=max(1, total >> 20))
     return count
-
-
-def _upload_each(branch: Any, folder: Path, files: list[Path], prefix: str, advance: Any) -> int:
-    """Upload files one by one. On a failure the paths this put staged are reset (their
-    uncommitted change dropped), so no half of a folder is left staged."""
-    from mlops_lite.data.context import check_path
-
-    base = prefix.rstrip("/") + "/" if prefix else ""
-    paths = [check_path(base + file.relative_to(folder).as_posix()) for file in files]
-    staged: list[str] = []
-    done_bytes = 0
-    try:
-        for file, dest in zip(files, paths, strict=True):
-            try:
-                stream = open(file, "rb")
-            except OSError as exc:
-                raise InvalidInput(f"cannot read {file}: {exc.strerror}", field="path",
-                                   expected="a readable file or folder") from exc
-            with stream:
-                record = branch.upload(dest, cast(BinaryIO, stream))
-            staged.append(dest)
-            done_bytes += record.size
-            advance(len(staged), done_bytes)
-    except BaseException:
-        for dest in staged:
-            branch.reset(path=dest)
-        raise
-    return len(staged)
 
 
 def put_file(branch: Any, source: Path, dest: str) -> Any:
@@ -140,23 +103,6 @@ def parse_range(spec: str) -> tuple[int, int | None]:
     except ValueError:
         raise InvalidInput(f"bad --range {spec!r}", field="range",
                            expected="START-END or START- (bytes, END inclusive)") from None
-
-
-def object_chunks(reference: Any, path: str) -> tuple[Iterator[bytes], int]:
-    """An object's bytes as chunks, and its size. A big object is read in ranges; if it
-    changes meanwhile (a branch's staged object replaced), the read fails with Conflict
-    rather than mixing two versions."""
-    record = reference.stat(path)
-    if record.size <= CHUNK:
-        return iter([reference.read_bytes(path)]), record.size
-
-    def chunks() -> Iterator[bytes]:
-        for start in range(0, record.size, CHUNK):
-            yield reference.read_bytes(path, start=start, end=min(start + CHUNK, record.size) - 1)
-        if reference.stat(path).digest != record.digest:
-            raise Conflict(f"{path!r} changed on {reference.ref} while it was read: run the command again")
-
-    return chunks(), record.size
 
 
 def write_out(output: Path | None, chunks: Any, size: int | None) -> None:
