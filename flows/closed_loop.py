@@ -4,6 +4,10 @@
 Each task calls one facet of the Platform (``platform.loop`` for the loop's steps), so
 the same flows run in the daemon over the embedded stores or on a Prefect worker over
 HTTP (a ``RemotePlatform``), where training itself runs on the worker.
+The flows take a deployment and read how to retrain it (data repository, files,
+target, features, sensitive attribute, algorithm, params) from the lineage of the
+version it serves (``TrainingRecipe``); whether to retrain is the core's decision
+(``platform.loop.should_retrain``), which the ``monitor`` flow asks.
 Reports go to the Prefect UI as artifacts; I/O tasks retry with backoff; training is
 cached by its inputs (the same data commit and parameters do not retrain).
 """
@@ -15,7 +19,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -25,8 +29,7 @@ from flows.context import platform_for
 from flows.loop import anonymize_source, evaluation_report, transient
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import InvalidInput, MissingDependency
-from mlops_lite.samples import LOANS
-from mlops_lite.training import TrainingSpec
+from mlops_lite.training import TrainingRecipe, TrainingSpec
 
 
 def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
@@ -82,8 +85,9 @@ def _monitor_run_name() -> str:
 def monitor_flow(home: str, deployment: str | None = None, debounce_s: float = 600.0,
                  since: str | None = None) -> dict[str, Any]:
     """One monitoring window (from ``since``, default: when the serving revision went
-    live): drift, quality, latency -> alert rules -> retrain trigger. Without a
-    ``deployment``, every deployment, answered as ``{"checks": {name: result}}``."""
+    live): drift, quality, latency -> alert rules -> the retrain decision (every trigger,
+    with its guards). Without a ``deployment``, every deployment, answered as
+    ``{"checks": {name: result}}``."""
     if deployment is None:
         names = [record.name for record in platform_for(home).deployments.list()]
         return {"checks": {name: monitor_flow.fn(home, name, debounce_s, since) for name in names}}
@@ -92,6 +96,8 @@ def monitor_flow(home: str, deployment: str | None = None, debounce_s: float = 6
         print(f"{deployment}: alert {t['rule']} is now {t['state']} (value {t['value']:.3g})")
     if result["retrain"]:
         print(f"{deployment}: retraining triggered: {result['reason']}")
+    elif result["held"]:
+        print(f"{deployment}: no retrain now ({result['reason']}): {result['held']}")
     return result
 
 
@@ -111,31 +117,48 @@ def newest_commit(home: str, repository: str, ref: str = "main") -> str:
     return platform_for(home).data.repo(repository).ref(ref).resolve()
 
 
-@task(name="train-candidate", task_run_name="train {algorithm} on {repository}@{commit:.12}", cache_policy=INPUTS, persist_result=True)
-def train_candidate(home: str, repository: str, commit: str, pattern: str, algorithm: str,
-                    params: dict[str, Any], target: str) -> dict[str, Any]:
-    """Train on every file matching ``pattern`` at ``commit`` (cached by these inputs)."""
-    platform = platform_for(home)
-    table = platform.data.repo(repository).ref(commit).read_table(pattern).table
-    spec = TrainingSpec.infer(table, target=target, exclude=LOANS.excluded, sensitive="gender",
-                              algorithm=algorithm, params=params)
-    result = platform.training.train(repository, commit, pattern, spec, run_name=f"retrain-{algorithm}")
-    evaluation_report(result.run.id, f"{algorithm} {params or ''} on {repository}@{commit[:12]}", result.metrics)
+@task(name="read-recipe", task_run_name="read the training recipe of {deployment}", retries=2, retry_delay_seconds=1,
+      retry_condition_fn=transient, cache_policy=NO_CACHE)
+def read_recipe(home: str, deployment: str, algorithm: str | None, params: dict[str, Any] | None) -> dict[str, Any]:
+    """How the version ``deployment`` serves was trained (from its lineage), with another
+    ``algorithm`` and/or ``params`` over its own when given."""
+    recipe = TrainingRecipe.of(platform_for(home).deployments.lineage(deployment))
+    return recipe.but(algorithm=algorithm, params=params).as_dict()
+
+
+@task(name="train-candidate", task_run_name="train {spec[algorithm]} on {repository}@{commit:.12}",
+      cache_policy=INPUTS, persist_result=True)
+def train_candidate(home: str, repository: str, commit: str, pattern: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Train ``spec`` on the files ``pattern`` matches at ``commit``; cached by its inputs,
+    so the same commit and spec do not train twice."""
+    trained = TrainingSpec.from_dict(spec)
+    result = platform_for(home).training.train(repository, commit, pattern, trained,
+                                               run_name=f"retrain-{trained.algorithm}")
+    evaluation_report(result.run.id, f"{trained.algorithm} {trained.params or ''} on {repository}@{commit[:12]}",
+                      result.metrics)
     return {"run_id": result.run.id, "metrics": result.metrics, "commit": commit}
 
 
-@flow(name="tune", flow_run_name="tune {algorithm} on {repository}@{commit}", log_prints=True)
-def tune_flow(home: str, repository: str, commit: str, pattern: str, algorithm: str, params: dict[str, Any],
-              target: str, grid: list[dict[str, Any]], deployment: str = "loans") -> dict[str, Any]:
-    """One training task per parameter set, in parallel on this flow's task runner
+def _with_params(recipe: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    return {**recipe["spec"], "params": {**recipe["spec"]["params"], **point}}
+
+
+@flow(name="tune", flow_run_name="tune a candidate for {deployment} on {commit:.12}", log_prints=True)
+def tune_flow(home: str, deployment: str, commit: str, grid: list[dict[str, Any]], algorithm: str | None = None,
+              params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One training task per parameter set of ``grid`` (over the deployment's recipe, with
+    ``algorithm`` and ``params`` when given), in parallel on this flow's task runner
     (threads, or a Dask cluster); the best held-out ROC AUC wins."""
-    futures = [train_candidate.submit(home, repository, commit, pattern, algorithm, {**params, **point}, target)
+    recipe = read_recipe(home, deployment, algorithm, params)
+    pattern = TrainingRecipe.from_dict(recipe).pattern
+    futures = [train_candidate.submit(home, recipe["repository"], commit, pattern, _with_params(recipe, point))
                for point in grid]
     tried = [f.result() for f in futures]
     best = max(tried, key=lambda t: t["metrics"]["roc_auc"])
     create_table_artifact(key=f"tuning-{_slug(deployment)}", table=[
         {**point, "roc_auc": round(t["metrics"]["roc_auc"], 4), "run_id": t["run_id"]}
-        for point, t in zip(grid, tried, strict=True)], description=f"tuning {algorithm} on {commit[:12]}")
+        for point, t in zip(grid, tried, strict=True)],
+        description=f"tuning {recipe['spec']['algorithm']} on {commit[:12]}")
     print(f"tuned {len(grid)} parameter sets; best ROC AUC {best['metrics']['roc_auc']:.3f}")
     return {**best, "tuned": [{"params": point, "run_id": t["run_id"], "roc_auc": t["metrics"]["roc_auc"]}
                               for point, t in zip(grid, tried, strict=True)]}
@@ -153,8 +176,9 @@ def tune_flow_with(task_runner: str) -> Any:
         except ImportError as exc:
             raise MissingDependency("task_runner 'dask' needs the dask extra: pip install 'mlops-lite[dask]'") from exc
         logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines drown the flow's own
-        return tune_flow.with_options(task_runner=DaskTaskRunner(
-            cluster_kwargs={"n_workers": 1, "threads_per_worker": 2, "processes": False, "dashboard_address": None}))
+        # prefect_dask's runner is generic over its own future type, which Prefect's hint does not admit
+        return tune_flow.with_options(task_runner=cast(Any, DaskTaskRunner(
+            cluster_kwargs={"n_workers": 1, "threads_per_worker": 2, "processes": False, "dashboard_address": None})))
     raise InvalidInput(f"unknown task runner {task_runner!r}", field="task_runner", expected="'threads' or 'dask'")
 
 
@@ -297,41 +321,58 @@ def finish_release(home: str, deployment: str, decision: str, reasons: list[str]
     return platform_for(home).loop.finish(deployment, decision, reasons)
 
 
-@flow(name="retrain-release", flow_run_name="retrain {model} for {deployment}", log_prints=True,
+def _retrain_run_name() -> str:
+    """``retrain <model> for <deployment>``, the model being the one the deployment serves."""
+    from prefect.runtime import flow_run
+
+    deployment = flow_run.parameters.get("deployment")
+    try:
+        model = platform_for(flow_run.parameters["home"]).deployments.get(deployment).model
+    except Exception:  # a name must not fail the run: its first task reports a missing deployment
+        return f"retrain for {deployment}"
+    return f"retrain {model} for {deployment}"
+
+
+@flow(name="retrain-release", flow_run_name=_retrain_run_name, log_prints=True,
       on_failure=[alert_on_failure],
       on_completion=[resolve_on_success])
-def retrain_release_flow(home: str, source: str | None = None, deployment: str = "loans", model: str = "loan-default",
-                         repository: str = "loans", path: str | None = None, pattern: str = "loans/*.csv",
-                         algorithm: str = "logistic_regression", params: dict[str, Any] | None = None,
-                         target: str = LOANS.target, since: str | None = None, canary_weight: float = 0.3,
-                         observe_s: float = 60.0, min_requests: int = 20, trigger: str = "",
-                         tune: list[dict[str, Any]] | None = None, task_runner: str = "threads",
-                         approval_timeout_s: float = 3600.0) -> dict[str, Any]:
+def retrain_release_flow(home: str, deployment: str, source: str | None = None, path: str | None = None,
+                         algorithm: str | None = None, params: dict[str, Any] | None = None,
+                         since: str | None = None, canary_weight: float = 0.3, observe_s: float = 60.0,
+                         min_requests: int = 20, trigger: str = "", tune: list[dict[str, Any]] | None = None,
+                         task_runner: str = "threads", approval_timeout_s: float = 3600.0) -> dict[str, Any]:
     """fresh data -> merge to main -> train on the newest commit -> register -> gates (policy and
-    no regression on fresh labels) -> canary -> observe -> promote or roll back. Without a
-    ``source``, it trains on the newest commit of main as it is (data merged there by others)."""
+    no regression on fresh labels) -> canary -> observe -> promote or roll back.
+
+    How to train is the recipe of the version ``deployment`` serves (its data repository,
+    files, target, features, sensitive attribute, algorithm and params, from its lineage),
+    with ``algorithm`` and ``params`` over it when given. A ``source`` file is committed
+    beside the files it trained on (at ``path`` when given); without one, it trains on the
+    newest commit of main as it is (data merged there by others)."""
     timeline: list[tuple[str, str]] = []
 
     def mark(what: str) -> None:
         timeline.append((utcnow().isoformat(), what))
 
+    recipe = read_recipe(home, deployment, algorithm, params)
+    known = TrainingRecipe.from_dict(recipe)
+    repository, model = known.repository, known.model
     if source is not None:
-        path = path or f"loans/fresh-{utcnow():%Y%m%d-%H%M%S}.csv"
+        path = path or known.fresh_path(utcnow())
         commit = commit_fresh(home, anonymize_source(home, source, repository, None), repository, path)
         mark(f"fresh data committed on a branch and merged to main at {commit[:12]}")
     else:
         commit = newest_commit(home, repository)
         mark(f"training on the newest commit of main, {commit[:12]}")
     if tune:
-        trained = tune_flow_with(task_runner)(home, repository, commit, pattern, algorithm, dict(params or {}),
-                                              target, tune, deployment)
+        trained = tune_flow_with(task_runner)(home, deployment, commit, tune, algorithm, params)
     else:
-        trained = train_candidate(home, repository, commit, pattern, algorithm, dict(params or {}), target)
+        trained = train_candidate(home, repository, commit, known.pattern, recipe["spec"])
     version = register_candidate(home, model, trained["run_id"])
     mark(f"run {trained['run_id'][:12]} trained and registered {model}@{version} "
          f"(held-out ROC AUC {trained['metrics']['roc_auc']:.3f})")
     print(f"candidate {model}@{version} from run {trained['run_id']} on {repository}@{commit[:12]}")
-    gates = gate_candidate(home, deployment, model, version, since, target)
+    gates = gate_candidate(home, deployment, model, version, since, known.spec.target)
     for v, score in gates["scores"].items():
         mark(f"on {score['rows']:.0f} fresh labelled rows: {v} ROC AUC {score['roc_auc']:.3f}, "
              f"accuracy {score['accuracy']:.3f}")

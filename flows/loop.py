@@ -1,5 +1,9 @@
 """The loop as Prefect flows. Each task calls one core function; each flow is
-usable alone (from the Prefect UI or a deployment) or chained by ``release_loop``."""
+usable alone (from the Prefect UI or a deployment) or chained by ``release_loop``.
+
+These flows bring a dataset to its first model, so they take it by name: the data
+repository, the path, the target and the columns to leave out. The closed loop's flows
+(closed_loop.py) take a deployment instead and read all of that from its lineage."""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.context import platform_for
 from mlops_lite.errors import BackendUnavailable, MlopsLiteError
-from mlops_lite.samples import LOANS
 from mlops_lite.training import TrainingSpec
 
 
@@ -82,20 +85,21 @@ def point_deployment(home: str, deployment: str, model: str, version: str) -> in
 
 
 @flow(name="ingest", flow_run_name="ingest {repository}/{path}@{branch}", log_prints=True)
-def ingest_flow(home: str, source: str, repository: str = "loans", path: str = "loans/train.csv",
-                branch: str = "main", pii: list[str] | None = None) -> str:
+def ingest_flow(home: str, source: str, repository: str, path: str, branch: str = "main",
+                pii: list[str] | None = None) -> str:
     """Anonymize PII, then commit a CSV/Parquet file on a data branch (a protected branch
     takes it by merge, through the data checks); returns the commit id."""
     return commit_dataset(home, anonymize_source(home, source, repository, pii), repository, path, branch)
 
 
 @flow(name="train", flow_run_name="train {algorithm} on {repository}@{ref}", log_prints=True)
-def train_flow(home: str, repository: str = "loans", ref: str = "main", path: str = "loans/train.csv",
-               algorithm: str = "logistic_regression", target: str = LOANS.target,
-               exclude: list[str] | None = None, sensitive: str | None = "gender") -> dict[str, Any]:
-    """Train on a data commit, convert to ONNX, check parity; returns the run's summary."""
-    return train_model(home, repository, ref, path, algorithm, target,
-                       list(LOANS.excluded if exclude is None else exclude), sensitive)
+def train_flow(home: str, repository: str, path: str, target: str, ref: str = "main",
+               algorithm: str = "logistic_regression", exclude: list[str] | None = None,
+               sensitive: str | None = None) -> dict[str, Any]:
+    """Train on a data commit, convert to ONNX, check parity; returns the run's summary.
+    Every column but the target and ``exclude`` (PII, protected attributes) is a feature;
+    ``sensitive`` is the attribute the fairness metrics group by."""
+    return train_model(home, repository, ref, path, algorithm, target, list(exclude or ()), sensitive)
 
 
 @flow(name="register", flow_run_name="register {model} from run {run_id}", log_prints=True)
@@ -111,12 +115,14 @@ def deploy_flow(home: str, deployment: str, model: str, version: str) -> int:
 
 
 @flow(name="release-loop", flow_run_name="loop {model} -> {deployment}", log_prints=True)
-def release_loop(home: str, source: str, model: str = "loan-default", deployment: str = "loans",
-                 repository: str = "loans", path: str = "loans/train.csv",
-                 algorithm: str = "logistic_regression") -> dict[str, Any]:
-    """ingest -> train -> register -> deploy, as subflows."""
+def release_loop(home: str, source: str, deployment: str, model: str, repository: str, path: str, target: str,
+                 algorithm: str = "logistic_regression", exclude: list[str] | None = None,
+                 sensitive: str | None = None) -> dict[str, Any]:
+    """ingest -> train -> register -> deploy, as subflows: ``source`` committed at ``path``
+    of ``repository``, a model of ``target`` trained on it (see ``train_flow``), registered
+    as ``model`` and served as ``deployment``."""
     commit = ingest_flow(home, source, repository, path)
-    trained = train_flow(home, repository, commit, path, algorithm)
+    trained = train_flow(home, repository, path, target, commit, algorithm, exclude, sensitive)
     version = register_flow(home, model, trained["run_id"])
     revision = deploy_flow(home, deployment, model, version)
     return {"commit": commit, **trained, "model": model, "version": version,

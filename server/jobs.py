@@ -2,17 +2,19 @@
 
 Light periodic jobs run on APScheduler inside the daemon, over the stores it owns:
 
-- ``monitor``: every ``monitor_interval_s``, one monitoring window per deployment
-  (drift, live quality, latency -> alert rules); when a drift or quality alert
-  fires and ``auto_retrain`` is on, the ``retrain-release`` flow runs on the newest
-  commit of main;
+- ``monitor``: every ``monitor_interval_s``, one monitoring pass per deployment
+  (drift, live quality, latency -> alert rules -> the retrain decision); when the
+  decision says retrain and ``auto_retrain`` is on, the ``retrain-release`` flow runs on
+  the newest commit of main;
 - ``data-gc``: daily, objects unreachable from every ref and older than the
-  retention are removed;
-- ``retrain``: every ``retrain_interval_s`` when set (0, the default, is off).
+  retention are removed.
 
-Retraining triggers: a firing drift or quality alert, new data merged to main of
-the serving version's repository (once per new head), or the schedule. One retrain
-runs at a time; a trigger that finds one running waits for the next window.
+Whether to retrain is decided in the core, by ``platform.loop.should_retrain``
+(mlops_lite/monitoring/triggers.py), whichever scheduler asks: a firing drift or quality
+alert, new data merged to main of the serving version's repository, or
+``retrain_interval_s`` come round, with its guards (a release in progress, nothing new
+since the last trigger, the debounce) kept in the store. One retrain runs at a time here;
+a yes that finds one running is abandoned (recorded), and a later window tries again.
 
 With a Prefect server (the default), the flows are also served as Prefect
 deployments: ``monitor`` with its interval schedule, ``retrain-release`` and
@@ -71,8 +73,6 @@ class DaemonJobs:
         self.deployment_ids: dict[str, str] = {}
         self.worker_deployment_ids: dict[str, str] = {}
         self.runs_executed = 0
-        self._seen_heads: dict[str, str] = {}
-        self._tried: dict[str, tuple[int, str]] = {}  # deployment -> (revision, head) of the last retrain
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -80,9 +80,6 @@ class DaemonJobs:
 
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(self.gc, "interval", hours=24, id="data-gc", max_instances=1, coalesce=True)
-        if self.settings.retrain_interval_s > 0:
-            scheduler.add_job(self.retrain_all, "interval", seconds=self.settings.retrain_interval_s,
-                              id="retrain", max_instances=1, coalesce=True)
         if self.prefect_url is None:
             scheduler.add_job(self.monitor_all, "interval", seconds=self.settings.monitor_interval_s, id="monitor",
                               max_instances=1, coalesce=True)
@@ -102,62 +99,43 @@ class DaemonJobs:
 
     # ---- APScheduler jobs ---------------------------------------------------------------
     def monitor_all(self) -> list[dict[str, Any]]:
-        """One monitoring window per deployment; retrain where an alert asks for it."""
-        from mlops_lite.monitoring.loop import check_deployment
-
+        """One monitoring pass per deployment; retrain where the decision says so."""
         results = []
         for record in self.platform.deployments.list():
             try:
-                check = check_deployment(self.platform, record.name)
+                check = self.platform.loop.check(record.name)
             except Exception:
                 log.exception("monitoring %s failed", record.name)
                 continue
-            reason = check.reason if check.retrain else self.new_data(record)
-            results.append({"deployment": record.name, "retrain": bool(reason), "reason": reason})
-            if reason and self.settings.auto_retrain:
-                self.retrain(record.name, reason)
+            results.append({"deployment": record.name, "retrain": check["retrain"], "reason": check["reason"],
+                            "held": check["held"]})
+            if check["retrain"] and self.settings.auto_retrain:
+                self.retrain(record.name, check["reason"])
         return results
 
-    def new_data(self, record: Any) -> str:
-        """A reason to retrain when main of the serving version's repository has moved past
-        the commit that version was trained on (once per new head), else ''."""
-        behind = self._data_behind(record)
-        if behind is None:
-            return ""
-        repository, trained_on, head = behind
-        if head == trained_on or self._seen_heads.get(record.name) == head:
-            return ""
-        self._seen_heads[record.name] = head
-        return f"new data merged to main of {repository}: {head[:12]} (the serving version trained on {trained_on[:12]})"
-
-    def retrain_all(self) -> None:
-        """The scheduled retrain (``retrain_interval_s``): every deployment, on the newest data."""
-        for record in self.platform.deployments.list():
-            self.retrain(record.name, "scheduled retrain")
-
     def retrain(self, deployment: str, reason: str) -> None:
-        """Run ``retrain-release`` on the newest commit of main, one at a time, off this thread
-        (or, with ``flow_runner = "workers"``, as a flow run on the work pool)."""
-        tried = self._tried_already(deployment)
-        if tried:
-            log.info("retrain for %s skipped: %s", deployment, tried)
-            return
+        """Act on a yes of the retrain decision: ``retrain-release`` on the newest commit of
+        main, one at a time, off this thread (or, with ``flow_runner = "workers"``, as a flow
+        run on the work pool). A yes that cannot run is abandoned, so a later window may
+        try again."""
+        from mlops_lite.monitoring.triggers import abandon
+
         if self.settings.flow_runner == "workers":
             self._retrain_on_workers(deployment, reason)
             return
         if not self._retraining.acquire(blocking=False):
-            self._tried.pop(deployment, None)
-            log.info("a retrain is already running; %s waits for the next window", deployment)
+            abandon(self.platform, deployment, "another retrain was running")
+            log.info("a retrain is already running; %s waits for a later window", deployment)
             return
 
         def run() -> None:
             try:
                 flows = self._load_flows()
                 flows.bind(self.platform)
-                result = flows.retrain_release_flow(self.home, None, deployment=deployment, trigger=reason)
+                result = flows.retrain_release_flow(self.home, deployment, trigger=reason)
                 self.echo(f"retrain for {deployment}: {result['decision']} ({result['version']})")
-            except Exception:
-                self._tried.pop(deployment, None)  # a failed attempt may be tried again
+            except Exception as exc:
+                abandon(self.platform, deployment, f"the retrain failed: {exc}")
                 log.exception("retraining %s failed", deployment)
             finally:
                 self._retraining.release()
@@ -166,56 +144,23 @@ class DaemonJobs:
         thread.start()
         self._threads.append(thread)
 
-    def _data_behind(self, record: Any) -> tuple[str, str, str] | None:
-        """The serving version's data repository, the commit it trained on, and the head of
-        main there now; None (logged) when they cannot be read."""
-        from mlops_lite.monitoring.loop import training_source
-
-        try:
-            repository, trained_on = training_source(self.platform, record.model, record.version)
-            return repository, trained_on, self.platform.data.repo(repository).ref("main").resolve()
-        except Exception:
-            log.exception("could not read the data behind %s", record.name)
-            return None
-
-    def _tried_already(self, deployment: str) -> str:
-        """Why a retrain of ``deployment`` now would only repeat the last one, or ''.
-
-        A retrain trains on the newest commit of main. Once one ran on that head with the
-        deployment in the same revision, another can only reproduce its outcome (the
-        version already serving, or a candidate already judged): the loop waits for new
-        data or a change of the deployment instead."""
-        from mlops_lite.errors import NotFound
-
-        try:
-            record = self.platform.deployments.get(deployment)
-        except NotFound:
-            return f"deployment {deployment!r} is gone"
-        behind = self._data_behind(record)
-        if behind is None:
-            return ""
-        repository, _, head = behind
-        state = (record.revision, head)
-        if self._tried.get(deployment) == state:
-            return (f"already retrained on main@{head[:12]} of {repository} with revision {record.revision} "
-                    "serving; nothing new since")
-        self._tried[deployment] = state
-        return ""
-
     def _retrain_on_workers(self, deployment: str, reason: str) -> None:
         """A ``retrain-release/workers`` flow run for a Prefect worker; the deployment's
         concurrency limit of one keeps retrains from overlapping."""
+        from mlops_lite.monitoring.triggers import abandon
+
         deployment_id = self.worker_deployment_ids.get("retrain-release")
         if deployment_id is None or self.prefect_url is None:
+            abandon(self.platform, deployment, "the work pool deployment was not registered yet")
             log.warning("flow_runner is 'workers' but the work pool deployment is not registered yet; "
-                        "%s waits for the next window", deployment)
+                        "%s waits for a later window", deployment)
             return
         from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings({PREFECT_API_URL: f"{self.prefect_url}/api"}), get_client(sync_client=True) as client:
             run = client.create_flow_run_from_deployment(
-                deployment_id, parameters={"home": self.home, "deployment": deployment, "trigger": reason},
+                UUID(deployment_id), parameters={"home": self.home, "deployment": deployment, "trigger": reason},
                 tags=["mlops-lite", "trigger", f"deployment:{deployment}"])
         self.echo(f"retrain for {deployment} queued on the {WORK_POOL} work pool: flow run {run.name} ({reason})")
 
@@ -264,7 +209,7 @@ class DaemonJobs:
         by_id: dict[str, Any] = {}
         with temporary_settings({PREFECT_API_URL: f"{self.prefect_url}/api"}):
             for name, (flow, schedule) in served.items():
-                deployment = await flow.to_deployment(  # type: ignore[attr-defined]
+                deployment = await flow.to_deployment(
                     name=DEPLOYMENT, parameters={"home": self.home}, tags=["mlops-lite"],
                     description=flow.description, **schedule)
                 deployment_id = str(await deployment.apply())
@@ -292,7 +237,7 @@ class DaemonJobs:
                             await client.set_flow_run_state(run.id, Cancelled(
                                 message="skipped: a later run of the same schedule was due too"))
                             continue
-                        accepted = await client.set_flow_run_state(run.id, Pending())
+                        accepted: Any = await client.set_flow_run_state(run.id, Pending())
                         if accepted.state is None or accepted.state.type != StateType.PENDING:
                             continue
                         flow = by_id[str(run.deployment_id)]
@@ -328,6 +273,7 @@ class DaemonJobs:
 
     def _execute(self, flow: Any, run: Any) -> None:
         """Run a scheduled flow run here, in the daemon that owns the stores."""
+        from prefect.client.schemas.objects import State
         from prefect.flow_engine import run_flow
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -335,6 +281,8 @@ class DaemonJobs:
             try:
                 state = run_flow(flow, flow_run=run, parameters=dict(run.parameters), return_type="state")
                 self.runs_executed += 1
+                if not isinstance(state, State):  # a synchronous flow's run answers its final state
+                    return
                 if flow.name == "monitor" and state.is_completed() and self.settings.auto_retrain:
                     result = state.result(raise_on_failure=False)
                     checks = result.get("checks", {}) if isinstance(result, dict) else {}

@@ -25,6 +25,11 @@ class MonitorRequest(msgspec.Struct, forbid_unknown_fields=True):
     debounce_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
 
 
+class RetrainQuestion(msgspec.Struct, forbid_unknown_fields=True):
+    now: str | None = None
+    debounce_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+
+
 class GateRequest(msgspec.Struct, forbid_unknown_fields=True):
     model: str
     version: str
@@ -61,6 +66,14 @@ def monitor(request: Request[Any, Any, Any], name: str, data: MonitorRequest | N
     """Check one window of the deployment now: drift, quality, latency, alert transitions."""
     data = data or MonitorRequest()
     return _platform(request).loop.check(name, since=data.since, debounce_s=data.debounce_s)
+
+
+@post("/deployments/{name:str}/should-retrain", opt={"permission": "operator"}, status_code=200,
+      sync_to_thread=True)
+def should_retrain(request: Request[Any, Any, Any], name: str, data: RetrainQuestion | None = None) -> dict[str, Any]:
+    """The one retrain decision (every trigger and guard); a yes is recorded."""
+    data = data or RetrainQuestion()
+    return _platform(request).loop.should_retrain(name, now=data.now, debounce_s=data.debounce_s)
 
 
 @post("/deployments/{name:str}/gate", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
@@ -208,5 +221,5 @@ def _read_tree(node: Any, tables: list[str], functions: list[str], ctes: set[str
             _read_tree(value, tables, functions, ctes)
 
 
-MONITORING_ROUTES = [monitor, gate, block, judge, finish, flow_finished, feedback,
+MONITORING_ROUTES = [monitor, should_retrain, gate, block, judge, finish, flow_finished, feedback,
                      monitoring_stats, monitoring_query]

@@ -11,6 +11,9 @@ class LoopAPI(Protocol):
     def check(self, deployment: str, *, since: datetime | str | None = None,
               debounce_s: float = 600.0) -> dict[str, Any]: ...
 
+    def should_retrain(self, deployment: str, *, now: datetime | str | None = None,
+                       debounce_s: float = 600.0) -> dict[str, Any]: ...
+
     def gate(self, deployment: str, model: str, version: str, *, since: datetime | str | None = None,
              target: str = "label", min_rows: int = 30) -> dict[str, Any]: ...
 

@@ -215,6 +215,11 @@ class _Loop:
         return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/monitor",
                                          json={"since": _iso(since), "debounce_s": debounce_s}))
 
+    def should_retrain(self, deployment: str, *, now: datetime | str | None = None,
+                       debounce_s: float = 600.0) -> dict[str, Any]:
+        return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/should-retrain",
+                                         json={"now": _iso(now), "debounce_s": debounce_s}))
+
     def gate(self, deployment: str, model: str, version: str, *, since: datetime | str | None = None,
              target: str = "label", min_rows: int = 30) -> dict[str, Any]:
         return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/gate", json={

@@ -1,14 +1,13 @@
-"""The closed loop's decisions, over a Platform: check a deployment, decide to
-retrain, judge a candidate on fresh labels, judge a canary against its primary.
+"""The closed loop's steps, over a Platform: check a deployment, decide to retrain
+(triggers.py), judge a candidate on fresh labels, judge a canary against its primary.
 
-Each function is one step a Prefect task calls (flows/loop.py); each leaves a
+Each function is one step a Prefect task calls (flows/closed_loop.py); each leaves a
 record (alerts, audit events) so the loop can be traced trigger -> run -> version
 -> deployment revision.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,16 +17,13 @@ import pyarrow as pa
 
 from mlops_lite.alerts import Observation, Transition
 from mlops_lite.monitoring.checks import WindowReport, check_window
-
-RETRAIN_RULES = ("drift-share", "drift-feature", "accuracy-low")
+from mlops_lite.monitoring.triggers import should_retrain
 
 
 @dataclass(frozen=True)
 class Check:
     report: WindowReport
     transitions: tuple[Transition, ...]
-    retrain: bool
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -35,13 +31,6 @@ class Verdict:
     decision: str  # promote | rollback | blocked | wait
     reasons: tuple[str, ...]
     figures: dict[str, Any] = field(default_factory=dict)
-
-
-def training_source(platform: Any, model: str, version: str) -> tuple[str, str]:
-    """The data repository and the commit ``model@version`` was trained on."""
-    record = platform.registry.get_version(model, version)
-    run = platform.tracking.get_run(record.run_id)
-    return run.tags.get("repository"), record.data_commits[0]
 
 
 def reference_of(platform: Any, model: str, version: str) -> tuple[pa.Table, list[tuple[str, str]]]:
@@ -55,11 +44,10 @@ def reference_of(platform: Any, model: str, version: str) -> tuple[pa.Table, lis
     return table, features
 
 
-def check_deployment(platform: Any, name: str, *, since: datetime | None = None, debounce_s: float = 600.0,
-                     **options: Any) -> Check:
+def check_deployment(platform: Any, name: str, *, since: datetime | None = None, **options: Any) -> Check:
     """One window of ``name`` against the training data of the version it serves; the
-    figures go through the alert rules, and a firing drift or quality alert asks for a
-    retrain (at most once per ``debounce_s`` per deployment)."""
+    figures go through the alert rules. Whether to retrain is decided apart, from the
+    alerts this leaves firing and the other triggers (``triggers.should_retrain``)."""
     platform.monitoring.flush()
     deployment = platform.deployments.get(name)
     reference, features = reference_of(platform, deployment.model, deployment.version)
@@ -71,21 +59,7 @@ def check_deployment(platform: Any, name: str, *, since: datetime | None = None,
     lost = Observation("log.lost", "prediction-log", float(stats["rows_dropped"] + stats["write_errors"]),
                        {"rows_dropped": stats["rows_dropped"], "write_errors": stats["write_errors"],
                         "rows_written": stats["rows_written"]})
-    transitions = tuple(platform.alerts.evaluate([*report.observations(), lost]))
-    firing = [a for a in platform.alerts.open_alerts()
-              if a.subject == name and a.state == "firing" and a.rule in RETRAIN_RULES]
-    retrain, reason = False, ""
-    if firing:
-        last = platform.monitoring.last_trigger.get(name)
-        now = time.monotonic()
-        if last is None or now - last >= debounce_s:
-            platform.monitoring.last_trigger[name] = now
-            retrain = True
-            reason = "; ".join(f"{a.rule}: {a.metric} = {a.value:.3g} (threshold {a.threshold:g})" for a in firing)
-            platform.audit.record(actor=platform.actor, action="loop.retrain_triggered", object=f"deployment:{name}",
-                                  after={"alerts": [a.id for a in firing], "reason": reason,
-                                         "report": report.as_dict()})
-    return Check(report, transitions, retrain, reason)
+    return Check(report, tuple(platform.alerts.evaluate([*report.observations(), lost])))
 
 
 def score_on_labelled(platform: Any, versions: list[tuple[str, str]], table: pa.Table,
@@ -167,8 +141,9 @@ def judge_canary(report: WindowReport, *, min_requests: int = 20, max_latency_ra
 
 def block_alert(platform: Any, name: str, version: str, reasons: list[str], figures: dict[str, Any]) -> list[Transition]:
     """Say on the alert channel why a candidate did not reach the canary."""
-    return platform.alerts.evaluate([Observation(
+    transitions: list[Transition] = platform.alerts.evaluate([Observation(
         "release.blocked", name, 1.0, {"candidate": version, "reasons": reasons, "figures": figures})])
+    return transitions
 
 
 def labelled_window(platform: Any, name: str, *, since: datetime | None = None, target: str = "label") -> pa.Table:
@@ -211,12 +186,20 @@ class ReleaseLoop:
 
     def check(self, deployment: str, *, since: datetime | str | None = None,
               debounce_s: float = 600.0) -> dict[str, Any]:
-        """One monitoring window (see ``check_deployment``): its report, the alert
-        transitions, and whether retraining is asked for."""
-        check = check_deployment(self._platform, deployment, since=_moment(since, "since"), debounce_s=debounce_s)
-        return {"report": check.report.as_dict(), "retrain": check.retrain, "reason": check.reason,
+        """One monitoring pass: a window (see ``check_deployment``), its alert transitions,
+        and then the retrain decision (see ``should_retrain``), whose fields it carries."""
+        check = check_deployment(self._platform, deployment, since=_moment(since, "since"))
+        decision = should_retrain(self._platform, deployment, debounce_s=debounce_s)
+        return {"report": check.report.as_dict(), **decision.as_dict(),
                 "transitions": [{"rule": t.alert.rule, "state": t.state, "value": t.alert.value}
                                 for t in check.transitions]}
+
+    def should_retrain(self, deployment: str, *, now: datetime | str | None = None,
+                       debounce_s: float = 600.0) -> dict[str, Any]:
+        """The one retrain decision (mlops_lite/monitoring/triggers.py): ``retrain``, the
+        triggers' ``reasons`` (and ``reason``, them joined), what ``held`` it, and the
+        ``revision`` and ``head`` of main it was decided on. A yes is recorded."""
+        return should_retrain(self._platform, deployment, now=_moment(now, "now"), debounce_s=debounce_s).as_dict()
 
     def gate(self, deployment: str, model: str, version: str, *, since: datetime | str | None = None,
              target: str = "label", min_rows: int = 30) -> dict[str, Any]:

@@ -16,6 +16,9 @@ import pyarrow.compute as pc
 from mlops_lite.errors import IntegrityError, InvalidInput
 
 ALGORITHMS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
+# What a run records of its spec beside the estimator's own params (train_classifier);
+# the target and the features by kind are in the version's signature.
+SPEC_PARAMS = ("algorithm", "test_size", "seed", "sensitive")
 OPSET = {"": 17, "ai.onnx.ml": 3}
 
 
@@ -51,6 +54,37 @@ class TrainingSpec:
         return cls(target=target, numeric=tuple(numeric), categorical=tuple(categorical),
                    sensitive=sensitive, **options)
 
+    @classmethod
+    def recorded(cls, signature: dict[str, Any], params: dict[str, Any]) -> TrainingSpec:
+        """The spec a model was trained with, read back from what its training recorded:
+        the target and the features by kind from its signature, the algorithm, split, seed
+        and sensitive attribute from its run's params, and the estimator's params (kept
+        as text there) as the values they were. InvalidInput when the signature is not
+        one ``train_classifier`` wrote."""
+        if "target" not in signature or "inputs" not in signature:
+            raise InvalidInput("the signature names no target or no inputs", field="signature",
+                               expected="the signature train_classifier writes")
+        inputs = signature["inputs"]
+        given = dict(params)
+        return cls(target=str(signature["target"]),
+                   numeric=tuple(str(i["name"]) for i in inputs if i["type"] == "float"),
+                   categorical=tuple(str(i["name"]) for i in inputs if i["type"] != "float"),
+                   sensitive=str(given.pop("sensitive")) if given.get("sensitive") else None,
+                   algorithm=str(given.pop("algorithm", "logistic_regression")),
+                   test_size=float(given.pop("test_size", 0.2)), seed=int(given.pop("seed", 42)),
+                   params={key: _param_value(value) for key, value in given.items()})
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (``from_dict`` reads it back), as a flow passes a spec to its tasks."""
+        return {"target": self.target, "numeric": list(self.numeric), "categorical": list(self.categorical),
+                "sensitive": self.sensitive, "algorithm": self.algorithm, "params": dict(self.params),
+                "test_size": self.test_size, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingSpec:
+        return cls(**{**data, "numeric": tuple(data["numeric"]), "categorical": tuple(data["categorical"]),
+                      "params": dict(data.get("params") or {})})
+
     def validate(self, table: pa.Table) -> None:
         if self.algorithm not in ALGORITHMS:
             raise InvalidInput(f"unknown algorithm {self.algorithm!r}", field="algorithm",
@@ -64,6 +98,19 @@ class TrainingSpec:
         if missing:
             raise InvalidInput(f"columns not in the table: {missing}", field="columns",
                                expected=f"names among {table.column_names}")
+
+
+def _param_value(text: Any) -> Any:
+    """A param as logged (``str(value)``) back as the Python literal it was; text that is
+    no literal (``balanced``) stays text."""
+    import ast
+
+    if not isinstance(text, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 @dataclass(frozen=True)
@@ -207,6 +254,8 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
         "classes": [c.item() if hasattr(c, "item") else c for c in pipeline.classes_],
         "target": spec.target,
     }
-    all_params = {"algorithm": spec.algorithm, "test_size": spec.test_size, "seed": spec.seed, **params}
+    recipe = {"algorithm": spec.algorithm, "test_size": spec.test_size, "seed": spec.seed,
+              **({"sensitive": spec.sensitive} if spec.sensitive else {})}
+    all_params = {**recipe, **params}
     return TrainedModel(onnx=onnx_bytes, signature=signature, metrics=metrics, params=all_params,
                         parity_max_abs_diff=diff)
