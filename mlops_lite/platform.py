@@ -14,6 +14,7 @@ from mlops_lite.data import DataStore
 from mlops_lite.errors import InvalidInput, StoreLocked
 from mlops_lite.home import read_admin_token
 from mlops_lite.inference import Deployments
+from mlops_lite.inference.lineage import deployment_lineage
 from mlops_lite.metadata import MetadataStore
 from mlops_lite.monitoring import Monitoring
 from mlops_lite.monitoring.loop import ReleaseLoop
@@ -59,19 +60,21 @@ class Platform:
                                      guard=lambda: self.policy)
             self.policy = Policy(settings, self._store, self.audit, self.registry, self.data, tracking=self.tracking,
                                  actor=self.actor)
+            # Lineage and traces cross facets (registry, runs, data, policy, audit, the log): the
+            # platform answers them, once every facet exists.
+            self.monitoring = Monitoring(settings.home,  # prediction log + feedback, Parquet under the home
+                                         lineage=lambda name, at: self.deployments.lineage(name, at))
             self.deployments = Deployments(
                 self._store, self.registry, self.policy, self.audit, self.actor,
                 execution_provider=settings.execution_provider,
                 intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size,
-                batch_rows=settings.batch_rows, batch_wait_ms=settings.batch_wait_ms)
-            self.monitoring = Monitoring(settings.home)  # prediction log + feedback, Parquet under the home
-            self.deployments.router.on_shadow = self.monitoring.record  # shadow answers logged beside primaries
+                batch_rows=settings.batch_rows, batch_wait_ms=settings.batch_wait_ms,
+                recorder=self.monitoring,  # served requests' outcomes, and shadow answers beside primaries
+                lineage=lambda name, at: deployment_lineage(self, name, at))
             self.alerts = Alerts(self._store, self.audit, "monitor", caller=self.actor, sinks=alert_sinks(settings),
                                  rules=load_rules(settings.alert_rules_file)
                                  if settings.alert_rules_file.exists() else None)
             self.loop = ReleaseLoop(self)  # the closed loop's steps, as the flows call them
-            # Lineage and traces cross facets (registry, runs, data, policy, audit, the log).
-            self.deployments.facets = self.monitoring.facets = self
             self.privacy = Privacy(Anonymizer(key_from_env() or load_or_create_key(settings.anonymization_key_file)),
                                    self.data.pii_patterns)
         except BaseException:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,9 +29,10 @@ from mlops_lite.security import require
 from server.alerts import ALERT_ROUTES
 from server.audit import AUDIT_ROUTES
 from server.columnar import arrow_predict
+from server.inline import inline_ok
 from server.lakefs import lakefs_router
 from server.lineage import LINEAGE_ROUTES
-from server.metrics import CONTENT_TYPE, Metrics, observe_failure
+from server.metrics import CONTENT_TYPE, Metrics
 from server.monitoring import MONITORING_ROUTES
 from server.oip import oip_router
 from server.policy import POLICY_ROUTES
@@ -145,38 +145,17 @@ def record_run(request: Request[Any, Any, Any], data: RecordRunRequest) -> dict[
     return {"run": result.run, "model_digest": result.model_digest, "data_commit": result.data_commit}
 
 
-INLINE_ROWS = 16  # requests this small run on the event loop: a thread hop costs more than the model
-
-
-def inline_ok(platform: Platform, name: str, rows: int) -> bool:
-    """Whether a request may run on the event loop: small, its route already loaded (no
-    I/O to do), and no micro-batcher to wait on."""
-    router = platform.deployments.router
-    return rows <= INLINE_ROWS and not router.batching and router.route(name) is not None
-
-
 @post("/deployments/{name:str}/predict", opt={"permission": "viewer"}, status_code=200, before_request=arrow_predict)
 async def predict(request: Request[Any, Any, Any], name: str, data: PredictRequest) -> Prediction:
     """Predict for named-feature instances; answers labels, probabilities, version and digest.
     An Arrow IPC stream body (one column per input) is answered by ``arrow_predict`` instead."""
-    platform = _platform(request)
-    if inline_ok(platform, name, len(data.instances)):
-        return _predict(platform, request.app.state.metrics, name, data)
-    result: Prediction = await anyio.to_thread.run_sync(_predict, platform, request.app.state.metrics, name, data)
+    pipeline = _platform(request).deployments.pipeline
+    metrics = request.app.state.metrics
+    if inline_ok(pipeline, name, len(data.instances)):
+        return pipeline.predict(name, data.instances, key=data.key, metrics=metrics)
+    result: Prediction = await anyio.to_thread.run_sync(
+        lambda: pipeline.predict(name, data.instances, key=data.key, metrics=metrics))
     return result
-
-
-def _predict(platform: Platform, metrics: Metrics, name: str, data: PredictRequest) -> Prediction:
-    started = time.perf_counter()
-    try:
-        prediction = platform.deployments.predict(name, data.instances, key=data.key)
-    except Exception as exc:
-        observe_failure(metrics, platform, name, "", exc, started, getattr(exc, "slot", None))
-        raise
-    latency = time.perf_counter() - started
-    platform.monitoring.record(prediction, data.instances, latency)  # queued; never fails the request
-    metrics.observe(name, prediction.version, "200", latency, len(data.instances))
-    return prediction
 
 
 @get("/metrics", sync_to_thread=False, include_in_schema=False)
@@ -185,7 +164,7 @@ def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[str]:
     platform = _platform(request)
     text = request.app.state.metrics.render(log_stats=platform.monitoring.stats(),
                                             providers=platform.deployments.providers,
-                                            router=platform.deployments.router)
+                                            serving=platform.deployments.serving_stats())
     return Response(text, media_type=CONTENT_TYPE)
 
 
@@ -319,7 +298,7 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(
-        route_handlers=[api, lakefs_router(), oip_router(), metrics_endpoint],
+        route_handlers=[api, lakefs_router(), oip_router(guards=[authorize]), metrics_endpoint],
         exception_handlers={Exception: _error},
         openapi_config=OpenAPIConfig(title="mlops-lite", version=mlops_lite.__version__, path="/schema"),
         # A preflight carries no token: the CORS middleware answers it before routing and guards.

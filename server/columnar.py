@@ -8,22 +8,22 @@ record as for ``{"instances": [...]}``, or an Arrow IPC stream when the request'
 
 It runs as the route's ``before_request`` hook, so an Arrow body is answered before
 Litestar would decode it as JSON; any other body falls through to the JSON handler.
+The prediction pipeline (``platform.deployments.pipeline``) answers, logs and counts it.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import anyio.to_thread
+import numpy as np
 from litestar import Request, Response
 
-from mlops_lite import Platform
 from mlops_lite.inference.columnar import ARROW_STREAM, arrow_answer, feed_from_arrow
+from mlops_lite.inference.pipeline import ColumnFeed, PredictionPipeline, RequestMetrics
+from mlops_lite.inference.session import ModelSession
 from mlops_lite.records import Prediction
-from server.metrics import observe_failure
-
-INLINE_BYTES = 8 * 1024  # a body this small is a few rows: a thread hop costs more than the model
+from server.inline import INLINE_BYTES
 
 
 def _is_arrow(value: str) -> bool:
@@ -37,39 +37,29 @@ async def arrow_predict(request: Request[Any, Any, Any]) -> Response[Any] | None
     name = str(request.path_params["name"])
     key = request.query_params.get("key")
     raw = await request.body()
-    platform: Platform = request.app.state.platform
+    pipeline: PredictionPipeline = request.app.state.platform.deployments.pipeline
     metrics = request.app.state.metrics
-    router = platform.deployments.router
-    if len(raw) <= INLINE_BYTES and not router.batching and router.route(name) is not None:
-        prediction, content = predict_arrow(platform, metrics, name, raw, key, _wants_arrow(request))
+    as_arrow = _is_arrow(request.headers.get("accept", ""))
+    if len(raw) <= INLINE_BYTES and pipeline.runs_inline(name):
+        prediction, content = predict_arrow(pipeline, metrics, name, raw, key, as_arrow)
     else:
-        prediction, content = await anyio.to_thread.run_sync(predict_arrow, platform, metrics, name, raw, key,
-                                                             _wants_arrow(request))
+        prediction, content = await anyio.to_thread.run_sync(predict_arrow, pipeline, metrics, name, raw, key,
+                                                             as_arrow)
     if content is not None:
         return Response(content, status_code=200, media_type=ARROW_STREAM)
     return Response(prediction, status_code=200)
 
 
-def _wants_arrow(request: Request[Any, Any, Any]) -> bool:
-    return _is_arrow(request.headers.get("accept", ""))
+def predict_arrow(pipeline: PredictionPipeline, metrics: RequestMetrics | None, name: str, raw: bytes,
+                  key: str | None, as_arrow: bool) -> tuple[Prediction, bytes | None]:
+    """Predict on the columns of ``raw``, logged with the values the client sent (float64 or
+    integers, as the same rows sent as JSON are). Answers the prediction and, when
+    ``as_arrow``, its Arrow IPC stream."""
+    def parse(session: ModelSession) -> ColumnFeed:
+        sent: dict[str, np.ndarray] = {}
+        feed = feed_from_arrow(session, raw, sent)[0]
+        return feed, sent or feed
 
-
-def predict_arrow(platform: Platform, metrics: Any, name: str, raw: bytes, key: str | None,
-                  as_arrow: bool) -> tuple[Prediction, bytes | None]:
-    """Predict on the columns of ``raw``; log and count it like the JSON path. Answers the
-    prediction and, when ``as_arrow``, its Arrow IPC stream."""
-    started = time.perf_counter()
-    try:
-        sent: dict[str, Any] = {}
-        answer = platform.deployments.predict_with(name, lambda session: feed_from_arrow(session, raw, sent)[0],
-                                                   key=key)
-    except Exception as exc:
-        observe_failure(metrics, platform, name, "", exc, started, getattr(exc, "slot", None))
-        raise
-    latency = time.perf_counter() - started
+    answer = pipeline.predict_columns(name, parse, key=key, metrics=metrics)
     prediction = answer.prediction
-    rows = len(prediction.predictions)
-    platform.monitoring.record_columns(prediction, sent or answer.feed, latency, labels=answer.labels,
-                                       probabilities=answer.probabilities)
-    metrics.observe(name, prediction.version, "200", latency, rows)
     return prediction, (arrow_answer(prediction, answer.labels, answer.probabilities) if as_arrow else None)

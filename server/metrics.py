@@ -1,15 +1,17 @@
 """Prometheus metrics for the inference API, in the text exposition format (0.0.4),
-written by hand: no client library. The predict route updates a ``Metrics``; the
-``/metrics`` route renders it with the platform's prediction-log counters."""
+written by hand: no client library. The prediction pipeline updates a ``Metrics`` (its
+``RequestMetrics``) for every predict and infer request; the ``/metrics`` route renders
+it with the platform's prediction-log counters and what its router serves."""
 
 from __future__ import annotations
 
 import bisect
 import math
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from mlops_lite.inference.routing import ServingStats
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10000)
@@ -82,7 +84,7 @@ class Metrics:
                 self._batch.setdefault(key, _Histogram(BATCH_BUCKETS)).observe(batch_size)
 
     def render(self, *, log_stats: dict[str, int] | None = None, providers: Sequence[str] = (),
-               router: Any = None) -> str:
+               serving: ServingStats | None = None) -> str:
         with self._lock:
             requests = sorted(self._requests.items())
             latency = [(k, h.lines("mlops_lite_request_latency_seconds",
@@ -120,14 +122,14 @@ class Metrics:
             "# TYPE mlops_lite_execution_provider gauge",
         ]
         lines += [f"mlops_lite_execution_provider{_labels((('provider', p),))} 1" for p in providers]
-        if router is not None:
-            lines += _router_lines(router)
+        if serving is not None:
+            lines += _serving_lines(serving)
         return "\n".join(lines) + "\n"
 
 
-def _router_lines(router: Any) -> list[str]:
+def _serving_lines(serving: ServingStats) -> list[str]:
     """Loaded routes, model load times, micro-batches (size, wait, why released), shadow traffic."""
-    routes = router.routes()
+    routes = serving.routes
     slots = {}
     for route in routes.values():
         for slot in (route.primary, route.candidate):
@@ -144,15 +146,15 @@ def _router_lines(router: Any) -> list[str]:
                 lines.append(f"mlops_lite_route_info{labels} 1")
     lines += ["# HELP mlops_lite_model_load_seconds Time to load, verify and warm a model version's session.",
               "# TYPE mlops_lite_model_load_seconds gauge"]
-    for digest, seconds in sorted(router.load_seconds.items()):
+    for digest, seconds in sorted(serving.load_seconds.items()):
         slot = slots.get(digest)
         labels = _labels((("digest", digest[:12]), ("version", slot.version if slot else "")))
         lines.append(f"mlops_lite_model_load_seconds{labels} {seconds:.6f}")
     batch_lines: list[str] = []
-    for digest, slot in sorted(slots.items()):
-        if slot.batcher is None:
+    for digest, stats in sorted(serving.batches.items()):
+        slot = slots.get(digest)
+        if slot is None:  # loaded, but serves no route (scored only)
             continue
-        stats = slot.batcher.stats()
         base = (("version", slot.version), ("digest", digest[:12]))
         for reason, count in sorted(stats.by_reason.items()):
             batch_lines.append(f"mlops_lite_microbatches_total{_labels((*base, ('reason', reason)))} {count}")
@@ -170,10 +172,10 @@ def _router_lines(router: Any) -> list[str]:
                   "# TYPE mlops_lite_microbatch_rows histogram", *batch_lines]
     lines += ["# HELP mlops_lite_shadow_dropped_total Mirrored requests not sent to a shadow (its queue was full).",
               "# TYPE mlops_lite_shadow_dropped_total counter",
-              f"mlops_lite_shadow_dropped_total {router.shadow_dropped}",
+              f"mlops_lite_shadow_dropped_total {serving.shadow_dropped}",
               "# HELP mlops_lite_shadow_errors_total Shadow predictions that failed (never seen by callers).",
               "# TYPE mlops_lite_shadow_errors_total counter",
-              f"mlops_lite_shadow_errors_total {router.shadow_errors}"]
+              f"mlops_lite_shadow_errors_total {serving.shadow_errors}"]
     return lines
 
 
@@ -211,13 +213,3 @@ def _split_labels(text: str) -> Iterable[tuple[str, str]]:
         yield key, "".join(value)
         i = j + 2 if j + 1 < len(text) and text[j + 1] == "," else j + 1
 
-
-def observe_failure(metrics: Metrics | None, platform: Any, name: str, version: str, exc: BaseException,
-                    started: float, slot: str | None) -> None:
-    """A failed predict or infer request: counted by its status in the metrics and, for a
-    deployment being served, in the error rate of its slot (the canary verdict reads it)."""
-    status = int(getattr(exc, "http_status", 500))
-    if metrics is not None:
-        metrics.observe(name, version, str(status), time.perf_counter() - started)
-    if platform.deployments.router.route(name) is not None:
-        platform.monitoring.record_error(name, status, slot)

@@ -11,15 +11,16 @@ request), with the same header and ``application/octet-stream``.
 
 Tensors are built with numpy, column by column, straight from the request
 (``np.frombuffer`` for binary numbers); no per-row dicts. Errors are answered
-the KServe way, ``{"error": "..."}``, with 400 for a bad request.
+the KServe way, ``{"error": "..."}``, with 400 for a bad request. This module parses
+and formats only: the prediction pipeline (``platform.deployments.pipeline``) answers,
+logs and counts an inference as it does a /v1 predict.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 import zlib
+from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
@@ -28,14 +29,17 @@ import msgspec
 import numpy as np
 from litestar import Request, Response, Router, get, post
 from litestar.exceptions import HTTPException
+from litestar.types import Guard
 
 import mlops_lite
 from mlops_lite import MlopsLiteError, NotFound, Platform, Unauthenticated
 from mlops_lite.errors import InvalidInput
 from mlops_lite.inference.columnar import bytes_column, numeric_column, serialize_bytes
+from mlops_lite.inference.pipeline import ColumnFeed, PredictionPipeline, RequestMetrics
+from mlops_lite.inference.routing import Route
 from mlops_lite.inference.session import ModelSession
-from mlops_lite.records import DeploymentRecord, Prediction
-from server.metrics import observe_failure
+from mlops_lite.records import DeploymentRecord
+from server.inline import inline_ok
 
 log = logging.getLogger("mlops_lite.server.oip")
 
@@ -57,10 +61,6 @@ class BadRequest(InvalidInput):
 def _platform(request: Request[Any, Any, Any]) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
-
-
-def _resolve(platform: Platform, name: str) -> tuple[DeploymentRecord, ModelSession]:
-    return platform.deployments._resolve(name)
 
 
 def _label_datatype(session: ModelSession) -> str:
@@ -89,7 +89,7 @@ def server_ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     not_ready: dict[str, str] = {}
     for record in platform.deployments.list():
         try:
-            _resolve(platform, record.name)
+            platform.deployments.route(record.name)
         except Exception as exc:  # a model that cannot load makes the server not ready
             not_ready[record.name] = str(exc)
     if not_ready:
@@ -107,7 +107,8 @@ def _check_version(record: DeploymentRecord, version: str | None) -> None:
 
 
 def _metadata(platform: Platform, name: str, version: str | None) -> dict[str, Any]:
-    record, session = _resolve(platform, name)
+    route: Route = platform.deployments.route(name)
+    record, session = route.record, route.primary.session
     _check_version(record, version)
     inputs = [{"name": spec["name"], "datatype": "FP32" if spec["type"] == "float" else "BYTES",
                "shape": [-1, 1]} for spec in session.inputs]
@@ -129,7 +130,7 @@ def model_version_metadata(request: Request[Any, Any, Any], name: str, version: 
 
 
 def _ready(platform: Platform, name: str, version: str | None) -> dict[str, Any]:
-    record, _ = _resolve(platform, name)
+    record = platform.deployments.route(name).record
     _check_version(record, version)
     return {"name": record.name, "ready": True}
 
@@ -370,12 +371,6 @@ def _float_feed(session: ModelSession, tensors: list[dict[str, Any]]) -> tuple[d
     return {spec["name"]: tensor32[i].reshape(-1, 1) for i, spec in enumerate(session.inputs)}, rows
 
 
-def _side_of(route: Any, slot: Any) -> str | None:
-    if route is None or slot is None:
-        return None
-    return "primary" if slot is route.primary else "canary"
-
-
 def _flag(parameters: Any, key: str, where: str) -> bool | None:
     if parameters is None:
         return None
@@ -437,44 +432,36 @@ def _output(name: str, binary: bool, labels: np.ndarray, probabilities: np.ndarr
     return tensor, None
 
 
-def infer(platform: Platform, name: str, version: str | None, body: Any, metrics: Any = None,
-          binary: memoryview | None = None) -> tuple[dict[str, Any], list[bytes]]:
+def infer(pipeline: PredictionPipeline, name: str, version: str | None, body: Any,
+          metrics: RequestMetrics | None = None, binary: memoryview | None = None
+          ) -> tuple[dict[str, Any], list[bytes]]:
     """Infer on the deployment's route: a named version answers from its slot, else the
-    strategy picks (a canary gets its share). Logged and counted like /v1 predict.
+    strategy picks (a canary gets its share). The pipeline logs and counts it as it does
+    a /v1 predict; a body that does not parse counts as the request's failure.
 
     Answers the response's JSON and the binary data of its binary outputs, in order."""
-    started = time.perf_counter()
-    route: Any = None
-    slot: Any = None
-    try:
-        route = platform.deployments.route(name)
-        slot = route.slot_for_version(version) if version is not None else route.pick(None)[0]
-        session = slot.session
-        feed, rows = build_feed(session, body, binary)
-        requested = _requested(body)
-        labels, probabilities = slot.run(feed)
-    except Exception as exc:
-        observe_failure(metrics, platform, name, version or "", exc, started, _side_of(route, slot))
-        raise
-    latency = time.perf_counter() - started
-    side = "primary" if slot is route.primary else "canary"
-    request_id = body.get("id")
-    request_id = str(request_id) if request_id is not None else uuid.uuid4().hex
-    # The log takes the answer as arrays: no per-row tuples for an answer made of tensors.
-    prediction = Prediction(request_id=request_id, deployment=name, model=slot.model, version=slot.version,
-                            digest=slot.digest, predictions=(), probabilities=(), classes=session.classes, slot=side)
-    platform.monitoring.record_columns(prediction, feed, latency, labels=labels, probabilities=probabilities)
-    if metrics is not None:
-        metrics.observe(name, slot.version, "200", latency, rows)
+    requested: list[tuple[tuple[str, bool], ...]] = []
+
+    def parse(session: ModelSession) -> ColumnFeed:
+        feed = build_feed(session, body, binary)[0]
+        requested.append(_requested(body))
+        return feed, feed
+
+    request_id = body.get("id") if isinstance(body, dict) else None
+    # The answer is made of tensors: no per-row tuples in the prediction.
+    answer = pipeline.predict_columns(name, parse, version=version, tuples=False, metrics=metrics,
+                                      request_id=str(request_id) if request_id is not None else None)
+    labels, probabilities, rows = answer.labels, answer.probabilities, answer.rows
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
-    for output, as_binary in requested:
+    for output, as_binary in requested[0]:
         tensor, blob = _output(output, as_binary, labels, probabilities, rows)
         outputs.append(tensor)
         if blob is not None:
             blobs.append(blob)
-    answer = {"model_name": route.record.name, "model_version": slot.version, "id": request_id, "outputs": outputs}
-    return answer, blobs
+    prediction = answer.prediction
+    return {"model_name": prediction.deployment, "model_version": prediction.version, "id": prediction.request_id,
+            "outputs": outputs}, blobs
 
 
 def _inflate(raw: bytes, encoding: str) -> bytes:
@@ -534,17 +521,15 @@ def _render(answer: dict[str, Any], blobs: list[bytes]) -> Response[Any]:
 
 async def _infer(request: Request[Any, Any, Any], name: str, version: str | None) -> Response[Any]:
     body, binary = _split(request, await request.body())
-    platform = _platform(request)
-    from server.app import inline_ok
-
+    pipeline = _platform(request).deployments.pipeline
     inputs = body.get("inputs") if isinstance(body, dict) else None
     first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
     shape = first.get("shape") if isinstance(first, dict) else None
     rows = shape[0] if isinstance(shape, list) and shape and isinstance(shape[0], int) else 1 << 30
     metrics = request.app.state.metrics
-    if inline_ok(platform, name, rows):
-        return _render(*infer(platform, name, version, body, metrics, binary))
-    answer, blobs = await anyio.to_thread.run_sync(infer, platform, name, version, body, metrics, binary)
+    if inline_ok(pipeline, name, rows):
+        return _render(*infer(pipeline, name, version, body, metrics, binary))
+    answer, blobs = await anyio.to_thread.run_sync(infer, pipeline, name, version, body, metrics, binary)
     return _render(answer, blobs)
 
 
@@ -578,11 +563,9 @@ def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     return Response(body, status_code=status_code, headers=headers)
 
 
-def oip_router() -> Router:
-    """The /v2 router; the same bearer guard as /v1 (imported here to keep one guard)."""
-    from server.app import authorize
-
-    return Router(path="/v2", guards=[authorize], exception_handlers={Exception: _error},
+def oip_router(*, guards: Sequence[Guard]) -> Router:
+    """The /v2 router, behind ``guards`` (the app's bearer guard, the same as /v1's)."""
+    return Router(path="/v2", guards=list(guards), exception_handlers={Exception: _error},
                   route_handlers=[server_metadata, server_live, server_ready, model_metadata, model_version_metadata,
                                   model_ready, model_version_ready, model_infer, model_version_infer])
 

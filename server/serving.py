@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -29,12 +28,13 @@ from litestar.openapi import OpenAPIConfig
 import mlops_lite
 from mlops_lite.config import load_settings
 from mlops_lite.errors import BackendUnavailable, Unauthenticated
-from mlops_lite.inference.routing import Route
+from mlops_lite.inference.pipeline import PredictionPipeline, PredictionRecorder
+from mlops_lite.inference.routing import Route, ServingStats
 from mlops_lite.inference.routing import Router as ModelRouter
 from mlops_lite.inference.session import choose_providers
 from mlops_lite.monitoring import Monitoring
 from mlops_lite.objects import ObjectStore
-from mlops_lite.records import DeploymentRecord, Identity, Prediction
+from mlops_lite.records import DeploymentRecord, Identity
 
 log = logging.getLogger("mlops_lite.serve")
 
@@ -73,13 +73,15 @@ class RemoteTokens:
         return identity
 
 
-@dataclass
 class ServingDeployments:
-    """What the predict, OIP and metrics routes use of ``platform.deployments``."""
+    """What the predict, OIP and metrics routes use of ``platform.deployments``: the same
+    prediction pipeline, over routes polled from the control plane."""
 
-    router: ModelRouter
-    records: dict[str, DeploymentRecord] | None = None  # None until the first routing fetch
-    errors: dict[str, str] = field(default_factory=dict)
+    def __init__(self, router: ModelRouter, recorder: PredictionRecorder) -> None:
+        self.router = router
+        self.records: dict[str, DeploymentRecord] | None = None  # None until the first routing fetch
+        self.errors: dict[str, str] = {}
+        self.pipeline = PredictionPipeline(router, self.route, recorder)
 
     @property
     def providers(self) -> list[str]:
@@ -95,12 +97,8 @@ class ServingDeployments:
             raise BackendUnavailable(f"deployment {name!r} is not loaded here: {self.errors[name]}")
         return self.router.get(name)
 
-    def _resolve(self, name: str) -> tuple[DeploymentRecord, Any]:
-        route = self.route(name)
-        return route.record, route.primary.session
-
-    def predict(self, name: str, instances: Any, *, key: str | None = None) -> Prediction:
-        return self.router.predict(name, instances, key=key)
+    def serving_stats(self) -> ServingStats:
+        return self.router.stats()
 
 
 class ServingPlatform:
@@ -117,11 +115,11 @@ class ServingPlatform:
         self._poll_client = httpx.Client(base_url=control_url, timeout=10.0,
                                          headers={"Authorization": f"Bearer {token}"})
         objects = ObjectStore(settings.objects_dir / "artifacts")
-        router = ModelRouter(objects.get_bytes, providers=choose_providers(settings.execution_provider),
-                             intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size)
-        self.deployments = ServingDeployments(router)
         self.monitoring = Monitoring(settings.home)
-        router.on_shadow = self.monitoring.record
+        router = ModelRouter(objects.get_bytes, providers=choose_providers(settings.execution_provider),
+                             intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size,
+                             on_shadow=self.monitoring.record)
+        self.deployments = ServingDeployments(router, self.monitoring)
         self.tokens = RemoteTokens(httpx.Client(base_url=control_url, timeout=10.0))
         self._poll_s = poll_s
         self._stop = threading.Event()
@@ -179,12 +177,14 @@ def _time(value: str) -> Any:
 
 
 def build_serving_app(platform: ServingPlatform) -> Litestar:
-    from server.app import _error, authorize, feedback, health, metrics_endpoint, predict
+    from server.app import _error, authorize, health, metrics_endpoint, predict
     from server.metrics import Metrics
+    from server.monitoring import feedback
     from server.oip import oip_router
 
     api = Router(path="/v1", guards=[authorize], route_handlers=[health, predict, feedback])
-    app = Litestar(route_handlers=[api, oip_router(), metrics_endpoint], exception_handlers={Exception: _error},
+    app = Litestar(route_handlers=[api, oip_router(guards=[authorize]), metrics_endpoint],
+                   exception_handlers={Exception: _error},
                    openapi_config=OpenAPIConfig(title="mlops-lite serve", version=mlops_lite.__version__,
                                                 path="/schema"),
                    on_shutdown=[platform.close], debug=False, logging_config=None)

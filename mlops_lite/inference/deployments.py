@@ -24,28 +24,27 @@ import builtins
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlmodel import col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
-from mlops_lite.inference.lineage import deployment_lineage
-from mlops_lite.inference.routing import Answer, Route, Router
-from mlops_lite.inference.session import ModelSession, choose_providers
+from mlops_lite.inference.pipeline import PredictionPipeline, PredictionRecorder
+from mlops_lite.inference.routing import Route, Router, ServingStats
+from mlops_lite.inference.session import choose_providers
+from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Deployment, DeploymentRevision
-from mlops_lite.policy import Policy
 from mlops_lite.records import (
     DeploymentLineage,
     DeploymentRecord,
     DeploymentRevisionRecord,
+    GateResult,
     ModelVersionRecord,
     Prediction,
 )
-from mlops_lite.registry import Registry
-from mlops_lite.security.audit import AuditLog
 
 DEPLOYMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 STRATEGIES = ("single", "canary", "blue_green", "shadow")
@@ -53,24 +52,48 @@ _STATE = ("strategy", "model", "version", "digest", "candidate_model", "candidat
           "weight", "live_slot")
 
 
+class ModelVersions(Protocol):
+    """What deployments read of the registry (``platform.registry``)."""
+
+    def get_version(self, model: str, version: str) -> ModelVersionRecord: ...
+
+    def artifact_bytes(self, digest: str) -> bytes: ...
+
+
+class ReleaseGates(Protocol):
+    """The gates a version passes before it answers requests (``platform.policy``)."""
+
+    def enforce(self, version: ModelVersionRecord) -> builtins.list[GateResult]: ...
+
+
+# (deployment, moment) -> what served it then and what produced it. It reads the registry,
+# runs, data, policy and audit, so the Platform, which holds them all, provides it.
+LineageResolver = Callable[[str, datetime | str | None], DeploymentLineage]
+
+
 class Deployments:
-    """The ``platform.deployments`` facet."""
+    """The ``platform.deployments`` facet.
 
-    # The Platform, set by it: lineage reads the registry, runs, data, policy and audit
-    # through their facets rather than through their tables.
-    facets: Any = None
+    ``pipeline`` is the request path the servers call (it logs and counts what it
+    answers into ``recorder``); ``predict`` answers in-process and records nothing."""
 
-    def __init__(self, store: MetadataStore, registry: Registry, policy: Policy, audit: AuditLog,
+    def __init__(self, store: MetadataStore, registry: ModelVersions, policy: ReleaseGates, audit: AuditTrail,
                  actor: str, *, execution_provider: str, intra_op_threads: int, max_batch_size: int,
-                 batch_rows: int = 0, batch_wait_ms: float = 0.0) -> None:
+                 batch_rows: int = 0, batch_wait_ms: float = 0.0, recorder: PredictionRecorder | None = None,
+                 lineage: LineageResolver | None = None) -> None:
+        """``recorder`` takes the served requests' outcomes and the shadow answers (the
+        monitoring facet); ``lineage`` answers ``lineage()``."""
         self._store = store
         self._registry = registry
         self._policy = policy
         self._audit = audit
         self._actor = actor
-        self.router = Router(registry.artifact_bytes, providers=choose_providers(execution_provider),
-                             intra_op_threads=intra_op_threads, max_batch_size=max_batch_size,
-                             batch_rows=batch_rows, batch_wait_ms=batch_wait_ms)
+        self._lineage = lineage
+        self._router = Router(registry.artifact_bytes, providers=choose_providers(execution_provider),
+                              intra_op_threads=intra_op_threads, max_batch_size=max_batch_size,
+                              batch_rows=batch_rows, batch_wait_ms=batch_wait_ms,
+                              on_shadow=recorder.record if recorder is not None else None)
+        self.pipeline = PredictionPipeline(self._router, self.route, recorder)
 
     # ---- changes ---------------------------------------------------------------------
     def deploy(self, name: str, model: str, version: str, *, actor: str | None = None,
@@ -181,9 +204,10 @@ class Deployments:
         """What served ``name`` at ``at`` (an aware datetime or ISO time; default now) and
         what produced it: the revision in force, each slot's version, run, data commits,
         gates, decisions and approvals, and the revisions up to then (see lineage.py)."""
-        if self.facets is None:
-            raise BackendUnavailable("deployment lineage needs the Platform's facets (set by the Platform)")
-        return deployment_lineage(self.facets, name, at)
+        if self._lineage is None:
+            raise BackendUnavailable("deployment lineage needs the other facets; this deployments facet was "
+                                     "built without them")
+        return self._lineage(name, at)
 
     def signatures(self, record: DeploymentRecord) -> dict[str, dict[str, Any]]:
         """The signatures of the versions ``record`` serves, by digest (what a router needs)."""
@@ -196,39 +220,47 @@ class Deployments:
 
     @property
     def providers(self) -> builtins.list[str]:
-        return list(self.router.providers)
+        return list(self._router.providers)
 
     # ---- the request path (no metadata reads once loaded) -------------------------------
     def predict(self, name: str, instances: Any, *, key: str | None = None) -> Prediction:
         """Answer ``instances`` from the slot the strategy picks (sticky by ``key``)."""
         self.route(name)
-        return self.router.predict(name, instances, key=key)
+        return self._router.predict(name, instances, key=key)
 
-    def predict_with(self, name: str, build: Callable[[ModelSession], dict[str, np.ndarray]], *,
-                     key: str | None = None) -> Answer:
-        """Answer a columnar request: ``build`` makes the feed for the slot the strategy picks
-        (``columnar.feed_from_arrow`` and the like); answers the prediction and its tensors."""
-        self.route(name)
-        return self.router.predict_with(name, build, key=key)
+    def score(self, model: str, version: str, instances: builtins.list[dict[str, Any]]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities of ``model@version`` (deployed or not) for ``instances``,
+        through the session that serves it (loaded once per digest), in batches the session
+        accepts. Nothing is logged: this is evaluation, not traffic."""
+        record = self._registry.get_version(model, version)
+        session = self._router.load(model, version, record.digest, {record.digest: record.signature}).session
+        step = session.max_batch_size
+        parts = [session.predict(session.build_feed(instances[i:i + step])) for i in range(0, len(instances), step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([np.asarray(p[1]) for p in parts])
 
     def route(self, name: str) -> Route:
-        """The loaded route of ``name``, loading it on first use."""
-        route = self.router.route(name)
+        """The loaded route of ``name`` (its record, slots and sessions), loading it on first use."""
+        route = self._router.route(name)
         if route is None:
             record = self.get(name)
-            route = self.router.apply(record, self.signatures(record))
+            route = self._router.apply(record, self.signatures(record))
         return route
 
     def load_all(self) -> builtins.list[str]:
         """Load every deployment's sessions (readiness); answers the names loaded."""
         return [self.route(record.name).record.name for record in self.list()]
 
-    def _resolve(self, name: str) -> tuple[DeploymentRecord, ModelSession]:
-        route = self.route(name)
-        return route.record, route.primary.session
+    def serving_stats(self) -> ServingStats:
+        """What is loaded and served now, for metrics (routes, load times, micro-batches, shadows)."""
+        return self._router.stats()
+
+    def wait_for_shadows(self, timeout: float = 30.0) -> bool:
+        """Wait until the shadow answers mirrored so far are logged; whether they were in time."""
+        return self._router.wait_for_shadows(timeout)
 
     def close(self) -> None:
-        self.router.close()
+        self._router.close()
 
     # ---- internals -----------------------------------------------------------------------
     def _has_served(self, name: str, digest: str) -> bool:
@@ -260,9 +292,9 @@ class Deployments:
         revision = (row.revision + 1) if row is not None else 1
         record = DeploymentRecord(name=name, revision=revision, updated_at=utcnow(), updated_by=actor, **merged)
         signatures = self.signatures(record)
-        self.router.load(record.model, record.version, record.digest, signatures)
+        self._router.load(record.model, record.version, record.digest, signatures)
         if record.candidate_digest:
-            self.router.load(record.candidate_model or record.model, record.candidate_version or "",
+            self._router.load(record.candidate_model or record.model, record.candidate_version or "",
                              record.candidate_digest, signatures)
         with self._store.session() as db:
             row = db.get(Deployment, name)
@@ -282,7 +314,7 @@ class Deployments:
             self._audit.append(db, actor=actor, action=f"deployment.{action}", object=f"deployment:{name}",
                                before=before, after={**merged, "revision": revision, "reason": reason,
                                                      "gates": [g.__dict__ for g in gates]})
-        self.router.apply(record, signatures)
+        self._router.apply(record, signatures)
         return record
 
 

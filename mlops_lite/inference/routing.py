@@ -34,11 +34,15 @@ from mlops_lite.inference.session import ModelSession
 from mlops_lite.records import DeploymentRecord, Prediction
 
 if TYPE_CHECKING:
-    from mlops_lite.inference.batching import MicroBatcher
+    from mlops_lite.inference.batching import BatcherStats, MicroBatcher
 
 log = logging.getLogger("mlops_lite.inference")
 
-ShadowHook = Callable[[Prediction, list[dict[str, Any]], float], object]  # what it returns is ignored
+# A shadow's answer, the request's rows and its latency; what it returns is ignored
+# (``Monitoring.record`` answers whether it queued them).
+ShadowHook = Callable[[Prediction, list[dict[str, Any]], float], object]
+# A micro-batch run: digest, rows, requests, queue wait (s), why it was released.
+BatchHook = Callable[[str, int, int, float, str], None]
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,17 @@ class Slot:
 @dataclass(frozen=True)
 class Answer:
     """A prediction with the tensors it came from and went to (columnar callers answer
-    and log from these without going through rows)."""
+    and log from these without going through rows). ``prediction`` holds the rows as
+    tuples only when they were asked for; who answered is in it either way."""
 
     prediction: Prediction
     feed: dict[str, np.ndarray]
     labels: np.ndarray
     probabilities: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.labels)
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,18 @@ class Route:
             bucket = random.random()
         return (self.candidate, "canary") if bucket < record.weight else (self.primary, "primary")
 
+    def choose(self, *, key: str | None = None, version: str | None = None) -> tuple[Slot, str]:
+        """The slot that answers a request and its side: the version named, else the one the
+        strategy picks (sticky by ``key``). InvalidInput for a bad key, NotFound for a
+        version this deployment does not serve."""
+        if version is not None:
+            slot = self.slot_for_version(version)
+            return slot, "primary" if slot is self.primary else "canary"
+        if key is not None and (not isinstance(key, str) or len(key) > 256):
+            raise InvalidInput("key must be a string of at most 256 characters", field="key",
+                               expected="a string such as a user or session id")
+        return self.pick(key)
+
     def slot_for_version(self, version: str) -> Slot:
         for slot in (self.primary, self.candidate):
             if slot is not None and slot.version == version:
@@ -93,12 +114,27 @@ class Route:
         raise NotFound(f"deployment {self.record.name!r} does not serve version {version!r}")
 
 
+@dataclass(frozen=True)
+class ServingStats:
+    """A snapshot of what a router serves, for metrics: the routes, each session's load
+    time and each micro-batcher's figures (by digest), and shadow traffic lost."""
+
+    routes: dict[str, Route]
+    load_seconds: dict[str, float]
+    batches: dict[str, BatcherStats]
+    shadow_dropped: int
+    shadow_errors: int
+
+
 class Router:
     """Routes, sessions by digest, and shadow traffic (see the module doc)."""
 
     def __init__(self, load: Callable[[str], bytes], *, providers: list[str], intra_op_threads: int = 1,
                  max_batch_size: int = 10_000, batch_rows: int = 0, batch_wait_ms: float = 0.0,
-                 shadow_queue: int = 256) -> None:
+                 shadow_queue: int = 256, on_shadow: ShadowHook | None = None,
+                 on_batch: BatchHook | None = None) -> None:
+        """``load`` reads an ONNX file by digest; ``on_shadow`` receives each shadow answer
+        (off the request path), ``on_batch`` each micro-batch run."""
         self._load = load
         self.providers = list(providers)
         self._threads = intra_op_threads
@@ -109,8 +145,8 @@ class Router:
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         self.load_seconds: dict[str, float] = {}
-        self.on_shadow: ShadowHook | None = None
-        self.on_batch: Callable[[str, int, int, float, str], None] | None = None
+        self._on_shadow = on_shadow
+        self._on_batch = on_batch
         self._shadow_pool: ThreadPoolExecutor | None = None
         self._shadow_limit = shadow_queue
         self._shadow_pending = 0
@@ -172,8 +208,8 @@ class Router:
             from mlops_lite.inference.batching import MicroBatcher
 
             def on_batch(rows: int, requests: int, wait_s: float, reason: str, _d: str = digest) -> None:
-                if self.on_batch is not None:
-                    self.on_batch(_d, rows, requests, wait_s, reason)
+                if self._on_batch is not None:
+                    self._on_batch(_d, rows, requests, wait_s, reason)
 
             batcher = MicroBatcher(session.predict, max_batch_rows=self._batch_rows,
                                    max_wait_ms=self._batch_wait_ms, name=f"{model}@{version}", on_batch=on_batch)
@@ -192,29 +228,33 @@ class Router:
         return route
 
     def predict(self, name: str, instances: Any, *, key: str | None = None) -> Prediction:
-        answer = self.predict_with(name, lambda session: session.build_feed(instances), instances, key=key)
-        return answer.prediction
-
-    def predict_with(self, name: str, build: Callable[[ModelSession], dict[str, np.ndarray]],
-                     instances: Sequence[dict[str, Any]] | None = None, *, key: str | None = None) -> Answer:
-        """Answer a request whose feed ``build`` makes for the picked slot's session (a canary
-        may have other inputs than the primary). ``instances`` are the request's rows for a
-        shadow that needs them; None: a row view over the feed (columnar requests)."""
+        """Answer ``instances`` on the loaded route of ``name`` (nothing logged or counted)."""
         route = self.get(name)
-        if key is not None and (not isinstance(key, str) or len(key) > 256):
-            raise InvalidInput("key must be a string of at most 256 characters", field="key",
-                               expected="a string such as a user or session id")
-        slot, side = route.pick(key)
-        try:
-            feed = build(slot.session)
-            labels, probabilities = slot.run(feed)
-        except Exception as exc:
-            exc.slot = side  # type: ignore[attr-defined]  # so a canary's failures count against the canary
-            raise
-        prediction = _prediction(uuid.uuid4().hex, name, slot, side, labels, probabilities)
-        if route.record.strategy == "shadow" and route.candidate is not None and self.on_shadow is not None:
-            rows = instances if instances is not None else ColumnRows(feed, len(prediction.predictions))
-            self._mirror(route.candidate, prediction.request_id, name, rows, feed)
+        slot, side = route.choose(key=key)
+        return self.answer(route, slot, side, lambda session: session.build_feed(instances), instances).prediction
+
+    def answer(self, route: Route, slot: Slot, side: str, build: Callable[[ModelSession], dict[str, np.ndarray]],
+               instances: Sequence[dict[str, Any]] | None = None, *, request_id: str | None = None,
+               tuples: bool = True) -> Answer:
+        """Run ``slot`` of ``route`` (``Route.choose`` picked it) on the feed ``build`` makes
+        for its session (a canary may have other inputs than the primary), and mirror the
+        request to a shadow when the primary answered it. ``instances`` are the request's
+        rows for a shadow that needs them; None: a row view over the feed (columnar
+        requests). ``tuples``: the prediction carries the rows as tuples (a JSON answer);
+        without, it says who answered only (for callers that answer from the arrays)."""
+        feed = build(slot.session)
+        labels, probabilities = slot.run(feed)
+        request_id = request_id or uuid.uuid4().hex
+        if tuples:
+            prediction = _prediction(request_id, route.record.name, slot, side, labels, probabilities)
+        else:
+            prediction = Prediction(request_id=request_id, deployment=route.record.name, model=slot.model,
+                                    version=slot.version, digest=slot.digest, predictions=(), probabilities=(),
+                                    classes=slot.session.classes, slot=side)
+        if (route.record.strategy == "shadow" and route.candidate is not None and slot is route.primary
+                and self._on_shadow is not None):
+            rows = instances if instances is not None else ColumnRows(feed, len(labels))
+            self._mirror(route.candidate, request_id, route.record.name, rows, feed)
         return Answer(prediction, feed, labels, probabilities)
 
     def _mirror(self, slot: Slot, request_id: str, name: str, instances: Sequence[dict[str, Any]],
@@ -236,7 +276,7 @@ class Router:
                     else slot.session.build_feed(list(instances))
                 labels, probabilities = slot.session.predict(shadow_feed)
                 shadow = _prediction(request_id, name, slot, "shadow", labels, probabilities)
-                hook = self.on_shadow
+                hook = self._on_shadow
                 if hook is not None:
                     hook(shadow, list(instances), time.perf_counter() - started)
             except Exception:
@@ -247,6 +287,26 @@ class Router:
                     self._shadow_pending -= 1
 
         pool.submit(run)
+
+    def wait_for_shadows(self, timeout: float = 30.0) -> bool:
+        """Wait until the shadow predictions mirrored so far are done (and handed to the
+        hook); answers whether they were within ``timeout`` seconds."""
+        with self._lock:
+            pool = self._shadow_pool
+        if pool is None:
+            return True
+        try:
+            pool.submit(lambda: None).result(timeout)  # one worker: it runs after what was queued
+        except TimeoutError:
+            return False
+        return True
+
+    def stats(self) -> ServingStats:
+        """What this router serves now (see ``ServingStats``)."""
+        slots = list(self._sessions.values())
+        return ServingStats(routes=self.routes(), load_seconds=dict(self.load_seconds),
+                            batches={slot.digest: slot.batcher.stats() for slot in slots if slot.batcher is not None},
+                            shadow_dropped=self.shadow_dropped, shadow_errors=self.shadow_errors)
 
     def ready(self) -> bool:
         return all(route.primary.session is not None for route in self._routes.values())

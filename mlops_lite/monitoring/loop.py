@@ -72,13 +72,8 @@ def score_on_labelled(platform: Any, versions: list[tuple[str, str]], table: pa.
     out: dict[str, dict[str, float]] = {}
     for model, version in versions:
         record = platform.registry.get_version(model, version)
-        slot = platform.deployments.router.load(model, version, record.digest, {record.digest: record.signature})
         instances = table.select([s["name"] for s in record.signature["inputs"]]).to_pylist()
-        step = slot.session.max_batch_size  # a long window is scored in batches the session accepts
-        parts = [slot.session.predict(slot.session.build_feed(instances[i:i + step]))
-                 for i in range(0, len(instances), step)]
-        labels = np.concatenate([p[0] for p in parts])
-        probabilities = np.concatenate([np.asarray(p[1]) for p in parts])
+        labels, probabilities = platform.deployments.score(model, version, instances)
         positive = record.signature["classes"][-1]
         out[version] = {"accuracy": float(accuracy_score(truth, labels)),
                         "roc_auc": float(roc_auc_score(truth == positive, np.asarray(probabilities)[:, -1])),

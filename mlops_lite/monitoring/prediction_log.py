@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import chain, groupby
@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from mlops_lite.errors import BackendUnavailable, InvalidInput
 from mlops_lite.monitoring.trace import trace_prediction
-from mlops_lite.records import Prediction, PredictionTrace
+from mlops_lite.records import DeploymentLineage, Prediction, PredictionTrace
 
 log = logging.getLogger("mlops_lite.monitoring")
 
@@ -625,14 +625,17 @@ class Feedback:
 class Monitoring:
     """The monitoring facet: ``log`` (predictions), ``feedback``, ``query`` and ``stats``."""
 
-    def __init__(self, home: Path, **log_options: Any) -> None:
+    def __init__(self, home: Path, *, lineage: Callable[[str, datetime], DeploymentLineage] | None = None,
+                 **log_options: Any) -> None:
+        """``lineage(deployment, moment)`` is what a trace cites as having served then (the
+        Platform passes its deployments' lineage); without it ``trace`` is unavailable."""
         self.predictions_dir = Path(home) / "predictions"
         self.feedback_dir = Path(home) / "feedback"
         self.errors_dir = Path(home) / "errors"
         self.log = PredictionLog(self.predictions_dir, **log_options)
         self.errors = ErrorLog(self.errors_dir)
         self.feedback = Feedback(self.feedback_dir)
-        self.facets: Any = None  # the Platform, set by it: a trace reads the deployment's lineage through it
+        self._lineage = lineage
         self.last_trigger: dict[str, float] = {}  # retrain debounce, per deployment
 
     def record(self, prediction: Prediction, instances: list[dict[str, Any]], latency_s: float) -> bool:
@@ -653,9 +656,10 @@ class Monitoring:
     def trace(self, request_id: str) -> PredictionTrace:
         """One logged request: its deployment, slot, version, time, input rows, answers,
         feedback label, and the deployment's lineage then (see trace.py)."""
-        if self.facets is None:
-            raise BackendUnavailable("a trace needs the Platform's facets (set by the Platform)")
-        return trace_prediction(self.facets, request_id)
+        if self._lineage is None:
+            raise BackendUnavailable("a trace needs the deployments' lineage, which this monitoring facet was "
+                                     "built without")
+        return trace_prediction(self, self._lineage, request_id)
 
     def flush(self, timeout: float = 30.0) -> bool:
         self.errors.flush()

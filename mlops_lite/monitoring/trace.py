@@ -1,25 +1,36 @@
 """Trace one logged prediction back to what produced it.
 
-``trace_prediction(platform, request_id)`` reads the request's rows from the Parquet
+``trace_prediction(monitoring, lineage, request_id)`` reads the request's rows from the Parquet
 prediction log (after a flush: the log is written off the request path, in batches),
 its latest feedback label, any shadow answers logged under the same id, and the
-deployment's lineage at the moment it was answered (``platform.deployments.lineage``).
+deployment's lineage at the moment it was answered (``lineage``: the deployments'
+``lineage``, which the Platform passes to the monitoring facet).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
 
 from mlops_lite.clock import as_utc
 from mlops_lite.errors import InvalidInput, NotFound
-from mlops_lite.records import PredictionTrace, ShadowAnswer
+from mlops_lite.records import DeploymentLineage, PredictionTrace, ShadowAnswer
 
 # Request ids are uuid4 hex here, and a feedback caller's own ids are plain tokens; the
 # pattern also keeps the id safe to quote in the SQL over the log.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _COLUMNS = 'request_id, deployment, model, version, digest, "at", latency_ms, features, prediction, probability, slot'
+
+
+class LoggedPredictions(Protocol):
+    """The prediction log as a trace reads it (the monitoring facet)."""
+
+    def flush(self, timeout: float = 30.0) -> bool: ...
+
+    def query(self, sql: str) -> Any: ...
 
 
 def check_request_id(request_id: Any) -> str:
@@ -29,11 +40,11 @@ def check_request_id(request_id: Any) -> str:
     return request_id
 
 
-def trace_prediction(platform: Any, request_id: str) -> PredictionTrace:
+def trace_prediction(monitoring: LoggedPredictions, lineage: Callable[[str, datetime], DeploymentLineage],
+                     request_id: str) -> PredictionTrace:
     """The trace of ``request_id`` (see the module doc). NotFound when the log holds no
     answer to it; InvalidInput (field ``request_id``) for a malformed id."""
     request_id = check_request_id(request_id)
-    monitoring = platform.monitoring
     monitoring.flush()
     rows = monitoring.query(f"SELECT {_COLUMNS} FROM predictions WHERE request_id = '{request_id}'").to_pylist()
     answered = [r for r in rows if (r["slot"] or "primary") != "shadow"]
@@ -61,4 +72,4 @@ def trace_prediction(platform: Any, request_id: str) -> PredictionTrace:
                                   predictions=tuple(r["prediction"] for r in group),
                                   probabilities=tuple(r["probability"] for r in group))
                      for (model, version, digest), group in shadows.items()),
-        lineage=platform.deployments.lineage(deployment, at))
+        lineage=lineage(deployment, at))

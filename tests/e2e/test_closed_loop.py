@@ -143,9 +143,7 @@ def test_a_labelled_window_longer_than_a_batch_is_scored_in_batches(tmp_path: Pa
         base = pacsv.read_csv(DATA / "loans_holdout.csv").select([*spec.numeric, *spec.categorical, "default"])
         copies = 10_001 // base.num_rows + 1
         long = pa.concat_tables([base] * copies)
-        assert long.num_rows > platform.deployments.router.load(
-            "loan-default", "1.0.0", platform.deployments.get("loans").digest,
-            platform.deployments.signatures(platform.deployments.get("loans"))).session.max_batch_size
+        assert long.num_rows > platform.deployments.route("loans").primary.session.max_batch_size
         one = score_on_labelled(platform, [("loan-default", "1.0.0")], base, "default")["1.0.0"]
         many = score_on_labelled(platform, [("loan-default", "1.0.0")], long, "default")["1.0.0"]
         assert many["rows"] == long.num_rows

@@ -222,7 +222,7 @@ def test_malformed_json_is_400(admin: httpx.Client) -> None:
 
 
 def test_oversized_batch_is_400(oip: Oip, admin: httpx.Client) -> None:
-    _, session = oip.platform.deployments._resolve(DEPLOYMENT)
+    session = oip.platform.deployments.route(DEPLOYMENT).primary.session
     n = session.max_batch_size + 1
     numeric, categorical = _features(oip.spec)
     inputs = [{"name": name, "shape": [n, 1], "datatype": "FP32" if name in numeric else "BYTES",

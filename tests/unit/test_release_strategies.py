@@ -89,8 +89,7 @@ def test_shadow_mirrors_traffic_and_logs_both_answers(fresh) -> None:
         assert (answer.version, answer.slot) == ("1.0.0", "primary")
         platform.monitoring.record(answer, rows, 0.001)
         ids.append(answer.request_id)
-    platform.deployments.router.close()  # waits for the mirrored work (the pool restarts on use)
-    platform.deployments.router._shadow_pool = None
+    assert platform.deployments.wait_for_shadows()
     assert platform.monitoring.flush()
     listed = ", ".join(f"'{i}'" for i in ids)
     got = platform.monitoring.query(
@@ -166,8 +165,8 @@ def test_micro_batched_routes_answer_like_unbatched_ones(fresh) -> None:
     record = platform.deployments.get("loans")
     batches: list[tuple[int, int, str]] = []
     router = Router(platform.registry.artifact_bytes, providers=platform.deployments.providers,
-                    batch_rows=64, batch_wait_ms=2.0)
-    router.on_batch = lambda digest, rows, requests, wait_s, reason: batches.append((rows, requests, reason))
+                    batch_rows=64, batch_wait_ms=2.0,
+                    on_batch=lambda digest, rows, requests, wait_s, reason: batches.append((rows, requests, reason)))
     router.apply(record, platform.deployments.signatures(record))
     rows = holdout_rows(spec, 40)
     try:
@@ -175,7 +174,7 @@ def test_micro_batched_routes_answer_like_unbatched_ones(fresh) -> None:
             got = list(pool.map(lambda r: router.predict("loans", [r]), rows))
         from server.metrics import Metrics, parse
 
-        samples = parse(Metrics().render(router=router))
+        samples = parse(Metrics().render(serving=router.stats()))
     finally:
         router.close()
     by_name: dict[str, float] = {}
