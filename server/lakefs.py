@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from datetime import datetime
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -42,6 +42,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.params import Parameter
 from litestar.response import Stream
+from litestar.types import Method
 
 import mlops_lite
 from mlops_lite import Platform
@@ -59,6 +60,9 @@ from mlops_lite.errors import (
 )
 from mlops_lite.records import CommitRecord, Identity, ObjectRecord, RepositoryRecord
 from mlops_lite.security import require
+
+if TYPE_CHECKING:
+    from mlops_lite.data.lakefs_backend import LakeFSBranch, LakeFSRepository
 
 log = logging.getLogger("mlops_lite.server.lakefs")
 
@@ -180,7 +184,7 @@ def _platform(request: Request[Any, Any, Any]) -> Platform:
     return platform
 
 
-def _repo(request: Request[Any, Any, Any], name: str) -> Repository:
+def _repo(request: Request[Any, Any, Any], name: str) -> Repository | LakeFSRepository:
     return _platform(request).data.repo(name)
 
 
@@ -206,11 +210,17 @@ def _commit(record: CommitRecord) -> dict[str, Any]:
             "meta_range_id": record.tree, "metadata": dict(record.metadata)}
 
 
-def _object_file(request: Request[Any, Any, Any], digest: str) -> Path:
+def _embedded_data(request: Request[Any, Any, Any]) -> DataStore:
+    """The platform's data store when it is the embedded one (what object bytes, a
+    repository's config and a ref's commit record need)."""
     data = _platform(request).data
     if not isinstance(data, DataStore):
         raise BackendUnavailable("the lakeFS-compatible API serves the embedded data backend only")
-    return data.object_file(digest)
+    return data
+
+
+def _object_file(request: Request[Any, Any, Any], digest: str) -> Path:
+    return _embedded_data(request).object_file(digest)
 
 
 def _object_stats(request: Request[Any, Any, Any], record: ObjectRecord) -> dict[str, Any]:
@@ -290,7 +300,7 @@ def _lakefs_error(request: Request[Any, Any, Any], exc: Exception) -> Response[A
         elif isinstance(exc, Conflict):
             # lakeFS's statuses for what the core calls conflicts: nothing to commit, merge or
             # revert is "no changes" (400), a dirty branch is 400, the default branch is 403.
-            reason = exc.details.get("reason")
+            reason = exc.details.get("reason", "")
             status = {"no_changes": 400, "dirty_branch": 400, "default_branch": 403}.get(reason, 409)
             if reason == "no_changes":
                 body["message"] = f"no changes ({exc.message})"
@@ -406,7 +416,7 @@ def delete_repository(request: Request[Any, Any, Any], repository: str) -> None:
 def repository_metadata(request: Request[Any, Any, Any], repository: str) -> dict[str, str]:
     """lakeFS's string map; here it carries the repository's PII column patterns (one per
     line), so that a remote ingest anonymizes what main's checks will demand."""
-    config = _repo(request, repository).config()
+    config = _embedded_data(request).repo(repository).config()
     return {"mlops_lite.pii_patterns": "\n".join(config.pii_patterns)} if config.pii_patterns else {}
 
 
@@ -499,7 +509,7 @@ def commit(request: Request[Any, Any, Any], repository: str, branch: str, data: 
 @get("/repositories/{repository:str}/commits/{commit_id:str}", opt={"lakefs": "viewer"}, sync_to_thread=True)
 def get_commit(request: Request[Any, Any, Any], repository: str, commit_id: str) -> dict[str, Any]:
     """A commit by id, or the commit any ref (branch, tag) points at."""
-    return _commit(_repo(request, repository).ref(commit_id).commit_record())
+    return _commit(_embedded_data(request).repo(repository).ref(commit_id).commit_record())
 
 
 @get("/repositories/{repository:str}/refs/{ref:str}/commits", opt={"lakefs": "viewer"}, sync_to_thread=True)
@@ -659,7 +669,7 @@ async def upload_object(request: Request[Any, Any, Any], repository: str, branch
     return await anyio.to_thread.run_sync(_object_stats, request, record)
 
 
-def _stage(target: Branch, path: str, source: Any, if_absent: bool) -> ObjectRecord:
+def _stage(target: Branch | LakeFSBranch, path: str, source: Any, if_absent: bool) -> ObjectRecord:
     try:
         return target.upload(path, source, if_absent=if_absent)
     except Conflict as exc:
@@ -764,11 +774,11 @@ def head_object(request: Request[Any, Any, Any], repository: str, ref: str,
     span = _byte_range(byte_range, record.size)
     if span is None:
         headers["Content-Length"] = str(record.size)
-        return Response(content=b"", status_code=200, headers=headers)
+        return Response(content=b"", status_code=200, headers=headers)  # type: ignore[arg-type]  # a HEAD handler must say Response[None]; b"" keeps the body empty (None renders "null")
     first, last = span
     headers["Content-Range"] = f"bytes {first}-{last}/{record.size}"
     headers["Content-Length"] = str(last - first + 1)
-    return Response(content=b"", status_code=206, headers=headers)
+    return Response(content=b"", status_code=206, headers=headers)  # type: ignore[arg-type]  # a HEAD handler must say Response[None]; b"" keeps the body empty (None renders "null")
 
 
 @delete("/repositories/{repository:str}/branches/{branch:str}/objects", opt={"lakefs": "operator"},
@@ -806,7 +816,7 @@ def delete_objects(request: Request[Any, Any, Any], repository: str, branch: str
 # answer 400 with lakeFS's error body, naming the operation: a 404 would read to the clients as
 # "no such repository or branch", and lakeFS's 501 is a server error, which client input never
 # gets here.
-NOT_IMPLEMENTED: dict[str, dict[str, str]] = {
+NOT_IMPLEMENTED: dict[str, dict[Method, str]] = {
     "/setup_lakefs": {"GET": "getSetupState", "POST": "setup"},
     "/setup_comm_prefs": {"POST": "setupCommPrefs"},
     "/auth/login": {"POST": "login"},
@@ -850,7 +860,7 @@ NOT_IMPLEMENTED: dict[str, dict[str, str]] = {
 }
 
 
-def _not_implemented(path: str, operations: dict[str, str]) -> HTTPRouteHandler:
+def _not_implemented(path: str, operations: dict[Method, str]) -> HTTPRouteHandler:
     def answer(request: Request[Any, Any, Any]) -> None:
         operation = operations.get(request.method, "this operation")
         raise LakeFSError(400, f"{operation} ({request.method} {path.replace(':str', '')}) is not offered "
