@@ -1,13 +1,16 @@
-"""The bundled sample problem (loan default), as the demo and the flows use it.
+"""The bundled sample problem (loan default), as the demo uses it.
 
-The files live in the repository's ``data/`` folder; ``MLOPS_LITE_SAMPLE_DATA``
-may point elsewhere. Nothing is downloaded.
+The files are the top-level ``data/`` folder of the repository, where their generator
+lives; the package carries them as ``mlops_lite/sample_data`` (a link to that folder in
+a checkout, the files themselves in an installed wheel), so ``path(name)`` finds them
+either way. ``MLOPS_LITE_SAMPLE_DATA`` may name another folder. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from mlops_lite.errors import NotFound
@@ -32,9 +35,12 @@ LOANS = SampleDataset(train="loans.csv", drifted="loans_drifted.csv", holdout="l
                       target="default", pii=("name", "email", "phone"), sensitive=("gender", "age"))
 
 
-def sample_data_dir() -> Path:
-    folder = Path(os.environ.get("MLOPS_LITE_SAMPLE_DATA") or Path(__file__).resolve().parents[1] / "data")
-    if not (folder / LOANS.train).is_file():
-        raise NotFound(f"the sample data is not in {folder}; set MLOPS_LITE_SAMPLE_DATA to the folder "
-                       "holding loans.csv (regenerate it with `python data/generate.py`)")
-    return folder
+def path(name: str) -> Path:
+    """The sample file ``name`` (e.g. ``LOANS.train``) on disk. NotFound when it is not
+    there, saying how to make it."""
+    folder = os.environ.get("MLOPS_LITE_SAMPLE_DATA")
+    found = Path(folder) / name if folder else Path(str(files("mlops_lite") / "sample_data" / name))
+    if not found.is_file():
+        raise NotFound(f"the sample file {name} is not in {found.parent}; set MLOPS_LITE_SAMPLE_DATA to the folder "
+                       "holding it (regenerate the files with `python data/generate.py`)")
+    return found

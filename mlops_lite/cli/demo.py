@@ -11,7 +11,7 @@ import time
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -26,10 +26,11 @@ from mlops_lite.cli.common import (
     read_admin_token,
     refuse_beside_daemon,
 )
-from mlops_lite.samples import LOANS, sample_data_dir
+from mlops_lite.samples import LOANS, path
 
 if TYPE_CHECKING:
     from mlops_lite.config import Settings
+    from mlops_lite.data import DataStore
 
 
 def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out rows to send over HTTP.")] = 300,
@@ -47,8 +48,7 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
     settings = load_settings()
     refuse_beside_daemon(settings, "`mlops-lite demo` runs its own flows and server over the stores")
     started = time.perf_counter()
-    data_dir = sample_data_dir()
-    holdout = pacsv.read_csv(data_dir / LOANS.holdout)
+    holdout = pacsv.read_csv(path(LOANS.holdout))
     apply_prefect_environment(settings)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -70,14 +70,15 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
         try:
             progress.update(step, advance=1, description="Ingesting loans.csv (Prefect's API starts first, ~15 s)")
             # PII (name, email, phone) is anonymized before it is committed, and main refuses it in clear.
-            repo = platform.data.repo("loans")
+            repo = cast("DataStore", platform.data).repo("loans")  # a repository's rules: the embedded store's
             repo.create(exist_ok=True)
             pii = (f"^({'|'.join(LOANS.pii)})$",)
             if repo.config().pii_patterns != pii:
                 repo.configure(pii_patterns=pii)
-            commit = flows.ingest_flow(home, str(data_dir / LOANS.train))
+            commit = flows.ingest_flow(home, str(path(LOANS.train)), "loans", "loans/train.csv")
             progress.update(step, advance=1, description="Training, converting to ONNX, checking parity")
-            trained = flows.train_flow(home, ref=commit)
+            trained = flows.train_flow(home, "loans", "loans/train.csv", LOANS.target, commit,
+                                       exclude=list(LOANS.excluded), sensitive=LOANS.sensitive[0])
             progress.update(step, advance=1, description="Registering the model version")
             version = flows.register_flow(home, "loan-default", trained["run_id"])
             progress.update(step, advance=1, description="Deploying through the policy gates")
@@ -89,7 +90,7 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             try:
                 served = _send_holdout(progress, httpx, server.url, token, holdout, requests)
                 if loop:
-                    act_two = _act_two(progress, httpx, server.url, token, home, data_dir, settings)
+                    act_two = _act_two(progress, httpx, server.url, token, home)
             finally:
                 server.stop()
             summary = platform.summary()
@@ -144,8 +145,7 @@ def _serve_labelled(client: Any, rows: list[dict[str, Any]], features: list[str]
     client.post("/v1/deployments/loans/feedback", json={"labels": labels}).raise_for_status()
 
 
-def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: str, data_dir: Path,
-             settings: Settings) -> dict[str, Any]:
+def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: str) -> dict[str, Any]:
     """Drifted traffic -> monitor -> alert -> retrain -> gates -> canary -> promote or roll back."""
     import tempfile
     import threading
@@ -160,7 +160,7 @@ def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: 
     def mark(what: str) -> None:
         timeline.append((time.time() - began_at, what))
 
-    drifted = pacsv.read_csv(data_dir / LOANS.drifted)
+    drifted = pacsv.read_csv(path(LOANS.drifted))
     traffic, fresh = drifted.slice(0, 600).to_pylist(), drifted.slice(600)
     step = progress.add_task("Act two: sending 400 drifted rows with their labels", total=4)
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -198,7 +198,8 @@ def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: 
             sender = threading.Thread(target=live, daemon=True)
             sender.start()
             try:
-                result = flows.retrain_release_flow(home, str(source), since=since, observe_s=90, min_requests=80,
+                result = flows.retrain_release_flow(home, "loans", str(source), since=since, observe_s=90,
+                                                    min_requests=80,
                                                     trigger=checked["reason"])
             finally:
                 stop.set()

@@ -200,3 +200,58 @@ def test_generate_returns_plain_python_values() -> None:
     assert all(isinstance(v, float) and math.isfinite(v) for v in table["income"])
     assert all(isinstance(v, str) for v in table["name"])
     assert set(table["default"]) <= {0, 1}
+
+
+def test_the_package_finds_the_sample_where_the_data_folder_is(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    from mlops_lite.errors import NotFound
+    from mlops_lite.samples import LOANS, path
+
+    for name in (LOANS.train, LOANS.drifted, LOANS.holdout):
+        assert path(name).read_bytes() == (DATA_DIR / name).read_bytes()
+    monkeypatch.setenv("MLOPS_LITE_SAMPLE_DATA", str(tmp_path))
+    with pytest.raises(NotFound) as missing:
+        path(LOANS.train)
+    assert "MLOPS_LITE_SAMPLE_DATA" in missing.value.message
+    (tmp_path / LOANS.train).write_text("x\n1\n")
+    assert path(LOANS.train) == tmp_path / LOANS.train
+
+
+def test_an_installed_wheel_carries_the_sample(tmp_path: Path) -> None:
+    """Built from a copy of the project as pip builds it, the wheel holds the CSVs (and not
+    the generator), and the package installed from it finds them."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = DATA_DIR.parent
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for folder in ("mlops_lite", "flows", "server", "tui", "data"):
+        shutil.copytree(repo / folder, source / folder, symlinks=True, ignore=skip)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
+                            str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    [wheel] = (tmp_path / "dist").glob("mlops_lite-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"mlops_lite/sample_data/{name}" for name in FILES} <= names
+    assert not any(n.startswith("mlops_lite/sample_data/") and not n.endswith(".csv") for n in names)
+
+    target = tmp_path / "site"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                                str(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    found = subprocess.run(
+        [sys.executable, "-c", "import mlops_lite, mlops_lite.samples as s; "
+                               "print(mlops_lite.__file__); print(s.path(s.LOANS.train))"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)})
+    assert found.returncode == 0, found.stderr
+    package, csv_path = found.stdout.split()
+    assert package.startswith(str(target)) and csv_path == str(target / "mlops_lite" / "sample_data" / "loans.csv")
+    assert Path(csv_path).read_bytes() == (DATA_DIR / "loans.csv").read_bytes()
