@@ -446,9 +446,9 @@ def _feature_lists(entries: list[_Entry]) -> dict[str, list[Any]]:
             for name, column in zip(names, zip(*values, strict=True), strict=True):
                 features.setdefault(name, [None] * filled).extend(column)
         filled += len(rows)
-        for column in features.values():
-            if len(column) < filled:
-                column.extend([None] * (filled - len(column)))
+        for feature_column in features.values():
+            if len(feature_column) < filled:
+                feature_column.extend([None] * (filled - len(feature_column)))
     return features
 
 
