@@ -22,8 +22,8 @@ from sqlmodel import Session, col, select
 from mlops_lite.clock import as_utc
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.alert_tables import AlertSilenceRow
+from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
-from mlops_lite.security.audit import AuditLog
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def covering(silences: Iterable[SilenceRecord], rule: str, subject: str) -> Sile
 class Silences:
     """The silences in the metadata store; every change is an audit event."""
 
-    def __init__(self, store: MetadataStore, audit: AuditLog, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: MetadataStore, audit: AuditTrail, clock: Callable[[], datetime]) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
@@ -80,7 +80,11 @@ class Silences:
             raise InvalidInput("a silence names a rule or a subject (use rule='*' to silence everything)",
                                field="rule", expected="a rule name or pattern")
         until = check_until(until)
-        end = now + until if isinstance(until, timedelta) else as_utc(until)
+        try:
+            end = now + until if isinstance(until, timedelta) else as_utc(until)
+        except OverflowError as exc:  # beyond year 9999
+            raise InvalidInput(f"until {until!r} is beyond the last time a store keeps", field="until",
+                               expected="a time before year 10000") from exc
         if end <= now:
             raise InvalidInput(f"until {end.isoformat()} is not in the future", field="until",
                                expected="a later time")

@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from mlops_lite.errors import Conflict, InvalidInput, NotFound
-from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.alerts import (
     AlertRule,
     Alerts,
@@ -31,6 +29,8 @@ from mlops_lite.alerts import (
     load_rules,
     parse_rules,
 )
+from mlops_lite.errors import Conflict, InvalidInput, NotFound
+from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.security.audit import AuditLog
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
