@@ -50,7 +50,7 @@ def test_the_loop_runs_over_http_as_on_a_worker(prefect_harness, tmp_path: Path,
         assert checked["retrain"]
 
         with live_traffic(platform, traffic, start=400):
-            result = flows.retrain_release_flow(worker_home, str(fresh_csv), since=since, observe_s=90,
+            result = flows.retrain_release_flow(worker_home, "loans", str(fresh_csv), since=since, observe_s=90,
                                                 min_requests=20, trigger=checked["reason"])
         assert result["gates"]["passed"] and result["decision"] == "promote", result
         served = platform.deployments.get("loans")
@@ -72,7 +72,7 @@ def test_the_loop_runs_over_http_as_on_a_worker(prefect_harness, tmp_path: Path,
             assert action in actions, action
 
         # A failing flow over HTTP raises the flow-failed alert on the server.
-        failed = flows.retrain_release_flow(worker_home, str(tmp_path / "missing.csv"), return_state=True)
+        failed = flows.retrain_release_flow(worker_home, "loans", str(tmp_path / "missing.csv"), return_state=True)
         assert failed.is_failed()
         alert = next(a for a in platform.alerts.open_alerts() if a.rule == "flow-failed")
         assert alert.subject == "retrain-release"
