@@ -1,10 +1,12 @@
-"""A real PostgreSQL for the metadata contract run (``pytest --postgres``).
+"""A real PostgreSQL for the tests: the metadata contract's ``postgres`` backend (every
+run) and the whole-suite pass ``pytest --postgres``.
 
 The session starts its own cluster in a temporary folder (initdb, trust auth,
-127.0.0.1 on a free port, its socket in the same folder) and stops it at the end;
-each test gets a database of its own, named in ``MLOPS_LITE_DATABASE_URL``, so
-every Platform the test opens stores its metadata there. As root, PostgreSQL runs
-as the ``postgres`` user (it refuses root)."""
+127.0.0.1 on a free port, its socket in the same folder) when a test first needs it,
+and stops it at the end; each test gets a database of its own (``database()``; with
+``--postgres`` it is named in ``MLOPS_LITE_DATABASE_URL``, so every Platform the test
+opens stores its metadata there). As root, PostgreSQL runs as the ``postgres`` user (it
+refuses root)."""
 
 from __future__ import annotations
 
@@ -56,11 +58,19 @@ class PostgresCluster:
             self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+MISSING = "PostgreSQL's initdb and pg_ctl are not installed (Debian: apt-get install postgresql)"
+
+
+def installed() -> bool:
+    """Whether this machine has the binaries to start a cluster (searched as ``postgres_cluster`` does)."""
+    return _binary("initdb") is not None and _binary("pg_ctl") is not None
+
+
 @contextmanager
 def postgres_cluster() -> Iterator[PostgresCluster]:
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
     if initdb is None or pg_ctl is None:
-        raise RuntimeError("--postgres needs PostgreSQL's initdb and pg_ctl (Debian: apt-get install postgresql)")
+        raise RuntimeError(MISSING)
     as_user: list[str] = []
     root = Path(tempfile.mkdtemp(prefix="mlops-lite-pg-"))
     if os.geteuid() == 0:
