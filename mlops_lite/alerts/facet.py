@@ -35,8 +35,8 @@ from mlops_lite.alerts.sinks import Sink
 from mlops_lite.clock import as_utc, utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.alert_tables import ALERT_STATES, OPEN_STATES, AlertRow
+from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
-from mlops_lite.security.audit import AuditLog
 
 MAX_LIMIT = 10_000
 
@@ -54,7 +54,7 @@ class Alerts:
     ``rules`` defaults to ``default_rules()``; ``set_rules`` swaps them.
     """
 
-    def __init__(self, store: MetadataStore, audit: AuditLog, actor: str, *, sinks: Sequence[Sink] = (),
+    def __init__(self, store: MetadataStore, audit: AuditTrail, actor: str, *, sinks: Sequence[Sink] = (),
                  clock: Callable[[], datetime] = utcnow, rules: Iterable[AlertRule] | None = None,
                  caller: str | None = None) -> None:
         self._store = store

@@ -36,7 +36,7 @@ from mlops_lite.alerts.silences import SilenceRecord, covering
 from mlops_lite.clock import as_utc
 from mlops_lite.errors import InvalidInput
 from mlops_lite.metadata.alert_tables import OPEN_STATES, AlertRow
-from mlops_lite.security.audit import AuditLog
+from mlops_lite.metadata.audit import AuditTrail
 
 Announce = Callable[[AlertRow, str], bool]
 """Hands an alert's change (``alert.fire`` or ``alert.resolve``) to the sinks once the
@@ -93,7 +93,7 @@ class AlertMachine:
     """Applies rules to observations inside one transaction; ``actor`` is who the audit
     chain names for fires and resolves (the monitor)."""
 
-    def __init__(self, audit: AuditLog, actor: str) -> None:
+    def __init__(self, audit: AuditTrail, actor: str) -> None:
         self._audit = audit
         self._actor = actor
 

@@ -9,9 +9,11 @@ from typing import Any, Protocol
 
 from mlops_lite.records import DeploymentLineage, DeploymentRecord, DeploymentRevisionRecord, Prediction
 
-# Seams the serving process alone uses, off the Protocol: ``route`` and ``predict_with``
-# (a request's slot and session, for the server's own encoders), ``signatures``,
-# ``load_all`` (warming the sessions at start) and ``close``.
+# Seams the serving process alone uses, off the Protocol: ``pipeline`` (the request path
+# every protocol shares: it answers, logs and counts), ``route`` (a deployment's slots and
+# sessions, for OIP metadata), ``serving_stats`` (for /metrics), ``signatures``,
+# ``load_all`` (warming the sessions at start), ``score`` (the release loop's evaluation),
+# ``wait_for_shadows`` and ``close``.
 
 
 class DeploymentsAPI(Protocol):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlmodel import Session, col, select
 
@@ -28,14 +28,14 @@ from mlops_lite.clock import utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlops_lite.metadata.policy_tables import APPROVAL_STATUSES, ApprovalRequestRow, ApprovalVoteRow
 from mlops_lite.policy.common import violation
-from mlops_lite.records import ApprovalRequest, ApprovalVote, Identity, ModelVersionRecord
+from mlops_lite.records import ApprovalRequest, ApprovalVote, Identity, ModelVersionRecord, PolicyDecision
 from mlops_lite.security.roles import require, role_rank
 
 if TYPE_CHECKING:
+    from mlops_lite.metadata.audit import AuditTrail
     from mlops_lite.metadata.store import MetadataStore
-    from mlops_lite.policy.gates import Policy
+    from mlops_lite.policy.document import PolicySpec
     from mlops_lite.registry import Registry
-    from mlops_lite.security.audit import AuditLog
 
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 OPEN = ("pending", "approved")
@@ -55,10 +55,21 @@ def _request_lock(url: str, request_id: str) -> threading.RLock:
         return lock
 
 
+class PolicyRules(Protocol):
+    """What approvals ask of the policy that owns them (``gates.Policy``)."""
+
+    def load(self, model: str | None = None) -> PolicySpec: ...
+
+    def notify(self, spec: PolicySpec | None, event: dict[str, Any]) -> None: ...
+
+    def decide(self, model: str, version: str, *, alias: str = "production",
+               actor: str | Identity | None = None) -> PolicyDecision: ...
+
+
 class Approvals:
     """``platform.policy.approvals`` (each method is also on ``platform.policy``)."""
 
-    def __init__(self, policy: Policy, store: MetadataStore, audit: AuditLog, registry: Registry,
+    def __init__(self, policy: PolicyRules, store: MetadataStore, audit: AuditTrail, registry: Registry,
                  actor: str) -> None:
         self._policy = policy
         self._store = store

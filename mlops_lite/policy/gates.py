@@ -49,9 +49,9 @@ if TYPE_CHECKING:
     from typing_extensions import TypeIs
 
     from mlops_lite.config import Settings
+    from mlops_lite.metadata.audit import AuditTrail
     from mlops_lite.metadata.store import MetadataStore
     from mlops_lite.registry import Registry
-    from mlops_lite.security.audit import AuditLog
     from mlops_lite.tracking import Tracking
 
 logger = logging.getLogger("mlops_lite.policy")
@@ -76,7 +76,7 @@ class Policy:
     """The ``platform.policy`` facet: the checks a version must pass to go live, the
     stored decisions, and the approval workflow (``approvals``; also exposed here)."""
 
-    def __init__(self, settings: Settings, store: MetadataStore, audit: AuditLog, registry: Registry,
+    def __init__(self, settings: Settings, store: MetadataStore, audit: AuditTrail, registry: Registry,
                  data: Any, *, tracking: Tracking | None = None, actor: str = "system") -> None:
         self.settings = settings
         self.min_roc_auc = settings.min_roc_auc  # the built-in base threshold; settable

@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 
 from mlops_lite.clock import as_utc, utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
+from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.registry_tables import AliasEvent, ModelAlias, ModelCard
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Model, ModelVersion
@@ -39,7 +40,6 @@ from mlops_lite.records import (
     VersionComparison,
 )
 from mlops_lite.registry.semver import _SEMVER
-from mlops_lite.security.audit import AuditLog
 
 ALIAS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 ALIAS_RULE = "1-63 characters: a lowercase letter, then lowercase letters, digits, '_' and '-'"
@@ -82,7 +82,7 @@ class Aliases:
     """The alias, comparison, lineage and model-card half of ``platform.registry``
     (``Registry`` exposes each method)."""
 
-    def __init__(self, store: MetadataStore, audit: AuditLog, actor: str) -> None:
+    def __init__(self, store: MetadataStore, audit: AuditTrail, actor: str) -> None:
         self._store = store
         self._audit = audit
         self._actor = actor

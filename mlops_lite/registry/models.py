@@ -13,6 +13,7 @@ from sqlmodel import select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
+from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Model, ModelVersion
 from mlops_lite.objects import ObjectStore
@@ -20,7 +21,6 @@ from mlops_lite.records import AliasEventRecord, Lineage, ModelRecord, ModelVers
 from mlops_lite.registry.aliases import Aliases, AliasGuard
 from mlops_lite.registry.aliases import version_record as _version_record
 from mlops_lite.registry.semver import next_version, parse
-from mlops_lite.security.audit import AuditLog
 from mlops_lite.tracking import Tracking
 from mlops_lite.training import MODEL_ARTIFACT, SIGNATURE_ARTIFACT
 
@@ -57,7 +57,7 @@ class Registry:
     """
 
     def __init__(self, store: MetadataStore, objects: ObjectStore, tracking: Tracking,
-                 audit: AuditLog, actor: str, *, guard: Callable[[], AliasGuard] | None = None) -> None:
+                 audit: AuditTrail, actor: str, *, guard: Callable[[], AliasGuard] | None = None) -> None:
         """``guard`` provides the policy that decides moves of gated aliases (the policy is
         built on this registry, so it comes as a provider); without one, no alias is gated."""
         self._guard = guard

@@ -38,11 +38,11 @@ from sqlmodel import Session, col
 
 from mlops_lite.clock import as_utc, utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
+from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Experiment, Metric, Run, core_table
 from mlops_lite.objects import ObjectStore
 from mlops_lite.records import RunRecord
-from mlops_lite.security.audit import AuditLog
 from mlops_lite.tracking import provenance, sql, writes
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
@@ -57,7 +57,7 @@ _HOST = socket.gethostname()
 class Tracking:
     """The ``platform.tracking`` facet."""
 
-    def __init__(self, store: MetadataStore, objects: ObjectStore, audit: AuditLog, actor: str) -> None:
+    def __init__(self, store: MetadataStore, objects: ObjectStore, audit: AuditTrail, actor: str) -> None:
         self._store = store
         self._objects = objects
         self._audit = audit
