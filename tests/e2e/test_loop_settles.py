@@ -1,6 +1,8 @@
 """The loop's rules at rest, in-process and quick (the soak over `up` is in
-test_loop_at_rest.py): a candidate that is already out is nothing to release, and a
-drift alert resolves once the window's traffic looks like the training data again."""
+test_loop_at_rest.py): a candidate that is already out is nothing to release, a
+drift alert resolves once the window's traffic looks like the training data again, and
+the one retrain decision (new data, the schedule, its guards kept in the store) holds
+the same over HTTP, after a restart, and with Prefect as the scheduler."""
 
 from __future__ import annotations
 

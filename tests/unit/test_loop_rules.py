@@ -3,6 +3,8 @@ never on sampling noise alone."""
 
 from __future__ import annotations
 
+import pytest
+
 from mlops_lite.monitoring.checks import WindowReport
 from mlops_lite.monitoring.loop import judge_canary, no_regression
 
@@ -63,3 +65,49 @@ def test_error_counts_make_the_windows_error_rate(tmp_path) -> None:
     later = check_window(tmp_path / "predictions", tmp_path / "feedback", "loans", reference, [("x", "numeric")],
                          errors_dir=tmp_path / "errors", since=datetime.now(UTC) + timedelta(seconds=2))
     assert later.infra.get("errors", 0) == 0 and "error_rate" not in later.infra
+
+
+def test_a_recipe_retrains_on_the_folder_of_the_file_it_first_read() -> None:
+    from datetime import UTC, datetime
+
+    from mlops_lite.training import TrainingRecipe, TrainingSpec
+
+    spec = TrainingSpec(target="y", numeric=("x",), categorical=())
+    recipe = TrainingRecipe(deployment="d", model="m", repository="r", path="sales/2025.parquet", data_commit="c",
+                            spec=spec)
+    moment = datetime(2026, 3, 1, 12, 30, 5, tzinfo=UTC)
+    assert recipe.pattern == "sales/*.parquet"
+    assert recipe.fresh_path(moment) == "sales/fresh-20260301-123005.parquet"
+    top = TrainingRecipe(deployment="d", model="m", repository="r", path="train.csv", data_commit="c", spec=spec)
+    assert (top.pattern, top.fresh_path(moment)) == ("*.csv", "fresh-20260301-123005.csv")
+    again = TrainingRecipe(deployment="d", model="m", repository="r", path="sales/*.parquet", data_commit="c",
+                           spec=spec)
+    assert again.pattern == "sales/*.parquet"
+
+
+def test_a_spec_is_read_back_from_what_its_run_recorded() -> None:
+    from mlops_lite.errors import InvalidInput
+    from mlops_lite.training import TrainingSpec
+
+    signature = {"inputs": [{"name": "income", "type": "float"}, {"name": "region", "type": "string"}],
+                 "target": "default"}
+    params = {"algorithm": "logistic_regression", "test_size": "0.25", "seed": "7", "sensitive": "gender",
+              "C": "0.5", "max_iter": "1000", "class_weight": "balanced", "l1_ratio": "None"}
+    spec = TrainingSpec.recorded(signature, params)
+    assert spec == TrainingSpec(target="default", numeric=("income",), categorical=("region",), sensitive="gender",
+                                algorithm="logistic_regression", test_size=0.25, seed=7,
+                                params={"C": 0.5, "max_iter": 1000, "class_weight": "balanced", "l1_ratio": None})
+    assert TrainingSpec.from_dict(spec.as_dict()) == spec
+    assert TrainingSpec.recorded(signature, {}).sensitive is None
+    with pytest.raises(InvalidInput):
+        TrainingSpec.recorded({"inputs": []}, params)
+
+
+def test_a_decision_says_what_asked_and_what_held() -> None:
+    from mlops_lite.monitoring.triggers import Decision
+
+    held = Decision(False, ("drift-feature: psi = 0.4 (threshold 0.2)", "new data merged"), held="debounced: ...",
+                    revision=3, repository="r", head="abc")
+    assert held.reason == "drift-feature: psi = 0.4 (threshold 0.2); new data merged"
+    assert held.as_dict() == {"retrain": False, "reason": held.reason, "reasons": list(held.reasons),
+                              "held": "debounced: ...", "revision": 3, "repository": "r", "head": "abc"}
