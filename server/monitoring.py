@@ -5,13 +5,13 @@ prediction log. Mounted under /v1 with its bearer guard (alerts: server/alerts.p
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 
 from mlops_lite import InvalidInput, Platform
+from mlops_lite.inference.columnar import ARROW_STREAM
 from mlops_lite.tracking.sql import ALLOWED_TABLE_FUNCTIONS, check_select
 
 
@@ -132,6 +132,7 @@ def monitoring_stats(request: Request[Any, Any, Any]) -> dict[str, int]:
 
 
 QUERY_MAX_ROWS = 100_000
+TRUNCATED = b"mlops_lite.truncated"  # in an Arrow answer's schema metadata when rows were left out
 LOG_VIEWS = frozenset({"predictions", "feedback"})
 QUERY_EXPECTED = "one SELECT or WITH statement over the views predictions and feedback"
 
@@ -142,17 +143,28 @@ class QueryRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @post("/monitoring/query", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
-def monitoring_query(request: Request[Any, Any, Any], data: QueryRequest) -> dict[str, Any]:
+def monitoring_query(request: Request[Any, Any, Any], data: QueryRequest) -> Any:
     """Read-only SQL over the prediction log: one SELECT or WITH reading only the views
     ``predictions`` and ``feedback`` (422 naming the rule otherwise), answered as at most
-    ``max_rows`` rows: ``columns`` (names), ``types`` (Arrow types), ``schema`` (base64 of
-    the Arrow IPC schema), ``rows`` (lists of JSON values) and ``truncated``."""
+    ``max_rows`` rows. As JSON: ``columns`` (names), ``types`` (Arrow types), ``rows``
+    (lists of JSON values; NaN and infinities become null) and ``truncated``. As an Arrow
+    IPC stream when ``Accept`` asks for one: the table with its types and values exact,
+    its schema metadata holding ``mlops_lite.truncated`` when rows were left out."""
     table = _platform(request).monitoring.query(read_only_log_query(data.sql))
     kept = table.slice(0, data.max_rows)
+    truncated = table.num_rows > data.max_rows
+    if ARROW_STREAM in request.headers.get("accept", ""):
+        import pyarrow as pa
+
+        if truncated:
+            kept = kept.replace_schema_metadata({**(kept.schema.metadata or {}), TRUNCATED: b"true"})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, kept.schema) as writer:
+            writer.write_table(kept)
+        return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
     values = [column.to_pylist() for column in kept.columns]
-    return {"columns": kept.column_names, "types": [str(field.type) for field in kept.schema],
-            "schema": base64.b64encode(kept.schema.serialize().to_pybytes()).decode(),
-            "rows": [list(row) for row in zip(*values, strict=True)], "truncated": table.num_rows > data.max_rows}
+    return {"columns": kept.column_names, "types": [str(kind) for kind in kept.schema.types],
+            "rows": [list(row) for row in zip(*values, strict=True)], "truncated": truncated}
 
 
 def read_only_log_query(sql: str) -> str:

@@ -3,7 +3,7 @@ verifies the same chain with the same records, local or remote."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -138,7 +138,9 @@ def test_reading_the_chain_needs_the_roles_the_server_declares(api: Any) -> None
     _, operator_secret = api.tokens.create("an-operator", "operator")
     with RemotePlatform(api.url, viewer_secret) as viewer, RemotePlatform(api.url, operator_secret) as operator:
         assert viewer.audit.count() == api.audit.count()
-        for read in (lambda p: p.audit.events(), lambda p: p.audit.about(obj), lambda p: p.audit.verify()):
+        reads: list[Callable[[Any], object]] = [lambda p: p.audit.events(), lambda p: p.audit.about(obj),
+                                                lambda p: p.audit.verify()]
+        for read in reads:
             with pytest.raises(PermissionDenied) as denied:
                 read(viewer)
             assert denied.value.details == {"needed": "operator", "role": "viewer"}

@@ -4,6 +4,7 @@ same records, tables and errors, local or remote."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -183,7 +184,9 @@ def test_over_http_a_viewer_reads_the_counters_and_an_operator_queries(api: Any)
     _, secret = api.tokens.create("a-viewer", "viewer")
     with RemotePlatform(api.url, secret) as viewer:
         assert viewer.monitoring.stats() == api.monitoring.stats()
-        for verb in (lambda m: m.query("SELECT 1"), lambda m: m.record_feedback("loans", [("r", 1)])):
+        verbs: list[Callable[[Any], object]] = [lambda m: m.query("SELECT 1"),
+                                                lambda m: m.record_feedback("loans", [("r", 1)])]
+        for verb in verbs:
             with pytest.raises(PermissionDenied) as denied:
                 verb(viewer.monitoring)
             assert denied.value.details == {"needed": "operator", "role": "viewer"}

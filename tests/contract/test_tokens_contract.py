@@ -5,6 +5,7 @@ local or remote."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -79,8 +80,10 @@ def test_only_an_admin_manages_tokens(api: Any) -> None:
     _, secret = api.tokens.create("an-approver", "approver")
     before = api.tokens.list()
     with RemotePlatform(api.url, secret) as approver:
-        for verb in (lambda t: t.list(), lambda t: t.count(), lambda t: t.create("x", "viewer"),
-                     lambda t: t.create_access_key("x", "viewer"), lambda t: t.revoke(target.token_id)):
+        verbs: list[Callable[[Any], object]] = [
+            lambda t: t.list(), lambda t: t.count(), lambda t: t.create("x", "viewer"),
+            lambda t: t.create_access_key("x", "viewer"), lambda t: t.revoke(target.token_id)]
+        for verb in verbs:
             with pytest.raises(PermissionDenied) as denied:
                 verb(approver.tokens)
             assert denied.value.details == {"needed": "admin", "role": "approver"}
