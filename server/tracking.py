@@ -26,6 +26,7 @@ from mlops_lite.tracking import ActiveRun
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
 MAX_LIMIT = 10_000  # the most runs one list answers
+MAX_SQL_SECONDS = 86_400.0  # the longest time limit a query may ask for
 OCTET_STREAM = "application/octet-stream"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -81,9 +82,12 @@ class EndRunRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``max_rows`` null answers every row (as the facet's default does); ``timeout_s``
+    null lets the query run to its end."""
+
     query: str
-    max_rows: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    max_rows: Annotated[int, msgspec.Meta(ge=0)] | None = 1000
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_SQL_SECONDS)] | None = None
 
 
 def _moment(micros: int) -> datetime:
