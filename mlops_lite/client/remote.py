@@ -123,10 +123,12 @@ class RemotePlatform:
         return summary
 
     def close(self) -> None:
-        self.tracking.close()  # send what open runs still buffer, while the connection is open
-        if self._data is not None:
-            self._data.close()
-        self._http.close()
+        try:
+            self.tracking.close()  # send what open runs still buffer, while the connection is open
+        finally:
+            if self._data is not None:
+                self._data.close()
+            self._http.close()
 
     def __enter__(self) -> RemotePlatform:
         return self
