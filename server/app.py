@@ -29,6 +29,7 @@ from mlops_lite.security import require
 from server.alerts import ALERT_ROUTES
 from server.audit import AUDIT_ROUTES
 from server.columnar import arrow_predict
+from server.data import DATA_ROUTES
 from server.inline import inline_ok
 from server.lakefs import lakefs_router
 from server.lineage import LINEAGE_ROUTES
@@ -294,7 +295,7 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
                                  *TOKEN_ROUTES, *AUDIT_ROUTES,
                                  list_deployments, deploy, predict, list_aliases, move_alias, rollback_alias,
                                  *RELEASE_ROUTES, *MONITORING_ROUTES, *ALERT_ROUTES,
-                                 *LINEAGE_ROUTES, *POLICY_ROUTES])
+                                 *LINEAGE_ROUTES, *POLICY_ROUTES, *DATA_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

@@ -4,18 +4,25 @@ Locally the content-addressed store in the home (mlops_lite/data/); remotely, an
 lakeFS server, the lakefs backend (mlops_lite/data/lakefs_backend.py) speaking the lakeFS
 API. Handles are cheap and touch nothing until a verb runs.
 
+Remotely an mlops-lite server answers, beyond lakeFS's API, a repository's rules
+(``config``/``configure``), ``query``, ``gc`` and ``fsck`` on its /v1 data routes
+(server/data.py, mlops_lite/client/data.py); ``Reference.open`` downloads into a
+temporary file and ``Branch.import_directory`` uploads file by file.
+
 Off the Protocol, with why:
-- ``Repository.config``/``configure`` and ``Repository.query``: the embedded store's own
-  settings (protected branches, PII patterns, checks) and its DuckDB view over a ref; a
-  lakeFS server keeps these its own way (branch protection rules, repository metadata).
-- ``Reference.open``/``object_file`` and ``Branch.import_directory``: local files.
-- ``DataAPI.gc``/``fsck`` are declared, and a lakeFS server answers BackendUnavailable
-  (it runs its own garbage collection).
+- ``Reference.object_file``/``table_files`` and ``DataStore.object_file``: where objects
+  lie on the local disk; remotely there is no such file (``open`` and ``read_table``
+  read the bytes either way).
+- A plain lakeFS server (``data_backend="lakefs"``, ``LakeFSDataStore``) keeps rules its
+  own way (branch protection rules, repository metadata) and runs its own garbage
+  collection: it offers none of ``config``/``configure``, ``query``, ``import_directory``,
+  ``open``, ``commit_record``, ``Reference.log``, and answers ``gc``/``fsck`` with
+  BackendUnavailable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -29,6 +36,9 @@ from mlops_lite.records import (
 )
 
 if TYPE_CHECKING:
+    from mlops_lite.data.checks import RepositoryConfig, SchemaRule
+    from mlops_lite.data.lifecycle import FsckReport, GcReport
+    from mlops_lite.data.tables import QueryResult
     from mlops_lite.data.tree import DiffEntry
 
 
@@ -39,9 +49,17 @@ class ReferenceAPI(Protocol):
 
     def resolve(self) -> str: ...
 
+    def commit_record(self) -> CommitRecord:
+        """The commit this reference points at now."""
+
+    def log(self, *, amount: int = 100, after: str | None = None) -> list[CommitRecord]: ...
+
     def stat(self, path: str) -> ObjectRecord: ...
 
     def read_bytes(self, path: str, *, start: int | None = None, end: int | None = None) -> bytes: ...
+
+    def open(self, path: str) -> BinaryIO:
+        """The object's bytes as a binary file to read (close it when done)."""
 
     def objects(self, prefix: str = "") -> Iterator[ObjectRecord]: ...
 
@@ -68,6 +86,10 @@ class BranchAPI(ReferenceAPI, Protocol):
 
     def upload(self, path: str, source: Path | bytes | BinaryIO, *, if_absent: bool = False) -> ObjectRecord: ...
 
+    def import_directory(self, folder: Path, *, prefix: str = "", workers: int = 2,
+                         progress: Callable[[int, int], None] | None = None) -> int:
+        """Stage every file under ``folder`` at ``prefix`` + its relative path; the count."""
+
     def delete_object(self, path: str, *, missing_ok: bool = False) -> bool: ...
 
     def uncommitted(self) -> list[DiffEntry]: ...
@@ -87,9 +109,22 @@ class BranchAPI(ReferenceAPI, Protocol):
 class RepositoryAPI(Protocol):
     name: str
 
-    def create(self, *, default_branch: str = "main", exist_ok: bool = False) -> RepositoryRecord: ...
+    def create(self, *, default_branch: str = "main", exist_ok: bool = False,
+               config: RepositoryConfig | None = None) -> RepositoryRecord: ...
 
     def info(self) -> RepositoryRecord: ...
+
+    def config(self) -> RepositoryConfig:
+        """The repository's rules: protected branches, pinned schemas, PII patterns, size limit."""
+
+    def configure(self, *, protected_branches: Sequence[str] | None = None,
+                  schemas: Sequence[SchemaRule] | None = None, pii_patterns: Sequence[str] | None = None,
+                  max_object_bytes: int | None = None) -> RepositoryConfig:
+        """Change the rules; what is not given stays as it is."""
+
+    def query(self, sql: str, **tables: tuple[str, str]) -> QueryResult:
+        """DuckDB SQL over tables at refs (``loans=("main", "loans/*.csv")``); the result
+        names the commit each table was read at."""
 
     def delete(self) -> None: ...
 
@@ -123,6 +158,8 @@ class DataAPI(Protocol):
 
     def pii_patterns(self, repository: str) -> tuple[str, ...]: ...
 
-    def gc(self, *, retention_days: float = 7.0, dry_run: bool = True, grace_seconds: float = 3600) -> Any: ...
+    def gc(self, *, retention_days: float = 7.0, dry_run: bool = True, grace_seconds: float = 3600) -> GcReport:
+        """Remove objects nothing reaches (a dry run unless ``dry_run`` is false)."""
 
-    def fsck(self) -> Any: ...
+    def fsck(self) -> FsckReport:
+        """Verify every object's digest and every commit's tree."""

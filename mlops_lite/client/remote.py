@@ -66,12 +66,13 @@ class RemotePlatform:
 
     @property
     def data(self) -> Any:
-        """The data facet: the server's lakeFS-compatible API, with this same token."""
+        """The data facet: the server's lakeFS-compatible API and its /v1 data routes
+        (mlops_lite/client/data.py), with this same token."""
         with self._lazy:
             if self._data is None:
-                from mlops_lite.data.lakefs_backend import LakeFSDataStore
+                from mlops_lite.client.data import RemoteData
 
-                self._data = LakeFSDataStore(self.url, token=self._token)
+                self._data = RemoteData(self, self._token)
             return self._data
 
     @property

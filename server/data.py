@@ -1,0 +1,194 @@
+"""Data routes beyond lakeFS: what the embedded store offers that lakeFS's API has no words
+for. Mounted under /v1 with its bearer guard; ``RemoteData`` (mlops_lite/client/data.py)
+speaks them, beside the lakeFS-compatible API (server/lakefs.py) for everything else.
+
+- ``GET/PUT /v1/data/repositories/{repo}/config``: the repository's rules (protected
+  branches, pinned schemas, PII patterns, the object size limit); PUT changes only what
+  it names, as ``Repository.configure`` does.
+- ``POST /v1/data/repositories/{repo}/query``: DuckDB SQL over tables at refs; answers
+  the result as an Arrow IPC stream whose schema metadata ``mlops_lite.commits`` (JSON)
+  names the commit each table was read at.
+- ``POST /v1/data/gc`` and ``GET /v1/data/fsck``: the store's garbage collection and
+  integrity check (admin).
+
+Reads need viewer, writes operator, gc and fsck admin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Annotated, Any
+
+import msgspec
+import pyarrow as pa
+from litestar import Request, Response, get, post, put
+
+from mlops_lite import Platform
+from mlops_lite.data import DataStore, Repository, RepositoryConfig
+from mlops_lite.data.checks import ColumnRule, SchemaRule
+from mlops_lite.data.lifecycle import GcReport
+from mlops_lite.data.tables import QueryResult, query
+from mlops_lite.errors import BackendUnavailable, InvalidInput
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+COMMITS_KEY = b"mlops_lite.commits"
+MAX_RETENTION_DAYS = 36_500.0
+_OBJECT_FILE = re.compile(r"'/[^']*'")  # a file of the server's store, named in a DuckDB error  # a century; a longer retention is no garbage collection at all
+
+
+def _platform(request: Request[Any, Any, Any]) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def _actor(request: Request[Any, Any, Any]) -> str:
+    return f"token:{request.state.identity.name}"
+
+
+def _store(request: Request[Any, Any, Any]) -> DataStore:
+    data = _platform(request).data
+    if not isinstance(data, DataStore):
+        # A platform whose data lives on a lakeFS server: that server keeps its own rules and gc.
+        raise BackendUnavailable("this server's data lives on a lakeFS server; repository rules, queries, "
+                                 "gc and fsck are that server's own")
+    return data
+
+
+def _repo(request: Request[Any, Any, Any], name: str) -> Repository:
+    return _store(request).repo(name)
+
+
+class ColumnBody(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    type: str
+    nullable: bool = True
+
+
+class SchemaBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Tabular objects matching ``paths`` (a glob) must have exactly these columns."""
+
+    paths: str
+    columns: list[ColumnBody]
+
+
+class ConfigureRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The rules to change; a field left out (or null) stays as it is."""
+
+    protected_branches: list[str] | None = None
+    schemas: list[SchemaBody] | None = None
+    pii_patterns: list[str] | None = None
+    max_object_bytes: int | None = None
+
+
+class QueryRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``tables`` names each table: ``{"loans": ["main", "loans/*.csv"]}`` (a ref, a path or glob)."""
+
+    sql: str
+    tables: dict[str, Any]
+
+
+class GcRequest(msgspec.Struct, forbid_unknown_fields=True):
+    retention_days: Annotated[float, msgspec.Meta(le=MAX_RETENTION_DAYS)] = 7.0
+    dry_run: bool = True
+    grace_seconds: float = 3600.0
+
+
+@get("/data/repositories/{repository:str}/config", opt={"permission": "viewer"}, sync_to_thread=True)
+def repository_config(request: Request[Any, Any, Any], repository: str) -> RepositoryConfig:
+    """The repository's rules: protected branches, pinned schemas, PII patterns, size limit."""
+    return _repo(request, repository).config()
+
+
+@put("/data/repositories/{repository:str}/config", opt={"permission": "operator"}, sync_to_thread=True)
+def configure_repository(request: Request[Any, Any, Any], repository: str, data: ConfigureRequest) -> RepositoryConfig:
+    """Change the rules named in the body (audited); answers the rules now in force."""
+    schemas = None if data.schemas is None else [
+        SchemaRule(paths=s.paths, columns=tuple(ColumnRule(c.name, c.type, c.nullable) for c in s.columns))
+        for s in data.schemas]
+    return _repo(request, repository).configure(
+        protected_branches=data.protected_branches, schemas=schemas, pii_patterns=data.pii_patterns,
+        max_object_bytes=data.max_object_bytes, actor=_actor(request))
+
+
+@post("/data/repositories/{repository:str}/query", opt={"permission": "viewer"}, status_code=200,
+      sync_to_thread=True)
+def query_repository(request: Request[Any, Any, Any], repository: str, data: QueryRequest) -> Response[bytes]:
+    """DuckDB SQL over CSV/Parquet tables at refs; the SQL reaches those tables and nothing else.
+    The answer is an Arrow IPC stream; its schema metadata ``mlops_lite.commits`` (JSON) maps
+    each table to the commit it was read at."""
+    result = confined_query(_repo(request, repository), data.sql, data.tables)
+    table = result.table.replace_schema_metadata({**(result.table.schema.metadata or {}),
+                                                  COMMITS_KEY: json.dumps(result.commits).encode()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
+
+
+@post("/data/gc", opt={"permission": "admin"}, status_code=200, sync_to_thread=True)
+def collect_garbage(request: Request[Any, Any, Any], data: GcRequest) -> GcReport:
+    """Remove data objects nothing reaches (a dry run unless ``dry_run`` is false)."""
+    return _store(request).gc(retention_days=data.retention_days, dry_run=data.dry_run,
+                              grace_seconds=data.grace_seconds)
+
+
+@get("/data/fsck", opt={"permission": "admin"}, sync_to_thread=True)
+def check_store(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Every object's digest verified and every commit's tree checked; ``clean`` says the verdict."""
+    report = _store(request).fsck()
+    return {**dataclasses.asdict(report), "clean": report.clean}
+
+
+def confined_query(repository: Repository, sql: str, tables: dict[str, Any]) -> QueryResult:
+    """``Repository.query`` for a caller who is not this process's user.
+
+    Each table is read at its ref by the facet's own query (the same DuckDB readers, so the
+    same column types); the caller's SQL then runs in a DuckDB that sees those tables only:
+    no file, extension or setting, and no Python variable, is in its reach."""
+    import duckdb
+
+    if not tables:
+        raise InvalidInput("name at least one table", field="tables", expected="name=(ref, path or glob)")
+    read: dict[str, pa.Table] = {}
+    commits: dict[str, str] = {}
+    for name, spec in tables.items():
+        if not (isinstance(spec, list | tuple) and len(spec) == 2 and all(isinstance(s, str) for s in spec)):
+            raise InvalidInput(f"table {name!r} needs (ref, path)", field=f"tables.{name}",
+                               expected="(ref, path or glob)")
+        try:
+            # The name is checked to be an SQL identifier before this statement runs.
+            one = query(f'SELECT * FROM "{name}"', {name: (spec[0], spec[1])},
+                        lambda ref, pattern: repository.ref(ref).table_files(pattern))
+        except InvalidInput as exc:
+            if exc.field != "sql":  # a bad name, ref or path: the facet's own answer
+                raise
+            raise _unreadable(name, spec, exc.__cause__ or exc) from exc
+        except duckdb.Error as exc:
+            raise _unreadable(name, spec, exc) from exc
+        read[name], commits[name] = one.table, one.commits[name]
+    connection = duckdb.connect(":memory:", config={"enable_external_access": False,
+                                                    "python_enable_replacements": False,
+                                                    "lock_configuration": True})
+    try:
+        for name, table in read.items():
+            connection.register(name, table)
+        try:
+            result = connection.execute(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise InvalidInput(f"the query failed: {exc}", field="sql", expected="valid DuckDB SQL") from exc
+    finally:
+        connection.close()
+    return QueryResult(table=result, commits=commits)
+
+
+def _unreadable(name: str, spec: list[str] | tuple[str, str], exc: BaseException) -> InvalidInput:
+    """A table whose objects are not the CSV or Parquet their names say (DuckDB's reason,
+    less the server's file names)."""
+    reason = _OBJECT_FILE.sub("an object", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return InvalidInput(f"table {name!r} ({spec[0]}:{spec[1]}) cannot be read: {reason}", field=f"tables.{name}",
+                        expected="CSV or Parquet objects of one schema")
+
+
+DATA_ROUTES = [repository_config, configure_repository, query_repository, collect_garbage, check_store]
