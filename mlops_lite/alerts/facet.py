@@ -34,9 +34,9 @@ from mlops_lite.alerts.silences import SilenceRecord, Silences, in_force
 from mlops_lite.alerts.sinks import Sink
 from mlops_lite.clock import as_utc, utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
-from mlops_lite.metadata.alert_tables import ALERT_STATES, OPEN_STATES, AlertRow
 from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
+from mlops_lite.metadata.tables.alerts import ALERT_STATES, OPEN_STATES, AlertRow
 
 MAX_LIMIT = 10_000
 

@@ -35,8 +35,8 @@ from mlops_lite.alerts.rules import AlertRule, Observation
 from mlops_lite.alerts.silences import SilenceRecord, covering
 from mlops_lite.clock import as_utc
 from mlops_lite.errors import InvalidInput
-from mlops_lite.metadata.alert_tables import OPEN_STATES, AlertRow
 from mlops_lite.metadata.audit import AuditTrail
+from mlops_lite.metadata.tables.alerts import OPEN_STATES, AlertRow
 
 Announce = Callable[[AlertRow, str], bool]
 """Hands an alert's change (``alert.fire`` or ``alert.resolve``) to the sinks once the
@@ -45,7 +45,7 @@ transaction commits; answers whether anyone is to be told (False: no sinks)."""
 
 @dataclass(frozen=True)
 class AlertRecord:
-    """One alert occurrence, as stored (see mlops_lite.metadata.alert_tables)."""
+    """One alert occurrence, as stored (see mlops_lite.metadata.tables.alerts)."""
 
     id: str
     rule: str

@@ -21,8 +21,8 @@ from typing import Any
 from mlops_lite.alerts.sinks import Delivery, Report, Sink, send_to
 from mlops_lite.clock import as_utc
 from mlops_lite.errors import Conflict
-from mlops_lite.metadata.alert_tables import AlertRow
 from mlops_lite.metadata.store import MetadataStore
+from mlops_lite.metadata.tables.alerts import AlertRow
 
 log = logging.getLogger("mlops_lite.alerts")
 

@@ -21,9 +21,9 @@ from sqlmodel import Session, col, select
 
 from mlops_lite.clock import as_utc
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
-from mlops_lite.metadata.alert_tables import AlertSilenceRow
 from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
+from mlops_lite.metadata.tables.alerts import AlertSilenceRow
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
 from mlops_lite.errors import BackendUnavailable, Conflict, StoreLocked
-from mlops_lite.metadata import (  # noqa: F401  (registers the tables)
-    alert_tables,
-    policy_tables,
-    registry_tables,
-    tables,
-)
+from mlops_lite.metadata import tables  # noqa: F401  (registers the tables)
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 

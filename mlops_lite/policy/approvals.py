@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from mlops_lite.metadata.policy_tables import APPROVAL_STATUSES, ApprovalRequestRow, ApprovalVoteRow
+from mlops_lite.metadata.tables.policy import APPROVAL_STATUSES, ApprovalRequestRow, ApprovalVoteRow
 from mlops_lite.policy.common import violation
 from mlops_lite.records import ApprovalRequest, ApprovalVote, Identity, ModelVersionRecord, PolicyDecision
 from mlops_lite.security.roles import require, role_rank

@@ -36,7 +36,7 @@ from sqlmodel import col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound, PolicyViolation
-from mlops_lite.metadata.policy_tables import PolicyDecisionRow
+from mlops_lite.metadata.tables.policy import PolicyDecisionRow
 from mlops_lite.policy.approvals import Approvals
 from mlops_lite.policy.common import gate_dicts, json_safe, name_of, plain, violation
 from mlops_lite.policy.document import EVALUATED_METRICS, Evaluation, PolicySpec, load_policy

@@ -29,9 +29,9 @@ from sqlmodel import Session, col, select
 from mlops_lite.clock import as_utc, utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.audit import AuditTrail
-from mlops_lite.metadata.registry_tables import AliasEvent, ModelAlias, ModelCard
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Model, ModelVersion
+from mlops_lite.metadata.tables.registry import AliasEvent, ModelAlias, ModelCard
 from mlops_lite.records import (
     AliasEventRecord,
     AuditRecord,

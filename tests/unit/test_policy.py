@@ -579,7 +579,7 @@ def test_the_approvals_gate_never_counts_the_author(world, policies) -> None:
     """Votes are refused to the author up front; the gate excludes the author anyway (a
     vote row written by hand, or a version re-attributed, must not count)."""
     from mlops_lite.clock import utcnow
-    from mlops_lite.metadata.policy_tables import ApprovalVoteRow
+    from mlops_lite.metadata.tables.policy import ApprovalVoteRow
 
     p, good = world.p, world.good
     policies(MODEL, "[approvals]\nrequired = 1\n")

@@ -8,20 +8,26 @@ A table's name and columns are what a home stores: moving a class between module
 changes nothing stored. A newer release may add a table or a nullable column (the
 store's additive upgrade adds them to an older database), never rename one.
 
-Every table is importable from here as well as from its domain's module. The
-policy, registry-alias and alert tables live in ``policy_tables``, ``registry_tables``
-and ``alert_tables`` beside this package.
+Every table is importable from here as well as from its domain's module; a domain's
+constants (states, kinds) from its module.
 """
 
+from mlops_lite.metadata.tables.alerts import AlertRow, AlertSilenceRow
 from mlops_lite.metadata.tables.columns import core_table
 from mlops_lite.metadata.tables.data import DataBranch, DataCommit, DataRepository, DataStaged, DataTag
 from mlops_lite.metadata.tables.deployments import Deployment, DeploymentRevision
-from mlops_lite.metadata.tables.registry import Model, ModelVersion
+from mlops_lite.metadata.tables.policy import ApprovalRequestRow, ApprovalVoteRow, PolicyDecisionRow
+from mlops_lite.metadata.tables.registry import AliasEvent, Model, ModelAlias, ModelCard, ModelVersion
 from mlops_lite.metadata.tables.security import ApiToken, AuditEvent
 from mlops_lite.metadata.tables.tracking import Experiment, Metric, Param, Run
 
 __all__ = [
+    "AlertRow",
+    "AlertSilenceRow",
+    "AliasEvent",
     "ApiToken",
+    "ApprovalRequestRow",
+    "ApprovalVoteRow",
     "AuditEvent",
     "DataBranch",
     "DataCommit",
@@ -33,8 +39,11 @@ __all__ = [
     "Experiment",
     "Metric",
     "Model",
+    "ModelAlias",
+    "ModelCard",
     "ModelVersion",
     "Param",
+    "PolicyDecisionRow",
     "Run",
     "core_table",
 ]

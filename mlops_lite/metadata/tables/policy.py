@@ -1,8 +1,7 @@
-"""Policy tables: decisions and approval requests (see tables.py).
+"""Policy: decisions and approval requests (``mlops_lite.policy``).
 
-Same rules as tables.py: text keys (UUIDs), no auto-increment, no foreign keys;
-datetimes are timezone-aware UTC (``mlops_lite.clock.utcnow``). Decisions and
-votes are append-only; a request row changes only its status (and who completed it).
+Decisions and votes are append-only; a request row changes only its status (and who
+completed it).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""Alert tables: one row per alert occurrence, and silences (see tables.py).
+"""Alerts: one row per alert occurrence, and silences (``mlops_lite.alerts``).
 
-Same rules as tables.py: text keys (UUIDs), no auto-increment, no foreign keys;
-datetimes are timezone-aware UTC (``mlops_lite.clock.utcnow``); floats are
-``Double`` (sqlalchemy's Float is a 32-bit REAL on DuckDB). No column is named
-``at`` (a keyword in DuckDB's SQL).
+Floats are ``Double`` (sqlalchemy's Float is a 32-bit REAL on DuckDB). No column is
+named ``at`` (a keyword in DuckDB's SQL).
 
 An alert row is born ``pending`` (or ``firing`` when its rule has no hold time),
 may become ``firing``, and ends ``resolved``; a condition seen again after that
