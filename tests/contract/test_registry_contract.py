@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from mlops_lite import Conflict, InvalidInput, MlopsLiteError, NotFound
+from mlops_lite import Conflict, InvalidInput, MlopsLiteError, NotFound, PermissionDenied
+from mlops_lite.client import RemotePlatform
 from mlops_lite.records import AliasEventRecord, Lineage, ModelRecord, ModelVersionRecord, VersionComparison
 from mlops_lite.training import MODEL_ARTIFACT, SIGNATURE_ARTIFACT
 
@@ -260,3 +261,25 @@ def test_only_a_finished_run_with_a_model_registers_at_a_greater_version(loop_ap
     finally:
         running.end()
     assert registry.list_versions() == before
+
+
+# --- roles (over HTTP: reads need viewer, writes operator) ------------------------------------
+
+
+@pytest.mark.parametrize("loop_api", ["remote"], indirect=True)
+def test_a_viewer_reads_the_registry_and_changes_nothing(loop_api: Any) -> None:
+    registry = loop_api.registry
+    version = registry.get_version(MODEL, "1.0.0")
+    registry.set_alias(MODEL, "viewer-check", "1.0.0", reason="for the viewer")
+    _, secret = loop_api.tokens.create("registry-viewer", "viewer")
+    with RemotePlatform(loop_api.url, secret) as viewer:
+        assert viewer.registry.list_versions(MODEL) == registry.list_versions(MODEL)
+        assert viewer.registry.get_alias(MODEL, "viewer-check") == version
+        assert viewer.registry.alias_history(MODEL, "viewer-check") == registry.alias_history(MODEL, "viewer-check")
+        assert viewer.registry.model_bytes(MODEL, "1.0.0") == registry.model_bytes(MODEL, "1.0.0")
+        assert viewer.registry.model_card(MODEL, "1.0.0") == registry.model_card(MODEL, "1.0.0")
+        for write in (lambda: viewer.registry.set_model_card(MODEL, "1.0.0", {"intended_use": "x"}),
+                      lambda: viewer.registry.delete_alias(MODEL, "viewer-check", reason="x"),
+                      lambda: viewer.registry.register_from_run(MODEL, version.run_id or "")):
+            assert _refused(PermissionDenied, write).details == {"needed": "operator", "role": "viewer"}
+    assert registry.get_alias(MODEL, "viewer-check") == version

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from mlops_lite import Conflict, InvalidInput, MlopsLiteError, NotFound
+from mlops_lite import Conflict, InvalidInput, MlopsLiteError, NotFound, PermissionDenied
+from mlops_lite.client import RemotePlatform
 from mlops_lite.records import RunRecord
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
@@ -245,3 +246,30 @@ def test_timestamps_and_steps_keep_their_meaning(api: Any) -> None:
     history = api.tracking.metric_history(run.id, "a")
     assert [(p.step, p.value) for p in history] == [(-5, 3.0), (0, 2.0)]
     assert history[0].timestamp == naive.replace(tzinfo=UTC) + timedelta(seconds=1)  # naive is UTC
+
+
+# --- roles (over HTTP: reads need viewer, writes operator) ------------------------------------
+
+
+@pytest.mark.parametrize("api_kind", ["remote"], indirect=True)
+def test_a_viewer_reads_runs_and_an_operator_records_them(api: Any) -> None:
+    with api.tracking.start_run("by-admin") as run:
+        run.log_metric("loss", 1.0)
+        run.log_artifact("notes.txt", b"n")
+    _, viewer_secret = api.tokens.create("viewer-bot", "viewer")
+    _, operator_secret = api.tokens.create("operator-bot", "operator")
+    with RemotePlatform(api.url, viewer_secret) as viewer:
+        assert viewer.tracking.get_run(run.id) == api.tracking.get_run(run.id)
+        assert viewer.tracking.list_runs() == api.tracking.list_runs() and viewer.tracking.count() == 1
+        assert viewer.tracking.metric_history(run.id, "loss") == api.tracking.metric_history(run.id, "loss")
+        assert viewer.tracking.read_artifact(run.id, "notes.txt") == b"n"
+        assert viewer.tracking.experiments() == api.tracking.experiments()
+        for write in (lambda: viewer.tracking.start_run("by-viewer"),
+                      lambda: viewer.tracking.create_experiment("by-viewer")):
+            denied = _refused(PermissionDenied, write)
+            assert denied.details == {"needed": "operator", "role": "viewer"}
+    with RemotePlatform(api.url, operator_secret) as operator, operator.tracking.start_run("by-operator") as mine:
+        mine.log_metric("loss", 0.5)
+    assert api.tracking.get_run(mine.id).metrics == {"loss": 0.5}
+    assert {e.actor for e in api.audit.about(f"run:{mine.id}")} == {"token:operator-bot"}
+    assert api.tracking.count() == 2
