@@ -172,8 +172,10 @@ class RemoteBranch(RemoteReference, LakeFSBranch):
         """Stage every file under ``folder`` at ``prefix`` + its relative path, uploading
         ``workers`` at a time; ``progress(files_done, bytes_done)`` as files land. Returns
         the count. Every path is checked, and the branch found writable, before the first
-        upload; when an upload fails, the paths this import staged are unstaged again
-        (those that had no uncommitted change before it) and the error is raised."""
+        upload. When an upload fails no other starts, the paths this import staged are
+        unstaged again (those that had no uncommitted change before it) and the error is
+        raised; with ``workers`` > 1 an upload in flight at that moment may have replaced
+        a change staged before the import."""
         if not folder.is_dir():
             raise InvalidInput(f"{folder} is not a folder", field="folder", expected="an existing folder")
         if prefix:
@@ -188,9 +190,18 @@ class RemoteBranch(RemoteReference, LakeFSBranch):
         staged: list[str] = []
         done = [0, 0]
         lock = threading.Lock()
+        failed = threading.Event()
 
         def put(pair: tuple[str, Path]) -> None:
-            record = self.upload(pair[0], pair[1])
+            if failed.is_set():
+                return
+            try:
+                # Opened here, so a file that cannot be read fails as it does in-process (an OSError).
+                with open(pair[1], "rb") as stream:
+                    record = self.upload(pair[0], stream)
+            except BaseException:
+                failed.set()
+                raise
             with lock:
                 staged.append(record.path)
                 done[0] += 1

@@ -155,6 +155,19 @@ def test_a_folder_is_imported_and_objects_opened(repo: Any, dev: Any, tmp_path: 
     assert dev.uncommitted() == []  # the same bytes at the same paths change nothing
 
 
+def test_an_import_that_fails_midway_stages_nothing(dev: Any, tmp_path: Path) -> None:
+    dev.upload("drop/e.txt", b"staged before the import")
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "e.txt", "f.txt"):
+        (folder / name).write_bytes(name.encode())
+    (folder / "c-gone.txt").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError):
+        dev.import_directory(folder, prefix="drop", workers=1)
+    assert [d.path for d in dev.uncommitted()] == ["drop/e.txt"]
+    assert dev.read_bytes("drop/e.txt") == b"staged before the import"
+
+
 def test_bad_input_names_the_field_and_changes_nothing(api: Any, repo: Any, dev: Any, tmp_path: Path) -> None:
     before = repo.config()
     for kwargs, field in (({"pii_patterns": ["("]}, "pii_patterns"),
