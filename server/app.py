@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from types import EllipsisType
 from typing import Any
 
 import anyio.to_thread
@@ -174,6 +175,8 @@ class AliasRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: str
     override: bool = False
     decision: str | None = None
+    # The version the alias must still point to (null: must be unset); absent: no condition.
+    expected: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ReasonRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -196,8 +199,9 @@ def move_alias(request: Request[Any, Any, Any], model: str, alias: str, data: Al
     if data.override:
         platform.policy.override(model, data.version, alias=alias, reason=data.reason, identity=identity)
         return platform.registry.get_alias(model, alias)
+    expected: str | EllipsisType | None = ... if data.expected is msgspec.UNSET else data.expected
     return platform.registry.set_alias(model, alias, data.version, reason=data.reason, actor=_actor(request),
-                                       decision=data.decision)
+                                       expected=expected, decision=data.decision)
 
 
 @post("/models/{model:str}/aliases/{alias:str}/rollback", opt={"permission": "operator"}, status_code=200,

@@ -157,10 +157,7 @@ def test_a_deletion_that_expects_another_version_is_refused(loop_api: Any, secon
     assert refused.message == f"alias 'no-rollback' of model {MODEL!r} has no previous version to roll back to"
 
 
-def test_a_move_that_expects_another_version_is_refused(loop_api: Any, request: pytest.FixtureRequest) -> None:
-    if loop_api.remote:
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="PUT /v1/models/{model}/aliases/{alias} takes no 'expected' yet (app.py's route)"))
+def test_a_move_that_expects_another_version_is_refused(loop_api: Any) -> None:
     registry, alias = loop_api.registry, "guarded"
     registry.set_alias(MODEL, alias, "1.0.0", reason="start", expected=None)
     refused = _refused(Conflict, lambda: registry.set_alias(MODEL, alias, "1.0.1", reason="x", expected=None))
