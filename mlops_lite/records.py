@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -430,3 +431,56 @@ class PredictionTrace:
     feedback_at: datetime | None
     shadow: tuple[ShadowAnswer, ...]
     lineage: DeploymentLineage
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One alert occurrence, as stored (see mlops_lite.metadata.tables.alerts)."""
+
+    id: str
+    rule: str
+    metric: str
+    subject: str
+    state: str
+    severity: str
+    value: float
+    op: str
+    threshold: float
+    description: str
+    started_at: datetime
+    last_seen_at: datetime
+    fired_at: datetime | None
+    resolved_at: datetime | None
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    evidence: dict[str, Any]
+    silenced: bool
+    delivery: str | None
+    attempts: int
+    last_error: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in ("pending", "firing")  # metadata.tables.alerts.OPEN_STATES
+
+
+@dataclass(frozen=True)
+class SilenceRecord:
+    id: str
+    rule: str | None
+    subject: str | None
+    until: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None
+
+    def active(self, moment: datetime) -> bool:
+        from mlops_lite.clock import as_utc
+
+        return self.lifted_at is None and as_utc(moment) < self.until
+
+    def covers(self, rule: str, subject: str) -> bool:
+        return ((self.rule is None or fnmatch.fnmatchcase(rule, self.rule))
+                and (self.subject is None or fnmatch.fnmatchcase(subject, self.subject)))

@@ -37,41 +37,11 @@ from mlops_lite.clock import as_utc
 from mlops_lite.errors import InvalidInput
 from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.tables.alerts import OPEN_STATES, AlertRow
+from mlops_lite.records import AlertRecord
 
 Announce = Callable[[AlertRow, str], bool]
 """Hands an alert's change (``alert.fire`` or ``alert.resolve``) to the sinks once the
 transaction commits; answers whether anyone is to be told (False: no sinks)."""
-
-
-@dataclass(frozen=True)
-class AlertRecord:
-    """One alert occurrence, as stored (see mlops_lite.metadata.tables.alerts)."""
-
-    id: str
-    rule: str
-    metric: str
-    subject: str
-    state: str
-    severity: str
-    value: float
-    op: str
-    threshold: float
-    description: str
-    started_at: datetime
-    last_seen_at: datetime
-    fired_at: datetime | None
-    resolved_at: datetime | None
-    acknowledged_by: str | None
-    acknowledged_at: datetime | None
-    evidence: dict[str, Any]
-    silenced: bool
-    delivery: str | None
-    attempts: int
-    last_error: str | None
-
-    @property
-    def is_open(self) -> bool:
-        return self.state in OPEN_STATES
 
 
 @dataclass(frozen=True)

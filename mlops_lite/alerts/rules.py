@@ -25,6 +25,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -246,3 +247,11 @@ def _top_level_line(text: str, key: str) -> int | None:
         if stripped.startswith((key, f'"{key}"', f"'{key}'")):
             return number
     return None
+
+
+def check_until(until: Any) -> datetime | timedelta:
+    """``until`` if it is a time or a duration; InvalidInput naming ``until`` if not."""
+    if isinstance(until, datetime | timedelta):
+        return until
+    raise InvalidInput(f"until must be a datetime or a timedelta, got {until!r}", field="until",
+                       expected="a time, or a duration from now")

@@ -10,48 +10,19 @@ silence are audit events (``alert.silence``, ``alert.unsilence``).
 from __future__ import annotations
 
 import builtins
-import fnmatch
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlmodel import Session, col, select
 
+from mlops_lite.alerts.rules import check_until
 from mlops_lite.clock import as_utc
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables.alerts import AlertSilenceRow
-
-
-@dataclass(frozen=True)
-class SilenceRecord:
-    id: str
-    rule: str | None
-    subject: str | None
-    until: datetime
-    reason: str
-    created_by: str
-    created_at: datetime
-    lifted_at: datetime | None = None
-    lifted_by: str | None = None
-
-    def active(self, moment: datetime) -> bool:
-        return self.lifted_at is None and as_utc(moment) < self.until
-
-    def covers(self, rule: str, subject: str) -> bool:
-        return ((self.rule is None or fnmatch.fnmatchcase(rule, self.rule))
-                and (self.subject is None or fnmatch.fnmatchcase(subject, self.subject)))
-
-
-def check_until(until: Any) -> datetime | timedelta:
-    """``until`` if it is a time or a duration; InvalidInput naming ``until`` if not."""
-    if isinstance(until, datetime | timedelta):
-        return until
-    raise InvalidInput(f"until must be a datetime or a timedelta, got {until!r}", field="until",
-                       expected="a time, or a duration from now")
+from mlops_lite.records import SilenceRecord
 
 
 def covering(silences: Iterable[SilenceRecord], rule: str, subject: str) -> SilenceRecord | None:

@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from mlops_lite.alerts import AlertRecord, AlertRule, SilenceRecord
-from mlops_lite.alerts.silences import check_until
+from mlops_lite.alerts.rules import AlertRule, check_until
+from mlops_lite.records import AlertRecord, SilenceRecord
 
 if TYPE_CHECKING:
     from mlops_lite.client.remote import RemotePlatform
