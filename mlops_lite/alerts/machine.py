@@ -37,7 +37,7 @@ from mlops_lite.clock import as_utc
 from mlops_lite.errors import InvalidInput
 from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.tables.alerts import OPEN_STATES, AlertRow
-from mlops_lite.records import AlertRecord
+from mlops_lite.records import AlertRecord as AlertRecord
 
 Announce = Callable[[AlertRow, str], bool]
 """Hands an alert's change (``alert.fire`` or ``alert.resolve``) to the sinks once the

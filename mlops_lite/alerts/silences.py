@@ -22,7 +22,7 @@ from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables.alerts import AlertSilenceRow
-from mlops_lite.records import SilenceRecord
+from mlops_lite.records import SilenceRecord as SilenceRecord
 
 
 def covering(silences: Iterable[SilenceRecord], rule: str, subject: str) -> SilenceRecord | None:
