@@ -6,6 +6,7 @@ turned back into the matching class of the error tree.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from datetime import datetime
 from types import TracebackType
@@ -153,7 +154,7 @@ class _Deployments:
     def get(self, name: str) -> DeploymentRecord:
         return _convert(self._remote.request("GET", f"/v1/deployments/{name}"), DeploymentRecord)
 
-    def revisions(self, name: str) -> list[DeploymentRevisionRecord]:
+    def revisions(self, name: str) -> builtins.list[DeploymentRevisionRecord]:
         return _convert(self._remote.request("GET", f"/v1/deployments/{name}/revisions"),
                         list[DeploymentRevisionRecord])
 
@@ -196,7 +197,7 @@ class _Deployments:
         return _convert(self._remote.request("GET", f"/v1/deployments/{name}/lineage", params=params),
                         DeploymentLineage)
 
-    def routing(self) -> list[tuple[DeploymentRecord, dict[str, Any]]]:
+    def routing(self) -> builtins.list[tuple[DeploymentRecord, dict[str, Any]]]:
         """Every deployment with the signatures of its versions (what a serving process polls)."""
         body = self._remote.request("GET", "/v1/routing")
         return [(_convert(item["record"], DeploymentRecord), item["signatures"]) for item in body["deployments"]]
