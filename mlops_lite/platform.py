@@ -51,7 +51,7 @@ class Platform:
             # Data objects and run/model artifacts live apart, so data gc never weighs artifacts.
             objects = ObjectStore(settings.objects_dir / "artifacts")
             self.audit = AuditLog(self._store, load_or_create_key(settings.audit_key_file))
-            self.tokens = Tokens(self._store, self.audit)
+            self.tokens = Tokens(self._store, self.audit, self.actor)
             self.data = open_data(settings, self._store, self.audit, self.actor)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)
             self.training = Training(self.data, self.tracking, settings.parity_tolerance)

@@ -24,7 +24,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from mlops_lite.clock import as_utc, utcnow
-from mlops_lite.errors import IntegrityError
+from mlops_lite.errors import IntegrityError, InvalidInput
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import AuditEvent
 from mlops_lite.records import AuditRecord
@@ -140,6 +140,10 @@ class AuditLog:
         return self._shared.tail
 
     def events(self, limit: int = 100) -> list[AuditRecord]:
+        """The newest ``limit`` events, newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise InvalidInput(f"limit must be a whole number >= 0, got {limit!r}", field="limit",
+                               expected="a whole number >= 0")
         with self._store.session() as session:
             rows = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(limit)).all()
         return [_record(row) for row in rows]

@@ -33,12 +33,13 @@ def _hash(secret: str) -> str:
 
 
 class Tokens:
-    def __init__(self, store: MetadataStore, audit: AuditLog) -> None:
+    def __init__(self, store: MetadataStore, audit: AuditLog, actor: str = "system") -> None:
+        self._actor = actor  # who creates and revokes when the caller names no one
         self._store = store
         self._audit = audit
         self._cache: dict[str, Identity] = {}
 
-    def create(self, name: str, role: str, *, actor: str = "system") -> tuple[Identity, str]:
+    def create(self, name: str, role: str, *, actor: str | None = None) -> tuple[Identity, str]:
         """Create a token; returns the identity and the secret (shown only now)."""
         role_rank(role)
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -46,12 +47,12 @@ class Tokens:
                        created_at=utcnow())
         with self._store.session() as session:
             session.add(row)
-            self._audit.append(session, actor=actor, action="token.create", object=f"token:{row.id}",
+            self._audit.append(session, actor=actor or self._actor, action="token.create", object=f"token:{row.id}",
                                after={"name": name, "role": role})
         return Identity(name=name, role=role, token_id=row.id), secret
 
     def create_access_key(self, name: str, role: str, *,
-                          actor: str = "system") -> tuple[Identity, str, str]:
+                          actor: str | None = None) -> tuple[Identity, str, str]:
         """Create an access key; returns the identity, the key id and the secret
         access key (shown only now; only its sha256 is stored)."""
         role_rank(role)
@@ -61,7 +62,7 @@ class Tokens:
                        access_key_id=key_id, created_at=utcnow())
         with self._store.session() as session:
             session.add(row)
-            self._audit.append(session, actor=actor, action="access_key.create",
+            self._audit.append(session, actor=actor or self._actor, action="access_key.create",
                                object=f"token:{row.id}",
                                after={"name": name, "role": role, "access_key_id": key_id})
         return Identity(name=name, role=role, token_id=row.id), key_id, secret
@@ -108,7 +109,7 @@ class Tokens:
             rows = session.exec(select(ApiToken).order_by(col(ApiToken.created_at))).all()
             return [_record(row) for row in rows]
 
-    def revoke(self, token_id: str, *, actor: str = "system") -> TokenRecord:
+    def revoke(self, token_id: str, *, actor: str | None = None) -> TokenRecord:
         """Revoke a token or access key at once: this process forgets it now; processes
         that check tokens with the control plane (serving workers) within their cache
         time. NotFound for an unknown id; Conflict when already revoked."""
@@ -120,7 +121,7 @@ class Tokens:
                 raise Conflict(f"token {token_id!r} ({row.name}) is already revoked")
             row.revoked = True
             session.add(row)
-            self._audit.append(session, actor=actor, action="token.revoke", object=f"token:{row.id}",
+            self._audit.append(session, actor=actor or self._actor, action="token.revoke", object=f"token:{row.id}",
                                before={"revoked": False}, after={"name": row.name, "role": row.role, "revoked": True})
             record = _record(row)
         for key, identity in list(self._cache.items()):

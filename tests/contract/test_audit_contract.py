@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from mlops_lite import PermissionDenied
+from mlops_lite import InvalidInput, PermissionDenied
 from mlops_lite.records import AuditRecord
 from tests.contract.conftest import API_KINDS, home_of
 
@@ -41,14 +41,17 @@ def test_events_are_newest_first_and_about_one_object_oldest_first(api: Any) -> 
     assert api.audit.about(obj, action_prefix="deployment.") == []
     assert api.audit.about("token:no-such-token") == []
     assert api.audit.events(limit=0) == []
+    with pytest.raises(InvalidInput) as bad:
+        api.audit.events(limit=-1)
+    assert bad.value.field == "limit"
     assert [e.seq for e in api.audit.events()] == list(range(before + 2, 0, -1))  # the default limit covers all
 
 
 def test_the_actor_over_http_is_the_callers_token(api: Any) -> None:
     obj = _token_events(api)
     actors = {event.actor for event in api.audit.about(obj)}
-    # In-process, the caller names the actor (the CLI passes its own); the tokens facet's default is "system".
-    assert actors == ({"token:admin"} if api.remote else {"system"})
+    # In-process, the platform's own actor (``connect(actor=...)``, default local:<user>).
+    assert actors == ({"token:admin"} if api.remote else {api.actor})
 
 
 def test_the_export_is_the_chain_oldest_first_with_its_links(api: Any) -> None:
