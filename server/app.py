@@ -14,6 +14,7 @@ import msgspec
 from litestar import Litestar, Request, Response, Router, get, post, put
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -84,7 +85,8 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     Async on purpose: Litestar runs a sync guard on a worker thread, which costs more
     than the check. A token seen before is answered from memory on the event loop; a
     new one is looked up (a store or network read) off it."""
-    if "permission" not in handler.opt and connection.scope["method"] == "OPTIONS":
+    scope = connection.scope
+    if "permission" not in handler.opt and scope["type"] == ScopeType.HTTP and scope["method"] == "OPTIONS":
         # Litestar's automatic OPTIONS handler declares no role: it answers only the Allow
         # header (the methods the OpenAPI already shows), so it needs no token. Any other
         # route without a role still fails closed below.
