@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -477,9 +477,8 @@ class SilenceRecord:
     lifted_by: str | None = None
 
     def active(self, moment: datetime) -> bool:
-        from mlops_lite.clock import as_utc
-
-        return self.lifted_at is None and as_utc(moment) < self.until
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # naive: UTC (clock.as_utc)
+        return self.lifted_at is None and moment < self.until
 
     def covers(self, rule: str, subject: str) -> bool:
         return ((self.rule is None or fnmatch.fnmatchcase(rule, self.rule))
