@@ -36,7 +36,7 @@ def _ok(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-@pytest.mark.slow  # 25-40 s: a model trained, a daemon started, twenty commands as processes
+@pytest.mark.slow  # 30-50 s: a model trained, a daemon started, some twenty-five commands as processes
 def test_the_readme_commands_run_through_the_daemon(tmp_path: Path, daemons: list[Daemon]) -> None:
     home = tmp_path / "home"
     built, _, _ = build_loop(home)
@@ -55,6 +55,16 @@ def test_the_readme_commands_run_through_the_daemon(tmp_path: Path, daemons: lis
             done = _ok(home, *args)
             assert expected in done.stdout, f"{args}\n{done.stdout}"
             assert said in done.stderr, f"{args}\n{done.stderr}"
+
+        # The data commands past the data Protocol answer through the daemon too.
+        assert _ok(home, "data", "get", "loans", "main", "loans/train.csv").stdout.startswith("name,")
+        assert "1 row(s)" in _ok(home, "data", "query", "loans", "select count(*) as n from t", "--table",
+                                 "t=main:loans/train.csv").stdout
+        assert "protected         main" in _ok(home, "data", "repo", "config", "loans").stdout
+
+        # What must own the stores itself refuses, naming the daemon.
+        again = cli(home, "init")
+        assert again.returncode == 1 and f"pid {daemon.pid}" in again.stderr and "stop it first" in again.stderr
 
         silenced = json.loads(_ok(home, "alerts", "silence", "--rule", "drift-*", "--for", "1h30m", "--reason",
                                   "maintenance", "--json").stdout)
