@@ -10,6 +10,7 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from mlops_lite.config import Settings, load_settings
+    from mlops_lite.connection import connect
     from mlops_lite.errors import (
         BackendUnavailable,
         Conflict,
@@ -23,7 +24,7 @@ if _typing.TYPE_CHECKING:
         StoreLocked,
         Unauthenticated,
     )
-    from mlops_lite.platform import Platform, connect
+    from mlops_lite.platform import Platform
     from mlops_lite.records import (
         AliasEventRecord,
         ApprovalRequest,
@@ -86,7 +87,8 @@ _SOURCES = {
     "mlops_lite.errors": ("BackendUnavailable", "Conflict", "IntegrityError", "InvalidInput", "MissingDependency",
                           "MlopsLiteError", "NotFound", "PermissionDenied", "PolicyViolation", "StoreLocked",
                           "Unauthenticated"),
-    "mlops_lite.platform": ("Platform", "connect"),
+    "mlops_lite.connection": ("connect",),
+    "mlops_lite.platform": ("Platform",),
     "mlops_lite.records": ("AliasEventRecord", "ApprovalRequest", "ApprovalVote", "AuditRecord", "CommitRecord",
                            "DeploymentRecord", "GateResult", "Identity", "Lineage", "ModelRecord",
                            "ModelVersionRecord", "PolicyDecision", "Prediction", "RepositoryRecord", "RunRecord",

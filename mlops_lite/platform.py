@@ -8,11 +8,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mlops_lite.alerts import Alerts, LogSink, Sink, WebhookSink, load_rules
-from mlops_lite.config import Settings, load_settings
+from mlops_lite.config import Settings
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
 from mlops_lite.errors import InvalidInput, StoreLocked
-from mlops_lite.home import read_admin_token
 from mlops_lite.inference import Deployments
 from mlops_lite.inference.lineage import deployment_lineage
 from mlops_lite.metadata import MetadataStore
@@ -28,7 +27,6 @@ from mlops_lite.tracking import Tracking
 from mlops_lite.training import Training
 
 if TYPE_CHECKING:
-    from mlops_lite.client import RemotePlatform
     from mlops_lite.data.lakefs_backend import LakeFSDataStore
 
 
@@ -135,46 +133,9 @@ def open_data(settings: Settings, store: MetadataStore, audit: AuditLog, actor: 
     return DataStore(store, ObjectStore(settings.objects_dir / "data"), audit, actor)
 
 
-def connect(*, actor: str | None = None, **overrides: Any) -> Platform | RemotePlatform:
-    """The platform, wherever it runs: the same API either way.
-
-    - A URL configured (``url=`` or ``MLOPS_LITE_URL``, with ``token``): over HTTP.
-    - Else a running ``mlops-lite up`` owns the home's stores: over HTTP to that daemon,
-      with ``token`` (or ``MLOPS_LITE_TOKEN``), else the home's admin token file.
-    - Else the embedded stores, in this process.
-
-    Raises StoreLocked, naming the daemon, when it runs but no token is at hand, or when
-    another process (not a daemon) holds the embedded stores.
-    """
-    settings = load_settings(**overrides)
-    if settings.url:
-        return _remote(settings.url, settings.token, settings)
-    daemon = read_daemon(settings.daemon_file)
-    if daemon is not None and daemon.pid != os.getpid():
-        token = settings.token or read_admin_token(settings)
-        if not token:
-            raise StoreLocked(
-                f"The mlops-lite daemon (pid {daemon.pid}) owns the stores in {settings.home} and no token "
-                f"was found to call it at {daemon.url}: set MLOPS_LITE_TOKEN.", pid=daemon.pid, url=daemon.url)
-        return _remote(daemon.url, token, settings)
-    return open_local(settings, actor=actor)
-
-
-def _remote(url: str, token: str | None, settings: Settings) -> RemotePlatform:
-    from mlops_lite.client import RemotePlatform  # the HTTP client loads only when a URL is used
-
-    return RemotePlatform(url, token, parity_tolerance=settings.parity_tolerance)
-
-
-def where(platform: Platform | RemotePlatform) -> str:
-    """Where a platform runs, in words (``-v`` prints it)."""
-    if isinstance(platform, Platform):
-        return f"ran on the local home {platform.settings.home}"
-    return f"ran against mlops-lite at {platform.url}"
-
-
 def open_local(settings: Settings, *, actor: str | None = None) -> Platform:
-    """Open the embedded stores in this process (see ``connect``)."""
+    """Open the embedded stores in this process (``mlops_lite.connect`` does when no daemon
+    owns them). StoreLocked, naming the daemon, when one does."""
     daemon = read_daemon(settings.daemon_file)
     if daemon is not None and daemon.pid != os.getpid():
         raise StoreLocked(

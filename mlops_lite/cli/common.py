@@ -143,7 +143,7 @@ def connection(*, initialised: bool = False) -> Iterator[Connection]:
 
     ``initialised``: in-process, refuse a home that ``init`` has not made (rather than
     creating one), naming the command to run."""
-    from mlops_lite.platform import connect
+    from mlops_lite.connection import connect
 
     settings = load_settings()
     running = None if settings.url else read_daemon(settings.daemon_file)

@@ -3,7 +3,7 @@ from collections.abc import Iterable
 import pytest
 
 import mlops_lite
-from mlops_lite import config, errors, platform, records
+from mlops_lite import config, connection, errors, platform, records
 
 
 def _public_names(names: Iterable[str]) -> set[str]:
@@ -20,7 +20,8 @@ def test_all_lists_exactly_the_public_names() -> None:
 
 
 def test_public_names_resolve_to_their_modules_and_nothing_else_does() -> None:
-    assert mlops_lite.connect is platform.connect and mlops_lite.NotFound is errors.NotFound
+    assert mlops_lite.connect is connection.connect and mlops_lite.NotFound is errors.NotFound
+    assert mlops_lite.Platform is platform.Platform
     assert mlops_lite.Settings is config.Settings and mlops_lite.RunRecord is records.RunRecord
     namespace: dict[str, object] = {}
     exec("from mlops_lite import *", namespace)
