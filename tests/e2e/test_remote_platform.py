@@ -240,15 +240,17 @@ def test_failed_requests_feed_the_error_rate_and_its_alert(remote: RemotePlatfor
                                                           served: tuple[Any, str, str, Any]) -> None:
     """422s on a served deployment are counted (by slot and status) and a monitoring window
     turns them into ``errors.rate``, which the ``error-rate-high`` rule watches."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     import httpx
 
     _, url, token, spec = served
-    # Earlier tests of this module served good requests a moment ago: start the window after
-    # them (a second of quiet, then half a second of slack for the log's timestamps).
+    # Earlier tests of this module served requests a moment ago, and failed requests are
+    # counted per second (the error log's buckets): after a second of quiet, start the window
+    # on the next second boundary, so that it holds every bucket of this test and no other.
     time.sleep(1.0)
-    since = datetime.now(UTC) - timedelta(seconds=0.5)
+    time.sleep(1.0 - datetime.now(UTC).microsecond / 1e6)
+    since = datetime.now(UTC).replace(microsecond=0)
     good = holdout_rows(spec, 1)[0]
     bad = {k: v for k, v in good.items() if k != "income"}
     headers = {"Authorization": f"Bearer {token}"}
