@@ -224,7 +224,11 @@ class Deployments:
 
     # ---- the request path (no metadata reads once loaded) -------------------------------
     def predict(self, name: str, instances: Any, *, key: str | None = None) -> Prediction:
-        """Answer ``instances`` from the slot the strategy picks (sticky by ``key``)."""
+        """Answer ``instances`` from the slot the strategy picks (sticky by ``key``), and log
+        the rows and answers as the HTTP routes do (the same pipeline), so monitoring sees
+        a script's traffic as it sees a client's."""
+        if isinstance(instances, list) and all(isinstance(row, dict) for row in instances):
+            return self.pipeline.predict(name, instances, key=key)
         self.route(name)
         return self._router.predict(name, instances, key=key)
 

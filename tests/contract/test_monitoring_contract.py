@@ -27,12 +27,9 @@ def _rows(n: int, start: int = 0) -> list[dict[str, Any]]:
 
 
 def _served(api: Any, rows: list[dict[str, Any]]) -> Prediction:
-    """A prediction of 'loans' as the serving path answers and logs it. Over HTTP the
-    predict route logs it; in-process, ``deployments.predict`` answers without logging, so
-    the caller records it the way the route does."""
+    """A prediction of 'loans', answered and logged by the serving pipeline (in-process as
+    over HTTP)."""
     prediction: Prediction = api.deployments.predict("loans", rows)
-    if not api.remote:
-        api.monitoring.record(prediction, rows, 0.002)
     return prediction
 
 

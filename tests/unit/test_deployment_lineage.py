@@ -36,7 +36,6 @@ def release_two_versions(home: Path) -> dict[str, Any]:
     try:
         rows = holdout_rows(spec, 3)
         first = platform.deployments.predict("loans", rows)
-        platform.monitoring.record(first, rows, 0.001)
         platform.monitoring.record_feedback("loans", [(first.request_id, 1)])
         second = train_second(platform)
         request = platform.policy.request_promotion("loan-default", second.version, comment="fresher data")
@@ -45,8 +44,6 @@ def release_two_versions(home: Path) -> dict[str, Any]:
         platform.deployments.canary("loans", "loan-default", second.version, weight=0.3, reason="try it")
         during = [platform.deployments.predict("loans", [row], key=f"user-{i}") for i, row in
                   enumerate(holdout_rows(spec, 40))]
-        for prediction, row in zip(during, holdout_rows(spec, 40), strict=True):
-            platform.monitoring.record(prediction, [row], 0.001)
         platform.deployments.promote("loans", reason="canary held")
     except BaseException:
         platform.close()
@@ -180,7 +177,6 @@ def test_shadow_standby_and_rollback_slots(tmp_path: Path) -> None:
         platform.deployments.shadow("loans", "loan-default", second.version, reason="mirror it")
         rows = holdout_rows(spec, 2)
         answer = platform.deployments.predict("loans", rows)
-        platform.monitoring.record(answer, rows, 0.001)
         deadline = time.monotonic() + 60  # the shadow answers off the request path
         while not (trace := platform.monitoring.trace(answer.request_id)).shadow and time.monotonic() < deadline:
             time.sleep(0.05)

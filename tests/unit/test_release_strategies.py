@@ -87,7 +87,6 @@ def test_shadow_mirrors_traffic_and_logs_both_answers(fresh) -> None:
     for _ in range(5):
         answer = platform.deployments.predict("loans", rows)
         assert (answer.version, answer.slot) == ("1.0.0", "primary")
-        platform.monitoring.record(answer, rows, 0.001)
         ids.append(answer.request_id)
     assert platform.deployments.wait_for_shadows()
     assert platform.monitoring.flush()
