@@ -10,17 +10,20 @@ if TYPE_CHECKING:
     from mlops_lite.api import DataAPI, PlatformAPI
     from mlops_lite.client import RemotePlatform
     from mlops_lite.data import DataStore
+    from mlops_lite.data.lakefs_backend import LakeFSDataStore
     from mlops_lite.platform import Platform
 
 
 def local_platform_is_the_api(platform: Platform) -> PlatformAPI:
-    # Platform.data may be the lakeFS backend, which lacks DataAPI's config, configure,
-    # query, log, open, commit_record and import_directory: with the embedded store
-    # (checked below) the local platform is the API. mypy flags this ignore once it is not needed.
-    return platform  # type: ignore[return-value]
+    # Platform.data is the embedded store or the lakeFS backend (data_backend="lakefs"): both below.
+    return platform
 
 
 def embedded_data_is_the_api(data: DataStore) -> DataAPI:
+    return data
+
+
+def lakefs_data_is_the_api(data: LakeFSDataStore) -> DataAPI:
     return data
 
 

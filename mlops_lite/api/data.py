@@ -4,20 +4,25 @@ Locally the content-addressed store in the home (mlops_lite/data/); remotely, an
 lakeFS server, the lakefs backend (mlops_lite/data/lakefs_backend.py) speaking the lakeFS
 API. Handles are cheap and touch nothing until a verb runs.
 
+Over lakeFS calls alone (``LakeFSDataStore``, so against a plain lakeFS server too),
+``Reference.open`` downloads into a temporary file, ``Branch.import_directory`` uploads
+file by file, ``query`` runs DuckDB over the tables' objects downloaded at one commit
+each, and ``config`` reads the rules lakeFS keeps (branch protection rules; PII patterns
+in the repository metadata key ``mlops_lite.pii_patterns``).
+
 Remotely an mlops-lite server answers, beyond lakeFS's API, a repository's rules
-(``config``/``configure``), ``query``, ``gc`` and ``fsck`` on its /v1 data routes
-(server/data.py, mlops_lite/client/data.py); ``Reference.open`` downloads into a
-temporary file and ``Branch.import_directory`` uploads file by file.
+(``config``/``configure``/``create(config=...)``), ``query``, ``gc`` and ``fsck`` on its
+/v1 data routes (server/data.py, mlops_lite/client/data.py).
 
 Off the Protocol, with why:
 - ``Reference.object_file``/``table_files`` and ``DataStore.object_file``: where objects
   lie on the local disk; remotely there is no such file (``open`` and ``read_table``
   read the bytes either way).
-- A plain lakeFS server (``data_backend="lakefs"``, ``LakeFSDataStore``) keeps rules its
-  own way (branch protection rules, repository metadata) and runs its own garbage
-  collection: it offers none of ``config``/``configure``, ``query``, ``import_directory``,
-  ``open``, ``commit_record``, ``Reference.log``, and answers ``gc``/``fsck`` with
-  BackendUnavailable.
+
+On the Protocol, refused by a plain lakeFS server (``data_backend="lakefs"``) with
+BackendUnavailable naming what lakeFS lacks: ``configure`` and ``create(config=...)``
+(its rules are set on the lakeFS server; it has no pinned schemas or size limit), and
+``gc``/``fsck`` (the lakeFS server's own jobs).
 """
 
 from __future__ import annotations

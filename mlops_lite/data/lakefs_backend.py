@@ -3,19 +3,33 @@ store, spoken to a lakeFS server (or mlops-lite's lakeFS-compatible API) through
 maintained ``lakefs-sdk``.
 
 Translation of the SDK's exceptions into the error tree happens in one place,
-``_translate``. Uploads stream with httpx (the SDK takes a whole body in memory).
-Per-path merge rules are an mlops-lite extension lakeFS lacks; garbage collection
-and integrity checks are the lakeFS server's own jobs.
+``_translate``. Uploads and ``Reference.open`` stream with httpx (the SDK takes a whole
+body in memory); ``Branch.import_directory`` uploads a folder file by file, and
+``Repository.query`` runs DuckDB over the tables' objects downloaded at one commit each.
+
+A repository's rules are what lakeFS keeps: ``config()`` reads its branch protection
+rules and the PII column patterns in its metadata (``mlops_lite.pii_patterns``). Setting
+rules (``configure``, ``create(config=...)``), pinned schemas, size limits and per-path
+merge rules are mlops-lite extensions lakeFS lacks; garbage collection and integrity
+checks are the lakeFS server's own jobs. Each answers BackendUnavailable (or, for merge
+rules, InvalidInput) naming what is missing. An mlops-lite server offers them on its /v1
+data routes (mlops_lite/client/data.py).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
-from collections.abc import Iterator, Mapping
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
+from urllib.parse import quote
 
 import httpx
 
@@ -35,8 +49,19 @@ from mlops_lite.errors import (
 )
 from mlops_lite.records import BranchRecord, CommitRecord, Listing, ObjectRecord, RepositoryRecord, TagRecord
 
+if TYPE_CHECKING:
+    from mlops_lite.data.checks import RepositoryConfig, SchemaRule
+    from mlops_lite.data.lifecycle import FsckReport, GcReport
+    from mlops_lite.data.tables import QueryResult
+
 T = TypeVar("T")
 _CHUNK = 1 << 20
+PII_PATTERNS_KEY = "mlops_lite.pii_patterns"
+"""The repository metadata key holding PII column patterns, one per line."""
+_RULES_ELSEWHERE = ("a plain lakeFS server keeps a repository's rules itself (branch protection rules, and PII "
+                    f"patterns in the repository metadata key {PII_PATTERNS_KEY!r}, both set on the lakeFS server) "
+                    "and has no pinned schemas or size limit; mlops-lite sets rules on the embedded backend or an "
+                    "mlops-lite server")
 
 
 def _when(epoch: int | None) -> datetime:
@@ -159,14 +184,14 @@ class LakeFSDataStore:
                 metadata = self.repos.get_repository_metadata(repository)
         except NotFound:
             return ()
-        raw = (metadata or {}).get("mlops_lite.pii_patterns", "")
+        raw = (metadata or {}).get(PII_PATTERNS_KEY, "")
         return tuple(line for line in raw.splitlines() if line)
 
-    def gc(self, **_: Any) -> Any:
+    def gc(self, *, retention_days: float = 7.0, dry_run: bool = True, grace_seconds: float = 3600) -> GcReport:
         raise BackendUnavailable("garbage collection is the lakeFS server's own job (lakeFS GC); "
                                  "mlops-lite's gc runs on the embedded backend")
 
-    def fsck(self) -> Any:
+    def fsck(self) -> FsckReport:
         raise BackendUnavailable("integrity checks are the lakeFS server's own job; "
                                  "mlops-lite's fsck runs on the embedded backend")
 
@@ -176,10 +201,24 @@ class LakeFSRepository:
         self._store = store
         self.name = name
 
-    def create(self, *, default_branch: str = "main", exist_ok: bool = False, **_: Any) -> RepositoryRecord:
+    def create(self, *, default_branch: str = "main", exist_ok: bool = False,
+               config: RepositoryConfig | None = None, actor: str | None = None) -> RepositoryRecord:
+        """Create the repository with an empty default branch (its protection is the lakeFS
+        server's). ``config`` is checked, then refused (BackendUnavailable: lakeFS sets rules
+        on its own server), unless ``exist_ok`` finds the repository already there, whose
+        record is answered as it is (as the embedded store answers it). ``actor`` is
+        accepted for the local signature; lakeFS records the key's user."""
         from lakefs_sdk import RepositoryCreation
 
         check_ref_name(default_branch)
+        if config is not None:
+            config.validate()
+            if exist_ok:
+                try:
+                    return self.info()
+                except NotFound:
+                    pass
+            raise BackendUnavailable(f"create {self.name!r} with rules: {_RULES_ELSEWHERE}")
         try:
             with _translate(f"create repository {self.name!r}"):
                 self._store.repos.create_repository(RepositoryCreation(
@@ -193,14 +232,47 @@ class LakeFSRepository:
     def info(self) -> RepositoryRecord:
         with _translate(f"repository {self.name!r}"):
             repo = self._store.repos.get_repository(self.name)
+        return RepositoryRecord(name=repo.id, default_branch=repo.default_branch, created_at=_when(repo.creation_date),
+                                branches={b.name: b.head for b in self.branches()},
+                                protected_branches=self._protected())
+
+    def _protected(self) -> tuple[str, ...]:
+        """The branch protection rules' patterns (none where the server keeps none)."""
         try:
             with _translate("branch protection"):
                 rules = self._store.repos.get_branch_protection_rules(self.name)
-            protected = tuple(r.pattern for r in rules)
         except (NotFound, InvalidInput):
-            protected = ()
-        return RepositoryRecord(name=repo.id, default_branch=repo.default_branch, created_at=_when(repo.creation_date),
-                                branches={b.name: b.head for b in self.branches()}, protected_branches=protected)
+            return ()
+        return tuple(r.pattern for r in rules)
+
+    def config(self) -> RepositoryConfig:
+        """The rules lakeFS keeps: its branch protection rules as ``protected_branches`` and
+        the metadata's PII patterns; no pinned schemas or size limit (lakeFS has neither)."""
+        from mlops_lite.data.checks import RepositoryConfig
+
+        with _translate(f"repository {self.name!r}"):
+            self._store.repos.get_repository(self.name)
+        return RepositoryConfig(protected_branches=self._protected(),
+                                pii_patterns=self._store.pii_patterns(self.name))
+
+    def configure(self, *, protected_branches: Sequence[str] | None = None,
+                  schemas: Sequence[SchemaRule] | None = None, pii_patterns: Sequence[str] | None = None,
+                  max_object_bytes: int | None = None, actor: str | None = None) -> RepositoryConfig:
+        """Refused (BackendUnavailable): a plain lakeFS server's rules are set on it."""
+        raise BackendUnavailable(f"configure {self.name!r}: {_RULES_ELSEWHERE}")
+
+    def query(self, sql: str, **tables: tuple[str, str]) -> QueryResult:
+        """DuckDB SQL over tables at refs: ``query("select ... from loans", loans=("main",
+        "loans/*.csv"))``. Each table's ref is resolved to one commit and its objects are
+        downloaded there (into a temporary folder, gone when the query returns) and read
+        by DuckDB as the embedded store's files are; the result names each table's commit."""
+        from mlops_lite.data.tables import query
+
+        with tempfile.TemporaryDirectory(prefix="mlops-lite-query-") as folder:
+            def files_at(ref: str, pattern: str) -> tuple[str, list[str], str]:
+                return self.ref(ref)._download_table(pattern, Path(tempfile.mkdtemp(dir=folder)))
+
+            return query(sql, tables, files_at)
 
     def delete(self, **_: Any) -> None:
         with _translate(f"delete repository {self.name!r}"):
@@ -276,6 +348,59 @@ class LakeFSReference:
         if not page.results:
             raise NotFound(f"{self.ref!r} of {self._repo!r} has no commits yet")
         return str(page.results[0].id)
+
+    def commit_record(self) -> CommitRecord:
+        """The commit this reference points at now."""
+        return self.repository.commit(self.resolve())
+
+    def log(self, *, amount: int = 100, after: str | None = None) -> list[CommitRecord]:
+        """Commits from this reference back along first parents, newest first; ``after`` pages on."""
+        return self.repository.log(self.ref, amount=amount, after=after)
+
+    def open(self, path: str) -> BinaryIO:
+        """The object's bytes as a file to read: downloaded (streamed, in bounded memory)
+        into a temporary file that goes away when closed."""
+        sink = tempfile.TemporaryFile()
+        try:
+            self._download(path, sink)
+            sink.seek(0)
+        except BaseException:
+            sink.close()
+            raise
+        return cast(BinaryIO, sink)
+
+    def _download(self, path: str, sink: IO[bytes]) -> None:
+        """Stream the object at ``path`` here into ``sink``."""
+        from lakefs_sdk.exceptions import ApiException
+
+        check_path(path)
+        url = f"/repositories/{quote(self._repo, safe='')}/refs/{quote(self.ref, safe='')}/objects"
+        with _translate(f"get {path!r} at {self.ref!r}"), \
+                self._store._http.stream("GET", url, params={"path": path}) as response:
+            if response.is_error:
+                exc = ApiException(status=response.status_code, reason=response.reason_phrase)
+                exc.body = response.read().decode(errors="replace")
+                raise exc
+            for chunk in response.iter_bytes(_CHUNK):
+                sink.write(chunk)
+
+    def _download_table(self, pattern: str, folder: Path) -> tuple[str, list[str], str]:
+        """The commit this reference is at now, and the objects of the table at ``pattern``
+        there (a path, or a glob of files of one kind) downloaded into ``folder``, and their
+        kind ('csv' or 'parquet'), as the embedded ``Reference.table_files`` answers."""
+        from mlops_lite.data.tables import is_glob, table_kind
+
+        commit = self.resolve()
+        at = LakeFSReference(self.repository, commit)
+        matches = at.paths(pattern) if is_glob(pattern) else [at.stat(pattern)]
+        kind = table_kind(pattern, [m.path for m in matches], f"{self._repo}@{self.ref}")
+        files = []
+        for number, match in enumerate(matches):
+            file = folder / f"{number}.{kind}"
+            with open(file, "wb") as sink:
+                at._download(match.path, sink)
+            files.append(str(file))
+        return commit, files, kind
 
     def stat(self, path: str) -> ObjectRecord:
         check_path(path)
@@ -418,6 +543,75 @@ class LakeFSBranch(LakeFSReference):
                                  what=f"upload {path!r}")
         body = response.json()
         return ObjectRecord(path=body["path"], digest=body["checksum"], size=body.get("size_bytes") or 0, staged=True)
+
+    def import_directory(self, folder: Path, *, prefix: str = "", workers: int = 2,
+                         progress: Callable[[int, int], None] | None = None) -> int:
+        """Stage every file under ``folder`` at ``prefix`` + its relative path, uploading
+        ``workers`` at a time; ``progress(files_done, bytes_done)`` as files land. Returns
+        the count. Every path is checked, and the branch found writable, before the first
+        upload. When an upload fails no other starts, the paths this import staged are
+        unstaged again (those that had no uncommitted change before it) and the error is
+        raised; with ``workers`` > 1 an upload in flight at that moment may have replaced
+        a change staged before the import."""
+        if not folder.is_dir():
+            raise InvalidInput(f"{folder} is not a folder", field="folder", expected="an existing folder")
+        if prefix:
+            check_path(prefix.rstrip("/"))
+            prefix = prefix.rstrip("/") + "/"
+        files = sorted(Path(root) / name for root, _, names in os.walk(folder) for name in names)
+        paths = [prefix + file.relative_to(folder).as_posix() for file in files]
+        for path in paths:
+            check_path(path)
+        self._check_writable()
+        dirty = {d.path for d in self.uncommitted()}
+        staged: list[str] = []
+        done = [0, 0]
+        lock = threading.Lock()
+        failed = threading.Event()
+
+        def put(pair: tuple[str, Path]) -> None:
+            if failed.is_set():
+                return
+            try:
+                # Opened here, so a file that cannot be read fails as it does in-process (an OSError).
+                with open(pair[1], "rb") as stream:
+                    record = self.upload(pair[0], stream)
+            except BaseException:
+                failed.set()
+                raise
+            with lock:
+                staged.append(record.path)
+                done[0] += 1
+                done[1] += record.size
+                if progress is not None:
+                    progress(done[0], done[1])
+
+        pool = ThreadPoolExecutor(max_workers=max(1, workers))
+        try:
+            list(pool.map(put, zip(paths, files, strict=True)))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            self._unstage([p for p in staged if p not in dirty])
+            raise
+        finally:
+            pool.shutdown()
+        return len(staged)
+
+    def _check_writable(self) -> None:
+        """As the embedded store refuses before storing anything: a missing branch is
+        NotFound, a protected one (its name matches a protection rule) a PolicyViolation."""
+        with _translate(f"branch {self.name!r}"):
+            self._store.branches.get_branch(self._repo, self.name)
+        if any(fnmatch.fnmatchcase(self.name, rule) for rule in self.repository.config().protected_branches):
+            raise PolicyViolation(f"branch {self.name!r} of {self._repo!r} is protected: it takes changes only "
+                                  "by merge (or a revert)", details={"reasons": [f"{self.name} is protected"]})
+
+    def _unstage(self, paths: list[str]) -> None:
+        for path in paths:
+            try:
+                self.reset(path=path)
+            except MlopsLiteError:
+                continue  # the import's own error is the one to raise
 
     def _request(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
         from lakefs_sdk.exceptions import ApiException

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from mlops_lite import Conflict, InvalidInput, NotFound, PolicyViolation
+from mlops_lite import BackendUnavailable, Conflict, InvalidInput, NotFound, PolicyViolation
+from mlops_lite.data import RepositoryConfig
 
 
 @pytest.fixture
@@ -318,3 +321,109 @@ def test_a_merge_that_brings_nothing_can_be_refused(repo, dev) -> None:
     assert dev.merge_into("main") == first
     empty = dev.merge_into("main", if_nothing="commit")
     assert empty.parents[0] == first.id and empty.tree == first.tree
+
+
+# --- beyond lakeFS's words: what the lakefs backend answers with lakeFS calls alone ---------------
+
+
+def test_a_reference_opens_objects_names_its_commit_and_logs(repo, dev) -> None:
+    first = _commit(dev, {"a.bin": b"\x00\x01" * 100_000})
+    second = _commit(dev, {"b.txt": b"b"})
+    assert dev.commit_record() == second and repo.ref(first.id).commit_record() == first
+    assert repo.ref("dev").commit_record() == repo.commit("dev")
+    assert [c.id for c in repo.ref("dev").log()] == [second.id, first.id]
+    assert [c.id for c in dev.log(amount=1, after=second.id)] == [first.id]
+    with pytest.raises(InvalidInput):
+        dev.log(amount=0)
+    with repo.ref(first.id).open("a.bin") as stream:
+        assert stream.read() == b"\x00\x01" * 100_000
+    dev.upload("staged.txt", b"only on the branch")
+    with dev.open("staged.txt") as stream:
+        assert stream.read() == b"only on the branch"
+    with pytest.raises(NotFound):
+        repo.ref(second.id).open("staged.txt")
+    with pytest.raises(InvalidInput):
+        dev.open("../a.bin")
+    with pytest.raises(NotFound):
+        repo.branch("main").commit_record()  # no commits yet
+
+
+def test_a_folder_is_imported_and_a_failed_import_stages_nothing(repo, dev, tmp_path: Path) -> None:
+    folder = tmp_path / "drop"
+    (folder / "2024").mkdir(parents=True)
+    (folder / "a.csv").write_bytes(b"id\n1\n")
+    (folder / "2024" / "b.csv").write_bytes(b"id\n2\n")
+    seen: list[tuple[int, int]] = []
+    assert dev.import_directory(folder, prefix="raw/", progress=lambda f, b: seen.append((f, b))) == 2
+    assert [d.path for d in dev.uncommitted()] == ["raw/2024/b.csv", "raw/a.csv"] and max(seen) == (2, 10)
+    assert dev.read_bytes("raw/2024/b.csv") == b"id\n2\n"
+    dev.commit("import")
+    assert dev.import_directory(folder / "2024", prefix="raw/2024") == 1 and dev.uncommitted() == []
+
+    dev.upload("late/e.txt", b"staged before the import")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("a.txt", "b.txt", "e.txt"):
+        (broken / name).write_bytes(name.encode())
+    (broken / "c-gone.txt").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError):
+        dev.import_directory(broken, prefix="late", workers=1)
+    assert [d.path for d in dev.uncommitted()] == ["late/e.txt"]
+    assert dev.read_bytes("late/e.txt") == b"staged before the import"
+
+    with pytest.raises(PolicyViolation, match="protected"):
+        repo.branch("main").import_directory(folder)
+    with pytest.raises(NotFound):
+        repo.branch("nowhere").import_directory(folder)
+    with pytest.raises(InvalidInput) as bad:
+        dev.import_directory(folder, prefix="../up")
+    assert bad.value.field == "path"
+    with pytest.raises(InvalidInput) as bad:
+        dev.import_directory(tmp_path / "nothing-here")
+    assert bad.value.field == "folder"
+    assert repo.branch("main").uncommitted() == [] and [d.path for d in dev.uncommitted()] == ["late/e.txt"]
+
+
+LOANS = b"id,amount\n1,10.5\n2,20.0\n3,30.25\n"
+MORE = b"id,amount\n4,40.0\n"
+
+
+def test_sql_over_tables_at_refs(repo, dev) -> None:
+    v1 = _commit(dev, {"loans/a.csv": LOANS})
+    repo.create_tag("v1", "dev")
+    v2 = _commit(dev, {"loans/b.csv": MORE})
+    result = repo.query("select count(*) as n, sum(amount) as total, max(id) as top from loans",
+                        loans=("dev", "loans/*.csv"))
+    assert result.table.to_pylist() == [{"n": 4, "total": 100.75, "top": 4}] and result.commits == {"loans": v2.id}
+    joined = repo.query("select now.id from now left join was using (id) where was.id is null order by now.id",
+                        now=("dev", "loans/*.csv"), was=("v1", "loans/a.csv"))
+    assert joined.table.column("id").to_pylist() == [4] and joined.commits == {"now": v2.id, "was": v1.id}
+    with pytest.raises(NotFound):
+        repo.query("select * from t", t=("dev", "loans/missing-*.csv"))
+    for sql, tables, field in (("select 1", {}, "tables"),
+                               ("select 1", {"t": ("dev",)}, "tables.t"),
+                               ("select nope from t", {"t": ("dev", "loans/a.csv")}, "sql"),
+                               ("select * from t", {"t": ("dev", "../a.csv")}, "path")):
+        with pytest.raises(InvalidInput) as bad:
+            repo.query(sql, **tables)
+        assert bad.value.field == field
+
+
+def test_a_repositorys_rules_are_read_back_and_set_where_the_backend_keeps_them(backend, data, repo) -> None:
+    assert repo.config() == RepositoryConfig(protected_branches=("main",)) == data.repo("contract-repo").config()
+    with pytest.raises(NotFound):
+        data.repo("nope-repo").config()
+    rules = RepositoryConfig(protected_branches=("main",), pii_patterns=("ssn",))
+    with pytest.raises(InvalidInput):
+        data.repo("never-made").create(config=RepositoryConfig(pii_patterns=("(",)))
+    assert data.repo("contract-repo").create(exist_ok=True, config=rules).name == "contract-repo"
+    if backend == "embedded":
+        assert repo.configure(pii_patterns=["ssn"]) == rules == repo.config()
+        assert data.repo("ruled").create(config=rules).name == "ruled" and data.pii_patterns("ruled") == ("ssn",)
+        return
+    # A plain lakeFS server keeps its rules itself (branch protection, repository metadata).
+    with pytest.raises(BackendUnavailable, match="branch protection"):
+        repo.configure(pii_patterns=["ssn"])
+    with pytest.raises(BackendUnavailable, match="branch protection"):
+        data.repo("ruled").create(config=rules)
+    assert [r.name for r in data.repositories()] == ["contract-repo"] and repo.config().pii_patterns == ()

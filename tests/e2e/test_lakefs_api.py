@@ -630,3 +630,46 @@ def test_mlops_lite_lakefs_backend_against_this_api(served: Served) -> None:
         repo.delete()
     finally:
         remote.close()
+
+
+def test_the_lakefs_backend_reads_rules_opens_imports_and_queries_as_the_platform(served: Served,
+                                                                                   tmp_path: Path) -> None:
+    """What the lakefs backend answers with lakeFS calls alone, checked against the platform
+    behind this API: the rules lakeFS keeps (branch protection; PII patterns in the
+    repository metadata), an object opened, a folder imported, SQL over tables at refs."""
+    from mlops_lite.data import RepositoryConfig
+    from mlops_lite.data.lakefs_backend import LakeFSDataStore
+
+    local = served.platform.data.repo("rules-via-backend")
+    local.create(config=RepositoryConfig(protected_branches=("main", "release"), pii_patterns=("ssn", "e.?mail")))
+    remote = LakeFSDataStore(served.url, served.key, served.secret)
+    try:
+        repo = remote.repo("rules-via-backend")
+        assert repo.config() == RepositoryConfig(protected_branches=("main", "release"),
+                                                 pii_patterns=("ssn", "e.?mail"))
+        assert remote.pii_patterns("rules-via-backend") == ("ssn", "e.?mail")
+        with pytest.raises(mlops_lite.BackendUnavailable, match=r"mlops_lite\.pii_patterns"):
+            repo.configure(pii_patterns=["ssn"])
+        with pytest.raises(mlops_lite.BackendUnavailable):
+            remote.gc()
+        work = repo.branch("work")
+        work.create("main")
+        (tmp_path / "drop" / "b").mkdir(parents=True)
+        (tmp_path / "drop" / "a.csv").write_bytes(CSV)
+        (tmp_path / "drop" / "b" / "c.csv").write_bytes(b"id,amount\n3,50\n")
+        assert work.import_directory(tmp_path / "drop", prefix="t") == 2
+        assert [d.path for d in local.branch("work").uncommitted()] == ["t/a.csv", "t/b/c.csv"]
+        made = work.commit("import")
+        assert work.commit_record() == made and made.id == local.ref("work").commit_record().id  # lakeFS times: seconds
+        assert [c.id for c in repo.ref("work").log()] == [c.id for c in local.ref("work").log()]
+        with repo.ref(made.id).open("t/b/c.csv") as stream:
+            assert stream.read() == local.ref(made.id).read_bytes("t/b/c.csv")
+        sql = "select count(*) as n, sum(amount) as total from t"
+        answer = repo.query(sql, t=("work", "t/*.csv"))
+        assert answer.commits == {"t": made.id} and answer.table.to_pylist() == [{"n": 2, "total": 350}]
+        assert answer == local.query(sql, t=("work", "t/*.csv"))
+        with pytest.raises(mlops_lite.PolicyViolation):
+            repo.branch("main").import_directory(tmp_path / "drop")
+        assert local.branch("main").uncommitted() == []
+    finally:
+        remote.close()
