@@ -23,6 +23,7 @@ from litestar.params import Parameter
 from mlops_lite import InvalidInput, Platform
 from mlops_lite.records import RunRecord
 from mlops_lite.tracking import ActiveRun
+from mlops_lite.tracking.provenance import Provenance
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
 MAX_LIMIT = 10_000  # the most runs one list answers
@@ -58,6 +59,9 @@ class StartRunRequest(msgspec.Struct, forbid_unknown_fields=True):
     experiment: str = "default"
     data_commits: list[str] = []
     tags: dict[str, Any] = {}
+    # The caller's code version, environment, pid and host (``provenance.collect`` where its
+    # code runs), checked and recorded; absent, the run records this server's own.
+    provenance: dict[str, Any] | None = None
 
 
 class MetricPointIn(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -187,10 +191,12 @@ def sql(request: Request[Any, Any, Any], data: SqlRequest) -> Any:
 
 @post("/runs/start", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
 def start_run(request: Request[Any, Any, Any], data: StartRunRequest) -> RunRecord:
-    """Start a run (its experiment created when missing); answers the run, ``running``."""
+    """Start a run (its experiment created when missing); answers the run, ``running``. It
+    records the provenance the caller sent (checked: 422 naming the field), else this server's."""
     tracking = _platform(request).tracking
+    provenance = None if data.provenance is None else Provenance.from_json(data.provenance)
     run = tracking.start_run(data.name, experiment=data.experiment, data_commits=tuple(data.data_commits),
-                             tags=data.tags, actor=_actor(request))
+                             tags=data.tags, actor=_actor(request), provenance=provenance)
     return tracking.get_run(run.id)
 
 

@@ -34,6 +34,7 @@ import msgspec
 from mlops_lite.clock import as_utc
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.records import RunRecord
+from mlops_lite.tracking.provenance import collect
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
 if TYPE_CHECKING:
@@ -80,12 +81,9 @@ class RemoteTracking:
     def start_run(self, name: str, *, experiment: str = "default", data_commits: tuple[str, ...] = (),
                   tags: dict[str, Any] | None = None, code_dir: str | os.PathLike[str] | None = None,
                   flush_every: int = FLUSH_EVERY, flush_interval: float = FLUSH_INTERVAL_S) -> RemoteRun:
-        """Start a run on the server. The server records the code version and environment of
-        its own process: ``code_dir`` names a directory on this machine, which it cannot
-        read, so one is refused (InvalidInput) rather than silently not recorded."""
-        if code_dir is not None:
-            raise InvalidInput("code_dir names a directory on this machine, which the server cannot read",
-                               field="code_dir", expected="None over HTTP (the server records its own code version)")
+        """Start a run on the server. The run records this process's provenance, as a local
+        run does: the code version of ``code_dir`` (default: the working directory), read
+        here, the environment, the pid and the host (``provenance.collect``, sent along)."""
         # The buffer's settings stay here (the server never sees the buffer); checked first,
         # so that a bad one is refused before the run exists, as locally.
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
@@ -94,7 +92,8 @@ class RemoteTracking:
             raise InvalidInput(f"bad flush_interval {flush_interval!r}", field="flush_interval",
                                expected="seconds >= 0")
         body = self._remote.request("POST", "/v1/runs/start", json={
-            "name": name, "experiment": experiment, "data_commits": list(data_commits), "tags": dict(tags or {})})
+            "name": name, "experiment": experiment, "data_commits": list(data_commits), "tags": dict(tags or {}),
+            "provenance": collect(code_dir).to_json()})
         run = RemoteRun(self, str(body["id"]), flush_every=flush_every, flush_interval=float(flush_interval))
         with self._open_lock:
             self._open[run.id] = run

@@ -22,7 +22,6 @@ import json
 import math
 import operator
 import os
-import socket
 import sys
 import threading
 import time
@@ -43,7 +42,8 @@ from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.metadata.tables import Experiment, Metric, Run, core_table
 from mlops_lite.objects import ObjectStore
 from mlops_lite.records import RunRecord
-from mlops_lite.tracking import provenance, sql, writes
+from mlops_lite.tracking import sql, writes
+from mlops_lite.tracking.provenance import HOST, Provenance, collect
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
 RUN_STATUSES = ("running", "finished", "failed")
@@ -51,7 +51,7 @@ FLUSH_EVERY = 1000
 FLUSH_INTERVAL_S = 2.0
 _MAX_NAME = 250
 _STEPS = (-(2**31), 2**31 - 1)  # metrics.step is a 32-bit INTEGER column
-_HOST = socket.gethostname()
+_HOST = HOST
 
 
 class Tracking:
@@ -119,10 +119,13 @@ class Tracking:
     def start_run(self, name: str, *, experiment: str = "default", data_commits: tuple[str, ...] = (),
                   tags: dict[str, Any] | None = None, actor: str | None = None,
                   code_dir: str | os.PathLike[str] | None = None, flush_every: int = FLUSH_EVERY,
-                  flush_interval: float = FLUSH_INTERVAL_S) -> ActiveRun:
+                  flush_interval: float = FLUSH_INTERVAL_S, provenance: Provenance | None = None) -> ActiveRun:
         """Start a run in ``experiment`` (created when missing). The run records the git
         commit and dirty flag of ``code_dir`` (default: the working directory) when it is a
-        git checkout, and the environment (Python, platform, key package versions)."""
+        git checkout, the environment (Python, platform, key package versions), and this
+        process's pid and host. ``provenance`` gives those of another process instead (the
+        caller's, computed by ``provenance.collect`` where its code runs: a server records
+        its client's); it is checked (InvalidInput naming the field) and excludes ``code_dir``."""
         if not isinstance(name, str) or not name.strip():
             raise InvalidInput("a run needs a name", field="name", expected="a non-empty string")
         _check_name(experiment, "experiment")
@@ -131,19 +134,29 @@ class Tracking:
         if not isinstance(flush_interval, int | float) or not flush_interval >= 0:
             raise InvalidInput(f"bad flush_interval {flush_interval!r}", field="flush_interval",
                                expected="seconds >= 0")
+        if provenance is None:
+            provenance = collect(code_dir)
+        elif code_dir is not None:
+            raise InvalidInput("give code_dir or a provenance, not both", field="code_dir",
+                               expected="None when a provenance is given (it names the code version)")
+        elif not isinstance(provenance, Provenance):
+            raise InvalidInput(f"bad provenance {type(provenance).__name__}", field="provenance",
+                               expected="a Provenance record")
+        else:
+            provenance.validate()
         who = actor or self._actor
-        code = provenance.code_version(code_dir)
         now = utcnow()
         run = Run(id=uuid.uuid4().hex, name=name, experiment=experiment, status="running", started_at=now,
-                  data_commits=list(data_commits), tags=dict(tags or {}), artifacts={}, git_commit=code.commit,
-                  git_dirty=code.dirty, environment=provenance.environment(), pid=os.getpid(), host=_HOST,
+                  data_commits=list(data_commits), tags=dict(tags or {}), artifacts={},
+                  git_commit=provenance.git_commit, git_dirty=provenance.git_dirty,
+                  environment=dict(provenance.environment), pid=provenance.pid, host=provenance.host,
                   heartbeat_at=now)
         with self._store.session() as session:
             self._ensure_experiment(session, experiment, description="", tags={}, actor=who)
             session.add(run)
             self._audit.append(session, actor=who, action="run.start", object=f"run:{run.id}",
                                after={"name": name, "experiment": experiment, "data_commits": list(data_commits),
-                                      "git_commit": code.commit, "git_dirty": code.dirty})
+                                      "git_commit": provenance.git_commit, "git_dirty": provenance.git_dirty})
         active = ActiveRun(self, run.id, who, flush_every=flush_every, flush_interval=float(flush_interval))
         with self._open_lock:
             self._open[run.id] = active

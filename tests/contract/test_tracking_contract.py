@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ import pytest
 from mlops_lite import Conflict, InvalidInput, MlopsLiteError, NotFound, PermissionDenied
 from mlops_lite.client import RemotePlatform
 from mlops_lite.records import RunRecord
+from mlops_lite.tracking.provenance import HOST, Provenance, collect
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
 
@@ -246,6 +250,108 @@ def test_timestamps_and_steps_keep_their_meaning(api: Any) -> None:
     history = api.tracking.metric_history(run.id, "a")
     assert [(p.step, p.value) for p in history] == [(-5, 3.0), (0, 2.0)]
     assert history[0].timestamp == naive.replace(tzinfo=UTC) + timedelta(seconds=1)  # naive is UTC
+
+
+# --- provenance: a run records where its caller's code ran ---------------------------------------
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _recorded(api: Any, run_id: str) -> Provenance:
+    """The provenance stored for a run: its record's code version and environment, and the
+    pid and host (not in the record) read with SQL."""
+    record = api.tracking.get_run(run_id)
+    (pid, host), = [tuple(row.values()) for row in api.tracking.sql(
+        f"select pid, host from runs where id = '{run_id}'").to_pylist()]
+    return Provenance(git_commit=record.git_commit, git_dirty=record.git_dirty, environment=record.environment,
+                      pid=pid, host=host)
+
+
+def test_a_run_records_its_callers_code_version_environment_pid_and_host(api: Any, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    _git(code, "init", "-q")
+    (code / "train.py").write_text("print('v1')\n")
+    _git(code, "add", "train.py")
+    _git(code, "commit", "-qm", "v1")
+    (code / "train.py").write_text("print('v2')\n")
+    here = collect(code)  # what a local run in this process records
+    assert (here.git_commit, here.git_dirty) == (_git(code, "rev-parse", "HEAD"), True)
+    assert (here.pid, here.host) == (os.getpid(), HOST)
+    with api.tracking.start_run("from-a-notebook", code_dir=code) as run:
+        pass
+    assert _recorded(api, run.id) == here
+    assert _recorded(api, api.tracking.start_run("in-the-working-dir").end().id) == collect()
+
+
+ELSEWHERE = Provenance(git_commit="ab" * 20, git_dirty=False, pid=4242, host="notebook-host.example",
+                       environment={"python": "3.12.1", "implementation": "cpython", "platform": "Linux-x86_64",
+                                    "packages": {"mlops-lite": "0.1.0", "numpy": None}})
+
+
+def _start_with(api: Any, name: str, provenance: dict[str, Any]) -> str:
+    """Start a run with a provenance another process computed: the local facet's keyword,
+    or the body a client sends to the start route."""
+    if api.remote:
+        return str(api.request("POST", "/v1/runs/start", json={"name": name, "provenance": provenance})["id"])
+    return str(api.tracking.start_run(name, provenance=Provenance(**provenance)).id)
+
+
+BAD_PROVENANCE: list[tuple[str, dict[str, Any], str]] = [
+    ("host-too-long", {"host": "h" * 256}, "provenance.host"),
+    ("empty-host", {"host": ""}, "provenance.host"),
+    ("host-with-a-newline", {"host": "a\nb"}, "provenance.host"),
+    ("zero-pid", {"pid": 0}, "provenance.pid"),
+    ("bool-pid", {"pid": True}, "provenance.pid"),
+    ("huge-pid", {"pid": 2**40}, "provenance.pid"),
+    ("text-pid", {"pid": "4242"}, "provenance.pid"),
+    ("not-a-commit", {"git_commit": "HEAD"}, "provenance.git_commit"),
+    ("upper-case-commit", {"git_commit": "AB" * 20}, "provenance.git_commit"),
+    ("text-dirty", {"git_dirty": "yes"}, "provenance.git_dirty"),
+    ("dirty-without-a-commit", {"git_commit": None, "git_dirty": True}, "provenance.git_dirty"),
+    ("environment-without-packages", {"environment": {"python": "3", "implementation": "c", "platform": "p"}},
+     "provenance.environment"),
+    ("environment-not-an-object", {"environment": "linux"}, "provenance.environment"),
+    ("platform-too-long", {"environment": {**ELSEWHERE.environment, "platform": "p" * 257}},
+     "provenance.environment.platform"),
+    ("too-many-packages", {"environment": {**ELSEWHERE.environment, "packages": {f"p{i}": "1" for i in range(65)}}},
+     "provenance.environment.packages"),
+    ("numeric-version", {"environment": {**ELSEWHERE.environment, "packages": {"numpy": 2}}},
+     "provenance.environment.packages"),
+]
+
+
+def test_a_provenance_from_elsewhere_is_recorded_as_given(api: Any) -> None:
+    run_id = _start_with(api, "sent", ELSEWHERE.to_json())
+    assert _recorded(api, run_id) == ELSEWHERE
+    start = next(e for e in api.audit.about(f"run:{run_id}") if e.action == "run.start")
+    assert (start.after["git_commit"], start.after["git_dirty"]) == ("ab" * 20, False)
+
+
+@pytest.mark.parametrize(("change", "field"), [case[1:] for case in BAD_PROVENANCE],
+                         ids=[case[0] for case in BAD_PROVENANCE])
+def test_a_bad_provenance_names_the_field_and_records_nothing(api: Any, change: dict[str, Any], field: str) -> None:
+    before = (api.tracking.count(), api.tracking.experiments(), api.audit.count())
+    refused = _refused(InvalidInput, lambda: _start_with(api, "bad", {**ELSEWHERE.to_json(), **change}))
+    assert refused.field == field and refused.expected
+    assert (api.tracking.count(), api.tracking.experiments(), api.audit.count()) == before
+
+
+def test_a_provenance_and_a_code_dir_exclude_each_other_and_the_fields_are_exact(api: Any, tmp_path: Path) -> None:
+    if api.remote:  # the client sends what it computed from code_dir; a body with an unknown field is refused
+        for body in ({k: v for k, v in ELSEWHERE.to_json().items() if k != "pid"},
+                     {**ELSEWHERE.to_json(), "user": "someone"}, ["not", "an", "object"]):
+            refused = _refused(InvalidInput, lambda body=body: api.request(
+                "POST", "/v1/runs/start", json={"name": "bad", "provenance": body}))
+            assert refused.field == "provenance"
+    else:
+        refused = _refused(InvalidInput, lambda: api.tracking.start_run("both", code_dir=tmp_path,
+                                                                         provenance=ELSEWHERE))
+        assert refused.field == "code_dir"
+    assert api.tracking.count() == 0
 
 
 # --- roles (over HTTP: reads need viewer, writes operator) ------------------------------------
