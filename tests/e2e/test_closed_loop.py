@@ -18,13 +18,12 @@ from ..conftest import DATA, build_loop
 
 
 def _send(platform, rows: list[dict], deployment: str = "loans") -> None:
-    """Serve rows one request each, log them, and feed their true labels back."""
+    """Serve rows one request each (the pipeline logs them), and feed their true labels back."""
     labels = []
     names = {spec["name"] for spec in platform.deployments.route(deployment).primary.session.inputs}
     for row in rows:
         features = {k: v for k, v in row.items() if k in names}
         answer = platform.deployments.predict(deployment, [features])
-        platform.monitoring.record(answer, [features], 0.001)
         labels.append((answer.request_id, int(row["default"])))
     platform.monitoring.record_feedback(deployment, labels)
 
@@ -318,8 +317,7 @@ def test_a_lossy_prediction_log_raises_an_alert(tmp_path: Path) -> None:
     platform, _, _ = build_loop(tmp_path / "home")
     try:
         platform.monitoring.log.max_rows = 1  # a tiny queue: a 2-row request cannot be logged
-        answer = platform.deployments.predict("loans", _feature_rows(platform, 2))
-        assert platform.monitoring.record(answer, _feature_rows(platform, 2), 0.001) is False
+        platform.deployments.predict("loans", _feature_rows(platform, 2))  # answered; its log rows dropped
         check_deployment(platform, "loans")
         lossy = next(a for a in platform.alerts.open_alerts() if a.rule == "prediction-log-loss")
         assert lossy.state == "firing" and lossy.evidence["rows_dropped"] == 2
