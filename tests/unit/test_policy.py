@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -724,7 +725,7 @@ def test_the_cli_cannot_move_production_without_a_passing_decision(tmp_path: Pat
     finally:
         p.close()
     cli = str(Path(sys.executable).with_name("mlops-lite"))
-    env = {"MLOPS_LITE_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "MLOPS_LITE_HOME": str(tmp_path / "home")}  # with the metadata database's URL
     refused = subprocess.run([cli, "models", "alias", "set", MODEL, "production", weak.version, "--reason", "x"],
                              capture_output=True, text=True, env=env, timeout=120)
     assert refused.returncode == 1 and "metric.roc_auc" in refused.stderr, refused.stderr
