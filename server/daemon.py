@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -21,6 +22,8 @@ from mlops_lite.daemon import DaemonInfo, clear_daemon, write_daemon
 from server.app import create_app
 from server.jobs import DaemonJobs
 from server.runner import serve_forever
+
+log = logging.getLogger("mlops_lite.daemon")
 
 
 def _prefect_command() -> list[str]:
@@ -66,6 +69,22 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
+def drain_prefect_workers(timeout: float = 10.0) -> None:
+    """Send what Prefect's log and event workers in this process still hold while its
+    server still answers. Their own drain runs at interpreter exit, after the server has
+    stopped, and would wait on it for ever (``up`` printed "stopped" and never exited)."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=timeout)
+        except Exception as exc:  # shutting down: say it, and go on stopping
+            log.warning("could not send Prefect's pending %s: %s", worker.__name__, exc)
+
+
 def run_daemon(platform: Platform, settings: Settings, *, with_prefect: bool = True,
                echo: Callable[[str], None] = print, load_flows: Callable[[], Any] | None = None) -> None:
     """Serve until Ctrl-C or SIGTERM, then stop Prefect and release the stores."""
@@ -91,6 +110,7 @@ def run_daemon(platform: Platform, settings: Settings, *, with_prefect: bool = T
             jobs.stop()
         clear_daemon(settings.daemon_file, os.getpid())
         if prefect is not None:
+            drain_prefect_workers()
             _stop(prefect)
         platform.close()
         echo("mlops-lite stopped")
