@@ -8,32 +8,32 @@ interpreter exit), which the server writes in one transaction. Steps and timesta
 chosen here, when a point is logged, as the local handle chooses them; a failed request
 puts the batch back, unless the run has ended elsewhere (then it is dropped, as locally).
 
-Input is checked here before anything is buffered, with the local handle's words: the
-checks of mlops_lite/tracking/runs.py live beside the SQL store, which this client must not
-import (tests/unit/test_cli_startup.py), so they are repeated below, and
-tests/contract/test_tracking_contract.py holds both to the same fields and messages.
+Input is checked here before anything is buffered, by the local handle's own checks
+(mlops_lite/tracking/checks.py, which loads no store), so both refuse the same input with
+the same words (tests/contract/test_tracking_contract.py).
 """
 
 from __future__ import annotations
 
 import atexit
-import math
-import operator
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import msgspec
 
-from mlops_lite.clock import as_utc
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.records import RunRecord
+from mlops_lite.tracking.checks import check_key as _check_key
+from mlops_lite.tracking.checks import check_step as _check_step
+from mlops_lite.tracking.checks import finite as _finite
+from mlops_lite.tracking.checks import micros as _micros
 from mlops_lite.tracking.provenance import collect
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
@@ -46,8 +46,6 @@ FLUSH_EVERY = 1000
 FLUSH_INTERVAL_S = 2.0
 RUN_END_STATUSES = ("finished", "failed")
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-_STEPS = (-(2**31), 2**31 - 1)  # the server stores a step in a 32-bit INTEGER column
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _as(data: Any, type_: type[T]) -> T:
@@ -337,52 +335,6 @@ class RemoteRun:
                  tb: TracebackType | None) -> None:
         if self._ended is None:
             self.end("failed" if exc_type else "finished")
-
-
-# --- the local handle's checks (see the module's docstring) ------------------------------------
-
-def _check_key(key: Any, what: str = "metric") -> str:
-    if type(key) is not str or not key:
-        raise InvalidInput(f"bad {what} key {key!r}", field=f"{what}s", expected="a non-empty string")
-    return key
-
-
-def _finite(key: Any, value: Any) -> float:
-    _check_key(key)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"metric {key!r} is not a number: {value!r}", field=f"metrics.{key}",
-                           expected="a finite number") from None
-    if not math.isfinite(number):
-        raise InvalidInput(f"metric {key!r} is {number} (NaN and infinities are refused)", field=f"metrics.{key}",
-                           expected="a finite number")
-    return number
-
-
-def _check_step(step: Any, key: str) -> int:
-    try:
-        if isinstance(step, bool):
-            raise TypeError
-        number = operator.index(step)
-    except TypeError:
-        raise InvalidInput(f"metric {key!r}: bad step {step!r}", field=f"metrics.{key}.step",
-                           expected="an integer") from None
-    if not _STEPS[0] <= number <= _STEPS[1]:
-        raise InvalidInput(f"metric {key!r}: step {step} is out of range", field=f"metrics.{key}.step",
-                           expected=f"an integer from {_STEPS[0]} to {_STEPS[1]}")
-    return number
-
-
-def _micros(timestamp: Any, key: str) -> int:
-    """Microseconds since the epoch (UTC) of a datetime (naive = UTC) or of epoch seconds."""
-    if isinstance(timestamp, datetime):
-        delta = as_utc(timestamp) - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool) and math.isfinite(timestamp):
-        return round(timestamp * 1_000_000)
-    raise InvalidInput(f"metric {key!r}: bad timestamp {timestamp!r}", field=f"metrics.{key}.timestamp",
-                       expected="a datetime or seconds since the epoch")
 
 
 # --- interpreter exit ----------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import json
 import math
-import operator
 import os
 import sys
 import threading
@@ -43,6 +42,11 @@ from mlops_lite.metadata.tables import Experiment, Metric, Run, core_table
 from mlops_lite.objects import ObjectStore
 from mlops_lite.records import RunRecord
 from mlops_lite.tracking import sql, writes
+from mlops_lite.tracking.checks import STEPS as _STEPS
+from mlops_lite.tracking.checks import check_key as _check_key
+from mlops_lite.tracking.checks import check_step as _check_step
+from mlops_lite.tracking.checks import finite as _finite
+from mlops_lite.tracking.checks import micros as _micros
 from mlops_lite.tracking.provenance import HOST, Provenance, collect
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
@@ -50,7 +54,6 @@ RUN_STATUSES = ("running", "finished", "failed")
 FLUSH_EVERY = 1000
 FLUSH_INTERVAL_S = 2.0
 _MAX_NAME = 250
-_STEPS = (-(2**31), 2**31 - 1)  # metrics.step is a 32-bit INTEGER column
 _HOST = HOST
 
 
@@ -512,50 +515,6 @@ def _check_name(name: Any, what: str) -> str:
         raise InvalidInput(f"bad {what} name {name!r}", field=what,
                            expected=f"a non-empty string of at most {_MAX_NAME} characters, no control characters")
     return name
-
-
-def _check_key(key: Any, what: str = "metric") -> str:
-    if type(key) is not str or not key:
-        raise InvalidInput(f"bad {what} key {key!r}", field=f"{what}s", expected="a non-empty string")
-    return key
-
-
-def _finite(key: Any, value: Any) -> float:
-    _check_key(key)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"metric {key!r} is not a number: {value!r}", field=f"metrics.{key}",
-                           expected="a finite number") from None
-    if not math.isfinite(number):
-        raise InvalidInput(f"metric {key!r} is {number} (NaN and infinities are refused)", field=f"metrics.{key}",
-                           expected="a finite number")
-    return number
-
-
-def _check_step(step: Any, key: str) -> int:
-    try:
-        if isinstance(step, bool):
-            raise TypeError
-        number = operator.index(step)
-    except TypeError:
-        raise InvalidInput(f"metric {key!r}: bad step {step!r}", field=f"metrics.{key}.step",
-                           expected="an integer") from None
-    if not _STEPS[0] <= number <= _STEPS[1]:
-        raise InvalidInput(f"metric {key!r}: step {step} is out of range", field=f"metrics.{key}.step",
-                           expected=f"an integer from {_STEPS[0]} to {_STEPS[1]}")
-    return number
-
-
-def _micros(timestamp: Any, key: str) -> int:
-    """Microseconds since the epoch (UTC) of a datetime (naive = UTC) or of epoch seconds."""
-    if isinstance(timestamp, datetime):
-        delta = as_utc(timestamp) - writes.EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool) and math.isfinite(timestamp):
-        return round(timestamp * 1_000_000)
-    raise InvalidInput(f"metric {key!r}: bad timestamp {timestamp!r}", field=f"metrics.{key}.timestamp",
-                       expected="a datetime or seconds since the epoch")
 
 
 def _latest_metrics(session: Any, run_ids: list[str]) -> dict[str, dict[str, float]]:
