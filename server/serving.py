@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from litestar import Litestar, Router
@@ -34,7 +34,7 @@ from mlops_lite.inference.routing import Router as ModelRouter
 from mlops_lite.inference.session import choose_providers
 from mlops_lite.monitoring import Monitoring
 from mlops_lite.objects import ObjectStore
-from mlops_lite.records import DeploymentRecord, Identity
+from mlops_lite.records import DeploymentRecord, Identity, Prediction
 
 log = logging.getLogger("mlops_lite.serve")
 
@@ -96,6 +96,10 @@ class ServingDeployments:
         if name in self.errors:
             raise BackendUnavailable(f"deployment {name!r} is not loaded here: {self.errors[name]}")
         return self.router.get(name)
+
+    def predict(self, name: str, instances: Any, *, key: str | None = None) -> Prediction:
+        """As ``platform.deployments.predict``: answered and logged by the same pipeline."""
+        return self.pipeline.predict(name, instances, key=key)
 
     def serving_stats(self) -> ServingStats:
         return self.router.stats()
@@ -199,3 +203,11 @@ def create_serving_app() -> Litestar:
     token = os.environ["MLOPS_LITE_SERVE_TOKEN"]
     poll_s = float(os.environ.get("MLOPS_LITE_SERVE_POLL_S", "1.0"))
     return build_serving_app(ServingPlatform(url, token, poll_s=poll_s))
+
+
+if TYPE_CHECKING:
+    from mlops_lite.api import ServingAPI
+
+    def _a_worker_is_a_serving_api(platform: ServingPlatform) -> ServingAPI:
+        """mypy's proof that a stateless worker offers the serving subset of the Platform API."""
+        return platform

@@ -31,6 +31,7 @@ from mlops_lite.api.registry import RegistryAPI
 from mlops_lite.api.tokens import TokensAPI
 from mlops_lite.api.tracking import TrackingAPI
 from mlops_lite.api.training import TrainingAPI
+from mlops_lite.records import DeploymentRecord, Prediction
 
 __all__ = [
     "AlertsAPI",
@@ -43,6 +44,8 @@ __all__ = [
     "PolicyAPI",
     "PrivacyAPI",
     "RegistryAPI",
+    "ServingAPI",
+    "ServingDeploymentsAPI",
     "TokensAPI",
     "TrackingAPI",
     "TrainingAPI",
@@ -102,3 +105,23 @@ class PlatformAPI(Protocol):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
+
+
+class ServingDeploymentsAPI(Protocol):
+    """The part of ``DeploymentsAPI`` a serving worker answers."""
+
+    def list(self) -> list[DeploymentRecord]: ...
+
+    def predict(self, name: str, instances: Any, *, key: str | None = None) -> Prediction: ...
+
+
+class ServingAPI(Protocol):
+    """What a stateless serving worker (``mlops-lite serve --workers N``, server/serving.py)
+    offers: a subset of ``PlatformAPI`` (conformance.py proves every PlatformAPI is one)."""
+
+    @property
+    def deployments(self) -> ServingDeploymentsAPI: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...

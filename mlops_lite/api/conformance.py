@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mlops_lite.api import DataAPI, PlatformAPI
+    from mlops_lite.api import DataAPI, PlatformAPI, ServingAPI
     from mlops_lite.client import RemotePlatform
     from mlops_lite.data import DataStore
     from mlops_lite.data.lakefs_backend import LakeFSDataStore
@@ -28,4 +28,8 @@ def lakefs_data_is_the_api(data: LakeFSDataStore) -> DataAPI:
 
 
 def remote_platform_is_the_api(platform: RemotePlatform) -> PlatformAPI:
+    return platform
+
+
+def the_platform_api_serves(platform: PlatformAPI) -> ServingAPI:
     return platform
