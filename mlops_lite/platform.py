@@ -16,7 +16,7 @@ from mlops_lite.inference import Deployments
 from mlops_lite.inference.lineage import deployment_lineage
 from mlops_lite.metadata import MetadataStore
 from mlops_lite.monitoring import Monitoring
-from mlops_lite.monitoring.loop import ReleaseLoop
+from mlops_lite.monitoring.loop import ClosedLoop
 from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
 from mlops_lite.registry import Registry
@@ -72,7 +72,7 @@ class Platform:
             self.alerts = Alerts(self._store, self.audit, "monitor", caller=self.actor, sinks=alert_sinks(settings),
                                  rules=load_rules(settings.alert_rules_file)
                                  if settings.alert_rules_file.exists() else None)
-            self.loop = ReleaseLoop(self)  # the closed loop's steps, as the flows call them
+            self.loop = ClosedLoop(self)  # the closed loop's steps, as the flows call them
             self.privacy = Privacy(Anonymizer(key_from_env() or load_or_create_key(settings.anonymization_key_file)),
                                    self.data.pii_patterns)
         except BaseException:

@@ -169,7 +169,7 @@ def _moment(value: datetime | str | None, field_name: str) -> datetime | None:
     return parse_time(value, field_name)
 
 
-class ReleaseLoop:
+class ClosedLoop:
     """``platform.loop``: the closed loop's steps, one call each, with JSON-ready answers.
 
     A flow task calls one of these. In-process they run over the embedded stores; on
