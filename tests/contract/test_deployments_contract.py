@@ -50,23 +50,28 @@ def _rows(api: Any, n: int) -> list[dict[str, Any]]:
     return [{name: row[name] for name in names} for row in rows]
 
 
-@pytest.fixture(scope="module")
-def second(loop_api: Any) -> ModelVersionRecord:
-    """loan-default 1.0.1, recorded through the training facet and registered, once per platform."""
+def record_second(api: Any) -> ModelVersionRecord:
+    """Record loan-default 1.0.1 through the training facet (1.0.0's ONNX file re-serialized:
+    another digest, the same answers, its metrics a little better) and register it."""
     import onnx
 
-    first = loop_api.registry.get_version(MODEL, "1.0.0")
-    model = onnx.load_from_string(loop_api.registry.model_bytes(MODEL, "1.0.0"))
+    first = api.registry.get_version(MODEL, "1.0.0")
+    model = onnx.load_from_string(api.registry.model_bytes(MODEL, "1.0.0"))
     model.doc_string = "loan-default, re-serialized"
-    run = loop_api.tracking.get_run(first.run_id)
-    result = loop_api.training.record("retrain", data_commit=first.data_commits[0],
-                                      tags={"repository": run.tags["repository"], "path": run.tags["path"]},
-                                      params=dict(first.params),
-                                      metrics={k: float(v) + 0.01 for k, v in first.metrics.items()},
-                                      onnx=model.SerializeToString(), signature=first.signature)
-    version: ModelVersionRecord = loop_api.registry.register_from_run(MODEL, result.run.id)
+    run = api.tracking.get_run(first.run_id)
+    result = api.training.record("retrain", data_commit=first.data_commits[0],
+                                 tags={"repository": run.tags["repository"], "path": run.tags["path"]},
+                                 params=dict(first.params), metrics={k: float(v) + 0.01 for k, v in first.metrics.items()},
+                                 onnx=model.SerializeToString(), signature=first.signature)
+    version: ModelVersionRecord = api.registry.register_from_run(MODEL, result.run.id)
     assert version.version == "1.0.1"
     return version
+
+
+@pytest.fixture(scope="module")
+def second(loop_api: Any) -> ModelVersionRecord:
+    """loan-default 1.0.1, once per platform (see ``record_second``)."""
+    return record_second(loop_api)
 
 
 def _deployed(api: Any, name: str) -> DeploymentRecord:
