@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,9 @@ def spec(loop_api: Any) -> TrainingSpec:
     """The spec behind 1.0.0, inferred from the table as read through the data facet (by glob)."""
     read = loop_api.data.repo("loans").ref("main").read_table("loans/*.csv")
     assert read.commit == loop_api.data.repo("loans").ref("main").resolve()
-    assert read.table.num_rows == loop_api.data.repo("loans").ref("main").read_table(PATH).table.num_rows
+    assert read.table.equals(loop_api.data.repo("loans").ref("main").read_table(PATH).table)
+    with pytest.raises(NotFound):
+        loop_api.data.repo("loans").ref("main").read_table("nothing/*.csv")
     return TrainingSpec.infer(read.table, target="default", exclude=FEATURE_EXCLUDE, sensitive="gender")
 
 
@@ -63,6 +66,8 @@ def test_training_records_one_run_at_the_commit_it_read(loop_api: Any, spec: Tra
     assert {k: run.tags[k] for k in ("repository", "path", "ref")} == {"repository": "loans", "path": PATH,
                                                                       "ref": "main"}
     assert result.data_commit == head and run.params["algorithm"] == "logistic_regression"
+    if loop_api.remote:  # it trained in this process; the server only recorded the finished run
+        assert run.tags["trained_by_pid"] == str(os.getpid())
     onnx = loop_api.tracking.read_artifact(run.id, MODEL_ARTIFACT)
     assert hashlib.sha256(onnx).hexdigest() == result.model_digest == first.digest  # the same bytes as 1.0.0
     assert result.signature == first.signature
