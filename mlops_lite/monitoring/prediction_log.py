@@ -636,7 +636,6 @@ class Monitoring:
         self.errors = ErrorLog(self.errors_dir)
         self.feedback = Feedback(self.feedback_dir)
         self._lineage = lineage
-        self.last_trigger: dict[str, float] = {}  # retrain debounce, per deployment
 
     def record(self, prediction: Prediction, instances: list[dict[str, Any]], latency_s: float) -> bool:
         return self.log.record(prediction, instances, latency_s)
