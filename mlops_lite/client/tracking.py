@@ -15,9 +15,7 @@ the same words (tests/contract/test_tracking_contract.py).
 
 from __future__ import annotations
 
-import atexit
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -34,6 +32,7 @@ from mlops_lite.tracking.checks import check_key as _check_key
 from mlops_lite.tracking.checks import check_step as _check_step
 from mlops_lite.tracking.checks import finite as _finite
 from mlops_lite.tracking.checks import micros as _micros
+from mlops_lite.tracking.live import LIVE
 from mlops_lite.tracking.provenance import collect
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
@@ -95,7 +94,7 @@ class RemoteTracking:
         run = RemoteRun(self, str(body["id"]), flush_every=flush_every, flush_interval=float(flush_interval))
         with self._open_lock:
             self._open[run.id] = run
-        _LIVE.add(run)
+        LIVE.add(run)
         return run
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -154,7 +153,7 @@ class RemoteTracking:
         with self._open_lock:
             run = self._open.pop(run_id, None)
         if run is not None:
-            _LIVE.discard(run)
+            LIVE.discard(run)
 
 
 class RemoteRun:
@@ -335,39 +334,3 @@ class RemoteRun:
                  tb: TracebackType | None) -> None:
         if self._ended is None:
             self.end("failed" if exc_type else "finished")
-
-
-# --- interpreter exit ----------------------------------------------------------------------------
-
-class _LiveRuns:
-    """Runs open in this process, for the atexit flush (strong references: a run left open
-    must not be collected with its buffer)."""
-
-    def __init__(self) -> None:
-        self._runs: set[RemoteRun] = set()
-        self._lock = threading.Lock()
-
-    def add(self, run: RemoteRun) -> None:
-        with self._lock:
-            self._runs.add(run)
-
-    def discard(self, run: RemoteRun) -> None:
-        with self._lock:
-            self._runs.discard(run)
-
-    def flush_all(self) -> None:
-        with self._lock:
-            runs = list(self._runs)
-        for run in runs:
-            pending = run.pending
-            if not pending:
-                continue
-            try:
-                run.flush()
-            except Exception as exc:  # exiting: report, never raise
-                print(f"mlops-lite: could not send the last {pending} buffered point(s) of run {run.id} "
-                      f"at exit: {exc}", file=sys.stderr)
-
-
-_LIVE = _LiveRuns()
-atexit.register(_LIVE.flush_all)

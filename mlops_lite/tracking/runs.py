@@ -17,11 +17,9 @@ visibly ``running`` (its ``heartbeat_at`` is the time of its last write), until
 
 from __future__ import annotations
 
-import atexit
 import json
 import math
 import os
-import sys
 import threading
 import time
 import uuid
@@ -47,6 +45,7 @@ from mlops_lite.tracking.checks import check_key as _check_key
 from mlops_lite.tracking.checks import check_step as _check_step
 from mlops_lite.tracking.checks import finite as _finite
 from mlops_lite.tracking.checks import micros as _micros
+from mlops_lite.tracking.live import LIVE
 from mlops_lite.tracking.provenance import HOST, Provenance, collect
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 
@@ -163,7 +162,7 @@ class Tracking:
         active = ActiveRun(self, run.id, who, flush_every=flush_every, flush_interval=float(flush_interval))
         with self._open_lock:
             self._open[run.id] = active
-        _LIVE.add(active)
+        LIVE.add(active)
         return active
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -291,7 +290,7 @@ class Tracking:
         with self._open_lock:
             active = self._open.pop(run_id, None)
         if active is not None:
-            _LIVE.discard(active)
+            LIVE.discard(active)
 
 
 class ActiveRun:
@@ -586,39 +585,3 @@ def _run_record(run: Run, params: dict[str, str], metrics: dict[str, float]) -> 
                      data_commits=tuple(run.data_commits or ()), params=params, metrics=metrics,
                      artifacts=dict(run.artifacts or {}), tags=dict(run.tags or {}), git_commit=run.git_commit,
                      git_dirty=run.git_dirty, environment=dict(run.environment or {}))
-
-
-# --- interpreter exit ------------------------------------------------------------------------------
-
-class _LiveRuns:
-    """Runs open in this process, for the atexit flush (strong references: a run left
-    open must not be collected with its buffer)."""
-
-    def __init__(self) -> None:
-        self._runs: set[ActiveRun] = set()
-        self._lock = threading.Lock()
-
-    def add(self, run: ActiveRun) -> None:
-        with self._lock:
-            self._runs.add(run)
-
-    def discard(self, run: ActiveRun) -> None:
-        with self._lock:
-            self._runs.discard(run)
-
-    def flush_all(self) -> None:
-        with self._lock:
-            runs = list(self._runs)
-        for run in runs:
-            pending = run.pending
-            if not pending:
-                continue
-            try:
-                run.flush()
-            except Exception as exc:  # exiting: report, never raise
-                print(f"mlops-lite: could not write the last {pending} buffered point(s) of run {run.id} "
-                      f"at exit: {exc}", file=sys.stderr)
-
-
-_LIVE = _LiveRuns()
-atexit.register(_LIVE.flush_all)
