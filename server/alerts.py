@@ -11,18 +11,11 @@ import msgspec
 from litestar import Request, get, post
 from litestar.params import Parameter
 
-from mlops_lite import InvalidInput, Platform
+from mlops_lite import InvalidInput
 from mlops_lite.alerts import AlertRecord, AlertRule, SilenceRecord
 from mlops_lite.clock import parse_time
-
-
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
-
-
-def _actor(request: Request[Any, Any, Any]) -> str:
-    return f"token:{request.state.identity.name}"
+from server.context import actor as _actor
+from server.context import platform as _platform
 
 
 @get("/alerts", opt={"permission": "viewer"}, sync_to_thread=True)

@@ -31,6 +31,8 @@ from mlops_lite.security import require
 from server.alerts import ALERT_ROUTES
 from server.audit import AUDIT_ROUTES
 from server.columnar import arrow_predict
+from server.context import actor as _actor
+from server.context import platform as _platform
 from server.data import DATA_ROUTES
 from server.inline import inline_ok
 from server.lakefs import lakefs_router
@@ -74,9 +76,6 @@ class RecordRunRequest(msgspec.Struct, forbid_unknown_fields=True):
     experiment: str = "default"
 
 
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -101,11 +100,6 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         identity = await anyio.to_thread.run_sync(platform.tokens.authenticate, secret)
     require(identity, handler.opt["permission"])
     connection.state.identity = identity
-
-
-def _actor(request: Request[Any, Any, Any]) -> str:
-    identity = request.state.identity
-    return f"token:{identity.name}"
 
 
 @get("/health", opt={"permission": "viewer"}, sync_to_thread=False)

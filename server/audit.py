@@ -23,16 +23,13 @@ from typing import Annotated, Any
 from litestar import Request, get
 from litestar.params import Parameter
 
-from mlops_lite import Platform
 from mlops_lite.clock import parse_time
 from mlops_lite.records import AuditRecord
+from server.context import platform as _platform
 
 MAX_EVENTS = 10_000  # the most rows one list answers, as elsewhere in the API
 
 
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 @get("/audit/events", opt={"permission": "operator"}, sync_to_thread=True)

@@ -25,12 +25,13 @@ import msgspec
 import pyarrow as pa
 from litestar import Request, Response, get, post, put
 
-from mlops_lite import Platform
 from mlops_lite.data import DataStore, Repository, RepositoryConfig
 from mlops_lite.data.checks import ColumnRule, SchemaRule
 from mlops_lite.data.lifecycle import GcReport
 from mlops_lite.data.tables import QueryResult, query
 from mlops_lite.errors import BackendUnavailable, InvalidInput
+from server.context import actor as _actor
+from server.context import platform as _platform
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 COMMITS_KEY = b"mlops_lite.commits"
@@ -38,13 +39,8 @@ MAX_RETENTION_DAYS = 36_500.0
 _OBJECT_FILE = re.compile(r"'/[^']*'")  # a file of the server's store, named in a DuckDB error  # a century; a longer retention is no garbage collection at all
 
 
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
-def _actor(request: Request[Any, Any, Any]) -> str:
-    return f"token:{request.state.identity.name}"
 
 
 def _store(request: Request[Any, Any, Any]) -> DataStore:

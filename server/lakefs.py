@@ -60,6 +60,7 @@ from mlops_lite.errors import (
 )
 from mlops_lite.records import CommitRecord, Identity, ObjectRecord, RepositoryRecord
 from mlops_lite.security import require
+from server.context import platform as _platform
 
 if TYPE_CHECKING:
     from mlops_lite.data.lakefs_backend import LakeFSBranch, LakeFSRepository
@@ -179,9 +180,6 @@ def _actor(request: Request[Any, Any, Any]) -> str:
     return f"access-key:{identity.name}"
 
 
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 def _repo(request: Request[Any, Any, Any], name: str) -> Repository | LakeFSRepository:

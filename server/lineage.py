@@ -7,13 +7,8 @@ from typing import Any
 
 from litestar import Request, get
 
-from mlops_lite import Platform
 from mlops_lite.records import DeploymentLineage, PredictionTrace
-
-
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
+from server.context import platform as _platform
 
 
 @get("/deployments/{name:str}/lineage", opt={"permission": "viewer"}, sync_to_thread=True)

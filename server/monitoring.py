@@ -10,14 +10,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, post
 
-from mlops_lite import InvalidInput, Platform
+from mlops_lite import InvalidInput
 from mlops_lite.inference.columnar import ARROW_STREAM
 from mlops_lite.tracking.sql import ALLOWED_TABLE_FUNCTIONS, check_select
-
-
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
+from server.context import platform as _platform
 
 
 class MonitorRequest(msgspec.Struct, forbid_unknown_fields=True):

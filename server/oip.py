@@ -39,6 +39,7 @@ from mlops_lite.inference.pipeline import ColumnFeed, PredictionPipeline, Reques
 from mlops_lite.inference.routing import Route
 from mlops_lite.inference.session import ModelSession
 from mlops_lite.records import DeploymentRecord
+from server.context import platform as _platform
 from server.inline import inline_ok
 
 log = logging.getLogger("mlops_lite.server.oip")
@@ -58,9 +59,6 @@ class BadRequest(InvalidInput):
     http_status = 400
 
 
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 def _label_datatype(session: ModelSession) -> str:

@@ -10,14 +10,9 @@ from typing import Any
 import msgspec
 from litestar import Request, get, post
 
-from mlops_lite import Platform
 from mlops_lite.policy import PolicySpec
 from mlops_lite.records import ApprovalRequest, GateResult, PolicyDecision
-
-
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
+from server.context import platform as _platform
 
 
 class PromotionRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -13,20 +13,16 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.params import Parameter
 
 import mlops_lite
-from mlops_lite import Platform
 from mlops_lite.clock import parse_time
 from mlops_lite.records import AliasEventRecord, Lineage, ModelRecord, ModelVersionRecord, VersionComparison
+from server.context import actor as _actor
+from server.context import platform as _platform
 
 OCTET_STREAM = "application/octet-stream"
 
 
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
-def _actor(request: Request[Any, Any, Any]) -> str:
-    return f"token:{request.state.identity.name}"
 
 
 class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):

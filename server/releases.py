@@ -9,8 +9,9 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, get, post
 
-from mlops_lite import Platform
 from mlops_lite.records import DeploymentRecord, DeploymentRevisionRecord
+from server.context import actor as _actor
+from server.context import platform as _platform
 
 
 class VersionRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,13 +36,8 @@ class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: str = ""
 
 
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
-def _actor(request: Request[Any, Any, Any]) -> str:
-    return f"token:{request.state.identity.name}"
 
 
 @get("/deployments/{name:str}", opt={"permission": "viewer"}, sync_to_thread=True)

@@ -10,8 +10,9 @@ from typing import Any
 import msgspec
 from litestar import Request, get, post
 
-from mlops_lite import Platform
 from mlops_lite.records import TokenRecord
+from server.context import actor as _actor
+from server.context import platform as _platform
 
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -19,13 +20,8 @@ class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     role: str
 
 
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
-def _actor(request: Request[Any, Any, Any]) -> str:
-    return f"token:{request.state.identity.name}"
 
 
 @get("/tokens", opt={"permission": "admin"}, sync_to_thread=True)

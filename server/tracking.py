@@ -20,11 +20,13 @@ import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.params import Parameter
 
-from mlops_lite import InvalidInput, Platform
+from mlops_lite import InvalidInput
 from mlops_lite.records import RunRecord
 from mlops_lite.tracking import ActiveRun
 from mlops_lite.tracking.provenance import Provenance
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
+from server.context import actor as _actor
+from server.context import platform as _platform
 
 MAX_LIMIT = 10_000  # the most runs one list answers
 MAX_SQL_SECONDS = 86_400.0  # the longest time limit a query may ask for
@@ -35,13 +37,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS = (-62_135_596_800_000_000, 253_402_300_799_999_999)
 
 
-def _platform(request: Request[Any, Any, Any]) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
-def _actor(request: Request[Any, Any, Any]) -> str:
-    return f"token:{request.state.identity.name}"
 
 
 # --- wire shapes ------------------------------------------------------------------------------
