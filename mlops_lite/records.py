@@ -186,12 +186,73 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """A role on some resources beyond the identity's global role: on the models whose
+    names match ``models`` (a glob) or the data repositories matching ``repositories``."""
+
+    role: str
+    models: str | None = None
+    repositories: str | None = None
+
+    def covers(self, *, model: str | None = None, repository: str | None = None) -> bool:
+        if model is not None and self.models is not None and fnmatch.fnmatchcase(model, self.models):
+            return True
+        return (repository is not None and self.repositories is not None
+                and fnmatch.fnmatchcase(repository, self.repositories))
+
+
+IDENTITY_KINDS = ("local", "token", "access_key", "oidc", "service")
+
+
+@dataclass(frozen=True)
 class Identity:
-    """Who is calling, and with which role."""
+    """Who is calling, and with which role.
+
+    ``kind`` says how they proved it: ``local`` (a process that owns the home), ``token``
+    (a bearer token of this installation), ``access_key`` (lakeFS-style HTTP Basic),
+    ``oidc`` (a JWT from a configured issuer: ``issuer`` and ``subject`` are its ``iss``
+    and ``sub``) or ``service`` (an identity issued to a worker or serving replica).
+    ``grants`` add roles on named models or repositories on top of ``role``."""
 
     name: str
     role: str
     token_id: str | None = None
+    kind: str = "local"
+    issuer: str | None = None
+    subject: str | None = None
+    grants: tuple[Grant, ...] = ()
+
+    @property
+    def principal(self) -> str:
+        """The stable id the audit chain, ``created_by`` and the four-eyes rules use:
+        ``oidc:<issuer>#<subject>`` for a federated identity, ``token:<name>`` for a bearer
+        token, ``access-key:<name>`` for an access key, the bare name for a local caller."""
+        if self.kind == "oidc":
+            return f"oidc:{self.issuer}#{self.subject}"
+        if self.kind in ("token", "service"):
+            return f"token:{self.name}"
+        if self.kind == "access_key":
+            return f"access-key:{self.name}"
+        return self.name
+
+
+_LOCAL_PRINCIPAL_PREFIXES = ("token:", "access-key:")
+
+
+def same_principal(a: str | None, b: str | None) -> bool:
+    """Whether two stored actor strings name the same person. A local token's name, with or
+    without the ``token:``/``access-key:`` prefix the HTTP API adds, is one person (homes made
+    before the prefix was compared stored both forms); a federated principal is compared whole."""
+    if not a or not b:
+        return False
+
+    def bare(value: str) -> str:
+        for prefix in _LOCAL_PRINCIPAL_PREFIXES:
+            if value.startswith(prefix):
+                return value[len(prefix):]
+        return value
+
+    return bare(a) == bare(b)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,7 @@ import anyio.to_thread
 import msgspec
 from litestar import Litestar, Request, Response, Router, get, post, put
 from litestar.config.cors import CORSConfig
-from litestar.connection import ASGIConnection
-from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
 
@@ -27,9 +24,9 @@ from mlops_lite.records import (
     ModelVersionRecord,
     Prediction,
 )
-from mlops_lite.security import require
 from server.alerts import ALERT_ROUTES
 from server.audit import AUDIT_ROUTES
+from server.auth import authorize
 from server.columnar import arrow_predict
 from server.context import actor as _actor
 from server.context import platform as _platform
@@ -78,30 +75,6 @@ class RecordRunRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 
-async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Authenticate the bearer token and check the route's declared permission.
-
-    Async on purpose: Litestar runs a sync guard on a worker thread, which costs more
-    than the check. A token seen before is answered from memory on the event loop; a
-    new one is looked up (a store or network read) off it."""
-    scope = connection.scope
-    if "permission" not in handler.opt and scope["type"] == ScopeType.HTTP and scope["method"] == "OPTIONS":
-        # Litestar's automatic OPTIONS handler declares no role: it answers only the Allow
-        # header (the methods the OpenAPI already shows), so it needs no token. Any other
-        # route without a role still fails closed below.
-        return
-    platform: Platform = connection.app.state.platform
-    scheme, _, secret = connection.headers.get("authorization", "").partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
-        raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
-    identity = platform.tokens.cached(secret)
-    if identity is None:
-        identity = await anyio.to_thread.run_sync(platform.tokens.authenticate, secret)
-    require(identity, handler.opt["permission"])
-    connection.state.identity = identity
-
-
 @get("/health", opt={"permission": "viewer"}, sync_to_thread=False)
 def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Liveness, the version of mlops-lite, and the execution providers in use."""
@@ -113,7 +86,10 @@ def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
 def whoami(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The caller's identity and role (serving workers check tokens with it)."""
     identity = request.state.identity
-    return {"name": identity.name, "role": identity.role, "token_id": identity.token_id}
+    return {"name": identity.name, "role": identity.role, "token_id": identity.token_id, "kind": identity.kind,
+            "principal": identity.principal, "issuer": identity.issuer, "subject": identity.subject,
+            "grants": [{"role": g.role, "models": g.models, "repositories": g.repositories}
+                       for g in identity.grants]}
 
 
 @get("/status", opt={"permission": "viewer"}, sync_to_thread=True)
@@ -179,12 +155,12 @@ class ReasonRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: str
 
 
-@get("/models/{model:str}/aliases", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/aliases", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def list_aliases(request: Request[Any, Any, Any], model: str) -> dict[str, str]:
     return _platform(request).registry.aliases(model)
 
 
-@put("/models/{model:str}/aliases/{alias:str}", opt={"permission": "operator"}, sync_to_thread=True)
+@put("/models/{model:str}/aliases/{alias:str}", opt={"permission": "operator", "model_param": "model"}, sync_to_thread=True)
 def move_alias(request: Request[Any, Any, Any], model: str, alias: str, data: AliasRequest) -> ModelVersionRecord:
     """Move an alias. A gated alias (the policy's ``[aliases] gated``, default ``production``)
     moves only with a passing policy decision, made now or named by ``decision`` (412 with
@@ -200,7 +176,7 @@ def move_alias(request: Request[Any, Any, Any], model: str, alias: str, data: Al
                                        expected=expected, decision=data.decision)
 
 
-@post("/models/{model:str}/aliases/{alias:str}/rollback", opt={"permission": "operator"}, status_code=200,
+@post("/models/{model:str}/aliases/{alias:str}/rollback", opt={"permission": "operator", "model_param": "model"}, status_code=200,
       sync_to_thread=True)
 def rollback_alias(request: Request[Any, Any, Any], model: str, alias: str, data: ReasonRequest) -> ModelVersionRecord:
     return _platform(request).registry.rollback(model, alias, reason=data.reason, actor=_actor(request))

@@ -20,8 +20,6 @@ server/README.md ("lakeFS compatibility"); operations not offered answer 400 nam
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import os
 import re
@@ -36,16 +34,14 @@ import anyio.to_thread
 import msgspec
 from anyio import from_thread
 from litestar import Request, Response, Router, delete, get, head, post, put, route
-from litestar.connection import ASGIConnection
 from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.types import Method
 
 import mlops_lite
-from mlops_lite import Platform
 from mlops_lite.clock import as_utc
 from mlops_lite.data import Branch, DataStore, DiffEntry, Repository
 from mlops_lite.errors import (
@@ -59,7 +55,7 @@ from mlops_lite.errors import (
     Unauthenticated,
 )
 from mlops_lite.records import CommitRecord, Identity, ObjectRecord, RepositoryRecord
-from mlops_lite.security import require
+from server.auth import authorize_lakefs
 from server.context import platform as _platform
 
 if TYPE_CHECKING:
@@ -145,39 +141,9 @@ class PathList(msgspec.Struct, kw_only=True):
 # ------------------------------------------------------------------------------ auth
 
 
-def _basic_credentials(header: str) -> tuple[str, str]:
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or not value.strip():
-        raise Unauthenticated("an access key is required (HTTP Basic: access key id, secret access key)")
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise Unauthenticated("the Basic credentials are not valid base64") from exc
-    key_id, _, secret = decoded.partition(":")
-    return key_id, secret
-
-
-async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Authenticate the access key (HTTP Basic) and check the route's role."""
-    needed = handler.opt.get("lakefs")
-    if needed is None:
-        return
-    platform: Platform = connection.app.state.platform
-    header = connection.headers.get("authorization", "")
-    scheme, _, bearer = header.partition(" ")
-    if scheme.lower() == "bearer":
-        # lakeFS also takes bearer tokens; ours are the API tokens (RemotePlatform.data uses them).
-        identity = await anyio.to_thread.run_sync(platform.tokens.authenticate, bearer.strip())
-    else:
-        key_id, secret = _basic_credentials(header)
-        identity = await anyio.to_thread.run_sync(platform.tokens.authenticate_access_key, key_id, secret)
-    require(identity, needed)
-    connection.state.identity = identity
-
-
 def _actor(request: Request[Any, Any, Any]) -> str:
     identity: Identity = request.state.identity
-    return f"access-key:{identity.name}"
+    return identity.principal
 
 
 
@@ -400,17 +366,17 @@ def list_repositories(request: Request[Any, Any, Any], prefix: str | None = None
                  after=after, amount=amount, prefix=prefix)
 
 
-@get("/repositories/{repository:str}", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def get_repository(request: Request[Any, Any, Any], repository: str) -> dict[str, Any]:
     return _repository(_repo(request, repository).info())
 
 
-@delete("/repositories/{repository:str}", opt={"lakefs": "operator"}, status_code=204, sync_to_thread=True)
+@delete("/repositories/{repository:str}", opt={"lakefs": "operator", "repository_param": "repository"}, status_code=204, sync_to_thread=True)
 def delete_repository(request: Request[Any, Any, Any], repository: str) -> None:
     _repo(request, repository).delete(actor=_actor(request))
 
 
-@get("/repositories/{repository:str}/metadata", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/metadata", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def repository_metadata(request: Request[Any, Any, Any], repository: str) -> dict[str, str]:
     """lakeFS's string map; here it carries the repository's PII column patterns (one per
     line), so that a remote ingest anonymizes what main's checks will demand."""
@@ -418,7 +384,7 @@ def repository_metadata(request: Request[Any, Any, Any], repository: str) -> dic
     return {"mlops_lite.pii_patterns": "\n".join(config.pii_patterns)} if config.pii_patterns else {}
 
 
-@get("/repositories/{repository:str}/settings/branch_protection", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/settings/branch_protection", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def branch_protection(request: Request[Any, Any, Any], repository: str) -> list[dict[str, str]]:
     return [{"pattern": name} for name in _repo(request, repository).info().protected_branches]
 
@@ -426,7 +392,7 @@ def branch_protection(request: Request[Any, Any, Any], repository: str) -> list[
 # ------------------------------------------------------------------------------ branches
 
 
-@post("/repositories/{repository:str}/branches", opt={"lakefs": "operator"}, status_code=201,
+@post("/repositories/{repository:str}/branches", opt={"lakefs": "operator", "repository_param": "repository"}, status_code=201,
       sync_to_thread=True, media_type="text/html")
 def create_branch(request: Request[Any, Any, Any], repository: str, data: BranchCreation) -> str:
     """Create a branch at any ref; answers the commit id it points at (lakeFS: text)."""
@@ -434,26 +400,26 @@ def create_branch(request: Request[Any, Any, Any], repository: str, data: Branch
     return record.head or ""
 
 
-@get("/repositories/{repository:str}/branches", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/branches", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def list_branches(request: Request[Any, Any, Any], repository: str, prefix: str | None = None,
                   after: str | None = None, amount: int | None = None) -> dict[str, Any]:
     return _page(_repo(request, repository).branches(), lambda b: b.name, lambda b: _ref(b.name, b.head),
                  after=after, amount=amount, prefix=prefix)
 
 
-@get("/repositories/{repository:str}/branches/{branch:str}", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/branches/{branch:str}", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def get_branch(request: Request[Any, Any, Any], repository: str, branch: str) -> dict[str, Any]:
     head_commit = _repo(request, repository).branch(branch).head()
     return _ref(branch, head_commit.id if head_commit else None)
 
 
-@delete("/repositories/{repository:str}/branches/{branch:str}", opt={"lakefs": "operator"}, status_code=204,
+@delete("/repositories/{repository:str}/branches/{branch:str}", opt={"lakefs": "operator", "repository_param": "repository"}, status_code=204,
         sync_to_thread=True)
 def delete_branch(request: Request[Any, Any, Any], repository: str, branch: str) -> None:
     _repo(request, repository).branch(branch).delete(actor=_actor(request))
 
 
-@put("/repositories/{repository:str}/branches/{branch:str}", opt={"lakefs": "operator"}, status_code=204,
+@put("/repositories/{repository:str}/branches/{branch:str}", opt={"lakefs": "operator", "repository_param": "repository"}, status_code=204,
      sync_to_thread=True)
 def reset_branch(request: Request[Any, Any, Any], repository: str, branch: str, data: ResetCreation) -> None:
     """Drop uncommitted changes: all (``reset``), one path (``object``) or a prefix (``common_prefix``)."""
@@ -471,7 +437,7 @@ def reset_branch(request: Request[Any, Any, Any], repository: str, branch: str, 
         raise LakeFSError(400, f"unknown reset type {data.type!r}; expected object, common_prefix or reset")
 
 
-@get("/repositories/{repository:str}/branches/{branch:str}/diff", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/branches/{branch:str}/diff", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def diff_branch(request: Request[Any, Any, Any], repository: str, branch: str, after: str | None = None,
                 amount: int | None = None, prefix: str | None = None,
                 delimiter: str | None = None) -> dict[str, Any]:
@@ -482,7 +448,7 @@ def diff_branch(request: Request[Any, Any, Any], repository: str, branch: str, a
                  after=after, amount=amount)
 
 
-@post("/repositories/{repository:str}/branches/{branch:str}/revert", opt={"lakefs": "operator"},
+@post("/repositories/{repository:str}/branches/{branch:str}/revert", opt={"lakefs": "operator", "repository_param": "repository"},
       status_code=204, sync_to_thread=True)
 def revert_branch(request: Request[Any, Any, Any], repository: str, branch: str, data: RevertCreation) -> None:
     """A commit on the branch undoing ``ref`` against its parent (``parent_number``, 1-based,
@@ -496,7 +462,7 @@ def revert_branch(request: Request[Any, Any, Any], repository: str, branch: str,
 # ------------------------------------------------------------------------------ commits, log, diff, merge
 
 
-@post("/repositories/{repository:str}/branches/{branch:str}/commits", opt={"lakefs": "operator"},
+@post("/repositories/{repository:str}/branches/{branch:str}/commits", opt={"lakefs": "operator", "repository_param": "repository"},
       status_code=201, sync_to_thread=True)
 def commit(request: Request[Any, Any, Any], repository: str, branch: str, data: CommitCreation) -> dict[str, Any]:
     record = _repo(request, repository).branch(branch).commit(data.message, metadata=data.metadata,
@@ -504,13 +470,13 @@ def commit(request: Request[Any, Any, Any], repository: str, branch: str, data: 
     return _commit(record)
 
 
-@get("/repositories/{repository:str}/commits/{commit_id:str}", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/commits/{commit_id:str}", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def get_commit(request: Request[Any, Any, Any], repository: str, commit_id: str) -> dict[str, Any]:
     """A commit by id, or the commit any ref (branch, tag) points at."""
     return _commit(_embedded_data(request).repo(repository).ref(commit_id).commit_record())
 
 
-@get("/repositories/{repository:str}/refs/{ref:str}/commits", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/refs/{ref:str}/commits", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def log_commits(request: Request[Any, Any, Any], repository: str, ref: str, after: str | None = None,
                 amount: int | None = None, objects: list[str] | None = None,
                 prefixes: list[str] | None = None, since: datetime | None = None,
@@ -537,7 +503,7 @@ def log_commits(request: Request[Any, Any, Any], repository: str, ref: str, afte
             "results": [_commit(r) for r in page]}
 
 
-@get("/repositories/{repository:str}/refs/{left_ref:str}/diff/{right_ref:str}", opt={"lakefs": "viewer"},
+@get("/repositories/{repository:str}/refs/{left_ref:str}/diff/{right_ref:str}", opt={"lakefs": "viewer", "repository_param": "repository"},
      sync_to_thread=True)
 def diff_refs(request: Request[Any, Any, Any], repository: str, left_ref: str, right_ref: str,
               after: str | None = None, amount: int | None = None, prefix: str | None = None,
@@ -572,20 +538,20 @@ def merge_into_branch(request: Request[Any, Any, Any], repository: str, source_r
 # ------------------------------------------------------------------------------ tags
 
 
-@post("/repositories/{repository:str}/tags", opt={"lakefs": "operator"}, status_code=201, sync_to_thread=True)
+@post("/repositories/{repository:str}/tags", opt={"lakefs": "operator", "repository_param": "repository"}, status_code=201, sync_to_thread=True)
 def create_tag(request: Request[Any, Any, Any], repository: str, data: TagCreation) -> dict[str, Any]:
     record = _repo(request, repository).create_tag(data.id, data.ref, actor=_actor(request))
     return _ref(record.name, record.commit)
 
 
-@get("/repositories/{repository:str}/tags", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/tags", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def list_tags(request: Request[Any, Any, Any], repository: str, prefix: str | None = None,
               after: str | None = None, amount: int | None = None) -> dict[str, Any]:
     return _page(_repo(request, repository).tags(), lambda t: t.name, lambda t: _ref(t.name, t.commit),
                  after=after, amount=amount, prefix=prefix)
 
 
-@get("/repositories/{repository:str}/tags/{tag:str}", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/tags/{tag:str}", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def get_tag(request: Request[Any, Any, Any], repository: str, tag: str) -> dict[str, Any]:
     for record in _repo(request, repository).tags():
         if record.name == tag:
@@ -593,7 +559,7 @@ def get_tag(request: Request[Any, Any, Any], repository: str, tag: str) -> dict[
     raise NotFound(f"tag {tag!r} of {repository!r} does not exist")
 
 
-@delete("/repositories/{repository:str}/tags/{tag:str}", opt={"lakefs": "operator"}, status_code=204,
+@delete("/repositories/{repository:str}/tags/{tag:str}", opt={"lakefs": "operator", "repository_param": "repository"}, status_code=204,
         sync_to_thread=True)
 def delete_tag(request: Request[Any, Any, Any], repository: str, tag: str) -> None:
     _repo(request, repository).delete_tag(tag, actor=_actor(request))
@@ -631,7 +597,7 @@ class _BodyReader:
         return out
 
 
-@post("/repositories/{repository:str}/branches/{branch:str}/objects", opt={"lakefs": "operator"},
+@post("/repositories/{repository:str}/branches/{branch:str}/objects", opt={"lakefs": "operator", "repository_param": "repository"},
       status_code=201, request_max_body_size=None)
 async def upload_object(request: Request[Any, Any, Any], repository: str, branch: str,
                         object_path: str = Parameter(query="path"),
@@ -676,13 +642,13 @@ def _stage(target: Branch | LakeFSBranch, path: str, source: Any, if_absent: boo
         raise
 
 
-@get("/repositories/{repository:str}/refs/{ref:str}/objects/stat", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/refs/{ref:str}/objects/stat", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def stat_object(request: Request[Any, Any, Any], repository: str, ref: str,
                 object_path: str = Parameter(query="path")) -> dict[str, Any]:
     return _object_stats(request, _repo(request, repository).ref(ref).stat(object_path))
 
 
-@get("/repositories/{repository:str}/refs/{ref:str}/objects/ls", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/refs/{ref:str}/objects/ls", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def list_objects(request: Request[Any, Any, Any], repository: str, ref: str, prefix: str | None = None,
                  delimiter: str | None = None, after: str | None = None,
                  amount: int | None = None) -> dict[str, Any]:
@@ -737,7 +703,7 @@ def _object_headers(record: ObjectRecord, file: Path) -> dict[str, str]:
     return {"ETag": f'"{record.digest}"', "Last-Modified": modified, "Accept-Ranges": "bytes"}
 
 
-@get("/repositories/{repository:str}/refs/{ref:str}/objects", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@get("/repositories/{repository:str}/refs/{ref:str}/objects", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def get_object(request: Request[Any, Any, Any], repository: str, ref: str,
                object_path: str = Parameter(query="path"),
                byte_range: str | None = Parameter(header="Range", default=None),
@@ -761,7 +727,7 @@ def get_object(request: Request[Any, Any, Any], repository: str, ref: str,
                   media_type="application/octet-stream")
 
 
-@head("/repositories/{repository:str}/refs/{ref:str}/objects", opt={"lakefs": "viewer"}, sync_to_thread=True)
+@head("/repositories/{repository:str}/refs/{ref:str}/objects", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def head_object(request: Request[Any, Any, Any], repository: str, ref: str,
                 object_path: str = Parameter(query="path"),
                 byte_range: str | None = Parameter(header="Range", default=None)) -> Response[None]:
@@ -779,7 +745,7 @@ def head_object(request: Request[Any, Any, Any], repository: str, ref: str,
     return Response(content=b"", status_code=206, headers=headers)  # type: ignore[arg-type]  # a HEAD handler must say Response[None]; b"" keeps the body empty (None renders "null")
 
 
-@delete("/repositories/{repository:str}/branches/{branch:str}/objects", opt={"lakefs": "operator"},
+@delete("/repositories/{repository:str}/branches/{branch:str}/objects", opt={"lakefs": "operator", "repository_param": "repository"},
         status_code=204, sync_to_thread=True)
 def delete_object(request: Request[Any, Any, Any], repository: str, branch: str,
                   object_path: str = Parameter(query="path")) -> None:
@@ -788,7 +754,7 @@ def delete_object(request: Request[Any, Any, Any], repository: str, branch: str,
     _repo(request, repository).branch(branch).delete_object(object_path, missing_ok=True)
 
 
-@post("/repositories/{repository:str}/branches/{branch:str}/objects/delete", opt={"lakefs": "operator"},
+@post("/repositories/{repository:str}/branches/{branch:str}/objects/delete", opt={"lakefs": "operator", "repository_param": "repository"},
       status_code=200, sync_to_thread=True)
 def delete_objects(request: Request[Any, Any, Any], repository: str, branch: str,
                    data: PathList) -> dict[str, Any]:
@@ -872,7 +838,7 @@ def lakefs_router() -> Router:
     """The lakeFS-compatible API, to mount on the app at ``/api/v1``."""
     return Router(
         path="/api/v1",
-        guards=[authorize],
+        guards=[authorize_lakefs],
         exception_handlers={Exception: _lakefs_error},
         route_handlers=[
             healthcheck, config, current_user,

@@ -41,27 +41,27 @@ class OverrideRequest(msgspec.Struct, forbid_unknown_fields=True):
     move: bool = True
 
 
-@get("/models/{model:str}/policy", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/policy", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def effective_policy(request: Request[Any, Any, Any], model: str) -> PolicySpec:
     """The model's effective policy (base <- default.toml <- <model>.toml)."""
     return _platform(request).policy.load(model)
 
 
-@get("/models/{model:str}/versions/{version:str}/gates", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/versions/{version:str}/gates", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def evaluate(request: Request[Any, Any, Any], model: str, version: str, alias: str = "production") -> list[GateResult]:
     """Every gate measured now for ``model@version`` going to ``alias``; nothing is stored."""
     platform = _platform(request)
     return platform.policy.evaluate(platform.registry.get_version(model, version), alias=alias)
 
 
-@post("/models/{model:str}/versions/{version:str}/decisions", opt={"permission": "operator"}, status_code=201,
+@post("/models/{model:str}/versions/{version:str}/decisions", opt={"permission": "operator", "model_param": "model"}, status_code=201,
       sync_to_thread=True)
 def decide(request: Request[Any, Any, Any], model: str, version: str, data: DecideRequest) -> PolicyDecision:
     """Measure every gate and store the decision (passed or not)."""
     return _platform(request).policy.decide(model, version, alias=data.alias, actor=request.state.identity)
 
 
-@post("/models/{model:str}/versions/{version:str}/override", opt={"permission": "admin"}, status_code=201,
+@post("/models/{model:str}/versions/{version:str}/override", opt={"permission": "admin", "model_param": "model"}, status_code=201,
       sync_to_thread=True)
 def override(request: Request[Any, Any, Any], model: str, version: str, data: OverrideRequest) -> PolicyDecision:
     """An admin override, with its reason; the alias moves unless ``move`` is false."""
@@ -69,13 +69,13 @@ def override(request: Request[Any, Any, Any], model: str, version: str, data: Ov
                                               identity=request.state.identity, move=data.move)
 
 
-@get("/models/{model:str}/decisions", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/decisions", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def decisions(request: Request[Any, Any, Any], model: str, version: str | None = None,
               alias: str | None = None) -> list[PolicyDecision]:
     return _platform(request).policy.decisions(model, version, alias=alias)
 
 
-@get("/models/{model:str}/versions/{version:str}/decisions/latest", opt={"permission": "viewer"},
+@get("/models/{model:str}/versions/{version:str}/decisions/latest", opt={"permission": "viewer", "model_param": "model"},
      sync_to_thread=True)
 def latest_decision(request: Request[Any, Any, Any], model: str, version: str,
                     alias: str = "production") -> PolicyDecision | None:

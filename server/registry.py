@@ -59,7 +59,7 @@ def list_all_versions(request: Request[Any, Any, Any],
     return _platform(request).registry.list_versions(model)
 
 
-@get("/models/{model:str}/versions", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/versions", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def list_versions(request: Request[Any, Any, Any], model: str) -> list[ModelVersionRecord]:
     """One model's versions; 404 for a model with none."""
     versions = _platform(request).registry.list_versions(model)
@@ -68,25 +68,25 @@ def list_versions(request: Request[Any, Any, Any], model: str) -> list[ModelVers
     return versions
 
 
-@post("/models/{model:str}/versions", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
+@post("/models/{model:str}/versions", opt={"permission": "operator", "model_param": "model"}, status_code=201, sync_to_thread=True)
 def register_version(request: Request[Any, Any, Any], model: str, data: RegisterRequest) -> ModelVersionRecord:
     """Register a finished run's ONNX model; the same digest answers its existing version."""
     return _platform(request).registry.register_from_run(model, data.run_id, version=data.version,
                                                          description=data.description, actor=_actor(request))
 
 
-@get("/models/{model:str}/latest", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/latest", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def latest_version(request: Request[Any, Any, Any], model: str) -> ModelVersionRecord:
     """The highest semantic version of the model."""
     return _platform(request).registry.latest_version(model)
 
 
-@get("/models/{model:str}/versions/{version:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/versions/{version:str}", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def get_version(request: Request[Any, Any, Any], model: str, version: str) -> ModelVersionRecord:
     return _platform(request).registry.get_version(model, version)
 
 
-@get("/models/{model:str}/versions/{version:str}/onnx", opt={"permission": "viewer"}, sync_to_thread=True,
+@get("/models/{model:str}/versions/{version:str}/onnx", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True,
      media_type=OCTET_STREAM)
 def model_bytes(request: Request[Any, Any, Any], model: str, version: str) -> Response[bytes]:
     """The version's ONNX file, verified against its digest."""
@@ -99,7 +99,7 @@ def artifact_bytes(request: Request[Any, Any, Any], digest: str) -> Response[byt
     return Response(_platform(request).registry.artifact_bytes(digest), media_type=OCTET_STREAM)
 
 
-@get("/models/{model:str}/compare", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/compare", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def compare_versions(request: Request[Any, Any, Any], model: str,
                      a: Annotated[str, Parameter(description="the version compared against")],
                      b: Annotated[str, Parameter(description="the version compared")]) -> VersionComparison:
@@ -107,7 +107,7 @@ def compare_versions(request: Request[Any, Any, Any], model: str,
     return _platform(request).registry.compare_versions(model, a, b)
 
 
-@get("/models/{model:str}/lineage/{ref:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/lineage/{ref:str}", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def lineage(request: Request[Any, Any, Any], model: str, ref: str,
             at: Annotated[str | None, Parameter(description="where an alias pointed at this ISO 8601 time (UTC "
                                                 "if no offset)", schema_extra={"format": "date-time"})] = None
@@ -116,13 +116,13 @@ def lineage(request: Request[Any, Any, Any], model: str, ref: str,
     return _platform(request).registry.lineage(model, ref, at=moment)
 
 
-@get("/models/{model:str}/versions/{version:str}/card", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/versions/{version:str}/card", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def model_card(request: Request[Any, Any, Any], model: str, version: str) -> dict[str, Any]:
     """The version's model card; {} when none was set."""
     return _platform(request).registry.model_card(model, version)
 
 
-@put("/models/{model:str}/versions/{version:str}/card", opt={"permission": "operator"}, sync_to_thread=True)
+@put("/models/{model:str}/versions/{version:str}/card", opt={"permission": "operator", "model_param": "model"}, sync_to_thread=True)
 def set_model_card(request: Request[Any, Any, Any], model: str, version: str,
                    data: ModelCardRequest) -> dict[str, Any]:
     """Store the version's model card (intended_use, limitations, evaluation, fairness),
@@ -133,13 +133,13 @@ def set_model_card(request: Request[Any, Any, Any], model: str, version: str,
 # --- aliases (reads, history, deletion) -------------------------------------------------------
 
 
-@get("/models/{model:str}/aliases/{alias:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/aliases/{alias:str}", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def get_alias(request: Request[Any, Any, Any], model: str, alias: str) -> ModelVersionRecord:
     """The version the alias points to now; 404 when it is not set."""
     return _platform(request).registry.get_alias(model, alias)
 
 
-@get("/models/{model:str}/aliases/{alias:str}/at", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/aliases/{alias:str}/at", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def alias_at(request: Request[Any, Any, Any], model: str, alias: str,
              when: Annotated[str, Parameter(description="an ISO 8601 time (UTC if no offset)",
                                             schema_extra={"format": "date-time"})]
@@ -148,7 +148,7 @@ def alias_at(request: Request[Any, Any, Any], model: str, alias: str,
     return _platform(request).registry.alias_at(model, alias, parse_time(when, "when"))
 
 
-@get("/models/{model:str}/alias-history", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{model:str}/alias-history", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
 def alias_history(request: Request[Any, Any, Any], model: str,
                   alias: Annotated[str | None, Parameter(description="only this alias's moves")] = None
                   ) -> list[AliasEventRecord]:
@@ -156,7 +156,7 @@ def alias_history(request: Request[Any, Any, Any], model: str,
     return _platform(request).registry.alias_history(model, alias)
 
 
-@delete("/models/{model:str}/aliases/{alias:str}", opt={"permission": "operator"}, status_code=200,
+@delete("/models/{model:str}/aliases/{alias:str}", opt={"permission": "operator", "model_param": "model"}, status_code=200,
         sync_to_thread=True)
 def delete_alias(request: Request[Any, Any, Any], model: str, alias: str,
                  data: DeleteAliasRequest) -> AliasEventRecord:

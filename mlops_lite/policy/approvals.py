@@ -28,8 +28,15 @@ from mlops_lite.clock import utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlops_lite.metadata.tables.policy import APPROVAL_STATUSES, ApprovalRequestRow, ApprovalVoteRow
 from mlops_lite.policy.common import violation
-from mlops_lite.records import ApprovalRequest, ApprovalVote, Identity, ModelVersionRecord, PolicyDecision
-from mlops_lite.security.roles import require, role_rank
+from mlops_lite.records import (
+    ApprovalRequest,
+    ApprovalVote,
+    Identity,
+    ModelVersionRecord,
+    PolicyDecision,
+    same_principal,
+)
+from mlops_lite.security.roles import effective_role, require, role_rank
 
 if TYPE_CHECKING:
     from mlops_lite.metadata.audit import AuditTrail
@@ -85,8 +92,8 @@ class Approvals:
         Identity needs the operator role; a plain name is trusted (in-process callers).
         Conflict when an open request for the same model/version/alias exists."""
         if isinstance(requested_by, Identity):
-            require(requested_by, "operator")
-        requester = (requested_by.name if isinstance(requested_by, Identity) else requested_by) or self._actor
+            require(requested_by, "operator", model=model)
+        requester = (requested_by.principal if isinstance(requested_by, Identity) else requested_by) or self._actor
         if not isinstance(alias, str) or not _ALIAS.match(alias):
             raise InvalidInput(f"bad alias name {alias!r}", field="alias",
                                expected="1-63 characters: a lowercase letter, then lowercase letters, digits, '_', '-'")
@@ -143,7 +150,7 @@ class Approvals:
                     if r.status != "rejected"]
         names: dict[str, None] = {}
         for vote in sorted((v for r in requests for v in r.votes), key=lambda v: v.at):
-            if (vote.vote == "approve" and vote.approver != version.created_by
+            if (vote.vote == "approve" and not same_principal(vote.approver, version.created_by)
                     and _rank(vote.role) >= role_rank("approver")):
                 names.setdefault(vote.approver, None)
         return list(names)
@@ -169,7 +176,8 @@ class Approvals:
         return self._vote(request_id, identity, "reject", comment)
 
     def _vote(self, request_id: str, identity: Identity, vote: str, comment: str) -> ApprovalRequest:
-        require(identity, "approver")
+        require(identity, "approver", model=_model_of(self._store, request_id))
+        principal = identity.principal
         comment = _check_comment(comment)
         with _request_lock(self._store.url, request_id):
             request = self.get_request(request_id)
@@ -178,21 +186,21 @@ class Approvals:
                                details={"status": request.status})
             target = self._registry.get_version(request.model, request.version)
             if vote == "approve":
-                if identity.name == target.created_by:
+                if same_principal(principal, target.created_by):
                     raise PermissionDenied(
                         f"four-eyes: {identity.name} registered {target.model}@{target.version} and cannot "
                         "approve its promotion", details={"rule": "four-eyes", "author": target.created_by})
-                if identity.name == request.requested_by:
+                if same_principal(principal, request.requested_by):
                     raise PermissionDenied(
                         f"four-eyes: {identity.name} requested this promotion and cannot approve it",
                         details={"rule": "four-eyes", "requested_by": request.requested_by})
-                if identity.name in request.approvers:
+                if any(same_principal(principal, a) for a in request.approvers):
                     return request  # the same approver twice counts once
             spec = self._policy.load(request.model)
             now = utcnow()
-            vote_row = ApprovalVoteRow(id=uuid.uuid4().hex, request_id=request_id, approver=identity.name,
-                                       role=identity.role, vote=vote, comment=comment, voted_at=now)
-            approvers = [*request.approvers, identity.name] if vote == "approve" else list(request.approvers)
+            vote_row = ApprovalVoteRow(id=uuid.uuid4().hex, request_id=request_id, approver=principal,
+                                       role=effective_role(identity, model=request.model), vote=vote, comment=comment, voted_at=now)
+            approvers = [*request.approvers, principal] if vote == "approve" else list(request.approvers)
             if vote == "reject":
                 status = "rejected"
             elif len(approvers) >= spec.approvals_required:
@@ -206,14 +214,14 @@ class Approvals:
                 row.status, row.updated_at = status, now
                 session.add(row)
                 session.add(vote_row)
-                self._audit.append(session, actor=identity.name, action=f"approval.{vote}",
+                self._audit.append(session, actor=principal, action=f"approval.{vote}",
                                    object=_object(target), before={"status": request.status},
                                    after={"request_id": request_id, "alias": request.alias, "status": status,
                                           "approvals": len(approvers), "required": spec.approvals_required,
                                           "comment": comment})
             updated = self.get_request(request_id)
         self._policy.notify(spec, _event("approval.approved" if vote == "approve" else "approval.rejected",
-                                         updated, identity.name, comment=comment, approvals=len(approvers),
+                                         updated, principal, comment=comment, approvals=len(approvers),
                                          required=spec.approvals_required))
         return updated
 
@@ -224,20 +232,21 @@ class Approvals:
         and close the request.
         PolicyViolation (with the gates and the decision id) when a gate fails; the
         request stays open. Needs the operator role or higher."""
-        require(identity, "operator")
+        require(identity, "operator", model=_model_of(self._store, request_id))
+        principal = identity.principal
         comment = _check_comment(comment)
         with _request_lock(self._store.url, request_id):
             request = self.get_request(request_id)
             if request.status in CLOSED:
                 raise Conflict(f"approval request {request_id} is {request.status}", details={"status": request.status})
-            decision = self._policy.decide(request.model, request.version, alias=request.alias, actor=identity.name)
+            decision = self._policy.decide(request.model, request.version, alias=request.alias, actor=principal)
             if not decision.passed:
                 raise violation(decision, request_id=request_id)
             target = self._registry.get_version(request.model, request.version)
             reason = (f"promotion request {request_id} approved by {', '.join(request.approvers) or 'nobody (none required)'}; "
                       f"policy decision {decision.id}" + (f": {comment}" if comment else ""))
             self._registry.set_alias(request.model, request.alias, request.version, reason=reason,
-                                     actor=identity.name, decision=decision.id)
+                                     actor=principal, decision=decision.id)
             now = utcnow()
             with self._store.session() as session:
                 row = session.get(ApprovalRequestRow, request_id)
@@ -245,18 +254,25 @@ class Approvals:
                     raise NotFound(f"approval request {request_id!r} does not exist")
                 before = row.status
                 row.status, row.updated_at = "completed", now
-                row.completed_at, row.completed_by, row.decision_id = now, identity.name, decision.id
+                row.completed_at, row.completed_by, row.decision_id = now, principal, decision.id
                 session.add(row)
-                self._audit.append(session, actor=identity.name, action="approval.complete", object=_object(target),
+                self._audit.append(session, actor=principal, action="approval.complete", object=_object(target),
                                    before={"status": before},
                                    after={"request_id": request_id, "alias": request.alias, "status": "completed",
                                           "decision_id": decision.id, "approvers": list(request.approvers),
                                           "comment": comment})
             updated = self.get_request(request_id)
         self._policy.notify(self._policy.load(request.model),
-                            _event("approval.completed", updated, identity.name, comment=comment,
+                            _event("approval.completed", updated, principal, comment=comment,
                                    decision_id=decision.id))
         return updated
+
+
+def _model_of(store: MetadataStore, request_id: str) -> str | None:
+    """The model an approval request is about (for a per-model grant), None when unknown."""
+    with store.session() as session:
+        row = session.get(ApprovalRequestRow, request_id)
+        return None if row is None else row.model
 
 
 def _check_comment(comment: str | None) -> str:

@@ -24,7 +24,7 @@ def gate_dicts(gates: tuple[GateResult, ...] | list[GateResult]) -> list[dict[st
 
 
 def name_of(actor: str | Identity | None) -> str | None:
-    return actor.name if isinstance(actor, Identity) else actor
+    return actor.principal if isinstance(actor, Identity) else actor
 
 
 def violation(decision: PolicyDecision, **extra: Any) -> PolicyViolation:

@@ -348,16 +348,17 @@ class Policy:
         are still measured and stored as they are, with the reason (audit ``policy.override``),
         and the alias moves (kind "override") unless ``move=False``."""
         identity = identity or self._identity
-        require(identity, "admin")
+        require(identity, "admin", model=model)
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("an override needs a reason", field="reason", expected="a non-empty sentence")
         target = self._registry.get_version(model, version)
         spec = self.load(model)
         gates = self._gates(target, spec, alias)
-        decision = self._store_decision(target, alias, gates, spec, identity.name, override_reason=reason.strip())
+        decision = self._store_decision(target, alias, gates, spec, identity.principal,
+                                        override_reason=reason.strip())
         if move:
-            self._registry.set_alias(model, alias, version, reason=f"override by {identity.name}: {reason.strip()}",
-                                     actor=identity.name, decision=decision.id)
+            self._registry.set_alias(model, alias, version, reason=f"override by {identity.principal}: {reason.strip()}",
+                                     actor=identity.principal, decision=decision.id)
         return decision
 
     def authorize_move(self, model: str, alias: str, version: str, *, actor: str, decision: str | None) -> str:

@@ -49,7 +49,7 @@ class Tokens:
             session.add(row)
             self._audit.append(session, actor=actor or self._actor, action="token.create", object=f"token:{row.id}",
                                after={"name": name, "role": role})
-        return Identity(name=name, role=role, token_id=row.id), secret
+        return Identity(name=name, role=role, token_id=row.id, kind="token"), secret
 
     def create_access_key(self, name: str, role: str, *,
                           actor: str | None = None) -> tuple[Identity, str, str]:
@@ -65,7 +65,7 @@ class Tokens:
             self._audit.append(session, actor=actor or self._actor, action="access_key.create",
                                object=f"token:{row.id}",
                                after={"name": name, "role": role, "access_key_id": key_id})
-        return Identity(name=name, role=role, token_id=row.id), key_id, secret
+        return Identity(name=name, role=role, token_id=row.id, kind="access_key"), key_id, secret
 
     def authenticate_access_key(self, key_id: str | None, secret: str | None) -> Identity:
         if not key_id or not secret:
@@ -79,7 +79,7 @@ class Tokens:
             row = session.exec(select(ApiToken).where(ApiToken.access_key_id == key_id)).first()
         if row is None or row.revoked or not hmac.compare_digest(row.token_hash, digest):
             raise Unauthenticated("the access key is not valid")
-        identity = Identity(name=row.name, role=row.role, token_id=row.id)
+        identity = Identity(name=row.name, role=row.role, token_id=row.id, kind="access_key")
         self._cache[cache_key] = identity
         return identity
 
@@ -99,7 +99,7 @@ class Tokens:
         # An access key's secret is not a bearer token.
         if row is None or row.revoked or row.access_key_id is not None:
             raise Unauthenticated("the token is not valid")
-        identity = Identity(name=row.name, role=row.role, token_id=row.id)
+        identity = Identity(name=row.name, role=row.role, token_id=row.id, kind="token")
         self._cache[digest] = identity
         return identity
 
