@@ -71,7 +71,7 @@ def check(identity: Identity, needed: str, resource: dict[str, str]) -> None:
     no resource in its path lets through an identity that holds the role through any grant
     (the core checks the resource named in the body)."""
     if resource:
-        require(identity, needed, **resource)  # type: ignore[arg-type]
+        require(identity, needed, **resource)
     elif role_rank(highest_role(identity)) >= role_rank(needed) and identity.grants:
         return
     else:

@@ -181,7 +181,8 @@ def _time(value: str) -> Any:
 
 
 def build_serving_app(platform: ServingPlatform) -> Litestar:
-    from server.app import _error, authorize, health, metrics_endpoint, predict
+    from server.app import _error, health, metrics_endpoint, predict
+    from server.auth import authorize
     from server.metrics import Metrics
     from server.monitoring import feedback
     from server.oip import oip_router
