@@ -56,6 +56,11 @@ async def authenticate_bearer(platform: Platform, secret: str) -> Identity:
     return identity
 
 
+async def failed_authentication(connection: ASGIConnection[Any, Any, Any, Any], exc: Unauthenticated) -> None:
+    """Every refused credential passes here once, before its 401 is sent: the place to
+    count failures (rate limiting) and to record them (the audit chain)."""
+
+
 def resource_of(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> dict[str, str]:
     """The model or repository a route acts on, from the path parameter it names."""
     found: dict[str, str] = {}
@@ -90,7 +95,11 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         # route without a role still fails closed below.
         return
     platform: Platform = connection.app.state.platform
-    identity = await authenticate_bearer(platform, bearer_secret(connection))
+    try:
+        identity = await authenticate_bearer(platform, bearer_secret(connection))
+    except Unauthenticated as exc:
+        await failed_authentication(connection, exc)
+        raise
     check(identity, handler.opt["permission"], resource_of(connection, handler))
     connection.state.identity = identity
 
@@ -103,11 +112,15 @@ async def authorize_lakefs(connection: ASGIConnection[Any, Any, Any, Any], handl
     platform: Platform = connection.app.state.platform
     header = connection.headers.get("authorization", "")
     scheme, _, bearer = header.partition(" ")
-    if scheme.lower() == "bearer":
-        # lakeFS also takes bearer tokens; ours are the API tokens (RemotePlatform.data uses them).
-        identity = await authenticate_bearer(platform, bearer.strip())
-    else:
-        key_id, secret = basic_credentials(header)
-        identity = await anyio.to_thread.run_sync(platform.tokens.authenticate_access_key, key_id, secret)
+    try:
+        if scheme.lower() == "bearer":
+            # lakeFS also takes bearer tokens; ours are the API tokens (RemotePlatform.data uses them).
+            identity = await authenticate_bearer(platform, bearer.strip())
+        else:
+            key_id, secret = basic_credentials(header)
+            identity = await anyio.to_thread.run_sync(platform.tokens.authenticate_access_key, key_id, secret)
+    except Unauthenticated as exc:
+        await failed_authentication(connection, exc)
+        raise
     check(identity, needed, resource_of(connection, handler))
     connection.state.identity = identity
