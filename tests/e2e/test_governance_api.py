@@ -111,3 +111,39 @@ def test_the_remote_platform_speaks_the_same_governance(api) -> None:
         assert [e.action for e in remote.audit_events] == [e.action for e in local.audit_events]
         assert [d.passed for d in olga.policy.decisions("loan-default", "1.0.0")] == \
             [d.passed for d in platform.policy.decisions("loan-default", "1.0.0")]
+
+
+def test_an_approver_cannot_approve_a_version_they_registered_over_http(api) -> None:
+    """Four-eyes holds across the API: a version registered with a token is stored as
+    ``token:NAME``; the vote check and the approvals gate compare principals, so the same
+    person voting with the same token (or another token of the same name) is refused."""
+    from mlops_lite.client import RemotePlatform
+
+    platform, url, tokens = api
+    (platform.settings.home / "policies").mkdir(exist_ok=True)
+    (platform.settings.home / "policies" / "loan-alt.toml").write_text("[approvals]\nrequired = 1\n")
+    run_id = platform.registry.get_version("loan-default", "1.0.0").run_id
+    with RemotePlatform(url, tokens["alice"]) as alice, _as(url, tokens["olga"]) as olga:
+        mine = alice.registry.register_from_run("loan-alt", run_id, version="2.0.0")
+        assert mine.created_by == "token:alice"
+        created = olga.post("/v1/approvals", json={"model": "loan-alt", "version": "2.0.0"})
+        assert created.status_code == 201, created.text
+        request_id = created.json()["id"]
+        refused = httpx.post(f"{url}/v1/approvals/{request_id}/approve", json={"comment": "lgtm"},
+                             headers={"Authorization": f"Bearer {tokens['alice']}"}, timeout=60)
+        assert refused.status_code == 403 and "four-eyes" in refused.text, refused.text
+        # A second token under the same name is the same person.
+        again = platform.tokens.create("alice", "approver")[1]
+        refused = httpx.post(f"{url}/v1/approvals/{request_id}/approve", json={"comment": "lgtm"},
+                             headers={"Authorization": f"Bearer {again}"}, timeout=60)
+        assert refused.status_code == 403 and "four-eyes" in refused.text, refused.text
+        assert olga.put("/v1/models/loan-alt/aliases/production",
+                        json={"version": "2.0.0", "reason": "release"}).status_code == 412
+        ok = httpx.post(f"{url}/v1/approvals/{request_id}/approve", json={"comment": "ok"},
+                        headers={"Authorization": f"Bearer {tokens['bob']}"}, timeout=60)
+        assert ok.status_code == 200 and ok.json()["status"] == "approved", ok.text
+        votes = platform.policy.get_request(request_id).votes
+        assert [v.approver for v in votes] == ["token:bob"]
+    approvers = platform.policy.approvals.approvers(platform.registry.get_version("loan-alt", "2.0.0"),
+                                                    "production")
+    assert approvers == ["token:bob"]
