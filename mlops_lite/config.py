@@ -11,8 +11,9 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -34,6 +35,70 @@ def _config_file() -> Path:
     return Path(explicit).expanduser() if explicit else default_home() / CONFIG_FILE_NAME
 
 
+Role = Literal["predictor", "viewer", "operator", "approver", "admin"]  # security.roles.ROLES, in order
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+# Asymmetric JWS algorithms only: never "none", never HS*.
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class OidcGrant(BaseModel):
+    """Members of ``group`` hold ``grant`` (``ROLE:model:GLOB`` or ``ROLE:repo:GLOB``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(min_length=1)
+    grant: str = Field(min_length=1)
+
+
+class OidcIssuer(BaseModel):
+    """One trusted OpenID provider (a ``[[oidc]]`` table): whose JWTs are accepted as bearer
+    tokens, and how their claims become a role and grants.
+
+    ``client_id`` is the public client ``mlops-lite login`` presents to the provider; the
+    server checks ``audience`` (often the same string)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str
+    audience: str = Field(min_length=1)
+    client_id: str | None = None
+    # Signature algorithms accepted, each with a key of its type (RSA, EC, OKP). Symmetric
+    # (HS*) ones would let anyone holding the provider's public key forge tokens.
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    clock_skew_s: float = Field(default=60.0, ge=0, le=300)
+    username_claim: str = "preferred_username"
+    groups_claim: str = "groups"
+    # group -> role; a member of several groups gets the highest role among them.
+    roles: dict[str, Role] = Field(default_factory=dict)
+    # The role of a subject none of whose groups is in ``roles``; unset: such a subject is refused.
+    default_role: Role | None = None
+    grants: list[OidcGrant] = Field(default_factory=list)
+    # How long the provider's keys (JWKS) are kept, and how often at most an unknown key id
+    # may refetch them (a flood of made-up key ids must not hammer the provider).
+    jwks_ttl_s: float = Field(default=3600.0, gt=0, le=86_400)
+    jwks_min_refresh_s: float = Field(default=30.0, ge=0.1, le=3600)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"issuer must be an https URL like 'https://idp.example.com/realms/acme', got {value!r}")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+            raise ValueError(f"issuer must use https (plain http only for a loopback issuer), got {value!r}")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in OIDC_ALGORITHMS:
+                refused = (" ('none' is unsigned; HS* are shared-secret algorithms that a public key "
+                           "would sign)" if name.lower() == "none" or name.upper().startswith("HS") else "")
+                raise ValueError(f"algorithm {name!r} is not accepted{refused}; choose from {list(OIDC_ALGORITHMS)}")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything configurable. Paths derive from ``home`` unless set."""
 
@@ -46,6 +111,9 @@ class Settings(BaseSettings):
     url: str | None = None
     token: str | None = None
     database_url: str | None = None
+    # PostgreSQL over TLS: with a CA bundle, connections use sslmode=verify-full against it
+    # (the server's certificate must chain to it and name the URL's host).
+    database_ca: Path | None = None
     region: str = "ae"
     max_batch_size: int = Field(default=10_000, ge=1)
     # Dynamic micro-batching across concurrent requests: 0 turns it off; with N > 1,
@@ -72,6 +140,8 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the HTTP API (CORS), e.g. ["https://ops.example.com"];
     # empty (the default) sends no CORS header, so browsers keep other origins out.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Trusted OpenID providers ([[oidc]] tables): their JWTs are accepted as bearer tokens.
+    oidc: list[OidcIssuer] = Field(default_factory=list)
     min_roc_auc: float = Field(default=0.6, ge=0.0, le=1.0)
     parity_tolerance: float = Field(default=1e-4, gt=0.0)
 
@@ -100,6 +170,15 @@ class Settings(BaseSettings):
                 if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.match(origin)):
                     raise ValueError(f"cors_origins takes origins like 'https://ops.example.com' (scheme, host, "
                                      f"optional port; no path) or '*', got {origin!r}")
+        return value
+
+    @field_validator("oidc")
+    @classmethod
+    def _oidc(cls, value: list[OidcIssuer]) -> list[OidcIssuer]:
+        seen = [entry.issuer for entry in value]
+        for issuer in seen:
+            if seen.count(issuer) > 1:
+                raise ValueError(f"issuer {issuer!r} is configured twice in [[oidc]]; merge the two tables")
         return value
 
     @field_validator("data_backend")
@@ -132,7 +211,11 @@ class Settings(BaseSettings):
 
     @property
     def sql_url(self) -> str:
-        return self.database_url or f"duckdb:///{self.database_path}"
+        if self.database_url is None:
+            return f"duckdb:///{self.database_path}"
+        if self.database_ca is None:
+            return self.database_url
+        return with_verified_tls(self.database_url, self.database_ca)
 
     @property
     def initialised(self) -> bool:
@@ -172,6 +255,23 @@ class Settings(BaseSettings):
     @property
     def server_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+def with_verified_tls(url: str, ca: Path) -> str:
+    """``url`` with ``sslmode=verify-full`` and ``sslrootcert`` set to ``ca``: the server must
+    present a certificate chaining to that CA and naming the URL's host. A URL that already
+    says a weaker ``sslmode`` is refused rather than silently upgraded or kept."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    mode = query.get("sslmode")
+    if mode not in (None, "verify-full"):
+        raise ValueError(f"database_url says sslmode={mode} while database_ca asks for verify-full; "
+                         "remove sslmode from the URL or set it to verify-full")
+    query["sslmode"] = "verify-full"
+    query["sslrootcert"] = str(Path(ca).expanduser().resolve())
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def load_settings(**overrides: Any) -> Settings:
