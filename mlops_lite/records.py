@@ -186,6 +186,40 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class AuditCheckpoint:
+    """A signed statement that the audit chain held ``count`` events ending at ``seq``,
+    whose link is ``head``, at time ``at``. ``digest`` is the keyless SHA-256 chain over
+    every event 1..seq as exported (what a holder of the public key alone can recompute);
+    ``prev`` the digest of the checkpoint before it in the file (None for the first);
+    ``signature`` the Ed25519 signature (base64) by the key whose id is ``key_id``."""
+
+    id: str
+    seq: int
+    head: str
+    count: int
+    at: datetime
+    digest: str
+    prev: str | None
+    key_id: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    """The chain checked against its signed checkpoints. ``checkpoint`` is the latest one
+    with a good signature; ``signed_through`` the last seq whose events a signature proves
+    (0: none); ``missing`` the range [first, last] of seqs a checkpoint covers that the
+    chain no longer holds; ``problems`` says each failure in words."""
+
+    verified: bool
+    events: int
+    checkpoint: AuditCheckpoint | None
+    signed_through: int
+    missing: tuple[int, int] | None
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Grant:
     """A role on some resources beyond the identity's global role: on the models whose
     names match ``models`` (a glob) or the data repositories matching ``repositories``."""
@@ -265,6 +299,8 @@ class TokenRecord:
     created_at: datetime
     revoked: bool
     access_key_id: str | None = None
+    grants: tuple[Grant, ...] = ()
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

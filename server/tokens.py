@@ -5,19 +5,42 @@ bearer guard."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
 
-from mlops_lite.records import TokenRecord
+from mlops_lite.records import Grant, Identity, TokenRecord
 from server.context import actor as _actor
 from server.context import platform as _platform
+
+
+class GrantIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A role on the models matching ``models`` or the repositories matching ``repositories``
+    (a glob; one of the two)."""
+
+    role: str
+    models: str | None = None
+    repositories: str | None = None
 
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     role: str
+    grants: list[GrantIn | str] = []
+    # Seconds from now until it is refused (as OAuth says expires_in); absent: never expires.
+    expires_in: Annotated[float, msgspec.Meta(gt=0)] | None = None
+
+    def options(self) -> dict[str, Any]:
+        return {"grants": [g if isinstance(g, str) else Grant(g.role, g.models, g.repositories) for g in self.grants],
+                "expires_in": None if self.expires_in is None else timedelta(seconds=self.expires_in)}
+
+
+def _answer(identity: Identity) -> dict[str, Any]:
+    return {"id": identity.token_id, "name": identity.name, "role": identity.role,
+            "grants": [{"role": g.role, "models": g.models, "repositories": g.repositories}
+                       for g in identity.grants]}
 
 
 
@@ -39,18 +62,17 @@ def count_tokens(request: Request[Any, Any, Any]) -> dict[str, int]:
 @post("/tokens", opt={"permission": "admin"}, status_code=201, sync_to_thread=True)
 def create_token(request: Request[Any, Any, Any], data: TokenRequest) -> dict[str, Any]:
     """A bearer token; its secret is in this answer only."""
-    identity, secret = _platform(request).tokens.create(data.name, data.role, actor=_actor(request))
-    return {"id": identity.token_id, "name": identity.name, "role": identity.role, "token": secret}
+    identity, secret = _platform(request).tokens.create(data.name, data.role, **data.options(), actor=_actor(request))
+    return {**_answer(identity), "token": secret}
 
 
 @post("/access-keys", opt={"permission": "admin"}, status_code=201, sync_to_thread=True)
 def create_access_key(request: Request[Any, Any, Any], data: TokenRequest) -> dict[str, Any]:
     """An access key for lakeFS clients (HTTP Basic on /api/v1); its secret is in this
     answer only."""
-    identity, key_id, secret = _platform(request).tokens.create_access_key(data.name, data.role,
+    identity, key_id, secret = _platform(request).tokens.create_access_key(data.name, data.role, **data.options(),
                                                                            actor=_actor(request))
-    return {"id": identity.token_id, "name": identity.name, "role": identity.role, "access_key_id": key_id,
-            "secret_access_key": secret}
+    return {**_answer(identity), "access_key_id": key_id, "secret_access_key": secret}
 
 
 @post("/tokens/{token_id:str}/revoke", opt={"permission": "admin"}, status_code=200, sync_to_thread=True)

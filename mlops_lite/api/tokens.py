@@ -12,19 +12,28 @@ Seams off the Protocol, each for a reason:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Protocol
 
-from mlops_lite.records import Identity, TokenRecord
+from mlops_lite.records import Grant, Identity, TokenRecord
 
 
 class TokensAPI(Protocol):
-    def create(self, name: str, role: str) -> tuple[Identity, str]:
+    def create(self, name: str, role: str, *, grants: Iterable[Grant | str] = (),
+               expires_in: timedelta | None = None) -> tuple[Identity, str]:
         """A bearer token for ``name`` with ``role``: its identity and its secret (shown
-        only now; only its sha256 is stored). InvalidInput (``role``) for an unknown role."""
+        only now; only its sha256 is stored). ``grants`` add a role on some models or
+        repositories (``Grant`` records or ``ROLE:model:GLOB`` / ``ROLE:repo:GLOB``);
+        ``expires_in``: refused (401, saying when it expired) from then on. The role and
+        the grants are the token's whole scope. InvalidInput (``role``, ``grant``,
+        ``grants``, ``expires_in``) for an unknown role, a bad grant or a lifetime
+        outside (0, 3650 days]."""
 
-    def create_access_key(self, name: str, role: str) -> tuple[Identity, str, str]:
+    def create_access_key(self, name: str, role: str, *, grants: Iterable[Grant | str] = (),
+                          expires_in: timedelta | None = None) -> tuple[Identity, str, str]:
         """An access key for a lakeFS client: its identity, the key id and the secret
-        access key (shown only now)."""
+        access key (shown only now); ``grants`` and ``expires_in`` as ``create``."""
 
     def list(self) -> list[TokenRecord]:
         """Every token and access key, oldest first, never a secret."""

@@ -27,21 +27,41 @@ def _tokens(found: Connection) -> Any:
     return found.platform.tokens
 
 
-Role = Annotated[str, typer.Option(help="viewer | operator | approver | admin.")]
+Role = Annotated[str, typer.Option(help="predictor | viewer | operator | approver | admin.")]
+Grants = Annotated[list[str] | None, typer.Option(
+    "--grant", help="A role on some models or data repositories beyond --role: ROLE:model:GLOB or "
+                    "ROLE:repo:GLOB (e.g. operator:model:teamA-*). Repeat for more.")]
+ExpiresIn = Annotated[str | None, typer.Option(
+    "--expires-in", help="Refused after this long: 90s, 30m, 12h, 30d, 2w (default: never).")]
+
+
+def _options(grants: list[str] | None, expires_in: str | None) -> dict[str, Any]:
+    from mlops_lite.security.roles import parse_grant
+    from mlops_lite.security.tokens import parse_duration
+
+    return {"grants": [parse_grant(g) for g in grants or ()],
+            "expires_in": None if expires_in is None else parse_duration(expires_in)}
+
+
+def _described(grants: Any) -> str:
+    return ", ".join(f"{g.role}:model:{g.models}" if g.models is not None else f"{g.role}:repo:{g.repositories}"
+                     for g in grants)
 
 
 @access_key_app.command("create")
 def access_key_create(name: Annotated[str, typer.Option(help="Who or what the key is for.")], role: Role,
-                      as_json: JsonOption = False) -> None:
+                      grant: Grants = None, expires_in: ExpiresIn = None, as_json: JsonOption = False) -> None:
     """Create an access key (id + secret) for a lakeFS client; the secret is shown once."""
+    options = _options(grant, expires_in)
     with connection() as found:
-        identity, key_id, secret = _tokens(found).create_access_key(name, role, actor=found.actor)
+        identity, key_id, secret = _tokens(found).create_access_key(name, role, **options, actor=found.actor)
         url = found.url or found.settings.server_url
     if as_json:
-        print_json({"name": identity.name, "role": identity.role, "access_key_id": key_id,
-                    "secret_access_key": secret, "endpoint": f"{url}/api/v1"})
+        print_json({"name": identity.name, "role": identity.role, "grants": identity.grants,
+                    "access_key_id": key_id, "secret_access_key": secret, "endpoint": f"{url}/api/v1"})
         return
-    line(f"access key for {identity.name} (role {identity.role})")
+    granted = f"; grants {_described(identity.grants)}" if identity.grants else ""
+    line(f"access key for {identity.name} (role {identity.role}{granted})")
     line(f"  access key id      {key_id}")
     line(f"  secret access key  {secret}")
     line(f"The secret is shown only now. lakeFS clients: endpoint {url}/api/v1 (run `mlops-lite up`).")
@@ -49,14 +69,17 @@ def access_key_create(name: Annotated[str, typer.Option(help="Who or what the ke
 
 @token_app.command("create")
 def token_create(name: Annotated[str, typer.Option(help="Who or what the token is for.")], role: Role,
-                 as_json: JsonOption = False) -> None:
-    """Create a bearer token; its secret is shown once."""
+                 grant: Grants = None, expires_in: ExpiresIn = None, as_json: JsonOption = False) -> None:
+    """Create a bearer token; its secret is shown once. Its role and grants are its whole scope."""
+    options = _options(grant, expires_in)
     with connection() as found:
-        identity, secret = _tokens(found).create(name, role, actor=found.actor)
+        identity, secret = _tokens(found).create(name, role, **options, actor=found.actor)
     if as_json:
-        print_json({"id": identity.token_id, "name": identity.name, "role": identity.role, "token": secret})
+        print_json({"id": identity.token_id, "name": identity.name, "role": identity.role,
+                    "grants": identity.grants, "token": secret})
         return
-    line(f"token {identity.token_id} for {identity.name} (role {identity.role}): {secret}")
+    granted = f"; grants {_described(identity.grants)}" if identity.grants else ""
+    line(f"token {identity.token_id} for {identity.name} (role {identity.role}{granted}): {secret}")
     line("The secret is shown only now.")
 
 
@@ -68,10 +91,11 @@ def token_list(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(records)
         return
-    out = table("id", "name", "role", "kind", "created", "revoked")
+    out = table("id", "name", "role", "grants", "kind", "created", "expires", "revoked")
     for r in records:
-        out.add_row(r.id, r.name, r.role, "access key" if r.access_key_id else "token",
-                    f"{r.created_at:%Y-%m-%d %H:%M}", "yes" if r.revoked else "")
+        out.add_row(r.id, r.name, r.role, _described(r.grants), "access key" if r.access_key_id else "token",
+                    f"{r.created_at:%Y-%m-%d %H:%M}", f"{r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "",
+                    "yes" if r.revoked else "")
     print_table(out)
 
 

@@ -5,13 +5,15 @@ local or remote."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from mlops_lite import Conflict, InvalidInput, NotFound, PermissionDenied
-from mlops_lite.records import Identity, TokenRecord
+from mlops_lite.records import Grant, Identity, TokenRecord
 
 
 def test_a_token_is_created_listed_counted_and_revoked(api: Any) -> None:
@@ -53,7 +55,38 @@ def test_an_unknown_role_is_refused_naming_the_roles(api: Any, create: str) -> N
     with pytest.raises(InvalidInput) as refused:
         getattr(api.tokens, create)("x", "superuser")
     assert (refused.value.message, refused.value.field, refused.value.expected) == \
-        ("unknown role 'superuser'", "role", "viewer | operator | approver | admin")
+        ("unknown role 'superuser'", "role", "predictor | viewer | operator | approver | admin")
+    assert api.tokens.count() == before
+
+
+@pytest.mark.parametrize("create", ["create", "create_access_key"])
+def test_grants_and_an_expiry_are_stored_listed_and_audited(api: Any, create: str) -> None:
+    made = getattr(api.tokens, create)("team-a", "viewer", grants=["operator:model:teamA-*",
+                                                                   Grant("approver", repositories="teamA-data")],
+                                       expires_in=timedelta(days=30))
+    identity = made[0]
+    wanted = (Grant("operator", models="teamA-*"), Grant("approver", repositories="teamA-data"))
+    assert (identity.role, identity.grants) == ("viewer", wanted)
+    record = next(r for r in api.tokens.list() if r.id == identity.token_id)
+    assert record.grants == wanted and record.expires_at is not None
+    assert timedelta(days=29) < record.expires_at - record.created_at <= timedelta(days=30, seconds=5)
+    (event,) = api.audit.about(f"token:{identity.token_id}")
+    assert event.after["grants"] == ["operator:model:teamA-*", "approver:repo:teamA-data"]
+    assert event.after["expires_at"] == record.expires_at.isoformat()
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({"grants": ["operator:team:teamA-*"]}, "grant"),
+    ({"grants": ["superuser:model:x"]}, "role"),
+    ({"grants": [Grant("operator")]}, "grants"),
+    ({"expires_in": timedelta(0)}, "expires_in"),
+    ({"expires_in": timedelta(days=4000)}, "expires_in"),
+])
+def test_a_bad_grant_or_lifetime_is_refused_naming_the_field(api: Any, options: dict[str, Any], field: str) -> None:
+    before = api.tokens.count()
+    with pytest.raises(InvalidInput) as refused:
+        api.tokens.create("x", "viewer", **options)
+    assert refused.value.field == field
     assert api.tokens.count() == before
 
 
@@ -107,4 +140,20 @@ def test_a_revoked_secret_is_refused_at_once(api: Any) -> None:
         api.tokens.revoke(key.id)
         with pytest.raises(Unauthenticated):
             bot.deployments.list()
+    assert httpx.get(f"{api.url}/api/v1/user", auth=(key_id, key_secret)).status_code == 401
+
+
+@pytest.mark.parametrize("api_kind", ["remote"], indirect=True)
+def test_an_expired_secret_is_refused_saying_when_it_expired(api: Any) -> None:
+    import httpx
+
+    _, secret = api.tokens.create("short-lived", "viewer", expires_in=timedelta(seconds=1.5))
+    _, key_id, key_secret = api.tokens.create_access_key("short-key", "viewer", expires_in=timedelta(seconds=1.5))
+    bearer = {"Authorization": f"Bearer {secret}"}
+    # Accepted, and so cached by the server, before the moment passes.
+    assert httpx.get(f"{api.url}/v1/whoami", headers=bearer).status_code == 200
+    assert httpx.get(f"{api.url}/api/v1/user", auth=(key_id, key_secret)).status_code == 200
+    time.sleep(1.6)
+    refused = httpx.get(f"{api.url}/v1/whoami", headers=bearer)
+    assert refused.status_code == 401 and refused.json()["message"].startswith("the token expired at ")
     assert httpx.get(f"{api.url}/api/v1/user", auth=(key_id, key_secret)).status_code == 401

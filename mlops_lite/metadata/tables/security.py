@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 from mlops_lite.metadata.tables.columns import json_column
@@ -21,6 +22,11 @@ class ApiToken(SQLModel, table=True):
     # Set for lakeFS-style access keys (HTTP Basic: key id + secret); the secret's
     # sha256 is in token_hash. None for bearer tokens.
     access_key_id: str | None = Field(default=None, index=True, nullable=True)
+    # Roles on some models or data repositories beyond ``role``: a list of
+    # {"role", "models", "repositories"}; None (homes made before grants) means none.
+    grants: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Refused from this moment on; None: never expires.
+    expires_at: datetime | None = Field(default=None, nullable=True)
 
 
 class AuditEvent(SQLModel, table=True):
