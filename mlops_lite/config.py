@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from pydantic_settings import (
 
 CONFIG_FILE_NAME = "mlops-lite.toml"
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+_ALLOW_ENTRY = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\*|\d{1,5})$")
 
 
 def default_home() -> Path:
@@ -108,8 +110,30 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     prefect_port: int = Field(default=4200, ge=1, le=65535)
+    # Where the daemon's Prefect server listens: loopback unless set (it always asks for the
+    # home's auth string, prefect.auth; off loopback it travels in clear without TLS).
+    prefect_host: str = "127.0.0.1"
+    # Folders a flow run may read a ``source`` file from, beside the home's inbox/ and the
+    # bundled sample data (mlops_lite/flow_params.py): a run started through Prefect's API
+    # cannot ingest any other file of this host.
+    ingest_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     url: str | None = None
     token: str | None = None
+    # TLS (docs/tls.md). The server: HTTPS when ``tls`` is on (and always off loopback);
+    # its certificate and key, and the CA (defaults under <home>/tls/, made by `init`);
+    # client certificates asked of callers (mutual TLS); names beside localhost,
+    # 127.0.0.1 and ::1 that the server certificate carries.
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_client_auth: Literal["none", "optional", "required"] = "none"
+    tls_names: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Clients: the CA bundle servers are verified against (else the home's CA and the
+    # system's roots), and the certificate a worker or replica presents for mutual TLS.
+    ca_bundle: Path | None = None
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
     database_url: str | None = None
     # PostgreSQL over TLS: with a CA bundle, connections use sslmode=verify-full against it
     # (the server's certificate must chain to it and name the URL's host).
@@ -126,6 +150,10 @@ class Settings(BaseSettings):
     auto_retrain: bool = True
     retrain_interval_s: float = Field(default=0.0, ge=0)  # a scheduled retrain; 0 is off
     gc_retention_days: float = Field(default=7.0, ge=0)
+    # The audit chain's signed checkpoints (docs/audit.md): one after this many new events, and
+    # one every interval (the daemon's schedule) when events came since the last.
+    audit_checkpoint_events: int = Field(default=100, ge=1)
+    audit_checkpoint_interval_s: float = Field(default=60.0, gt=0)
     # Where triggered retrains run: in the daemon, or as flow runs on the mlops-lite work
     # pool for Prefect workers (`mlops-lite worker`).
     flow_runner: Literal["daemon", "workers"] = "daemon"
@@ -140,6 +168,21 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the HTTP API (CORS), e.g. ["https://ops.example.com"];
     # empty (the default) sends no CORS header, so browsers keep other origins out.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The HTTP surface's limits (docs/hardening.md): request bodies per class of route; failed
+    # authentications per client and per identity before 429; /v1/sql's time and rows;
+    # /metrics and /schema without a token (None: only when the server binds a loopback address).
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_predict_body_bytes: int = Field(default=64 << 20, ge=1024)
+    max_upload_bytes: int = Field(default=1 << 30, ge=1024)
+    auth_failures_max: int = Field(default=20, ge=1)
+    auth_failures_window_s: float = Field(default=60.0, gt=0)
+    sql_timeout_s: float = Field(default=30.0, gt=0)
+    sql_max_rows: int = Field(default=10_000, ge=1)
+    public_metrics: bool | None = None
+    # Hosts a webhook may reach, as "host:port" or "host:*" (e.g. ["hooks.example.com:443"]).
+    # Private, loopback and link-local addresses (cloud metadata among them) are refused
+    # unless the address itself is listed ("127.0.0.1:*").
+    webhook_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Trusted OpenID providers ([[oidc]] tables): their JWTs are accepted as bearer tokens.
     oidc: list[OidcIssuer] = Field(default_factory=list)
     min_roc_auc: float = Field(default=0.6, ge=0.0, le=1.0)
@@ -158,6 +201,35 @@ class Settings(BaseSettings):
             raise ValueError(f"execution_provider must be one of {sorted(allowed)}, got {value!r}")
         return value
 
+    @field_validator("ingest_dirs", mode="before")
+    @classmethod
+    def _ingest_dirs(cls, value: Any) -> Any:
+        # The environment gives one string: a JSON list or os.pathsep-separated folders.
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [p for p in text.split(os.pathsep) if p.strip()]
+        return value
+
+    @field_validator("ingest_dirs", mode="after")
+    @classmethod
+    def _ingest_dirs_absolute(cls, value: list[Path]) -> list[Path]:
+        return [folder.expanduser().resolve() for folder in value]
+
+    @field_validator("tls_names", mode="before")
+    @classmethod
+    def _tls_names(cls, value: Any) -> Any:
+        # The environment gives one string: a JSON list or comma-separated names.
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [n.strip() for n in text.split(",") if n.strip()]
+        return value
+
+    @field_validator("tls_cert", "tls_key", "tls_ca", "ca_bundle", "tls_client_cert", "tls_client_key",
+                     mode="after")
+    @classmethod
+    def _tls_path(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _cors_origins(cls, value: Any) -> Any:
@@ -170,6 +242,20 @@ class Settings(BaseSettings):
                 if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.match(origin)):
                     raise ValueError(f"cors_origins takes origins like 'https://ops.example.com' (scheme, host, "
                                      f"optional port; no path) or '*', got {origin!r}")
+        return value
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _webhook_allow(cls, value: Any) -> Any:
+        # The environment gives one string: a JSON list or comma-separated entries.
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [e.strip() for e in text.split(",") if e.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                if not isinstance(entry, str) or not _ALLOW_ENTRY.match(entry):
+                    raise ValueError(f"webhook_allow takes entries like 'hooks.example.com:443', '127.0.0.1:*' or "
+                                     f"'[::1]:8080' (a host and a port or '*'), got {entry!r}")
         return value
 
     @field_validator("oidc")
@@ -236,6 +322,25 @@ class Settings(BaseSettings):
         return self.home / "audit.key"
 
     @property
+    def audit_signing_key_file(self) -> Path:
+        """The Ed25519 private key that signs audit checkpoints (0600)."""
+        return self.home / "audit-signing.key"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.home / "audit"
+
+    @property
+    def audit_public_key_file(self) -> Path:
+        """The checkpoints' public key (PEM): what an auditor verifies with."""
+        return self.audit_dir / "public-key.pem"
+
+    @property
+    def audit_checkpoints_file(self) -> Path:
+        """The signed checkpoints, one JSON line each, appended (outside the database)."""
+        return self.audit_dir / "checkpoints.jsonl"
+
+    @property
     def anonymization_key_file(self) -> Path:
         return self.home / "anonymization.key"
 
@@ -253,8 +358,57 @@ class Settings(BaseSettings):
         return self.home / "prefect"
 
     @property
+    def prefect_auth_file(self) -> Path:
+        """The Prefect server's auth string (``user:password``, mode 0600): the daemon's
+        Prefect asks every client for it."""
+        return self.home / "prefect.auth"
+
+    @property
+    def inbox(self) -> Path:
+        """Where files for flow runs to ingest are dropped (a ``source`` must be here, in
+        ``ingest_dirs`` or in the bundled sample data)."""
+        return self.home / "inbox"
+
+    @property
+    def services_dir(self) -> Path:
+        """Tokens of the service identities enrolled on this host (worker, replica), 0600."""
+        return self.home / "services"
+
+    @property
+    def prefect_url(self) -> str:
+        """The daemon's Prefect server as a client on this host reaches it."""
+        host = "127.0.0.1" if self.prefect_host in ("0.0.0.0", "::", "[::]", "") else self.prefect_host
+        return f"http://{host}:{self.prefect_port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    @property
+    def tls_cert_file(self) -> Path:
+        """The server certificate (PEM): ``tls_cert``, else <home>/tls/server.crt."""
+        return self.tls_cert or self.tls_dir / "server.crt"
+
+    @property
+    def tls_key_file(self) -> Path:
+        """The server certificate's key (PEM, 0600): ``tls_key``, else <home>/tls/server.key."""
+        return self.tls_key or (self.tls_cert.with_suffix(".key") if self.tls_cert else self.tls_dir / "server.key")
+
+    @property
+    def tls_ca_file(self) -> Path:
+        """The CA certificate (PEM) that signs the server's and clients' certificates."""
+        return self.tls_ca or self.tls_dir / "ca.crt"
+
+    @property
+    def tls_ca_key_file(self) -> Path:
+        """The CA's key (0600), beside its certificate."""
+        return self.tls_ca_file.with_suffix(".key")
+
+    @property
     def server_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The API's URL: https when ``tls`` is on."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
 
 def with_verified_tls(url: str, ca: Path) -> str:
@@ -272,6 +426,24 @@ def with_verified_tls(url: str, ca: Path) -> str:
     query["sslmode"] = "verify-full"
     query["sslrootcert"] = str(Path(ca).expanduser().resolve())
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+_SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:password|passwd|pwd|secret|token|sslpassword)=)[^&]*")
+
+
+def redacted_url(url: str) -> str:
+    """``url`` as an answer or a log may show it: the password of its user part and any
+    password-like query parameter said as ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        name, colon, _password = user.partition(":")
+        netloc = f"{name}:***@{host}" if colon else netloc
+    query = _SECRET_QUERY.sub(r"\1***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # unsplit would drop the empty host of duckdb:////path
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -299,12 +471,25 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
     No network but the package index: analytics off. The first ephemeral API start
     runs migrations and takes 15-20 s on two cores, past Prefect's 20 s default.
     """
-    return {
+    environment = {
         "PREFECT_HOME": str(settings.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_UI_ENABLED": "true",
     }
+    auth = prefect_auth(settings)
+    if auth is not None:
+        # The daemon's Prefect server asks for it (mlops-lite up); every client here sends it.
+        environment["PREFECT_API_AUTH_STRING"] = auth
+    return environment
+
+
+def prefect_auth(settings: Settings) -> str | None:
+    """The home's Prefect auth string, or None where the home has none (yet)."""
+    try:
+        return settings.prefect_auth_file.read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
 
 
 def apply_prefect_environment(settings: Settings) -> None:
@@ -321,6 +506,12 @@ DEFAULT_TOML = """\
 host = "127.0.0.1"
 port = 8000
 prefect_port = 4200
+# The daemon's Prefect server: loopback unless set; it asks every client for the auth
+# string in prefect.auth (a remote worker sets PREFECT_API_AUTH_STRING to it).
+# prefect_host = "127.0.0.1"
+
+# Folders flow runs may ingest a `source` file from, beside the home's inbox/.
+# ingest_dirs = ["/srv/landing"]
 
 # Data residency: the region this installation stores data in.
 region = "ae"
@@ -336,6 +527,23 @@ data_backend = "embedded"
 
 # Release gate: a model version must reach this ROC AUC to be deployed.
 min_roc_auc = 0.6
+
+# TLS (docs/tls.md). `mlops-lite init` makes a local CA and a server certificate in
+# <home>/tls/. With tls = true, `up` and `serve` answer HTTPS; off loopback they always do
+# (plain HTTP there only with --insecure-http). Renew with `mlops-lite cert renew`; a
+# running server picks the new certificate up without a restart.
+# tls = true
+# tls_names = ["mlops.example.com", "10.0.0.5"]  # beside localhost, 127.0.0.1 and ::1
+# tls_cert = "/etc/mlops-lite/server.crt"        # your own certificate and key instead
+# tls_key = "/etc/mlops-lite/server.key"
+# tls_ca = "/etc/mlops-lite/ca.crt"              # the CA that signs certificates here
+# tls_client_auth = "required"                   # mutual TLS: "none", "optional", "required"
+# Clients (CLI, workers, replicas): the CA bundle to verify servers against
+# (MLOPS_LITE_CA_BUNDLE; default: the home's tls/ca.crt beside the system's roots), and a
+# client certificate from `mlops-lite cert issue --for worker`.
+# ca_bundle = "/etc/mlops-lite/ca.crt"
+# tls_client_cert = "/etc/mlops-lite/worker.crt"
+# tls_client_key = "/etc/mlops-lite/worker.key"
 
 # Browser origins allowed to call the HTTP API (CORS). Empty: no CORS headers at all.
 # cors_origins = ["https://ops.example.com"]
