@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from mlops_lite.cli import alerts, audit, daemon, data, demo, deploy, models, sql, tokens
+from mlops_lite.cli import alerts, audit, daemon, data, demo, deploy, login, models, sql, tokens
 from mlops_lite.cli.common import OPTIONS, err
 from mlops_lite.errors import InvalidInput, MlopsLiteError
 
@@ -44,6 +44,8 @@ app.command()(daemon.worker)
 app.command()(daemon.serve)
 app.command()(daemon.tui)
 app.command()(daemon.status)
+app.command()(login.login)
+app.command()(login.logout)
 app.add_typer(tokens.access_key_app, name="access-key")
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(deploy.app, name="deploy")

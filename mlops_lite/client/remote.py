@@ -10,7 +10,7 @@ import builtins
 import threading
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import msgspec
@@ -31,6 +31,9 @@ from mlops_lite.records import (
     RunRecord,
 )
 
+if TYPE_CHECKING:
+    from mlops_lite.client.credentials import TokenSource
+
 T = TypeVar("T")
 
 _BY_CODE: dict[str, type[errors.MlopsLiteError]] = {
@@ -44,11 +47,16 @@ class RemotePlatform:
     remote = True
 
     def __init__(self, url: str, token: str | None, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None, parity_tolerance: float = 1e-4) -> None:
+                 transport: httpx.BaseTransport | None = None, parity_tolerance: float = 1e-4,
+                 credentials: TokenSource | None = None) -> None:
+        """``credentials``: a stored login (mlops_lite/client/credentials.py) whose bearer is
+        taken before each request (refreshed when it expires soon) and refreshed once after a
+        401, the request then sent again; ``token`` is its bearer now."""
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
         self._token = token
+        self._credentials = credentials
         # The data and privacy facets are built on first use: they load pyarrow, the lakeFS
         # client and the anonymizer, which a command that only reads the registry never needs.
         self._lazy = threading.Lock()
@@ -100,10 +108,18 @@ class RemotePlatform:
 
     def _send(self, method: str, path: str, *, json: Any, params: dict[str, Any] | None, content: bytes | None,
               headers: dict[str, str] | None) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, json=json, params=params, content=content, headers=headers)
-        except httpx.HTTPError as exc:
-            raise errors.BackendUnavailable(f"cannot reach mlops-lite at {self.url}: {exc}") from exc
+        if self._credentials is None:
+            response = self._request(method, path, json=json, params=params, content=content, headers=headers)
+        else:
+            self._token = self._credentials.token()
+            response = self._request(method, path, json=json, params=params, content=content,
+                                     headers={**(headers or {}), "Authorization": f"Bearer {self._token}"})
+            if response.status_code == 401:
+                fresh = self._credentials.refresh()
+                if fresh and fresh != self._token:
+                    self._token = fresh
+                    response = self._request(method, path, json=json, params=params, content=content,
+                                             headers={**(headers or {}), "Authorization": f"Bearer {fresh}"})
         if response.is_success:
             return response
         try:
@@ -119,6 +135,13 @@ class RemotePlatform:
             raise errors.InvalidInput(message, field=body.pop("field", None), expected=body.pop("expected", None),
                                       details=body)
         raise cls(message, details=body)
+
+    def _request(self, method: str, path: str, *, json: Any, params: dict[str, Any] | None,
+                 content: bytes | None, headers: dict[str, str] | None) -> httpx.Response:
+        try:
+            return self._http.request(method, path, json=json, params=params, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise errors.BackendUnavailable(f"cannot reach mlops-lite at {self.url}: {exc}") from exc
 
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = self.request("GET", "/v1/status")
