@@ -23,6 +23,7 @@ from mlops_lite.registry import Registry
 from mlops_lite.security import AuditLog, Tokens
 from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
 from mlops_lite.security.audit import load_or_create_key
+from mlops_lite.security.oidc import OidcVerifier
 from mlops_lite.tracking import Tracking
 from mlops_lite.training import Training
 
@@ -34,7 +35,7 @@ class Platform:
     """The whole platform in this process, over the embedded stores.
 
     Facets: ``data``, ``tracking``, ``training``, ``registry``, ``policy``,
-    ``deployments``, ``monitoring``, ``alerts``, ``loop``, ``privacy``, ``audit``, ``tokens``. Close it (or use ``with``) to release
+    ``deployments``, ``monitoring``, ``alerts``, ``loop``, ``privacy``, ``audit``, ``tokens``, ``identities`` (OIDC). Close it (or use ``with``) to release
     the stores for other processes.
     """
 
@@ -50,6 +51,7 @@ class Platform:
             objects = ObjectStore(settings.objects_dir / "artifacts")
             self.audit = AuditLog(self._store, load_or_create_key(settings.audit_key_file))
             self.tokens = Tokens(self._store, self.audit, self.actor)
+            self.identities = OidcVerifier(settings.oidc)  # JWTs of the [[oidc]] issuers
             self.data = open_data(settings, self._store, self.audit, self.actor)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)
             self.training = Training(self.data, self.tracking, settings.parity_tolerance)
@@ -100,6 +102,7 @@ class Platform:
         self.tracking.close()  # flush what open runs still buffer, while the store is open
         if not isinstance(self.data, DataStore):
             self.data.close()
+        self.identities.close()
         self._store.close()
 
     def __enter__(self) -> Platform:

@@ -49,7 +49,15 @@ def basic_credentials(header: str) -> tuple[str, str]:
 
 async def authenticate_bearer(platform: Platform, secret: str) -> Identity:
     """The identity of a bearer secret. A secret seen before is answered from memory on
-    the event loop; a new one is looked up (a store or network read) off it."""
+    the event loop; a new one is looked up (a store or network read) off it. A JWT goes to
+    the OIDC verifier when issuers are configured (a serving replica has none: its tokens
+    facet asks the control plane, which verifies the JWT)."""
+    identities = getattr(platform, "identities", None)
+    if identities is not None and identities.accepts(secret):
+        federated = identities.cached(secret)
+        if federated is None:
+            federated = await anyio.to_thread.run_sync(identities.authenticate, secret)
+        return federated
     identity = platform.tokens.cached(secret)
     if identity is None:
         identity = await anyio.to_thread.run_sync(platform.tokens.authenticate, secret)

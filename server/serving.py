@@ -34,11 +34,21 @@ from mlops_lite.inference.routing import Router as ModelRouter
 from mlops_lite.inference.session import choose_providers
 from mlops_lite.monitoring import Monitoring
 from mlops_lite.objects import ObjectStore
-from mlops_lite.records import DeploymentRecord, Identity, Prediction
+from mlops_lite.records import DeploymentRecord, Grant, Identity, Prediction
 
 log = logging.getLogger("mlops_lite.serve")
 
 TOKEN_TTL_S = 30.0
+
+
+def identity_of(body: dict[str, Any]) -> Identity:
+    """The Identity /v1/whoami describes: its kind, issuer, subject and grants too, so a
+    replica names the same principal (``oidc:ISSUER#SUB``) and applies the same grants."""
+    grants = tuple(Grant(role=g["role"], models=g.get("models"), repositories=g.get("repositories"))
+                   for g in body.get("grants") or ())
+    return Identity(name=body["name"], role=body["role"], token_id=body.get("token_id"),
+                    kind=body.get("kind") or "token", issuer=body.get("issuer"), subject=body.get("subject"),
+                    grants=grants)
 
 
 class RemoteTokens:
@@ -66,8 +76,7 @@ class RemoteTokens:
             raise Unauthenticated("the token is not valid")
         if response.status_code != 200:
             raise BackendUnavailable(f"the control plane answered {response.status_code} to /v1/whoami")
-        body = response.json()
-        identity = Identity(name=body["name"], role=body["role"], token_id=body.get("token_id"))
+        identity = identity_of(response.json())
         with self._lock:
             self._cache[key] = (time.monotonic() + TOKEN_TTL_S, identity)
         return identity
