@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
+from mlops_lite.config import redacted_url
 from mlops_lite.errors import BackendUnavailable, Conflict, StoreLocked
 from mlops_lite.metadata import tables  # noqa: F401  (registers the tables)
 
@@ -127,4 +128,14 @@ def translate_open_error(exc: Exception, url: str) -> Exception:
             "daemon over HTTP (MLOPS_LITE_URL) instead of opening the stores.",
             pid=pid,
         )
-    return BackendUnavailable(f"Cannot open the metadata store at {url}: {text.splitlines()[0]}")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return BackendUnavailable(f"Cannot open the metadata store at {redacted_url(url)}: "
+                              f"{_without_password(first)}")
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+
+
+def _without_password(text: str) -> str:
+    """A database URL (or a driver's message quoting one) with its password replaced."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", text)
