@@ -109,14 +109,14 @@ class _Connection:
     """One keep-alive HTTP/1.1 connection on asyncio streams: each request is written
     in one send (asyncio sets TCP_NODELAY), each response read by its Content-Length."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, ssl_context: Any = None) -> None:
+        self.host, self.port, self.ssl_context = host, port, ssl_context
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, request: bytes) -> tuple[int, bytes]:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl_context)
         assert self.reader is not None
         self.writer.write(request)
         await self.writer.drain()
@@ -153,7 +153,13 @@ async def _load(config: dict[str, Any]) -> dict[str, Any]:
     from urllib.parse import urlsplit
 
     url = urlsplit(config["url"])
-    host, port = url.hostname or "127.0.0.1", url.port or 80
+    host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
+    # HTTPS: a verifying context for the CA the server's certificate chains to.
+    ssl_context = None
+    if url.scheme == "https":
+        import ssl
+
+        ssl_context = ssl.create_default_context(cafile=config["ca"])
     headers = "".join(f"{k}: {v}\r\n" for k, v in config["headers"].items())
     requests = []
     # Binary bodies (OIP binary tensors, Arrow streams) travel as base64 in the JSON config.
@@ -167,7 +173,7 @@ async def _load(config: dict[str, Any]) -> dict[str, Any]:
     counts = {"requests": 0, "errors": 0, "issued": 0}
     first_error: list[str] = []
     measuring = False
-    connections = [_Connection(host, port) for _ in range(clients)]
+    connections = [_Connection(host, port, ssl_context) for _ in range(clients)]
 
     async def worker(index: int, stop_at: float) -> None:
         connection, i = connections[index], index
@@ -222,9 +228,10 @@ def load_child() -> None:
 
 
 def run_load(url: str, bodies: list[str] | list[bytes], headers: dict[str, str], *, clients: int, warmup_s: float,
-             duration_s: float, max_requests: int) -> dict[str, Any]:
+             duration_s: float, max_requests: int, ca: str | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {"url": url, "headers": headers, "clients": clients, "warmup_s": warmup_s,
-                              "duration_s": duration_s, "max_requests": max_requests, "request_timeout_s": 10.0}
+                              "duration_s": duration_s, "max_requests": max_requests, "request_timeout_s": 10.0,
+                              "ca": ca}
     if bodies and isinstance(bodies[0], bytes):
         config["bodies_b64"] = [base64.b64encode(b).decode() for b in bodies if isinstance(b, bytes)]
     else:
