@@ -309,8 +309,10 @@ def authorization_code(client: Client, provider: Provider, *, open_browser: bool
             server.handle_request()
     params = callback.params
     if not secrets.compare_digest(params.get("state", ""), callback.state):
-        raise Unauthenticated("login failed: the redirect's state does not match this login's (a forged or "
-                              "stale answer); nothing was stored")
+        # Refused either way; an error answer is named (some providers leave state off a denial).
+        said = f" and says {params['error']}" if "error" in params else ""
+        raise Unauthenticated(f"login failed: the redirect's state does not match this login's (a forged or "
+                              f"stale answer){said}; nothing was stored")
     if "error" in params:
         raise _refused("the login", _OAuthError(params["error"], params.get("error_description", "")))
     if not params.get("code"):
