@@ -79,6 +79,9 @@ class OidcIssuer(BaseModel):
     # may refetch them (a flood of made-up key ids must not hammer the provider).
     jwks_ttl_s: float = Field(default=3600.0, gt=0, le=86_400)
     jwks_min_refresh_s: float = Field(default=30.0, ge=0.1, le=3600)
+    # A private CA the issuer's TLS certificate chains to (an on-premises Keycloak); unset:
+    # the system's trust store.
+    ca_bundle: Path | None = None
 
     @field_validator("issuer")
     @classmethod

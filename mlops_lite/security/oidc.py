@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,9 +75,9 @@ class _RoleMap:
 class _ProviderKeys:
     """One issuer's signing keys, fetched through its discovery document on demand."""
 
-    def __init__(self, config: OidcIssuer, http: Callable[[], httpx.Client]) -> None:
+    def __init__(self, config: OidcIssuer) -> None:
         self.config = config
-        self._http = http
+        self._http: httpx.Client | None = None
         self._lock = threading.Lock()
         self._jwks: dict[str, dict[str, Any]] = {}
         self._fetched_at: float | None = None  # monotonic time of the last good fetch
@@ -133,6 +134,12 @@ class _ProviderKeys:
         except jwt.PyJWKError as exc:
             raise Unauthenticated(f"OIDC token refused: the issuer's key cannot be used: {exc}") from None
 
+    def close(self) -> None:
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+
     def _refresh(self, now: float) -> None:
         self._attempted_at = now
         try:
@@ -147,7 +154,12 @@ class _ProviderKeys:
 
     def _fetch(self) -> dict[str, dict[str, Any]]:
         issuer = self.config.issuer
-        client = self._http()
+        if self._http is None:
+            # The system's trust store, or the private CA the issuer's certificate chains to.
+            verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=str(self.config.ca_bundle))
+                                             if self.config.ca_bundle is not None else True)
+            self._http = httpx.Client(timeout=_FETCH_TIMEOUT_S, follow_redirects=False, verify=verify)
+        client = self._http
         discovery = client.get(issuer.rstrip("/") + "/.well-known/openid-configuration")
         discovery.raise_for_status()
         document = discovery.json()
@@ -171,12 +183,9 @@ class _ProviderKeys:
 class OidcVerifier:
     """Identities from JWTs of the configured issuers (``platform.identities``)."""
 
-    def __init__(self, issuers: Sequence[OidcIssuer], *, http: httpx.Client | None = None) -> None:
+    def __init__(self, issuers: Sequence[OidcIssuer]) -> None:
         self._maps = {config.issuer: _RoleMap.of(i, config) for i, config in enumerate(issuers)}
-        self._providers = {config.issuer: _ProviderKeys(config, self._client) for config in issuers}
-        self._http = http
-        self._owns_http = http is None
-        self._http_lock = threading.Lock()
+        self._providers = {config.issuer: _ProviderKeys(config) for config in issuers}
         # sha256 of a token -> (its exp, the identity or the refusal it earned)
         self._verified: dict[str, tuple[float, Identity | PermissionDenied]] = {}
 
@@ -219,9 +228,8 @@ class OidcVerifier:
         return outcome
 
     def close(self) -> None:
-        if self._owns_http and self._http is not None:
-            self._http.close()
-            self._http = None
+        for provider in self._providers.values():
+            provider.close()
 
     # -- checks -------------------------------------------------------------
     def _verify(self, token: str) -> tuple[dict[str, Any], OidcIssuer]:
@@ -289,12 +297,6 @@ class OidcVerifier:
             if len(self._verified) >= _MAX_CACHED_TOKENS:
                 self._verified = dict(list(self._verified.items())[_MAX_CACHED_TOKENS // 2:])
         self._verified[digest] = (expires, outcome)
-
-    def _client(self) -> httpx.Client:
-        with self._http_lock:
-            if self._http is None:
-                self._http = httpx.Client(timeout=_FETCH_TIMEOUT_S, follow_redirects=False)
-            return self._http
 
 
 def _groups(claims: dict[str, Any], claim: str) -> set[str]:

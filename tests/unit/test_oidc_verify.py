@@ -9,10 +9,12 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -69,7 +71,7 @@ def public_pem(key: rsa.RSAPrivateKey) -> bytes:
 class KeyServer:
     """An OpenID provider's discovery document and JWKS, served on 127.0.0.1."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.keys: list[dict[str, Any]] = []
         self.hits: dict[str, int] = {"discovery": 0, "jwks": 0}
         self.discovery_issuer: str | None = None  # None: the real issuer
@@ -97,7 +99,9 @@ class KeyServer:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.issuer = f"http://127.0.0.1:{self._server.server_address[1]}"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.issuer = f"{'https' if tls else 'http'}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -282,6 +286,28 @@ def test_an_unreachable_provider_is_a_backend_error(keys: dict[str, Any]) -> Non
         v.close()
 
 
+def test_an_issuer_behind_a_private_ca_is_trusted_through_its_ca_bundle(tmp_path: Path,
+                                                                        keys: dict[str, Any]) -> None:
+    from mlops_lite.security.tls import create_ca, issue_server_certificate, server_context
+
+    ca = create_ca(tmp_path / "ca.pem", tmp_path / "ca.key")
+    issue_server_certificate(ca, tmp_path / "idp.pem", tmp_path / "idp.key")
+    idp = KeyServer(tls=server_context(tmp_path / "idp.pem", tmp_path / "idp.key"))
+    idp.keys = [public_jwk(keys["rsa"], "k1")]
+    token = mint(keys["rsa"], kid="k1", iss=idp.issuer)
+    trusting = OidcVerifier([issuer_config(idp, ca_bundle=tmp_path / "ca.pem")])
+    untrusting = OidcVerifier([issuer_config(idp)])
+    try:
+        assert idp.issuer.startswith("https://")
+        assert trusting.authenticate(token).subject == "alice-sub"
+        with pytest.raises(BackendUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            untrusting.authenticate(token)
+    finally:
+        trusting.close()
+        untrusting.close()
+        idp.close()
+
+
 # -- the verified-token cache ------------------------------------------------------
 def test_a_verified_token_is_remembered_until_it_expires(idp: KeyServer, keys: dict[str, Any],
                                                           verifier: OidcVerifier) -> None:
@@ -333,7 +359,7 @@ def test_the_settings_refuse_unsafe_or_unknown_values(field: str, value: Any, me
     assert field in str(refused.value) and message in str(refused.value)
 
 
-def test_the_toml_takes_oidc_tables_and_refuses_a_bad_grant(tmp_path: Any) -> None:
+def test_the_toml_takes_oidc_tables_and_refuses_a_bad_grant(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / "mlops-lite.toml").write_text(
