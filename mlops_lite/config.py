@@ -550,4 +550,17 @@ min_roc_auc = 0.6
 
 # Browser origins allowed to call the HTTP API (CORS). Empty: no CORS headers at all.
 # cors_origins = ["https://ops.example.com"]
+
+# Single sign-on: the tokens of an OpenID provider you trust, its groups mapped to roles
+# and grants (docs/oidc.md has every field). Tables come last in a TOML file.
+# [[oidc]]
+# issuer = "https://keycloak.example.com/realms/acme"
+# audience = "mlops-lite-cli"
+# client_id = "mlops-lite-cli"
+# [oidc.roles]
+# platform-admins = "admin"
+# team-a = "viewer"
+# [[oidc.grants]]
+# group = "team-a"
+# grant = "operator:model:teama-*"
 """
