@@ -29,6 +29,9 @@ def connect(*, actor: str | None = None, **overrides: Any) -> Platform | RemoteP
     - Else a running ``mlops-lite up`` owns the home's stores: over HTTP to that daemon.
     - Else the embedded stores, in this process.
 
+    An https server is verified against ``ca_bundle`` (``MLOPS_LITE_CA_BUNDLE``), else the
+    home's CA beside the system's roots; ``tls_client_cert`` is presented for mutual TLS.
+
     Over HTTP the bearer is ``token`` (or ``MLOPS_LITE_TOKEN``), else the login that
     ``mlops-lite login`` stored for a configured ``[[oidc]]`` issuer (refreshed when it
     expires within 30 s, and after a 401), else, for the daemon, the home's admin token file.
@@ -59,16 +62,19 @@ def _bearer(settings: Settings, fallback: Callable[[Settings], str | None] | Non
     if settings.token:
         return settings.token, None
     if settings.oidc:
-        from mlops_lite.client.credentials import StoredLogin, find
+        from mlops_lite.client.credentials import StoredLogin, load, login_path
 
-        login = find(settings.home, [(entry.issuer, entry.client_id or entry.audience) for entry in settings.oidc])
-        if login is not None:
-            source = StoredLogin(settings.home, login)
-            return source.token(), source
+        for entry in settings.oidc:
+            login = load(login_path(settings.home, entry.issuer, entry.client_id or entry.audience))
+            if login is not None:  # refreshed at the issuer, trusting its ca_bundle where it names one
+                source = StoredLogin(settings.home, login, verify=str(entry.ca_bundle) if entry.ca_bundle else True)
+                return source.token(), source
     return (fallback(settings) if fallback is not None else None), None
 
 
 def _remote(url: str, settings: Settings, token: str | None, source: TokenSource | None) -> RemotePlatform:
     from mlops_lite.client import RemotePlatform  # the HTTP client loads only when a URL is used
+    from mlops_lite.security.tls import client_tls
 
-    return RemotePlatform(url, token, credentials=source, parity_tolerance=settings.parity_tolerance)
+    return RemotePlatform(url, token, credentials=source, parity_tolerance=settings.parity_tolerance,
+                          tls=client_tls(settings))

@@ -20,7 +20,7 @@ from mlops_lite.errors import InvalidInput
 
 if TYPE_CHECKING:
     from mlops_lite.client.credentials import Client, Login
-    from mlops_lite.config import Settings
+    from mlops_lite.config import OidcIssuer, Settings
 
 Issuer = Annotated[str | None, typer.Option(
     "--issuer", help="The OpenID provider's issuer URL (default: the one [[oidc]] table of mlops-lite.toml).")]
@@ -52,15 +52,27 @@ def _client(settings: Settings, issuer: str | None, client_id: str | None, scope
                                + ", ".join(name for name, _ in configured), field="issuer",
                                expected="--issuer naming one of them")
         issuer = configured[0][0]
+    entry = _entry(settings, issuer)
     if client_id is None:
-        client_id = next((cid for name, cid in configured if name.rstrip("/") == issuer.rstrip("/")), None)
-        if client_id is None:
+        if entry is None:
             raise InvalidInput(f"no client id for {issuer}", field="client_id",
                                expected="--client-id ID, or client_id in its [[oidc]] table")
+        client_id = entry.client_id or entry.audience
     if not issuer.startswith(("https://", "http://")):
         raise InvalidInput(f"bad issuer {issuer!r}", field="issuer", expected="a URL like https://idp.example.com")
     return Client(issuer=issuer.rstrip("/"), client_id=client_id, scope=DEFAULT_SCOPE if scope is None else scope,
-                  secret_env=secret_env)
+                  secret_env=secret_env, verify=_verify(entry))
+
+
+def _entry(settings: Settings, issuer: str) -> OidcIssuer | None:
+    """The [[oidc]] table of ``issuer``, if it is configured."""
+    return next((entry for entry in settings.oidc if entry.issuer.rstrip("/") == issuer.rstrip("/")), None)
+
+
+def _verify(entry: OidcIssuer | None) -> str | bool:
+    """What the provider's TLS certificate is verified against: its table's ca_bundle, else the
+    system's roots."""
+    return str(entry.ca_bundle) if entry is not None and entry.ca_bundle else True
 
 
 def _when(epoch: float | None) -> str:
@@ -164,7 +176,7 @@ def logout(issuer: Issuer = None, client_id: ClientId = None) -> None:
 
     settings = load_settings()
     stored = credentials.one_login(settings.home, issuer, client_id)
-    failed = credentials.revoke(stored)
+    failed = credentials.revoke(stored, verify=_verify(_entry(settings, stored.issuer)))
     credentials.forget(settings.home, stored)
     revoked = ("revoked at the provider" if stored.revocation_endpoint and not failed
                else "the provider offers no revocation" if not stored.revocation_endpoint

@@ -635,6 +635,10 @@ class StoredLogin:
         with self._lock:
             if self._login.expires_within(REFRESH_MARGIN_S) and self._login.refreshable:
                 self._login = refreshed(self._home, self._login, verify=self._verify)
+                if self._login.expires_within(0):  # a provider that renews no ID token on refresh
+                    raise Unauthenticated(f"the login at {self._login.issuer} expired and refreshing it brought "
+                                          f"no new ID token: log in again: mlops-lite login --issuer "
+                                          f"{self._login.issuer} --client-id {self._login.client_id}")
             return self._login.bearer
 
     def refresh(self) -> str | None:
@@ -643,15 +647,6 @@ class StoredLogin:
                 return None
             self._login = refreshed(self._home, self._login, verify=self._verify)
             return self._login.bearer
-
-
-def find(home: Path, issuers: list[tuple[str, str]]) -> Login | None:
-    """The stored login for the first of ``issuers`` (issuer, client id) that has one."""
-    for issuer, client_id in issuers:
-        login = load(login_path(home, issuer, client_id))
-        if login is not None:
-            return login
-    return None
 
 
 def one_login(home: Path, issuer: str | None, client_id: str | None) -> Login:

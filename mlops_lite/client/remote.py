@@ -33,6 +33,7 @@ from mlops_lite.records import (
 
 if TYPE_CHECKING:
     from mlops_lite.client.credentials import TokenSource
+    from mlops_lite.security.tls import ClientTLS
 
 T = TypeVar("T")
 
@@ -48,13 +49,24 @@ class RemotePlatform:
 
     def __init__(self, url: str, token: str | None, *, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None, parity_tolerance: float = 1e-4,
-                 credentials: TokenSource | None = None) -> None:
+                 credentials: TokenSource | None = None, tls: ClientTLS | None = None) -> None:
         """``credentials``: a stored login (mlops_lite/client/credentials.py) whose bearer is
         taken before each request (refreshed when it expires soon) and refreshed once after a
-        401, the request then sent again; ``token`` is its bearer now."""
+        401, the request then sent again; ``token`` is its bearer now.
+
+        ``tls``: what an https server is verified against (and the client certificate to
+        present); by default the settings' (``ca_bundle``, else the home's CA)."""
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        if tls is None and self.url.lower().startswith("https://"):
+            from mlops_lite.config import load_settings
+            from mlops_lite.security.tls import client_tls
+
+            tls = client_tls(load_settings())
+        self.tls = tls
+        verify = tls.verify(self.url) if tls is not None else True
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport,
+                                  verify=verify)
         self._token = token
         self._credentials = credentials
         # The data and privacy facets are built on first use: they load pyarrow, the lakeFS
@@ -141,7 +153,11 @@ class RemotePlatform:
         try:
             return self._http.request(method, path, json=json, params=params, content=content, headers=headers)
         except httpx.HTTPError as exc:
-            raise errors.BackendUnavailable(f"cannot reach mlops-lite at {self.url}: {exc}") from exc
+            from mlops_lite.security.tls import explain_tls_failure
+
+            reason = explain_tls_failure(exc, self.url, client_certificate=bool(self.tls and self.tls.cert_file)) \
+                if self.url.lower().startswith("https://") else None
+            raise errors.BackendUnavailable(f"cannot reach mlops-lite at {self.url}: {reason or exc}") from exc
 
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = self.request("GET", "/v1/status")

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def mock_provider(**options: Any) -> Iterator[str]:
     from oidc_provider_mock import User, run_server_in_thread
 
     with run_server_in_thread(port=0, user_claims=[User(sub="ana-1", claims=USER)], **options) as server:
-        yield f"http://localhost:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_port}"
 
 
 @dataclass
@@ -493,3 +494,65 @@ def test_connect_sends_the_stored_login_of_a_configured_issuer_unless_a_token_is
             assert isinstance(remote, RemotePlatform)
             remote.request("GET", "/v1/whoami")
         assert provider.whoami_calls[-1] == ""
+
+
+# ------------------------------------------------------------------------------ against mlops-lite
+
+def test_a_login_calls_a_server_that_trusts_its_issuer(cli: Cli, tmp_path: Path) -> None:
+    """The whole path: log in through the browser, then `mlops-lite models list` and
+    `connect()` call a real mlops-lite server whose [[oidc]] table trusts the provider; the
+    server knows the caller as the provider's subject. Logged out, the same command is 401."""
+    from mlops_lite.config import load_settings
+    from mlops_lite.home import init_home
+    from mlops_lite.platform import open_local
+    from server import create_app
+    from server.runner import serve_in_thread
+
+    with mock_provider() as issuer:
+        trust = {"issuer": issuer, "audience": "mlops-lite", "client_id": "mlops-lite",
+                 "roles": {"ml-team": "viewer"}}
+        settings = load_settings(home=tmp_path / "server-home", oidc=[trust])
+        init_home(settings)
+        platform = open_local(settings)
+        server = serve_in_thread(create_app(platform))
+        try:
+            cli.home.mkdir(parents=True)
+            (cli.home / "mlops-lite.toml").write_text(
+                f'url = "{server.url}"\n\n[[oidc]]\nissuer = "{issuer}"\naudience = "mlops-lite"\n')
+            refused = cli.run("models", "list")
+            assert refused.returncode == 1 and "Traceback" not in refused.stderr
+            code, _, err, _ = _browser_login(cli, issuer)
+            assert code == 0, err
+            listed = cli.run("-v", "models", "list")
+            assert listed.returncode == 0, listed.stderr
+            assert f"ran against mlops-lite at {server.url}" in listed.stderr
+            done = subprocess.run([sys.executable, "-c", "import json\nfrom mlops_lite import connect\n"
+                                   "with connect() as remote:\n    print(json.dumps(remote.request('GET', '/v1/whoami')))"],
+                                  env=cli.env, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            who = json.loads(done.stdout)
+            assert (who["kind"], who["name"], who["role"]) == ("oidc", "ana", "viewer")
+            assert who["principal"] == f"oidc:{issuer}#ana-1"
+            assert cli.run("logout").returncode == 0
+            assert cli.run("models", "list").returncode == 1
+        finally:
+            server.stop()
+            platform.close()
+
+
+def test_a_login_whose_id_token_expired_and_is_not_renewed_asks_to_log_in_again(
+        cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """oidc-provider-mock renews no ID token on refresh: once the stored one has expired, the
+    client says to log in again rather than send it (or refresh at every request)."""
+    with mock_provider(access_token_max_age=timedelta(seconds=2)) as issuer:
+        assert _browser_login(cli, issuer)[0] == 0
+        [path] = cli.stored()
+        before = json.loads(path.read_text())
+        assert before["id_token_expires_at"] - time.time() < 3
+        time.sleep(max(0.0, before["id_token_expires_at"] - time.time()) + 0.5)
+        monkeypatch.setenv("CLIENT_SECRET", SECRET)
+        login = credentials.load(path)
+        assert login is not None
+        with pytest.raises(Unauthenticated, match="log in again: mlops-lite login --issuer"):
+            credentials.StoredLogin(cli.home, login).token()
+        assert json.loads(path.read_text())["access_token"] != before["access_token"]  # it did refresh
