@@ -22,7 +22,7 @@ from mlops_lite.policy import Policy
 from mlops_lite.registry import Registry
 from mlops_lite.security import AuditLog, Tokens
 from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
-from mlops_lite.security.audit import load_or_create_key
+from mlops_lite.security.audit import load_or_create_key, open_signing
 from mlops_lite.security.oidc import OidcVerifier
 from mlops_lite.tracking import Tracking
 from mlops_lite.training import Training
@@ -49,7 +49,7 @@ class Platform:
         try:
             # Data objects and run/model artifacts live apart, so data gc never weighs artifacts.
             objects = ObjectStore(settings.objects_dir / "artifacts")
-            self.audit = AuditLog(self._store, load_or_create_key(settings.audit_key_file))
+            self.audit = AuditLog(self._store, load_or_create_key(settings.audit_key_file), open_signing(settings))
             self.tokens = Tokens(self._store, self.audit, self.actor)
             self.identities = OidcVerifier(settings.oidc)  # JWTs of the [[oidc]] issuers
             self.data = open_data(settings, self._store, self.audit, self.actor)
@@ -103,6 +103,7 @@ class Platform:
         if not isinstance(self.data, DataStore):
             self.data.close()
         self.identities.close()
+        self.audit.close()  # sign what this process appended (docs/audit.md)
         self._store.close()
 
     def __enter__(self) -> Platform:

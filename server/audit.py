@@ -11,20 +11,30 @@ Roles, and why:
   work (after a restore, before a release), so it should not need the admin token.
 - ``GET /audit/export``: admin. The whole chain at once, to be taken off the host and
   verified there: the bulk copy of the compliance record is an administrator's act.
+- ``GET /audit/public-key``: viewer. It is public by design: it only verifies.
+- ``GET /audit/checkpoints``: operator, as the events (they say how long the chain was
+  and when). ``POST /audit/checkpoints``: operator; signing the head as it stands only
+  adds evidence, and it refuses (409) when the chain no longer verifies.
 
-There is no route that writes: events are appended by the change they record, in its
-transaction (``mlops_lite/api/audit.py``).
+There is no route that writes events: they are appended by the change (or the read) they
+record (``mlops_lite/api/audit.py``). ``record_read`` and ``record_failed_login`` are what
+the data routes and the guard call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
-from litestar import Request, get
+import anyio.to_thread
+from litestar import Request, get, post
+from litestar.connection import ASGIConnection
 from litestar.params import Parameter
 
+from mlops_lite import Platform
 from mlops_lite.clock import parse_time
-from mlops_lite.records import AuditRecord
+from mlops_lite.records import AuditCheckpoint, AuditRecord
+from server.context import actor as _actor
 from server.context import platform as _platform
 
 MAX_EVENTS = 10_000  # the most rows one list answers, as elsewhere in the API
@@ -68,10 +78,64 @@ def audit_export(request: Request[Any, Any, Any],
 
 @get("/audit/verify", opt={"permission": "operator"}, sync_to_thread=True)
 def audit_verify(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """Walk the whole chain: ``{"verified": true, "first_bad": null}``, or the first event
-    that does not verify."""
-    first_bad = _platform(request).audit.verify()
-    return {"verified": first_bad is None, "first_bad": first_bad}
+    """Walk the whole chain and check it against the signed checkpoints:
+    ``{"verified": true, "first_bad": null, "signed": {...}}``; ``first_bad`` is the first
+    event that does not verify, ``signed`` the verdict against the checkpoints (a cut tail,
+    an emptied chain, a forged checkpoint), and ``verified`` needs both."""
+    audit = _platform(request).audit
+    first_bad = audit.verify()
+    signed = audit.verify_signed()
+    return {"verified": first_bad is None and signed.verified, "first_bad": first_bad, "signed": signed}
 
 
-AUDIT_ROUTES = [audit_events, audit_about, audit_count, audit_export, audit_verify]
+@get("/audit/checkpoints", opt={"permission": "operator"}, sync_to_thread=True)
+def audit_checkpoints(request: Request[Any, Any, Any]) -> list[AuditCheckpoint]:
+    """Every signed checkpoint, oldest first."""
+    return _platform(request).audit.checkpoints()
+
+
+@post("/audit/checkpoints", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
+def audit_checkpoint(request: Request[Any, Any, Any]) -> AuditCheckpoint:
+    """Sign the chain's head now; 409 when the chain no longer verifies."""
+    return _platform(request).audit.checkpoint()
+
+
+@get("/audit/public-key", opt={"permission": "viewer"}, sync_to_thread=True)
+def audit_public_key(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The Ed25519 public key (PEM) that verifies the checkpoints."""
+    return {"public_key": _platform(request).audit.public_key()}
+
+
+AUDIT_ROUTES = [audit_events, audit_about, audit_count, audit_export, audit_verify, audit_checkpoints,
+                audit_checkpoint, audit_public_key]
+
+
+def record_read(request: Request[Any, Any, Any], action: str, object: str, after: dict[str, Any]) -> None:
+    """One audited read (or upload, query, gc) by the caller, in a transaction of its own:
+    these routes change nothing in the metadata store, so there is no transaction to join."""
+    _platform(request).audit.record(actor=_actor(request), action=action, object=object, after=after)
+
+
+def credential_kind(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The kind of credential a request offered, never the secret itself."""
+    scheme, _, value = connection.headers.get("authorization", "").partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if not scheme:
+        return "none"
+    if scheme == "basic":
+        return "access-key"
+    if scheme == "bearer":
+        return "jwt" if value.count(".") == 2 else "token"
+    return "other"
+
+
+async def record_failed_login(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Count a refused credential for the audit chain (aggregated per client and minute)."""
+    platform: Platform = connection.app.state.platform
+    client = connection.client.host if connection.client is not None else "unknown"
+    await anyio.to_thread.run_sync(platform.audit.failed_login, client, credential_kind(connection))
+
+
+def gc_summary(report: Any, retention_days: float) -> dict[str, Any]:
+    """A data gc run (a ``GcReport``) as its audit event records it."""
+    return {**dataclasses.asdict(report), "retention_days": retention_days}

@@ -21,6 +21,7 @@ from mlops_lite.cli.common import (
     read_admin_token,
     refuse_beside_daemon,
 )
+from mlops_lite.config import Settings
 from mlops_lite.daemon import read_daemon
 from mlops_lite.errors import InvalidInput, MlopsLiteError
 
@@ -40,6 +41,19 @@ def init() -> None:
         console.print(f"  {result.token}", highlight=False)
     else:
         console.print(f"admin token kept: {result.token_file}")
+    _print_audit_signing(settings)
+
+
+def _print_audit_signing(settings: Settings) -> None:
+    """The audit checkpoints' signing key, made by opening the home, and the checkpoint the
+    Platform signed as init closed it."""
+    from mlops_lite.security.checkpoints import CheckpointFile
+
+    found = CheckpointFile(settings.audit_checkpoints_file).last()
+    state = (f"checkpoint at seq {found.seq}" if found is not None
+             else "NO checkpoint: run `mlops-lite audit verify`, then `mlops-lite audit checkpoint`")
+    console.print(f"audit key {settings.audit_signing_key_file} (Ed25519, 0600); public key "
+                  f"{settings.audit_public_key_file}; {state}", highlight=False)
 
 
 def up(host: Annotated[str | None, typer.Option(help="Interface for the API (default 127.0.0.1).")] = None,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from mlops_lite.records import AuditRecord
+from mlops_lite.records import AuditCheckpoint, AuditRecord, AuditVerdict
 
 if TYPE_CHECKING:
     from mlops_lite.client.remote import RemotePlatform
@@ -38,3 +38,18 @@ class RemoteAudit:
     def verify(self) -> AuditRecord | None:
         first_bad = self._remote.request("GET", "/v1/audit/verify")["first_bad"]
         return None if first_bad is None else msgspec.convert(first_bad, type=AuditRecord, strict=False)
+
+    def verify_signed(self) -> AuditVerdict:
+        signed = self._remote.request("GET", "/v1/audit/verify")["signed"]
+        return msgspec.convert(signed, type=AuditVerdict, strict=False)
+
+    def checkpoint(self) -> AuditCheckpoint:
+        return msgspec.convert(self._remote.request("POST", "/v1/audit/checkpoints"), type=AuditCheckpoint,
+                               strict=False)
+
+    def checkpoints(self) -> list[AuditCheckpoint]:
+        return msgspec.convert(self._remote.request("GET", "/v1/audit/checkpoints"), type=list[AuditCheckpoint],
+                               strict=False)
+
+    def public_key(self) -> str:
+        return str(self._remote.request("GET", "/v1/audit/public-key")["public_key"])
