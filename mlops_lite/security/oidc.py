@@ -15,7 +15,10 @@ seen before costs a hash and a dict lookup."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import re
 import ssl
 import threading
@@ -233,11 +236,7 @@ class OidcVerifier:
 
     # -- checks -------------------------------------------------------------
     def _verify(self, token: str) -> tuple[dict[str, Any], OidcIssuer]:
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"OIDC token refused: it is not a well-formed JWT ({exc})") from None
+        header, unverified = _unverified(token)
         issuer = unverified.get("iss")
         provider = self._providers.get(issuer) if isinstance(issuer, str) else None
         if provider is None:
@@ -297,6 +296,20 @@ class OidcVerifier:
             if len(self._verified) >= _MAX_CACHED_TOKENS:
                 self._verified = dict(list(self._verified.items())[_MAX_CACHED_TOKENS // 2:])
         self._verified[digest] = (expires, outcome)
+
+
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims, not yet trusted: enough to pick the issuer and key. Parsed
+    here once (PyJWT's own parse runs once more, in the verifying decode)."""
+    try:
+        header_part, claims_part, _ = token.split(".")
+        header = json.loads(base64.urlsafe_b64decode(header_part + "=" * (-len(header_part) % 4)))
+        claims = json.loads(base64.urlsafe_b64decode(claims_part + "=" * (-len(claims_part) % 4)))
+    except (ValueError, binascii.Error) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise Unauthenticated(f"OIDC token refused: it is not a well-formed JWT ({type(exc).__name__})") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Unauthenticated("OIDC token refused: it is not a well-formed JWT (header and claims must be objects)")
+    return header, claims
 
 
 def _groups(claims: dict[str, Any], claim: str) -> set[str]:
