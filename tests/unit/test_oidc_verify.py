@@ -387,3 +387,16 @@ def test_without_issuers_no_token_is_taken_for_a_jwt() -> None:
     v = OidcVerifier([])
     assert not v.enabled and not v.accepts("a.b.c")
     assert not looks_like_jwt("mll_abcdef") and looks_like_jwt("eyJ.eyJ.")
+
+
+def test_the_environment_takes_issuers_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_LITE_OIDC", json.dumps([{"issuer": "https://login.example.com/tenant/v2.0",
+                                                       "audience": "api", "groups_claim": "roles",
+                                                       "roles": {"MLOps.Admin": "admin"}}]))
+    (entry,) = load_settings(home=tmp_path / "home").oidc
+    assert (entry.issuer, entry.groups_claim, entry.roles) == ("https://login.example.com/tenant/v2.0", "roles",
+                                                               {"MLOps.Admin": "admin"})
+    monkeypatch.setenv("MLOPS_LITE_OIDC", json.dumps([{"issuer": "https://x.example.com", "audience": "api",
+                                                       "algorithms": ["HS256"]}]))
+    with pytest.raises(ValidationError, match="algorithm 'HS256' is not accepted"):
+        load_settings(home=tmp_path / "home")
