@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mlops_lite.alerts import Alerts, LogSink, Sink, WebhookSink, load_rules
-from mlops_lite.config import Settings
+from mlops_lite.config import Settings, redacted_url
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
 from mlops_lite.errors import InvalidInput, StoreLocked
@@ -85,7 +85,7 @@ class Platform:
         """What this platform holds, in counts."""
         return {
             "home": str(self.settings.home),
-            "database": self.settings.sql_url,
+            "database": redacted_url(self.settings.sql_url),
             "data_repositories": len(self.data.repositories()),
             "runs": self.tracking.count(),
             "models": len(self.registry.list_models()),
@@ -118,7 +118,8 @@ def alert_sinks(settings: Settings) -> list[Sink]:
     """The log always; a webhook when ``alert_webhook`` is set."""
     sinks: list[Sink] = [LogSink()]
     if settings.alert_webhook:
-        sinks.append(WebhookSink(settings.alert_webhook))
+        # Refused here, as the platform opens, when webhook_allow does not name its host and port.
+        sinks.append(WebhookSink(settings.alert_webhook, allow=settings.webhook_allow))
     return sinks
 
 

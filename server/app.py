@@ -13,7 +13,9 @@ import anyio.to_thread
 import msgspec
 from litestar import Litestar, Request, Response, Router, get, post, put
 from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
 
@@ -24,13 +26,16 @@ from mlops_lite.records import (
     ModelVersionRecord,
     Prediction,
 )
+from mlops_lite.security.roles import require
 from server.alerts import ALERT_ROUTES
 from server.audit import AUDIT_ROUTES
 from server.auth import authorize
 from server.columnar import arrow_predict
 from server.context import actor as _actor
+from server.context import identity as _identity
 from server.context import platform as _platform
 from server.data import DATA_ROUTES
+from server.hardening import BodyLimit, hide_home, metrics_open, security_headers
 from server.inline import inline_ok
 from server.lakefs import lakefs_router
 from server.lineage import LINEAGE_ROUTES
@@ -75,14 +80,14 @@ class RecordRunRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 
-@get("/health", opt={"permission": "viewer"}, sync_to_thread=False)
+@get("/health", opt={"permission": "predictor"}, sync_to_thread=False)
 def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Liveness, the version of mlops-lite, and the execution providers in use."""
     return {"status": "ok", "version": mlops_lite.__version__,
             "providers": _platform(request).deployments.providers}
 
 
-@get("/whoami", opt={"permission": "viewer"}, sync_to_thread=False)
+@get("/whoami", opt={"permission": "predictor"}, sync_to_thread=False)
 def whoami(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The caller's identity and role (serving workers check tokens with it)."""
     identity = request.state.identity
@@ -103,23 +108,26 @@ def list_deployments(request: Request[Any, Any, Any]) -> list[DeploymentRecord]:
     return _platform(request).deployments.list()
 
 
-@put("/deployments/{name:str}", opt={"permission": "operator"}, sync_to_thread=True)
+@put("/deployments/{name:str}", opt={"permission": "operator", "deployment_param": "name", "resource": "body"}, sync_to_thread=True)
 def deploy(request: Request[Any, Any, Any], name: str, data: DeployRequest) -> DeploymentRecord:
     """Point a deployment at a model version; the policy gates must pass (412 otherwise)."""
+    require(_identity(request), "operator", model=data.model)
     return _platform(request).deployments.deploy(name, data.model, data.version, reason=data.reason,
                                                  actor=_actor(request))
 
 
-@post("/runs", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
+@post("/runs", opt={"permission": "operator", "body": "upload", "resource": "body"}, status_code=201, sync_to_thread=True)
 def record_run(request: Request[Any, Any, Any], data: RecordRunRequest) -> dict[str, Any]:
     """Record a run trained by a worker: params, metrics, the ONNX model and its signature."""
+    require(_identity(request), "operator", repository=data.tags.get("repository"))
     result = _platform(request).training.record(
         data.name, data_commit=data.data_commit, tags=data.tags, params=data.params, metrics=data.metrics,
         onnx=data.onnx, signature=data.signature, experiment=data.experiment, actor=_actor(request))
     return {"run": result.run, "model_digest": result.model_digest, "data_commit": result.data_commit}
 
 
-@post("/deployments/{name:str}/predict", opt={"permission": "viewer"}, status_code=200, before_request=arrow_predict)
+@post("/deployments/{name:str}/predict", opt={"permission": "predictor", "body": "predict", "deployment_param": "name"}, status_code=200,
+      before_request=arrow_predict)
 async def predict(request: Request[Any, Any, Any], name: str, data: PredictRequest) -> Prediction:
     """Predict for named-feature instances; answers labels, probabilities, version and digest.
     An Arrow IPC stream body (one column per input) is answered by ``arrow_predict`` instead."""
@@ -132,9 +140,17 @@ async def predict(request: Request[Any, Any, Any], name: str, data: PredictReque
     return result
 
 
-@get("/metrics", sync_to_thread=False, include_in_schema=False)
+async def public_or_viewer(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """/metrics and /schema: open when ``public_metrics`` says so (by default, when the server
+    binds a loopback address), else the bearer guard with the viewer role."""
+    if not metrics_open(connection.app):
+        await authorize(connection, handler)
+
+
+@get("/metrics", sync_to_thread=False, include_in_schema=False, guards=[public_or_viewer],
+     opt={"permission": "viewer"})
 def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[str]:
-    """Prometheus text format. No auth: meant for scraping on loopback (the default bind)."""
+    """Prometheus text format; without a token only where ``public_metrics`` allows it."""
     platform = _platform(request)
     text = request.app.state.metrics.render(log_stats=platform.monitoring.stats(),
                                             providers=platform.deployments.providers,
@@ -186,6 +202,7 @@ def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     headers: dict[str, str] = {}
     if isinstance(exc, MlopsLiteError):
         status_code, body = exc.http_status, exc.to_dict()
+        headers.update(getattr(exc, "headers", None) or {})  # Retry-After of a 429
         if isinstance(exc, Unauthenticated):
             headers["WWW-Authenticate"] = "Bearer"
     elif isinstance(exc, ValidationException):
@@ -200,6 +217,7 @@ def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     else:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         status_code, body = 500, {"code": "internal_error", "message": "internal error; see the server log"}
+    body["message"] = hide_home(str(body["message"]), _platform(request).settings.home)
     return Response(body, status_code=status_code, headers=headers)
 
 
@@ -277,10 +295,16 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
     app = Litestar(
         route_handlers=[api, lakefs_router(), oip_router(guards=[authorize]), metrics_endpoint],
         exception_handlers={Exception: _error},
-        openapi_config=OpenAPIConfig(title="mlops-lite", version=mlops_lite.__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(title="mlops-lite", version=mlops_lite.__version__,
+                                     openapi_router=Router(path="/schema", route_handlers=[], guards=[public_or_viewer],
+                                                           opt={"permission": "viewer"})),
         # A preflight carries no token: the CORS middleware answers it before routing and guards.
         cors_config=CORSConfig(allow_origins=origins, allow_credentials=False) if origins else None,
         before_request=_answer_options,
+        # Body limits are BodyLimit's, per class of route (server/hardening.py), not Litestar's one size.
+        request_max_body_size=None,
+        middleware=[BodyLimit],
+        before_send=[security_headers],
         debug=False,
         logging_config=None,
     )

@@ -6,15 +6,27 @@ checks it against the role (and resource) a route declares.
 - ``Authorization: Basic ...``: a lakeFS-style access key (the /api/v1 routes only).
 
 Routes declare ``opt={"permission": ROLE}`` (/v1, /v2) or ``opt={"lakefs": ROLE}``
-(/api/v1), and may name the path parameter that holds the resource a grant can cover:
-``opt={"model_param": "model"}`` or ``opt={"repository_param": "repository"}``. The guard
-lets an identity through when its role, or a grant on that resource, is high enough;
-a route whose resource is in the body checks it in the core."""
+(/api/v1), and say what a grant can cover:
+
+- ``"model_param"`` / ``"repository_param"``: the path parameter naming the model or data
+  repository acted on;
+- ``"deployment_param"``: the path parameter naming a deployment; it acts on the models
+  the deployment serves (primary and candidate), looked up only when the caller's global
+  role is not enough;
+- ``"resource": "body"``: the body names the model or repository, and the handler (or the
+  core, given the Identity) checks it with ``require`` before acting; ``"resource": "any"``:
+  what the route acts on belongs to no model or repository (experiments, runs), so the
+  role held through any grant is enough.
+
+Anything else (SQL, audit, tokens, status, alerts, lists) needs the global role: a grant
+never lifts a route that names no resource. The guard lets an identity through when its
+global role, or a grant on every resource the route acts on, is high enough."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Any
 
 import anyio.to_thread
@@ -25,6 +37,8 @@ from litestar.handlers import BaseRouteHandler
 from mlops_lite import Platform, Unauthenticated
 from mlops_lite.records import Identity
 from mlops_lite.security.roles import highest_role, require, role_rank
+from server.audit import record_failed_login
+from server.hardening import failed_logins, failure_keys
 
 
 def bearer_secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
@@ -67,6 +81,19 @@ async def authenticate_bearer(platform: Platform, secret: str) -> Identity:
 async def failed_authentication(connection: ASGIConnection[Any, Any, Any, Any], exc: Unauthenticated) -> None:
     """Every refused credential passes here once, before its 401 is sent: the place to
     count failures (rate limiting) and to record them (the audit chain)."""
+    failed_logins(connection.app).record(_failure_keys(connection))
+    await record_failed_login(connection)  # counted per client and minute: see server/audit.py
+
+
+def _failure_keys(connection: ASGIConnection[Any, Any, Any, Any]) -> list[str]:
+    client = connection.client.host if connection.client else None
+    return failure_keys(client, connection.headers.get("authorization", ""))
+
+
+def refuse_while_throttled(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """429 (TooManyFailures, with Retry-After) while this client, or the identity its
+    credential claims, is past its failed authentications; the credential is not checked."""
+    failed_logins(connection.app).check(_failure_keys(connection))
 
 
 def resource_of(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> dict[str, str]:
@@ -79,13 +106,46 @@ def resource_of(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     return found
 
 
-def check(identity: Identity, needed: str, resource: dict[str, str]) -> None:
-    """The route's role, globally or through a grant on the route's resource. A route with
-    no resource in its path lets through an identity that holds the role through any grant
-    (the core checks the resource named in the body)."""
-    if resource:
-        require(identity, needed, **resource)
-    elif role_rank(highest_role(identity)) >= role_rank(needed) and identity.grants:
+RESOURCE_SCOPES = ("body", "any")
+
+
+def served_models(platform: Platform, deployment: str) -> list[str]:
+    """The models a deployment serves (primary, then candidate); none when it does not exist."""
+    for record in platform.deployments.list():
+        if record.name == deployment:
+            return list(dict.fromkeys(m for m in (record.model, record.candidate_model) if m))
+    return []
+
+
+async def resources_of(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler,
+                       identity: Identity, needed: str) -> list[dict[str, str]]:
+    """Every resource the route acts on: its path's model or repository, and the models of
+    the deployment it names (read only for an identity with grants whose global role is not
+    enough on its own: no one else can be let in by them)."""
+    found = resource_of(connection, handler)
+    resources = [found] if found else []
+    param = handler.opt.get("deployment_param")
+    if (param is not None and param in connection.path_params and identity.grants
+            and role_rank(identity.role) < role_rank(needed)):
+        platform: Platform = connection.app.state.platform
+        models = await anyio.to_thread.run_sync(served_models, platform, str(connection.path_params[param]))
+        resources += [{"model": model} for model in models]
+    return resources
+
+
+def check(identity: Identity, needed: str, resource: dict[str, str] | Sequence[dict[str, str]],
+          scope: str | None = None) -> None:
+    """The route's role, globally or through grants covering every resource it acts on.
+    With none: a ``scope`` of "body" or "any" lets through an identity holding the role
+    through any grant (the body's resource is checked where it is read); otherwise only
+    the global role counts."""
+    if role_rank(identity.role) >= role_rank(needed):
+        return
+    resources = [r for r in ([resource] if isinstance(resource, dict) else resource) if r]
+    if resources:
+        for one in resources:
+            require(identity, needed, **one)
+    elif scope in RESOURCE_SCOPES and role_rank(highest_role(identity)) >= role_rank(needed):
         return
     else:
         require(identity, needed)
@@ -102,13 +162,15 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         # header (the methods the OpenAPI already shows), so it needs no token. Any other
         # route without a role still fails closed below.
         return
+    refuse_while_throttled(connection)
     platform: Platform = connection.app.state.platform
     try:
         identity = await authenticate_bearer(platform, bearer_secret(connection))
     except Unauthenticated as exc:
         await failed_authentication(connection, exc)
         raise
-    check(identity, handler.opt["permission"], resource_of(connection, handler))
+    needed = handler.opt["permission"]
+    check(identity, needed, await resources_of(connection, handler, identity, needed), handler.opt.get("resource"))
     connection.state.identity = identity
 
 
@@ -117,6 +179,7 @@ async def authorize_lakefs(connection: ASGIConnection[Any, Any, Any, Any], handl
     needed = handler.opt.get("lakefs")
     if needed is None:
         return
+    refuse_while_throttled(connection)
     platform: Platform = connection.app.state.platform
     header = connection.headers.get("authorization", "")
     scheme, _, bearer = header.partition(" ")
@@ -130,5 +193,5 @@ async def authorize_lakefs(connection: ASGIConnection[Any, Any, Any, Any], handl
     except Unauthenticated as exc:
         await failed_authentication(connection, exc)
         raise
-    check(identity, needed, resource_of(connection, handler))
+    check(identity, needed, await resources_of(connection, handler, identity, needed), handler.opt.get("resource"))
     connection.state.identity = identity

@@ -34,12 +34,12 @@ import anyio.to_thread
 import msgspec
 from anyio import from_thread
 from litestar import Request, Response, Router, delete, get, head, post, put, route
-from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.types import Method
+from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser  # type: ignore[import-untyped]
 
 import mlops_lite
 from mlops_lite.clock import as_utc
@@ -55,8 +55,11 @@ from mlops_lite.errors import (
     Unauthenticated,
 )
 from mlops_lite.records import CommitRecord, Identity, ObjectRecord, RepositoryRecord
+from mlops_lite.security.roles import require
+from server.audit import record_read
 from server.auth import authorize_lakefs
 from server.context import platform as _platform
+from server.hardening import hide_home
 
 if TYPE_CHECKING:
     from mlops_lite.data.lakefs_backend import LakeFSBranch, LakeFSRepository
@@ -68,6 +71,7 @@ DEFAULT_AMOUNT = 100
 MAX_DELETE_PATHS = 1000  # lakeFS's DefaultMaxDeleteObjects
 MAX_AMOUNT = 1000
 _CHUNK = 1 << 20
+MAX_FORM_PARTS = 16  # an upload's multipart body: the 'content' part and a few others
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -193,7 +197,8 @@ def _object_stats(request: Request[Any, Any, Any], record: ObjectRecord) -> dict
         mtime = int(file.stat().st_mtime)
     except OSError:
         mtime = 0
-    return {"path": record.path, "path_type": "object", "physical_address": f"local://{file}",
+    # An opaque address, never the server's absolute path: the object's digest, as stored.
+    return {"path": record.path, "path_type": "object", "physical_address": f"local://objects/{record.digest}",
             "checksum": record.digest, "size_bytes": record.size, "mtime": mtime,
             "metadata": {}, "content_type": "application/octet-stream"}
 
@@ -251,6 +256,7 @@ def _lakefs_error(request: Request[Any, Any, Any], exc: Exception) -> Response[A
         status, body, headers = exc.status, {"message": exc.message}, exc.headers
     elif isinstance(exc, MlopsLiteError):
         status, body = exc.http_status, {"message": exc.message, "code": exc.code}
+        headers.update(getattr(exc, "headers", None) or {})  # Retry-After of a 429
         if isinstance(exc, Unauthenticated):
             status = 401
             headers["WWW-Authenticate"] = 'Basic realm="mlops-lite"'
@@ -293,6 +299,7 @@ def _lakefs_error(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     else:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         status, body = 500, {"message": "internal error; see the server log"}
+    body["message"] = hide_home(str(body["message"]), _platform(request).settings.home)
     if request.method == "HEAD":
         return Response(content=b"", status_code=status, headers=headers)
     return Response(body, status_code=status, headers=headers)
@@ -349,12 +356,13 @@ def current_user(request: Request[Any, Any, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ repositories
 
 
-@post("/repositories", opt={"lakefs": "operator"}, status_code=201, sync_to_thread=True)
+@post("/repositories", opt={"lakefs": "operator", "resource": "body"}, status_code=201, sync_to_thread=True)
 def create_repository(request: Request[Any, Any, Any], data: RepositoryCreation) -> dict[str, Any]:
     if data.sample_data:
         raise LakeFSError(400, "sample data is not supported by mlops-lite")
     if data.read_only:
         raise LakeFSError(400, "read-only repositories are not supported by mlops-lite")
+    require(request.state.identity, "operator", repository=data.name)
     record = _repo(request, data.name).create(default_branch=data.default_branch or "main", actor=_actor(request))
     return _repository(record)
 
@@ -520,7 +528,7 @@ def diff_refs(request: Request[Any, Any, Any], repository: str, left_ref: str, r
 
 
 @post("/repositories/{repository:str}/refs/{source_ref:str}/merge/{destination_branch:str}",
-      opt={"lakefs": "operator"}, status_code=200, sync_to_thread=True)
+      opt={"lakefs": "operator", "repository_param": "repository"}, status_code=200, sync_to_thread=True)
 def merge_into_branch(request: Request[Any, Any, Any], repository: str, source_ref: str,
                       destination_branch: str, data: MergeBody | None = None) -> dict[str, Any]:
     """Three-way merge of any ref into a branch; conflicts answer 409 unless a strategy
@@ -597,8 +605,8 @@ class _BodyReader:
         return out
 
 
-@post("/repositories/{repository:str}/branches/{branch:str}/objects", opt={"lakefs": "operator", "repository_param": "repository"},
-      status_code=201, request_max_body_size=None)
+@post("/repositories/{repository:str}/branches/{branch:str}/objects",
+      opt={"lakefs": "operator", "repository_param": "repository", "body": "upload"}, status_code=201)
 async def upload_object(request: Request[Any, Any, Any], repository: str, branch: str,
                         object_path: str = Parameter(query="path"),
                         if_none_match: str | None = Parameter(header="If-None-Match", default=None),
@@ -611,26 +619,43 @@ async def upload_object(request: Request[Any, Any, Any], repository: str, branch
         raise LakeFSError(400, "If-None-Match supports only '*'")
     if_absent = if_none_match == "*"
     target = _repo(request, repository).branch(branch)
-    content_type = request.headers.get("content-type", "")
-    source: Any
-    upload: UploadFile | None = None
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form()
-        content = form.get("content")
-        if content is None:
-            raise LakeFSError(400, "the multipart body needs a field named 'content'")
-        if isinstance(content, UploadFile):
-            upload, source = content, content.file
-        else:
-            source = str(content).encode()
-    else:
-        source = _BodyReader(request.stream().__aiter__())
+    media_type, options = request.content_type
+    chunks: AsyncIterator[bytes] = request.stream().__aiter__()
+    if media_type == "multipart/form-data":
+        if not options.get("boundary"):
+            raise LakeFSError(400, "the multipart body has no boundary in its Content-Type")
+        chunks = _form_field(chunks, options["boundary"].encode(), "content")
+    record = await anyio.to_thread.run_sync(_stage, target, object_path, _BodyReader(chunks), if_absent)
+    return await anyio.to_thread.run_sync(_uploaded, request, repository, branch, record)
+
+
+def _uploaded(request: Request[Any, Any, Any], repository: str, branch: str, record: ObjectRecord) -> dict[str, Any]:
+    """The staged object's stats, once its upload is in the audit chain."""
+    record_read(request, "data.upload", f"data:{repository}/{branch}",
+                {"path": record.path, "digest": record.digest, "bytes": record.size})
+    return _object_stats(request, record)
+
+
+async def _form_field(chunks: AsyncIterator[bytes], boundary: bytes, name: str) -> AsyncIterator[bytes]:
+    """The bytes of the multipart field ``name`` as they arrive, a file part or a text
+    part alike (nothing is held whole in memory); the other parts are read past."""
+    found = inside = False
     try:
-        record = await anyio.to_thread.run_sync(_stage, target, object_path, source, if_absent)
-    finally:
-        if upload is not None:
-            await upload.close()
-    return await anyio.to_thread.run_sync(_object_stats, request, record)
+        with PushMultipartParser(boundary, max_segment_count=MAX_FORM_PARTS) as parser:
+            while not parser.closed:
+                chunk = await anext(chunks, b"")
+                for part in parser.parse(chunk):
+                    if isinstance(part, MultipartSegment):
+                        inside = not found and part.name == name
+                        found = found or inside
+                    elif part is None:
+                        inside = False
+                    elif inside and part:
+                        yield bytes(part)
+    except (ParserError, ParserLimitReached) as exc:
+        raise LakeFSError(400, f"the multipart body is not valid: {exc}") from exc
+    if not found:
+        raise LakeFSError(400, f"the multipart body needs a field named {name!r}")
 
 
 def _stage(target: Branch | LakeFSBranch, path: str, source: Any, if_absent: bool) -> ObjectRecord:
@@ -723,6 +748,9 @@ def get_object(request: Request[Any, Any, Any], repository: str, ref: str,
     headers["Content-Length"] = str(max(last - first + 1, 0))
     if not os.path.exists(file):
         raise NotFound(f"the bytes of {object_path!r} ({record.digest}) are not in the object store")
+    record_read(request, "data.read", f"data:{repository}/{ref}",
+                {"path": record.path, "digest": record.digest, "bytes": max(last - first + 1, 0),
+                 **({"range": [first, last]} if status == 206 else {})})
     return Stream(_read(file, first, last), status_code=status, headers=headers,
                   media_type="application/octet-stream")
 

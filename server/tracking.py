@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 import msgspec
@@ -22,14 +22,19 @@ from litestar.params import Parameter
 
 from mlops_lite import InvalidInput
 from mlops_lite.records import RunRecord
+from mlops_lite.security.audit import statement_summary
 from mlops_lite.tracking import ActiveRun
 from mlops_lite.tracking.provenance import Provenance
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
+from server.audit import record_read
 from server.context import actor as _actor
 from server.context import platform as _platform
 
 MAX_LIMIT = 10_000  # the most runs one list answers
 MAX_SQL_SECONDS = 86_400.0  # the longest time limit a query may ask for
+DEFAULT_SQL_ROWS = 1000  # the rows /v1/sql answers when the body does not say
+TRUNCATED = b"mlops_lite.truncated"  # in an Arrow answer's schema metadata when rows were left out
+_N = TypeVar("_N", int, float)
 OCTET_STREAM = "application/octet-stream"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -83,11 +88,12 @@ class EndRunRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """``max_rows`` null answers every row (as the facet's default does); ``timeout_s``
-    null lets the query run to its end."""
+    """``max_rows`` absent answers up to 1,000 rows, null as many as the server allows
+    (``sql_max_rows``); ``timeout_s`` null runs the query for at most the server's
+    ``sql_timeout_s``. Asking for more than either is a 422 naming the field."""
 
     query: str
-    max_rows: Annotated[int, msgspec.Meta(ge=0)] | None = 1000
+    max_rows: Annotated[int, msgspec.Meta(ge=0)] | msgspec.UnsetType | None = msgspec.UNSET
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_SQL_SECONDS)] | None = None
 
 
@@ -111,7 +117,7 @@ def list_experiments(request: Request[Any, Any, Any]) -> list[ExperimentRecord]:
     return _platform(request).tracking.experiments()
 
 
-@post("/experiments", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/experiments", opt={"permission": "operator", "resource": "any"}, status_code=200, sync_to_thread=True)
 def create_experiment(request: Request[Any, Any, Any], data: CreateExperimentRequest) -> ExperimentRecord:
     """Create an experiment; an existing one answers as it is (``exist_ok``) or 409."""
     return _platform(request).tracking.create_experiment(data.name, description=data.description, tags=data.tags,
@@ -172,21 +178,44 @@ def compare_runs(request: Request[Any, Any, Any], runs: list[str]) -> RunCompari
 def sql(request: Request[Any, Any, Any], data: SqlRequest) -> Any:
     """Read-only SQL over the metadata (one SELECT): columns and rows as JSON, or the table
     as an Arrow IPC stream (its types kept) when ``Accept`` asks for one."""
-    table = _platform(request).tracking.sql(data.query, max_rows=data.max_rows, timeout_s=data.timeout_s)
+    settings = _platform(request).settings
+    asked = min(DEFAULT_SQL_ROWS, settings.sql_max_rows) if data.max_rows is msgspec.UNSET else data.max_rows
+    max_rows = _within(asked, settings.sql_max_rows, "max_rows", "sql_max_rows")
+    timeout_s = _within(data.timeout_s, settings.sql_timeout_s, "timeout_s", "sql_timeout_s")
+    # One row past the cap tells whether rows were left out.
+    table = _platform(request).tracking.sql(data.query, max_rows=max_rows + 1, timeout_s=timeout_s)
+    truncated = table.num_rows > max_rows
+    record_read(request, "sql.query", "metadata", {"sql": statement_summary(data.query),
+                                                   "rows": min(table.num_rows, max_rows)})
+    table = table.slice(0, max_rows)
     if ARROW_STREAM in request.headers.get("accept", ""):
         import pyarrow as pa
 
+        if truncated:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED: b"true"})
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
-    return {"columns": table.column_names, "rows": [list(row.values()) for row in table.to_pylist()]}
+    return {"columns": table.column_names, "rows": [list(row.values()) for row in table.to_pylist()],
+            "truncated": truncated}
+
+
+def _within(asked: _N | None, most: _N, field: str, setting: str) -> _N:
+    """What the client asked for, or the server's most when it asked nothing; a 422 naming
+    the field when it asked for more than the server allows."""
+    if asked is None:
+        return most
+    if asked > most:
+        raise InvalidInput(f"{field} {asked} is more than this server allows ({most}, its setting {setting})",
+                           field=field, expected=f"at most {most}")
+    return asked
 
 
 # --- runs: recording --------------------------------------------------------------------------
 
 
-@post("/runs/start", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
+@post("/runs/start", opt={"permission": "operator", "resource": "any"}, status_code=201, sync_to_thread=True)
 def start_run(request: Request[Any, Any, Any], data: StartRunRequest) -> RunRecord:
     """Start a run (its experiment created when missing); answers the run, ``running``. It
     records the provenance the caller sent (checked: 422 naming the field), else this server's."""
@@ -197,7 +226,7 @@ def start_run(request: Request[Any, Any, Any], data: StartRunRequest) -> RunReco
     return tracking.get_run(run.id)
 
 
-@post("/runs/{run_id:str}/batch", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/runs/{run_id:str}/batch", opt={"permission": "operator", "resource": "any"}, status_code=200, sync_to_thread=True)
 def log_batch(request: Request[Any, Any, Any], run_id: str, data: RunBatchRequest) -> dict[str, int]:
     """Write params and metric points in one transaction; nothing when any is invalid. A
     run that has ended answers 409, one that does not exist 404."""
@@ -205,7 +234,7 @@ def log_batch(request: Request[Any, Any, Any], run_id: str, data: RunBatchReques
     return {"written": _handle(request, run_id).log_batch(points, data.params)}
 
 
-@post("/runs/{run_id:str}/end", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/runs/{run_id:str}/end", opt={"permission": "operator", "resource": "any"}, status_code=200, sync_to_thread=True)
 def end_run(request: Request[Any, Any, Any], run_id: str, data: EndRunRequest) -> RunRecord:
     """Write the last params and points and end the run ``finished`` or ``failed``, in one
     transaction; answers the ended run."""
@@ -216,7 +245,7 @@ def end_run(request: Request[Any, Any, Any], run_id: str, data: EndRunRequest) -
     return run.end(data.status)
 
 
-@put("/runs/{run_id:str}/artifacts", opt={"permission": "operator"}, status_code=200, request_max_body_size=None)
+@put("/runs/{run_id:str}/artifacts", opt={"permission": "operator", "body": "upload", "resource": "any"}, status_code=200)
 async def log_artifact(request: Request[Any, Any, Any], run_id: str,
                        name: Annotated[str, Parameter(description="the artifact's name (any text)")]
                        ) -> dict[str, str]:

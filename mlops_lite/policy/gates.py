@@ -2,10 +2,13 @@
 
 The gates of a model come from its policy (TOML, see ``mlops_lite.policy.document``):
 
-    metric.<name>                         a recorded metric against a minimum or maximum
+    metric.<name>                         the metric measured on the evaluation data (the policy's
+                                          [evaluation], else the held-out slice of the recorded data
+                                          commit) against a minimum or maximum, beside the claimed one
     lineage.complete                      always: a run and at least one data commit
     regression.<metric>                   no regression against the ``production`` version, both
-                                          ONNX models scored on the same evaluation data
+                                          ONNX models scored on the same evaluation data (without
+                                          one: each on its own held-out slice)
     fairness.demographic_parity_difference / fairness.equalized_odds_difference
                                           the candidate's predictions on the evaluation data,
                                           grouped by the sensitive attribute (as fairlearn defines them)
@@ -17,7 +20,8 @@ The gates of a model come from its policy (TOML, see ``mlops_lite.policy.documen
 ``evaluate``/``enforce`` only measure. ``decide`` measures and stores the decision
 (table ``policy_decisions``, audit ``policy.decision``); ``override`` stores an admin
 override with its reason (audit ``policy.override``). A gate that cannot be measured
-(missing evaluation data, a column the model needs, ...) fails and says why.
+(missing evaluation data, a column the model needs, ...) fails and says why: no gate
+reads a metric the run recorded as evidence (see evaluation.py).
 """
 
 from __future__ import annotations
@@ -25,21 +29,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import uuid
-from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlmodel import col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound, PolicyViolation
 from mlops_lite.metadata.tables.policy import PolicyDecisionRow
 from mlops_lite.policy.approvals import Approvals
-from mlops_lite.policy.common import gate_dicts, json_safe, name_of, plain, violation
-from mlops_lite.policy.document import EVALUATED_METRICS, Evaluation, PolicySpec, load_policy
+from mlops_lite.policy.common import gate_dicts, json_safe, name_of, violation
+from mlops_lite.policy.document import Evaluation, PolicySpec, Threshold, load_policy
+from mlops_lite.policy.evaluation import FAIRNESS_METRICS, MEASURABLE, Scored, Scorer, metric_value
 from mlops_lite.policy.fairness import figures, group_rates
 from mlops_lite.policy.notify import Sink, notify, sinks_for
 from mlops_lite.records import ApprovalRequest, GateResult, Identity, ModelVersionRecord, PolicyDecision
@@ -58,18 +60,6 @@ logger = logging.getLogger("mlops_lite.policy")
 
 LOG_PAGE = 10_000
 LOG_LIMIT = 200_000
-_CACHE_SIZE = 16
-
-
-@dataclass(frozen=True)
-class Scored:
-    """A version's predictions on the evaluation data."""
-
-    where: str  # repository@commit:path
-    y_true: np.ndarray  # bool: the target is the positive class
-    y_pred: np.ndarray  # bool: the predicted label is the positive class
-    proba: np.ndarray  # probability of the positive class
-    groups: dict[str, list[str]]  # sensitive column -> group of each row (filled on demand)
 
 
 class Policy:
@@ -86,8 +76,8 @@ class Policy:
         self._data = data
         self._tracking = tracking
         self._actor = actor
-        self._scores: OrderedDict[tuple[str, ...], Scored] = OrderedDict()
-        self._scores_lock = threading.Lock()
+        self._scorer = Scorer(data, registry.model_bytes,
+                              (lambda run_id: dict(tracking.get_run(run_id).tags)) if tracking is not None else None)
         self.approvals = Approvals(self, store, audit, registry, actor)
         # In-process calls act as the platform's own actor, with every right (it owns the stores).
         self._identity = Identity(actor, "admin")
@@ -100,7 +90,8 @@ class Policy:
 
     def sinks(self, spec: PolicySpec | None = None) -> list[Sink]:
         """The alert sinks: the log, the settings' ``alert_webhook``, the policy's webhook."""
-        return sinks_for([getattr(self.settings, "alert_webhook", None), spec.webhook if spec else None])
+        return sinks_for([getattr(self.settings, "alert_webhook", None), spec.webhook if spec else None],
+                         allow=getattr(self.settings, "webhook_allow", ()))
 
     def notify(self, spec: PolicySpec | None, event: dict[str, Any]) -> None:
         notify(self.sinks(spec), {"at": utcnow().isoformat(), **json_safe(event)})
@@ -119,7 +110,7 @@ class Policy:
         return results
 
     def _gates(self, version: ModelVersionRecord, spec: PolicySpec, alias: str) -> list[GateResult]:
-        results = [self._threshold(version, t) for t in spec.thresholds]
+        results = [self._threshold(version, t, spec) for t in spec.thresholds]
         lineage = bool(version.run_id) and bool(version.data_commits)
         results.append(GateResult(gate="lineage.complete", passed=lineage,
                                   measured={"run_id": version.run_id, "data_commits": list(version.data_commits)},
@@ -144,16 +135,69 @@ class Policy:
                         f"{', '.join(approvers) or 'none'} (the author {version.created_by} does not count)")))
         return results
 
-    @staticmethod
-    def _threshold(version: ModelVersionRecord, threshold: Any) -> GateResult:
-        value = version.metrics.get(threshold.metric)
-        gate = f"metric.{threshold.metric}"
-        if not _is_number(value):
-            return GateResult(gate=gate, passed=False, measured=value, bound=threshold.bound,
-                              detail=f"{version.model}@{version.version} has no recorded {threshold.metric}")
-        passed = (threshold.min is None or value >= threshold.min) and (threshold.max is None or value <= threshold.max)
-        return GateResult(gate=gate, passed=passed, measured=float(value), bound=threshold.bound,
-                          detail="the version's recorded metric (its training run's held-out split)")
+    # thresholds -------------------------------------------------------------------
+
+    def _threshold(self, version: ModelVersionRecord, threshold: Threshold, spec: PolicySpec) -> GateResult:
+        """The metric measured on the evaluation data against the bound; the run's claimed
+        value beside it, and a claim further than ``[claims] tolerance`` from the value
+        measured on the held-out slice fails the gate too."""
+        metric, name = threshold.metric, f"{version.model}@{version.version}"
+        gate = f"metric.{metric}"
+        raw = version.metrics.get(metric)
+        claimed = float(raw) if _is_number(raw) else None
+        said = (f"the {claimed:.6g} its run claims is not evidence" if claimed is not None
+                else f"its run claims no {metric} either")
+        if metric not in MEASURABLE:
+            return GateResult(gate=gate, passed=False, measured=None, bound=threshold.bound,
+                              detail=(f"{metric} of {name} is not a metric the gates can measure "
+                                      f"({', '.join(MEASURABLE)}); {said}"),
+                              evidence={"metric": metric, "measured": None, "claimed": claimed})
+        sensitive = self._sensitive(version, spec) if metric in FAIRNESS_METRICS else None
+        try:
+            scored = self._scorer.score(version, self._scorer.source(version, spec.evaluation), sensitive=sensitive)
+            value = metric_value(scored, metric, sensitive=sensitive)
+        except Exception as exc:
+            return GateResult(gate=gate, passed=False, measured=None, bound=threshold.bound,
+                              detail=f"could not measure {metric} of {name}: {_why(exc)}; {said}",
+                              evidence={"metric": metric, "measured": None, "claimed": claimed})
+        within = (threshold.min is None or value >= threshold.min) and (threshold.max is None or value <= threshold.max)
+        claim = self._claim(version, metric, claimed, scored, value, sensitive, spec.claim_tolerance)
+        detail = (f"{metric} {value:.6g} measured on {scored.source.describe()}, {scored.rows} rows; "
+                  f"{claim['note']}")
+        return GateResult(gate=gate, passed=within and claim["honest"], measured=value, bound=threshold.bound,
+                          detail=detail, evidence={"metric": metric, "measured": value, "claimed": claimed,
+                                                   "data": scored.evidence(), "claim": claim})
+
+    def _claim(self, version: ModelVersionRecord, metric: str, claimed: float | None, scored: Scored, value: float,
+               sensitive: str | None, tolerance: float) -> dict[str, Any]:
+        """The run's claim against the value measured on its held-out slice (what it claims
+        to have measured): ``honest`` false when they are more than ``tolerance`` apart."""
+        if claimed is None:
+            return {"honest": True, "checked": False, "note": f"the run claims no {metric}"}
+        if scored.source.kind == "held-out":
+            held = value
+        else:
+            try:
+                held_scored = self._scorer.score(version, self._scorer.held_out(version), sensitive=sensitive)
+                held = metric_value(held_scored, metric, sensitive=sensitive)
+            except Exception as exc:
+                # The verdict stands on the registered data; the claim alone cannot be checked.
+                return {"honest": True, "checked": False,
+                        "note": f"the run claims {claimed:.6g}, not checked: {_why(exc)}"}
+        difference = abs(claimed - held)
+        honest = difference <= tolerance
+        note = (f"the run claims {claimed:.6g}, {held:.6g} measured on its held-out slice"
+                + ("" if honest else f": {difference:.4g} apart, more than the {tolerance:g} allowed "
+                                     "([claims] tolerance)"))
+        return {"honest": honest, "checked": True, "claimed": claimed, "held_out": held, "difference": difference,
+                "tolerance": tolerance, "note": note}
+
+    def _sensitive(self, version: ModelVersionRecord, spec: PolicySpec) -> str | None:
+        """The sensitive column of the fairness thresholds: the policy's, else the training run's."""
+        if spec.fairness is not None:
+            return spec.fairness.sensitive
+        recorded = version.params.get("sensitive")
+        return str(recorded) if recorded else None
 
     # regression -------------------------------------------------------------------
 
@@ -169,30 +213,24 @@ class Policy:
         if base.version == version.version:
             return GateResult(gate=gate, passed=True, measured=None, bound=f"{against} is {base.version}",
                               detail=f"{version.model}@{version.version} is the {against} version itself")
-        candidate: float | None
-        reference: float | None
+        try:
+            scored = self._scorer.score(version, self._scorer.source(version, spec.evaluation))
+            scored_base = self._scorer.score(base, self._scorer.source(base, spec.evaluation))
+            candidate, reference = metric_value(scored, metric), metric_value(scored_base, metric)
+        except Exception as exc:
+            return GateResult(gate=gate, passed=False, measured=None, bound=f"{against} - {tolerance:g}",
+                              detail=f"could not score on the evaluation data: {_why(exc)}")
         if spec.evaluation is not None:
-            try:
-                candidate = metric_value(self.scored(version, spec.evaluation), metric)
-                scored_base = self.scored(base, spec.evaluation)
-                reference = metric_value(scored_base, metric)
-            except Exception as exc:
-                return GateResult(gate=gate, passed=False, measured=None, bound=f"{against} - {tolerance:g}",
-                                  detail=f"could not score on the evaluation data: {_why(exc)}")
             source = f"both ONNX models scored on {scored_base.where}"
         else:
-            candidate, reference = version.metrics.get(metric), base.metrics.get(metric)
-            if not (_is_number(candidate) and _is_number(reference)):
-                return GateResult(gate=gate, passed=False, measured=candidate, bound=f"{against} - {tolerance:g}",
-                                  detail=f"no [evaluation] data, and {metric} is not recorded for both "
-                                         f"{version.version} ({candidate}) and {against} {base.version} ({reference})")
-            source = ("the recorded metrics (no [evaluation] data in the policy: each version's own "
-                      "held-out split, not the same data)")
-        floor = float(reference) - tolerance
-        return GateResult(gate=gate, passed=float(candidate) >= floor, measured=float(candidate),
-                          bound=f">= {floor:.6g}",
-                          detail=(f"{metric} {float(candidate):.6g} vs {against} {base.version} {float(reference):.6g} "
-                                  f"(tolerance {tolerance:g}), on {source}"))
+            source = (f"each ONNX model scored on its own held-out slice ({scored.where}, {scored_base.where}; "
+                      "no [evaluation] data in the policy: not the same rows)")
+        floor = reference - tolerance
+        return GateResult(gate=gate, passed=candidate >= floor, measured=candidate, bound=f">= {floor:.6g}",
+                          detail=(f"{metric} {candidate:.6g} vs {against} {base.version} {reference:.6g} "
+                                  f"(tolerance {tolerance:g}), on {source}"),
+                          evidence={"metric": metric, "measured": candidate, "reference": reference,
+                                    "data": scored.evidence(), "reference_data": scored_base.evidence()})
 
     # fairness ---------------------------------------------------------------------
 
@@ -213,69 +251,16 @@ class Policy:
         shown = {g: {k: round(v, 4) for k, v in r.items()} for g, r in rates.items()}
         return [GateResult(gate=f"fairness.{name}", passed=measured[name] <= bound, measured=measured[name],
                            bound=f"<= {bound:g}",
-                           detail=f"{fairness.sensitive!r} groups on {scored.where}: {json.dumps(shown)}")
+                           detail=f"{fairness.sensitive!r} groups on {scored.where}: {json.dumps(shown)}",
+                           evidence={"metric": name, "measured": measured[name], "data": scored.evidence()})
                 for name, bound in wanted.items()]
 
     # scoring on the evaluation data ------------------------------------------------
 
     def scored(self, version: ModelVersionRecord, evaluation: Evaluation, *, sensitive: str | None = None) -> Scored:
-        """``version``'s ONNX model scored on the evaluation table (cached per digest and
-        commit read). Raises InvalidInput/NotFound when the data does not fit the model."""
-        read = self._data.repo(evaluation.repository).ref(evaluation.ref).read_table(evaluation.path)
-        table = read.table
-        target = evaluation.target or version.signature.get("target")
-        where = f"{evaluation.repository}@{read.commit}:{evaluation.path}"
-        if not target or target not in table.column_names:
-            raise InvalidInput(f"the evaluation table {where} has no target column {target!r}",
-                               field="evaluation.target", expected="the label column of the evaluation table")
-        key = (version.digest, evaluation.repository, read.commit, evaluation.path, target)
-        with self._scores_lock:
-            cached = self._scores.get(key)
-            if cached is not None:
-                self._scores.move_to_end(key)
-        if cached is not None:
-            scored = cached
-        else:
-            scored = self._score(version, table, target, where)
-            with self._scores_lock:
-                self._scores[key] = scored
-                while len(self._scores) > _CACHE_SIZE:
-                    self._scores.popitem(last=False)
-        if sensitive is not None and sensitive not in scored.groups:
-            if sensitive not in table.column_names:
-                raise InvalidInput(f"the evaluation table {where} has no sensitive column {sensitive!r}",
-                                   field="fairness.sensitive", expected="a column of the evaluation table")
-            import pyarrow as pa
-
-            scored.groups[sensitive] = [str(g) for g in table.column(sensitive).cast(pa.string()).to_pylist()]
-        return scored
-
-    def _score(self, version: ModelVersionRecord, table: Any, target: str, where: str) -> Scored:
-        from mlops_lite.inference.session import CPU, ModelSession
-
-        features = [spec["name"] for spec in version.signature.get("inputs", [])]
-        missing = [name for name in features if name not in table.column_names]
-        if missing:
-            raise InvalidInput(f"the evaluation table {where} lacks the model's feature(s) {missing}",
-                               field="evaluation.path", expected=f"a table with the columns {features}")
-        truth = table.column(target).to_pylist()
-        if any(value is None for value in truth):
-            raise InvalidInput(f"the target {target!r} of {where} has missing values", field="evaluation.target",
-                               expected="a label on every row")
-        classes = list(version.signature.get("classes") or [])
-        if len(classes) != 2:
-            raise InvalidInput(f"{version.model}@{version.version} is not a binary classifier (classes {classes})",
-                               field="version", expected="two classes")
-        rows = table.select(features).to_pylist()
-        session = ModelSession(self._registry.model_bytes(version.model, version.version), version.signature,
-                               providers=[CPU], max_batch_size=max(1, len(rows)))
-        labels, probabilities = session.predict(session.build_feed(rows))
-        positive = classes[1]
-        labels = np.asarray(labels).reshape(-1)
-        return Scored(where=where,
-                      y_true=np.asarray([value == positive for value in truth], dtype=bool),
-                      y_pred=np.asarray([plain(label) == positive for label in labels], dtype=bool),
-                      proba=np.asarray(probabilities, dtype=np.float64)[:, 1], groups={})
+        """``version``'s ONNX model scored on the registered evaluation table (cached per
+        digest and commit read). Raises InvalidInput/NotFound when the data does not fit the model."""
+        return self._scorer.score(version, self._scorer.registered(version, evaluation), sensitive=sensitive)
 
     # data checks ------------------------------------------------------------------
 
@@ -457,24 +442,6 @@ class Policy:
 
 # ---- helpers ------------------------------------------------------------------------
 
-def metric_value(scored: Scored, metric: str) -> float:
-    """One of EVALUATED_METRICS on scored predictions."""
-    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
-
-    if metric not in EVALUATED_METRICS:
-        raise InvalidInput(f"{metric!r} cannot be computed on evaluation data", field="regression.metric",
-                           expected=" | ".join(EVALUATED_METRICS))
-    if metric == "accuracy":
-        return float(np.mean(scored.y_true == scored.y_pred))
-    if metric == "roc_auc":
-        if scored.y_true.all() or not scored.y_true.any():
-            raise InvalidInput(f"ROC AUC needs both classes in the evaluation target ({scored.where})",
-                               field="evaluation.target", expected="both classes present")
-        return float(roc_auc_score(scored.y_true, scored.proba))
-    scorer = {"f1": f1_score, "precision": precision_score, "recall": recall_score}[metric]
-    return float(scorer(scored.y_true, scored.y_pred, zero_division=0))
-
-
 def _find_on_branch(repo: Any, branch: str, trees: dict[str, str]) -> dict[str, str]:
     """Walk ``branch``'s first-parent history (each state the branch had: on a protected
     branch, each passed the checks) looking for the commits, or commits with their trees."""
@@ -517,7 +484,8 @@ def _raise_if_failed(version: ModelVersionRecord, results: list[GateResult]) -> 
 
 def _decision_record(row: PolicyDecisionRow) -> PolicyDecision:
     gates = tuple(GateResult(gate=g["gate"], passed=bool(g["passed"]), measured=g.get("measured"),
-                             bound=g.get("bound"), detail=g.get("detail", "")) for g in row.gates or [])
+                             bound=g.get("bound"), detail=g.get("detail", ""), evidence=dict(g.get("evidence") or {}))
+                  for g in row.gates or [])
     return PolicyDecision(id=row.id, model=row.model, version=row.version, alias=row.alias, at=row.decided_at,
                           passed=bool(row.passed), gates=gates, actor=row.actor, override_reason=row.override_reason,
                           digest=row.digest, policy=dict(row.policy or {}))

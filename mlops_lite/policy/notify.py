@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mlops_lite.alerts.sinks import Delivery, Report, Sink, send_to, unobserved
-from mlops_lite.alerts.webhook import Webhook
+from mlops_lite.alerts.webhook import Webhook, shown
+from mlops_lite.errors import InvalidInput
 
 logger = logging.getLogger("mlops_lite.policy.notify")
 
@@ -43,15 +44,15 @@ class LogSink:
 class WebhookSink:
     """POSTs each event as JSON to ``url`` (2 s timeout); failures are logged, never raised."""
 
-    def __init__(self, url: str, *, timeout: float = WEBHOOK_TIMEOUT_S) -> None:
+    def __init__(self, url: str, *, timeout: float = WEBHOOK_TIMEOUT_S, allow: Sequence[str] = ()) -> None:
         self.url = url
         self.timeout = timeout
-        self._webhook = Webhook(url, retries=0, timeout_s=timeout)
+        self._webhook = Webhook(url, retries=0, timeout_s=timeout, allow=allow)
 
     def send(self, event: dict[str, Any], done: Report = unobserved) -> None:
         result = self._webhook.post(event)  # never raises: a sink never breaks the change it reports
         if not result.ok:
-            logger.warning("webhook %s failed for %s: %s", self.url, event.get("event"), result.error)
+            logger.warning("webhook %s failed for %s: %s", shown(self.url), event.get("event"), result.error)
         done(result)
 
     def __eq__(self, other: object) -> bool:
@@ -61,17 +62,21 @@ class WebhookSink:
         return hash(("webhook", self.url))
 
     def __repr__(self) -> str:
-        return f"WebhookSink({self.url!r})"
+        return f"WebhookSink({shown(self.url)!r})"
 
 
-def sinks_for(webhooks: Iterable[str | None]) -> list[Sink]:
-    """The log sink plus one webhook sink per distinct URL."""
+def sinks_for(webhooks: Iterable[str | None], allow: Sequence[str] = ()) -> list[Sink]:
+    """The log sink plus one webhook sink per distinct URL that ``allow`` (the settings'
+    ``webhook_allow``) lets through; a refused one is logged and left out."""
     sinks: list[Sink] = [LogSink()]
     seen: set[str] = set()
     for url in webhooks:
         if url and url not in seen:
             seen.add(url)
-            sinks.append(WebhookSink(url))
+            try:
+                sinks.append(WebhookSink(url, allow=allow))
+            except InvalidInput as exc:
+                logger.warning("webhook %s not used: %s", shown(url), exc.message)
     return sinks
 
 

@@ -322,7 +322,7 @@ def hook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 def test_webhook_delivers_once_with_the_alert_as_json(
         store: MetadataStore, audit: AuditLog, clock: Clock, hook: tuple[str, list[dict[str, Any]]]) -> None:
     url, received = hook
-    alerts = Alerts(store, audit, "system:monitor", sinks=[WebhookSink(url, backoff_s=0.01)], clock=clock,
+    alerts = Alerts(store, audit, "system:monitor", sinks=[WebhookSink(url, backoff_s=0.01, allow=["127.0.0.1:*"])], clock=clock,
                     rules=[DRIFT])
     observation = Observation("drift.share", "loans", 0.45, dict(EVIDENCE, drifted=["age"]))
     [t] = alerts.evaluate([observation])
@@ -344,7 +344,8 @@ def test_a_down_webhook_is_retried_then_undelivered_and_evaluate_does_not_wait(
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    sink = WebhookSink(f"http://127.0.0.1:{port}/hook", retries=2, backoff_s=0.5, timeout_s=1.0)
+    sink = WebhookSink(f"http://127.0.0.1:{port}/hook", retries=2, backoff_s=0.5, timeout_s=1.0,
+                       allow=["127.0.0.1:*"])
     alerts = Alerts(store, audit, "system:monitor", sinks=[sink], rules=[DRIFT])
     started = time.monotonic()
     [t] = alerts.evaluate([Observation("drift.share", "loans", 0.5, {})])
@@ -365,4 +366,6 @@ def test_webhook_url_is_checked() -> None:
     with pytest.raises(InvalidInput):
         WebhookSink("ftp://example.org/hook")
     with pytest.raises(InvalidInput):
-        WebhookSink("http://127.0.0.1:1/hook", retries=-1)
+        WebhookSink("http://127.0.0.1:1/hook", retries=-1, allow=["127.0.0.1:*"])
+    with pytest.raises(InvalidInput, match="webhook_allow"):
+        WebhookSink("http://127.0.0.1:1/hook")  # not listed
