@@ -130,3 +130,20 @@ def test_one_login_names_the_choices(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="several stored logins"):
         credentials.one_login(tmp_path, "https://idp.example.com", None)
     assert credentials.one_login(tmp_path, None, "other").client_id == "other"
+
+
+def test_a_secret_client_authenticates_with_form_encoded_basic_and_a_public_one_names_itself(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 6749 2.3.1: id and secret are form-encoded before HTTP Basic, so a ':' in either
+    cannot shift the split; the secret comes from the named variable only."""
+    monkeypatch.setenv("THE_SECRET", "p:a ss/word")
+    form: dict[str, str] = {}
+    headers = credentials._client_auth(credentials.Client("https://idp", "id:1", secret_env="THE_SECRET"), form)
+    assert base64.b64decode(headers["Authorization"].removeprefix("Basic ")).decode() == "id%3A1:p%3Aa+ss%2Fword"
+    assert form == {}
+    public: dict[str, str] = {}
+    assert credentials._client_auth(credentials.Client("https://idp", "cli"), public) == {}
+    assert public == {"client_id": "cli"}
+    monkeypatch.delenv("THE_SECRET")
+    with pytest.raises(InvalidInput, match="THE_SECRET"):
+        credentials._client_auth(credentials.Client("https://idp", "id", secret_env="THE_SECRET"), {})
