@@ -94,7 +94,7 @@ class _ProviderKeys:
         with self._lock:
             now = time.monotonic()
             stale = self._fetched_at is None or now - self._fetched_at > self.config.jwks_ttl_s
-            missing = kid is None or kid not in self._jwks
+            missing = kid not in self._jwks if kid is not None else len(self._jwks) != 1
             allowed = self._attempted_at is None or now - self._attempted_at >= self.config.jwks_min_refresh_s
             if (stale or missing) and allowed:
                 self._refresh(now)
