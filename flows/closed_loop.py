@@ -25,7 +25,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE
 
-from flows.context import platform_for
+from flows.context import check_params, platform_for
 from flows.loop import anonymize_source, evaluation_report, transient
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import InvalidInput, MissingDependency
@@ -88,6 +88,7 @@ def monitor_flow(home: str, deployment: str | None = None, debounce_s: float = 6
     live): drift, quality, latency -> alert rules -> the retrain decision (every trigger,
     with its guards). Without a ``deployment``, every deployment, answered as
     ``{"checks": {name: result}}``."""
+    check_params("monitor", locals())
     if deployment is None:
         names = [record.name for record in platform_for(home).deployments.list()]
         return {"checks": {name: monitor_flow.fn(home, name, debounce_s, since) for name in names}}
@@ -149,6 +150,7 @@ def tune_flow(home: str, deployment: str, commit: str, grid: list[dict[str, Any]
     """One training task per parameter set of ``grid`` (over the deployment's recipe, with
     ``algorithm`` and ``params`` when given), in parallel on this flow's task runner
     (threads, or a Dask cluster); the best held-out ROC AUC wins."""
+    check_params("tune", locals())
     recipe = read_recipe(home, deployment, algorithm, params)
     pattern = TrainingRecipe.from_dict(recipe).pattern
     futures = [train_candidate.submit(home, recipe["repository"], commit, pattern, _with_params(recipe, point))
@@ -349,6 +351,7 @@ def retrain_release_flow(home: str, deployment: str, source: str | None = None, 
     with ``algorithm`` and ``params`` over it when given. A ``source`` file is committed
     beside the files it trained on (at ``path`` when given); without one, it trains on the
     newest commit of main as it is (data merged there by others)."""
+    check_params("retrain-release", locals())
     timeline: list[tuple[str, str]] = []
 
     def mark(what: str) -> None:

@@ -9,10 +9,15 @@ Unbound, a task calls ``connect(home=...)``: on a Prefect worker, where
 from __future__ import annotations
 
 import atexit
+import os
 import threading
+from pathlib import Path
+from typing import Any
 
 from mlops_lite import Platform, connect
 from mlops_lite.client import RemotePlatform
+from mlops_lite.config import Settings, load_settings
+from mlops_lite.flow_params import check_flow_params
 
 _bound: dict[str, Platform | RemotePlatform] = {}
 _opened: dict[str, Platform | RemotePlatform] = {}
@@ -49,3 +54,24 @@ def platform_for(home: str) -> Platform | RemotePlatform:
             _bound[home] = _opened[home] = platform
             atexit.register(platform.close)
         return platform
+
+
+def check_params(flow: str, params: dict[str, Any]) -> None:
+    """Refuse a flow run's parameters before any task runs (``mlops_lite.flow_params``),
+    with the settings of the home this process serves: a bound Platform's; on a worker
+    (``MLOPS_LITE_URL`` set) this process's own, since there ``home`` only names the
+    daemon's and must not pick the configuration that says what may be read."""
+    with _lock:
+        bound = {str(Path(h).resolve()): p for h, p in _bound.items() if h not in _opened}
+    home = params.get("home")
+    settings: Settings | None = None
+    if isinstance(home, str) and home and "\x00" not in home:
+        platform = bound.get(str(Path(home).expanduser().resolve()))
+        if isinstance(platform, Platform):
+            settings = platform.settings
+        elif not bound:
+            try:
+                settings = load_settings() if os.environ.get("MLOPS_LITE_URL") else load_settings(home=home)
+            except ValueError:  # a toml there that does not parse: not a home to run in
+                settings = None
+    check_flow_params(flow, params, settings=settings, bound_homes=bound)

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.context import platform_for
+from flows.context import check_params, platform_for
 from mlops_lite.errors import BackendUnavailable, MlopsLiteError
 from mlops_lite.training import TrainingSpec
 
@@ -89,6 +89,7 @@ def ingest_flow(home: str, source: str, repository: str, path: str, branch: str 
                 pii: list[str] | None = None) -> str:
     """Anonymize PII, then commit a CSV/Parquet file on a data branch (a protected branch
     takes it by merge, through the data checks); returns the commit id."""
+    check_params("ingest", locals())
     return commit_dataset(home, anonymize_source(home, source, repository, pii), repository, path, branch)
 
 
@@ -99,18 +100,21 @@ def train_flow(home: str, repository: str, path: str, target: str, ref: str = "m
     """Train on a data commit, convert to ONNX, check parity; returns the run's summary.
     Every column but the target and ``exclude`` (PII, protected attributes) is a feature;
     ``sensitive`` is the attribute the fairness metrics group by."""
+    check_params("train", locals())
     return train_model(home, repository, ref, path, algorithm, target, list(exclude or ()), sensitive)
 
 
 @flow(name="register", flow_run_name="register {model} from run {run_id}", log_prints=True)
 def register_flow(home: str, model: str, run_id: str) -> str:
     """Register a run's ONNX model; returns the semantic version."""
+    check_params("register", locals())
     return register_version(home, model, run_id)
 
 
 @flow(name="deploy", flow_run_name="deploy {model}@{version} as {deployment}", log_prints=True)
 def deploy_flow(home: str, deployment: str, model: str, version: str) -> int:
     """Point a deployment at a version through the policy gates; returns the revision."""
+    check_params("deploy", locals())
     return point_deployment(home, deployment, model, version)
 
 
@@ -121,6 +125,7 @@ def release_loop(home: str, source: str, deployment: str, model: str, repository
     """ingest -> train -> register -> deploy, as subflows: ``source`` committed at ``path``
     of ``repository``, a model of ``target`` trained on it (see ``train_flow``), registered
     as ``model`` and served as ``deployment``."""
+    check_params("release-loop", locals())
     commit = ingest_flow(home, source, repository, path)
     trained = train_flow(home, repository, path, target, commit, algorithm, exclude, sensitive)
     version = register_flow(home, model, trained["run_id"])

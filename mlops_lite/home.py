@@ -25,9 +25,12 @@ def init_home(settings: Settings) -> InitResult:
     os.chmod(settings.home, 0o700)
     if not settings.config_file.exists():
         settings.config_file.write_text(DEFAULT_TOML)
-    token: str | None = None
     from mlops_lite.platform import Platform  # the stores' libraries: only when a home is made
+    from mlops_lite.security.service import ensure_prefect_auth
 
+    ensure_prefect_auth(settings)
+    settings.inbox.mkdir(mode=0o700, exist_ok=True)
+    token: str | None = None
     with Platform(settings, actor="system:init") as platform:
         if not settings.token_file.exists():
             _, token = platform.tokens.create("admin", "admin", actor="system:init")

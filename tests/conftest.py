@@ -24,6 +24,10 @@ os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.pop("MLOPS_LITE_URL", None)
 os.environ.pop("MLOPS_LITE_TOKEN", None)
+os.environ.pop("PREFECT_API_AUTH_STRING", None)
+# Flow runs read source files only from allowed folders (mlops_lite/flow_params.py); the
+# tests write theirs under the temporary folder, as an operator's landing folder would be.
+os.environ["MLOPS_LITE_INGEST_DIRS"] = str(Path(tempfile.gettempdir()).resolve())
 
 FEATURE_EXCLUDE = ("name", "email", "phone", "gender", "age")
 
