@@ -400,3 +400,16 @@ def test_the_environment_takes_issuers_as_json(tmp_path: Path, monkeypatch: pyte
                                                        "algorithms": ["HS256"]}]))
     with pytest.raises(ValidationError, match="algorithm 'HS256' is not accepted"):
         load_settings(home=tmp_path / "home")
+
+
+def test_a_token_without_kid_uses_the_only_key_and_refetches_nothing(idp: KeyServer, keys: dict[str, Any],
+                                                                     verifier: OidcVerifier) -> None:
+    idp.keys = [public_jwk(keys["rsa"], "k1")]
+    assert verifier.authenticate(mint(keys["rsa"], kid=None, iss=idp.issuer)).subject == "alice-sub"
+    time.sleep(0.35)  # past jwks_min_refresh_s: only a missing key would refetch now
+    assert verifier.authenticate(mint(keys["rsa"], kid=None, iss=idp.issuer, sub="bob-sub")).subject == "bob-sub"
+    assert idp.hits["jwks"] == 1
+    idp.keys = [public_jwk(keys["rsa"], "k1"), public_jwk(keys["rsa2"], "k2")]
+    time.sleep(0.35)
+    with pytest.raises(Unauthenticated, match="names no key id"):
+        verifier.authenticate(mint(keys["rsa"], kid=None, iss=idp.issuer, sub="carol-sub"))
