@@ -169,6 +169,9 @@ class GateResult:
     measured: Any
     bound: Any
     detail: str = ""
+    # What a measuring gate measured on and beside what: the data (repository, commit,
+    # path, rows), the measured and the claimed figure; {} for a gate that only looks.
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,7 @@ class TokenRecord:
     access_key_id: str | None = None
     grants: tuple[Grant, ...] = ()
     expires_at: datetime | None = None
+    service: str | None = None  # "worker" or "replica" for a service identity's token
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,18 @@ at least ``min_roc_auc`` and lineage complete".
 
 Schema (every section optional; unknown sections and keys are refused)::
 
-    [thresholds]                 # gate "metric.<name>", on the version's recorded metrics
+    [thresholds]                 # gate "metric.<name>": the gate measures the version itself
     roc_auc = 0.7                # a number: the minimum (higher is better)
     accuracy = 0.75
     demographic_parity_difference = { max = 0.1 }   # lower is better: a maximum
     f1 = { min = 0.5, max = 0.99 }                   # or both
 
+    [claims]                     # what the thresholds allow between a run's claimed metric
+    tolerance = 0.02             #   and the one measured on its held-out slice (default 0.02)
+
     [regression]                 # gate "regression.<metric>": no regression vs production
-    metric = "roc_auc"           # default "roc_auc"; with [evaluation]: one of
-                                 #   roc_auc, accuracy, f1, precision, recall
+    metric = "roc_auc"           # default "roc_auc"; one of roc_auc, accuracy, f1,
+                                 #   precision, recall (measured, never read from the run)
     tolerance = 0.01             # default 0.0: candidate >= production - tolerance
     against = "production"       # the alias compared against (default "production")
     enabled = true               # false switches off a gate the default file turned on
@@ -56,8 +59,15 @@ Schema (every section optional; unknown sections and keys are refused)::
     [notify]                     # alert sinks for decisions and approval requests
     webhook = "http://127.0.0.1:9000/hook"   # JSON POST, 2 s timeout (log sink always on)
 
-Without ``[evaluation]`` the regression gate compares the versions' recorded
-metrics (and says so in its detail); ``[fairness]`` needs ``[evaluation]``.
+Every threshold and the regression gate measure the version themselves (see
+``mlops_lite.policy.evaluation``): its ONNX file, scored on ``[evaluation]`` when the
+policy has it, else on the slice of its recorded data commit its training held out. A
+threshold can only name a metric the platform computes (roc_auc, accuracy, f1,
+precision, recall, demographic_parity_difference, equalized_odds_difference); any
+other fails, since a number the uploader sent is a claim. A claimed metric more than
+``[claims] tolerance`` from the one measured on the held-out slice fails its threshold.
+Without ``[evaluation]`` the regression gate measures each version on its own held-out
+slice (and says so in its detail); ``[fairness]`` needs ``[evaluation]``.
 A bad file raises InvalidInput whose ``field`` names the key (``thresholds.roc_auc``)
 and whose ``details['file']`` names the file.
 """
@@ -76,6 +86,9 @@ from mlops_lite.errors import InvalidInput
 POLICY_DIR = "policies"
 DEFAULT_FILE = "default.toml"
 EVALUATED_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall")
+# A run's claimed metric and the one measured on its held-out slice differ by the ONNX
+# conversion (parity is checked at 1e-4) when the claim is honest.
+CLAIM_TOLERANCE = 0.02
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _METRIC = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
@@ -83,6 +96,7 @@ _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 SECTIONS: dict[str, tuple[str, ...] | None] = {
     "thresholds": None,  # any metric name
+    "claims": ("tolerance",),
     "regression": ("metric", "tolerance", "against", "enabled"),
     "evaluation": ("repository", "ref", "path", "target"),
     "fairness": ("sensitive", "max_demographic_parity_difference", "max_equalized_odds_difference", "enabled"),
@@ -144,6 +158,7 @@ class PolicySpec:
     approvals_required: int = 0
     webhook: str | None = None
     gated_aliases: tuple[str, ...] = ("production",)
+    claim_tolerance: float = CLAIM_TOLERANCE
     files: tuple[str, ...] = ()
     document: dict[str, Any] = field(default_factory=dict)
 
@@ -276,7 +291,7 @@ def build_spec(model: str | None, merged: dict[str, dict[str, Any]], origin: dic
         against = get_str("regression", "against", default="production") or "production"
         if not _ALIAS.match(against):
             bad("regression.against", f"bad alias {against!r}", "an alias name such as production")
-        if evaluation is not None and metric not in EVALUATED_METRICS:
+        if metric not in EVALUATED_METRICS:
             bad("regression.metric", f"regression.metric {metric!r} cannot be computed on the evaluation data",
                 " | ".join(EVALUATED_METRICS))
         if not _METRIC.match(metric):
@@ -323,6 +338,11 @@ def build_spec(model: str | None, merged: dict[str, dict[str, Any]], origin: dic
         bad("approvals.required", f"approvals.required must be a whole number >= 0, got {required!r}",
             "a whole number >= 0")
 
+    claim_tolerance = merged.get("claims", {}).get("tolerance", CLAIM_TOLERANCE)
+    if not _number(claim_tolerance) or not 0 <= claim_tolerance <= 1:
+        bad("claims.tolerance", f"claims.tolerance must be a number from 0 to 1, got {claim_tolerance!r}",
+            "a number from 0 to 1")
+
     webhook = get_str("notify", "webhook")
     if webhook is not None and not _URL.match(webhook):
         bad("notify.webhook", f"notify.webhook {webhook!r} is not an http(s) URL", "http://host:port/path")
@@ -335,4 +355,5 @@ def build_spec(model: str | None, merged: dict[str, dict[str, Any]], origin: dic
     return PolicySpec(model=model, thresholds=tuple(thresholds), regression=regression, evaluation=evaluation,
                       fairness=fairness, require_checked=require_checked, data_repository=data_repository,
                       allowed_regions=allowed_regions, approvals_required=required, webhook=webhook,
-                      gated_aliases=tuple(gated), files=files, document={s: dict(t) for s, t in merged.items()})
+                      gated_aliases=tuple(gated), claim_tolerance=float(claim_tolerance), files=files,
+                      document={s: dict(t) for s, t in merged.items()})

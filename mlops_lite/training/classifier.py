@@ -171,6 +171,17 @@ def onnx_feed(frame: Any, spec: TrainingSpec) -> dict[str, np.ndarray]:
     return feed
 
 
+def split_rows(target: np.ndarray, *, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row numbers (fitted on, held out) of the stratified split ``train_classifier``
+    makes. It depends on the target column, ``test_size`` and ``seed`` alone, so a gate
+    reproduces a run's held-out rows from what the run recorded."""
+    from sklearn.model_selection import train_test_split
+
+    fitted, held_out = train_test_split(np.arange(len(target)), test_size=test_size, random_state=seed,
+                                        stratify=target)
+    return np.asarray(fitted), np.asarray(held_out)
+
+
 def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: float = 1e-4) -> TrainedModel:
     """Fit, evaluate on a held-out split, convert to ONNX, and check parity.
 
@@ -180,7 +191,6 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
-    from sklearn.model_selection import train_test_split
     from threadpoolctl import threadpool_limits
 
     spec.validate(table)
@@ -194,8 +204,9 @@ def train_classifier(table: pa.Table, spec: TrainingSpec, *, parity_tolerance: f
                            field=spec.target, expected="two classes")
     groups = (np.asarray(table.column(spec.sensitive).cast(pa.string()).to_pylist(), dtype=object)
               if spec.sensitive else np.zeros(len(target), dtype=object))
-    x_train, x_test, y_train, y_test, _, g_test = train_test_split(
-        frame, target, groups, test_size=spec.test_size, random_state=spec.seed, stratify=target)
+    train_rows, test_rows = split_rows(target, test_size=spec.test_size, seed=spec.seed)
+    x_train, x_test = frame.iloc[train_rows], frame.iloc[test_rows]
+    y_train, y_test, g_test = target[train_rows], target[test_rows], groups[test_rows]
 
     pipeline, estimator, params = build_pipeline(spec)
     # A BLAS split across threads sums in an order that depends on the machine's
