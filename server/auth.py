@@ -11,8 +11,8 @@ Routes declare ``opt={"permission": ROLE}`` (/v1, /v2) or ``opt={"lakefs": ROLE}
 - ``"model_param"`` / ``"repository_param"``: the path parameter naming the model or data
   repository acted on;
 - ``"deployment_param"``: the path parameter naming a deployment; it acts on the models
-  the deployment serves (primary and candidate), looked up only when the caller's global
-  role is not enough;
+  the deployment serves (primary and candidate), looked up only for a caller with grants
+  whose global role is not enough;
 - ``"resource": "body"``: the body names the model or repository, and the handler (or the
   core, given the Identity) checks it with ``require`` before acting; ``"resource": "any"``:
   what the route acts on belongs to no model or repository (experiments, runs), so the

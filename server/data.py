@@ -30,6 +30,8 @@ from mlops_lite.data.checks import ColumnRule, SchemaRule
 from mlops_lite.data.lifecycle import GcReport
 from mlops_lite.data.tables import QueryResult, query
 from mlops_lite.errors import BackendUnavailable, InvalidInput
+from mlops_lite.security.audit import statement_summary
+from server.audit import gc_summary, record_read
 from server.context import actor as _actor
 from server.context import platform as _platform
 
@@ -91,13 +93,13 @@ class GcRequest(msgspec.Struct, forbid_unknown_fields=True):
     grace_seconds: float = 3600.0
 
 
-@get("/data/repositories/{repository:str}/config", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/data/repositories/{repository:str}/config", opt={"permission": "viewer", "repository_param": "repository"}, sync_to_thread=True)
 def repository_config(request: Request[Any, Any, Any], repository: str) -> RepositoryConfig:
     """The repository's rules: protected branches, pinned schemas, PII patterns, size limit."""
     return _repo(request, repository).config()
 
 
-@put("/data/repositories/{repository:str}/config", opt={"permission": "operator"}, sync_to_thread=True)
+@put("/data/repositories/{repository:str}/config", opt={"permission": "operator", "repository_param": "repository"}, sync_to_thread=True)
 def configure_repository(request: Request[Any, Any, Any], repository: str, data: ConfigureRequest) -> RepositoryConfig:
     """Change the rules named in the body (audited); answers the rules now in force."""
     schemas = None if data.schemas is None else [
@@ -108,13 +110,15 @@ def configure_repository(request: Request[Any, Any, Any], repository: str, data:
         max_object_bytes=data.max_object_bytes, actor=_actor(request))
 
 
-@post("/data/repositories/{repository:str}/query", opt={"permission": "viewer"}, status_code=200,
+@post("/data/repositories/{repository:str}/query", opt={"permission": "viewer", "repository_param": "repository"}, status_code=200,
       sync_to_thread=True)
 def query_repository(request: Request[Any, Any, Any], repository: str, data: QueryRequest) -> Response[bytes]:
     """DuckDB SQL over CSV/Parquet tables at refs; the SQL reaches those tables and nothing else.
     The answer is an Arrow IPC stream; its schema metadata ``mlops_lite.commits`` (JSON) maps
     each table to the commit it was read at."""
     result = confined_query(_repo(request, repository), data.sql, data.tables)
+    record_read(request, "data.query", f"data:{repository}",
+                {"sql": statement_summary(data.sql), "tables": result.commits, "rows": result.table.num_rows})
     table = result.table.replace_schema_metadata({**(result.table.schema.metadata or {}),
                                                   COMMITS_KEY: json.dumps(result.commits).encode()})
     sink = pa.BufferOutputStream()
@@ -126,8 +130,10 @@ def query_repository(request: Request[Any, Any, Any], repository: str, data: Que
 @post("/data/gc", opt={"permission": "admin"}, status_code=200, sync_to_thread=True)
 def collect_garbage(request: Request[Any, Any, Any], data: GcRequest) -> GcReport:
     """Remove data objects nothing reaches (a dry run unless ``dry_run`` is false)."""
-    return _store(request).gc(retention_days=data.retention_days, dry_run=data.dry_run,
-                              grace_seconds=data.grace_seconds)
+    report = _store(request).gc(retention_days=data.retention_days, dry_run=data.dry_run,
+                                grace_seconds=data.grace_seconds)
+    record_read(request, "data.gc", "data", gc_summary(report, data.retention_days))
+    return report
 
 
 @get("/data/fsck", opt={"permission": "admin"}, sync_to_thread=True)

@@ -11,7 +11,7 @@ from mlops_lite.records import DeploymentLineage, PredictionTrace
 from server.context import platform as _platform
 
 
-@get("/deployments/{name:str}/lineage", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/deployments/{name:str}/lineage", opt={"permission": "viewer", "deployment_param": "name"}, sync_to_thread=True)
 def deployment_lineage(request: Request[Any, Any, Any], name: str, at: str | None = None) -> DeploymentLineage:
     """The revision in force at ``at`` (ISO time; default now), each slot's version with
     its run, data commits, gates, decisions and approvals, and the revisions up to then."""

@@ -57,14 +57,14 @@ class FlowFinished(msgspec.Struct, forbid_unknown_fields=True):
     details: dict[str, Any] = {}
 
 
-@post("/deployments/{name:str}/monitor", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/deployments/{name:str}/monitor", opt={"permission": "operator", "deployment_param": "name"}, status_code=200, sync_to_thread=True)
 def monitor(request: Request[Any, Any, Any], name: str, data: MonitorRequest | None = None) -> dict[str, Any]:
     """Check one window of the deployment now: drift, quality, latency, alert transitions."""
     data = data or MonitorRequest()
     return _platform(request).loop.check(name, since=data.since, debounce_s=data.debounce_s)
 
 
-@post("/deployments/{name:str}/should-retrain", opt={"permission": "operator"}, status_code=200,
+@post("/deployments/{name:str}/should-retrain", opt={"permission": "operator", "deployment_param": "name"}, status_code=200,
       sync_to_thread=True)
 def should_retrain(request: Request[Any, Any, Any], name: str, data: RetrainQuestion | None = None) -> dict[str, Any]:
     """The one retrain decision (every trigger and guard); a yes is recorded."""
@@ -72,26 +72,26 @@ def should_retrain(request: Request[Any, Any, Any], name: str, data: RetrainQues
     return _platform(request).loop.should_retrain(name, now=data.now, debounce_s=data.debounce_s)
 
 
-@post("/deployments/{name:str}/gate", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/deployments/{name:str}/gate", opt={"permission": "operator", "deployment_param": "name"}, status_code=200, sync_to_thread=True)
 def gate(request: Request[Any, Any, Any], name: str, data: GateRequest) -> dict[str, Any]:
     """A candidate through the policy gates and no regression on fresh labelled rows."""
     return _platform(request).loop.gate(name, data.model, data.version, since=data.since, target=data.target,
                                         min_rows=data.min_rows)
 
 
-@post("/deployments/{name:str}/block", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/deployments/{name:str}/block", opt={"permission": "operator", "deployment_param": "name"}, status_code=200, sync_to_thread=True)
 def block(request: Request[Any, Any, Any], name: str, data: BlockRequest) -> dict[str, Any]:
     _platform(request).loop.block(name, data.model, data.version, data.reasons, data.scores)
     return {"blocked": True}
 
 
-@post("/deployments/{name:str}/judge-canary", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/deployments/{name:str}/judge-canary", opt={"permission": "operator", "deployment_param": "name"}, status_code=200, sync_to_thread=True)
 def judge(request: Request[Any, Any, Any], name: str, data: CanaryRequest) -> dict[str, Any]:
     """The canary against the primary since ``since``: promote, rollback or wait."""
     return _platform(request).loop.judge_canary(name, since=data.since, min_requests=data.min_requests)
 
 
-@post("/deployments/{name:str}/finish", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/deployments/{name:str}/finish", opt={"permission": "operator", "deployment_param": "name"}, status_code=200, sync_to_thread=True)
 def finish(request: Request[Any, Any, Any], name: str, data: FinishRequest) -> dict[str, Any]:
     return _platform(request).loop.finish(name, data.decision, data.reasons)
 
@@ -111,7 +111,7 @@ class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
     labels: Any
 
 
-@post("/deployments/{name:str}/feedback", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/deployments/{name:str}/feedback", opt={"permission": "operator", "deployment_param": "name"}, status_code=200, sync_to_thread=True)
 def feedback(request: Request[Any, Any, Any], name: str, data: FeedbackRequest) -> dict[str, Any]:
     """Record true labels by request id, for monitoring to join with the prediction log."""
     labels = data.labels

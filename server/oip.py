@@ -70,17 +70,17 @@ def _label_datatype(session: ModelSession) -> str:
 
 # ------------------------------------------------------------------------------------------- health
 
-@get("/", opt={"permission": "viewer"}, sync_to_thread=False)
+@get("/", opt={"permission": "predictor"}, sync_to_thread=False)
 def server_metadata() -> dict[str, Any]:
     return {"name": "mlops-lite", "version": mlops_lite.__version__, "extensions": ["binary_tensor_data"]}
 
 
-@get("/health/live", opt={"permission": "viewer"}, sync_to_thread=False)
+@get("/health/live", opt={"permission": "predictor"}, sync_to_thread=False)
 def server_live() -> dict[str, Any]:
     return {"live": True}
 
 
-@get("/health/ready", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/health/ready", opt={"permission": "predictor"}, sync_to_thread=True)
 def server_ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """200 when every deployment's model session is loaded (or loads now), else 503."""
     platform = _platform(request)
@@ -117,12 +117,12 @@ def _metadata(platform: Platform, name: str, version: str | None) -> dict[str, A
             "inputs": inputs, "outputs": outputs}
 
 
-@get("/models/{name:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{name:str}", opt={"permission": "predictor", "deployment_param": "name"}, sync_to_thread=True)
 def model_metadata(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
     return _metadata(_platform(request), name, None)
 
 
-@get("/models/{name:str}/versions/{version:str}", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{name:str}/versions/{version:str}", opt={"permission": "predictor", "deployment_param": "name"}, sync_to_thread=True)
 def model_version_metadata(request: Request[Any, Any, Any], name: str, version: str) -> dict[str, Any]:
     return _metadata(_platform(request), name, version)
 
@@ -133,12 +133,12 @@ def _ready(platform: Platform, name: str, version: str | None) -> dict[str, Any]
     return {"name": record.name, "ready": True}
 
 
-@get("/models/{name:str}/ready", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{name:str}/ready", opt={"permission": "predictor", "deployment_param": "name"}, sync_to_thread=True)
 def model_ready(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
     return _ready(_platform(request), name, None)
 
 
-@get("/models/{name:str}/versions/{version:str}/ready", opt={"permission": "viewer"}, sync_to_thread=True)
+@get("/models/{name:str}/versions/{version:str}/ready", opt={"permission": "predictor", "deployment_param": "name"}, sync_to_thread=True)
 def model_version_ready(request: Request[Any, Any, Any], name: str, version: str) -> dict[str, Any]:
     return _ready(_platform(request), name, version)
 
@@ -531,12 +531,12 @@ async def _infer(request: Request[Any, Any, Any], name: str, version: str | None
     return _render(answer, blobs)
 
 
-@post("/models/{name:str}/infer", opt={"permission": "viewer"}, status_code=200)
+@post("/models/{name:str}/infer", opt={"permission": "predictor", "deployment_param": "name"}, status_code=200)
 async def model_infer(request: Request[Any, Any, Any], name: str) -> Response[Any]:
     return await _infer(request, name, None)
 
 
-@post("/models/{name:str}/versions/{version:str}/infer", opt={"permission": "viewer"}, status_code=200)
+@post("/models/{name:str}/versions/{version:str}/infer", opt={"permission": "predictor", "deployment_param": "name"}, status_code=200)
 async def model_version_infer(request: Request[Any, Any, Any], name: str, version: str) -> Response[Any]:
     return await _infer(request, name, version)
 

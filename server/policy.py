@@ -87,7 +87,7 @@ def get_decision(request: Request[Any, Any, Any], decision_id: str) -> PolicyDec
     return _platform(request).policy.get_decision(decision_id)
 
 
-@post("/approvals", opt={"permission": "operator"}, status_code=201, sync_to_thread=True)
+@post("/approvals", opt={"permission": "operator", "resource": "body"}, status_code=201, sync_to_thread=True)
 def request_promotion(request: Request[Any, Any, Any], data: PromotionRequest) -> ApprovalRequest:
     return _platform(request).policy.request_promotion(data.model, data.version, alias=data.alias,
                                                        requested_by=request.state.identity, comment=data.comment)
@@ -104,18 +104,18 @@ def get_request(request: Request[Any, Any, Any], request_id: str) -> ApprovalReq
     return _platform(request).policy.get_request(request_id)
 
 
-@post("/approvals/{request_id:str}/approve", opt={"permission": "approver"}, status_code=200, sync_to_thread=True)
+@post("/approvals/{request_id:str}/approve", opt={"permission": "approver", "resource": "body"}, status_code=200, sync_to_thread=True)
 def approve(request: Request[Any, Any, Any], request_id: str, data: ApproveRequest) -> ApprovalRequest:
     return _platform(request).policy.approve(request_id, identity=request.state.identity, comment=data.comment,
                                              complete=data.complete)
 
 
-@post("/approvals/{request_id:str}/reject", opt={"permission": "approver"}, status_code=200, sync_to_thread=True)
+@post("/approvals/{request_id:str}/reject", opt={"permission": "approver", "resource": "body"}, status_code=200, sync_to_thread=True)
 def reject(request: Request[Any, Any, Any], request_id: str, data: CommentRequest) -> ApprovalRequest:
     return _platform(request).policy.reject(request_id, identity=request.state.identity, comment=data.comment)
 
 
-@post("/approvals/{request_id:str}/complete", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
+@post("/approvals/{request_id:str}/complete", opt={"permission": "operator", "resource": "body"}, status_code=200, sync_to_thread=True)
 def complete(request: Request[Any, Any, Any], request_id: str, data: CommentRequest | None = None) -> ApprovalRequest:
     """Promote once the request has its approvals and every gate passes (412 otherwise)."""
     return _platform(request).policy.complete(request_id, identity=request.state.identity,
