@@ -416,3 +416,13 @@ def test_a_token_without_kid_uses_the_only_key_and_refetches_nothing(idp: KeySer
             two_keys.authenticate(mint(keys["rsa"], kid=None, iss=idp.issuer, sub="carol-sub"))
     finally:
         two_keys.close()
+
+
+def test_the_settings_role_names_are_the_roles() -> None:
+    """config.py sits below security/ and cannot import ROLES; its Literal must not drift."""
+    from typing import get_args
+
+    from mlops_lite.config import Role
+    from mlops_lite.security.roles import ROLES
+
+    assert get_args(Role) == ROLES
