@@ -68,6 +68,8 @@ class TinyProvider:
     refresh: dict[str, str] = field(default_factory=dict)  # refresh token -> client id
     revoked: list[str] = field(default_factory=list)
     whoami_calls: list[str] = field(default_factory=list)
+    slow_down_once: bool = False
+    polls: list[float] = field(default_factory=list)  # when the device code was polled
 
     def issue(self, client_id: str, *, with_refresh: bool) -> dict[str, Any]:
         access = "at-" + secrets.token_urlsafe(16)
@@ -147,7 +149,11 @@ def _handler(provider: TinyProvider) -> type[BaseHTTPRequestHandler]:
             if grant == "client_credentials" and client == "robot":
                 self._json(200, provider.issue(client, with_refresh=False))
             elif grant == "urn:ietf:params:oauth:grant-type:device_code":
-                if form.get("device_code") not in provider.devices.values():
+                provider.polls.append(time.monotonic())
+                if provider.slow_down_once:
+                    provider.slow_down_once = False
+                    self._json(400, {"error": "slow_down"})
+                elif form.get("device_code") not in provider.devices.values():
                     self._json(400, {"error": "invalid_grant"})
                 elif form["device_code"] not in provider.approved:
                     self._json(400, {"error": "authorization_pending"})
@@ -385,9 +391,13 @@ def test_remote_platform_retries_once_after_a_401_with_a_refreshed_token(cli: Cl
 # ------------------------------------------------------------------------------ device code
 
 def test_device_code_login_polls_until_the_user_approves(cli: Cli) -> None:
+    """Polling keeps the provider's interval (1 s here), 5 s more after a slow_down (RFC 8628 3.5)."""
     with tiny_provider() as provider:
+        provider.slow_down_once = True
         code, out, err = _device_login(cli, provider)
         assert code == 0, err
+        gaps = [later - earlier for earlier, later in zip(provider.polls, provider.polls[1:], strict=False)]
+        assert len(provider.polls) >= 2 and gaps[0] >= 5.9, gaps
         assert f"open {provider.url}/activate and enter the code" in err
         [path] = cli.stored()
         stored = json.loads(path.read_text())
@@ -556,3 +566,36 @@ def test_a_login_whose_id_token_expired_and_is_not_renewed_asks_to_log_in_again(
         with pytest.raises(Unauthenticated, match="log in again: mlops-lite login --issuer"):
             credentials.StoredLogin(cli.home, login).token()
         assert json.loads(path.read_text())["access_token"] != before["access_token"]  # it did refresh
+
+
+def test_beside_a_daemon_the_stored_login_comes_before_the_admin_token_file(
+        cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The home's daemon file names a live process (a stand-in) listening at the tiny server:
+    connect() calls it with the stored login of the configured issuer, and with the home's
+    admin token file once no issuer is configured."""
+    from mlops_lite import connect
+    from mlops_lite.daemon import DaemonInfo, write_daemon
+
+    with tiny_provider() as provider:
+        assert _device_login(cli, provider)[0] == 0
+        stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            write_daemon(cli.home / "daemon.json", DaemonInfo(pid=stand_in.pid, url=provider.url, prefect_url=None,
+                                                              started_at="2026-12-04T00:00:00+00:00"))
+            (cli.home / "admin.token").write_text("the-admin-token\n")
+            monkeypatch.setenv("MLOPS_LITE_HOME", str(cli.home))
+            monkeypatch.setenv("MLOPS_LITE_CONFIG", str(cli.home / "mlops-lite.toml"))
+            (cli.home / "mlops-lite.toml").write_text(
+                f'[[oidc]]\nissuer = "{provider.url}"\naudience = "device-cli"\n')
+            with connect() as remote:
+                assert isinstance(remote, RemotePlatform)
+                assert remote.request("GET", "/v1/whoami") == {"name": "ok"}
+            assert provider.whoami_calls[-1] == json.loads(cli.stored()[0].read_text())["access_token"]
+            (cli.home / "mlops-lite.toml").write_text("")
+            with connect() as remote, pytest.raises(Unauthenticated):
+                assert isinstance(remote, RemotePlatform)
+                remote.request("GET", "/v1/whoami")
+            assert provider.whoami_calls[-1] == "the-admin-token"
+        finally:
+            stand_in.kill()
+            stand_in.wait()
