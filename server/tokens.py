@@ -37,8 +37,13 @@ class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
                 "expires_in": None if self.expires_in is None else timedelta(seconds=self.expires_in)}
 
 
+class BearerTokenRequest(TokenRequest, forbid_unknown_fields=True):
+    # "worker" or "replica": a service identity's token, with that service's role.
+    service: str | None = None
+
+
 def _answer(identity: Identity) -> dict[str, Any]:
-    return {"id": identity.token_id, "name": identity.name, "role": identity.role,
+    return {"id": identity.token_id, "name": identity.name, "role": identity.role, "kind": identity.kind,
             "grants": [{"role": g.role, "models": g.models, "repositories": g.repositories}
                        for g in identity.grants]}
 
@@ -60,9 +65,10 @@ def count_tokens(request: Request[Any, Any, Any]) -> dict[str, int]:
 
 
 @post("/tokens", opt={"permission": "admin"}, status_code=201, sync_to_thread=True)
-def create_token(request: Request[Any, Any, Any], data: TokenRequest) -> dict[str, Any]:
-    """A bearer token; its secret is in this answer only."""
-    identity, secret = _platform(request).tokens.create(data.name, data.role, **data.options(), actor=_actor(request))
+def create_token(request: Request[Any, Any, Any], data: BearerTokenRequest) -> dict[str, Any]:
+    """A bearer token (a service identity's with ``service``); its secret is in this answer only."""
+    identity, secret = _platform(request).tokens.create(data.name, data.role, **data.options(), service=data.service,
+                                                        actor=_actor(request))
     return {**_answer(identity), "token": secret}
 
 

@@ -21,14 +21,17 @@ from mlops_lite.records import Grant, Identity, TokenRecord
 
 class TokensAPI(Protocol):
     def create(self, name: str, role: str, *, grants: Iterable[Grant | str] = (),
-               expires_in: timedelta | None = None) -> tuple[Identity, str]:
+               expires_in: timedelta | None = None, service: str | None = None) -> tuple[Identity, str]:
         """A bearer token for ``name`` with ``role``: its identity and its secret (shown
         only now; only its sha256 is stored). ``grants`` add a role on some models or
         repositories (``Grant`` records or ``ROLE:model:GLOB`` / ``ROLE:repo:GLOB``);
         ``expires_in``: refused (401, saying when it expired) from then on. The role and
         the grants are the token's whole scope. InvalidInput (``role``, ``grant``,
         ``grants``, ``expires_in``) for an unknown role, a bad grant or a lifetime
-        outside (0, 3650 days]."""
+        outside (0, 3650 days]. ``service`` (``worker`` | ``replica``) issues a service
+        identity (kind ``service``), whose role must be that service's (operator,
+        predictor) and which carries no grants (InvalidInput ``service``, ``role``,
+        ``grants``)."""
 
     def create_access_key(self, name: str, role: str, *, grants: Iterable[Grant | str] = (),
                           expires_in: timedelta | None = None) -> tuple[Identity, str, str]:

@@ -68,18 +68,34 @@ def access_key_create(name: Annotated[str, typer.Option(help="Who or what the ke
 
 
 @token_app.command("create")
-def token_create(name: Annotated[str, typer.Option(help="Who or what the token is for.")], role: Role,
+def token_create(name: Annotated[str, typer.Option(help="Who or what the token is for.")],
+                 role: Annotated[str | None, typer.Option(
+                     help="predictor | viewer | operator | approver | admin (with --service: the service's).")] = None,
+                 service: Annotated[str | None, typer.Option(
+                     help="worker | replica: a service identity (kind service) with that service's narrowest "
+                          "role: operator for a Prefect worker, predictor for a serving replica.")] = None,
                  grant: Grants = None, expires_in: ExpiresIn = None, as_json: JsonOption = False) -> None:
     """Create a bearer token; its secret is shown once. Its role and grants are its whole scope."""
+    from mlops_lite.errors import InvalidInput
+
     options = _options(grant, expires_in)
+    if service is not None:
+        from mlops_lite.security.service import service_role
+
+        role = role or service_role(service)
+        options["service"] = service
+    if role is None:
+        raise InvalidInput("a token needs --role (or --service worker|replica)", field="role",
+                           expected="predictor | viewer | operator | approver | admin")
     with connection() as found:
         identity, secret = _tokens(found).create(name, role, **options, actor=found.actor)
     if as_json:
-        print_json({"id": identity.token_id, "name": identity.name, "role": identity.role,
+        print_json({"id": identity.token_id, "name": identity.name, "role": identity.role, "kind": identity.kind,
                     "grants": identity.grants, "token": secret})
         return
     granted = f"; grants {_described(identity.grants)}" if identity.grants else ""
-    line(f"token {identity.token_id} for {identity.name} (role {identity.role}{granted}): {secret}")
+    kind = f"{service} service identity " if service is not None else ""
+    line(f"token {identity.token_id} for {kind}{identity.name} (role {identity.role}{granted}): {secret}")
     line("The secret is shown only now.")
 
 
@@ -93,7 +109,8 @@ def token_list(as_json: JsonOption = False) -> None:
         return
     out = table("id", "name", "role", "grants", "kind", "created", "expires", "revoked")
     for r in records:
-        out.add_row(r.id, r.name, r.role, _described(r.grants), "access key" if r.access_key_id else "token",
+        kind = "access key" if r.access_key_id else f"service ({r.service})" if r.service else "token"
+        out.add_row(r.id, r.name, r.role, _described(r.grants), kind,
                     f"{r.created_at:%Y-%m-%d %H:%M}", f"{r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "",
                     "yes" if r.revoked else "")
     print_table(out)

@@ -23,9 +23,13 @@ class RemoteTokens:
         self._remote = remote
 
     def create(self, name: str, role: str, *, grants: Iterable[Grant | str] = (),
-               expires_in: timedelta | None = None, actor: str | None = None) -> tuple[Identity, str]:
-        body = self._remote.request("POST", "/v1/tokens", json=_request(name, role, grants, expires_in))
-        return _identity(body, "token"), str(body["token"])
+               expires_in: timedelta | None = None, service: str | None = None,
+               actor: str | None = None) -> tuple[Identity, str]:
+        request = _request(name, role, grants, expires_in)
+        if service is not None:
+            request["service"] = service
+        body = self._remote.request("POST", "/v1/tokens", json=request)
+        return _identity(body, str(body.get("kind") or "token")), str(body["token"])
 
     def create_access_key(self, name: str, role: str, *, grants: Iterable[Grant | str] = (),
                           expires_in: timedelta | None = None,

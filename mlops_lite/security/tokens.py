@@ -29,6 +29,7 @@ from mlops_lite.metadata.tables import ApiToken
 from mlops_lite.records import Grant, Identity, TokenRecord
 from mlops_lite.security.audit import AuditLog
 from mlops_lite.security.roles import parse_grant, role_rank
+from mlops_lite.security.service import service_role
 
 TOKEN_PREFIX = "mll_"
 ACCESS_KEY_PREFIX = "AKIAMLL"
@@ -101,10 +102,22 @@ class Tokens:
         self._expiry: dict[str, datetime] = {}  # token id -> when it stops being accepted
 
     def create(self, name: str, role: str, *, grants: Iterable[Grant | str] = (),
-               expires_in: timedelta | None = None, actor: str | None = None) -> tuple[Identity, str]:
-        """Create a token; returns the identity and the secret (shown only now)."""
+               expires_in: timedelta | None = None, service: str | None = None,
+               actor: str | None = None) -> tuple[Identity, str]:
+        """Create a token; returns the identity and the secret (shown only now). With
+        ``service`` (``worker`` or ``replica``), a service identity's token (kind
+        ``service``): its role must be the service's (``security.service.SERVICES``), and it
+        carries no grants."""
+        grants = tuple(grants)
+        if service is not None:
+            if role != service_role(service):
+                raise InvalidInput(f"a {service} identity has role {service_role(service)!r}, not {role!r}",
+                                   field="role", expected=service_role(service))
+            if grants:
+                raise InvalidInput("a service identity carries no grants: its role is its whole scope",
+                                   field="grants", expected="none")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        identity = self._insert(name, role, grants, expires_in, secret, None, "token.create", actor)
+        identity = self._insert(name, role, grants, expires_in, secret, None, "token.create", actor, service)
         return identity, secret
 
     def create_access_key(self, name: str, role: str, *, grants: Iterable[Grant | str] = (),
@@ -118,13 +131,16 @@ class Tokens:
         return identity, key_id, secret
 
     def _insert(self, name: str, role: str, grants: Iterable[Grant | str], expires_in: timedelta | None,
-                secret: str, key_id: str | None, action: str, actor: str | None) -> Identity:
+                secret: str, key_id: str | None, action: str, actor: str | None,
+                service: str | None = None) -> Identity:
         role_rank(role)
         checked = grants_of(grants)
         expires_at = None if expires_in is None else utcnow() + _lifetime(expires_in)
         row = ApiToken(id=uuid.uuid4().hex, name=name, role=role, token_hash=_hash(secret), access_key_id=key_id,
-                       created_at=utcnow(), grants=_stored(checked), expires_at=expires_at)
+                       created_at=utcnow(), grants=_stored(checked), expires_at=expires_at, service=service)
         after: dict[str, Any] = {"name": name, "role": role}
+        if service is not None:
+            after["service"] = service
         if key_id is not None:
             after["access_key_id"] = key_id
         if checked:
@@ -135,8 +151,7 @@ class Tokens:
             session.add(row)
             self._audit.append(session, actor=actor or self._actor, action=action, object=f"token:{row.id}",
                                after=after)
-        return Identity(name=name, role=role, token_id=row.id, kind="token" if key_id is None else "access_key",
-                        grants=checked)
+        return Identity(name=name, role=role, token_id=row.id, kind=_kind(key_id, service), grants=checked)
 
     def _accepted(self, row: ApiToken, kind: str) -> Identity:
         """The identity of a stored token that is neither revoked nor expired."""
@@ -146,6 +161,7 @@ class Tokens:
                 raise Unauthenticated(f"the {'access key' if kind == 'access_key' else 'token'} "
                                       f"expired at {expires_at:%Y-%m-%dT%H:%M:%SZ}")
             self._expiry[row.id] = expires_at
+        kind = "service" if kind == "token" and row.service is not None else kind
         return Identity(name=row.name, role=row.role, token_id=row.id, kind=kind, grants=_loaded(row.grants))
 
     def _fresh(self, key: str) -> Identity | None:
@@ -226,7 +242,11 @@ class Tokens:
             return len(session.exec(select(ApiToken.id)).all())
 
 
+def _kind(key_id: str | None, service: str | None) -> str:
+    return "access_key" if key_id is not None else "service" if service is not None else "token"
+
+
 def _record(row: ApiToken) -> TokenRecord:
     return TokenRecord(id=row.id, name=row.name, role=row.role, created_at=row.created_at, revoked=row.revoked,
                        access_key_id=row.access_key_id, grants=_loaded(row.grants),
-                       expires_at=None if row.expires_at is None else as_utc(row.expires_at))
+                       expires_at=None if row.expires_at is None else as_utc(row.expires_at), service=row.service)

@@ -27,6 +27,9 @@ class ApiToken(SQLModel, table=True):
     grants: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # Refused from this moment on; None: never expires.
     expires_at: datetime | None = Field(default=None, nullable=True)
+    # A service identity's service ("worker", "replica"; its Identity's kind is "service");
+    # None for a person's or a script's token (and every token of homes made before).
+    service: str | None = Field(default=None, nullable=True)
 
 
 class AuditEvent(SQLModel, table=True):
