@@ -551,6 +551,17 @@ min_roc_auc = 0.6
 # Browser origins allowed to call the HTTP API (CORS). Empty: no CORS headers at all.
 # cors_origins = ["https://ops.example.com"]
 
+# Hosts and ports webhooks (alert_webhook, a policy's [notify] webhook) may reach; a private,
+# loopback or link-local address only when listed itself. Empty: no webhook at all.
+# webhook_allow = ["hooks.example.com:443", "127.0.0.1:9000"]
+
+# The HTTP surface's limits (docs/hardening.md): body sizes, failed logins before 429,
+# /v1/sql's rows and seconds; /metrics and /schema without a token (default: loopback bind).
+# max_body_bytes = 1048576
+# auth_failures_max = 20
+# sql_timeout_s = 30
+# public_metrics = false
+
 # Single sign-on: the tokens of an OpenID provider you trust, its groups mapped to roles
 # and grants (docs/oidc.md has every field). Tables come last in a TOML file.
 # [[oidc]]

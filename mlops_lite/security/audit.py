@@ -92,7 +92,9 @@ def verify_events(key: bytes, events: Iterable[dict[str, Any]]) -> dict[str, Any
         if prev_hash is None:
             prev_hash = GENESIS if event["seq"] == 1 else event["prev_hash"]
             expected_seq = event["seq"]
-        if event["seq"] != expected_seq or event["prev_hash"] != prev_hash or event["hash"] != recomputed:
+        # The hash is a MAC under the audit key: compared in constant time.
+        if (event["seq"] != expected_seq or event["prev_hash"] != prev_hash
+                or not hmac.compare_digest(str(event["hash"]).encode(), recomputed.encode())):
             return event
         prev_hash, expected_seq = event["hash"], event["seq"] + 1
     return None

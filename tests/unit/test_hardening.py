@@ -4,8 +4,10 @@ paths said as <home>. The server end to end is tests/e2e/test_hardening.py."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,55 @@ def test_answers_say_home_instead_of_the_servers_folder(tmp_path: Path) -> None:
     home = tmp_path / "home"
     text = f"cannot read {home}/objects/ab/cdef: no such file"
     assert hide_home(text, home) == "cannot read <home>/objects/ab/cdef: no such file"
+
+
+# ---- constant-time comparison of secrets ------------------------------------------------------
+
+# The audit chain's hashes are not among them: they are exported to operators, links anyone may read.
+_SECRET_NAME = re.compile(r"(secret|password|signature|token_hash|(^|_)mac$)")
+_SCANNED = ("server", "mlops_lite/security", "mlops_lite/alerts", "mlops_lite/client")
+
+
+def _operand_name(node: ast.expr) -> str | None:
+    """The name an operand is known by: ``x``, ``obj.x`` or ``d["x"]``; None for a column of
+    a table class (``ApiToken.token_hash == digest`` is a lookup by sha256 in SQL)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        if isinstance(node.value, ast.Name) and node.value.id[:1].isupper():
+            return None
+        return node.attr
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        return node.slice.value
+    return None
+
+
+def test_no_secret_is_compared_with_equals() -> None:
+    """Secrets, MACs and signatures are compared with hmac.compare_digest: ``==`` leaks how
+    many leading characters matched through its timing."""
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for folder in _SCANNED:
+        for file in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(file.read_text(), str(file))):
+                if not isinstance(node, ast.Compare) or not any(isinstance(o, ast.Eq | ast.NotEq) for o in node.ops):
+                    continue
+                operands = [node.left, *node.comparators]
+                if any(isinstance(o, ast.Constant) for o in operands):
+                    continue  # against a literal (a scheme, an empty string): no secret on both sides
+                names = [_operand_name(o) or "" for o in operands]
+                if any(_SECRET_NAME.search(name.lower()) for name in names):
+                    found.append(f"{file.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
+def test_the_audit_chain_check_refuses_a_forged_hash_of_any_text() -> None:
+    from mlops_lite.security.audit import GENESIS, _event_hash, verify_events
+
+    key = b"k" * 32
+    event = {"prev_hash": GENESIS, "seq": 1, "id": "e1", "at": "2026-01-01T00:00:00+00:00", "actor": "a",
+             "action": "x", "object": "o", "before": {}, "after": {}}
+    event["hash"] = _event_hash(key, GENESIS, 1, "e1", event["at"], "a", "x", "o", {}, {})
+    assert verify_events(key, [event]) is None
+    for forged in (event["hash"][:-1] + "0", "é" * 64, ""):
+        assert verify_events(key, [{**event, "hash": forged}]) is not None
