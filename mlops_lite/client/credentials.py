@@ -239,8 +239,14 @@ class _Callback:
     params: dict[str, str] | None = None
 
 
+def _same(given: str, expected: str) -> bool:
+    """A constant-time comparison that any text from the redirect may be given to."""
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
 class _CallbackHandler(BaseHTTPRequestHandler):
     server: _LoopbackServer
+    timeout = 10.0  # a connection that never sends its request cannot hold the listener
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -249,7 +255,7 @@ class _CallbackHandler(BaseHTTPRequestHandler):
             return
         params = {key: values[0] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
         self.server.callback.params = params
-        if not secrets.compare_digest(params.get("state", ""), self.server.callback.state):
+        if not _same(params.get("state", ""), self.server.callback.state):
             self._answer(400, "Login failed: the answer does not belong to this login (state mismatch). "
                               "Run mlops-lite login again.")
         elif "error" in params:
@@ -308,7 +314,7 @@ def authorization_code(client: Client, provider: Provider, *, open_browser: bool
             server.timeout = min(left, 0.5)
             server.handle_request()
     params = callback.params
-    if not secrets.compare_digest(params.get("state", ""), callback.state):
+    if not _same(params.get("state", ""), callback.state):
         # Refused either way; an error answer is named (some providers leave state off a denial).
         said = f" and says {params['error']}" if "error" in params else ""
         raise Unauthenticated(f"login failed: the redirect's state does not match this login's (a forged or "
@@ -323,7 +329,7 @@ def authorization_code(client: Client, provider: Provider, *, open_browser: bool
     except _OAuthError as exc:
         raise _refused("the authorization code", exc) from exc
     claimed = claims(tokens.id_token).get("nonce") if tokens.id_token else None
-    if claimed is not None and not secrets.compare_digest(str(claimed), nonce):
+    if claimed is not None and not _same(str(claimed), nonce):
         raise Unauthenticated("login failed: the ID token's nonce does not match this login's")
     return tokens
 
@@ -359,8 +365,8 @@ def device_code(client: Client, provider: Provider, *, open_browser: bool = Fals
         + (f"\n(or open {uri})" if body.get("verification_uri_complete") else ""))
     if open_browser and uri:
         webbrowser.open(uri)
-    interval = float(body.get("interval", 5))
-    deadline = time.monotonic() + min(float(body.get("expires_in", timeout_s)), timeout_s)
+    interval = _seconds(body.get("interval"), 5.0)
+    deadline = time.monotonic() + min(_seconds(body.get("expires_in"), timeout_s), timeout_s)
     while True:
         time.sleep(interval)
         try:
@@ -374,6 +380,10 @@ def device_code(client: Client, provider: Provider, *, open_browser: bool = Fals
         if time.monotonic() + interval > deadline:
             raise Unauthenticated("login timed out: the device code was not approved in time; "
                                   "run mlops-lite login --device again")
+
+
+def _seconds(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and value > 0 else default
 
 
 def client_credentials(client: Client, provider: Provider) -> Tokens:

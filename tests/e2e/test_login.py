@@ -293,7 +293,7 @@ def test_an_answer_with_another_state_is_refused_and_nothing_is_stored(cli: Cli)
                             "--client-secret-env", "CLIENT_SECRET", "--no-browser", "--timeout", "30")
         url, seen = _prompt(process, r"(http://\S+/oauth2/authorize\?\S+)")
         redirect_uri = parse_qs(urlsplit(url).query)["redirect_uri"][0]
-        forged = httpx.get(redirect_uri, params={"code": "stolen-code", "state": "not-this-login"})
+        forged = httpx.get(redirect_uri, params={"code": "stolen-code", "state": "not-this-login-é"})
         code, _, err = _finish(process, seen)
     assert forged.status_code == 400 and "state mismatch" in forged.text
     assert code == 1 and "state does not match" in err
