@@ -34,7 +34,7 @@ from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.handlers import BaseRouteHandler
 
-from mlops_lite import Platform, Unauthenticated
+from mlops_lite import PermissionDenied, Platform, Unauthenticated
 from mlops_lite.records import Identity
 from mlops_lite.security.roles import highest_role, require, role_rank
 from server.audit import record_failed_login
@@ -169,7 +169,12 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     except Unauthenticated as exc:
         await failed_authentication(connection, exc)
         raise
-    needed = handler.opt["permission"]
+    needed = handler.opt.get("permission")
+    if needed is None:
+        # Fail closed, and as a refusal rather than a server error: a route that declares
+        # no role is open to no one (tests/e2e/test_route_matrix.py finds it first).
+        raise PermissionDenied(f"{connection.scope['path']} declares no role; nobody may call it",
+                               details={"needed": None})
     check(identity, needed, await resources_of(connection, handler, identity, needed), handler.opt.get("resource"))
     connection.state.identity = identity
 

@@ -183,6 +183,32 @@ def test_every_route_declares_a_known_role_and_real_resource_parameters(served: 
             assert (r.method, r.path) in BODIES, f"give the matrix a body for {r.method} {r.path}"
 
 
+def test_a_route_added_without_a_role_is_found_and_refuses_even_an_admin(served: Served) -> None:
+    """A route registered on the app later, with the guard but no role: the check above
+    lists it, and the guard answers it 403 (never a 5xx), whoever asks."""
+    from litestar import get
+
+    from server import create_app
+    from server.auth import authorize
+    from server.runner import serve_in_thread
+
+    @get("/v1/undeclared", guards=[authorize], sync_to_thread=False)
+    def undeclared() -> str:
+        return "open"
+
+    app = create_app(served.platform)
+    app.register(undeclared)
+    assert [(r.method, r.path) for r in route_table(app) if r.role is None and (r.method, r.path) not in PUBLIC] \
+        == [("GET", "/v1/undeclared")]
+    server = serve_in_thread(app, host="127.0.0.1")
+    try:
+        admin = {"Authorization": f"Bearer {served.tokens['admin']}"}
+        assert httpx.get(f"{server.url}/v1/undeclared", headers=admin).status_code == 403
+        assert httpx.get(f"{server.url}/v1/undeclared").status_code == 401
+    finally:
+        server.stop()
+
+
 def test_no_credential_is_401_everywhere(served: Served) -> None:
     for route in served.routes:
         if (route.method, route.path) in PUBLIC:
