@@ -40,6 +40,7 @@ import html
 import json
 import os
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -282,6 +283,15 @@ class _LoopbackServer(HTTPServer):
         self.callback = callback
 
 
+def _open(url: str) -> None:
+    """Open ``url`` in a graphical browser where there is a display; never a console browser
+    (lynx, w3m) that would take over an SSH session's terminal. The URL is printed anyway."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return
+    with contextlib.suppress(webbrowser.Error):
+        webbrowser.open(url)
+
+
 def authorization_code(client: Client, provider: Provider, *, open_browser: bool = True,
                        timeout_s: float = LOGIN_TIMEOUT_S, say: Say = print) -> Tokens:
     """Authorization code with PKCE through a loopback redirect (RFC 8252, 7.3): the redirect
@@ -303,7 +313,7 @@ def authorization_code(client: Client, provider: Provider, *, open_browser: bool
         url = f"{provider.authorization_endpoint}{separator}{query}"
         say(f"To log in, open this URL in a browser:\n\n    {url}\n")
         if open_browser:
-            webbrowser.open(url)
+            _open(url)
         deadline = time.monotonic() + timeout_s
         while callback.params is None:
             left = deadline - time.monotonic()
@@ -364,7 +374,7 @@ def device_code(client: Client, provider: Provider, *, open_browser: bool = Fals
     say(f"To log in, open {body.get('verification_uri', uri)} and enter the code {body.get('user_code', '')}"
         + (f"\n(or open {uri})" if body.get("verification_uri_complete") else ""))
     if open_browser and uri:
-        webbrowser.open(uri)
+        _open(uri)
     interval = _seconds(body.get("interval"), 5.0)
     deadline = time.monotonic() + min(_seconds(body.get("expires_in"), timeout_s), timeout_s)
     while True:

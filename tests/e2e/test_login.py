@@ -599,3 +599,38 @@ def test_beside_a_daemon_the_stored_login_comes_before_the_admin_token_file(
         finally:
             stand_in.kill()
             stand_in.wait()
+
+
+def test_the_browser_opens_where_there_is_a_display_and_never_in_a_bare_terminal(cli: Cli, tmp_path: Path) -> None:
+    """``$BROWSER`` here is a small program that writes down the URL it is given and returns,
+    as a browser does; the test then plays that browser. Without a display (an SSH session)
+    no browser is started, since a console one would take over the terminal; the URL is
+    printed either way."""
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.py"
+    browser.write_text(f"import sys\nopen({str(opened)!r}, 'w').write(sys.argv[1])\n")
+    with mock_provider() as issuer:
+        for display in ("", ":0"):
+            env = {**cli.env, "BROWSER": f"{sys.executable} {browser} %s", "DISPLAY": display,
+                   "WAYLAND_DISPLAY": ""}
+            process = subprocess.Popen([sys.executable, "-m", "mlops_lite", "login", "--issuer", issuer,
+                                        "--client-id", "mlops-lite", "--client-secret-env", "CLIENT_SECRET",
+                                        "--timeout", "30"], env=env, text=True, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE)
+            try:
+                printed, seen = _prompt(process, r"(http://\S+/oauth2/authorize\?\S+)")
+                deadline = time.monotonic() + 10
+                while display and not opened.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if display:
+                    assert opened.read_text() == printed
+                else:
+                    time.sleep(0.5)
+                    assert not opened.exists()
+                httpx.post(printed, data={"sub": "ana-1"}, follow_redirects=True, timeout=30)
+                code, _, err = _finish(process, seen)
+                assert code == 0, err
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
