@@ -7,7 +7,10 @@ Light periodic jobs run on APScheduler inside the daemon, over the stores it own
   decision says retrain and ``auto_retrain`` is on, the ``retrain-release`` flow runs on
   the newest commit of main;
 - ``data-gc``: daily, objects unreachable from every ref and older than the
-  retention are removed.
+  retention are removed (an audit event ``data.gc`` says what went);
+- ``audit-checkpoint``: every ``audit_checkpoint_interval_s``, failed logins counted
+  so far are written and, when events came since the last checkpoint, the chain's head
+  is signed (docs/audit.md); the Platform signs once more as the daemon stops.
 
 Whether to retrain is decided in the core, by ``platform.loop.should_retrain``
 (mlops_lite/monitoring/triggers.py), whichever scheduler asks: a firing drift or quality
@@ -47,6 +50,7 @@ import httpx
 
 from mlops_lite import Platform
 from mlops_lite.config import Settings
+from server.audit import gc_summary
 
 log = logging.getLogger("mlops_lite.daemon")
 
@@ -80,6 +84,8 @@ class DaemonJobs:
 
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(self.gc, "interval", hours=24, id="data-gc", max_instances=1, coalesce=True)
+        scheduler.add_job(self.checkpoint_audit, "interval", seconds=self.settings.audit_checkpoint_interval_s,
+                          id="audit-checkpoint", max_instances=1, coalesce=True)
         if self.prefect_url is None:
             scheduler.add_job(self.monitor_all, "interval", seconds=self.settings.monitor_interval_s, id="monitor",
                               max_instances=1, coalesce=True)
@@ -168,8 +174,16 @@ class DaemonJobs:
         try:
             report = self.platform.data.gc(retention_days=self.settings.gc_retention_days, dry_run=False)
             log.info("data gc: %s", report)
+            self.platform.audit.record(actor=self.platform.actor, action="data.gc", object="data",
+                                       after=gc_summary(report, self.settings.gc_retention_days))
         except Exception:
             log.exception("data gc failed")
+
+    def checkpoint_audit(self) -> None:
+        try:
+            self.platform.audit.checkpoint_if_moved()
+        except Exception:
+            log.exception("the audit checkpoint failed")
 
     # ---- the flows as Prefect deployments --------------------------------------------------
     def _serve_flows(self) -> None:
