@@ -6,6 +6,7 @@ when ``MLOPS_LITE_CONFIG`` names one, there instead.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -179,6 +180,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=1 << 30, ge=1024)
     auth_failures_max: int = Field(default=20, ge=1)
     auth_failures_window_s: float = Field(default=60.0, gt=0)
+    # Addresses of our serving replicas (they check each client's token with /v1/whoami) or
+    # of a reverse proxy: a failure from one counts against the client its X-Forwarded-For
+    # names (none: against the claimed identity only), never against the proxy itself.
+    auth_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     sql_timeout_s: float = Field(default=30.0, gt=0)
     sql_max_rows: int = Field(default=10_000, ge=1)
     public_metrics: bool | None = None
@@ -245,6 +250,20 @@ class Settings(BaseSettings):
                 if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.match(origin)):
                     raise ValueError(f"cors_origins takes origins like 'https://ops.example.com' (scheme, host, "
                                      f"optional port; no path) or '*', got {origin!r}")
+        return value
+
+    @field_validator("auth_proxies", mode="before")
+    @classmethod
+    def _auth_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [e.strip() for e in text.split(",") if e.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    ipaddress.ip_address(entry)
+                except (TypeError, ValueError):
+                    raise ValueError(f"auth_proxies takes IP addresses like '10.0.0.5', got {entry!r}") from None
         return value
 
     @field_validator("webhook_allow", mode="before")

@@ -38,7 +38,7 @@ from mlops_lite import PermissionDenied, Platform, Unauthenticated
 from mlops_lite.records import Identity
 from mlops_lite.security.roles import highest_role, require, role_rank
 from server.audit import record_failed_login
-from server.hardening import failed_logins, failure_keys
+from server.hardening import failed_logins, failure_keys, proxies_of
 
 
 def bearer_secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
@@ -87,7 +87,8 @@ async def failed_authentication(connection: ASGIConnection[Any, Any, Any, Any], 
 
 def _failure_keys(connection: ASGIConnection[Any, Any, Any, Any]) -> list[str]:
     client = connection.client.host if connection.client else None
-    return failure_keys(client, connection.headers.get("authorization", ""))
+    return failure_keys(client, connection.headers.get("authorization", ""), proxies=proxies_of(connection.app),
+                        forwarded_for=connection.headers.get("x-forwarded-for", ""))
 
 
 def refuse_while_throttled(connection: ASGIConnection[Any, Any, Any, Any]) -> None:

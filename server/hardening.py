@@ -29,6 +29,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,14 +201,21 @@ class FailedLogins:
                     raise TooManyFailures(max(1, math.ceil(wait)), key.split(":", 1)[0])
 
 
-def failure_keys(client: str | None, authorization: str) -> list[str]:
+def failure_keys(client: str | None, authorization: str, *, proxies: Sequence[str] = (),
+                 forwarded_for: str = "") -> list[str]:
     """The keys a request's failure counts against: its client address and, when it
-    presented a credential, the identity that credential claims. No credential: none."""
+    presented a credential, the identity that credential claims. No credential: none.
+    From one of ``proxies`` (``auth_proxies``) the client is the last address of
+    ``forwarded_for`` (what the proxy appended), or none when it sent none."""
     scheme, _, value = authorization.partition(" ")
     value = value.strip()
     if not value:
         return []
-    keys = [f"client:{client or 'unknown'}"]
+    if client in proxies:
+        client = forwarded_for.split(",")[-1].strip() or None
+        keys = [f"client:{client}"] if client else []
+    else:
+        keys = [f"client:{client or 'unknown'}"]
     claimed = _claimed_identity(scheme.lower(), value)
     if claimed:
         keys.append(f"identity:{claimed}")
@@ -242,6 +250,12 @@ def _jwt_subject(token: str) -> str | None:
     if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str):
         return None
     return f"{claims.get('iss', '')}#{claims['sub']}"[:300]
+
+
+def proxies_of(app: Any) -> list[str]:
+    """The app's ``auth_proxies`` (none where its platform has no settings)."""
+    settings = getattr(app.state.get("platform"), "settings", None)
+    return list(settings.auth_proxies) if isinstance(settings, Settings) else []
 
 
 def failed_logins(app: Any) -> FailedLogins:

@@ -177,6 +177,25 @@ def test_failures_count_per_identity_across_clients_and_successes_do_not_count(
         assert good.get("/v1/health", headers={"Authorization": "Bearer mll_wrong"}).status_code == 401
 
 
+def test_a_listed_proxy_is_never_throttled_itself_only_the_clients_it_forwards(world: Any, serve: Any) -> None:
+    """A serving replica checks each of its clients' tokens here: a flood of bad tokens
+    through it must not shut its good clients out."""
+    token = world[1]
+    url = serve(auth_failures_max=3, auth_failures_window_s=60.0, auth_proxies=["127.0.0.8"])
+    with _client(url, source="127.0.0.8") as replica:
+        relayed = [replica.get("/v1/whoami", headers={"Authorization": f"Bearer mll_bad{i}"}).status_code
+                   for i in range(10)]
+        assert relayed == [401] * 10  # distinct tokens, no forwarded client: nothing adds up
+        assert replica.get("/v1/whoami", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        forwarded = [replica.get("/v1/whoami", headers={"Authorization": f"Bearer mll_fw{i}",
+                                                        "X-Forwarded-For": "10.9.8.7, 203.0.113.7"}).status_code
+                     for i in range(5)]
+        assert forwarded == [401, 401, 401, 429, 429]  # the forwarded client is counted
+        other = replica.get("/v1/whoami", headers={"Authorization": f"Bearer {token}",
+                                                   "X-Forwarded-For": "203.0.113.8"})
+        assert other.status_code == 200
+
+
 # ---------------------------------------------------------------------------- headers, CORS
 
 
@@ -196,6 +215,32 @@ def test_every_answer_carries_the_security_headers_and_api_answers_are_not_cache
     for name in ("ok", "created", "401", "lakefs"):
         assert answers[name].headers["cache-control"] == "no-store", name
     assert answers["created"].status_code == 201 and answers["created"].json()["token"]
+
+
+def test_hsts_is_sent_over_tls_and_not_over_plain_http(world: Any, tmp_path: Path) -> None:
+    import ssl
+
+    from mlops_lite.config import load_settings
+    from mlops_lite.security import tls
+    from server import create_app
+    from server.runner import serve_in_thread
+
+    platform, token, _ = world
+    settings = load_settings(home=platform.settings.home)
+    tls.ensure_server_certificate(settings)
+    server = serve_in_thread(create_app(platform), tls=tls.reloadable_server_context(settings))
+    try:
+        trust = ssl.create_default_context(cafile=str(settings.tls_ca_file))
+        with httpx.Client(base_url=server.url, verify=trust, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            over_tls = client.get("/v1/health")
+            refused = client.get("/v1/health", headers={"Authorization": "Bearer mll_wrong"})
+    finally:
+        server.stop()
+    assert server.url.startswith("https://")
+    assert over_tls.status_code == 200
+    for response in (over_tls, refused):
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
 
 
 def test_no_cors_header_by_default_and_a_configured_origin_works(world: Any, serve: Any) -> None:

@@ -98,6 +98,12 @@ def test_a_failure_counts_against_the_client_and_the_identity_its_credential_cla
     # The same token twice counts against the same identity; another one does not.
     assert failure_keys("a", f"Bearer {secret}")[1] == failure_keys("b", f"Bearer {secret}")[1] == bearer[1]
     assert failure_keys("a", "Bearer other")[1] != bearer[1]
+    # From a listed proxy: the client its X-Forwarded-For appended last, or none.
+    proxied = failure_keys("10.0.0.9", f"Bearer {secret}", proxies=["10.0.0.9"], forwarded_for="1.2.3.4, 5.6.7.8")
+    assert proxied == ["client:5.6.7.8", bearer[1]]
+    assert failure_keys("10.0.0.9", f"Bearer {secret}", proxies=["10.0.0.9"]) == [bearer[1]]
+    assert failure_keys("10.0.0.1", f"Bearer {secret}", proxies=["10.0.0.9"], forwarded_for="5.6.7.8")[0] == \
+        "client:10.0.0.1"  # a header from anyone else is not believed
 
 
 @pytest.mark.parametrize(("url", "shown"), [
