@@ -125,11 +125,10 @@ def login(issuer: Issuer = None, client_id: ClientId = None,
     if device and client_credentials:
         raise InvalidInput("--device and --client-credentials are two different grants", field="device",
                            expected="one of them")
-    client = _client(settings, issuer, client_id, scope if scope is not None or not client_credentials else "",
-                     client_secret_env)
+    client = _client(settings, issuer, client_id, scope, client_secret_env)
     provider = credentials.discover(client)
-    if scope is None and not client_credentials:
-        client = dataclasses.replace(client, scope=provider.default_scope)
+    if scope is None:  # the client credentials grant asks for no OpenID scopes: it has no user
+        client = dataclasses.replace(client, scope="" if client_credentials else provider.default_scope)
     if client_credentials:
         grant, tokens = "client_credentials", credentials.client_credentials(client, provider)
     elif device:
