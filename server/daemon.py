@@ -19,6 +19,8 @@ from mlops_lite import Platform
 from mlops_lite.clock import utcnow
 from mlops_lite.config import Settings, prefect_environment
 from mlops_lite.daemon import DaemonInfo, clear_daemon, write_daemon
+from mlops_lite.security.service import ensure_prefect_auth
+from mlops_lite.security.tls import is_loopback, reloadable_server_context
 from server.app import create_app
 from server.jobs import DaemonJobs
 from server.runner import serve_forever
@@ -32,16 +34,26 @@ def _prefect_command() -> list[str]:
 
 
 def start_prefect_server(settings: Settings) -> tuple[subprocess.Popen[bytes], Path]:
-    """Start ``prefect server start`` on loopback with its home under the mlops-lite home."""
+    """Start ``prefect server start`` with its home under the mlops-lite home, on
+    ``prefect_host`` (loopback unless configured), asking every client for the home's auth
+    string: a request to its API without it is answered 401 (its health probe excepted)."""
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_file = logs / "prefect-server.log"
-    env = {**os.environ, **prefect_environment(settings)}
+    auth = ensure_prefect_auth(settings)
+    if not is_loopback(settings.prefect_host):
+        log.warning("the Prefect server listens on %s, off loopback: its auth string and flow parameters cross "
+                    "the network in clear unless a TLS proxy fronts it", settings.prefect_host)
+    env = {**os.environ, **prefect_environment(settings), "PREFECT_SERVER_API_AUTH_STRING": auth,
+           "PREFECT_API_AUTH_STRING": auth}
     env.pop("PREFECT_API_URL", None)
     with open(log_file, "ab") as out:
         process = subprocess.Popen(
-            [*_prefect_command(), "server", "start", "--host", settings.host, "--port", str(settings.prefect_port)],
+            [*_prefect_command(), "server", "start", "--host", settings.prefect_host,
+             "--port", str(settings.prefect_port)],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    # This process's Prefect clients (the jobs, the flow runs they start) send it too.
+    os.environ["PREFECT_API_AUTH_STRING"] = auth
     return process, log_file
 
 
@@ -94,7 +106,7 @@ def run_daemon(platform: Platform, settings: Settings, *, with_prefect: bool = T
     try:
         if with_prefect:
             prefect, log_file = start_prefect_server(settings)
-            prefect_url = f"http://{settings.host}:{settings.prefect_port}"
+            prefect_url = settings.prefect_url
             echo(f"Prefect server starting at {prefect_url} (UI and API; ready in ~15 s; log: {log_file})")
             threading.Thread(target=_announce_when_ready, args=(prefect_url, prefect, echo), daemon=True).start()
         write_daemon(settings.daemon_file, DaemonInfo(pid=os.getpid(), url=settings.server_url,
@@ -104,7 +116,8 @@ def run_daemon(platform: Platform, settings: Settings, *, with_prefect: bool = T
             jobs.start()
         echo(f"mlops-lite API at {settings.server_url} (OpenAPI: {settings.server_url}/schema/openapi.json); "
              "Ctrl-C stops")
-        serve_forever(create_app(platform), settings.host, settings.port)
+        serve_forever(create_app(platform), settings.host, settings.port,
+                      tls=reloadable_server_context(settings) if settings.tls else None)
     finally:
         if jobs is not None:
             jobs.stop()

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -35,10 +36,16 @@ from mlops_lite.inference.session import choose_providers
 from mlops_lite.monitoring import Monitoring
 from mlops_lite.objects import ObjectStore
 from mlops_lite.records import DeploymentRecord, Grant, Identity, Prediction
+from mlops_lite.security.tls import client_tls
 
 log = logging.getLogger("mlops_lite.serve")
 
 TOKEN_TTL_S = 30.0
+# A token the control plane refused is refused here, without asking again, for this long,
+# and at most this many are remembered (the oldest forgotten first): a flood of bad tokens
+# costs the control plane one question per token and per REFUSED_TTL_S, not one per request.
+REFUSED_TTL_S = 10.0
+REFUSED_MAX = 10_000
 
 
 def identity_of(body: dict[str, Any]) -> Identity:
@@ -52,19 +59,46 @@ def identity_of(body: dict[str, Any]) -> Identity:
 
 
 class RemoteTokens:
-    """Bearer tokens checked with the control plane, cached for ``TOKEN_TTL_S``."""
+    """Bearer tokens checked with the control plane: an accepted one cached for
+    ``TOKEN_TTL_S``, a refused one for ``REFUSED_TTL_S`` (at most ``REFUSED_MAX``)."""
 
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.Client, *, refused_ttl_s: float = REFUSED_TTL_S,
+                 refused_max: int = REFUSED_MAX) -> None:
         self._client = client
         self._cache: dict[str, tuple[float, Identity]] = {}
+        self._refused: OrderedDict[str, float] = OrderedDict()  # sha256 of the secret -> refused until
+        self._refused_ttl_s = refused_ttl_s
+        self._refused_max = refused_max
         self._lock = threading.Lock()
 
     def cached(self, secret: str) -> Identity | None:
-        hit = self._cache.get(hashlib.sha256(secret.encode()).hexdigest())
+        """The identity of a token accepted within ``TOKEN_TTL_S``, or None. Raises
+        Unauthenticated, on the spot, for one the control plane refused within
+        ``REFUSED_TTL_S``."""
+        key = hashlib.sha256(secret.encode()).hexdigest()
+        self._check_refused(key)
+        hit = self._cache.get(key)
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def _check_refused(self, key: str) -> None:
+        until = self._refused.get(key)
+        if until is None:
+            return
+        if until > time.monotonic():
+            raise Unauthenticated("the token is not valid")
+        with self._lock:
+            self._refused.pop(key, None)
+
+    def _refuse(self, key: str) -> None:
+        with self._lock:
+            self._refused.pop(key, None)
+            self._refused[key] = time.monotonic() + self._refused_ttl_s
+            while len(self._refused) > self._refused_max:
+                self._refused.popitem(last=False)
 
     def authenticate(self, secret: str) -> Identity:
         key = hashlib.sha256(secret.encode()).hexdigest()
+        self._check_refused(key)
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
@@ -73,6 +107,7 @@ class RemoteTokens:
         except httpx.HTTPError as exc:
             raise BackendUnavailable(f"the control plane at {self._client.base_url} cannot be reached: {exc}") from exc
         if response.status_code in (401, 403):
+            self._refuse(key)
             raise Unauthenticated("the token is not valid")
         if response.status_code != 200:
             raise BackendUnavailable(f"the control plane answered {response.status_code} to /v1/whoami")
@@ -123,9 +158,12 @@ class ServingPlatform:
     def __init__(self, control_url: str, token: str, *, poll_s: float = 1.0) -> None:
         settings = load_settings()
         self.settings = settings
-        self._client = httpx.Client(base_url=control_url, timeout=10.0,
+        # An https control plane is verified against ca_bundle (else the home's CA); a
+        # replica's certificate (tls_client_cert) is presented where mutual TLS is asked.
+        verify = client_tls(settings).verify(control_url)
+        self._client = httpx.Client(base_url=control_url, timeout=10.0, verify=verify,
                                     headers={"Authorization": f"Bearer {token}"})
-        self._poll_client = httpx.Client(base_url=control_url, timeout=10.0,
+        self._poll_client = httpx.Client(base_url=control_url, timeout=10.0, verify=verify,
                                          headers={"Authorization": f"Bearer {token}"})
         objects = ObjectStore(settings.objects_dir / "artifacts")
         self.monitoring = Monitoring(settings.home)
@@ -133,7 +171,7 @@ class ServingPlatform:
                              intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size,
                              on_shadow=self.monitoring.record)
         self.deployments = ServingDeployments(router, self.monitoring)
-        self.tokens = RemoteTokens(httpx.Client(base_url=control_url, timeout=10.0))
+        self.tokens = RemoteTokens(httpx.Client(base_url=control_url, timeout=10.0, verify=verify))
         self._poll_s = poll_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="mlops-lite-routing", daemon=True)

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from mlops_lite.cli import alerts, audit, daemon, data, demo, deploy, login, models, sql, tokens
+from mlops_lite.cli import alerts, audit, cert, daemon, data, demo, deploy, login, models, sql, tokens
 from mlops_lite.cli.common import OPTIONS, err
 from mlops_lite.errors import InvalidInput, MlopsLiteError
 
@@ -55,6 +55,7 @@ app.command()(sql.sql)
 app.add_typer(audit.app, name="audit")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(data.app, name="data")
+app.add_typer(cert.app, name="cert")
 
 
 def main() -> None:

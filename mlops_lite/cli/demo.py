@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,14 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
         step = progress.add_task("Preparing the home", total=6)
         init_home(settings)
         token = read_admin_token(settings)
+        # The ephemeral Prefect API the flows start here asks for the home's auth string
+        # too, and they send it (set before Prefect is imported, which reads it once).
+        from mlops_lite.config import prefect_auth
+
+        auth = prefect_auth(settings)
+        if auth is not None:
+            os.environ.setdefault("PREFECT_SERVER_API_AUTH_STRING", auth)
+            os.environ.setdefault("PREFECT_API_AUTH_STRING", auth)
         import flows
         from server import create_app
         from server.runner import serve_in_thread
@@ -84,13 +93,24 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             progress.update(step, advance=1, description="Deploying through the policy gates")
             revision = flows.deploy_flow(home, "loans", "loan-default", version)
             progress.update(step, advance=1, description="Starting the server on a free loopback port")
-            server = serve_in_thread(create_app(platform), settings.host, 0)
+            # HTTPS with the home's certificate when tls is on; the clients below verify it.
+            from mlops_lite.security.tls import client_tls, ensure_server_certificate, reloadable_server_context
+
+            if settings.tls:
+                ensure_server_certificate(settings)
+            server = serve_in_thread(create_app(platform), settings.host, 0,
+                                     tls=reloadable_server_context(settings) if settings.tls else None)
+            verify = client_tls(settings).verify(server.url)
+
+            def open_client(**options: Any) -> Any:
+                return httpx.Client(verify=verify, **options)
+
             progress.update(step, advance=1, description="Loop done")
             act_two = None
             try:
-                served = _send_holdout(progress, httpx, server.url, token, holdout, requests)
+                served = _send_holdout(progress, open_client, server.url, token, holdout, requests)
                 if loop:
-                    act_two = _act_two(progress, httpx, server.url, token, home)
+                    act_two = _act_two(progress, open_client, server.url, token, home)
             finally:
                 server.stop()
             summary = platform.summary()
@@ -105,14 +125,14 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
         console.print(logged.summary(), highlight=False)
 
 
-def _send_holdout(progress: Progress, httpx: Any, url: str, token: str | None, holdout: Any,
+def _send_holdout(progress: Progress, open_client: Callable[..., Any], url: str, token: str | None, holdout: Any,
                   count: int) -> dict[str, Any]:
     rows = holdout.to_pylist()[:count]
     task = progress.add_task("Sending held-out rows over HTTP", total=len(rows))
     latencies: list[float] = []
     correct = 0
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    with open_client(base_url=url, headers=headers, timeout=30) as client:
         schema = client.get("/v1/deployments").raise_for_status().json()
         model = next(d for d in schema if d["name"] == "loans")
         versions = client.get(f"/v1/models/{model['model']}/versions").raise_for_status().json()
@@ -145,7 +165,7 @@ def _serve_labelled(client: Any, rows: list[dict[str, Any]], features: list[str]
     client.post("/v1/deployments/loans/feedback", json={"labels": labels}).raise_for_status()
 
 
-def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: str) -> dict[str, Any]:
+def _act_two(progress: Progress, open_client: Callable[..., Any], url: str, token: str | None, home: str) -> dict[str, Any]:
     """Drifted traffic -> monitor -> alert -> retrain -> gates -> canary -> promote or roll back."""
     import tempfile
     import threading
@@ -163,7 +183,7 @@ def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: 
     drifted = pacsv.read_csv(path(LOANS.drifted))
     traffic, fresh = drifted.slice(0, 600).to_pylist(), drifted.slice(600)
     step = progress.add_task("Act two: sending 400 drifted rows with their labels", total=4)
-    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    client = open_client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     try:
         record = client.get("/v1/deployments/loans").raise_for_status().json()
         versions = client.get(f"/v1/models/{record['model']}/versions").raise_for_status().json()
@@ -183,14 +203,15 @@ def _act_two(progress: Progress, httpx: Any, url: str, token: str | None, home: 
             return {"timeline": timeline, "result": None}
         mark(f"retraining triggered: {checked['reason']}")
         progress.update(step, advance=1, description="Act two: retrain, gates, canary under live traffic")
-        with tempfile.TemporaryDirectory() as folder:
+        # The home's inbox: the one folder (with ingest_dirs) a flow run may read a source from.
+        with tempfile.TemporaryDirectory(dir=Path(home) / "inbox") as folder:
             source = Path(folder) / "fresh.csv"
             pacsv.write_csv(fresh, source)
             stop = threading.Event()
 
             def live() -> None:
                 i = 400
-                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+                with open_client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
                     while not stop.is_set():
                         _serve_labelled(c, traffic[i % 600: i % 600 + 10], features)
                         i += 10

@@ -40,7 +40,12 @@ class RemoteData(LakeFSDataStore):
     """The data facet over HTTP to an mlops-lite server, with ``token``'s role."""
 
     def __init__(self, remote: RemotePlatform, token: str | None) -> None:
-        super().__init__(remote.url, token=token)
+        tls = remote.tls
+        super().__init__(remote.url, token=token,
+                         ca_file=str(tls.ca_file) if tls is not None and tls.ca_file is not None else None,
+                         cert_file=str(tls.cert_file) if tls is not None and tls.cert_file else None,
+                         key_file=str(tls.key_file) if tls is not None and tls.key_file else None,
+                         verify=tls.verify(remote.url) if tls is not None else True)
         self._remote = remote
 
     def repo(self, name: str) -> RemoteRepository:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import ssl
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -130,7 +131,12 @@ class LakeFSDataStore:
     """``platform.data`` over lakeFS."""
 
     def __init__(self, endpoint: str, access_key_id: str | None = None, secret_access_key: str | None = None, *,
-                 token: str | None = None, storage_namespace: str = "local://{repository}") -> None:
+                 token: str | None = None, storage_namespace: str = "local://{repository}",
+                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
+                 verify: ssl.SSLContext | bool = True) -> None:
+        """``ca_file``, ``cert_file``/``key_file`` and ``verify`` (the same trust as a context
+        for the HTTP client): an https endpoint verified against a CA bundle, and a client
+        certificate for mutual TLS."""
         try:
             import lakefs_sdk
         except ImportError as exc:  # pragma: no cover - a declared dependency
@@ -144,6 +150,9 @@ class LakeFSDataStore:
         else:
             config = lakefs_sdk.Configuration(host=host, username=access_key_id, password=secret_access_key)
             auth, headers = (access_key_id or "", secret_access_key or ""), {}
+        config.ssl_ca_cert = ca_file
+        config.cert_file = cert_file  # type: ignore[assignment]  # the SDK's annotation says None
+        config.key_file = key_file  # type: ignore[assignment]
         self._client = lakefs_sdk.ApiClient(config)
         self.repos = lakefs_sdk.RepositoriesApi(self._client)
         self.branches = lakefs_sdk.BranchesApi(self._client)
@@ -151,7 +160,7 @@ class LakeFSDataStore:
         self.commits = lakefs_sdk.CommitsApi(self._client)
         self.refs = lakefs_sdk.RefsApi(self._client)
         self.tags_api = lakefs_sdk.TagsApi(self._client)
-        self._http = httpx.Client(base_url=host, auth=auth, headers=headers, timeout=120)
+        self._http = httpx.Client(base_url=host, auth=auth, headers=headers, timeout=120, verify=verify)
         self._namespace = storage_namespace
 
     def close(self) -> None:

@@ -575,9 +575,11 @@ def client_tls(settings: Settings) -> ClientTLS:
                      key_file=key, setting="tls_ca" if settings.tls_ca is not None else "ca_bundle")
 
 
-def explain_tls_failure(exc: BaseException, url: str) -> str | None:
+def explain_tls_failure(exc: BaseException, url: str, *, client_certificate: bool = True) -> str | None:
     """A sentence for a client whose TLS handshake failed, naming the setting to fix;
-    None when ``exc`` is not a TLS failure."""
+    None when ``exc`` is not a TLS failure. ``client_certificate``: whether the client
+    presented one (without, a server that requires one closes the connection after a
+    TLS 1.3 handshake, which the client sees as a disconnection)."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLCertVerificationError):
@@ -592,6 +594,9 @@ def explain_tls_failure(exc: BaseException, url: str) -> str | None:
             return f"the TLS handshake with {url} failed ({reason})"
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
+    if not client_certificate and "disconnected without sending a response" in text:
+        return (f"{url} closed the connection without answering ({text}): if it asks for a client certificate "
+                "(mutual TLS), set tls_client_cert and tls_client_key (`mlops-lite cert issue --for worker`)")
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return (f"the certificate of {url} is not trusted ({text}): point ca_bundle (MLOPS_LITE_CA_BUNDLE) at the "
                 "CA that signed it")
