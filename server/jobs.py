@@ -49,7 +49,7 @@ from uuid import UUID
 import httpx
 
 from mlops_lite import Platform
-from mlops_lite.config import Settings
+from mlops_lite.config import Settings, prefect_auth
 from server.audit import gc_summary
 
 log = logging.getLogger("mlops_lite.daemon")
@@ -162,9 +162,9 @@ class DaemonJobs:
                         "%s waits for a later window", deployment)
             return
         from prefect.client.orchestration import get_client
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import temporary_settings
 
-        with temporary_settings({PREFECT_API_URL: f"{self.prefect_url}/api"}), get_client(sync_client=True) as client:
+        with temporary_settings(self._prefect_client_settings()), get_client(sync_client=True) as client:
             run = client.create_flow_run_from_deployment(
                 UUID(deployment_id), parameters={"home": self.home, "deployment": deployment, "trigger": reason},
                 tags=["mlops-lite", "trigger", f"deployment:{deployment}"])
@@ -186,6 +186,16 @@ class DaemonJobs:
             log.exception("the audit checkpoint failed")
 
     # ---- the flows as Prefect deployments --------------------------------------------------
+    def _prefect_client_settings(self) -> dict[Any, Any]:
+        """The daemon's Prefect server, and the home's auth string it asks every client for."""
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+
+        updates: dict[Any, Any] = {PREFECT_API_URL: f"{self.prefect_url}/api"}
+        auth = prefect_auth(self.settings)
+        if auth is not None:
+            updates[PREFECT_API_AUTH_STRING] = auth
+        return updates
+
     def _serve_flows(self) -> None:
         assert self.prefect_url is not None
         deadline = time.monotonic() + 180
@@ -210,7 +220,7 @@ class DaemonJobs:
     async def _serve(self) -> None:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.objects import StateType
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import temporary_settings
         from prefect.states import Cancelled, Pending
 
         flows = self._load_flows()
@@ -221,7 +231,7 @@ class DaemonJobs:
             "release-loop": (flows.release_loop, {}),
         }
         by_id: dict[str, Any] = {}
-        with temporary_settings({PREFECT_API_URL: f"{self.prefect_url}/api"}):
+        with temporary_settings(self._prefect_client_settings()):
             for name, (flow, schedule) in served.items():
                 deployment = await flow.to_deployment(
                     name=DEPLOYMENT, parameters={"home": self.home}, tags=["mlops-lite"],
@@ -289,9 +299,9 @@ class DaemonJobs:
         """Run a scheduled flow run here, in the daemon that owns the stores."""
         from prefect.client.schemas.objects import State
         from prefect.flow_engine import run_flow
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import temporary_settings
 
-        with temporary_settings({PREFECT_API_URL: f"{self.prefect_url}/api"}):
+        with temporary_settings(self._prefect_client_settings()):
             try:
                 state = run_flow(flow, flow_run=run, parameters=dict(run.parameters), return_type="state")
                 self.runs_executed += 1

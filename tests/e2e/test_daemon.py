@@ -3,6 +3,7 @@ itself in daemon.json, and on SIGTERM stops cleanly (its Prefect server too)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ def free_port() -> int:
 
 def _env(home: Path) -> dict[str, str]:
     env = {**os.environ, "MLOPS_LITE_HOME": str(home)}
-    for key in ("MLOPS_LITE_URL", "MLOPS_LITE_TOKEN", "MLOPS_LITE_CONFIG", "PREFECT_API_URL"):
+    for key in ("MLOPS_LITE_URL", "MLOPS_LITE_TOKEN", "MLOPS_LITE_CONFIG", "PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):
         env.pop(key, None)
     return env
 
@@ -99,13 +100,22 @@ def kill_prefect_server(port: int) -> None:
                 pass
 
 
-def create_flow_run(api: str, deployment_id: str, seconds: float = 30) -> dict[str, Any]:
+def prefect_headers(home: Path) -> dict[str, str]:
+    """What the daemon's Prefect API asks of every caller: the home's auth string (prefect.auth)
+    as HTTP Basic credentials."""
+    auth = (home / "prefect.auth").read_text().strip()
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
+def create_flow_run(api: str, deployment_id: str, seconds: float = 30, *,
+                    headers: dict[str, str] | None = None) -> dict[str, Any]:
     """A flow run of a deployment, as the UI's Run button makes it. Prefect's SQLite
     database can answer 500 (locked) while the daemon registers its deployments at
     start-up: ask again, as a user would."""
     deadline = time.monotonic() + seconds
     while True:
-        answer = httpx.post(f"{api}/deployments/{deployment_id}/create_flow_run", json={}, timeout=10)
+        answer = httpx.post(f"{api}/deployments/{deployment_id}/create_flow_run", json={}, timeout=10,
+                            headers=headers)
         if answer.status_code == 201 or time.monotonic() > deadline:
             assert answer.status_code == 201, answer.text
             return dict(answer.json())
@@ -276,18 +286,20 @@ def test_up_with_prefect_serves_the_flows_and_stops_the_prefect_server_too(tmp_p
         assert info["prefect_url"] == f"http://127.0.0.1:{prefect_port}"
 
         api = f"http://127.0.0.1:{prefect_port}/api"
+        auth = prefect_headers(home)
 
         def deployments() -> dict[str, str]:
-            body = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
-            flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10).json()}
+            body = httpx.post(f"{api}/deployments/filter", json={}, timeout=10, headers=auth).json()
+            flows = {f["id"]: f["name"]
+                     for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10, headers=auth).json()}
             return {f"{flows[d['flow_id']]}/{d['name']}": d["id"] for d in body}
 
         daemon.wait_until(lambda: {"monitor/mlops-lite", "retrain-release/mlops-lite", "release-loop/mlops-lite"}
                           <= set(deployments()), 60, "the flows served as Prefect deployments")
-        run = create_flow_run(api, deployments()["monitor/mlops-lite"])
+        run = create_flow_run(api, deployments()["monitor/mlops-lite"], headers=auth)
 
         def run_state() -> str:
-            return httpx.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()["state"]["type"]
+            return httpx.get(f"{api}/flow_runs/{run['id']}", timeout=10, headers=auth).json()["state"]["type"]
 
         daemon.wait_until(lambda: run_state() in ("COMPLETED", "FAILED", "CRASHED"), 90,
                           "the monitor run finished")

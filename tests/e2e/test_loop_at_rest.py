@@ -26,7 +26,7 @@ import pytest
 import mlops_lite
 
 from ..conftest import DATA
-from .test_daemon import SCRIPT, Daemon, _env, free_port, kill_prefect_server, stop_group
+from .test_daemon import SCRIPT, Daemon, _env, free_port, kill_prefect_server, prefect_headers, stop_group
 
 PASSES = 5  # monitor passes the loop must survive at rest
 
@@ -86,12 +86,13 @@ class Traffic:
 
 
 class Prefect:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, home: Path) -> None:
         self.api = f"http://127.0.0.1:{port}/api"
+        self.home = home
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         try:
-            answer = httpx.post(f"{self.api}{path}", json=body, timeout=10)
+            answer = httpx.post(f"{self.api}{path}", json=body, timeout=10, headers=prefect_headers(self.home))
         except httpx.HTTPError:
             return []
         return answer.json() if answer.status_code == 200 else []
@@ -129,7 +130,7 @@ def test_after_the_demo_the_loop_settles_under_live_traffic(
     with open(home / "mlops-lite.toml", "a") as toml:
         toml.write(f'\nmonitor_interval_s = 4\nflow_runner = "{flow_runner}"\n')
     prefect_port = free_port()
-    prefect = Prefect(prefect_port)
+    prefect = Prefect(prefect_port, home)
     daemon = Daemon(home, free_port(), "--prefect-port", str(prefect_port))
     daemons.append(daemon)
     token = (home / "admin.token").read_text().strip()

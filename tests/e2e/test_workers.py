@@ -22,7 +22,16 @@ import pytest
 from mlops_lite.client import RemotePlatform
 
 from ..conftest import DATA, build_loop
-from .test_daemon import SCRIPT, Daemon, _env, create_flow_run, free_port, kill_prefect_server, stop_group
+from .test_daemon import (
+    SCRIPT,
+    Daemon,
+    _env,
+    create_flow_run,
+    free_port,
+    kill_prefect_server,
+    prefect_headers,
+    stop_group,
+)
 
 
 def _serve(client: httpx.Client, rows: list[dict[str, Any]], features: list[str]) -> None:
@@ -51,6 +60,7 @@ def test_a_prefect_worker_runs_the_triggered_retrain_and_release(tmp_path: Path,
     daemon = Daemon(home, free_port(), "--prefect-port", str(prefect_port))
     daemons.append(daemon)
     api = f"http://127.0.0.1:{prefect_port}/api"
+    auth = prefect_headers(home)
     worker_log = tmp_path / "worker.log"
     worker: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
@@ -60,15 +70,16 @@ def test_a_prefect_worker_runs_the_triggered_retrain_and_release(tmp_path: Path,
 
         def deployments() -> dict[str, str]:
             try:
-                body = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
-                flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10).json()}
+                body = httpx.post(f"{api}/deployments/filter", json={}, timeout=10, headers=auth).json()
+                flows = {f["id"]: f["name"]
+                         for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10, headers=auth).json()}
             except httpx.HTTPError:
                 return {}
             return {f"{flows[d['flow_id']]}/{d['name']}": d["id"] for d in body}
 
         daemon.wait_until(lambda: {"monitor/workers", "retrain-release/workers", "monitor/mlops-lite"}
                           <= set(deployments()), 120, "the flows deployed to the work pool")
-        pool = httpx.get(f"{api}/work_pools/mlops-lite", timeout=10).json()
+        pool = httpx.get(f"{api}/work_pools/mlops-lite", timeout=10, headers=auth).json()
         assert pool["type"] == "process"
 
         with open(worker_log, "wb") as out:
@@ -91,10 +102,10 @@ def test_a_prefect_worker_runs_the_triggered_retrain_and_release(tmp_path: Path,
         sender.start()
 
         # The daemon's monitor run fires the drift alert; its trigger queues the retrain on the pool.
-        create_flow_run(api, deployments()["monitor/mlops-lite"])
+        create_flow_run(api, deployments()["monitor/mlops-lite"], headers=auth)
 
         def retrain_runs() -> list[dict[str, Any]]:
-            return httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
+            return httpx.post(f"{api}/flow_runs/filter", timeout=10, headers=auth, json={
                 "deployments": {"id": {"any_": [deployments()["retrain-release/workers"]]}}}).json()
 
         def finished() -> bool:
