@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import threading
 from typing import Annotated, Any
 
 import msgspec
@@ -37,6 +38,7 @@ from server.context import platform as _platform
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 COMMITS_KEY = b"mlops_lite.commits"
+TRUNCATED = b"mlops_lite.truncated"  # in the answer's schema metadata when rows were left out
 MAX_RETENTION_DAYS = 36_500.0
 _OBJECT_FILE = re.compile(r"'/[^']*'")  # a file of the server's store, named in a DuckDB error  # a century; a longer retention is no garbage collection at all
 
@@ -116,7 +118,9 @@ def query_repository(request: Request[Any, Any, Any], repository: str, data: Que
     """DuckDB SQL over CSV/Parquet tables at refs; the SQL reaches those tables and nothing else.
     The answer is an Arrow IPC stream; its schema metadata ``mlops_lite.commits`` (JSON) maps
     each table to the commit it was read at."""
-    result = confined_query(_repo(request, repository), data.sql, data.tables)
+    settings = _platform(request).settings
+    result = confined_query(_repo(request, repository), data.sql, data.tables, max_rows=settings.sql_max_rows,
+                            timeout_s=settings.sql_timeout_s)
     record_read(request, "data.query", f"data:{repository}",
                 {"sql": statement_summary(data.sql), "tables": result.commits, "rows": result.table.num_rows})
     table = result.table.replace_schema_metadata({**(result.table.schema.metadata or {}),
@@ -143,12 +147,15 @@ def check_store(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {**dataclasses.asdict(report), "clean": report.clean}
 
 
-def confined_query(repository: Repository, sql: str, tables: dict[str, Any]) -> QueryResult:
+def confined_query(repository: Repository, sql: str, tables: dict[str, Any], *, max_rows: int | None = None,
+                   timeout_s: float | None = None) -> QueryResult:
     """``Repository.query`` for a caller who is not this process's user.
 
     Each table is read at its ref by the facet's own query (the same DuckDB readers, so the
     same column types); the caller's SQL then runs in a DuckDB that sees those tables only:
-    no file, extension or setting, and no Python variable, is in its reach."""
+    no file, extension or setting, and no Python variable, is in its reach. It answers at
+    most ``max_rows`` rows (the schema metadata says ``mlops_lite.truncated`` when rows were
+    left out) and is interrupted after ``timeout_s`` (422, rule ``time_limit``)."""
     import duckdb
 
     if not tables:
@@ -173,16 +180,45 @@ def confined_query(repository: Repository, sql: str, tables: dict[str, Any]) -> 
     connection = duckdb.connect(":memory:", config={"enable_external_access": False,
                                                     "python_enable_replacements": False,
                                                     "lock_configuration": True})
+    timer = threading.Timer(timeout_s, connection.interrupt) if timeout_s is not None else None
     try:
         for name, table in read.items():
             connection.register(name, table)
         try:
-            result = connection.execute(sql).to_arrow_table()
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            result = _at_most(connection.execute(sql), max_rows)
+        except duckdb.InterruptException as exc:
+            raise InvalidInput(f"the query ran past the server's time limit of {timeout_s} s (its setting "
+                               "sql_timeout_s) and was stopped", field="sql", expected="a faster query",
+                               details={"rule": "time_limit"}) from exc
         except duckdb.Error as exc:
             raise InvalidInput(f"the query failed: {exc}", field="sql", expected="valid DuckDB SQL") from exc
     finally:
+        if timer is not None:
+            timer.cancel()
         connection.close()
     return QueryResult(table=result, commits=commits)
+
+
+def _at_most(cursor: Any, max_rows: int | None) -> pa.Table:
+    """The cursor's rows, at most ``max_rows`` of them, read batch by batch (a query that
+    makes more never holds them all)."""
+    if max_rows is None:
+        return cursor.to_arrow_table()
+    reader = cursor.fetch_record_batch(min(max_rows + 1, 65_536))
+    batches, got = [], 0
+    for batch in reader:
+        batches.append(batch)
+        got += batch.num_rows
+        if got > max_rows:
+            break
+    table = pa.Table.from_batches(batches, schema=reader.schema)
+    if table.num_rows <= max_rows:
+        return table
+    kept = table.slice(0, max_rows)
+    return kept.replace_schema_metadata({**(kept.schema.metadata or {}), TRUNCATED: b"true"})
 
 
 def _unreadable(name: str, spec: list[str] | tuple[str, str], exc: BaseException) -> InvalidInput:

@@ -312,6 +312,24 @@ def test_sql_rows_and_time_are_capped_by_the_server(world: Any, serve: Any) -> N
     assert stopped.json()["rule"] == "time_limit"
 
 
+def test_sql_over_data_tables_is_capped_and_stopped_by_the_server(world: Any, serve: Any) -> None:
+    import pyarrow as pa
+
+    url = serve(sql_max_rows=5, sql_timeout_s=0.5)
+    query = "/v1/data/repositories/loans/query"
+    tables = {"loans": ["main", "loans/train.csv"]}
+    with _client(url, world[1]) as admin:
+        capped = admin.post(query, json={"sql": "select * from loans", "tables": tables})
+        small = admin.post(query, json={"sql": "select count(*) as n from loans", "tables": tables})
+        slow = admin.post(query, json={"sql": "select count(*) from loans, range(10000000000)", "tables": tables})
+    table = pa.ipc.open_stream(capped.content).read_all()
+    assert capped.status_code == 200 and table.num_rows == 5
+    assert table.schema.metadata[b"mlops_lite.truncated"] == b"true"
+    assert b"mlops_lite.truncated" not in (pa.ipc.open_stream(small.content).read_all().schema.metadata or {})
+    assert slow.status_code == 422, slow.text
+    assert (slow.json()["field"], slow.json()["rule"]) == ("sql", "time_limit")
+
+
 @pytest.mark.parametrize("path", ["/v1/runs", "/v1/alerts", "/v1/audit/events"])
 def test_limit_parameters_are_bounded(world: Any, serve: Any, path: str) -> None:
     url = serve()
