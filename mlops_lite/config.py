@@ -428,8 +428,10 @@ class Settings(BaseSettings):
 
     @property
     def server_url(self) -> str:
-        """The API's URL: https when ``tls`` is on."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """The API's URL as a client on this host reaches it: https when ``tls`` is on; a
+        wildcard bind is reached on loopback (a name its certificate carries)."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(self.host, self.host)
+        host = f"[{host}]" if ":" in host else host
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
 

@@ -267,6 +267,9 @@ def test_settings_default_paths_and_https_url(tmp_path: Path, monkeypatch: pytes
     assert settings.tls_ca_key_file == settings.home / "tls" / "ca.key"
     assert settings.server_url == "https://127.0.0.1:8443"
     assert load_settings(home=tmp_path / "home").server_url.startswith("http://")
+    # a wildcard bind is reached on loopback, a name the certificate carries
+    assert load_settings(home=tmp_path / "home", host="0.0.0.0", tls=True).server_url == "https://127.0.0.1:8000"
+    assert load_settings(home=tmp_path / "home", host="::", tls=True).server_url == "https://[::1]:8000"
 
 
 @pytest.mark.parametrize(("host", "choice", "insecure", "https"), [
