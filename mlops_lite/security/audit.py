@@ -322,16 +322,17 @@ class AuditLog:
     def _open_checkpoints(self, signing: Signing) -> None:
         """The newest checkpoint in the file; a first one for a home whose key is new (the
         migration of a home made before checkpoints, and of a new home)."""
-        lines = signing.file.read()
-        public = signing.key.public_key()
-        good = [cp for cp in lines.checkpoints if checkpoints.signature_holds(public, cp)]
-        self._shared.checkpoint = good[-1] if good else None
-        if good or lines.checkpoints:
-            self._shared.orphaned = False
+        last = signing.file.last()
+        if last is not None:
+            valid = checkpoints.signature_holds(signing.key.public_key(), last)
+            self._shared.checkpoint, self._shared.orphaned = (last if valid else None), False
             return
         if signing.fresh_key:
             try:
-                self._write_checkpoint(signing, only_if_moved=False, automatic=False)
+                first = self._write_checkpoint(signing, only_if_moved=False, automatic=False)
+                if first is not None and first.seq > 0:
+                    log.warning("made an audit signing key and a first checkpoint (%s) over the %d events "
+                                "the chain already held", signing.file.path, first.seq)
             except Conflict:
                 log.exception("the audit chain does not verify; its first checkpoint was not signed")
             return

@@ -38,6 +38,7 @@ from mlops_lite.records import AuditCheckpoint, AuditVerdict
 
 GENESIS = "0" * 64
 _CONTEXT = b"mlops-lite audit checkpoint v1\n"  # signatures over checkpoints mean nothing else
+_TAIL_BLOCK = 4096
 
 
 # ---- keys ----------------------------------------------------------------------------
@@ -205,8 +206,27 @@ class CheckpointFile:
             return CheckpointLines((), ())
 
     def last(self) -> AuditCheckpoint | None:
-        found = self.read().checkpoints
-        return found[-1] if found else None
+        """The newest checkpoint, read from the file's end (the file only grows)."""
+        try:
+            stream = self.path.open("rb")
+        except FileNotFoundError:
+            return None
+        with stream:
+            position = stream.seek(0, os.SEEK_END)
+            tail = b""
+            while position > 0 and tail.rstrip(b"\n").count(b"\n") < 1:
+                step = min(_TAIL_BLOCK, position)
+                position -= step
+                stream.seek(position)
+                tail = stream.read(step) + tail
+        lines = [line for line in tail.split(b"\n") if line.strip()]
+        if not lines:
+            return None
+        try:
+            return from_line(json.loads(lines[-1]))
+        except ValueError:  # a damaged last line: the newest readable one before it
+            found = self.read().checkpoints
+            return found[-1] if found else None
 
     def append(self, checkpoint: AuditCheckpoint) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -350,3 +350,23 @@ def test_statement_summary_keeps_no_literal() -> None:
                        "sha256": hashlib.sha256(statement.encode()).hexdigest()}
     assert "ann@example.com" not in json.dumps(summary)
     assert audit_module.statement_summary("")["keyword"] == ""
+
+
+def test_the_newest_checkpoint_is_read_from_the_end_of_a_long_file(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mlops_lite.security.checkpoints import CheckpointFile
+
+    key, file = Ed25519PrivateKey.generate(), CheckpointFile(tmp_path / "audit" / "checkpoints.jsonl")
+    assert file.last() is None
+    written = [sign(key, seq=i, head="a" * 64, count=i, at=datetime.now(UTC), digest="b" * 64, prev=None)
+               for i in range(300)]
+    for one in written:
+        file.append(one)
+    assert file.path.stat().st_size > 20 * 4096
+    assert file.last() == written[-1] == file.read().checkpoints[-1]
+    with file.path.open("a") as out:
+        out.write('{"id": "torn", "seq": 30\n')  # a damaged last line
+    assert file.last() == written[-1] and file.read().unreadable == (301,)
