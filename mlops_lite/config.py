@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 CONFIG_FILE_NAME = "mlops-lite.toml"
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+_SECRET_FIELDS = frozenset({"token", "lakefs_secret_access_key"})
 _ALLOW_ENTRY = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\*|\d{1,5})$")
 
 
@@ -307,6 +308,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
         return (init_settings, env_settings, toml)
+
+    def __repr_args__(self) -> Any:
+        # A repr reaches logs and tracebacks (rich shows locals): never with a secret in it.
+        for name, value in super().__repr_args__():
+            if name in _SECRET_FIELDS and value is not None:
+                yield name, "***"
+            elif name == "database_url" and isinstance(value, str):
+                yield name, redacted_url(value)
+            else:
+                yield name, value
 
     # Paths inside the home -------------------------------------------------
     @property

@@ -228,3 +228,13 @@ def test_the_audit_chain_check_refuses_a_forged_hash_of_any_text() -> None:
     assert verify_events(key, [event]) is None
     for forged in (event["hash"][:-1] + "0", "é" * 64, ""):
         assert verify_events(key, [{**event, "hash": forged}]) is not None
+
+
+def test_a_settings_repr_holds_no_secret(tmp_path: Path) -> None:
+    """A repr reaches logs and tracebacks that show locals."""
+    settings = load_settings(home=tmp_path, token="mll_Repr-secret", lakefs_secret_access_key="lakefs-Repr-secret",
+                             database_url="postgresql://mlops:Repr-password@db/mlops")
+    shown = f"{settings!r} {settings}"
+    assert "Repr-secret" not in shown and "Repr-password" not in shown
+    assert "postgresql://mlops:***@db/mlops" in shown
+    assert settings.token == "mll_Repr-secret"  # the value itself is untouched
