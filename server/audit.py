@@ -130,8 +130,12 @@ def credential_kind(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 
 
 async def record_failed_login(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-    """Count a refused credential for the audit chain (aggregated per client and minute)."""
+    """Count a refused credential for the audit chain (aggregated per client and minute).
+    A serving replica keeps no chain: its control plane records the refusal when the
+    replica asks it about the token (/v1/whoami)."""
     platform: Platform = connection.app.state.platform
+    if getattr(platform, "audit", None) is None:
+        return
     client = connection.client.host if connection.client is not None else "unknown"
     await anyio.to_thread.run_sync(platform.audit.failed_login, client, credential_kind(connection))
 
