@@ -202,6 +202,9 @@ class AuditLog:
                 and (utcnow() - as_utc(last.at)).total_seconds() >= signing.every_seconds):
             try:
                 self._write_checkpoint(signing, only_if_moved=True, automatic=True)
+            except Conflict as exc:  # the chain lost what was signed: stop trying at every commit
+                self._shared.orphaned = True
+                log.error("automatic audit checkpoints stop: %s", exc.message)
             except Exception:  # the change is committed; a checkpoint that failed is retried later
                 log.exception("the audit checkpoint after seq %s failed", tail[0])
 
@@ -277,7 +280,11 @@ class AuditLog:
         with self._shared.lock:
             if self._shared.orphaned:
                 return None
-            return self._write_checkpoint(signing, only_if_moved=True, automatic=True)
+            try:
+                return self._write_checkpoint(signing, only_if_moved=True, automatic=True)
+            except Conflict:
+                self._shared.orphaned = True  # said once; an operator decides (docs/audit.md)
+                raise
 
     def close(self) -> None:
         """Write the failed logins counted so far and sign the head when it moved: what the
@@ -286,6 +293,8 @@ class AuditLog:
             return
         try:
             self.checkpoint_if_moved()
+        except Conflict as exc:
+            log.error("the audit chain was not signed at close: %s", exc.message)
         except Exception:
             log.exception("the audit checkpoint at close failed")
 

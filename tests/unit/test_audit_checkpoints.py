@@ -75,11 +75,13 @@ def test_init_makes_the_signing_key_0600_and_signs_what_it_wrote(settings: Setti
     assert verdict.verified and verdict.problems == () and verdict.signed_through == found[-1].seq
 
 
-def test_a_cut_tail_fails_naming_the_checkpoint_and_the_missing_range(platform: Platform) -> None:
+def test_a_cut_tail_fails_naming_the_checkpoint_and_the_missing_range(settings: Settings,
+                                                                       platform: Platform) -> None:
     _events(platform, 6)
     signed = platform.audit.checkpoint()
     assert (signed.seq, signed.count) == (platform.audit.count(), platform.audit.count())
     _delete(platform, f"where seq > {signed.seq - 3}")
+    platform.audit._shared.tail = None  # the tail is read again from the database, as after a restart
     assert platform.audit.verify() is None  # the HMAC links alone still meet: the weakness
     verdict = platform.audit.verify_signed()
     assert not verdict.verified
@@ -89,6 +91,12 @@ def test_a_cut_tail_fails_naming_the_checkpoint_and_the_missing_range(platform: 
     assert cut and signed.id in cut[0] and f"{signed.seq - 2}..{signed.seq}" in cut[0]
     with pytest.raises(Conflict):  # nothing is signed over a chain that lost a checkpoint's head
         platform.audit.checkpoint()
+    _events(platform, 5)  # automatic checkpoints stop too, without failing the writes
+    assert platform.audit.checkpoints()[-1] == signed
+    # A deliberate cut (a restored backup): the old checkpoints are set aside, a new file starts.
+    settings.audit_checkpoints_file.rename(settings.audit_dir / "checkpoints-before-restore.jsonl")
+    restarted = platform.audit.checkpoint()
+    assert restarted.prev is None and platform.audit.verify_signed().verified
 
 
 def test_a_replaced_tail_is_caught_by_the_head_hash(platform: Platform) -> None:
