@@ -132,9 +132,16 @@ def open_data(settings: Settings, store: MetadataStore, audit: AuditLog, actor: 
                                expected="the lakeFS server's URL and an access key pair")
         # The lakeFS client (httpx, its SDK) loads only for a home that uses it.
         from mlops_lite.data.lakefs_backend import LakeFSDataStore
+        from mlops_lite.security.tls import client_tls
 
+        # An https lakeFS is verified as our own clients verify: ca_bundle, else the system's roots.
+        tls = client_tls(settings)
         return LakeFSDataStore(settings.lakefs_endpoint, settings.lakefs_access_key_id,
-                               settings.lakefs_secret_access_key)
+                               settings.lakefs_secret_access_key,
+                               ca_file=str(settings.ca_bundle) if settings.ca_bundle else None,
+                               cert_file=str(tls.cert_file) if tls.cert_file else None,
+                               key_file=str(tls.key_file) if tls.key_file else None,
+                               verify=tls.verify(settings.lakefs_endpoint))
     return DataStore(store, ObjectStore(settings.objects_dir / "data"), audit, actor)
 
 

@@ -88,6 +88,7 @@ def _message(exc: Any) -> str:
 def _translate(what: str) -> Iterator[None]:
     """The one boundary where lakeFS SDK and HTTP errors become the error tree."""
     from lakefs_sdk import exceptions as sdk
+    from urllib3.exceptions import HTTPError as TransportError  # the SDK's transport: a refused TLS handshake
 
     try:
         yield
@@ -117,7 +118,7 @@ def _translate(what: str) -> Iterator[None]:
         if status in (400, 422):
             raise InvalidInput(text, details=details) from exc
         raise BackendUnavailable(f"{what}: lakeFS answered {status}: {message}") from exc
-    except (httpx.HTTPError, OSError) as exc:
+    except (httpx.HTTPError, OSError, TransportError) as exc:
         raise BackendUnavailable(f"{what}: cannot reach lakeFS ({exc})") from exc
 
 

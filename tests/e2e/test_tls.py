@@ -130,6 +130,18 @@ def test_the_lakefs_sdk_over_tls_with_its_ca_setting(secure: Secure) -> None:
         untrusting._api.close()
 
 
+def test_the_lakefs_data_backend_verifies_an_https_lakefs_with_ca_bundle(secure: Secure, tmp_path: Path) -> None:
+    from mlops_lite import connect
+
+    _, key, secret = secure.platform.tokens.create_access_key("tls-backend", "operator")
+    options = {"data_backend": "lakefs", "lakefs_endpoint": secure.url, "lakefs_access_key_id": key,
+               "lakefs_secret_access_key": secret}
+    with connect(home=tmp_path / "home", ca_bundle=secure.ca, **options) as platform:
+        assert [r.name for r in platform.data.repositories()] == ["loans"]
+    with connect(home=tmp_path / "other", **options) as platform, pytest.raises(errors.BackendUnavailable):
+        platform.data.repositories()
+
+
 def test_tritonclient_over_tls_with_binary_tensors(secure: Secure) -> None:
     httpclient = pytest.importorskip("tritonclient.http")
     import gevent.ssl
