@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
@@ -42,24 +41,26 @@ from mlops_lite.errors import MlopsLiteError
 
 # ------------------------------------------------------------------------------ headers
 
-ALWAYS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
-HSTS = "max-age=31536000"
+ALWAYS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+          (b"x-frame-options", b"DENY"))
+NO_STORE = (b"cache-control", b"no-store")
+HSTS = (b"strict-transport-security", b"max-age=31536000")
 API_PREFIXES = ("/v1", "/v2", "/api/v1")
 
 
 async def security_headers(message: Message, scope: Scope) -> None:
-    """Add the security headers to an answer's start (see the module docstring)."""
+    """Add the security headers to an answer's start (see the module docstring). Plain
+    list work: this runs on every answer, predictions included."""
     if message["type"] != "http.response.start":
         return
-    headers = MutableScopeHeaders.from_message(message)
-    for name, value in ALWAYS.items():
-        if name not in headers:
-            headers[name] = value
-    path = scope.get("path", "")
-    if "cache-control" not in headers and path.startswith(API_PREFIXES):
-        headers["cache-control"] = "no-store"
+    headers = list(message.get("headers") or ())
+    present = {name.lower() for name, _ in headers}
+    headers.extend(pair for pair in ALWAYS if pair[0] not in present)
+    if b"cache-control" not in present and scope.get("path", "").startswith(API_PREFIXES):
+        headers.append(NO_STORE)
     if scope.get("scheme") == "https":
-        headers["strict-transport-security"] = HSTS
+        headers.append(HSTS)
+    message["headers"] = headers
 
 
 # ------------------------------------------------------------------------------ body limits
