@@ -143,7 +143,8 @@ def check(identity: Identity, needed: str, resource: dict[str, str] | Sequence[d
     if role_rank(identity.role) >= role_rank(needed):
         return
     resources = [r for r in ([resource] if isinstance(resource, dict) else resource) if r]
-    if resources:
+    # Without grants only the global role counts, and the refusal says so without a resource.
+    if resources and identity.grants:
         for one in resources:
             require(identity, needed, **one)
     elif scope in RESOURCE_SCOPES and role_rank(highest_role(identity)) >= role_rank(needed):

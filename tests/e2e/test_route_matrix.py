@@ -84,6 +84,8 @@ def access_table(routes: list[Route]) -> str:
         covered = {"model": "the model", "repository": "the repository",
                    "deployment": "the deployment's models", "body": "the model or repository in the body",
                    "any": "anything (no resource)", "global": "- (global role only)"}[r.scope]
+        if r.scope != "body" and r.opt.get("resource") == "body":
+            covered += " and the model in the body"
         lines.append(f"| {r.method} | `{r.path}` | {r.role or 'none (public)'} | {covered} |")
     return "\n".join(lines)
 
