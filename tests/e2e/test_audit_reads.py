@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,3 +187,30 @@ def test_reading_checkpoints_needs_the_roles_the_server_declares(served: Served)
         assert "BEGIN PUBLIC KEY" in api.get("/audit/public-key").json()["public_key"]
         assert api.get("/audit/checkpoints").status_code == 403
         assert api.post("/audit/checkpoints").status_code == 403
+
+
+def test_the_daemons_schedule_writes_failed_logins_and_signs_the_head(tmp_path: Path) -> None:
+    from mlops_lite.config import load_settings
+    from mlops_lite.home import init_home
+    from mlops_lite.platform import open_local
+    from server.jobs import DaemonJobs
+
+    settings = load_settings(home=tmp_path / "home", audit_checkpoint_interval_s=0.2)
+    init_home(settings)
+    with open_local(settings) as platform:
+        jobs = DaemonJobs(platform, settings, prefect_url=None, load_flows=lambda: None, echo=lambda _: None)
+        before = platform.audit.checkpoints()[-1]
+        platform.audit.failed_login("192.0.2.7", "jwt")
+        jobs.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not platform.audit.about("client:192.0.2.7") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            while platform.audit.checkpoints()[-1].seq <= before.seq and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            jobs.stop()
+        [failed] = platform.audit.about("client:192.0.2.7")
+        assert failed.after["count"] == 1 and failed.after["credential"] == "jwt"
+        assert platform.audit.checkpoints()[-1].seq == failed.seq
+        assert platform.audit.verify_signed().verified
