@@ -288,6 +288,9 @@ def test_team_a_moves_its_models_alias_and_not_team_bs(served: Served) -> None:
     identity, secret = p.tokens.create("team-a-operator", "viewer", grants=["operator:model:teama-*"])
     assert identity.grants == (Grant("operator", models="teama-*"),)
     team_a = {"Authorization": f"Bearer {secret}"}
+    whoami = httpx.get(f"{served.url}/v1/whoami", headers=team_a).json()
+    assert (whoami["role"], whoami["grants"]) == ("viewer", [{"role": "operator", "models": "teama-*",
+                                                               "repositories": None}])
     body = {"version": "1.0.0", "reason": "team A's release"}
     moved = httpx.put(f"{served.url}/v1/models/teama-x/aliases/staging", headers=team_a, json=body)
     assert moved.status_code == 200 and moved.json()["version"] == "1.0.0"
