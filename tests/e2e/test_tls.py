@@ -422,8 +422,10 @@ def test_serve_workers_over_tls_with_the_control_plane_over_tls(tmp_path: Path, 
         rows = holdout_rows(spec, 2)
         with httpx.Client(base_url=url, headers=headers, timeout=10, verify=trust) as client:
             answer = client.post(PREDICT, json={"instances": rows})
-            # the token was checked with the control plane (GET /v1/whoami over https, verified)
+            # tokens are checked with the control plane (GET /v1/whoami over https, verified)
             assert answer.status_code == 200 and answer.json()["version"] == "1.0.0"
+            assert client.post(PREDICT, headers={"Authorization": "Bearer nope"},
+                               json={"instances": rows}).status_code == 401
         renewed = json.loads(cli(home, "cert", "renew", "--json").stdout)["server"]["serial"]
         deadline = time.monotonic() + 15
         seen: set[int] = set()
