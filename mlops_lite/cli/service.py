@@ -41,7 +41,7 @@ def service_token(settings: Settings, service: str, url: str, *, explicit: str |
         admin = read_admin_token(settings)
         if admin is None:
             raise InvalidInput(
-                f"no identity for this {service}: set $MLOPS_LITE_TOKEN to a token made with `mlops-lite token "
+                f"no token for this {service}: set $MLOPS_LITE_TOKEN to a token made with `mlops-lite token "
                 f"create --name NAME --service {service}` on the daemon's host", field="token",
                 expected=f"a {service} service token (role {role})")
         name = f"{service}@{socket.gethostname()}"
