@@ -80,7 +80,12 @@ def _verdict(file: Path | None, public_key: Path | None, checkpoints: Path | Non
     if public_key is None:  # on the host: the links with the audit key too
         from mlops_lite.security.audit import load_or_create_key, verify_events
 
-        bad = verify_events(load_or_create_key(load_settings().audit_key_file), events)
+        key_file = load_settings().audit_key_file
+        if not key_file.exists():  # never make one here: a new key fails every link
+            raise InvalidInput(f"no audit key at {key_file} to check the links with; off the host, verify with "
+                               "the public key alone", field="public_key",
+                               expected="--public-key FILE (from `mlops-lite audit public-key`)")
+        bad = verify_events(load_or_create_key(key_file), events)
         first_bad = None if bad is None else (f"event seq {bad.get('seq')} ({bad.get('action')} on "
                                               f"{bad.get('object')}) does not verify with the audit key")
     assert key is not None

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from mlops_lite import Conflict
+from mlops_lite import Conflict, InvalidInput
 from mlops_lite.config import Settings, load_settings
 from mlops_lite.home import init_home
 from mlops_lite.platform import Platform, open_local
@@ -205,6 +205,10 @@ def test_an_export_verifies_with_the_public_key_alone(tmp_path: Path, settings: 
     result = _cli("audit", "verify", "--file", str(export), "--public-key", str(pem), "--checkpoints", str(cps),
                   home=tmp_path / "no-home")
     assert result.exit_code == 1 and "does NOT verify" in result.output
+    # Without --public-key, off the host: no audit key to check links with, and none is made.
+    refused = _cli("audit", "verify", "--file", str(export), "--checkpoints", str(cps), home=tmp_path / "no-home")
+    assert isinstance(refused.exception, InvalidInput) and refused.exception.field == "public_key"
+    assert not (tmp_path / "no-home").exists()
 
 
 def _cli(*args: str, home: Path) -> Any:
