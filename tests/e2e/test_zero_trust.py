@@ -152,6 +152,31 @@ def test_a_service_token_has_its_service_s_role_and_nothing_more(control_plane: 
     assert event.after["service"] == "worker"
 
 
+def test_init_makes_the_prefect_auth_string_once_and_every_client_here_sends_it(tmp_path: Path) -> None:
+    from mlops_lite.config import load_settings, prefect_environment
+    from mlops_lite.home import init_home
+
+    settings = load_settings(home=tmp_path / "home")
+    assert "PREFECT_API_AUTH_STRING" not in prefect_environment(settings)
+    init_home(settings)
+    auth_file = settings.prefect_auth_file
+    auth = auth_file.read_text().strip()
+    user, _, password = auth.partition(":")
+    assert user == "mlops-lite" and len(password) >= 40
+    assert stat.S_IMODE(auth_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.inbox.stat().st_mode) == 0o700
+    assert prefect_environment(settings)["PREFECT_API_AUTH_STRING"] == auth
+    # A home made before the string (none in it) gets one on its next init; an existing one is kept.
+    init_home(settings)
+    assert auth_file.read_text().strip() == auth
+    auth_file.unlink()
+    init_home(settings)
+    assert auth_file.read_text().strip() not in ("", auth)
+    other = load_settings(home=tmp_path / "other")
+    init_home(other)
+    assert other.prefect_auth_file.read_text() != auth_file.read_text()
+
+
 # api_tokens as the release before service identities created it.
 BEFORE_SERVICES = ("create table api_tokens (id VARCHAR PRIMARY KEY, name VARCHAR, role VARCHAR, token_hash VARCHAR, "
                    "created_at TIMESTAMP WITH TIME ZONE, revoked BOOLEAN, access_key_id VARCHAR, grants JSON, "
