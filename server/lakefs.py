@@ -327,7 +327,7 @@ STORAGE_CONFIG = {
 }
 
 
-@get("/config", opt={"lakefs": "viewer"}, sync_to_thread=False)
+@get("/config", opt={"lakefs": "viewer", "resource": "any"}, sync_to_thread=False)
 def config() -> dict[str, Any]:
     """What the lakeFS SDK reads first: the server's version and its storage."""
     return {"version_config": {"version": mlops_lite.__version__, "version_context": "mlops-lite",
@@ -335,18 +335,18 @@ def config() -> dict[str, Any]:
             "storage_config": STORAGE_CONFIG}
 
 
-@get("/config/version", opt={"lakefs": "viewer"}, sync_to_thread=False)
+@get("/config/version", opt={"lakefs": "viewer", "resource": "any"}, sync_to_thread=False)
 def config_version() -> dict[str, Any]:
     """lakeFS's older version route (clients before /config read it)."""
     return {"version": mlops_lite.__version__, "upgrade_recommended": False}
 
 
-@get("/config/storage", opt={"lakefs": "viewer"}, sync_to_thread=False)
+@get("/config/storage", opt={"lakefs": "viewer", "resource": "any"}, sync_to_thread=False)
 def config_storage() -> dict[str, Any]:
     return STORAGE_CONFIG
 
 
-@get("/user", opt={"lakefs": "viewer"}, sync_to_thread=False)
+@get("/user", opt={"lakefs": "viewer", "resource": "any"}, sync_to_thread=False)
 def current_user(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Who the access key belongs to (its creation date is not kept on the identity: 0)."""
     identity: Identity = request.state.identity

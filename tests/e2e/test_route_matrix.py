@@ -334,6 +334,17 @@ def test_team_a_writes_its_repository_and_not_team_bs_through_the_lakefs_sdk(ser
     assert {r.name for r in p.data.repositories()} >= {"teama-more"}
     assert "teamb-more" not in {r.name for r in p.data.repositories()}
     assert [b.name for b in p.data.repo("teamb-data").branches()] == ["main"]
+    # A key whose only reading right is its grant: the SDK's first calls (/config, /user)
+    # pass, team A's data reads and writes, team B's does not even read.
+    _, key_id, secret = p.tokens.create_access_key("team-a-only", "predictor", grants=["operator:repo:teama-*"])
+    narrow = LakeFSClient(lakefs_sdk.Configuration(host=served.url + "/api/v1", username=key_id, password=secret))
+    assert narrow.auth_api.get_current_user().user.id == "team-a-only"
+    narrow.branches_api.create_branch("teama-data", lakefs_sdk.BranchCreation(name="narrow", source="main"))
+    assert {b.id for b in narrow.branches_api.list_branches("teama-data").results} == {"feature", "main", "narrow"}
+    for denied in (lambda: narrow.branches_api.list_branches("teamb-data"),
+                   lambda: narrow.repositories_api.list_repositories()):
+        with pytest.raises(lakefs_sdk.exceptions.ForbiddenException):
+            denied()
 
 
 def test_docs_access_md_holds_this_route_table(served: Served) -> None:
