@@ -249,8 +249,9 @@ def serve(workers: Annotated[int, typer.Option(help="Worker processes (more than
     token, _ = service_token(settings, "replica", url,
                              explicit=os.environ.get("MLOPS_LITE_SERVE_TOKEN") or settings.token,
                              allow_admin_token=allow_admin_token)
+    # The workers' settings name the interface they serve on: /metrics is public on loopback only.
     os.environ.update({"MLOPS_LITE_SERVE_CONTROL_URL": url, "MLOPS_LITE_SERVE_POLL_S": str(poll),
-                       "MLOPS_LITE_SERVE_TOKEN": token})
+                       "MLOPS_LITE_SERVE_TOKEN": token, "MLOPS_LITE_HOST": settings.host})
     console.print(f"serving with {workers} worker(s) on {scheme}://{settings.host}:{port}, routes from {url}",
                   highlight=False)
     from server.runner import settings_ssl_context
