@@ -228,8 +228,9 @@ def _time(value: str) -> Any:
 
 
 def build_serving_app(platform: ServingPlatform) -> Litestar:
-    from server.app import _error, health, metrics_endpoint, predict
+    from server.app import _error, health, metrics_endpoint, predict, public_or_viewer
     from server.auth import authorize
+    from server.hardening import BodyLimit, security_headers
     from server.metrics import Metrics
     from server.monitoring import feedback
     from server.oip import oip_router
@@ -238,7 +239,10 @@ def build_serving_app(platform: ServingPlatform) -> Litestar:
     app = Litestar(route_handlers=[api, oip_router(guards=[authorize]), metrics_endpoint],
                    exception_handlers={Exception: _error},
                    openapi_config=OpenAPIConfig(title="mlops-lite serve", version=mlops_lite.__version__,
-                                                path="/schema"),
+                                                openapi_router=Router(path="/schema", route_handlers=[],
+                                                                      guards=[public_or_viewer],
+                                                                      opt={"permission": "viewer"})),
+                   request_max_body_size=None, middleware=[BodyLimit], before_send=[security_headers],
                    on_shutdown=[platform.close], debug=False, logging_config=None)
     app.state.platform = platform
     app.state.metrics = Metrics()

@@ -488,3 +488,30 @@ def test_a_full_flow_logs_none_of_the_secrets_it_made(
     assert any("refused" in line for line in capture.lines)  # the webhook refusal was logged
     hits = [(name, where) for name, secret in secrets.items() for where, text in texts.items() if secret in text]
     assert hits == []
+
+
+def test_a_serving_replica_keeps_metrics_and_schema_behind_a_token_off_loopback(
+        world: Any, serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.runner import serve_in_thread
+    from server.serving import ServingPlatform, build_serving_app
+
+    platform = world[0]
+    url = serve()
+    _, replica_token = platform.tokens.create("replica@hardening", "predictor", service="replica")
+    _, viewer = platform.tokens.create("viewer@hardening", "viewer")
+    monkeypatch.setenv("MLOPS_LITE_HOME", str(platform.settings.home))
+    monkeypatch.setenv("MLOPS_LITE_HOST", "0.0.0.0")  # what `mlops-lite serve --host 0.0.0.0` gives its workers
+    replica = serve_in_thread(build_serving_app(ServingPlatform(url, replica_token, poll_s=0.5)))
+    try:
+        with _client(replica.url) as anonymous, _client(replica.url, viewer) as reader:
+            closed = [anonymous.get("/metrics"), anonymous.get("/schema/openapi.json")]
+            opened = [reader.get("/metrics"), reader.get("/schema/openapi.json")]
+            health = anonymous.get("/v1/health")
+            flood = anonymous.post("/v1/deployments/loans/predict", content=b" " * (65 << 20),
+                                   headers={"content-type": "application/json"})
+    finally:
+        replica.stop()
+    assert [r.status_code for r in closed] == [401, 401]
+    assert [r.status_code for r in opened] == [200, 200]
+    assert health.status_code == 401 and health.headers["x-content-type-options"] == "nosniff"
+    assert (flood.status_code, flood.json()["setting"]) == (413, "max_predict_body_bytes")
