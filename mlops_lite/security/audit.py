@@ -387,6 +387,9 @@ class AuditLog:
             return None
         head_seq, head = ((new[-1]["seq"], new[-1]["hash"]) if new
                           else (last.seq, last.head) if last is not None else (0, GENESIS))
+        if count != head_seq:
+            raise Conflict(f"the chain holds {count} events up to seq {head_seq}: events were removed; not signing "
+                           "it (see `mlops-lite audit verify`)")
         signed = checkpoints.sign(
             signing.key, seq=head_seq, head=head, count=count, at=utcnow(),
             digest=checkpoints.extend_digest(last.digest if last is not None else GENESIS, new),

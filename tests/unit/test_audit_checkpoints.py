@@ -382,3 +382,14 @@ def test_the_newest_checkpoint_is_read_from_the_end_of_a_long_file(tmp_path: Pat
     with file.path.open("a") as out:
         out.write('{"id": "torn", "seq": 30\n')  # a damaged last line
     assert file.last() == written[-1] and file.read().unreadable == (301,)
+
+
+def test_a_checkpoint_does_not_sign_a_chain_that_lost_events_before_the_last_checkpoint(platform: Platform) -> None:
+    _events(platform, 4)
+    signed = platform.audit.checkpoint()
+    _events(platform, 2)
+    _delete(platform, f"where seq = {signed.seq - 1}")  # behind the signed head: the links after it still meet
+    with pytest.raises(Conflict, match="events were removed"):
+        platform.audit.checkpoint()
+    verdict = platform.audit.verify_signed()
+    assert not verdict.verified and verdict.problems[0].startswith(f"event seq {signed.seq} ")
