@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 import msgspec
-from anyio import from_thread
 from litestar import Request, Response, Router, delete, get, head, post, put, route
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import HTTPRouteHandler
@@ -59,7 +58,7 @@ from mlops_lite.security.roles import require
 from server.audit import record_read
 from server.auth import authorize_lakefs
 from server.context import platform as _platform
-from server.hardening import hide_home
+from server.hardening import StreamedBody, hide_home
 
 if TYPE_CHECKING:
     from mlops_lite.data.lakefs_backend import LakeFSBranch, LakeFSRepository
@@ -576,35 +575,6 @@ def delete_tag(request: Request[Any, Any, Any], repository: str, tag: str) -> No
 # ------------------------------------------------------------------------------ objects
 
 
-class _BodyReader:
-    """A blocking file-like view of the request body for a worker thread: each
-    ``read`` pulls the next chunks from the event loop (bounded memory)."""
-
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = bytearray()
-        self._done = False
-
-    async def _next(self) -> bytes | None:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            return None
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._done and (size < 0 or len(self._buffer) < size):
-            chunk = from_thread.run(self._next)
-            if chunk is None:
-                self._done = True
-            else:
-                self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
-
-
 @post("/repositories/{repository:str}/branches/{branch:str}/objects",
       opt={"lakefs": "operator", "repository_param": "repository", "body": "upload"}, status_code=201)
 async def upload_object(request: Request[Any, Any, Any], repository: str, branch: str,
@@ -625,7 +595,7 @@ async def upload_object(request: Request[Any, Any, Any], repository: str, branch
         if not options.get("boundary"):
             raise LakeFSError(400, "the multipart body has no boundary in its Content-Type")
         chunks = _form_field(chunks, options["boundary"].encode(), "content")
-    record = await anyio.to_thread.run_sync(_stage, target, object_path, _BodyReader(chunks), if_absent)
+    record = await anyio.to_thread.run_sync(_stage, target, object_path, StreamedBody(chunks), if_absent)
     return await anyio.to_thread.run_sync(_uploaded, request, repository, branch, record)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, BinaryIO, TypeVar, cast
 
 import anyio.to_thread
 import msgspec
@@ -29,6 +29,7 @@ from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunCompar
 from server.audit import record_read
 from server.context import actor as _actor
 from server.context import platform as _platform
+from server.hardening import StreamedBody
 
 MAX_LIMIT = 10_000  # the most runs one list answers
 MAX_SQL_SECONDS = 86_400.0  # the longest time limit a query may ask for
@@ -254,8 +255,9 @@ async def log_artifact(request: Request[Any, Any, Any], run_id: str,
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != OCTET_STREAM:
         raise InvalidInput("an artifact is sent as raw bytes", field="body",
                            expected=f"Content-Type: {OCTET_STREAM}")
-    body = await request.body()
     run = _handle(request, run_id)
+    # Stored as it arrives, never whole in memory; read like a binary file.
+    body = cast(BinaryIO, StreamedBody(request.stream().__aiter__()))
     digest: str = await anyio.to_thread.run_sync(run.log_artifact, name, body)
     return {"name": name, "digest": digest}
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from mlops_lite.records import RunRecord
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
@@ -64,8 +64,9 @@ class ActiveRunAPI(Protocol):
     def flush(self) -> int:
         """Write the buffer now (one transaction); returns the rows written."""
 
-    def log_artifact(self, name: str, data: bytes) -> str:
-        """Store bytes content-addressed and attach them to the run; returns the digest."""
+    def log_artifact(self, name: str, data: bytes | BinaryIO) -> str:
+        """Store bytes (or a binary stream, read to its end) content-addressed and attach them
+        to the run; returns the digest."""
 
     def end(self, status: str = "finished") -> RunRecord:
         """Write what is buffered and end the run (``finished`` or ``failed``)."""

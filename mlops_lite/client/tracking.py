@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -256,13 +256,15 @@ class RemoteRun:
         return 0 if answer is None else int(answer["written"])
 
     # --- immediate writes --------------------------------------------------------------------
-    def log_artifact(self, name: str, data: bytes) -> str:
-        """Store bytes content-addressed on the server and attach them to the run; returns the digest."""
+    def log_artifact(self, name: str, data: bytes | BinaryIO) -> str:
+        """Store bytes (or a binary stream, read to its end) content-addressed on the server and
+        attach them to the run; returns the digest."""
         if self._ended is not None:
             self._refuse_ended()
+        content = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data.read()
         with self._write_lock:
             body = self._remote.request("PUT", f"{_run_path(self.id)}/artifacts", params={"name": name},
-                                        content=bytes(data), headers={"Content-Type": "application/octet-stream"})
+                                        content=content, headers={"Content-Type": "application/octet-stream"})
         return str(body["digest"])
 
     def end(self, status: str = "finished") -> RunRecord:

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -408,11 +408,13 @@ class ActiveRun:
             return self._write(None)
 
     # --- immediate writes ------------------------------------------------------------
-    def log_artifact(self, name: str, data: bytes) -> str:
-        """Store bytes content-addressed and attach them to the run; returns the digest."""
+    def log_artifact(self, name: str, data: bytes | BinaryIO) -> str:
+        """Store bytes, or a binary stream read to its end in bounded memory, content-addressed
+        and attach them to the run; returns the digest."""
         if self._ended is not None:
             self._refuse_ended()
-        digest, _ = self._tracking._objects.put_bytes(data)
+        objects = self._tracking._objects
+        digest, _ = objects.put_bytes(data) if isinstance(data, bytes) else objects.put_stream(data)
         with self._write_lock, self._tracking._store.session() as session:
             run = self._running(session)
             run.artifacts = {**run.artifacts, name: digest}

@@ -109,6 +109,46 @@ def test_upload_and_predict_routes_take_their_own_larger_limits(world: Any, serv
     assert [o.path for o in platform.data.repo("loans").ref("limits").ls("limits/").objects] == ["limits/a.bin"]
 
 
+def test_a_run_artifact_is_streamed_into_the_store_up_to_the_upload_limit(world: Any, serve: Any) -> None:
+    platform, token, _ = world
+    url = serve(max_upload_bytes=256 * 1024)
+    payload = bytes(range(256)) * 800  # 200 kB, past the JSON limit, within the upload limit
+
+    def chunks(total: int) -> Iterator[bytes]:  # chunked: counted as it streams
+        for _ in range(total // 4096):
+            yield b"z" * 4096
+
+    octets = {"content-type": "application/octet-stream"}
+    with _client(url, token) as admin:
+        run = admin.post("/v1/runs/start", json={"name": "artifact-limits"}).json()["id"]
+        stored = admin.put(f"/v1/runs/{run}/artifacts", params={"name": "blob"}, content=payload, headers=octets)
+        streamed = admin.put(f"/v1/runs/{run}/artifacts", params={"name": "stream"}, content=chunks(64 * 1024),
+                             headers=octets)
+        too_big = admin.put(f"/v1/runs/{run}/artifacts", params={"name": "big"}, content=chunks(512 * 1024),
+                            headers=octets)
+    assert stored.status_code == 200, stored.text
+    assert platform.tracking.read_artifact(run, "blob") == payload
+    assert streamed.status_code == 200 and platform.tracking.read_artifact(run, "stream") == b"z" * 64 * 1024
+    assert (too_big.status_code, too_big.json()["setting"]) == (413, "max_upload_bytes")
+    assert "big" not in platform.tracking.get_run(run).artifacts
+
+
+def test_log_artifact_takes_a_binary_stream_locally_and_over_http(world: Any, serve: Any) -> None:
+    import io
+
+    from mlops_lite.client import RemotePlatform
+
+    platform, token, _ = world
+    url = serve()
+    payload = b"model-bytes" * 10_000
+    with RemotePlatform(url, token) as remote:
+        for api in (platform, remote):
+            with api.tracking.start_run("streamed-artifact") as run:
+                digest = run.log_artifact("weights", io.BytesIO(payload))
+                assert digest == run.log_artifact("weights-again", payload)  # the same content, the same digest
+            assert api.tracking.read_artifact(run.id, "weights") == payload
+
+
 def test_a_multipart_upload_streams_a_text_field_or_a_file_part(world: Any, serve: Any) -> None:
     platform, token, _ = world
     url = serve(max_upload_bytes=1 << 20)
