@@ -146,7 +146,9 @@ def monitoring_query(request: Request[Any, Any, Any], data: QueryRequest) -> Any
     (lists of JSON values; NaN and infinities become null) and ``truncated``. As an Arrow
     IPC stream when ``Accept`` asks for one: the table with its types and values exact,
     its schema metadata holding ``mlops_lite.truncated`` when rows were left out."""
-    table = _platform(request).monitoring.query(read_only_log_query(data.sql))
+    # One row past max_rows tells whether rows were left out; the server's sql_timeout_s stops it.
+    table = _platform(request).monitoring.query(read_only_log_query(data.sql), max_rows=data.max_rows + 1,
+                                                timeout_s=_platform(request).settings.sql_timeout_s)
     kept = table.slice(0, data.max_rows)
     truncated = table.num_rows > data.max_rows
     if ARROW_STREAM in request.headers.get("accept", ""):

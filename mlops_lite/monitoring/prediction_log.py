@@ -669,12 +669,15 @@ class Monitoring:
         return {"rows_logged": s.logged, "rows_dropped": s.dropped, "rows_written": s.written,
                 "write_errors": s.write_errors, "batches": s.batches, "rows_queued": s.queued}
 
-    def query(self, sql: str) -> pa.Table:
+    def query(self, sql: str, *, max_rows: int | None = None, timeout_s: float | None = None) -> pa.Table:
         """Run ``sql`` in DuckDB over the views ``predictions`` and ``feedback`` (Parquet,
-        hive-partitioned by deployment and date; empty views when nothing is written yet)."""
+        hive-partitioned by deployment and date; empty views when nothing is written yet).
+        At most ``max_rows`` rows are read (batch by batch); a query running past
+        ``timeout_s`` is interrupted (InvalidInput, ``details["rule"]`` ``time_limit``)."""
         import duckdb
 
         con = duckdb.connect(":memory:")
+        timer = threading.Timer(timeout_s, con.interrupt) if timeout_s is not None else None
         try:
             for view, folder, schema in (("predictions", self.predictions_dir, PREDICTION_SCHEMA),
                                          ("feedback", self.feedback_dir, FEEDBACK_SCHEMA)):
@@ -686,11 +689,29 @@ class Monitoring:
                     con.register(f"{view}_empty", schema.empty_table())
                     con.execute(f"CREATE VIEW {view} AS SELECT *, NULL::DATE AS date FROM {view}_empty")
             try:
-                return con.execute(sql).fetch_arrow_table()
+                if timer is not None:
+                    timer.daemon = True
+                    timer.start()
+                cursor = con.execute(sql)
+                if max_rows is None:
+                    return cursor.fetch_arrow_table()
+                reader = cursor.fetch_record_batch(max(1, min(max_rows, 65_536)))
+                batches, got = [], 0
+                for batch in reader:
+                    if got >= max_rows:
+                        break
+                    batches.append(batch.slice(0, max_rows - got))
+                    got += batches[-1].num_rows
+                return pa.Table.from_batches(batches, schema=reader.schema)
+            except duckdb.InterruptException as exc:
+                raise InvalidInput(f"the monitoring query ran past its time limit of {timeout_s} s and was stopped",
+                                   field="sql", expected="a faster query", details={"rule": "time_limit"}) from exc
             except duckdb.Error as exc:
                 raise InvalidInput(f"monitoring query failed: {exc}", field="sql",
                                    expected="SQL over the views predictions and feedback") from exc
         finally:
+            if timer is not None:
+                timer.cancel()
             con.close()
 
     def close(self) -> None:

@@ -370,6 +370,17 @@ def test_sql_over_data_tables_is_capped_and_stopped_by_the_server(world: Any, se
     assert (slow.json()["field"], slow.json()["rule"]) == ("sql", "time_limit")
 
 
+def test_sql_over_the_prediction_log_is_capped_and_stopped_by_the_server(world: Any, serve: Any) -> None:
+    url = serve(sql_timeout_s=0.5)
+    with _client(url, world[1]) as admin:
+        capped = admin.post("/v1/monitoring/query", json={"sql": "select * from range(1000000)", "max_rows": 5})
+        slow = admin.post("/v1/monitoring/query", json={"sql": "select count(*) from range(10000000000)"})
+    assert capped.status_code == 200, capped.text
+    assert (len(capped.json()["rows"]), capped.json()["truncated"]) == (5, True)
+    assert slow.status_code == 422, slow.text
+    assert (slow.json()["field"], slow.json()["rule"]) == ("sql", "time_limit")
+
+
 @pytest.mark.parametrize("path", ["/v1/runs", "/v1/alerts", "/v1/audit/events"])
 def test_limit_parameters_are_bounded(world: Any, serve: Any, path: str) -> None:
     url = serve()
