@@ -240,3 +240,23 @@ def test_the_training_spec_records_what_the_slice_needs(world) -> None:
     spec = TrainingSpec.recorded(good.signature, good.params)
     assert (spec.target, spec.test_size, spec.seed) == ("default", 0.2, 42)
     assert not set(FEATURE_EXCLUDE) & {i["name"] for i in good.signature["inputs"]}
+
+
+def test_a_decision_stored_before_gates_had_evidence_reads_back_with_none(world) -> None:
+    """Decisions keep their gates as JSON: one stored by the previous code has no
+    ``evidence`` key, and reads back with an empty one (no migration needed)."""
+    import uuid
+
+    from mlops_lite.clock import utcnow
+    from mlops_lite.metadata.tables.policy import PolicyDecisionRow
+
+    p, good = world.p, world.good
+    old = PolicyDecisionRow(id=uuid.uuid4().hex, model=MODEL, version=good.version, alias="production",
+                            decided_at=utcnow(), passed=True, actor="ci", override_reason=None, digest=good.digest,
+                            gates=[{"gate": "metric.roc_auc", "passed": True, "measured": 0.81, "bound": ">= 0.6",
+                                    "detail": "the version's recorded metric (its training run's held-out split)"}],
+                            policy={"document": {}, "files": []})
+    with p._store.session() as session:
+        session.add(old)
+    decision = p.policy.get_decision(old.id)
+    assert [(g.gate, g.measured, g.evidence) for g in decision.gates] == [("metric.roc_auc", 0.81, {})]
