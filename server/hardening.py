@@ -1,5 +1,7 @@
 """The HTTP surface's defences, one per section: security headers on every answer, request
-body limits per route, and the count of failed authentications that answers 429.
+body limits per route (and the streamed body uploads read), the count of failed
+authentications that answers 429, who may read /metrics and /schema without a token, and
+the server's folders kept out of answers. docs/hardening.md says it for users.
 
 - Headers (``security_headers``, a ``before_send`` hook, so 404s and errors get them
   too): ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
@@ -17,6 +19,8 @@ body limits per route, and the count of failed authentications that answers 429.
   ``auth_failures_max`` within ``auth_failures_window_s`` the guards answer 429 with
   ``Retry-After`` before looking at any credential. A missing credential does not count,
   nor does a good one. Memory is bounded: the least recently seen keys are forgotten.
+  From an ``auth_proxies`` address (a serving replica, a reverse proxy) the client is the
+  one its ``X-Forwarded-For`` names, never the proxy.
 """
 
 from __future__ import annotations
