@@ -44,7 +44,9 @@ def init() -> None:
     result = init_home(settings)
     console.print(f"home      {result.home}")
     console.print(f"config    {result.config_file}")
-    console.print(f"database  {result.database}")
+    from mlops_lite.config import redacted_url
+
+    console.print(f"database  {redacted_url(result.database)}")  # a terminal's output reaches CI logs
     if result.token:
         console.print(f"admin token (shown once; also in {result.token_file}, mode 0600):")
         console.print(f"  {result.token}", highlight=False)
