@@ -70,15 +70,29 @@ def test_readme_shell_example_runs(index: int, tmp_path: Path) -> None:
 
 
 TOML_BLOCKS = re.findall(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+# Each block says in its first line which file it is: a policy, or the settings file.
+SETTINGS_BLOCKS = [b for b in TOML_BLOCKS if b.startswith("# $MLOPS_LITE_HOME/mlops-lite.toml")]
+POLICY_BLOCKS = [b for b in TOML_BLOCKS if b not in SETTINGS_BLOCKS]
 
 
-@pytest.mark.parametrize("index", range(len(TOML_BLOCKS)))
+@pytest.mark.parametrize("index", range(len(SETTINGS_BLOCKS)))
+def test_readme_settings_example_loads(index: int, tmp_path: Path) -> None:
+    from mlops_lite.config import load_settings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mlops-lite.toml").write_text(SETTINGS_BLOCKS[index])
+    settings = load_settings(home=home)
+    assert settings.oidc and settings.oidc[0].issuer.startswith("https://")
+
+
+@pytest.mark.parametrize("index", range(len(POLICY_BLOCKS)))
 def test_readme_policy_example_is_a_valid_policy(index: int, tmp_path: Path) -> None:
     from mlops_lite.policy.document import load_policy, policy_dir
 
     folder = policy_dir(tmp_path)
     folder.mkdir(parents=True)
-    (folder / "loan-default.toml").write_text(TOML_BLOCKS[index])
+    (folder / "loan-default.toml").write_text(POLICY_BLOCKS[index])
     spec = load_policy(tmp_path, "loan-default", min_roc_auc=0.6)
     assert spec.files and spec.approvals_required == 1
     assert {t.metric for t in spec.thresholds} == {"roc_auc"} and spec.fairness is not None
