@@ -258,7 +258,7 @@ def _print_report(settings: Settings, commit: str, record: Any, revision: int, t
                   f"F1 {metrics['f1']:.3f}  demographic parity diff {metrics.get('demographic_parity_difference', 0):.3f}")
     table.add_row("ONNX parity", f"max |p_onnx - p_sklearn| = {metrics['parity_max_abs_diff']:.2e} (limit 1e-4)")
     table.add_row("deployment", f"loans -> {record.model}@{record.version} (revision {revision})")
-    table.add_row("served over HTTP", f"{served['count']} held-out rows at {served['url']}: accuracy "
+    table.add_row("served over HTTPS" if str(served["url"]).startswith("https:") else "served over HTTP", f"{served['count']} held-out rows at {served['url']}: accuracy "
                   f"{served['accuracy']:.3f}, p50 {served['p50_ms']:.2f} ms, p99 {served['p99_ms']:.2f} ms, "
                   f"{served['per_second']:.0f} req/s (one client, batch 1)")
     table.add_row("stores", f"{settings.home}  (metadata.duckdb, objects/, prefect/)")

@@ -262,7 +262,9 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         elif "error" in params:
             self._answer(400, f"Login failed: {params['error']}. You can close this window.")
         else:
-            self._answer(200, "Logged in to mlops-lite. You can close this window.")
+            # The code is exchanged after this answer; the terminal says whether that worked.
+            self._answer(200, "mlops-lite received the sign-in. The terminal says when the login is done; "
+                              "you can close this window.")
 
     def _answer(self, status: int, message: str) -> None:
         body = f"<!doctype html><title>mlops-lite login</title><p>{html.escape(message)}</p>".encode()
