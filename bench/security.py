@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import Figure, print_lines, print_table
-from serving import DEPLOYMENT, HOLDOUT_CSV, TRAIN_CSV, machine_info, run_load
+from serving import DEPLOYMENT, HOLDOUT_CSV, deploy_loans, machine_info, run_load
 
 AUDIENCE = "mlops-lite"
 
@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import pyarrow.csv as pacsv
 
-    from mlops_lite import TrainingSpec
     from mlops_lite.config import OidcIssuer, load_settings
     from mlops_lite.home import init_home
     from mlops_lite.platform import open_local
@@ -142,13 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         platform = open_local(settings)
         servers: list[Any] = []
         try:
-            platform.data.ingest("loans", TRAIN_CSV, "loans/train.csv")
-            table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
-            spec = TrainingSpec.infer(table, target="default", exclude=("name", "email", "phone", "gender", "age"),
-                                      sensitive="gender", algorithm="random_forest")
-            run = platform.training.train("loans", "main", "loans/train.csv", spec)
-            version = platform.registry.register_from_run("loan-default", run.run.id)
-            platform.deployments.deploy(DEPLOYMENT, version.model, version.version)
+            _table, spec, _version = deploy_loans(platform)
             rows = pacsv.read_csv(HOLDOUT_CSV).select([*spec.numeric, *spec.categorical]).to_pylist()
             bodies = [json.dumps({"instances": [row]}) for row in rows]
             info = machine_info(platform.deployments.providers)

@@ -288,6 +288,21 @@ def accepted_nodelay(running: Any) -> bool | None:
 # --------------------------------------------------------------------------- main
 
 
+def deploy_loans(platform: Any) -> tuple[Any, Any, Any]:
+    """What the demo does before serving: ingest the bundled loans, train a random forest,
+    register it and deploy it as ``DEPLOYMENT``. Returns (table, spec, version)."""
+    from mlops_lite import TrainingSpec
+
+    platform.data.ingest("loans", TRAIN_CSV, "loans/train.csv")
+    table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
+    spec = TrainingSpec.infer(table, target="default", exclude=("name", "email", "phone", "gender", "age"),
+                              sensitive="gender", algorithm="random_forest")
+    run = platform.training.train("loans", "main", "loans/train.csv", spec)
+    version = platform.registry.register_from_run("loan-default", run.run.id)
+    platform.deployments.deploy(DEPLOYMENT, version.model, version.version)
+    return table, spec, version
+
+
 def machine_info(providers: list[str]) -> dict[str, Any]:
     import importlib.util
 
@@ -344,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pyarrow.csv as pacsv
 
-    from mlops_lite import TrainingSpec, connect
+    from mlops_lite import connect
     from mlops_lite.config import load_settings
     from mlops_lite.home import init_home
     from mlops_lite.training.classifier import training_frame
@@ -369,13 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # ---- setup: ingest, train, register, deploy (as the demo does)
             t0 = time.perf_counter()
-            platform.data.ingest("loans", TRAIN_CSV, "loans/train.csv")
-            table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
-            spec = TrainingSpec.infer(table, target="default", exclude=("name", "email", "phone", "gender", "age"),
-                                      sensitive="gender", algorithm="random_forest")
-            run = platform.training.train("loans", "main", "loans/train.csv", spec)
-            version = platform.registry.register_from_run("loan-default", run.run.id)
-            platform.deployments.deploy(DEPLOYMENT, version.model, version.version)
+            table, spec, version = deploy_loans(platform)
             pipeline = sklearn_pipeline(table, spec)
             setup_s = time.perf_counter() - t0
 

@@ -30,6 +30,15 @@ _SECRET_FIELDS = frozenset({"token", "lakefs_secret_access_key"})
 _ALLOW_ENTRY = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\*|\d{1,5})$")
 
 
+def _env_list(value: Any) -> Any:
+    """A list setting as the environment gives it, one string: a JSON list or
+    comma-separated entries. Anything else is returned as it is."""
+    if isinstance(value, str):
+        text = value.strip()
+        return json.loads(text) if text.startswith("[") else [e.strip() for e in text.split(",") if e.strip()]
+    return value
+
+
 def default_home() -> Path:
     return Path(os.environ.get("MLOPS_LITE_HOME") or Path.home() / ".mlops-lite").expanduser()
 
@@ -242,10 +251,7 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _cors_origins(cls, value: Any) -> Any:
-        # The environment gives one string: a JSON list or comma-separated origins.
-        if isinstance(value, str):
-            text = value.strip()
-            value = json.loads(text) if text.startswith("[") else [o.strip() for o in text.split(",") if o.strip()]
+        value = _env_list(value)
         if isinstance(value, list):
             for origin in value:
                 if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.match(origin)):
@@ -256,9 +262,7 @@ class Settings(BaseSettings):
     @field_validator("auth_proxies", mode="before")
     @classmethod
     def _auth_proxies(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            value = json.loads(text) if text.startswith("[") else [e.strip() for e in text.split(",") if e.strip()]
+        value = _env_list(value)
         if isinstance(value, list):
             for entry in value:
                 try:
@@ -270,10 +274,7 @@ class Settings(BaseSettings):
     @field_validator("webhook_allow", mode="before")
     @classmethod
     def _webhook_allow(cls, value: Any) -> Any:
-        # The environment gives one string: a JSON list or comma-separated entries.
-        if isinstance(value, str):
-            text = value.strip()
-            value = json.loads(text) if text.startswith("[") else [e.strip() for e in text.split(",") if e.strip()]
+        value = _env_list(value)
         if isinstance(value, list):
             for entry in value:
                 if not isinstance(entry, str) or not _ALLOW_ENTRY.match(entry):
