@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,18 @@ def holdout_rows(spec: object, n: int = 20) -> list[dict[str, object]]:
     rows = pacsv.read_csv(DATA / "loans_holdout.csv").to_pylist()[:n]
     features = [*spec.numeric, *spec.categorical]  # type: ignore[attr-defined]
     return [{name: row[name] for name in features} for row in rows]
+
+
+@contextmanager
+def policy_files(folder: Path) -> Iterator[Callable[[str, str], Path]]:
+    """write(name, text) puts a policy file in ``folder``; all are removed afterwards."""
+    folder.mkdir(exist_ok=True)
+
+    def write(name: str, text: str) -> Path:
+        path = folder / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    yield write
+    for path in folder.glob("*.toml"):
+        path.unlink()

@@ -10,7 +10,6 @@ great one. Policy files are removed after every test.
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,7 +21,7 @@ from mlops_lite import InvalidInput, TrainingSpec
 from mlops_lite.policy.evaluation import MEASURABLE, Scorer, metric_value
 from mlops_lite.training.classifier import split_rows, train_classifier
 
-from ..conftest import DATA, FEATURE_EXCLUDE, build_loop
+from ..conftest import DATA, FEATURE_EXCLUDE, build_loop, policy_files
 
 MODEL = "loan-default"
 PATH = "loans/train.csv"
@@ -63,16 +62,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture
 def policies(world: Any) -> Any:
-    world.policies.mkdir(exist_ok=True)
-
-    def write(name: str, text: str) -> Path:
-        path = world.policies / f"{name}.toml"
-        path.write_text(text)
-        return path
-
-    yield write
-    for path in world.policies.glob("*.toml"):
-        path.unlink()
+    with policy_files(world.policies) as write:
+        yield write
 
 
 def _gates(results: Any) -> dict[str, Any]:

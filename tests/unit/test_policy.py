@@ -28,7 +28,7 @@ from mlops_lite.policy import LogSink, WebhookSink
 from mlops_lite.policy.fairness import demographic_parity_difference, equalized_odds_difference, group_rates
 from mlops_lite.records import Identity
 
-from ..conftest import DATA, FEATURE_EXCLUDE, build_loop
+from ..conftest import DATA, FEATURE_EXCLUDE, build_loop, policy_files
 
 MODEL = "loan-default"
 EVALUATION = """
@@ -74,16 +74,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture
 def policies(world: Any) -> Any:
     """write(name, text) puts a policy file in the home; all are removed afterwards."""
-    world.policies.mkdir(exist_ok=True)
-
-    def write(name: str, text: str) -> Path:
-        path = world.policies / f"{name}.toml"
-        path.write_text(text)
-        return path
-
-    yield write
-    for path in world.policies.glob("*.toml"):
-        path.unlink()
+    with policy_files(world.policies) as write:
+        yield write
 
 
 def _gates(results: Any) -> dict[str, Any]:
