@@ -264,8 +264,9 @@ class OidcVerifier:
             raise Unauthenticated(f"OIDC token refused: wrong audience: aud does not contain "
                                   f"{config.audience!r}") from None
         except jwt.InvalidSignatureError:
-            raise Unauthenticated(f"OIDC token refused: bad signature: it does not verify with the issuer's key "
-                                  f"{_short(kid)}") from None
+            which = f"key {_short(kid)}" if isinstance(kid, str) else "only key (the token names no kid)"
+            raise Unauthenticated(f"OIDC token refused: bad signature: it does not verify with the issuer's "
+                                  f"{which}") from None
         except jwt.MissingRequiredClaimError as exc:
             raise Unauthenticated(f"OIDC token refused: the {exc.claim} claim is missing") from None
         except jwt.PyJWTError as exc:
