@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -325,7 +326,10 @@ def test_a_home_made_before_checkpoints_gets_its_key_and_a_first_checkpoint(tmp_
          "import sys; from mlops_lite.config import load_settings; from mlops_lite.home import init_home; "
          "from mlops_lite.platform import open_local; s = load_settings(home=sys.argv[1]); init_home(s); "
          "p = open_local(s); p.tokens.create('old', 'viewer'); p.close()", str(home)],
-        cwd=old_code, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(old_code), "HOME": str(tmp_path)},
+        cwd=old_code, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(old_code), "HOME": str(tmp_path),
+                           # With --postgres, the old code writes the same database the new one reads.
+                           **({"MLOPS_LITE_DATABASE_URL": os.environ["MLOPS_LITE_DATABASE_URL"]}
+                              if "MLOPS_LITE_DATABASE_URL" in os.environ else {})},
         capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr[-2000:]
     settings = load_settings(home=home)
