@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import httpx
 import msgspec
 
 from mlops_lite.data.checks import RepositoryConfig, SchemaRule
@@ -47,6 +48,26 @@ class RemoteData(LakeFSDataStore):
                          key_file=str(tls.key_file) if tls is not None and tls.key_file else None,
                          verify=tls.verify(remote.url) if tls is not None else True)
         self._remote = remote
+        if remote._credentials is not None:
+            self._follow_login()
+
+    def _follow_login(self) -> None:
+        """Send the login's current bearer with every request (refreshed as it nears its
+        expiry), not the one this facet was made with: the lakeFS SDK reads its access token
+        in each call, the HTTP client takes it from a request hook."""
+        api = self._client
+        call = api.call_api
+
+        def call_api(*args: Any, **kwargs: Any) -> Any:
+            api.configuration.access_token = self._remote.bearer()
+            return call(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+        api.call_api = call_api  # type: ignore[method-assign]
+
+        def current_bearer(request: httpx.Request) -> None:
+            request.headers["Authorization"] = f"Bearer {self._remote.bearer()}"
+
+        self._http.event_hooks["request"].append(current_bearer)
 
     def repo(self, name: str) -> RemoteRepository:
         return RemoteRepository(self, check_repository_name(name))

@@ -118,6 +118,13 @@ class RemotePlatform:
         """One request; its raw answer (an artifact, an ONNX file, an Arrow stream)."""
         return self._send(method, path, json=json, params=params, content=None, headers=headers).content
 
+    def bearer(self) -> str | None:
+        """The bearer to send now: a stored login's, refreshed when it expires within 30 s;
+        else the token this client was made with."""
+        if self._credentials is not None:
+            self._token = self._credentials.token()
+        return self._token
+
     def _send(self, method: str, path: str, *, json: Any, params: dict[str, Any] | None, content: bytes | None,
               headers: dict[str, str] | None) -> httpx.Response:
         if self._credentials is None:

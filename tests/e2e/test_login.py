@@ -634,3 +634,55 @@ def test_the_browser_opens_where_there_is_a_display_and_never_in_a_bare_terminal
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+
+
+def test_the_data_facet_sends_the_logins_current_bearer(tmp_path: Path) -> None:
+    """``platform.data`` (the lakeFS SDK and its HTTP client) takes the bearer from the login
+    before each call, as the other facets do: after the first bearer is revoked and the login
+    holds a new one, data calls still succeed, and each carries the new bearer."""
+    from mlops_lite.config import load_settings
+    from mlops_lite.home import init_home
+    from mlops_lite.platform import open_local
+    from server import create_app
+    from server.runner import serve_in_thread
+
+    settings = load_settings(home=tmp_path / "home")
+    init_home(settings)
+    platform = open_local(settings)
+    platform.data.repo("sales").create()
+    source = tmp_path / "prices.csv"
+    source.write_text("sku,price\nA,1.5\nB,2.0\n")
+    first_identity, first = platform.tokens.create("ana", "operator")
+    _, second = platform.tokens.create("ana", "operator")
+
+    class Login:
+        """The TokenSource seam a stored login fills: its bearer now, and a refresh."""
+
+        def __init__(self) -> None:
+            self.current = first
+            self.asked = 0
+
+        def token(self) -> str | None:
+            self.asked += 1
+            return self.current
+
+        def refresh(self) -> str | None:
+            return self.current
+
+    login = Login()
+    running = serve_in_thread(create_app(platform))
+    try:
+        with RemotePlatform(running.url, login.token(), credentials=login) as remote:
+            assert [r.name for r in remote.data.repositories()] == ["sales"]  # the lakeFS SDK
+            assert remote.data.repo("sales").branches()  # the SDK again
+            platform.tokens.revoke(first_identity.token_id or "")
+            login.current = second  # what a refresh stored
+            asked = login.asked
+            assert [r.name for r in remote.data.repositories()] == ["sales"]
+            remote.data.ingest("sales", source, "prices.csv")  # the facet's HTTP client uploads
+            table = remote.data.repo("sales").ref("main").read_table("prices.csv").table  # and downloads
+            assert table.num_rows == 2
+            assert login.asked > asked
+    finally:
+        running.stop()
+        platform.close()
