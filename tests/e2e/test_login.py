@@ -258,7 +258,7 @@ def test_login_through_the_browser_stores_a_private_login_and_prints_no_secret(c
     with mock_provider() as issuer:
         code, out, err, landed = _browser_login(cli, issuer)
         assert code == 0, err
-        assert landed.status_code == 200 and "Logged in" in landed.text
+        assert landed.status_code == 200 and "received the sign-in" in landed.text
         assert str(landed.url).startswith("http://127.0.0.1:") and "/callback?" in str(landed.url)
         query = parse_qs(urlsplit(str(landed.url)).query)
         assert "state" in query and "code" in query
