@@ -25,6 +25,22 @@ from mlops_lite.inference.session import ModelSession
 from mlops_lite.records import Prediction
 from server.inline import INLINE_BYTES
 
+TRUNCATED = b"mlops_lite.truncated"  # in an Arrow answer's schema metadata when rows were left out
+
+
+def arrow_stream(table: Any, *, truncated: bool = False, metadata: dict[bytes, bytes] | None = None) -> Response[bytes]:
+    """``table`` as an Arrow IPC stream answer, its types kept; ``metadata`` and, when rows
+    were left out, ``TRUNCATED`` added to its schema metadata."""
+    import pyarrow as pa
+
+    extra = {**(metadata or {}), **({TRUNCATED: b"true"} if truncated else {})}
+    if extra:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
+
 
 def _is_arrow(value: str) -> bool:
     return any(part.split(";")[0].strip().lower() == ARROW_STREAM for part in value.split(","))

@@ -33,12 +33,12 @@ from mlops_lite.data.tables import QueryResult, query
 from mlops_lite.errors import BackendUnavailable, InvalidInput
 from mlops_lite.security.audit import statement_summary
 from server.audit import gc_summary, record_read
+from server.columnar import TRUNCATED, arrow_stream
 from server.context import actor as _actor
 from server.context import platform as _platform
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 COMMITS_KEY = b"mlops_lite.commits"
-TRUNCATED = b"mlops_lite.truncated"  # in the answer's schema metadata when rows were left out
 MAX_RETENTION_DAYS = 36_500.0
 _OBJECT_FILE = re.compile(r"'/[^']*'")  # a file of the server's store, named in a DuckDB error  # a century; a longer retention is no garbage collection at all
 
@@ -123,12 +123,7 @@ def query_repository(request: Request[Any, Any, Any], repository: str, data: Que
                             timeout_s=settings.sql_timeout_s)
     record_read(request, "data.query", f"data:{repository}",
                 {"sql": statement_summary(data.sql), "tables": result.commits, "rows": result.table.num_rows})
-    table = result.table.replace_schema_metadata({**(result.table.schema.metadata or {}),
-                                                  COMMITS_KEY: json.dumps(result.commits).encode()})
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
+    return arrow_stream(result.table, metadata={COMMITS_KEY: json.dumps(result.commits).encode()})
 
 
 @post("/data/gc", opt={"permission": "admin"}, status_code=200, sync_to_thread=True)

@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, get, post
 
 from mlops_lite import InvalidInput
 from mlops_lite.inference.columnar import ARROW_STREAM
 from mlops_lite.tracking.sql import ALLOWED_TABLE_FUNCTIONS, check_select
+from server.columnar import arrow_stream
 from server.context import platform as _platform
 
 
@@ -128,7 +129,6 @@ def monitoring_stats(request: Request[Any, Any, Any]) -> dict[str, int]:
 
 
 QUERY_MAX_ROWS = 100_000
-TRUNCATED = b"mlops_lite.truncated"  # in an Arrow answer's schema metadata when rows were left out
 LOG_VIEWS = frozenset({"predictions", "feedback"})
 QUERY_EXPECTED = "one SELECT or WITH statement over the views predictions and feedback"
 
@@ -152,14 +152,7 @@ def monitoring_query(request: Request[Any, Any, Any], data: QueryRequest) -> Any
     kept = table.slice(0, data.max_rows)
     truncated = table.num_rows > data.max_rows
     if ARROW_STREAM in request.headers.get("accept", ""):
-        import pyarrow as pa
-
-        if truncated:
-            kept = kept.replace_schema_metadata({**(kept.schema.metadata or {}), TRUNCATED: b"true"})
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, kept.schema) as writer:
-            writer.write_table(kept)
-        return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
+        return arrow_stream(kept, truncated=truncated)
     values = [column.to_pylist() for column in kept.columns]
     return {"columns": kept.column_names, "types": [str(kind) for kind in kept.schema.types],
             "rows": [list(row) for row in zip(*values, strict=True)], "truncated": truncated}

@@ -27,6 +27,7 @@ from mlops_lite.tracking import ActiveRun
 from mlops_lite.tracking.provenance import Provenance
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
 from server.audit import record_read
+from server.columnar import arrow_stream
 from server.context import actor as _actor
 from server.context import platform as _platform
 from server.hardening import StreamedBody
@@ -34,7 +35,6 @@ from server.hardening import StreamedBody
 MAX_LIMIT = 10_000  # the most runs one list answers
 MAX_SQL_SECONDS = 86_400.0  # the longest time limit a query may ask for
 DEFAULT_SQL_ROWS = 1000  # the rows /v1/sql answers when the body does not say
-TRUNCATED = b"mlops_lite.truncated"  # in an Arrow answer's schema metadata when rows were left out
 _N = TypeVar("_N", int, float)
 OCTET_STREAM = "application/octet-stream"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -190,14 +190,7 @@ def sql(request: Request[Any, Any, Any], data: SqlRequest) -> Any:
                                                    "rows": min(table.num_rows, max_rows)})
     table = table.slice(0, max_rows)
     if ARROW_STREAM in request.headers.get("accept", ""):
-        import pyarrow as pa
-
-        if truncated:
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED: b"true"})
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
+        return arrow_stream(table, truncated=truncated)
     return {"columns": table.column_names, "rows": [list(row.values()) for row in table.to_pylist()],
             "truncated": truncated}
 
