@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +134,15 @@ def loop_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     finally:
         running.stop()
         local.close()  # type: ignore[attr-defined]
+
+
+def actor_of(api: Any) -> str:
+    """Who a write is recorded as: the platform's actor here, the token's principal over HTTP."""
+    return "token:admin" if api.remote else str(api.actor)
+
+
+def refused(cls: type[Exception], call: Callable[[], Any]) -> Any:
+    """The error of class ``cls`` that ``call`` raises (the test fails if it raises none)."""
+    with pytest.raises(cls) as caught:
+        call()
+    return caught.value

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mlops_lite import Conflict, InvalidInput, MlopsLiteError, NotFound
+from mlops_lite import Conflict, InvalidInput, NotFound
 from mlops_lite.records import (
     DeploymentLineage,
     DeploymentRecord,
@@ -26,18 +26,12 @@ from mlops_lite.records import (
     Prediction,
 )
 from tests.conftest import DATA, FEATURE_EXCLUDE
+from tests.contract.conftest import actor_of as _actor
+from tests.contract.conftest import refused as _refused
 
 MODEL = "loan-default"
 
 
-def _actor(api: Any) -> str:
-    return "token:admin" if api.remote else str(api.actor)
-
-
-def _refused(cls: type[MlopsLiteError], call: Callable[[], Any]) -> Any:
-    with pytest.raises(cls) as caught:
-        call()
-    return caught.value
 
 
 def _rows(api: Any, n: int) -> list[dict[str, Any]]:

@@ -17,18 +17,14 @@ from typing import Any
 
 import pytest
 
-from mlops_lite import InvalidInput, MlopsLiteError, NotFound
+from mlops_lite import InvalidInput, NotFound
 from mlops_lite.records import ModelVersionRecord
+from tests.contract.conftest import refused as _refused
 from tests.contract.test_deployments_contract import MODEL, record_second
 from tests.contract.test_deployments_contract import _rows as held_out
 
 DECISION_KEYS = {"retrain", "reason", "reasons", "held", "revision", "repository", "head"}
 
-
-def _refused(cls: type[MlopsLiteError], call: Callable[[], Any]) -> Any:
-    with pytest.raises(cls) as caught:
-        call()
-    return caught.value
 
 
 @pytest.fixture(scope="module")

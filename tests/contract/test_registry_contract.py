@@ -17,22 +17,16 @@ from typing import Any
 
 import pytest
 
-from mlops_lite import Conflict, InvalidInput, MlopsLiteError, NotFound, PermissionDenied
+from mlops_lite import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlops_lite.client import RemotePlatform
 from mlops_lite.records import AliasEventRecord, Lineage, ModelRecord, ModelVersionRecord, VersionComparison
 from mlops_lite.training import MODEL_ARTIFACT, SIGNATURE_ARTIFACT
+from tests.contract.conftest import actor_of as _actor
+from tests.contract.conftest import refused as _refused
 
 MODEL = "loan-default"
 
 
-def _actor(api: Any) -> str:
-    return "token:admin" if api.remote else str(api.actor)
-
-
-def _refused(cls: type[MlopsLiteError], call: Callable[[], Any]) -> Any:
-    with pytest.raises(cls) as caught:
-        call()
-    return caught.value
 
 
 def _record_model_run(api: Any, onnx: bytes, first: ModelVersionRecord, *, better: float) -> str:

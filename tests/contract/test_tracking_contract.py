@@ -16,23 +16,13 @@ from typing import Any
 
 import pytest
 
-from mlops_lite import Conflict, InvalidInput, MlopsLiteError, NotFound, PermissionDenied
+from mlops_lite import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlops_lite.client import RemotePlatform
 from mlops_lite.records import RunRecord
 from mlops_lite.tracking.provenance import HOST, Provenance, collect
 from mlops_lite.tracking.records import ExperimentRecord, MetricPoint, RunComparison
-
-
-def _actor(api: Any) -> str:
-    """Who a write is recorded as: the platform's actor here, the token's name over HTTP."""
-    return "token:admin" if api.remote else str(api.actor)
-
-
-def _refused(cls: type[MlopsLiteError], call: Callable[[], Any]) -> Any:
-    with pytest.raises(cls) as caught:
-        call()
-    return caught.value
-
+from tests.contract.conftest import actor_of as _actor
+from tests.contract.conftest import refused as _refused
 
 # --- experiments --------------------------------------------------------------------------------
 

@@ -18,20 +18,16 @@ from typing import Any
 
 import pytest
 
-from mlops_lite import InvalidInput, MlopsLiteError, NotFound, TrainingSpec
+from mlops_lite import InvalidInput, NotFound, TrainingSpec
 from mlops_lite.records import RunRecord
 from mlops_lite.training import MODEL_ARTIFACT
 from mlops_lite.training.service import TrainingResult
 from tests.conftest import FEATURE_EXCLUDE
+from tests.contract.conftest import refused as _refused
 
 MODEL = "loan-default"
 PATH = "loans/train.csv"
 
-
-def _refused(cls: type[MlopsLiteError], call: Callable[[], Any]) -> Any:
-    with pytest.raises(cls) as caught:
-        call()
-    return caught.value
 
 
 @pytest.fixture(scope="module")
