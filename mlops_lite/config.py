@@ -153,6 +153,14 @@ class Settings(BaseSettings):
     # (the server's certificate must chain to it and name the URL's host).
     database_ca: Path | None = None
     region: str = "ae"
+    # Encryption at rest (docs/encryption.md): new homes are encrypted unless this is
+    # false (`mlops-lite init --no-encryption`). A home made before encryption existed
+    # stays plaintext until `mlops-lite keys encrypt-home`.
+    encryption: bool = True
+    # The key encryption key: "keyfile" (key_file, 0600; default <home>/keys/master.key),
+    # "env" (MLOPS_LITE_MASTER_KEY), or "package.module:factory" for a KMS of your own.
+    kms: str = "keyfile"
+    key_file: Path | None = None
     max_batch_size: int = Field(default=10_000, ge=1)
     # Dynamic micro-batching across concurrent requests: 0 turns it off; with N > 1,
     # requests are joined up to N rows, waiting at most batch_wait_ms (0: no waiting,
@@ -375,6 +383,31 @@ class Settings(BaseSettings):
         return self.audit_dir / "checkpoints.jsonl"
 
     @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def keyring_file(self) -> Path:
+        """The home's data keys, wrapped by the key encryption key (0600). Its presence
+        is what makes a home encrypted."""
+        return self.keys_dir / "keyring.json"
+
+    @property
+    def master_key_file(self) -> Path:
+        """The key encryption key file (kms = "keyfile"): ``key_file``, else in the home."""
+        return self.key_file if self.key_file is not None else self.keys_dir / "master.key"
+
+    @property
+    def encrypting_marker(self) -> Path:
+        """Present while `mlops-lite keys encrypt-home` is part-way: the home opens again
+        once the command has finished (run it again after a crash)."""
+        return self.keys_dir / "encrypting"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.home / "predictions"
+
+    @property
     def anonymization_key_file(self) -> Path:
         return self.home / "anonymization.key"
 
@@ -551,6 +584,12 @@ prefect_port = 4200
 
 # Data residency: the region this installation stores data in.
 region = "ae"
+
+# Encryption at rest (docs/encryption.md): data objects, models, artifacts, the prediction
+# log and the metadata database, under data keys wrapped by a key encryption key.
+# encryption = false                   # only before the home is made: `init --no-encryption`
+# kms = "keyfile"                      # "keyfile", "env" (MLOPS_LITE_MASTER_KEY) or "pkg.module:factory"
+# key_file = "/etc/mlops-lite/master.key"   # keep the key off the home's disk (default: keys/master.key)
 
 # Inference: "auto" picks CUDA when onnxruntime-gpu and a GPU are present, else CPU.
 execution_provider = "auto"

@@ -19,6 +19,8 @@ from mlops_lite.monitoring import Monitoring
 from mlops_lite.monitoring.loop import ClosedLoop
 from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
+from mlops_lite.privacy.home import make_private_home
+from mlops_lite.privacy.protection import open_protection
 from mlops_lite.registry import Registry
 from mlops_lite.security import AuditLog, Tokens
 from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
@@ -28,6 +30,7 @@ from mlops_lite.tracking import Tracking
 from mlops_lite.training import Training
 
 if TYPE_CHECKING:
+    from mlops_lite.privacy.cipher import ObjectCipher
     from mlops_lite.data.lakefs_backend import LakeFSDataStore
 
 
@@ -44,15 +47,18 @@ class Platform:
     def __init__(self, settings: Settings, *, actor: str | None = None) -> None:
         self.settings = settings
         self.actor = actor or f"local:{getpass.getuser()}"
-        settings.home.mkdir(parents=True, exist_ok=True)
-        self._store = MetadataStore(settings.sql_url)
+        make_private_home(settings.home)
+        # Encryption at rest: the keys of this home (a new home gets them here, docs/encryption.md).
+        self.protection = open_protection(settings)
+        self._store = MetadataStore(settings.sql_url, encryption_key=self.protection.metadata_key())
         try:
             # Data objects and run/model artifacts live apart, so data gc never weighs artifacts.
-            objects = ObjectStore(settings.objects_dir / "artifacts")
+            cipher = self.protection.object_cipher()
+            objects = ObjectStore(settings.objects_dir / "artifacts", cipher)
             self.audit = AuditLog(self._store, load_or_create_key(settings.audit_key_file), open_signing(settings))
             self.tokens = Tokens(self._store, self.audit, self.actor)
             self.identities = OidcVerifier(settings.oidc)  # JWTs of the [[oidc]] issuers
-            self.data = open_data(settings, self._store, self.audit, self.actor)
+            self.data = open_data(settings, self._store, self.audit, self.actor, cipher)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)
             self.training = Training(self.data, self.tracking, settings.parity_tolerance)
             # The policy decides moves of gated aliases; it is built on the registry, so it comes as a provider.
@@ -63,6 +69,7 @@ class Platform:
             # Lineage and traces cross facets (registry, runs, data, policy, audit, the log): the
             # platform answers them, once every facet exists.
             self.monitoring = Monitoring(settings.home,  # prediction log + feedback, Parquet under the home
+                                         log_key=self.protection.log_key(),
                                          lineage=lambda name, at: self.deployments.lineage(name, at))
             self.deployments = Deployments(
                 self._store, self.registry, self.policy, self.audit, self.actor,
@@ -123,7 +130,8 @@ def alert_sinks(settings: Settings) -> list[Sink]:
     return sinks
 
 
-def open_data(settings: Settings, store: MetadataStore, audit: AuditLog, actor: str) -> DataStore | LakeFSDataStore:
+def open_data(settings: Settings, store: MetadataStore, audit: AuditLog, actor: str,
+              cipher: ObjectCipher | None = None) -> DataStore | LakeFSDataStore:
     """The data backend the settings name."""
     if settings.data_backend == "lakefs":
         if not (settings.lakefs_endpoint and settings.lakefs_access_key_id and settings.lakefs_secret_access_key):
@@ -142,7 +150,7 @@ def open_data(settings: Settings, store: MetadataStore, audit: AuditLog, actor: 
                                cert_file=str(tls.cert_file) if tls.cert_file else None,
                                key_file=str(tls.key_file) if tls.key_file else None,
                                verify=tls.verify(settings.lakefs_endpoint))
-    return DataStore(store, ObjectStore(settings.objects_dir / "data"), audit, actor)
+    return DataStore(store, ObjectStore(settings.objects_dir / "data", cipher), audit, actor)
 
 
 def open_local(settings: Settings, *, actor: str | None = None) -> Platform:

@@ -201,7 +201,7 @@ def _at_most(cursor: Any, max_rows: int | None) -> pa.Table:
     """The cursor's rows, at most ``max_rows`` of them, read batch by batch (a query that
     makes more never holds them all)."""
     if max_rows is None:
-        return cursor.to_arrow_table()
+        return cursor.fetch_arrow_table()
     reader = cursor.fetch_record_batch(min(max_rows + 1, 65_536))
     batches, got = [], 0
     for batch in reader:

@@ -21,7 +21,6 @@ server/README.md ("lakeFS compatibility"); operations not offered answer 400 nam
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -678,8 +677,8 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
-def _read(file: Path, first: int, last: int) -> Iterator[bytes]:
-    with open(file, "rb") as stream:
+def _read(data: DataStore, digest: str, first: int, last: int) -> Iterator[bytes]:
+    with data.open_object(digest) as stream:
         stream.seek(first)
         left = last - first + 1
         while left > 0:
@@ -716,12 +715,13 @@ def get_object(request: Request[Any, Any, Any], repository: str, ref: str,
         (first, last), status = span, 206
         headers["Content-Range"] = f"bytes {first}-{last}/{record.size}"
     headers["Content-Length"] = str(max(last - first + 1, 0))
-    if not os.path.exists(file):
+    data = _embedded_data(request)
+    if not data.has_object(record.digest):
         raise NotFound(f"the bytes of {object_path!r} ({record.digest}) are not in the object store")
     record_read(request, "data.read", f"data:{repository}/{ref}",
                 {"path": record.path, "digest": record.digest, "bytes": max(last - first + 1, 0),
                  **({"range": [first, last]} if status == 206 else {})})
-    return Stream(_read(file, first, last), status_code=status, headers=headers,
+    return Stream(_read(data, record.digest, first, last), status_code=status, headers=headers,
                   media_type="application/octet-stream")
 
 

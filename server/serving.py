@@ -35,6 +35,7 @@ from mlops_lite.inference.routing import Router as ModelRouter
 from mlops_lite.inference.session import choose_providers
 from mlops_lite.monitoring import Monitoring
 from mlops_lite.objects import ObjectStore
+from mlops_lite.privacy.protection import open_protection
 from mlops_lite.records import DeploymentRecord, Grant, Identity, Prediction
 from mlops_lite.security.tls import client_tls
 
@@ -165,8 +166,9 @@ class ServingPlatform:
                                     headers={"Authorization": f"Bearer {token}"})
         self._poll_client = httpx.Client(base_url=control_url, timeout=10.0, verify=verify,
                                          headers={"Authorization": f"Bearer {token}"})
-        objects = ObjectStore(settings.objects_dir / "artifacts")
-        self.monitoring = Monitoring(settings.home)
+        protection = open_protection(settings)  # an encrypted home's keys (the keyring is the home's)
+        objects = ObjectStore(settings.objects_dir / "artifacts", protection.object_cipher())
+        self.monitoring = Monitoring(settings.home, log_key=protection.log_key())
         router = ModelRouter(objects.get_bytes, providers=choose_providers(settings.execution_provider),
                              intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size,
                              on_shadow=self.monitoring.record)

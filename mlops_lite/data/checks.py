@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -100,15 +101,18 @@ class RepositoryConfig:
                                expected="a positive number of bytes")
 
 
-def _read(path: str, file: Path) -> pa.Table | None:
-    if path.endswith(".parquet"):
-        return pq.read_table(file)
-    if path.endswith(".csv"):
-        return pacsv.read_csv(file)
-    return None
+def _read(path: str, file: Path | Callable[[], BinaryIO]) -> pa.Table | None:
+    kind = "parquet" if path.endswith(".parquet") else "csv" if path.endswith(".csv") else None
+    if kind is None:
+        return None
+    reader = pq.read_table if kind == "parquet" else pacsv.read_csv
+    if isinstance(file, Path):
+        return reader(file)
+    with file() as stream:
+        return reader(stream)
 
 
-def run_checks(config: RepositoryConfig, changed: list[tuple[str, Path, int]]) -> list[str]:
+def run_checks(config: RepositoryConfig, changed: list[tuple[str, Path | Callable[[], BinaryIO], int]]) -> list[str]:
     """Every reason the changed objects (path, file, size) break the rules; empty when they pass."""
     reasons: list[str] = []
     pii = [re.compile(p, re.IGNORECASE) for p in config.pii_patterns]

@@ -9,6 +9,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
@@ -165,7 +166,7 @@ class DataContext:
         config = self.config(session, repository)
         if not (config.schemas or config.pii_patterns or config.max_object_bytes is not None):
             return  # no rules: skip building a Path per changed object (most of a big commit's time)
-        changed = [(path, self.objects.path_of(change[0]), change[1])
+        changed = [(path, partial(self.objects.open, change[0]), change[1])
                    for path, change in sorted(changes.items()) if change is not None]
         reasons = run_checks(config, changed)
         if reasons:

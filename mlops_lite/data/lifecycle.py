@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,8 +11,6 @@ from sqlmodel import select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.metadata.tables import DataBranch, DataCommit, DataStaged, DataTag
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -38,18 +34,6 @@ class FsckReport:
     @property
     def clean(self) -> bool:
         return not self.bad_objects and not self.missing
-
-
-def _all_objects(root: Any) -> list[tuple[str, Any]]:
-    out = []
-    for sub in sorted(os.listdir(root)):
-        folder = root / sub
-        if len(sub) != 2 or not folder.is_dir():
-            continue
-        for name in os.listdir(folder):
-            if not name.startswith("."):
-                out.append((sub + name, folder / name))
-    return out
 
 
 def live_set(ctx: Any, retention: timedelta) -> set[str]:
@@ -83,9 +67,10 @@ def gc(ctx: Any, *, retention: timedelta, dry_run: bool = True, grace_seconds: f
     now = time.time()
     unreachable = removed = young = 0
     size = 0
-    objects = _all_objects(ctx.objects.root)
-    for digest, path in objects:
-        if digest in live:
+    objects = ctx.objects.files()
+    live_names = {ctx.objects.name_of(digest) for digest in live}  # keyed names when encrypted
+    for name, path in objects:
+        if name in live_names:
             continue
         stat = path.stat()
         if now - stat.st_mtime < grace_seconds:
@@ -105,16 +90,14 @@ def fsck(ctx: Any) -> FsckReport:
     and objects; and that every other commit has its tree nodes (gc may have collected
     the objects of commits past the retention, never their trees)."""
     bad: list[str] = []
-    objects = _all_objects(ctx.objects.root)
+    objects = ctx.objects.files()
     present = set()
-    for digest, path in objects:
-        hasher = hashlib.sha256()
-        with open(path, "rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                hasher.update(chunk)
-        if hasher.hexdigest() != digest:
-            bad.append(digest)
-        present.add(digest)
+    for name, path in objects:
+        digest = ctx.objects.verify_file(name, path)  # authenticated and named for its content
+        if digest is None:
+            bad.append(name)
+        else:
+            present.add(digest)
     missing: list[str] = []
     with ctx.store.session() as session:
         commits = session.exec(select(DataCommit)).all()

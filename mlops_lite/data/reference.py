@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -70,7 +71,8 @@ class Reference:
         return ObjectRecord(path=path, digest=entry[1], size=entry[2])
 
     def object_file(self, path: str) -> Path:
-        """Where the object's bytes lie on disk (read-only, content-addressed)."""
+        """Where the object's bytes lie on disk (read-only, content-addressed; its ciphertext
+        when the store is encrypted: read contents with ``open`` or ``read_bytes``)."""
         return self._ctx.objects.path_of(self.stat(path).digest)
 
     def read_bytes(self, path: str, *, start: int | None = None, end: int | None = None) -> bytes:
@@ -83,12 +85,11 @@ class Reference:
         if first < 0 or first > last:
             raise InvalidInput(f"range {start}-{end} is outside the object ({record.size} bytes)", field="range",
                                expected=f"0 <= start <= end < {record.size}")
-        with open(self._ctx.objects.path_of(record.digest), "rb") as stream:
-            stream.seek(first)
-            return stream.read(last - first + 1)
+        return self._ctx.objects.read_range(record.digest, first, last)
 
     def open(self, path: str) -> BinaryIO:
-        return open(self.object_file(path), "rb")
+        """The object's content as a seekable binary file (decrypted as it is read)."""
+        return self._ctx.objects.open(self.stat(path).digest)
 
     def objects(self, prefix: str = "") -> Iterator[ObjectRecord]:
         """Every object under ``prefix`` in path order (uncommitted changes included on a branch)."""
@@ -200,7 +201,10 @@ class Reference:
         commit = self.resolve()
         matches = self.paths(pattern) if is_glob(pattern) else [self.stat(pattern)]
         kind = table_kind(pattern, [m.path for m in matches], f"{self._repo}@{self.ref}")
-        return commit, [str(self._ctx.objects.path_of(m.digest)) for m in matches], kind
+        objects = self._ctx.objects
+        if objects.encrypted:  # readers decrypt through the store: no plaintext file is ever made
+            return commit, [partial(objects.open, m.digest) for m in matches], kind
+        return commit, [str(objects.path_of(m.digest)) for m in matches], kind
 
     def read_table(self, path: str) -> TableRead:
         """A CSV or Parquet table (a path, or a glob of one kind) as Arrow, with the commit it was read at."""

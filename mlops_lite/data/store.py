@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlmodel import select
 
@@ -46,9 +47,17 @@ class DataStore:
             return ()
 
     def object_file(self, digest: str) -> Path:
-        """The file holding the object ``digest`` (read-only: objects are content-addressed).
-        Reading by digest needs no query and cannot race a change of the path at a ref."""
+        """The file holding the object ``digest`` (read-only: objects are content-addressed):
+        its ciphertext when the store is encrypted; read contents with ``open_object``."""
         return self._ctx.objects.path_of(digest)
+
+    def open_object(self, digest: str) -> BinaryIO:
+        """The content of object ``digest`` as a seekable file (decrypted as it is read).
+        Reading by digest needs no query and cannot race a change of the path at a ref."""
+        return self._ctx.objects.open(digest)
+
+    def has_object(self, digest: str) -> bool:
+        return self._ctx.objects.exists(digest)
 
     def gc(self, *, retention_days: float = 7.0, dry_run: bool = True, grace_seconds: float = 3600) -> GcReport:
         """Remove objects unreachable from every ref and from commits newer than the retention."""

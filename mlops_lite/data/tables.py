@@ -6,6 +6,7 @@ import fnmatch
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -55,14 +56,24 @@ def table_kind(pattern: str, paths: list[str], where: str) -> str:
     return kinds.pop()
 
 
-# (ref, path or glob) -> (commit, object files, kind): ``Reference.table_files`` at that ref.
-TableFiles = Callable[[str, str], tuple[str, list[str], str]]
+# An object's content: a file path (read in place), or an opener of a binary file (an
+# encrypted store decrypts as it is read: no plaintext copy is made).
+Source = str | Callable[[], BinaryIO]
+# (ref, path or glob) -> (commit, object sources, kind): ``Reference.table_files`` at that ref.
+TableFiles = Callable[[str, str], tuple[str, list[Source], str]]
 
 
-def read_files(files: list[str], kind: str, *, commit: str, path: str) -> TableRead:
-    """One table of the CSV or Parquet ``files`` (their schemas promoted to one) read at ``commit``."""
+def read_source(source: Source, kind: str) -> pa.Table:
     reader = pq.read_table if kind == "parquet" else pacsv.read_csv
-    tables = [reader(f) for f in files]
+    if isinstance(source, str):
+        return reader(source)
+    with source() as stream:
+        return reader(stream)
+
+
+def read_files(files: list[Source], kind: str, *, commit: str, path: str) -> TableRead:
+    """One table of the CSV or Parquet ``files`` (their schemas promoted to one) read at ``commit``."""
+    tables = [read_source(f, kind) for f in files]
     return TableRead(table=pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0],
                      commit=commit, path=path)
 
@@ -85,9 +96,13 @@ def query(sql: str, tables: dict[str, tuple[str, str]], files_at: TableFiles) ->
                                    expected="(ref, path or glob)")
             ref, pattern = spec
             commit, files, kind = files_at(ref, pattern)
-            reader = "read_parquet" if kind == "parquet" else "read_csv"
-            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            connection.execute(f'CREATE VIEW "{name}" AS SELECT * FROM {reader}([{listed}])')
+            if all(isinstance(f, str) for f in files):
+                reader = "read_parquet" if kind == "parquet" else "read_csv"
+                listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # type: ignore[union-attr]
+                connection.execute(f'CREATE VIEW "{name}" AS SELECT * FROM {reader}([{listed}])')
+            else:  # encrypted objects: decrypted into Arrow, then queried
+                connection.register(f"__source_{name}", read_files(files, kind, commit=commit, path=pattern).table)
+                connection.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "__source_{name}"')
             commits[name] = commit
         try:
             result = connection.execute(sql).fetch_arrow_table()

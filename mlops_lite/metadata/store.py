@@ -7,15 +7,17 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
 from mlops_lite.config import redacted_url
-from mlops_lite.errors import BackendUnavailable, Conflict, StoreLocked
+from mlops_lite.errors import BackendUnavailable, Conflict, MissingDependency, StoreLocked
 from mlops_lite.metadata import tables  # noqa: F401  (registers the tables)
 
 _LOCK_PID = re.compile(r"PID (\d+)")
@@ -25,13 +27,28 @@ class MetadataStore:
     """Owns the SQL engine. On DuckDB it keeps one connection open for its whole
     life, so this process holds the file lock and nobody else can write under it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, encryption_key: str | None = None) -> None:
+        """``encryption_key`` (DuckDB only): the file is encrypted with it (AES-256-GCM,
+        DuckDB's own database encryption); without it, a plaintext file."""
         self.url = url
         self._owner: Connection | None = None
+        self._root: Any = None
         try:
             if url.startswith("duckdb:///"):
-                Path(url.removeprefix("duckdb:///")).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url)
+                Path(url.removeprefix("duckdb:///")).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if encryption_key is not None and url.startswith("duckdb:///"):
+                import duckdb
+
+                try:
+                    self._root = open_encrypted_duckdb(Path(url.removeprefix("duckdb:///")), encryption_key)
+                except duckdb.Error as exc:
+                    raise translate_open_error(exc, url) from exc
+                # The URL names no file: the creator hands out connections of the instance that
+                # attached it. A queue pool, as for a file (":memory:" would get one per thread).
+                self.engine: Engine = create_engine("duckdb:///:memory:", creator=self._cursor_wrapper,
+                                                    poolclass=QueuePool)
+            else:
+                self.engine = create_engine(url)
             self._owner = self.engine.connect()
             self._upgrade_schema()
         except (DBAPIError, OperationalError) as exc:
@@ -47,7 +64,8 @@ class MetadataStore:
         # reflection per table about a second, paid by every CLI call.
         with self.engine.connect() as connection:
             rows = connection.execute(text("select table_name, column_name from information_schema.columns "
-                                           "where table_schema = current_schema()"))
+                                           "where table_schema = current_schema() "
+                                           "and table_catalog = current_database()"))
             present_by_table: dict[str, set[str]] = {}
             for table_name, column_name in rows:
                 present_by_table.setdefault(table_name, set()).add(column_name)
@@ -63,6 +81,24 @@ class MetadataStore:
                     if column.name not in present and column.nullable:
                         kind = column.type.compile(dialect=self.engine.dialect)
                         connection.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+
+    def _cursor_wrapper(self) -> Any:
+        from duckdb_engine import ConnectionWrapper
+
+        return ConnectionWrapper(self.duckdb_cursor())
+
+    def duckdb_cursor(self, parent: Any = None) -> Any:
+        """A DuckDB connection of its own to this store's database (``parent``: a connection
+        of it, when the store is a plaintext file), its default catalog the store's."""
+        if self._root is not None:
+            cursor = self._root.cursor()
+            cursor.execute(f"USE {ENCRYPTED_CATALOG}")
+            return cursor
+        return parent.cursor()
+
+    @property
+    def encrypted(self) -> bool:
+        return self._root is not None
 
     @property
     def is_duckdb(self) -> bool:
@@ -114,6 +150,51 @@ class MetadataStore:
         engine = getattr(self, "engine", None)
         if engine is not None:
             engine.dispose()
+        if self._root is not None:
+            self._root.close()
+            self._root = None
+
+
+ENCRYPTED_CATALOG = "mlops_lite_meta"
+
+
+def httpfs_extension() -> Path:
+    """The httpfs extension of the installed DuckDB (from the ``duckdb-ext-httpfs``
+    package): DuckDB writes encrypted files only with its OpenSSL."""
+    import duckdb
+
+    try:
+        import duckdb_ext  # type: ignore[import-not-found,import-untyped]
+    except ImportError as exc:
+        raise MissingDependency("encrypting the DuckDB metadata needs the duckdb-ext-httpfs package "
+                                "(pip install duckdb-ext-httpfs), or set encryption = false") from exc
+    version = f"v{duckdb.__version__}"
+    for root in duckdb_ext.__path__:
+        for candidate in sorted(Path(root).glob(f"extensions/{version}/*/httpfs.duckdb_extension")):
+            return candidate
+    raise MissingDependency(f"duckdb-ext-httpfs has no httpfs extension for DuckDB {duckdb.__version__} on this "
+                            "platform; install the matching duckdb-ext-httpfs, or set encryption = false")
+
+
+def load_crypto(connection: Any) -> None:
+    """Load OpenSSL (httpfs) into a DuckDB connection, so it can write encrypted files."""
+    connection.execute(f"LOAD '{httpfs_extension()}'")
+
+
+def open_encrypted_duckdb(path: Path, key: str) -> Any:
+    """A DuckDB instance with ``path`` attached under ``key`` as its default catalog."""
+    import duckdb
+
+    root = duckdb.connect(":memory:")
+    try:
+        load_crypto(root)
+        quoted = str(path).replace("'", "''")
+        root.execute(f"ATTACH '{quoted}' AS {ENCRYPTED_CATALOG} (ENCRYPTION_KEY '{key}')")
+        root.execute(f"USE {ENCRYPTED_CATALOG}")
+    except BaseException:
+        root.close()
+        raise
+    return root
 
 
 def translate_open_error(exc: Exception, url: str) -> Exception:

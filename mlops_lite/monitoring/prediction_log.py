@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from mlops_lite.errors import BackendUnavailable, InvalidInput
 from mlops_lite.monitoring.trace import trace_prediction
+from mlops_lite.privacy.keys import DataKey
 from mlops_lite.records import DeploymentLineage, Prediction, PredictionTrace
 
 log = logging.getLogger("mlops_lite.monitoring")
@@ -626,9 +627,12 @@ class Monitoring:
     """The monitoring facet: ``log`` (predictions), ``feedback``, ``query`` and ``stats``."""
 
     def __init__(self, home: Path, *, lineage: Callable[[str, datetime], DeploymentLineage] | None = None,
-                 **log_options: Any) -> None:
+                 log_key: DataKey | None = None, **log_options: Any) -> None:
         """``lineage(deployment, moment)`` is what a trace cites as having served then (the
-        Platform passes its deployments' lineage); without it ``trace`` is unavailable."""
+        Platform passes its deployments' lineage); without it ``trace`` is unavailable.
+        ``log_key``: the data key the prediction log, feedback and error files are
+        encrypted under (None: plaintext, a home without encryption)."""
+        self.log_key = log_key
         self.predictions_dir = Path(home) / "predictions"
         self.feedback_dir = Path(home) / "feedback"
         self.errors_dir = Path(home) / "errors"

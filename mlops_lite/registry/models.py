@@ -84,7 +84,7 @@ class Registry:
                                    expected="a training run that logged a model")
         digest = run.artifacts[MODEL_ARTIFACT]
         signature = json.loads(self._objects.get_bytes(run.artifacts[SIGNATURE_ARTIFACT]))
-        size = self._objects.path_of(digest).stat().st_size
+        size = self._objects.size(digest)
         actor = actor or self._actor
         with self._store.session() as session:
             same = session.exec(select(ModelVersion).where(

@@ -164,7 +164,7 @@ def _run_duckdb(store: MetadataStore, statement: str, max_rows: int | None, time
         wrapper = pooled.dbapi_connection
         # duckdb_engine wraps the connection; the store is DuckDB, so either is a DuckDB connection
         parent = cast(duckdb.DuckDBPyConnection, getattr(wrapper, "_ConnectionWrapper__c", wrapper))
-        cursor = parent.cursor()  # a connection of its own to the same database
+        cursor = store.duckdb_cursor(parent)  # a connection of its own to the same database
         try:
             cursor.execute("BEGIN TRANSACTION READ ONLY")
             timer = None
@@ -176,9 +176,9 @@ def _run_duckdb(store: MetadataStore, statement: str, max_rows: int | None, time
                     timer.start()
                 result = cursor.execute(statement)
                 if max_rows is None:
-                    table = result.to_arrow_table()
+                    table = result.fetch_arrow_table()
                 else:
-                    reader = result.to_arrow_reader(max(1, min(max_rows, 65536)))
+                    reader = result.fetch_record_batch(max(1, min(max_rows, 65536)))
                     batches, got = [], 0
                     while got < max_rows:
                         try:
