@@ -142,7 +142,10 @@ class ObjectStore:
         except FileNotFoundError as exc:
             raise NotFound(f"object {digest} is not in the store {self.root}") from exc
         if self.cipher is not None:
-            data = self.cipher.decrypt_bytes(data, name=digest)
+            try:
+                data = self.cipher.decrypt_bytes(data, name=digest)
+            except IntegrityError as exc:
+                raise IntegrityError(f"object {digest} at {target} does not match its digest: {exc}") from exc
         if verify and hashlib.sha256(data).hexdigest() != digest:
             raise IntegrityError(f"object {digest} at {target} does not match its digest")
         return data
@@ -160,14 +163,17 @@ class ObjectStore:
 
     def size(self, digest: str) -> int:
         """The content's size in bytes."""
-        target = self.path_of(digest)
         try:
-            if self.cipher is None:
-                return target.stat().st_size
-            with open(target, "rb") as raw:
-                return self.cipher.plaintext_size(raw)
+            return self.content_size(self.path_of(digest))
         except FileNotFoundError as exc:
             raise NotFound(f"object {digest} is not in the store {self.root}") from exc
+
+    def content_size(self, path: Path) -> int:
+        """The size of the content an object file holds."""
+        if self.cipher is None:
+            return path.stat().st_size
+        with open(path, "rb") as raw:
+            return self.cipher.plaintext_size(raw)
 
     def read_range(self, digest: str, first: int, last: int) -> bytes:
         """Bytes ``first``..``last`` (inclusive) of the content."""

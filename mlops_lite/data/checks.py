@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mlops_lite.errors import InvalidInput
+from mlops_lite.privacy.profile import PrivacyProfile
 from mlops_lite.security.anonymize import ANONYMIZED
 
 # What an anonymized value looks like: a keyed hash in hex (mlops_lite.security.anonymize).
@@ -63,9 +64,13 @@ class RepositoryConfig:
     pii_patterns: tuple[str, ...] = ()
     max_object_bytes: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    privacy: PrivacyProfile | None = None
+    """Classification, residency, purpose, retention, data subjects, anonymization."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["privacy"] = None if self.privacy is None else self.privacy.to_json()
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> RepositoryConfig:
@@ -76,7 +81,8 @@ class RepositoryConfig:
                             for s in data.get("schemas", ()))
             config = cls(protected_branches=tuple(data.get("protected_branches", ("main",))), schemas=schemas,
                          pii_patterns=tuple(data.get("pii_patterns", ())),
-                         max_object_bytes=data.get("max_object_bytes"), extra=dict(data.get("extra", {})))
+                         max_object_bytes=data.get("max_object_bytes"), extra=dict(data.get("extra", {})),
+                         privacy=PrivacyProfile.from_json(data.get("privacy")))
         except (KeyError, TypeError) as exc:
             raise InvalidInput(f"bad repository config: {exc}", field="config",
                                expected="protected_branches, schemas[{paths, columns[{name, type, nullable}]}], "
@@ -85,6 +91,8 @@ class RepositoryConfig:
         return config
 
     def validate(self) -> None:
+        if self.privacy is not None:
+            self.privacy.validate()
         for pattern in self.pii_patterns:
             try:
                 re.compile(pattern)
@@ -112,7 +120,7 @@ def _read(path: str, file: Path | Callable[[], BinaryIO]) -> pa.Table | None:
         return reader(stream)
 
 
-def run_checks(config: RepositoryConfig, changed: list[tuple[str, Path | Callable[[], BinaryIO], int]]) -> list[str]:
+def run_checks(config: RepositoryConfig, changed: Sequence[tuple[str, Path | Callable[[], BinaryIO], int]]) -> list[str]:
     """Every reason the changed objects (path, file, size) break the rules; empty when they pass."""
     reasons: list[str] = []
     pii = [re.compile(p, re.IGNORECASE) for p in config.pii_patterns]

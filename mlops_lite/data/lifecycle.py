@@ -77,7 +77,7 @@ def gc(ctx: Any, *, retention: timedelta, dry_run: bool = True, grace_seconds: f
             young += 1
             continue
         unreachable += 1
-        size += stat.st_size
+        size += ctx.objects.content_size(path)
         if not dry_run:
             path.unlink(missing_ok=True)
             removed += 1
@@ -92,17 +92,25 @@ def fsck(ctx: Any) -> FsckReport:
     bad: list[str] = []
     objects = ctx.objects.files()
     present = set()
-    for name, path in objects:
-        digest = ctx.objects.verify_file(name, path)  # authenticated and named for its content
-        if digest is None:
-            bad.append(name)
-        else:
-            present.add(digest)
-    missing: list[str] = []
     with ctx.store.session() as session:
         commits = session.exec(select(DataCommit)).all()
         heads = {b.head for b in session.exec(select(DataBranch)).all() if b.head}
         heads |= {t.commit for t in session.exec(select(DataTag)).all()}
+    wanted: dict[str, str] = {}  # file name -> digest, of what commits refer to (names are keyed when encrypted)
+    for commit in commits:
+        seen: set[str] = set()
+        try:
+            ctx.trees.reachable(commit.tree, seen) if commit.id in heads else ctx.trees.nodes(commit.tree, seen)
+        except Exception:
+            continue
+        wanted.update((ctx.objects.name_of(d), d) for d in seen)
+    for name, path in objects:
+        digest = ctx.objects.verify_file(name, path)  # authenticated and named for its content
+        if digest is None:
+            bad.append(wanted.get(name, name))
+        else:
+            present.add(digest)
+    missing: list[str] = []
     for commit in commits:
         needed: set[str] = set()
         try:

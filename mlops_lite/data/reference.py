@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from mlops_lite.clock import utcnow
 from mlops_lite.data.context import DataContext, check_path, check_ref_name, commit_record
 from mlops_lite.data.merge import merge_base, revert, three_way
-from mlops_lite.data.tables import TableRead, glob_matcher, is_glob, read_files, table_kind
+from mlops_lite.data.tables import Source, TableRead, glob_matcher, is_glob, read_files, table_kind
 from mlops_lite.data.tree import Change, DiffEntry
 from mlops_lite.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from mlops_lite.metadata.tables import DataBranch, DataCommit
@@ -195,7 +195,7 @@ class Reference:
             start = self._ctx.resolve(session, self._repo, self.ref)
             return first_parent_log(session, self._ctx, self._repo, start, amount=amount, after=after)
 
-    def table_files(self, pattern: str) -> tuple[str, list[str], str]:
+    def table_files(self, pattern: str) -> tuple[str, list[Source], str]:
         """The commit, the object files and their kind ('csv' or 'parquet') of a table here:
         a path, or a glob of files of one kind. NotFound when nothing matches."""
         commit = self.resolve()

@@ -16,6 +16,7 @@ from mlops_lite.data.tables import QueryResult, query
 from mlops_lite.data.tree import DiffEntry
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.tables import DataBranch, DataCommit, DataRepository, DataStaged, DataTag
+from mlops_lite.privacy.profile import PrivacyProfile
 from mlops_lite.records import BranchRecord, CommitRecord, RepositoryRecord, TagRecord
 
 
@@ -66,7 +67,8 @@ class Repository:
 
     def configure(self, *, protected_branches: Sequence[str] | None = None,
                   schemas: Sequence[SchemaRule] | None = None, pii_patterns: Sequence[str] | None = None,
-                  max_object_bytes: int | None = None, actor: str | None = None) -> RepositoryConfig:
+                  max_object_bytes: int | None = None, privacy: PrivacyProfile | None = None,
+                  actor: str | None = None) -> RepositoryConfig:
         """Change the repository's rules; what is not given stays as it is."""
         with self._ctx.store.session() as session:
             row = self._ctx.repository(session, self.name)
@@ -76,7 +78,8 @@ class Repository:
                                          else protected_branches),
                 schemas=tuple(before.schemas if schemas is None else schemas),
                 pii_patterns=tuple(before.pii_patterns if pii_patterns is None else pii_patterns),
-                max_object_bytes=before.max_object_bytes if max_object_bytes is None else max_object_bytes)
+                max_object_bytes=before.max_object_bytes if max_object_bytes is None else max_object_bytes,
+                extra=before.extra, privacy=before.privacy if privacy is None else privacy)
             after.validate()
             row.config = after.to_json()
             session.add(row)

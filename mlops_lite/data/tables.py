@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -60,7 +60,7 @@ def table_kind(pattern: str, paths: list[str], where: str) -> str:
 # encrypted store decrypts as it is read: no plaintext copy is made).
 Source = str | Callable[[], BinaryIO]
 # (ref, path or glob) -> (commit, object sources, kind): ``Reference.table_files`` at that ref.
-TableFiles = Callable[[str, str], tuple[str, list[Source], str]]
+TableFiles = Callable[[str, str], tuple[str, Sequence[Source], str]]
 
 
 def read_source(source: Source, kind: str) -> pa.Table:
@@ -71,7 +71,7 @@ def read_source(source: Source, kind: str) -> pa.Table:
         return reader(stream)
 
 
-def read_files(files: list[Source], kind: str, *, commit: str, path: str) -> TableRead:
+def read_files(files: Sequence[Source], kind: str, *, commit: str, path: str) -> TableRead:
     """One table of the CSV or Parquet ``files`` (their schemas promoted to one) read at ``commit``."""
     tables = [read_source(f, kind) for f in files]
     return TableRead(table=pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0],
@@ -101,7 +101,12 @@ def query(sql: str, tables: dict[str, tuple[str, str]], files_at: TableFiles) ->
                 listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # type: ignore[union-attr]
                 connection.execute(f'CREATE VIEW "{name}" AS SELECT * FROM {reader}([{listed}])')
             else:  # encrypted objects: decrypted into Arrow, then queried
-                connection.register(f"__source_{name}", read_files(files, kind, commit=commit, path=pattern).table)
+                try:
+                    table = read_files(files, kind, commit=commit, path=pattern).table
+                except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                    raise InvalidInput(f"table {name!r} ({ref}:{pattern}) cannot be read as {kind}: {exc}",
+                                       field=f"tables.{name}", expected=f"a readable {kind} table") from exc
+                connection.register(f"__source_{name}", table)
                 connection.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "__source_{name}"')
             commits[name] = commit
         try:

@@ -164,7 +164,7 @@ def httpfs_extension() -> Path:
     import duckdb
 
     try:
-        import duckdb_ext  # type: ignore[import-not-found,import-untyped]
+        import duckdb_ext  # type: ignore[import-untyped]
     except ImportError as exc:
         raise MissingDependency("encrypting the DuckDB metadata needs the duckdb-ext-httpfs package "
                                 "(pip install duckdb-ext-httpfs), or set encryption = false") from exc

@@ -129,7 +129,7 @@ class LocalKms:
                 raise NotFound(f"the key file {path} does not exist; the home's data keys cannot be unwrapped "
                                "without it (restore it from your backup, or point key_file at it)")
             key = secrets.token_bytes(KEY_BYTES)
-            self._doc = {"current": f"kek-{fingerprint(key)}",
+            self._doc: dict[str, Any] = {"current": f"kek-{fingerprint(key)}",
                          "keys": [{"id": f"kek-{fingerprint(key)}", "key": _b64(key), "created_at": _now()}]}
             write_private(path, json.dumps(self._doc, indent=1).encode())
         else:

@@ -18,7 +18,7 @@ def test_ingest_commits_content_addressed_and_reads_back(platform, tmp_path: Pat
 
     digest = hashlib.sha256((DATA / "loans.csv").read_bytes()).hexdigest()
     assert platform.data.repo("loans").ref("main").stat("loans/train.csv").digest == digest
-    assert (platform.settings.objects_dir / "data" / digest[:2] / digest[2:]).is_file()
+    assert platform.data.object_file(digest).is_file()
 
 
 def test_ingest_is_idempotent_and_old_commits_stay_readable(platform, tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_missing_source_and_unknown_refs(platform, tmp_path: Path) -> None:
 def test_a_corrupted_object_is_detected(platform) -> None:
     platform.data.ingest("loans", DATA / "loans_holdout.csv", "loans/holdout.csv")
     digest = platform.data.repo("loans").ref("main").stat("loans/holdout.csv").digest
-    target = platform.settings.objects_dir / "data" / digest[:2] / digest[2:]
+    target = platform.data.object_file(digest)
     target.chmod(0o644)
     target.write_bytes(b"tampered")
     with pytest.raises(IntegrityError, match=digest):

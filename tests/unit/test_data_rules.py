@@ -146,12 +146,11 @@ def test_fsck_finds_a_corrupt_and_a_missing_object(platform, repo) -> None:
     dev.upload("a.txt", b"aaaa")
     dev.upload("b.txt", b"bbbb")
     dev.commit("two")
-    objects = platform.settings.objects_dir / "data"
     a = dev.stat("a.txt").digest
     b = dev.stat("b.txt").digest
-    (objects / a[:2] / a[2:]).chmod(0o644)
-    (objects / a[:2] / a[2:]).write_bytes(b"evil")
-    (objects / b[:2] / b[2:]).unlink()
+    platform.data.object_file(a).chmod(0o644)
+    platform.data.object_file(a).write_bytes(b"evil")
+    platform.data.object_file(b).unlink()
     report = platform.data.fsck()
     assert report.bad_objects == [a]
     assert any(b in m for m in report.missing) and not report.clean
