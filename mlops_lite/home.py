@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,26 @@ class InitResult:
     """The admin token when this call created it; None when the home already had one."""
 
 
-def init_home(settings: Settings) -> InitResult:
-    """Create what is missing and keep what exists: running it twice changes nothing."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    os.chmod(settings.home, 0o700)
+def init_home(settings: Settings, *, encryption: bool | None = None) -> InitResult:
+    """Create what is missing and keep what exists: running it twice changes nothing.
+    ``encryption=False``: a new home is made plaintext (``encryption = false`` is written
+    to its config); refused for a home that exists already, whose state stays as it is."""
+    from mlops_lite.privacy.home import make_private_home
+    from mlops_lite.privacy.protection import is_new_home
+
+    make_private_home(settings.home)
+    if encryption is False:
+        if not is_new_home(settings) or settings.keyring_file.exists():
+            from mlops_lite.errors import Conflict
+
+            raise Conflict(f"the home {settings.home} exists already: --no-encryption is only for a new home "
+                           "(an encrypted home stays encrypted)")
+        settings = settings.model_copy(update={"encryption": False})
     if not settings.config_file.exists():
-        settings.config_file.write_text(DEFAULT_TOML)
+        settings.config_file.write_text(DEFAULT_TOML + ("\nencryption = false\n" if encryption is False else ""))
+    elif encryption is False and not re.search(r"^\s*encryption\s*=", settings.config_file.read_text(), re.M):
+        with open(settings.config_file, "a") as out:
+            out.write("\n# `mlops-lite init --no-encryption`: this home is plaintext at rest\nencryption = false\n")
     from mlops_lite.platform import Platform  # the stores' libraries: only when a home is made
     from mlops_lite.security.service import ensure_prefect_auth
 

@@ -20,6 +20,7 @@ from mlops_lite.monitoring.loop import ClosedLoop
 from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
 from mlops_lite.privacy.home import make_private_home
+from mlops_lite.privacy.keys_facet import Keys
 from mlops_lite.privacy.protection import open_protection
 from mlops_lite.registry import Registry
 from mlops_lite.security import AuditLog, Tokens
@@ -57,6 +58,7 @@ class Platform:
             objects = ObjectStore(settings.objects_dir / "artifacts", cipher)
             self.audit = AuditLog(self._store, load_or_create_key(settings.audit_key_file), open_signing(settings))
             self.tokens = Tokens(self._store, self.audit, self.actor)
+            self.keys = Keys(self.protection, self._store, self.audit, self.actor)
             self.identities = OidcVerifier(settings.oidc)  # JWTs of the [[oidc]] issuers
             self.data = open_data(settings, self._store, self.audit, self.actor, cipher)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)

@@ -584,3 +584,34 @@ class SilenceRecord:
     def covers(self, rule: str, subject: str) -> bool:
         return ((self.rule is None or fnmatch.fnmatchcase(rule, self.rule))
                 and (self.subject is None or fnmatch.fnmatchcase(subject, self.subject)))
+
+
+@dataclass(frozen=True)
+class DataKeyInfo:
+    """One data key of an encrypted home (never the key): its purpose, id, the key
+    encryption key it is wrapped under, and when it was made and last wrapped."""
+
+    purpose: str
+    id: str
+    kek_id: str
+    created_at: str
+    wrapped_at: str
+
+
+@dataclass(frozen=True)
+class KeysStatus:
+    """How a home is protected at rest."""
+
+    encrypted: bool
+    kms: str | None = None           # "keyfile", "environment", or the plug-in's name
+    kek_id: str | None = None        # the current key encryption key
+    metadata_encrypted: bool = False  # the DuckDB metadata file (PostgreSQL: its own at-rest encryption)
+    data_keys: tuple[DataKeyInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    old_kek_id: str
+    new_kek_id: str
+    data_keys: int                   # re-wrapped under the new key; no payload was rewritten
+    at: datetime

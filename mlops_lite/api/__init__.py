@@ -23,6 +23,7 @@ from mlops_lite.api.alerts import AlertsAPI
 from mlops_lite.api.audit import AuditAPI
 from mlops_lite.api.data import DataAPI
 from mlops_lite.api.deployments import DeploymentsAPI
+from mlops_lite.api.keys import KeysAPI
 from mlops_lite.api.loop import LoopAPI
 from mlops_lite.api.monitoring import MonitoringAPI
 from mlops_lite.api.policy import PolicyAPI
@@ -73,6 +74,9 @@ class PlatformAPI(Protocol):
 
     @property
     def policy(self) -> PolicyAPI: ...
+
+    @property
+    def keys(self) -> KeysAPI: ...
 
     @property
     def deployments(self) -> DeploymentsAPI: ...

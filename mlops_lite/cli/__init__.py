@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from mlops_lite.cli import alerts, audit, cert, daemon, data, demo, deploy, login, models, sql, tokens
+from mlops_lite.cli import alerts, audit, cert, daemon, data, demo, deploy, keys, login, models, sql, tokens
 from mlops_lite.cli.common import OPTIONS, err
 from mlops_lite.errors import InvalidInput, MlopsLiteError
 
@@ -56,6 +56,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(data.app, name="data")
 app.add_typer(cert.app, name="cert")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

@@ -62,10 +62,10 @@ def load_settings(**overrides: Any) -> Settings:
     return load(**overrides)
 
 
-def init_home(settings: Settings) -> InitResult:
+def init_home(settings: Settings, *, encryption: bool | None = None) -> InitResult:
     from mlops_lite.home import init_home as init
 
-    return init(settings)
+    return init(settings, encryption=encryption)
 
 
 def read_admin_token(settings: Settings) -> str | None:

@@ -35,13 +35,16 @@ AllowAdminTokenOption = Annotated[bool, typer.Option(
     "--allow-admin-token", help="Run with an admin token (refused otherwise: a service identity is enough).")]
 
 
-def init() -> None:
-    """Create the home, its config file, the metadata database and an admin token.
+def init(no_encryption: Annotated[bool, typer.Option(
+        "--no-encryption", help="Make a plaintext home: nothing encrypted at rest (writes `encryption = false` "
+                                "to mlops-lite.toml). Only for a new home.")] = False) -> None:
+    """Create the home, its config file, the metadata database and an admin token. A new
+    home is encrypted at rest (docs/encryption.md) unless --no-encryption.
 
     Running it again keeps everything that exists, the token included."""
     settings = load_settings()
     refuse_beside_daemon(settings, "`mlops-lite init` creates the stores in this process")
-    result = init_home(settings)
+    result = init_home(settings, encryption=False if no_encryption else None)
     console.print(f"home      {result.home}")
     console.print(f"config    {result.config_file}")
     from mlops_lite.config import redacted_url
@@ -54,6 +57,17 @@ def init() -> None:
         console.print(f"admin token kept: {result.token_file}")
     _print_audit_signing(settings)
     _print_tls_material(settings)
+    _print_encryption(load_settings())
+
+
+def _print_encryption(settings: Settings) -> None:
+    if settings.keyring_file.exists():
+        where = "MLOPS_LITE_MASTER_KEY" if os.environ.get("MLOPS_LITE_MASTER_KEY") else (
+            settings.master_key_file if settings.kms == "keyfile" else f"kms {settings.kms}")
+        console.print(f"encrypted at rest; key encryption key: {where} (back it up apart from the home: "
+                      "without it the home cannot be read)", highlight=False)
+    else:
+        console.print("NOT encrypted at rest (`mlops-lite keys encrypt-home` encrypts it)", highlight=False)
 
 
 def _print_audit_signing(settings: Settings) -> None:

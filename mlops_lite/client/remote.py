@@ -18,6 +18,7 @@ import msgspec
 from mlops_lite import errors
 from mlops_lite.client.alerts import RemoteAlerts
 from mlops_lite.client.audit import RemoteAudit
+from mlops_lite.client.keys import RemoteKeys
 from mlops_lite.client.monitoring import RemoteMonitoring
 from mlops_lite.client.policy import RemotePolicy
 from mlops_lite.client.registry import RemoteRegistry
@@ -82,6 +83,7 @@ class RemotePlatform:
         self.audit = RemoteAudit(self)
         self.tracking = RemoteTracking(self)
         self.tokens = RemoteTokens(self)
+        self.keys = RemoteKeys(self)
         self.training = _Training(self, parity_tolerance)
         self.loop = _Loop(self)
 

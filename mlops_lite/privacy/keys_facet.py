@@ -1,0 +1,45 @@
+"""``platform.keys``: the home's protection at rest, and key rotation.
+
+``rotate`` makes a new key encryption key current (a new keyfile version; with
+``MLOPS_LITE_MASTER_KEY`` the operator's new value) and re-wraps every data key under
+it: no payload is rewritten, and the old key encryption key is retired. Audited as
+``keys.rotate``. A plaintext home answers ``encrypted: false`` and refuses rotation,
+naming ``mlops-lite keys encrypt-home``.
+"""
+
+from __future__ import annotations
+
+from mlops_lite.clock import utcnow
+from mlops_lite.errors import PolicyViolation
+from mlops_lite.metadata.store import MetadataStore
+from mlops_lite.privacy.protection import HomeProtection
+from mlops_lite.records import DataKeyInfo, KeyRotation, KeysStatus
+from mlops_lite.security.audit import AuditLog
+
+
+class Keys:
+    def __init__(self, protection: HomeProtection, store: MetadataStore, audit: AuditLog, actor: str) -> None:
+        self._protection = protection
+        self._store = store
+        self._audit = audit
+        self._actor = actor
+
+    def status(self) -> KeysStatus:
+        keyring = self._protection.keyring
+        if keyring is None:
+            return KeysStatus(encrypted=False)
+        return KeysStatus(encrypted=True, kms=keyring.kms.name, kek_id=keyring.kms.current_id(),
+                          metadata_encrypted=self._store.encrypted,
+                          data_keys=tuple(DataKeyInfo(k.purpose, k.id, k.kek_id, k.created_at, k.wrapped_at)
+                                          for k in keyring.status()))
+
+    def rotate(self, *, actor: str | None = None) -> KeyRotation:
+        keyring = self._protection.keyring
+        if keyring is None:
+            raise PolicyViolation("this home is not encrypted: there is no key to rotate "
+                                  "(encrypt it with `mlops-lite keys encrypt-home`)")
+        old, new, count = keyring.rotate()
+        rotation = KeyRotation(old_kek_id=old, new_kek_id=new, data_keys=count, at=utcnow())
+        self._audit.record(actor=actor or self._actor, action="keys.rotate", object="keys:home",
+                           before={"kek_id": old}, after={"kek_id": new, "data_keys": count, "kms": keyring.kms.name})
+        return rotation
