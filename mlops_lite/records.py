@@ -607,6 +607,9 @@ class KeysStatus:
     kek_id: str | None = None        # the current key encryption key
     metadata_encrypted: bool = False  # the DuckDB metadata file (PostgreSQL: its own at-rest encryption)
     data_keys: tuple[DataKeyInfo, ...] = ()
+    relies_on: tuple[str, ...] = ()
+    """What a scale-out backend's protection rests on, as checked from here (PostgreSQL's
+    TLS, the lakeFS endpoint's scheme): each a sentence; "NOT" in it marks a gap."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ def keys_status(as_json: JsonOption = False) -> None:
     if as_json:
         line(json.dumps(jsonable(status), sort_keys=True))
         return
+    for note in status.relies_on:
+        line(note)
     if not status.encrypted:
         line("NOT encrypted at rest: `mlops-lite keys encrypt-home` encrypts this home in place")
         return

@@ -96,6 +96,17 @@ class MetadataStore:
             return cursor
         return parent.cursor()
 
+    def connection_uses_tls(self) -> bool | None:
+        """PostgreSQL: whether this store's connection is TLS (pg_stat_ssl); None elsewhere."""
+        if self.is_duckdb:
+            return None
+        try:
+            with self.engine.connect() as connection:
+                row = connection.execute(text("select ssl from pg_stat_ssl where pid = pg_backend_pid()")).first()
+        except (DBAPIError, OperationalError):
+            return None
+        return bool(row[0]) if row is not None else None
+
     @property
     def encrypted(self) -> bool:
         return self._root is not None

@@ -26,12 +26,32 @@ class Keys:
 
     def status(self) -> KeysStatus:
         keyring = self._protection.keyring
+        relies = tuple(self._relies_on())
         if keyring is None:
-            return KeysStatus(encrypted=False)
+            return KeysStatus(encrypted=False, relies_on=relies)
         return KeysStatus(encrypted=True, kms=keyring.kms.name, kek_id=keyring.kms.current_id(),
                           metadata_encrypted=self._store.encrypted,
                           data_keys=tuple(DataKeyInfo(k.purpose, k.id, k.kek_id, k.created_at, k.wrapped_at)
-                                          for k in keyring.status()))
+                                          for k in keyring.status()),
+                          relies_on=relies)
+
+    def _relies_on(self) -> list[str]:
+        """Checked where it can be: PostgreSQL's connection is TLS (pg_stat_ssl); the lakeFS
+        endpoint is https. At-rest encryption of those servers' disks cannot be seen from here."""
+        settings = self._protection.settings
+        out: list[str] = []
+        if not self._store.is_duckdb:
+            ssl = self._store.connection_uses_tls()
+            out.append("metadata: PostgreSQL, encrypted at rest by the database server's own storage encryption "
+                       "(not visible from here); its connection is "
+                       + ("TLS" if ssl else "NOT TLS (set database_ca for sslmode=verify-full)" if ssl is False
+                          else "of unknown transport"))
+        if settings.data_backend == "lakefs":
+            https = (settings.lakefs_endpoint or "").lower().startswith("https://")
+            out.append("data: lakeFS, encrypted at rest by its object store's server-side encryption (e.g. S3 "
+                       "SSE-KMS on the storage namespace's bucket; not visible from here); its endpoint is "
+                       + ("https" if https else "NOT https"))
+        return out
 
     def rotate(self, *, actor: str | None = None) -> KeyRotation:
         keyring = self._protection.keyring
