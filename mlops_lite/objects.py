@@ -8,7 +8,7 @@ Encrypted store (``cipher`` given): the file's name is a keyed digest,
 HMAC-SHA256(names key, sha256), so that someone holding the disk cannot tell which
 files hold a known content or that two homes hold the same one, while equal contents
 still land in one file (deduplication keeps working); the bytes are the content under
-AES-256-GCM (``mlops_lite.privacy.envelope``). The sha256 stays the object's address
+AES-256-GCM (``mlops_lite.crypto.envelope``). The sha256 stays the object's address
 everywhere above this class (trees, model versions, the APIs), and lives only in the
 metadata store, which is encrypted too.
 """
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from mlops_lite.errors import IntegrityError, InvalidInput, NotFound
 
 if TYPE_CHECKING:
-    from mlops_lite.privacy.cipher import ObjectCipher
+    from mlops_lite.crypto.cipher import ObjectCipher
 
 _CHUNK = 1 << 20
 _SMALL = 4 << 20

@@ -31,8 +31,8 @@ from mlops_lite.tracking import Tracking
 from mlops_lite.training import Training
 
 if TYPE_CHECKING:
+    from mlops_lite.crypto.cipher import ObjectCipher
     from mlops_lite.data.lakefs_backend import LakeFSDataStore
-    from mlops_lite.privacy.cipher import ObjectCipher
 
 
 class Platform:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import PolicyViolation
+from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
 from mlops_lite.privacy.protection import HomeProtection
 from mlops_lite.records import DataKeyInfo, KeyRotation, KeysStatus
-from mlops_lite.security.audit import AuditLog
 
 
 class Keys:
-    def __init__(self, protection: HomeProtection, store: MetadataStore, audit: AuditLog, actor: str) -> None:
+    def __init__(self, protection: HomeProtection, store: MetadataStore, audit: AuditTrail, actor: str) -> None:
         self._protection = protection
         self._store = store
         self._audit = audit
@@ -60,6 +60,8 @@ class Keys:
                                   "(encrypt it with `mlops-lite keys encrypt-home`)")
         old, new, count = keyring.rotate()
         rotation = KeyRotation(old_kek_id=old, new_kek_id=new, data_keys=count, at=utcnow())
-        self._audit.record(actor=actor or self._actor, action="keys.rotate", object="keys:home",
-                           before={"kek_id": old}, after={"kek_id": new, "data_keys": count, "kms": keyring.kms.name})
+        with self._store.session() as session:
+            self._audit.append(session, actor=actor or self._actor, action="keys.rotate", object="keys:home",
+                               before={"kek_id": old},
+                               after={"kek_id": new, "data_keys": count, "kms": keyring.kms.name})
         return rotation

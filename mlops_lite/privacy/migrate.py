@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from mlops_lite.config import Settings
+from mlops_lite.crypto import envelope
+from mlops_lite.crypto.cipher import ObjectCipher
+from mlops_lite.crypto.keys import Keyring, write_private
 from mlops_lite.daemon import read_daemon
 from mlops_lite.errors import Conflict, IntegrityError, InvalidInput
 from mlops_lite.objects import ObjectStore
-from mlops_lite.privacy import envelope
-from mlops_lite.privacy.cipher import ObjectCipher
-from mlops_lite.privacy.keys import Keyring, write_private
 from mlops_lite.privacy.protection import kms_of
 
 Progress = Callable[[str, int, int], None]

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_lite.config import Settings
+from mlops_lite.crypto.cipher import ObjectCipher
+from mlops_lite.crypto.keys import DataKey, Keyring, Kms, load_kms
 from mlops_lite.errors import Conflict
-from mlops_lite.privacy.cipher import ObjectCipher
-from mlops_lite.privacy.keys import DataKey, Keyring, Kms, load_kms
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ import os
 
 import pytest
 
+from mlops_lite.crypto import envelope
+from mlops_lite.crypto.cipher import ObjectCipher
+from mlops_lite.crypto.keys import DataKey
 from mlops_lite.errors import IntegrityError
 from mlops_lite.objects import ObjectStore
-from mlops_lite.privacy import envelope
-from mlops_lite.privacy.cipher import ObjectCipher
-from mlops_lite.privacy.keys import DataKey
 
 KEY = DataKey("objects", "objects-test", os.urandom(32))
 NAMES = DataKey("names", "names-test", os.urandom(32))

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from mlops_lite.config import Settings
+from mlops_lite.crypto.cipher import ObjectCipher
+from mlops_lite.crypto.keys import ENV_KEY, ENV_PREVIOUS, EnvKms, Keyring, LocalKms, load_kms
 from mlops_lite.errors import IntegrityError, InvalidInput, NotFound
 from mlops_lite.objects import ObjectStore
-from mlops_lite.privacy.cipher import ObjectCipher
-from mlops_lite.privacy.keys import ENV_KEY, ENV_PREVIOUS, EnvKms, Keyring, LocalKms, load_kms
 from mlops_lite.privacy.protection import open_protection
 
 
@@ -111,13 +111,13 @@ class _MemoryKms:
         return self._current
 
     def wrap(self, key: bytes, *, context: bytes) -> Any:
-        from mlops_lite.privacy.keys import _wrap
+        from mlops_lite.crypto.keys import _wrap
 
         self.calls.append("wrap")
         return _wrap(self._keys[self._current], self._current, key, context)
 
     def unwrap(self, wrapped: Any, *, context: bytes) -> bytes:
-        from mlops_lite.privacy.keys import _unwrap
+        from mlops_lite.crypto.keys import _unwrap
 
         self.calls.append("unwrap")
         return _unwrap(self._keys[wrapped.kek_id], wrapped, context)
