@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from mlops_lite.errors import BackendUnavailable, InvalidInput
 from mlops_lite.monitoring.trace import trace_prediction
-from mlops_lite.privacy.keys import DataKey
+from mlops_lite.crypto.keys import DataKey
 from mlops_lite.records import DeploymentLineage, Prediction, PredictionTrace
 
 log = logging.getLogger("mlops_lite.monitoring")
