@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -254,8 +253,8 @@ def data_get(repo: RepoArg, ref: Annotated[str, typer.Argument(help="A branch, t
         if span is not None:
             write_out(output, [reference.read_bytes(path, start=span[0], end=span[1])], None)
             return
+        size = reference.stat(path).size  # the content's size (its file may be encrypted)
         with reference.open(path) as stream:
-            size = os.fstat(stream.fileno()).st_size
             write_out(output, iter(lambda: stream.read(CHUNK), b""), size if size > PROGRESS_BYTES else None)
 
 
