@@ -41,9 +41,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mlops_lite.crypto.keys import DataKey
 from mlops_lite.errors import BackendUnavailable, InvalidInput
 from mlops_lite.monitoring.trace import trace_prediction
-from mlops_lite.crypto.keys import DataKey
 from mlops_lite.records import DeploymentLineage, Prediction, PredictionTrace
 
 log = logging.getLogger("mlops_lite.monitoring")
@@ -141,7 +141,7 @@ _DICTIONARY_COLUMNS = ("request_id", "deployment", "model", "version", "digest",
 
 def _write(root: Path, deployment: str, at: datetime, table: pa.Table) -> Path:
     folder = _partition(root, deployment, at)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"part-{uuid.uuid4().hex}.parquet"
     tmp = path.with_name(f".{path.name}.tmp")  # readers glob *.parquet: never see a half file
     options: dict[str, Any] = {}
@@ -151,6 +151,7 @@ def _write(root: Path, deployment: str, at: datetime, table: pa.Table) -> Path:
         options["compression"] = {name: "zstd" if name == "features" else "snappy" for name in table.column_names}
         options["compression_level"] = {"features": 1}
     pq.write_table(table, tmp, use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names], **options)
+    tmp.chmod(0o600)  # pyarrow creates it with the process's umask
     tmp.replace(path)
     return path
 
