@@ -192,8 +192,8 @@ def test_data_round_trip(home: Path, tmp_path: Path) -> None:
 
     dry = json.loads(ok(home, "data", "gc", "--grace-seconds", "0", "--json"))
     assert dry["dry_run"] is True and dry["unreachable"] >= 1 and dry["removed"] == 0
-    data_objects = home / "objects" / "data"
-    junk_file = data_objects / sha256(junk.read_bytes())[:2] / sha256(junk.read_bytes())[2:]
+    with stores(home) as platform:  # where the object lies (a keyed name in an encrypted home)
+        junk_file = platform.data.object_file(sha256(junk.read_bytes()))
     assert junk_file.exists()
     out = ok(home, "data", "gc", "--apply", "--grace-seconds", "0")
     assert f"{dry['unreachable']} removed" in out
@@ -362,7 +362,8 @@ def test_a_big_file_streams_with_progress_and_fsck_finds_a_bad_object(home: Path
 
     # Flip a byte of the stored object: fsck names it and exits 1.
     digest = sha256(big.read_bytes())
-    stored = home / "objects" / "data" / digest[:2] / digest[2:]
+    with stores(home) as platform:
+        stored = platform.data.object_file(digest)
     stored.chmod(0o644)
     with open(stored, "r+b") as handle:
         handle.seek(100)
