@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlops_lite.alerts import Alerts, LogSink, Sink, WebhookSink, load_rules
 from mlops_lite.config import Settings, redacted_url
@@ -19,12 +19,15 @@ from mlops_lite.monitoring import Monitoring
 from mlops_lite.monitoring.loop import ClosedLoop
 from mlops_lite.objects import ObjectStore
 from mlops_lite.policy import Policy
+from mlops_lite.privacy.facet import LocalRights, NoHistoryRewrite, Privacy, SubjectRights
 from mlops_lite.privacy.home import make_private_home
 from mlops_lite.privacy.keys_facet import Keys
-from mlops_lite.privacy.protection import open_protection
+from mlops_lite.privacy.protection import HomeProtection, open_protection
+from mlops_lite.privacy.report import Compliance
+from mlops_lite.privacy.residency import Residency
 from mlops_lite.registry import Registry
 from mlops_lite.security import AuditLog, Tokens
-from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
+from mlops_lite.security.anonymize import Anonymizer, key_from_env
 from mlops_lite.security.audit import load_or_create_key, open_signing
 from mlops_lite.security.oidc import OidcVerifier
 from mlops_lite.tracking import Tracking
@@ -63,11 +66,16 @@ class Platform:
             self.data = open_data(settings, self._store, self.audit, self.actor, cipher)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)
             self.training = Training(self.data, self.tracking, settings.parity_tolerance)
+            # Residency: the default policy's rules over every placement of bytes (docs/compliance.md).
+            self.residency = Residency(settings, self._store, self.audit, self.actor, self.data,
+                                       lambda: self.policy.load(None))
+            self.data.enforce_residency(
+                lambda repo, profile, action, actor: self.residency.check_repository(repo, profile, action, actor=actor))
             # The policy decides moves of gated aliases; it is built on the registry, so it comes as a provider.
             self.registry = Registry(self._store, objects, self.tracking, self.audit, self.actor,
                                      guard=lambda: self.policy)
             self.policy = Policy(settings, self._store, self.audit, self.registry, self.data, tracking=self.tracking,
-                                 actor=self.actor)
+                                 actor=self.actor, residency=self.residency.version_locations)
             # Lineage and traces cross facets (registry, runs, data, policy, audit, the log): the
             # platform answers them, once every facet exists.
             self.monitoring = Monitoring(settings.home,  # prediction log + feedback, Parquet under the home
@@ -79,13 +87,15 @@ class Platform:
                 intra_op_threads=settings.intra_op_threads, max_batch_size=settings.max_batch_size,
                 batch_rows=settings.batch_rows, batch_wait_ms=settings.batch_wait_ms,
                 recorder=self.monitoring,  # served requests' outcomes, and shadow answers beside primaries
-                lineage=lambda name, at: deployment_lineage(self, name, at))
+                lineage=lambda name, at: deployment_lineage(self, name, at),
+                placement=self.residency.check_deployment)
             self.alerts = Alerts(self._store, self.audit, "monitor", caller=self.actor, sinks=alert_sinks(settings),
                                  rules=load_rules(settings.alert_rules_file)
                                  if settings.alert_rules_file.exists() else None)
+            self.compliance = Compliance(self.residency, self.keys, self.audit)
             self.loop = ClosedLoop(self)  # the closed loop's steps, as the flows call them
-            self.privacy = Privacy(Anonymizer(key_from_env() or load_or_create_key(settings.anonymization_key_file)),
-                                   self.data.pii_patterns)
+            self.privacy = Privacy(Anonymizer(anonymization_root(settings, self.protection)), self.data,
+                                   subject_rights(self))
         except BaseException:
             self._store.close()
             raise
@@ -121,6 +131,34 @@ class Platform:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def anonymization_root(settings: Settings, protection: HomeProtection) -> bytes:
+    """The root of every repository's pseudonymization keys: ``MLOPS_LITE_ANONYMIZATION_KEY``
+    (a worker on another host), else the encrypted home's keyring key ``anonymize``, else
+    a plaintext home's ``anonymization.key``."""
+    root = protection.anonymize_root()
+    return key_from_env() or (root.key if root is not None else load_or_create_key(settings.anonymization_key_file))
+
+
+def subject_rights(platform: Platform) -> SubjectRights:
+    """Erasure, export and retention over the embedded data store, the prediction log and the
+    registry's lineage; the subject digest in audit events is keyed by the keyring's
+    anonymization key (the anonymization key file on a plaintext home)."""
+    if not isinstance(platform.data, DataStore):
+        return NoHistoryRewrite()
+    from mlops_lite.privacy.erasure import Erasure, HistoryRewriter, PredictionRows
+    from mlops_lite.privacy.retention import Retention
+
+    rewriter = HistoryRewriter(platform._store, platform.data.objects, platform.audit)
+    log = platform.monitoring
+    predictions = cast(PredictionRows, log) if hasattr(log, "erase_rows") else None
+    erasure = Erasure(rewriter, subject_key=anonymization_root(platform.settings, platform.protection),
+                      tokens=lambda repository, subject: platform.privacy.subject_tokens(repository, subject),
+                      predictions=predictions, actor=platform.actor)
+    retention = Retention(rewriter, log_days=getattr(platform.settings, "prediction_log_retention_days", None),
+                          apply_log_retention=getattr(log, "apply_retention", None), actor=platform.actor)
+    return LocalRights(erasure, retention)
 
 
 def alert_sinks(settings: Settings) -> list[Sink]:

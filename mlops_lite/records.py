@@ -618,3 +618,124 @@ class KeyRotation:
     new_kek_id: str
     data_keys: int                   # re-wrapped under the new key; no payload was rewritten
     at: datetime
+
+
+@dataclass(frozen=True)
+class ResidencyEntry:
+    """Where one store of the installation keeps its bytes, and whether the policy's
+    residency rules allow it there (``mlops-lite compliance residency``)."""
+
+    kind: str                        # "dataset", "artifacts" (models, run artifacts), "prediction-log"
+    name: str                        # the repository, or the store
+    classification: str              # a repository's; "unclassified" when it declares none
+    region: str
+    location: str
+    allowed: tuple[str, ...] = ()    # the regions the rule allows ("*": anywhere)
+    rule: str | None = None          # the policy key that decides; None: unrestricted
+    status: str = "allowed"          # "allowed" | "violating"
+
+
+@dataclass(frozen=True)
+class ProcessingRecord:
+    """One data repository's record of processing (GDPR art. 30): what it declares."""
+
+    repository: str
+    classification: str
+    region: str
+    location: str
+    purpose: str | None = None
+    lawful_basis: str | None = None
+    categories: tuple[str, ...] = ()
+    data_subjects: str | None = None
+    retention_days: int | None = None
+
+
+@dataclass(frozen=True)
+class ComplianceEvent:
+    """An audit event as a compliance report shows it (events hold no personal data)."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    object: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditChainCheck:
+    verified: bool
+    events: int
+    first_bad_seq: int | None = None
+    signed_through: int | None = None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ComplianceReport:
+    """What an auditor asks for (``mlops-lite compliance report``): records of processing,
+    residency, encryption and key ages, retention runs, erasures, key rotations, residency
+    refusals and the audit chain's verification. No personal data."""
+
+    generated_at: datetime
+    installation_region: str
+    records_of_processing: tuple[ProcessingRecord, ...]
+    residency: tuple[ResidencyEntry, ...]
+    encryption: KeysStatus
+    retention_runs: tuple[ComplianceEvent, ...] = ()
+    erasures: tuple[ComplianceEvent, ...] = ()
+    key_rotations: tuple[ComplianceEvent, ...] = ()
+    residency_refusals: tuple[ComplianceEvent, ...] = ()
+    audit_chain: AuditChainCheck = field(default_factory=lambda: AuditChainCheck(verified=False, events=0))
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """What ``privacy erase`` removed (or, with ``dry_run``, would remove). ``subject_digest``
+    is a keyed digest of the subject, never the identifier; ``commits`` maps each replaced
+    commit to its replacement; ``repositories`` every repository rewritten (an object shared
+    by content with another repository is rewritten there too)."""
+
+    repository: str
+    subject_digest: str
+    dry_run: bool
+    erasure: str | None
+    rows: int
+    objects: int
+    commits: dict[str, str]
+    repositories: tuple[str, ...]
+    prediction_log_rows: int | None
+    models_flagged: int
+
+
+@dataclass(frozen=True)
+class SubjectExport:
+    """Every row of a data subject (``privacy export``): at the head of each branch
+    (branch, commit, path, row) and in the prediction log."""
+
+    repository: str
+    subject_digest: str
+    rows: tuple[dict[str, Any], ...]
+    predictions: tuple[dict[str, Any], ...]
+    exported_at: datetime
+
+
+@dataclass(frozen=True)
+class RetentionRun:
+    """One repository's retention: rows past ``retention_days`` removed from history (with a
+    time column), or objects first committed before it removed from the heads (without)."""
+
+    repository: str
+    retention_days: int
+    rows: int
+    objects: int
+    commits: int
+    paths_removed: int
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    dry_run: bool
+    repositories: tuple[RetentionRun, ...]
+    prediction_log_days: int | None
+    prediction_log_rows: int | None

@@ -1,5 +1,6 @@
 """``platform.privacy``: anonymization before data is committed (keyed tokens for PII
-columns), with the repository's PII patterns."""
+columns), with the repository's PII patterns; the data subject's rights (erasure, access)
+and retention."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from mlops_lite.records import ErasureReport, RetentionReport, SubjectExport
     from mlops_lite.security.anonymize import AnonymizedFile
 
 
 class PrivacyAPI(Protocol):
     def anonymize_file(self, source: Path, *, repository: str | None = None, columns: Sequence[str] | None = None,
                        out_dir: Path | None = None) -> AnonymizedFile: ...
+
+    def erase(self, repository: str, subject: str, *, dry_run: bool = False,
+              actor: str | None = None) -> ErasureReport: ...
+
+    def export(self, repository: str, subject: str, *, actor: str | None = None) -> SubjectExport: ...
+
+    def retention(self, *, dry_run: bool = False, actor: str | None = None) -> RetentionReport: ...

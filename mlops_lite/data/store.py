@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlmodel import select
 
@@ -24,6 +25,16 @@ class DataStore:
     def __init__(self, store: MetadataStore, objects: ObjectStore, audit: AuditTrail, actor: str) -> None:
         self._ctx = DataContext(store, objects, audit, actor)
 
+    def enforce_residency(self, check: Callable[[str, Any, str, str | None], None]) -> None:
+        """Every write, repository creation and reconfiguration asks ``check`` first (see
+        ``DataContext.place``)."""
+        self._ctx.residency = check
+
+    @property
+    def objects(self) -> ObjectStore:
+        """The content-addressed store of every repository's objects (erasure rewrites in it)."""
+        return self._ctx.objects
+
     def repo(self, name: str) -> Repository:
         return Repository(self._ctx, name)
 
@@ -38,11 +49,12 @@ class DataStore:
         return ingest(self, repository, source, path, branch=branch, message=message, actor=actor)
 
     def pii_patterns(self, repository: str) -> tuple[str, ...]:
-        """The repository's PII column patterns (none for a repository that does not exist yet)."""
+        """The PII column patterns the repository's checks enforce (its own, else the default
+        ones of a personal repository; none for a repository that does not exist yet)."""
         from mlops_lite.errors import NotFound
 
         try:
-            return self.repo(repository).config().pii_patterns
+            return self.repo(repository).config().effective_pii_patterns
         except NotFound:
             return ()
 

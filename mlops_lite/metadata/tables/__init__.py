@@ -14,9 +14,17 @@ constants (states, kinds) from its module.
 
 from mlops_lite.metadata.tables.alerts import AlertRow, AlertSilenceRow
 from mlops_lite.metadata.tables.columns import core_table
-from mlops_lite.metadata.tables.data import DataBranch, DataCommit, DataRepository, DataStaged, DataTag
+from mlops_lite.metadata.tables.data import (
+    DataBranch,
+    DataCommit,
+    DataRepository,
+    DataStaged,
+    DataTag,
+    DataTombstone,
+)
 from mlops_lite.metadata.tables.deployments import Deployment, DeploymentRevision
 from mlops_lite.metadata.tables.policy import ApprovalRequestRow, ApprovalVoteRow, PolicyDecisionRow
+from mlops_lite.metadata.tables.privacy import PrivacyCommitMap, PrivacyErasure, PrivacyFlag
 from mlops_lite.metadata.tables.registry import AliasEvent, Model, ModelAlias, ModelCard, ModelVersion
 from mlops_lite.metadata.tables.security import ApiToken, AuditEvent
 from mlops_lite.metadata.tables.tracking import Experiment, Metric, Param, Run
@@ -34,6 +42,7 @@ __all__ = [
     "DataRepository",
     "DataStaged",
     "DataTag",
+    "DataTombstone",
     "Deployment",
     "DeploymentRevision",
     "Experiment",
@@ -44,6 +53,9 @@ __all__ = [
     "ModelVersion",
     "Param",
     "PolicyDecisionRow",
+    "PrivacyCommitMap",
+    "PrivacyErasure",
+    "PrivacyFlag",
     "Run",
     "core_table",
 ]
