@@ -37,6 +37,7 @@ from server.context import platform as _platform
 from server.data import DATA_ROUTES
 from server.hardening import BodyLimit, hide_home, metrics_open, security_headers
 from server.inline import inline_ok
+from server.compliance import COMPLIANCE_ROUTES
 from server.keys import KEY_ROUTES
 from server.lakefs import lakefs_router
 from server.lineage import LINEAGE_ROUTES
@@ -44,6 +45,7 @@ from server.metrics import CONTENT_TYPE, Metrics
 from server.monitoring import MONITORING_ROUTES
 from server.oip import oip_router
 from server.policy import POLICY_ROUTES
+from server.privacy import PRIVACY_ROUTES
 from server.registry import REGISTRY_ROUTES
 from server.releases import RELEASE_ROUTES
 from server.tokens import TOKEN_ROUTES
@@ -287,10 +289,10 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
     origins = list(platform.settings.cors_origins if cors_origins is None else cors_origins)
     api = Router(path="/v1", guards=[authorize],
                  route_handlers=[health, whoami, status, *REGISTRY_ROUTES, *TRACKING_ROUTES, record_run,
-                                 *TOKEN_ROUTES, *KEY_ROUTES, *AUDIT_ROUTES,
+                                 *TOKEN_ROUTES, *KEY_ROUTES, *COMPLIANCE_ROUTES, *AUDIT_ROUTES,
                                  list_deployments, deploy, predict, list_aliases, move_alias, rollback_alias,
                                  *RELEASE_ROUTES, *MONITORING_ROUTES, *ALERT_ROUTES,
-                                 *LINEAGE_ROUTES, *POLICY_ROUTES, *DATA_ROUTES])
+                                 *LINEAGE_ROUTES, *POLICY_ROUTES, *PRIVACY_ROUTES, *DATA_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

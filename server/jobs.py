@@ -8,6 +8,9 @@ Light periodic jobs run on APScheduler inside the daemon, over the stores it own
   the newest commit of main;
 - ``data-gc``: daily, objects unreachable from every ref and older than the
   retention are removed (an audit event ``data.gc`` says what went);
+- ``privacy-retention``: daily, rows and objects past each repository's
+  ``retention_days`` go (the erasure's rewrite), and the prediction log keeps
+  ``prediction_log_retention_days`` (an audit event ``privacy.retention`` counts them);
 - ``audit-checkpoint``: every ``audit_checkpoint_interval_s``, failed logins counted
   so far are written and, when events came since the last checkpoint, the chain's head
   is signed (docs/audit.md); the Platform signs once more as the daemon stops.
@@ -84,6 +87,8 @@ class DaemonJobs:
 
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(self.gc, "interval", hours=24, id="data-gc", max_instances=1, coalesce=True)
+        scheduler.add_job(self.retention, "interval", hours=24, id="privacy-retention", max_instances=1,
+                          coalesce=True)
         scheduler.add_job(self.checkpoint_audit, "interval", seconds=self.settings.audit_checkpoint_interval_s,
                           id="audit-checkpoint", max_instances=1, coalesce=True)
         if self.prefect_url is None:
@@ -178,6 +183,14 @@ class DaemonJobs:
                                        after=gc_summary(report, self.settings.gc_retention_days))
         except Exception:
             log.exception("data gc failed")
+
+    def retention(self) -> None:
+        """Each repository's retention_days and the prediction log's (audited ``privacy.retention``)."""
+        try:
+            report = self.platform.privacy.retention()
+            log.info("privacy retention: %s", report)
+        except Exception:
+            log.exception("privacy retention failed")
 
     def checkpoint_audit(self) -> None:
         try:

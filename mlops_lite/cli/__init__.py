@@ -16,7 +16,22 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from mlops_lite.cli import alerts, audit, cert, daemon, data, demo, deploy, keys, login, models, sql, tokens
+from mlops_lite.cli import (
+    alerts,
+    audit,
+    cert,
+    compliance,
+    daemon,
+    data,
+    demo,
+    deploy,
+    keys,
+    login,
+    models,
+    privacy,
+    sql,
+    tokens,
+)
 from mlops_lite.cli.common import OPTIONS, err
 from mlops_lite.errors import InvalidInput, MlopsLiteError
 
@@ -57,6 +72,8 @@ app.add_typer(alerts.app, name="alerts")
 app.add_typer(data.app, name="data")
 app.add_typer(cert.app, name="cert")
 app.add_typer(keys.app, name="keys")
+app.add_typer(privacy.app, name="privacy")
+app.add_typer(compliance.app, name="compliance")
 
 
 def main() -> None:

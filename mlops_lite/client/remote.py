@@ -18,6 +18,7 @@ import msgspec
 from mlops_lite import errors
 from mlops_lite.client.alerts import RemoteAlerts
 from mlops_lite.client.audit import RemoteAudit
+from mlops_lite.client.compliance import RemoteCompliance
 from mlops_lite.client.keys import RemoteKeys
 from mlops_lite.client.monitoring import RemoteMonitoring
 from mlops_lite.client.policy import RemotePolicy
@@ -84,6 +85,7 @@ class RemotePlatform:
         self.tracking = RemoteTracking(self)
         self.tokens = RemoteTokens(self)
         self.keys = RemoteKeys(self)
+        self.compliance = RemoteCompliance(self)
         self.training = _Training(self, parity_tolerance)
         self.loop = _Loop(self)
 
@@ -101,13 +103,16 @@ class RemotePlatform:
     @property
     def privacy(self) -> Any:
         """Anonymization here, before anything is uploaded: the key comes from
-        MLOPS_LITE_ANONYMIZATION_KEY; the patterns from the repository on the server."""
+        MLOPS_LITE_ANONYMIZATION_KEY; the patterns from the repository on the server.
+        Erasure, export and retention run on the server."""
         data = self.data
         with self._lazy:
             if self._privacy is None:
-                from mlops_lite.security.anonymize import Anonymizer, Privacy, key_from_env
+                from mlops_lite.client.privacy import RemoteRights
+                from mlops_lite.privacy.facet import Privacy
+                from mlops_lite.security.anonymize import Anonymizer, key_from_env
 
-                self._privacy = Privacy(Anonymizer(key_from_env()), data.pii_patterns)
+                self._privacy = Privacy(Anonymizer(key_from_env()), data, RemoteRights(self))
             return self._privacy
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,

@@ -266,3 +266,51 @@ def test_export_answers_every_row_of_the_subject(world: dict[str, Any]) -> None:
     events = [e for e in p.audit.events(limit=10_000) if e.action == "privacy.export"]
     assert len(events) == 1 and SUBJECT not in json.dumps(events[0].after)
     assert p.data.repo("loans").branches()  # nothing moved
+
+
+def test_over_http_and_the_cli(world: dict[str, Any], tmp_path: Path) -> None:
+    """An admin erases and exports over HTTP (RemotePlatform, and the CLI as the daemon's
+    client); a viewer is refused (403) and nothing changes."""
+    import os
+    import subprocess
+    import sys
+
+    from mlops_lite.client.remote import RemotePlatform
+    from server import create_app
+    from server.runner import serve_in_thread
+
+    p, settings = world["platform"], world["settings"]
+    server = serve_in_thread(create_app(p))
+    try:
+        _, viewer = p.tokens.create("privacy-viewer", "viewer")
+        heads = p.data.repo("loans").branches()
+        with RemotePlatform(server.url, viewer) as remote:
+            with pytest.raises(mlops_lite.PermissionDenied):
+                remote.privacy.erase("loans", SUBJECT)
+            with pytest.raises(mlops_lite.PermissionDenied):
+                remote.privacy.export("loans", SUBJECT)
+        assert p.data.repo("loans").branches() == heads
+        with RemotePlatform(server.url, world["token"]) as remote:
+            with pytest.raises(mlops_lite.InvalidInput):
+                remote.privacy.erase("loans", "")
+            with pytest.raises(mlops_lite.NotFound):
+                remote.privacy.erase("no-such", SUBJECT)
+            exported = remote.privacy.export("loans", SUBJECT)
+            assert {r["path"] for r in exported.rows} >= {"loans/train.csv", "loans/more.csv"}
+        env = {**os.environ, "MLOPS_LITE_HOME": str(settings.home), "MLOPS_LITE_URL": server.url,
+               "MLOPS_LITE_TOKEN": world["token"]}
+        script = str(Path(sys.executable).with_name("mlops-lite"))
+        out = tmp_path / "export.json"
+        done = subprocess.run([script, "privacy", "export", "--repo", "loans", "--subject", SUBJECT, "--out", str(out)],
+                              env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        assert out.stat().st_mode & 0o077 == 0 and json.loads(out.read_text())["rows"]
+        done = subprocess.run([script, "privacy", "erase", "--repo", "loans", "--subject", SUBJECT, "--json"],
+                              env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["rows"] == 4 and SUBJECT not in done.stdout
+        assert SUBJECT.encode() not in p.data.repo("loans").ref("main").read_bytes("loans/train.csv")
+        assert p.data.fsck().clean
+    finally:
+        server.stop()
