@@ -153,10 +153,17 @@ class Settings(BaseSettings):
     # (the server's certificate must chain to it and name the URL's host).
     database_ca: Path | None = None
     region: str = "ae"
+    # Where the artifact store (models, run artifacts) and the prediction log keep their
+    # bytes (None: ``region``); the residency rules of the policy check both.
+    artifacts_region: str | None = None
+    prediction_log_region: str | None = None
     # Encryption at rest (docs/encryption.md): new homes are encrypted unless this is
     # false (`mlops-lite init --no-encryption`). A home made before encryption existed
     # stays plaintext until `mlops-lite keys encrypt-home`.
     encryption: bool = True
+    # The classification a data repository gets where its creator cannot give one (the
+    # lakeFS-compatible `POST /repositories`); the audit event says it was defaulted.
+    default_classification: str = "personal"
     # The key encryption key: "keyfile" (key_file, 0600; default <home>/keys/master.key),
     # "env" (MLOPS_LITE_MASTER_KEY), or "package.module:factory" for a KMS of your own.
     kms: str = "keyfile"
@@ -582,8 +589,11 @@ prefect_port = 4200
 # Folders flow runs may ingest a `source` file from, beside the home's inbox/.
 # ingest_dirs = ["/srv/landing"]
 
-# Data residency: the region this installation stores data in.
+# Data residency: the region this installation stores data in (docs/compliance.md), and
+# where the artifact store and the prediction log keep theirs (default: region).
 region = "ae"
+# artifacts_region = "ae"
+# prediction_log_region = "ae"
 
 # Encryption at rest (docs/encryption.md): data objects, models, artifacts, the prediction
 # log and the metadata database, under data keys wrapped by a key encryption key.

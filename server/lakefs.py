@@ -285,6 +285,8 @@ def _lakefs_error(request: Request[Any, Any, Any], exc: Exception) -> Response[A
                 status = 412
                 reasons = exc.details.get("reasons") or []
                 body["reasons"] = reasons
+                if "rule" in exc.details:  # a residency refusal names the policy key that refused it
+                    body["rule"] = exc.details["rule"]
                 if reasons and not all(str(r) in exc.message for r in reasons):
                     body["message"] = f"{exc.message}: " + "; ".join(map(str, reasons))
     elif isinstance(exc, ValidationException):

@@ -21,6 +21,7 @@ from typing import Any, Protocol, Self
 
 from mlops_lite.api.alerts import AlertsAPI
 from mlops_lite.api.audit import AuditAPI
+from mlops_lite.api.compliance import ComplianceAPI
 from mlops_lite.api.data import DataAPI
 from mlops_lite.api.deployments import DeploymentsAPI
 from mlops_lite.api.keys import KeysAPI
@@ -37,6 +38,7 @@ from mlops_lite.records import DeploymentRecord, Prediction
 __all__ = [
     "AlertsAPI",
     "AuditAPI",
+    "ComplianceAPI",
     "DataAPI",
     "DeploymentsAPI",
     "LoopAPI",
@@ -77,6 +79,9 @@ class PlatformAPI(Protocol):
 
     @property
     def keys(self) -> KeysAPI: ...
+
+    @property
+    def compliance(self) -> ComplianceAPI: ...
 
     @property
     def deployments(self) -> DeploymentsAPI: ...

@@ -245,10 +245,15 @@ def data_get(repo: RepoArg, ref: Annotated[str, typer.Argument(help="A branch, t
              output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
                                                          help="Write here (default: stdout).")] = None,
              byte_range: Annotated[str | None, typer.Option("--range", metavar="START-END",
-                                                            help="Only these bytes (END inclusive).")] = None) -> None:
+                                                            help="Only these bytes (END inclusive).")] = None,
+             region: Annotated[str | None, typer.Option(
+                 "--region", help="The region the bytes are exported to: refused (and audited) when the "
+                                  "repository's classification may not be placed there.")] = None) -> None:
     """Read an object's bytes (to stdout by default, binary-safe)."""
     span = parse_range(byte_range) if byte_range else None
     with platform() as p:
+        if region is not None:
+            p.compliance.check_transfer(repo, region)
         reference = _store(p).repo(repo).ref(ref)
         if span is not None:
             write_out(output, [reference.read_bytes(path, start=span[0], end=span[1])], None)

@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -71,6 +71,20 @@ class DataContext:
         self.actor = actor
         self._locks: dict[tuple[str, str], threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        # (repository, its privacy profile, action, actor) -> None, or PolicyViolation naming the
+        # residency rule: the Platform sets it (mlops_lite.privacy.residency), rules live in the policy.
+        self.residency: Callable[[str, Any, str, str | None], None] | None = None
+
+    def place(self, repository: str, action: str, *, profile: Any = None, actor: str | None = None) -> None:
+        """Refuse, before anything is written, bytes of ``repository`` (its stored privacy
+        profile, or ``profile`` when one is being set) that the residency rules do not
+        allow in its region."""
+        if self.residency is None:
+            return
+        if profile is None:
+            with self.store.session() as session:
+                profile = self.config(session, repository).privacy
+        self.residency(repository, profile, action, actor)
 
     def branch_lock(self, repository: str, branch: str) -> threading.RLock:
         with self._locks_guard:

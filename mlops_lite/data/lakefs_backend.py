@@ -163,6 +163,15 @@ class LakeFSDataStore:
         self.tags_api = lakefs_sdk.TagsApi(self._client)
         self._http = httpx.Client(base_url=host, auth=auth, headers=headers, timeout=120, verify=verify)
         self._namespace = storage_namespace
+        self._residency: Callable[[str, Any, str, str | None], None] | None = None
+
+    def enforce_residency(self, check: Callable[[str, Any, str, str | None], None]) -> None:
+        """Uploads, commits and merges ask ``check`` first (mlops_lite.data.context.DataContext.place)."""
+        self._residency = check
+
+    def place(self, repository: str, action: str) -> None:
+        if self._residency is not None:
+            self._residency(repository, self.repo(repository).config().privacy, action, None)
 
     def close(self) -> None:
         self._http.close()
@@ -532,6 +541,7 @@ class LakeFSBranch(LakeFSReference):
 
     def upload(self, path: str, source: Path | bytes | BinaryIO, *, if_absent: bool = False) -> ObjectRecord:
         check_path(path)
+        self._store.place(self._repo, "data.upload")
 
         def chunks() -> Iterator[bytes]:
             if isinstance(source, bytes):
@@ -682,6 +692,7 @@ class LakeFSBranch(LakeFSReference):
 
         if not isinstance(message, str) or not message.strip():
             raise InvalidInput("a commit needs a message", field="message", expected="a non-empty string")
+        self._store.place(self._repo, "data.commit")
         with _translate(f"commit on {self.name!r}"):
             commit = self._store.commits.commit(self._repo, self.name, CommitCreation(  # type: ignore[call-arg]  # lakefs_sdk (pydantic.v1): Field(None) optionals read as required
                 message=message, metadata=dict(metadata or {})))
@@ -697,6 +708,7 @@ class LakeFSBranch(LakeFSReference):
         if strategy not in STRATEGIES:
             raise InvalidInput(f"unknown merge strategy {strategy!r}", field="strategy",
                                expected=" | ".join(STRATEGIES))
+        self._store.place(self._repo, "data.merge")
         if rules:
             raise InvalidInput("per-path merge rules are an mlops-lite extension lakeFS lacks", field="rules",
                                expected="no rules with the lakefs backend")

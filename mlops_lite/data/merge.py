@@ -60,6 +60,7 @@ def three_way(ctx: DataContext, repo: str, source: str, destination: str, *, str
     for chosen in (strategy, *rules.values()):
         if chosen not in STRATEGIES:
             raise InvalidInput(f"unknown merge strategy {chosen!r}", field="strategy", expected=" | ".join(STRATEGIES))
+    ctx.place(repo, "data.merge", actor=actor)
     with ctx.branch_lock(repo, destination):
         with ctx.store.session() as session:
             dest_row = ctx.branch(session, repo, destination)

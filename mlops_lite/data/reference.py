@@ -267,6 +267,7 @@ class Branch(Reference):
     def upload(self, path: str, source: Path | bytes | BinaryIO, *, if_absent: bool = False) -> ObjectRecord:
         """Stage an object (streamed into the store in bounded memory)."""
         check_path(path)
+        self._ctx.place(self._repo, "data.upload")
         with self._ctx.store.session() as session:
             self._writable(session)
         objects = self._ctx.objects
@@ -294,6 +295,7 @@ class Branch(Reference):
         ``progress(files_done, bytes_done)`` is called as files land. Returns the count."""
         if not folder.is_dir():
             raise InvalidInput(f"{folder} is not a folder", field="folder", expected="an existing folder")
+        self._ctx.place(self._repo, "data.upload")
         if prefix:
             check_path(prefix.rstrip("/"))
             prefix = prefix.rstrip("/") + "/"
@@ -382,6 +384,7 @@ class Branch(Reference):
             raise InvalidInput("a commit needs a message", field="message", expected="a non-empty string")
         meta = self._ctx.validate_metadata(metadata)
         actor = actor or self._ctx.actor
+        self._ctx.place(self._repo, "data.commit", actor=actor)
         with self._ctx.branch_lock(self._repo, self.name):
             with self._ctx.store.session() as session:
                 branch = self._writable(session)

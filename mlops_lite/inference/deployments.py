@@ -70,6 +70,10 @@ class ReleaseGates(Protocol):
 # runs, data, policy and audit, so the Platform, which holds them all, provides it.
 LineageResolver = Callable[[str, datetime | str | None], DeploymentLineage]
 
+# (version, deployment, action, actor=...) -> None, or PolicyViolation naming the residency rule that
+# refuses serving (and logging the features of) a model of that data in this installation's region.
+Placement = Callable[..., None]
+
 
 class Deployments:
     """The ``platform.deployments`` facet.
@@ -80,7 +84,7 @@ class Deployments:
     def __init__(self, store: MetadataStore, registry: ModelVersions, policy: ReleaseGates, audit: AuditTrail,
                  actor: str, *, execution_provider: str, intra_op_threads: int, max_batch_size: int,
                  batch_rows: int = 0, batch_wait_ms: float = 0.0, recorder: PredictionRecorder | None = None,
-                 lineage: LineageResolver | None = None) -> None:
+                 lineage: LineageResolver | None = None, placement: Placement | None = None) -> None:
         """``recorder`` takes the served requests' outcomes and the shadow answers (the
         monitoring facet); ``lineage`` answers ``lineage()``."""
         self._store = store
@@ -89,6 +93,7 @@ class Deployments:
         self._audit = audit
         self._actor = actor
         self._lineage = lineage
+        self._placement = placement
         self._router = Router(registry.artifact_bytes, providers=choose_providers(execution_provider),
                               intra_op_threads=intra_op_threads, max_batch_size=max_batch_size,
                               batch_rows=batch_rows, batch_wait_ms=batch_wait_ms,
@@ -101,6 +106,7 @@ class Deployments:
         """Point ``name`` at ``model@version`` alone (strategy single), through the gates."""
         _check_name(name)
         target = self._registry.get_version(model, version)
+        self._place(target, name, "deploy", actor)
         gates = self._policy.enforce(target)
         return self._change(name, "deploy", actor, reason, gates, required=False, state={
             "strategy": "single", "model": model, "version": version, "digest": target.digest,
@@ -115,6 +121,7 @@ class Deployments:
             raise InvalidInput(f"weight {weight!r} is out of range", field="weight",
                                expected="a share of traffic between 0 and 1, exclusive")
         target = self._registry.get_version(model, version)
+        self._place(target, name, "canary", actor)
         gates = self._policy.enforce(target)
         return self._change(name, "canary", actor, reason, gates, candidate=target, state={
             "strategy": "canary", "weight": float(weight), "live_slot": None})
@@ -123,6 +130,7 @@ class Deployments:
                reason: str = "") -> DeploymentRecord:
         """Mirror ``name``'s traffic to ``model@version``; it answers nobody, so no gates."""
         target = self._registry.get_version(model, version)
+        self._place(target, name, "shadow", actor)
         return self._change(name, "shadow", actor, reason, [], candidate=target, state={
             "strategy": "shadow", "weight": None, "live_slot": None})
 
@@ -130,6 +138,7 @@ class Deployments:
               reason: str = "") -> DeploymentRecord:
         """Blue-green: load ``model@version`` into the standby slot (it answers nobody yet)."""
         target = self._registry.get_version(model, version)
+        self._place(target, name, "stage", actor)
         current = self.get(name)
         return self._change(name, "stage", actor, reason, [], candidate=target, state={
             "strategy": "blue_green", "weight": None, "live_slot": current.live_slot or "blue"})
@@ -142,6 +151,7 @@ class Deployments:
             raise Conflict(f"deployment {name!r} has no standby slot to switch to (strategy {current.strategy}); "
                            f"stage a version first", details={"strategy": current.strategy})
         target = self._registry.get_version(current.candidate_model or current.model, current.candidate_version or "")
+        self._place(target, name, "switch", actor)
         gates = [] if self._has_served(name, target.digest) else self._policy.enforce(target)
         slot = "green" if (current.live_slot or "blue") == "blue" else "blue"
         return self._change(name, "switch", actor, reason, gates, state={
@@ -155,6 +165,7 @@ class Deployments:
         if not current.candidate_digest:
             raise Conflict(f"deployment {name!r} has no candidate to promote", details={"strategy": current.strategy})
         target = self._registry.get_version(current.candidate_model or current.model, current.candidate_version or "")
+        self._place(target, name, "promote", actor)
         gates = self._policy.enforce(target)
         return self._change(name, "promote", actor, reason, gates, state={
             "strategy": "single", "model": target.model, "version": target.version, "digest": target.digest,
@@ -177,6 +188,11 @@ class Deployments:
         state = {key: getattr(row, key) for key in _STATE}
         return self._change(name, "rollback", actor, reason or f"roll back to revision {wanted}", [],
                             state=state, required=True)
+
+    def _place(self, target: ModelVersionRecord, name: str, action: str, actor: str | None) -> None:
+        """Refuse serving ``target`` here when residency does not allow its data in this region."""
+        if self._placement is not None:
+            self._placement(target, name, f"deployment.{action}", actor=actor or self._actor)
 
     # ---- reads -----------------------------------------------------------------------
     def get(self, name: str) -> DeploymentRecord:

@@ -46,8 +46,13 @@ Schema (every section optional; unknown sections and keys are refused)::
                                  #   they are on the protected default branch's history
     repository = "loans"         # default: the training run's repository
 
-    [residency]                  # gate "residency.region"
-    allowed_regions = ["ae"]     # settings.region must be one of them
+    [residency]                  # gate "residency.region", and the placement of data (docs/compliance.md)
+    allowed_regions = ["ae"]     # every classification not named below
+    [residency.classes]          # a repository's classification -> the regions its bytes may be in
+    personal = ["ae"]            #   ("*": anywhere; "eu" also allows "eu-west-1")
+    sensitive-personal = ["ae"]
+    internal = ["ae", "eu"]
+    public = ["*"]
 
     [approvals]                  # gate "approvals"
     required = 2                 # distinct approvers (approver role or higher), the
@@ -93,6 +98,9 @@ _MODEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _METRIC = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_REGION = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+CLASSIFICATIONS = ("public", "internal", "personal", "sensitive-personal")
+"""A data repository's classifications (mlops_lite.privacy.profile holds the same list)."""
 
 SECTIONS: dict[str, tuple[str, ...] | None] = {
     "thresholds": None,  # any metric name
@@ -101,7 +109,7 @@ SECTIONS: dict[str, tuple[str, ...] | None] = {
     "evaluation": ("repository", "ref", "path", "target"),
     "fairness": ("sensitive", "max_demographic_parity_difference", "max_equalized_odds_difference", "enabled"),
     "data": ("require_checked", "repository"),
-    "residency": ("allowed_regions",),
+    "residency": ("allowed_regions", "classes"),
     "approvals": ("required",),
     "notify": ("webhook",),
     "aliases": ("gated",),
@@ -144,6 +152,18 @@ class Fairness:
 
 
 @dataclass(frozen=True)
+class ResidencyRule:
+    """The regions one classification's bytes may be placed in, and the policy key that says so."""
+
+    rule: str                    # "residency.classes.personal" or "residency.allowed_regions"
+    regions: tuple[str, ...]
+
+    def permits(self, region: str) -> bool:
+        """``*`` allows anywhere; a region allows itself and its sub-regions ("eu" allows "eu-west-1")."""
+        return any(r == "*" or region == r or region.startswith(r + "-") for r in self.regions)
+
+
+@dataclass(frozen=True)
 class PolicySpec:
     """The effective policy of one model (see the module docstring)."""
 
@@ -155,12 +175,22 @@ class PolicySpec:
     require_checked: bool = False
     data_repository: str | None = None
     allowed_regions: tuple[str, ...] | None = None
+    residency_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     approvals_required: int = 0
     webhook: str | None = None
     gated_aliases: tuple[str, ...] = ("production",)
     claim_tolerance: float = CLAIM_TOLERANCE
     files: tuple[str, ...] = ()
     document: dict[str, Any] = field(default_factory=dict)
+
+    def residency_rule(self, classification: str) -> ResidencyRule | None:
+        """Where data of ``classification`` may be placed: ``[residency.classes]``, else
+        ``allowed_regions``; None when the policy restricts it nowhere."""
+        if classification in self.residency_classes:
+            return ResidencyRule(f"residency.classes.{classification}", self.residency_classes[classification])
+        if self.allowed_regions is not None:
+            return ResidencyRule("residency.allowed_regions", self.allowed_regions)
+        return None
 
 
 def policy_dir(home: Path) -> Path:
@@ -325,13 +355,22 @@ def build_spec(model: str | None, merged: dict[str, dict[str, Any]], origin: dic
     data_repository = get_str("data", "repository")
 
     allowed_regions: tuple[str, ...] | None = None
+    residency_classes: dict[str, tuple[str, ...]] = {}
     if "residency" in merged:
-        regions = merged["residency"].get("allowed_regions")
-        if (not isinstance(regions, list) or not regions
-                or not all(isinstance(r, str) and r.strip() for r in regions)):
-            bad("residency.allowed_regions", f"residency.allowed_regions must be a non-empty list of "
-                f"region names, got {regions!r}", 'a list such as ["ae"]')
-        allowed_regions = tuple(regions)
+        residency = merged["residency"]
+        if "allowed_regions" not in residency and "classes" not in residency:
+            bad("residency.allowed_regions", "[residency] names no regions",
+                'allowed_regions = ["ae"] and/or a [residency.classes] table')
+        if "allowed_regions" in residency:
+            allowed_regions = _regions(residency["allowed_regions"], "residency.allowed_regions", bad)
+        classes = residency.get("classes", {})
+        if not isinstance(classes, dict):
+            bad("residency.classes", f"residency.classes must be a table, got {classes!r}",
+                'a [residency.classes] table such as personal = ["ae"]')
+        for name, regions in classes.items():
+            if name not in CLASSIFICATIONS:
+                bad(f"residency.classes.{name}", f"unknown classification {name!r}", " | ".join(CLASSIFICATIONS))
+            residency_classes[name] = _regions(regions, f"residency.classes.{name}", bad)
 
     required = merged.get("approvals", {}).get("required", 0)
     if not isinstance(required, int) or isinstance(required, bool) or required < 0:
@@ -354,6 +393,16 @@ def build_spec(model: str | None, merged: dict[str, dict[str, Any]], origin: dic
 
     return PolicySpec(model=model, thresholds=tuple(thresholds), regression=regression, evaluation=evaluation,
                       fairness=fairness, require_checked=require_checked, data_repository=data_repository,
-                      allowed_regions=allowed_regions, approvals_required=required, webhook=webhook,
+                      allowed_regions=allowed_regions, residency_classes=residency_classes,
+                      approvals_required=required, webhook=webhook,
                       gated_aliases=tuple(gated), claim_tolerance=float(claim_tolerance), files=files,
                       document={s: dict(t) for s, t in merged.items()})
+
+
+def _regions(value: Any, key: str, bad: Any) -> tuple[str, ...]:
+    """A non-empty list of region codes (or "*"), or InvalidInput naming ``key``."""
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(r, str) and (r == "*" or _REGION.match(r)) for r in value)):
+        bad(key, f"{key} must be a non-empty list of region codes, got {value!r}",
+            'a list such as ["ae"], ["ae", "eu-west-1"] or ["*"]')
+    return tuple(value)

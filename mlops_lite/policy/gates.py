@@ -14,7 +14,11 @@ The gates of a model come from its policy (TOML, see ``mlops_lite.policy.documen
                                           grouped by the sensitive attribute (as fairlearn defines them)
     data.checked                          the data commits are on the protected default branch's
                                           history (so they passed the data checks)
-    residency.region                      settings.region is an allowed region
+    residency.region                      where the version's bytes really are: each data commit's
+                                          repository (its privacy profile's region and class) and the
+                                          artifact store (settings.artifacts_region), each against the
+                                          regions [residency.classes] allows its class (else
+                                          allowed_regions); an unclassified repository counts as personal
     approvals                             N distinct approvers, the version's author excluded
 
 ``evaluate``/``enforce`` only measure. ``decide`` measures and stores the decision
@@ -30,6 +34,7 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +49,14 @@ from mlops_lite.policy.document import Evaluation, PolicySpec, Threshold, load_p
 from mlops_lite.policy.evaluation import FAIRNESS_METRICS, MEASURABLE, Scored, Scorer, metric_value
 from mlops_lite.policy.fairness import figures, group_rates
 from mlops_lite.policy.notify import Sink, notify, sinks_for
-from mlops_lite.records import ApprovalRequest, GateResult, Identity, ModelVersionRecord, PolicyDecision
+from mlops_lite.records import (
+    ApprovalRequest,
+    GateResult,
+    Identity,
+    ModelVersionRecord,
+    PolicyDecision,
+    ResidencyEntry,
+)
 from mlops_lite.security.roles import require
 
 if TYPE_CHECKING:
@@ -58,6 +70,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mlops_lite.policy")
 
+# (version, the policy's rules) -> where its data commits and artifacts are, each judged
+Locator = Callable[[ModelVersionRecord, PolicySpec], list[ResidencyEntry]]
+
 LOG_PAGE = 10_000
 LOG_LIMIT = 200_000
 
@@ -67,7 +82,10 @@ class Policy:
     stored decisions, and the approval workflow (``approvals``; also exposed here)."""
 
     def __init__(self, settings: Settings, store: MetadataStore, audit: AuditTrail, registry: Registry,
-                 data: Any, *, tracking: Tracking | None = None, actor: str = "system") -> None:
+                 data: Any, *, tracking: Tracking | None = None, actor: str = "system",
+                 residency: Locator | None = None) -> None:
+        """``residency`` answers where a version's data commits and artifacts are, judged by a
+        policy's rules (``mlops_lite.privacy.residency.Residency.version_locations``)."""
         self.settings = settings
         self.min_roc_auc = settings.min_roc_auc  # the built-in base threshold; settable
         self._store = store
@@ -76,6 +94,7 @@ class Policy:
         self._data = data
         self._tracking = tracking
         self._actor = actor
+        self._residency = residency
         self._scorer = Scorer(data, registry.model_bytes,
                               (lambda run_id: dict(tracking.get_run(run_id).tags)) if tracking is not None else None)
         self.approvals = Approvals(self, store, audit, registry, actor)
@@ -121,11 +140,8 @@ class Policy:
             results.extend(self._fairness(version, spec))
         if spec.require_checked:
             results.append(self._data_checked(version, spec))
-        if spec.allowed_regions is not None:
-            region = self.settings.region
-            results.append(GateResult(gate="residency.region", passed=region in spec.allowed_regions,
-                                      measured=region, bound=f"one of {list(spec.allowed_regions)}",
-                                      detail=f"this installation stores data and artifacts in region {region!r}"))
+        if spec.allowed_regions is not None or spec.residency_classes:
+            results.append(self._residency_gate(version, spec))
         if spec.approvals_required:
             approvers = self.approvals.approvers(version, alias)
             results.append(GateResult(
@@ -306,6 +322,33 @@ class Policy:
         return GateResult(gate=gate, passed=passed, measured=status, bound=bound,
                           detail="each commit is on the branch's history, or has the same data (tree) as a "
                                  "commit that is")
+
+    # residency ----------------------------------------------------------------------
+
+    def _residency_gate(self, version: ModelVersionRecord, spec: PolicySpec) -> GateResult:
+        """Each real location of the version (its data commits' repositories, the artifact
+        store) against the regions its class may be in; the evidence lists every one."""
+        gate = "residency.region"
+        if self._residency is None:  # no locator: the one installation-wide region, as before
+            region = self.settings.region
+            rule = spec.residency_rule("personal")
+            return GateResult(gate=gate, passed=rule is None or rule.permits(region), measured=region,
+                              bound=f"one of {list(rule.regions) if rule else ['*']}",
+                              detail=f"this installation stores data and artifacts in region {region!r}")
+        try:
+            entries = self._residency(version, spec)
+        except MlopsLiteError as exc:
+            return GateResult(gate=gate, passed=False, measured=None, bound="every location in an allowed region",
+                              detail=_why(exc))
+        measured = [{"kind": e.kind, "name": e.name, "classification": e.classification, "region": e.region,
+                     "location": e.location, "allowed": list(e.allowed), "rule": e.rule, "status": e.status}
+                    for e in entries]
+        bad = [e for e in entries if e.status != "allowed"]
+        detail = ("every location is in a region its classification allows" if not bad else
+                  "; ".join(f"{e.name} ({e.classification}) is in {e.region!r}, "
+                            f"{e.rule or 'the policy'} allows {', '.join(e.allowed) or 'no region'}" for e in bad))
+        return GateResult(gate=gate, passed=not bad, measured=measured,
+                          bound="each location in a region its classification allows", detail=detail)
 
     # ---- decisions ----------------------------------------------------------------
 
