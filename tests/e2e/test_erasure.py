@@ -314,3 +314,47 @@ def test_over_http_and_the_cli(world: dict[str, Any], tmp_path: Path) -> None:
         assert p.data.fsck().clean
     finally:
         server.stop()
+
+
+BEFORE_ERASURE = "5ce3818"  # the last commit whose homes have no privacy_* tables
+
+
+def test_a_home_made_before_erasure_gets_its_tables_and_erases(tmp_path: Path) -> None:
+    """The home is made by the code of the commit before erasure, in a subprocess; the new
+    code adds the privacy tables (the store's additive upgrade) and erases in it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo_root = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or subprocess.run(["git", "-C", str(repo_root), "cat-file", "-e", BEFORE_ERASURE],
+                                                     capture_output=True).returncode != 0:
+        pytest.skip(f"needs git and commit {BEFORE_ERASURE} (the code before erasure) in the checkout")
+    old_code = tmp_path / "old-code"
+    old_code.mkdir()
+    archive = subprocess.run(["git", "-C", str(repo_root), "archive", BEFORE_ERASURE, "mlops_lite"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old_code)], input=archive, check=True)
+    home = tmp_path / "old-home"
+    script = (
+        "import sys; from mlops_lite.config import load_settings; from mlops_lite.home import init_home; "
+        "from mlops_lite.platform import open_local; from mlops_lite.data import RepositoryConfig; "
+        "from mlops_lite.privacy.profile import PrivacyProfile; s = load_settings(home=sys.argv[1]); init_home(s); "
+        "p = open_local(s); p.data.repo('loans').create(config=RepositoryConfig(protected_branches=(), "
+        "privacy=PrivacyProfile(classification='internal', subject_columns=('customer_id',)))); "
+        "b = p.data.repo('loans').branch('main'); b.upload('a.csv', sys.argv[2].encode()); b.commit('old'); p.close()")
+    made = subprocess.run([sys.executable, "-c", script, str(home), csv_bytes(customers(0, 60)).decode()],
+                          cwd=old_code, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(old_code), "HOME": str(tmp_path),
+                                             **({"MLOPS_LITE_DATABASE_URL": os.environ["MLOPS_LITE_DATABASE_URL"]}
+                                                if "MLOPS_LITE_DATABASE_URL" in os.environ else {})},
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-2000:]
+    from mlops_lite.config import load_settings
+    from mlops_lite.platform import open_local
+
+    with open_local(load_settings(home=home)) as p:
+        report = p.privacy.erase("loans", SUBJECT)
+        assert (report.rows, len(report.commits)) == (1, 1)
+        assert SUBJECT.encode() not in p.data.repo("loans").ref("main").read_bytes("a.csv")
+        assert p.data.fsck().clean
