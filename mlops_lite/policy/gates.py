@@ -340,15 +340,16 @@ class Policy:
         except MlopsLiteError as exc:
             return GateResult(gate=gate, passed=False, measured=None, bound="every location in an allowed region",
                               detail=_why(exc))
-        measured = [{"kind": e.kind, "name": e.name, "classification": e.classification, "region": e.region,
-                     "location": e.location, "allowed": list(e.allowed), "rule": e.rule, "status": e.status}
-                    for e in entries]
+        locations = [{"kind": e.kind, "name": e.name, "classification": e.classification, "region": e.region,
+                      "location": e.location, "allowed": list(e.allowed), "rule": e.rule, "status": e.status}
+                     for e in entries]
         bad = [e for e in entries if e.status != "allowed"]
         detail = ("every location is in a region its classification allows" if not bad else
                   "; ".join(f"{e.name} ({e.classification}) is in {e.region!r}, "
                             f"{e.rule or 'the policy'} allows {', '.join(e.allowed) or 'no region'}" for e in bad))
-        return GateResult(gate=gate, passed=not bad, measured=measured,
-                          bound="each location in a region its classification allows", detail=detail)
+        return GateResult(gate=gate, passed=not bad, measured={e.name: e.region for e in entries},
+                          bound={e.rule: list(e.allowed) for e in entries if e.rule is not None},
+                          detail=detail, evidence={"locations": locations})
 
     # ---- decisions ----------------------------------------------------------------
 

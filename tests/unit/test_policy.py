@@ -63,6 +63,7 @@ def _moves(p: Any, alias: str) -> list[tuple[str, ...]]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     p, _, _ = build_loop(tmp_path_factory.mktemp("policy") / "home")
     good = p.registry.get_version(MODEL, "1.0.0")
+    p.data.repo("loans").create(classification="internal", exist_ok=True)
     p.data.ingest("loans", DATA / "loans_holdout.csv", "loans/holdout.csv")
     weak = p.registry.register_from_run(MODEL, _train(p, params={"C": 1e-6}).run.id)
     assert (weak.version, float(weak.params["C"])) == ("1.1.0", 1e-6)
@@ -386,6 +387,7 @@ def test_data_checked_gate(world, policies) -> None:
     finally:
         repo.configure(protected_branches=["main"])
     # the repository named in the policy must hold the commits
+    p.data.repo("other").create(classification="internal", exist_ok=True)
     p.data.ingest("other", DATA / "loans_holdout.csv", "holdout.csv")
     policies(MODEL, '[data]\nrequire_checked = true\nrepository = "other"\n')
     gate = _gates(p.policy.evaluate(good))["data.checked"]
@@ -397,10 +399,12 @@ def test_residency_gate(world, policies) -> None:
     assert p.settings.region == "ae"
     policies("default", '[residency]\nallowed_regions = ["ae", "sa"]\n')
     gate = _gates(p.policy.evaluate(good))["residency.region"]
-    assert gate.passed is True and gate.measured == "ae"
+    # the real locations: the data commit's repository and the artifact store, both in "ae"
+    assert gate.passed is True and set(gate.measured.values()) == {"ae"} and len(gate.measured) == 2
+    assert {loc["kind"] for loc in gate.evidence["locations"]} == {"dataset", "artifacts"}
     policies(MODEL, '[residency]\nallowed_regions = ["eu"]\n')
     gate = _gates(p.policy.evaluate(good))["residency.region"]
-    assert gate.passed is False and gate.bound == "one of ['eu']"
+    assert gate.passed is False and gate.bound == {"residency.allowed_regions": ["eu"]}
 
 
 def test_enforce_lists_every_gate_passed_or_not(world, policies) -> None:

@@ -181,15 +181,16 @@ def test_the_gate_checks_the_real_locations_of_the_version(trained: Any) -> None
         _policy(home, CLASSES)
         gate = next(g for g in platform.policy.evaluate(version) if g.gate == "residency.region")
         assert gate.passed, gate.detail
-        kinds = {(m["kind"], m["status"]) for m in gate.measured}
+        kinds = {(m["kind"], m["status"]) for m in gate.evidence["locations"]}
         assert kinds == {("dataset", "allowed"), ("artifacts", "allowed")}
-        assert any(m["name"].startswith("loans@") and m["region"] == "ae" for m in gate.measured)
+        assert any(name.startswith("loans@") and region == "ae" for name, region in gate.measured.items())
 
         _policy(home, CLASSES.replace('personal = ["ae"]', 'personal = ["eu"]', 1))
         gate = next(g for g in platform.policy.evaluate(version) if g.gate == "residency.region")
         assert not gate.passed
         assert "residency.classes.personal" in gate.detail and "loans@" in gate.detail
-        assert {m["status"] for m in gate.measured} == {"violating"}
+        assert {m["status"] for m in gate.evidence["locations"]} == {"violating"}
+        assert gate.bound == {"residency.classes.personal": ["eu"]}
     finally:
         (home / "policies" / "default.toml").unlink()
 
