@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from mlops_lite.alerts import Alerts, LogSink, Sink, WebhookSink, load_rules
 from mlops_lite.config import Settings, redacted_url
@@ -147,17 +147,15 @@ def subject_rights(platform: Platform) -> SubjectRights:
     anonymization key (the anonymization key file on a plaintext home)."""
     if not isinstance(platform.data, DataStore):
         return NoHistoryRewrite()
-    from mlops_lite.privacy.erasure import Erasure, HistoryRewriter, PredictionRows
+    from mlops_lite.privacy.erasure import Erasure, HistoryRewriter
     from mlops_lite.privacy.retention import Retention
 
     rewriter = HistoryRewriter(platform._store, platform.data.objects, platform.audit)
-    log = platform.monitoring
-    predictions = cast(PredictionRows, log) if hasattr(log, "erase_rows") else None
     erasure = Erasure(rewriter, subject_key=anonymization_root(platform.settings, platform.protection),
                       tokens=lambda repository, subject: platform.privacy.subject_tokens(repository, subject),
-                      predictions=predictions, actor=platform.actor)
+                      predictions=platform.monitoring, actor=platform.actor)
     retention = Retention(rewriter, log_days=getattr(platform.settings, "prediction_log_retention_days", None),
-                          apply_log_retention=getattr(log, "apply_retention", None), actor=platform.actor)
+                          apply_log_retention=platform.monitoring.apply_retention, actor=platform.actor)
     return LocalRights(erasure, retention)
 
 

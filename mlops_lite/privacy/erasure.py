@@ -431,7 +431,12 @@ class Erasure:
                                  models_flagged=0)
         if self._predictions is not None:
             where, params = self._where(columns, values)
-            counts["prediction_log_rows"] = _count(self._predictions.erase_rows(where, params))
+            try:
+                counts["prediction_log_rows"] = _count(self._predictions.erase_rows(where, params))
+            except InvalidInput as exc:
+                if exc.field != "where_sql":
+                    raise
+                counts["prediction_log_rows"] = 0  # no model was ever served these columns
         erasure = self._rewriter.apply(
             plan, kind="erase", repository=repository, actor=actor or self._actor, subject_digest=digest,
             counts=counts, event_after={"subject_digest": digest},
@@ -463,7 +468,12 @@ class Erasure:
         predictions: list[dict[str, Any]] = []
         if self._predictions is not None:
             where, params = self._where(columns, values)
-            predictions = _jsonable_rows(self._predictions.rows_where(where, params))
+            try:
+                predictions = _jsonable_rows(self._predictions.rows_where(where, params))
+            except InvalidInput as exc:
+                if exc.field != "sql":
+                    raise
+                predictions = []  # no model was ever served these columns
         digest = subject_digest(self._subject_key, subject.strip())
         with rewriter.store.session() as session:
             rewriter.audit.append(session, actor=actor or self._actor, action="privacy.export",
