@@ -94,5 +94,9 @@ def test_readme_policy_example_is_a_valid_policy(index: int, tmp_path: Path) -> 
     folder.mkdir(parents=True)
     (folder / "loan-default.toml").write_text(POLICY_BLOCKS[index])
     spec = load_policy(tmp_path, "loan-default", min_roc_auc=0.6)
+    if "[residency.classes]" in POLICY_BLOCKS[index]:  # the residency example (Data residency)
+        assert spec.files and spec.residency_rule("personal") is not None
+        assert spec.residency_rule("public") is not None and spec.residency_rule("public").permits("us-east-1")
+        return
     assert spec.files and spec.approvals_required == 1
     assert {t.metric for t in spec.thresholds} == {"roc_auc"} and spec.fairness is not None
