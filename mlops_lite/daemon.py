@@ -37,7 +37,9 @@ def read_daemon(path: Path) -> DaemonInfo | None:
 
 def write_daemon(path: Path, info: DaemonInfo) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(asdict(info), indent=2))
     os.replace(tmp, path)
 
 

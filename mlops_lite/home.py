@@ -24,6 +24,7 @@ def init_home(settings: Settings, *, encryption: bool | None = None) -> InitResu
     """Create what is missing and keep what exists: running it twice changes nothing.
     ``encryption=False``: a new home is made plaintext (``encryption = false`` is written
     to its config); refused for a home that exists already, whose state stays as it is."""
+    from mlops_lite.crypto.keys import write_private
     from mlops_lite.privacy.home import make_private_home
     from mlops_lite.privacy.protection import is_new_home
 
@@ -36,7 +37,9 @@ def init_home(settings: Settings, *, encryption: bool | None = None) -> InitResu
                            "(an encrypted home stays encrypted)")
         settings = settings.model_copy(update={"encryption": False})
     if not settings.config_file.exists():
-        settings.config_file.write_text(DEFAULT_TOML + ("\nencryption = false\n" if encryption is False else ""))
+        # 0600: a database_url in it may carry a password
+        write_private(settings.config_file,
+                      (DEFAULT_TOML + ("\nencryption = false\n" if encryption is False else "")).encode())
     elif encryption is False and not re.search(r"^\s*encryption\s*=", settings.config_file.read_text(), re.M):
         with open(settings.config_file, "a") as out:
             out.write("\n# `mlops-lite init --no-encryption`: this home is plaintext at rest\nencryption = false\n")

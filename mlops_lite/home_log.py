@@ -54,7 +54,7 @@ def records_to_home_log(home: Path) -> Iterator[LogTally]:
     and not to the terminal; the tally counts warnings and errors. Handlers are put back
     as they were when the block ends."""
     path = home / "logs" / "mlops-lite.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
     to_file = logging.FileHandler(path, encoding="utf-8")
     to_file.setFormatter(logging.Formatter(FORMAT))

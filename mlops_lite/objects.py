@@ -39,7 +39,8 @@ class ObjectStore:
     def __init__(self, root: Path, cipher: ObjectCipher | None = None) -> None:
         self.root = root
         self.cipher = cipher
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # objects/, beside data/ and artifacts/
+        self.root.mkdir(mode=0o700, exist_ok=True)
         present = set(os.listdir(self.root))
         for prefix in (f"{i:02x}" for i in range(256)):
             if prefix not in present:

@@ -38,7 +38,7 @@ def start_prefect_server(settings: Settings) -> tuple[subprocess.Popen[bytes], P
     ``prefect_host`` (loopback unless configured), asking every client for the home's auth
     string: a request to its API without it is answered 401 (its health probe excepted)."""
     logs = settings.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_file = logs / "prefect-server.log"
     auth = ensure_prefect_auth(settings)
     if not is_loopback(settings.prefect_host):
@@ -47,11 +47,12 @@ def start_prefect_server(settings: Settings) -> tuple[subprocess.Popen[bytes], P
     env = {**os.environ, **prefect_environment(settings), "PREFECT_SERVER_API_AUTH_STRING": auth,
            "PREFECT_API_AUTH_STRING": auth}
     env.pop("PREFECT_API_URL", None)
-    with open(log_file, "ab") as out:
+    with os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
+        # umask 077: its database, logs and caches under <home>/prefect are the owner's alone
         process = subprocess.Popen(
             [*_prefect_command(), "server", "start", "--host", settings.prefect_host,
              "--port", str(settings.prefect_port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, umask=0o077)
     # This process's Prefect clients (the jobs, the flow runs they start) send it too.
     os.environ["PREFECT_API_AUTH_STRING"] = auth
     return process, log_file

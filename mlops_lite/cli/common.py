@@ -92,9 +92,13 @@ def refuse_beside_daemon(settings: Settings, what: str) -> None:
 
 def own_stores(settings: Settings, *, actor: str) -> Platform:
     """The embedded stores opened in this process, for the commands that own them while they
-    run (demo, up, serve without a control plane); StoreLocked names any other owner."""
+    run (demo, up, serve without a control plane); StoreLocked names any other owner.
+    The process's umask becomes 077: the files its libraries write in the home (DuckDB's
+    write-ahead log, the Prefect server's database) are the owner's alone."""
     from mlops_lite.platform import open_local
+    from mlops_lite.privacy.home import private_umask
 
+    private_umask()
     return open_local(settings, actor=actor)
 
 

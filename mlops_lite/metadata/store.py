@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -50,6 +51,8 @@ class MetadataStore:
             else:
                 self.engine = create_engine(url)
             self._owner = self.engine.connect()
+            if url.startswith("duckdb:///"):
+                _owner_only(Path(url.removeprefix("duckdb:///")))
             self._upgrade_schema()
         except (DBAPIError, OperationalError) as exc:
             self._dispose()
@@ -190,6 +193,12 @@ def httpfs_extension() -> Path:
 def load_crypto(connection: Any) -> None:
     """Load OpenSSL (httpfs) into a DuckDB connection, so it can write encrypted files."""
     connection.execute(f"LOAD '{httpfs_extension()}'")
+
+
+def _owner_only(path: Path) -> None:
+    """DuckDB makes its file with the process's umask: 0600 whatever that is."""
+    if path.exists() and path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
 
 
 def open_encrypted_duckdb(path: Path, key: str) -> Any:

@@ -141,7 +141,8 @@ _DICTIONARY_COLUMNS = ("request_id", "deployment", "model", "version", "digest",
 
 def _write(root: Path, deployment: str, at: datetime, table: pa.Table) -> Path:
     folder = _partition(root, deployment, at)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for level in (root, folder.parent, folder):  # each 0700 (mkdir's parents=True makes the missing ones 0755)
+        level.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"part-{uuid.uuid4().hex}.parquet"
     tmp = path.with_name(f".{path.name}.tmp")  # readers glob *.parquet: never see a half file
     options: dict[str, Any] = {}

@@ -115,7 +115,7 @@ class Signing:
 
 def open_signing(settings: Settings) -> Signing:
     """The home's checkpoint signing, the key made (0600) when missing."""
-    settings.audit_dir.mkdir(parents=True, exist_ok=True)
+    settings.audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key, created = checkpoints.load_or_create_signing_key(settings.audit_signing_key_file,
                                                           settings.audit_public_key_file)
     return Signing(key=key, file=checkpoints.CheckpointFile(settings.audit_checkpoints_file),

@@ -72,8 +72,9 @@ def load_or_create_signing_key(private_file: Path, public_file: Path) -> tuple[E
         raise IntegrityError(f"the key file {private_file} does not hold an Ed25519 key")
     pem = public_pem(loaded.public_key())
     if not public_file.exists() or public_file.read_text() != pem:
-        public_file.parent.mkdir(parents=True, exist_ok=True)
-        public_file.write_text(pem)
+        public_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with os.fdopen(os.open(public_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(pem)
     return loaded, created
 
 
@@ -229,8 +230,8 @@ class CheckpointFile:
             return found[-1] if found else None
 
     def append(self, checkpoint: AuditCheckpoint) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, (json.dumps(to_line(checkpoint), sort_keys=True) + "\n").encode())

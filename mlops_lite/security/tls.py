@@ -343,11 +343,13 @@ def _write_key(path: Path, key: Any) -> None:
 def _write_certificate(path: Path, certificate: x509.Certificate) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    _write_atomically(path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+    # Public, yet 0600 like every other file of a home (docs/encryption.md); a copy for
+    # others to trust is made with `mlops-lite cert`.
+    _write_atomically(path, certificate.public_bytes(serialization.Encoding.PEM), 0o600)
 
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:

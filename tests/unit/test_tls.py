@@ -36,7 +36,7 @@ def test_the_ca_key_and_every_issued_key_are_0600(tmp_path: Path, ca: tls.Certif
     tls.issue_client_certificate(ca, tmp_path / "w.crt", tmp_path / "w.key", for_="worker", name="w1")
     for key in ("ca.key", "s.key", "w.key"):
         assert _mode(tmp_path / key) == 0o600, key
-    assert _mode(tmp_path / "s.crt") == 0o644
+    assert _mode(tmp_path / "s.crt") == 0o600  # a certificate too: every file of a home is its owner's
 
 
 def test_a_server_certificate_names_loopback_and_the_configured_names(tmp_path: Path,
