@@ -31,6 +31,15 @@ to the ratio or, for the absolute figures, to the value):
   value <= 0.5 s; reference: listing both commits in full (also cold) and comparing.
 - ``storage_growth_1pct_bytes``: growth of the object store after the re-import commit
   above, vs the bytes of the rewritten files. ratio <= 1.05 (tree nodes are the rest).
+- ``encrypted_commit_mib_s``: the fresh commit above (a new home is encrypted: AES-256-GCM
+  objects under keyed names, docs/encryption.md) as MiB/s of the tree, vs the same
+  ``import_directory`` + ``commit`` into a home made with ``encryption=False``.
+  ratio >= 0.7.
+- ``encrypted_read_mib_s``: every file of that commit read back through the platform
+  (``ref.open``, decrypted as read), vs the same reads from the plaintext home. ratio >= 0.7.
+
+The figures above ``encrypted_commit_mib_s`` are measured on the encrypted home (the
+default), so they include its cost.
 
 With a virtualenv at ``bench/.venvs/dvc`` in which ``dvc`` imports (``--with-dvc`` makes
 it: ``python -m venv`` + ``pip install dvc``; never the project's venv), the table gains
@@ -159,6 +168,37 @@ def generate_many(folder: Path, count: int) -> None:
         path.write_bytes(f"object {i}\n".encode())
 
 
+def fresh_branch(p: Any) -> Any:
+    """The branch ``dev`` of a new repository ``bench``, from its empty ``main``."""
+    repo = p.data.repo("bench")
+    repo.create()
+    dev = repo.branch("dev")
+    dev.create("main")
+    return dev
+
+
+def fresh_commit(branch: Any, tree: Path, workers: int) -> tuple[float, float]:
+    """``import_directory`` of the tree + ``commit``; answers (import s, commit s)."""
+    a = time.perf_counter()
+    branch.import_directory(tree, workers=workers)
+    b = time.perf_counter()
+    branch.commit("fresh")
+    return b - a, time.perf_counter() - b
+
+
+def read_back(p: Any, branch: str) -> tuple[int, str]:
+    """Every file of the branch's head read through the platform: (bytes, sha256 of them all)."""
+    ref = p.data.repo("bench").ref(branch)
+    total = hashlib.sha256()
+    size = 0
+    for record in sorted(ref.objects(), key=lambda o: o.path):
+        with ref.open(record.path) as stream:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                total.update(chunk)
+    return size, total.hexdigest()
+
+
 # --------------------------------------------------------------------------- dvc, the peer
 
 
@@ -268,26 +308,33 @@ def main(argv: list[str] | None = None) -> int:
         hash_small_s = best_of(2, lambda: sha256_files(small))
         notes.update(cp_s=cp_s, cp_sync_s=cp_sync_s, hash_all_s=hash_all_s, hash_small_s=hash_small_s)
 
+        # ---- the same fresh commit into a plaintext home, the reference of the encryption figures
+        home = tmp / "home-plain"
+        p = mlops_lite.connect(home=home, encryption=False)
+        try:
+            assert not p.protection.encrypted
+            plain_dev = fresh_branch(p)
+            plain_s, _ = timed(lambda: fresh_commit(plain_dev, tree, args.workers))
+            plain_read_s, plain_read = timed(lambda: read_back(p, plain_dev.name))
+        finally:
+            p.close()
+        shutil.rmtree(home)
+
         # ---- fresh commit of the whole tree, then the 1% changes
         home = tmp / "home-tree"
         p = mlops_lite.connect(home=home)
         try:
+            assert p.protection.encrypted, "a new home is encrypted"
             repo = p.data.repo("bench")
-            repo.create()
-            dev = repo.branch("dev")
-            dev.create("main")
-
-            def fresh() -> tuple[float, float]:
-                a = time.perf_counter()
-                dev.import_directory(tree, workers=args.workers)
-                b = time.perf_counter()
-                dev.commit("fresh")
-                return b - a, time.perf_counter() - b
-
-            fresh_s, (fresh_import_s, fresh_commit_only_s) = timed(fresh)
+            dev = fresh_branch(p)
+            fresh_s, (fresh_import_s, fresh_commit_only_s) = timed(lambda: fresh_commit(dev, tree, args.workers))
             fresh_store = store_bytes(home)
+            read_s, read = timed(lambda: read_back(p, dev.name))
+            if read != plain_read:
+                raise AssertionError(f"read back {read} from the encrypted home, {plain_read} from the plaintext one")
             notes.update(fresh_import_s=fresh_import_s, fresh_commit_only_s=fresh_commit_only_s,
-                         fresh_store_bytes=fresh_store)
+                         fresh_store_bytes=fresh_store, plain_commit_s=plain_s, plain_read_s=plain_read_s,
+                         encrypted_read_s=read_s)
 
             dvc_fresh_s = dvc_1pct_s = dvc_growth = None
             if with_dvc:
@@ -344,6 +391,15 @@ def main(argv: list[str] | None = None) -> int:
             "storage_growth_1pct_bytes", "store growth after the 1% re-import", "B", growth, changed_bytes,
             "bytes of the rewritten files", growth / changed_bytes, 1.05, growth / changed_bytes <= 1.05,
             "ratio <=", f"{dvc_growth / changed_bytes:.3f} x" if dvc_growth is not None else "-"))
+        mib_tree = tree_bytes / (1 << 20)
+        figures.append(Figure(
+            "encrypted_commit_mib_s", "fresh commit, encrypted home (MiB/s)", "MiB/s", mib_tree / fresh_s,
+            mib_tree / plain_s, "the same commit, plaintext home", plain_s / fresh_s, 0.7, plain_s / fresh_s >= 0.7,
+            "ratio >="))
+        figures.append(Figure(
+            "encrypted_read_mib_s", "read the commit back, encrypted (MiB/s)", "MiB/s", mib_tree / read_s,
+            mib_tree / plain_read_s, "the same reads, plaintext home", plain_read_s / read_s, 0.7,
+            plain_read_s / read_s >= 0.7, "ratio >="))
 
         # ---- the small files alone, a fresh home
         home = tmp / "home-small"
@@ -456,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
           f"files {notes['hash_small_s']:.3f} s")
     print(f"fresh commit: import_directory {notes['fresh_import_s']:.2f} s + commit {notes['fresh_commit_only_s']:.2f}"
           f" s; store {mib(notes['fresh_store_bytes'])} for {mib(tree_bytes)} of files")
+    print(f"encryption: fresh commit {notes['plain_commit_s']:.2f} s plaintext, {fresh_s:.2f} s encrypted; "
+          f"read back {notes['plain_read_s']:.2f} s plaintext, {notes['encrypted_read_s']:.2f} s encrypted")
     print(f"{size.many_objects:,} objects: generated {notes['many_generate_s']:.1f} s, import_directory "
           f"{notes['many_import_s']:.2f} s, commit {notes['many_commit_s'] - notes['many_import_s']:.2f} s; "
           f"1% of them: import {notes['many_1pct_import_s']:.2f} s, commit {notes['many_1pct_commit_s']:.2f} s; "
