@@ -211,6 +211,8 @@ def open_encrypted_duckdb(path: Path, key: str) -> Any:
         quoted = str(path).replace("'", "''")
         root.execute(f"ATTACH '{quoted}' AS {ENCRYPTED_CATALOG} (ENCRYPTION_KEY '{key}')")
         root.execute(f"USE {ENCRYPTED_CATALOG}")
+        # What a large query spills to disk is encrypted too (DuckDB's default leaves it plaintext).
+        root.execute("SET temp_file_encryption = true")
     except BaseException:
         root.close()
         raise

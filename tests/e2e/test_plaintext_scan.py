@@ -234,3 +234,19 @@ def test_the_scan_finds_the_marker_on_a_plaintext_home(tmp_path: Path, monkeypat
     assert any(hit.startswith("objects/") for hit in hits), hits
     assert any(hit.startswith("metadata.duckdb") for hit in hits), hits
     assert any(hit.startswith("predictions/") for hit in hits), hits
+
+
+def test_what_the_encrypted_metadata_database_spills_is_encrypted(tmp_path: Path) -> None:
+    """DuckDB writes temporary files for queries larger than memory; on an encrypted
+    database they are encrypted too."""
+    from sqlalchemy import text
+
+    from mlops_lite.metadata.store import MetadataStore
+
+    store = MetadataStore(f"duckdb:///{tmp_path / 'm.duckdb'}",
+                          encryption_key=base64.b64encode(secrets.token_bytes(32)).decode())
+    try:
+        with store.engine.connect() as connection:
+            assert connection.execute(text("select current_setting('temp_file_encryption')")).scalar() is True
+    finally:
+        store.close()
