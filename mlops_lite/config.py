@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     auto_retrain: bool = True
     retrain_interval_s: float = Field(default=0.0, ge=0)  # a scheduled retrain; 0 is off
     gc_retention_days: float = Field(default=7.0, ge=0)
+    # Days the prediction log, feedback and error counts are kept (whole date partitions
+    # older than this are removed by Monitoring.apply_retention); None keeps them.
+    prediction_log_retention_days: int | None = Field(default=None, ge=0)
     # The audit chain's signed checkpoints (docs/audit.md): one after this many new events, and
     # one every interval (the daemon's schedule) when events came since the last.
     audit_checkpoint_events: int = Field(default=100, ge=1)
@@ -225,6 +228,14 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("default_classification")
+    @classmethod
+    def _classification(cls, value: str) -> str:
+        allowed = ("public", "internal", "personal", "sensitive-personal")  # mlops_lite.privacy.profile's
+        if value not in allowed:
+            raise ValueError(f"default_classification must be one of {list(allowed)}, got {value!r}")
+        return value
 
     @field_validator("execution_provider")
     @classmethod
@@ -594,6 +605,7 @@ prefect_port = 4200
 region = "ae"
 # artifacts_region = "ae"
 # prediction_log_region = "ae"
+# prediction_log_retention_days = 90   # predictions, feedback and error counts older than this are removed
 
 # Encryption at rest (docs/encryption.md): data objects, models, artifacts, the prediction
 # log and the metadata database, under data keys wrapped by a key encryption key.

@@ -27,8 +27,9 @@ from typing import Any
 import pyarrow as pa
 
 from mlops_lite.alerts import Observation
+from mlops_lite.crypto.keys import DataKey
 from mlops_lite.monitoring.drift import DriftReport, compute_drift
-from mlops_lite.monitoring.prediction_log import FEATURE_PREFIX
+from mlops_lite.monitoring.prediction_log import FEATURE_PREFIX, log_connection, log_scan, unreadable
 
 SERVED_SLOTS = ("primary", "canary")  # shadow answers reached nobody: not part of live quality
 MIN_ATTEMPTS_FOR_ERROR_RATE = 20  # fewer requests than this give no error rate worth alerting on
@@ -85,73 +86,87 @@ def check_window(predictions_dir: Path, feedback_dir: Path, deployment: str, ref
                  features: Sequence[tuple[str, str]], *, since: datetime | None = None,
                  until: datetime | None = None, min_rows: int = 50, min_labels: int = 30,
                  positive: str = "1", psi_threshold: float = 0.2, share_threshold: float = 0.5,
-                 errors_dir: Path | None = None) -> WindowReport:
+                 errors_dir: Path | None = None, log_key: DataKey | None = None) -> WindowReport:
     """Drift, quality, latency and (with ``errors_dir``) error rate of ``deployment`` over
     ``[since, until)``.
 
     ``reference`` holds the training data's feature columns (named as the features);
     ``features`` is ``[(name, "numeric" | "categorical")]``. Drift needs ``min_rows``
-    logged rows in the window, quality ``min_labels`` labelled ones."""
+    logged rows in the window, quality ``min_labels`` labelled ones. ``log_key``: the
+    key of an encrypted log (``Monitoring.log_key``). A log file that does not verify is
+    an IntegrityError naming the deployment."""
     import duckdb
 
-    con = duckdb.connect(":memory:")
+    con = log_connection(log_key)
     try:
-        con.register("reference_raw", reference.select([name for name, _ in features]))
-        con.execute("CREATE VIEW reference AS SELECT " + ", ".join(
-            f'"{name}" AS "{FEATURE_PREFIX}{name}"' for name, _ in features) + " FROM reference_raw")
-        where = [f"slot IN ({', '.join(repr(s) for s in SERVED_SLOTS)}) OR slot IS NULL"]
-        params: list[Any] = []
-        if since is not None:
-            where.append('"at" >= ?')
-            params.append(since)
-        if until is not None:
-            where.append('"at" < ?')
-            params.append(until)
-        folder = predictions_dir / f"deployment={deployment}"
-        if folder.is_dir() and next(folder.glob("**/*.parquet"), None) is not None:
-            pattern = str(folder / "**" / "*.parquet").replace("'", "''")
-            con.execute(f"CREATE TABLE win AS SELECT * FROM read_parquet('{pattern}', union_by_name=true) "
-                        f"WHERE ({') AND ('.join(where)})", params)
-        else:
-            errors, by_status = _errors(con, errors_dir, deployment, where[1:], params)
-            slots: dict[str, dict[str, float]] = {}
-            return WindowReport(deployment, since, until, 0, None, infra=_with_errors({}, slots, errors),
-                                by_slot=slots, errors_by_status=by_status)
-        rows = int(con.execute("SELECT count(*) FROM win").fetchone()[0])  # type: ignore[index]
-        present = {r[0] for r in con.execute("DESCRIBE win").fetchall()}
-        usable = [(name, kind) for name, kind in features if f"{FEATURE_PREFIX}{name}" in present]
-        drift = None
-        if rows >= min_rows and usable:
-            drift = compute_drift(con, "reference", "win", [(f"{FEATURE_PREFIX}{n}", k) for n, k in usable],
-                                  psi_threshold=psi_threshold, share_threshold=share_threshold)
-        infra: dict[str, float] = {}
-        if rows:
-            p50, p99, requests = con.execute(
-                "SELECT quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.99), "
-                "count(DISTINCT request_id) FROM win").fetchone()  # type: ignore[misc]
-            infra = {"p50_ms": float(p50), "p99_ms": float(p99), "requests": float(requests)}
-        infra.update(_process())
-        quality: dict[str, float] = {}
-        by_slot: dict[str, dict[str, float]] = {}
-        labels = feedback_dir / f"deployment={deployment}"
-        if rows and labels.is_dir() and next(labels.glob("**/*.parquet"), None) is not None:
-            pattern = str(labels / "**" / "*.parquet").replace("'", "''")
-            con.execute(f"CREATE VIEW feedback AS SELECT request_id, last(label ORDER BY \"at\") AS label "
-                        f"FROM read_parquet('{pattern}', union_by_name=true) GROUP BY request_id")
-            con.execute("CREATE TABLE joined AS SELECT w.slot, w.version, w.prediction, w.probability, f.label "
-                        "FROM win w JOIN feedback f USING (request_id)")
-            quality = _quality(con, "TRUE", positive)
-            if quality.get("labelled", 0) < min_labels:
-                quality = {"labelled": quality.get("labelled", 0)}
-            for (slot,) in con.execute("SELECT DISTINCT coalesce(slot, 'primary') FROM joined").fetchall():
-                by_slot[slot] = _quality(con, f"coalesce(slot, 'primary') = '{slot}'", positive)
-        for slot, figures in _latency_by_slot(con).items():
-            by_slot.setdefault(slot, {}).update(figures)
-        errors, by_status = _errors(con, errors_dir, deployment, where[1:], params)
-        infra = _with_errors(infra, by_slot, errors)
-        return WindowReport(deployment, since, until, rows, drift, quality, infra, by_slot, by_status)
+        return _check_window(con, predictions_dir, feedback_dir, deployment, reference, features, since=since,
+                             until=until, min_rows=min_rows, min_labels=min_labels, positive=positive,
+                             psi_threshold=psi_threshold, share_threshold=share_threshold,
+                             errors_dir=errors_dir, log_key=log_key)
+    except duckdb.Error as exc:
+        damaged = unreadable(exc, f"monitoring window of {deployment!r}")
+        if damaged is not None:
+            raise damaged from exc
+        raise
     finally:
         con.close()
+
+
+def _check_window(con: Any, predictions_dir: Path, feedback_dir: Path, deployment: str, reference: pa.Table,
+                  features: Sequence[tuple[str, str]], *, since: datetime | None, until: datetime | None,
+                  min_rows: int, min_labels: int, positive: str, psi_threshold: float, share_threshold: float,
+                  errors_dir: Path | None, log_key: DataKey | None) -> WindowReport:
+    con.register("reference_raw", reference.select([name for name, _ in features]))
+    con.execute("CREATE VIEW reference AS SELECT " + ", ".join(
+        f'"{name}" AS "{FEATURE_PREFIX}{name}"' for name, _ in features) + " FROM reference_raw")
+    where = [f"slot IN ({', '.join(repr(s) for s in SERVED_SLOTS)}) OR slot IS NULL"]
+    params: list[Any] = []
+    if since is not None:
+        where.append('"at" >= ?')
+        params.append(since)
+    if until is not None:
+        where.append('"at" < ?')
+        params.append(until)
+    source = log_scan(predictions_dir / f"deployment={deployment}", log_key, hive=False)
+    if source is not None:
+        con.execute(f"CREATE TABLE win AS SELECT * FROM {source} WHERE ({') AND ('.join(where)})", params)
+    else:
+        errors, by_status = _errors(con, errors_dir, deployment, where[1:], params, log_key)
+        slots: dict[str, dict[str, float]] = {}
+        return WindowReport(deployment, since, until, 0, None, infra=_with_errors({}, slots, errors),
+                            by_slot=slots, errors_by_status=by_status)
+    rows = int(con.execute("SELECT count(*) FROM win").fetchone()[0])
+    present = {r[0] for r in con.execute("DESCRIBE win").fetchall()}
+    usable = [(name, kind) for name, kind in features if f"{FEATURE_PREFIX}{name}" in present]
+    drift = None
+    if rows >= min_rows and usable:
+        drift = compute_drift(con, "reference", "win", [(f"{FEATURE_PREFIX}{n}", k) for n, k in usable],
+                              psi_threshold=psi_threshold, share_threshold=share_threshold)
+    infra: dict[str, float] = {}
+    if rows:
+        p50, p99, requests = con.execute(
+            "SELECT quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.99), "
+            "count(DISTINCT request_id) FROM win").fetchone()
+        infra = {"p50_ms": float(p50), "p99_ms": float(p99), "requests": float(requests)}
+    infra.update(_process())
+    quality: dict[str, float] = {}
+    by_slot: dict[str, dict[str, float]] = {}
+    labels = log_scan(feedback_dir / f"deployment={deployment}", log_key, hive=False) if rows else None
+    if labels is not None:
+        con.execute(f"CREATE VIEW feedback AS SELECT request_id, last(label ORDER BY \"at\") AS label "
+                    f"FROM {labels} GROUP BY request_id")
+        con.execute("CREATE TABLE joined AS SELECT w.slot, w.version, w.prediction, w.probability, f.label "
+                    "FROM win w JOIN feedback f USING (request_id)")
+        quality = _quality(con, "TRUE", positive)
+        if quality.get("labelled", 0) < min_labels:
+            quality = {"labelled": quality.get("labelled", 0)}
+        for (slot,) in con.execute("SELECT DISTINCT coalesce(slot, 'primary') FROM joined").fetchall():
+            by_slot[slot] = _quality(con, f"coalesce(slot, 'primary') = '{slot}'", positive)
+    for slot, figures in _latency_by_slot(con).items():
+        by_slot.setdefault(slot, {}).update(figures)
+    errors, by_status = _errors(con, errors_dir, deployment, where[1:], params, log_key)
+    infra = _with_errors(infra, by_slot, errors)
+    return WindowReport(deployment, since, until, rows, drift, quality, infra, by_slot, by_status)
 
 
 def _quality(con: Any, where: str, positive: str) -> dict[str, float]:
@@ -178,16 +193,15 @@ def _quality(con: Any, where: str, positive: str) -> dict[str, float]:
 
 
 def _errors(con: Any, errors_dir: Path | None, deployment: str, where: list[str],
-            params: list[Any]) -> tuple[dict[str, int], dict[str, int]]:
+            params: list[Any], log_key: DataKey | None) -> tuple[dict[str, int], dict[str, int]]:
     """Failed requests in the window: by slot ('' when none was picked) and by status."""
     if errors_dir is None:
         return {}, {}
-    folder = errors_dir / f"deployment={deployment}"
-    if not folder.is_dir() or next(folder.glob("**/*.parquet"), None) is None:
+    source = log_scan(errors_dir / f"deployment={deployment}", log_key, hive=False)
+    if source is None:
         return {}, {}
-    pattern = str(folder / "**" / "*.parquet").replace("'", "''")
     con.execute(f"CREATE OR REPLACE TABLE errs AS SELECT coalesce(slot, '') AS slot, status, count "
-                f"FROM read_parquet('{pattern}', union_by_name=true)"
+                f"FROM {source}"
                 + (f" WHERE ({') AND ('.join(where)})" if where else ""), params[:len(where)])
     by_slot = {slot: int(n) for slot, n in con.execute("SELECT slot, sum(count) FROM errs GROUP BY 1").fetchall()}
     by_status = {str(status): int(n) for status, n in

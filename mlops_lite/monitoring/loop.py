@@ -54,7 +54,8 @@ def check_deployment(platform: Any, name: str, *, since: datetime | None = None,
     if since is None:
         since = deployment.updated_at  # the window starts when the current revision went live
     report = check_window(platform.monitoring.predictions_dir, platform.monitoring.feedback_dir, name, reference,
-                          features, since=since, errors_dir=platform.monitoring.errors_dir, **options)
+                          features, since=since, errors_dir=platform.monitoring.errors_dir,
+                          log_key=platform.monitoring.log_key, **options)
     stats = platform.monitoring.stats()
     lost = Observation("log.lost", "prediction-log", float(stats["rows_dropped"] + stats["write_errors"]),
                        {"rows_dropped": stats["rows_dropped"], "write_errors": stats["write_errors"],
@@ -274,7 +275,7 @@ class ClosedLoop:
         platform.monitoring.flush()
         report = check_window(platform.monitoring.predictions_dir, platform.monitoring.feedback_dir, deployment,
                               reference, features, since=moment, min_labels=10,
-                              errors_dir=platform.monitoring.errors_dir)
+                              errors_dir=platform.monitoring.errors_dir, log_key=platform.monitoring.log_key)
         verdict = judge_canary(report, min_requests=min_requests)
         return {"decision": verdict.decision, "reasons": list(verdict.reasons), "by_slot": report.by_slot}
 

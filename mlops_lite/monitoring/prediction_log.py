@@ -12,37 +12,47 @@ on close) to
 
 A write failure is counted and logged and never reaches the request. Both kinds
 of entry land in the same layout; a columnar batch becomes its Arrow columns with
-whole-array operations (numpy, Arrow compute, one JSON encode per dtype), never a
-dict per row, so the writer holds the interpreter briefly however many rows it
-writes.
+whole-array operations (numpy, Arrow compute), never a dict per row, so the writer
+holds the interpreter briefly however many rows it writes. Each feature is stored
+once, as its typed column ``f_<name>``.
 ``Feedback`` writes true labels beside it; ``Monitoring.query`` runs DuckDB
 over both as the views ``predictions`` and ``feedback``.
+
+With a log key (an encrypted home) every prediction, feedback and error file is
+Parquet encrypted by DuckDB (AES-GCM modular encryption, footer included) under it,
+written as a hidden temp file and renamed: no plaintext byte of a row reaches the
+disk (``LogFiles``). Every reader opens its DuckDB connection with ``log_connection``
+and names the files with ``log_scan``. ``Monitoring.encrypt_existing`` converts a
+plaintext log in place; ``apply_retention`` drops old date partitions; ``erase_rows``
+and ``rows_where`` serve erasure and access requests.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import os
 import re
+import shutil
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import chain, groupby
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlops_lite.crypto.keys import DataKey
-from mlops_lite.errors import BackendUnavailable, InvalidInput
+from mlops_lite.errors import BackendUnavailable, IntegrityError, InvalidInput
 from mlops_lite.monitoring.trace import trace_prediction
 from mlops_lite.records import DeploymentLineage, Prediction, PredictionTrace
 
@@ -56,7 +66,6 @@ PREDICTION_SCHEMA = pa.schema([
     ("digest", pa.string()),
     ("at", pa.timestamp("us", tz="UTC")),
     ("latency_ms", pa.float64()),
-    ("features", pa.string()),      # JSON of the instance
     ("prediction", pa.string()),    # the label, as text (labels may be ints or strings)
     ("probability", pa.float64()),  # of the positive (last) class; null without probabilities
     ("slot", pa.string()),          # primary | canary | shadow (a shadow row shares its request id)
@@ -64,7 +73,11 @@ PREDICTION_SCHEMA = pa.schema([
 # Besides these, each feature is a typed column of its own, ``f_<name>`` (DOUBLE for
 # numbers, VARCHAR otherwise), so that monitoring scans columns, not JSON. Files of
 # models with other features differ only in those columns; readers union by name.
+# Files written before this release also hold ``features``, the JSON of the instance
+# (every value twice); the ``predictions`` view of ``Monitoring.query`` still answers a
+# ``features`` column, made from the typed columns where a file has no JSON.
 FEATURE_PREFIX = "f_"
+LEGACY_FEATURES = "features"
 
 FEEDBACK_SCHEMA = pa.schema([
     ("request_id", pa.string()),
@@ -90,8 +103,9 @@ class ErrorLog:
     is ``flush_after_s`` old), so that monitoring windows have an error rate. An error
     storm costs a dictionary update per request, not a file."""
 
-    def __init__(self, root: Path, *, flush_after_s: float = 5.0) -> None:
+    def __init__(self, root: Path, *, flush_after_s: float = 5.0, files: LogFiles | None = None) -> None:
         self.root = Path(root)
+        self.files = files or _PLAINTEXT
         self.flush_after_s = flush_after_s
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, datetime, str, int], int] = {}
@@ -122,7 +136,7 @@ class ErrorLog:
                               "slot": [k[2] or None for k, _ in items], "status": [k[3] for k, _ in items],
                               "count": [n for _, n in items]}, schema=ERROR_SCHEMA)
             try:
-                _write(self.root, deployment, items[0][0][1], table)
+                _write(self.root, deployment, items[0][0][1], table, self.files)
             except OSError:
                 log.exception("could not write %d error counts of %s", len(items), deployment)
         return sum(counts.values())
@@ -139,22 +153,195 @@ _DICTIONARY_COLUMNS = ("request_id", "deployment", "model", "version", "digest",
                        "status")
 
 
-def _write(root: Path, deployment: str, at: datetime, table: pa.Table) -> Path:
+def _write(root: Path, deployment: str, at: datetime, table: pa.Table, files: LogFiles | None = None) -> Path:
     folder = _partition(root, deployment, at)
     for level in (root, folder.parent, folder):  # each 0700 (mkdir's parents=True makes the missing ones 0755)
         level.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"part-{uuid.uuid4().hex}.parquet"
-    tmp = path.with_name(f".{path.name}.tmp")  # readers glob *.parquet: never see a half file
-    options: dict[str, Any] = {}
-    if "features" in table.column_names:
-        # The JSON text is most of a file's bytes; zstd at level 1 makes it 20-30% smaller
-        # than snappy for the same or less time (snappy stays for the rest).
-        options["compression"] = {name: "zstd" if name == "features" else "snappy" for name in table.column_names}
-        options["compression_level"] = {"features": 1}
-    pq.write_table(table, tmp, use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names], **options)
-    tmp.chmod(0o600)  # pyarrow creates it with the process's umask
-    tmp.replace(path)
+    (files or _PLAINTEXT).write(table, path)
     return path
+
+
+ENCRYPTED_FOOTER = b"PARE"  # the last 4 bytes of a Parquet file with an encrypted footer (PAR1: plaintext)
+
+
+def is_encrypted_file(path: Path) -> bool:
+    """Whether the Parquet file at ``path`` has an encrypted footer (its last 4 bytes)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(-4, os.SEEK_END)
+            return handle.read(4) == ENCRYPTED_FOOTER
+    except OSError:  # shorter than 4 bytes: not Parquet at all, and the reader says so
+        return False
+
+
+def _key_name(key: DataKey) -> str:
+    return "log_" + re.sub(r"[^A-Za-z0-9_]", "_", key.id)
+
+
+def _add_key(con: Any, key: DataKey) -> None:
+    """Give a DuckDB connection the log key (under a name made of its id). The statement
+    holds the key: an error is re-raised without its text."""
+    secret = base64.b64encode(key.key).decode()
+    try:
+        con.execute(f"PRAGMA add_parquet_key('{_key_name(key)}', '{secret}')")
+    except Exception:
+        raise IntegrityError(f"DuckDB refused the prediction log key {key.id}") from None
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+class LogFiles:
+    """How the log's Parquet files are written: plaintext by pyarrow, or, with a log key,
+    encrypted by DuckDB's Parquet modular encryption (AES-GCM, footer and columns) under
+    it. Every file is written as a hidden temp file in its folder, made 0600 and renamed
+    into place: a reader (globbing ``*.parquet``) never sees half a file, and with a key no
+    byte of the plaintext reaches the disk."""
+
+    def __init__(self, key: DataKey | None = None) -> None:
+        self.key = key
+        self._lock = threading.Lock()
+        self._con: Any = None
+        self._con_key: DataKey | None = None
+
+    def write(self, table: pa.Table, path: Path, *, sync: bool = False) -> None:
+        """``table`` as the file ``path`` (replaced when there); ``sync``: fsync the file
+        and its folder before answering (a migration's crash safety)."""
+        tmp = path.with_name(f".{path.name}.tmp")  # readers glob *.parquet: never see a half file
+        try:
+            key = self.key
+            if key is None:
+                _write_plaintext(table, tmp)
+            else:
+                self._write_encrypted(table, tmp, key)
+            os.chmod(tmp, 0o600)  # both writers create it with the process's umask
+            if sync:
+                _fsync(tmp)
+            os.replace(tmp, path)
+            if sync:
+                _fsync(path.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _write_encrypted(self, table: pa.Table, tmp: Path, key: DataKey) -> None:
+        with self._lock:
+            con = self._connection(key)
+            con.register("log_batch", table)
+            try:
+                con.execute(f"COPY (SELECT * FROM log_batch) TO '{_quoted(tmp)}' "
+                            f"(FORMAT parquet, ENCRYPTION_CONFIG {{footer_key: '{_key_name(key)}'}})")
+            finally:
+                con.unregister("log_batch")
+
+    def _connection(self, key: DataKey) -> Any:
+        if self._con is None or self._con_key != key:
+            import duckdb
+
+            from mlops_lite.metadata.store import load_crypto
+
+            if self._con is not None:
+                self._con.close()
+            self._con = None
+            con = duckdb.connect(":memory:")
+            try:
+                load_crypto(con)  # DuckDB writes encrypted Parquet only with OpenSSL (httpfs) loaded
+                _add_key(con, key)
+            except BaseException:
+                con.close()
+                raise
+            self._con, self._con_key = con, key
+        return self._con
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+
+_PLAINTEXT = LogFiles()
+
+
+def _write_plaintext(table: pa.Table, tmp: Path) -> None:
+    options: dict[str, Any] = {}
+    if LEGACY_FEATURES in table.column_names:  # an old file rewritten (erasure) keeps its JSON compact
+        options["compression"] = {name: "zstd" if name == LEGACY_FEATURES else "snappy"
+                                  for name in table.column_names}
+        options["compression_level"] = {LEGACY_FEATURES: 1}
+    pq.write_table(table, tmp, use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names], **options)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def log_connection(log_key: DataKey | None) -> Any:
+    """A DuckDB connection able to read the log (the key added when there is one). Every
+    reader of the log opens its connection here and names the files with ``log_scan``."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    if log_key is not None:
+        try:
+            _add_key(con, log_key)
+        except BaseException:
+            con.close()
+            raise
+    return con
+
+
+def log_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("**/*.parquet")) if folder.is_dir() else []
+
+
+def log_scan(folder: Path | Sequence[Path], log_key: DataKey | None, *, hive: bool = True) -> str | None:
+    """The FROM clause reading every Parquet file under ``folder`` (or the files given)
+    by name-union, for a connection from ``log_connection``; None when there is none.
+
+    Encrypted files are read with the key and plaintext ones without it (DuckDB refuses
+    either kind read as the other), so a log part-way through ``encrypt_existing`` reads
+    whole. An encrypted file without a key is an IntegrityError naming the folder."""
+    paths = log_files(folder) if isinstance(folder, Path) else list(folder)
+    if not paths:
+        return None
+    encrypted = [p for p in paths if is_encrypted_file(p)]
+    plain = [p for p in paths if p not in set(encrypted)] if encrypted else paths
+    if encrypted and log_key is None:
+        raise IntegrityError(f"the prediction log under {encrypted[0].parent} is encrypted and this home "
+                             f"has no log key to read it with")
+    options = ("hive_partitioning=true, " if hive else "hive_partitioning=false, ") + "union_by_name=true"
+    scans = []
+    if encrypted:
+        assert log_key is not None
+        scans.append(f"SELECT * FROM read_parquet({_path_list(encrypted)}, {options}, "
+                     f"encryption_config={{footer_key: '{_key_name(log_key)}'}})")
+    if plain:
+        scans.append(f"SELECT * FROM read_parquet({_path_list(plain)}, {options})")
+    return f"({' UNION ALL BY NAME '.join(scans)})"
+
+
+def _path_list(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join(f"'{_quoted(p)}'" for p in paths) + "]"
+
+
+_TAMPERED = re.compile(r"AES tag|encrypt|not a parquet|magic|corrupt|Invalid Parquet|footer", re.IGNORECASE)
+
+
+def unreadable(exc: Exception, what: str) -> IntegrityError | None:
+    """An IntegrityError for a DuckDB error that says a log file does not verify or is no
+    Parquet (changed on disk, the wrong key); None for any other error."""
+    text = str(exc)
+    if not _TAMPERED.search(text):
+        return None
+    return IntegrityError(f"{what}: a file of the prediction log does not verify (changed on disk, cut short "
+                          f"or under another key): {text.splitlines()[0]}")
 
 
 @dataclass(frozen=True)
@@ -185,11 +372,12 @@ class PredictionLog:
     """Bounded, batched, off-the-request-path log of predictions (see the module doc)."""
 
     def __init__(self, root: Path, *, max_rows: int = 100_000, batch_rows: int = 1_000,
-                 flush_interval_s: float = 1.0) -> None:
+                 flush_interval_s: float = 1.0, files: LogFiles | None = None) -> None:
         if max_rows < 1 or batch_rows < 1 or flush_interval_s <= 0:
             raise InvalidInput("max_rows and batch_rows must be >= 1 and flush_interval_s > 0",
                                field="max_rows", expected="positive sizes")
         self.root = Path(root)
+        self.files = files or _PLAINTEXT
         self.max_rows = max_rows
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
@@ -321,7 +509,7 @@ class PredictionLog:
                 continue
             for table in tables:
                 try:
-                    _write(self.root, deployment, group[0].at, table)
+                    _write(self.root, deployment, group[0].at, table, self.files)
                 except Exception:
                     log.exception("prediction log: writing %d rows for deployment %r failed", table.num_rows,
                                   deployment)
@@ -382,15 +570,10 @@ def _slices(entries: list[_Entry]) -> list[list[_Entry]]:
 def _prediction_table(entries: list[_Entry]) -> pa.Table:
     """The rows of dict entries. The writer thread shares the interpreter with the request
     path, so rows are turned into columns by C-level maps over all of them (an
-    ``itemgetter`` per run of requests with the same features, then a transpose), and
-    the JSON encodes run in bounded chunks, never in a Python loop per row and feature."""
+    ``itemgetter`` per run of requests with the same features, then a transpose), never
+    in a Python loop per row and feature."""
     counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
     columns = _metadata(entries, counts)
-    instances = list(chain.from_iterable(e.instances for e in entries))
-    encode = msgspec.json.Encoder(enc_hook=str).encode
-    columns["features"] = _concat_text([pa.array(list(map(encode, instances[start:start + _ENCODE_ROWS])),
-                                                 type=pa.binary()).cast(pa.string())
-                                        for start in range(0, len(instances), _ENCODE_ROWS)])
     predictions: list[Any] = []
     probabilities: list[Any] = []
     for entry in entries:
@@ -405,15 +588,6 @@ def _prediction_table(entries: list[_Entry]) -> pa.Table:
     for name, values in _feature_lists(entries).items():
         table = table.append_column(FEATURE_PREFIX + name, _feature_array(values))
     return table
-
-
-_ENCODE_ROWS = 2_048  # rows per JSON encode call: about a millisecond
-
-
-def _concat_text(arrays: list[pa.Array]) -> pa.Array:
-    if not arrays:
-        return pa.array([], type=pa.string())
-    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
 
 
 def _metadata(entries: list[_Entry], counts: np.ndarray) -> dict[str, pa.Array]:
@@ -463,14 +637,12 @@ _NUMERIC_DTYPES = "iuf"  # numpy kinds that the row path would see as int or flo
 def _columnar_table(entries: list[_Entry]) -> pa.Table:
     """The rows of columnar entries of one feature layout, as ``_prediction_table`` would
     make them from ``{feature: value}`` dicts, without a Python step per row: the
-    metadata of each request is repeated by ``take``; numbers are JSON-encoded a whole
-    dtype at a time and cut and joined into each row's JSON by Arrow."""
+    metadata of each request is repeated by ``take``; each feature becomes its typed
+    column whole."""
     counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
-    n = int(counts.sum())
     columns = _metadata(entries, counts)
     names = list(entries[0].columns or ())
     values = dict(zip(names, map(_flat, _by_feature(names, entries)), strict=True))
-    columns["features"] = _json_objects(names, values, n)
     columns["prediction"] = _labels_text(entries)
     columns["probability"] = _positive_probability(entries)
     table = pa.table(columns, schema=PREDICTION_SCHEMA)
@@ -544,45 +716,6 @@ def _positive_probability(entries: list[_Entry]) -> pa.Array:
                              for last, e in zip(lasts, entries, strict=True)])
 
 
-_ENCODE_VALUES = 32_768  # numbers per JSON encode call: about a millisecond
-
-
-def _json_objects(names: list[str], values: dict[str, np.ndarray], n: int) -> pa.Array:
-    """Each row's ``{"feature": value, ...}`` exactly as msgspec encodes the row's dict.
-
-    Numbers of one dtype are encoded in one call (a JSON array of every value of those
-    features), cut at the commas by Arrow and joined per row with the keys between:
-    numbers hold no commas. Other values (text) are encoded one by one, still in C."""
-    if not names:
-        return pa.array(["{}"] * n, type=pa.string())
-    encode = msgspec.json.Encoder(enc_hook=str).encode
-    pieces: dict[str, pa.Array] = {}
-    by_dtype: dict[str, list[str]] = {}
-    for name in names:
-        column = values[name]
-        if column.dtype.kind in _NUMERIC_DTYPES:
-            by_dtype.setdefault(column.dtype.str, []).append(name)
-        else:
-            pieces[name] = pa.array(list(map(encode, column.tolist())), type=pa.binary()).cast(pa.string())
-    for group in by_dtype.values():
-        block = values[group[0]] if len(group) == 1 else np.concatenate([values[name] for name in group])
-        cuts = []
-        for start in range(0, len(block), _ENCODE_VALUES):  # one C call holds the interpreter: keep each short
-            text = encode(block[start:start + _ENCODE_VALUES].tolist())[1:-1]
-            cuts.append(pc.split_pattern(pa.array([text], type=pa.binary()).cast(pa.string()), ",").flatten())
-        cut = cuts[0] if len(cuts) == 1 else pa.concat_arrays(cuts)
-        if len(cut) != n * len(group):
-            raise ValueError(f"{len(cut)} encoded numbers for {n} rows of {len(group)} features")
-        for offset, name in enumerate(group):
-            pieces[name] = cut.slice(offset * n, n)
-    parts: list[Any] = []
-    for position, name in enumerate(names):
-        parts.append(("{" if position == 0 else ",") + encode(name).decode() + ":")
-        parts.append(pieces[name])
-    parts.append("}")
-    return pc.binary_join_element_wise(*parts, "")
-
-
 def _feature_array(values: list[Any]) -> pa.Array:
     if set(map(type, values)) <= _NUMERIC_KINDS:
         return pa.array(values, type=pa.float64())
@@ -592,8 +725,9 @@ def _feature_array(values: list[Any]) -> pa.Array:
 class Feedback:
     """True labels for logged request ids, written as Parquet at once (no queue)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, files: LogFiles | None = None) -> None:
         self.root = Path(root)
+        self.files = files or _PLAINTEXT
 
     def record_feedback(self, deployment: str, labels: Sequence[tuple[str, int | str]]) -> int:
         """Write ``(request_id, label)`` pairs for ``deployment``; answers how many."""
@@ -621,7 +755,7 @@ class Feedback:
         at = datetime.now(UTC)
         table = pa.table({"request_id": request_ids, "deployment": [deployment] * len(values),
                           "label": values, "at": [at] * len(values)}, schema=FEEDBACK_SCHEMA)
-        _write(self.root, deployment, at, table)
+        _write(self.root, deployment, at, table, self.files)
         return len(values)
 
 
@@ -635,12 +769,13 @@ class Monitoring:
         ``log_key``: the data key the prediction log, feedback and error files are
         encrypted under (None: plaintext, a home without encryption)."""
         self.log_key = log_key
+        self.files = LogFiles(log_key)
         self.predictions_dir = Path(home) / "predictions"
         self.feedback_dir = Path(home) / "feedback"
         self.errors_dir = Path(home) / "errors"
-        self.log = PredictionLog(self.predictions_dir, **log_options)
-        self.errors = ErrorLog(self.errors_dir)
-        self.feedback = Feedback(self.feedback_dir)
+        self.log = PredictionLog(self.predictions_dir, files=self.files, **log_options)
+        self.errors = ErrorLog(self.errors_dir, files=self.files)
+        self.feedback = Feedback(self.feedback_dir, files=self.files)
         self._lineage = lineage
 
     def record(self, prediction: Prediction, instances: list[dict[str, Any]], latency_s: float) -> bool:
@@ -679,26 +814,57 @@ class Monitoring:
         """Run ``sql`` in DuckDB over the views ``predictions`` and ``feedback`` (Parquet,
         hive-partitioned by deployment and date; empty views when nothing is written yet).
         At most ``max_rows`` rows are read (batch by batch); a query running past
-        ``timeout_s`` is interrupted (InvalidInput, ``details["rule"]`` ``time_limit``)."""
+        ``timeout_s`` is interrupted (InvalidInput, ``details["rule"]`` ``time_limit``).
+        A log file that does not verify (changed on disk, the wrong key) is an
+        IntegrityError.
+
+        ``predictions.features`` is the JSON of each row's features: as stored in files
+        written before the typed columns became the only copy, otherwise made from the
+        row's non-null ``f_`` columns (numbers as the DOUBLE they are stored as)."""
+        return self._select(sql, [], max_rows=max_rows, timeout_s=timeout_s)
+
+    def rows_where(self, where_sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        """Every logged prediction row matching the SQL predicate ``where_sql`` over the
+        ``predictions`` view's columns (``?`` bound to ``params``), with the latest feedback
+        label of its request as ``feedback_label``: what the log holds of a data subject,
+        for an access request."""
+        with log_connection(None) as con:
+            columns = _referenced_columns(con, where_sql, field="sql")
+        return self._select(
+            f"SELECT p.*, f.label AS feedback_label FROM (SELECT * FROM predictions WHERE coalesce(({where_sql}), "
+            "false)) p LEFT JOIN (SELECT request_id, deployment, last(label ORDER BY \"at\") AS label FROM feedback "
+            "GROUP BY ALL) f ON p.request_id = f.request_id AND p.deployment = f.deployment "
+            "ORDER BY p.\"at\", p.request_id", list(params), columns=columns)
+
+    def _select(self, sql: str, params: list[Any], *, max_rows: int | None = None,
+                timeout_s: float | None = None, columns: Sequence[str] = ()) -> pa.Table:
+        """``sql`` over the views; ``columns``: ones ``predictions`` answers as NULL where no
+        file has them (a predicate naming a feature no model was served)."""
         import duckdb
 
-        con = duckdb.connect(":memory:")
+        con = log_connection(self.log_key)
         timer = threading.Timer(timeout_s, con.interrupt) if timeout_s is not None else None
         try:
-            for view, folder, schema in (("predictions", self.predictions_dir, PREDICTION_SCHEMA),
-                                         ("feedback", self.feedback_dir, FEEDBACK_SCHEMA)):
-                if folder.is_dir() and next(folder.glob("**/*.parquet"), None) is not None:
-                    pattern = str(folder / "**" / "*.parquet").replace("'", "''")
-                    con.execute(f"CREATE VIEW {view} AS SELECT * FROM "
-                                f"read_parquet('{pattern}', hive_partitioning=true, union_by_name=true)")
-                else:
-                    con.register(f"{view}_empty", schema.empty_table())
-                    con.execute(f"CREATE VIEW {view} AS SELECT *, NULL::DATE AS date FROM {view}_empty")
+            try:
+                for view, folder, schema in (("predictions", self.predictions_dir, PREDICTION_SCHEMA),
+                                             ("feedback", self.feedback_dir, FEEDBACK_SCHEMA)):
+                    source = log_scan(folder, self.log_key)
+                    if source is None:
+                        con.register(f"{view}_empty", schema.empty_table())
+                        source = f"(SELECT *, NULL::DATE AS date FROM {view}_empty)"
+                    if view == "predictions":
+                        source = _with_features(con, source, columns)
+                    con.execute(f"CREATE VIEW {view} AS SELECT * FROM {source}")
+            except duckdb.Error as exc:
+                damaged = unreadable(exc, "monitoring query")
+                if damaged is not None:
+                    raise damaged from exc
+                raise
             try:
                 if timer is not None:
                     timer.daemon = True
                     timer.start()
-                cursor = con.execute(sql)
+                cursor = con.execute(sql, params)
                 if max_rows is None:
                     return cursor.fetch_arrow_table()
                 reader = cursor.fetch_record_batch(max(1, min(max_rows, 65_536)))
@@ -713,6 +879,9 @@ class Monitoring:
                 raise InvalidInput(f"the monitoring query ran past its time limit of {timeout_s} s and was stopped",
                                    field="sql", expected="a faster query", details={"rule": "time_limit"}) from exc
             except duckdb.Error as exc:
+                damaged = unreadable(exc, "monitoring query")
+                if damaged is not None:
+                    raise damaged from exc
                 raise InvalidInput(f"monitoring query failed: {exc}", field="sql",
                                    expected="SQL over the views predictions and feedback") from exc
         finally:
@@ -720,6 +889,181 @@ class Monitoring:
                 timer.cancel()
             con.close()
 
+    # Retention, erasure and encryption of what is stored --------------------------
+    def _roots(self) -> tuple[Path, Path, Path]:
+        return self.predictions_dir, self.feedback_dir, self.errors_dir
+
+    def apply_retention(self, days: int, *, now: datetime | None = None) -> int:
+        """Remove the prediction, feedback and error files of every date partition older
+        than ``days`` days (a partition dated before ``now``'s date minus ``days``), whole
+        folders at a time; answers how many files were removed."""
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise InvalidInput(f"retention days must be a whole number >= 0, not {days!r}", field="days",
+                               expected="an integer >= 0")
+        cutoff = (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(days=days)
+        removed = 0
+        for root in self._roots():
+            if not root.is_dir():
+                continue
+            for folder in sorted(root.glob("deployment=*/date=*")):
+                try:
+                    day = date.fromisoformat(folder.name.removeprefix("date="))
+                except ValueError:
+                    continue  # not a partition this log wrote
+                if day < cutoff and folder.is_dir():
+                    removed += sum(1 for _ in folder.glob("*.parquet"))
+                    shutil.rmtree(folder)
+        return removed
+
+    def erase_rows(self, where_sql: str, params: Sequence[Any] = ()) -> int:
+        """Remove every prediction row matching the SQL predicate ``where_sql`` over a log
+        file's own columns (``?`` bound to ``params``; e.g. ``"f_customer_id" = ?``; a column
+        a file lacks is NULL there), and every feedback row of those rows' requests (or
+        matching the predicate itself). Each file holding such rows is rewritten without
+        them (encrypted as the log is, atomically: temp file, fsync, rename) or removed
+        when nothing is left. Answers the rows removed, predictions and feedback together.
+        InvalidInput (field ``where_sql``) when the predicate does not parse or names only
+        columns no prediction or feedback file has."""
+        self.flush()
+        con = log_connection(self.log_key)
+        try:
+            columns = _referenced_columns(con, where_sql)
+            removed, request_ids, seen = self._erase_in(con, self.predictions_dir, where_sql, list(params),
+                                                        columns, None)
+            extra, _, seen_feedback = self._erase_in(con, self.feedback_dir, where_sql, list(params), columns,
+                                                     request_ids)
+        finally:
+            con.close()
+        if columns and not (seen | seen_feedback) & set(columns):
+            raise InvalidInput(f"the predicate {where_sql!r} names columns no prediction or feedback file has",
+                               field="where_sql", expected="a SQL predicate over the log's columns, e.g. "
+                               "\"f_customer_id\" = ?")
+        return removed + extra
+
+    def _erase_in(self, con: Any, root: Path, where_sql: str, params: list[Any], columns: list[str],
+                  request_ids: list[str] | None) -> tuple[int, list[str], set[str]]:
+        import duckdb
+
+        removed, erased_ids, seen = 0, [], set()
+        for path in log_files(root):
+            scan = log_scan([path], self.log_key, hive=False)
+            try:
+                own = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+                seen.update(own)
+                missing = [c for c in columns if c not in own]
+                source = scan if not missing else "(SELECT *, " + ", ".join(
+                    f'NULL::VARCHAR AS "{_ident(c)}"' for c in missing) + f" FROM {scan})"
+                condition, args = f"coalesce(({where_sql}), false)", list(params)
+                if request_ids:
+                    condition = f"({condition} OR list_contains(?, request_id))"
+                    args = [*args, request_ids]
+                hit = con.execute(f"SELECT count(*) FROM {source} WHERE {condition}", args).fetchone()
+                if not hit or not hit[0]:
+                    continue
+                if request_ids is None:
+                    erased_ids += [r[0] for r in con.execute(
+                        f"SELECT DISTINCT request_id FROM {source} WHERE {condition} AND request_id IS NOT NULL",
+                        args).fetchall()]
+                kept = con.execute(f"SELECT {', '.join(map(_quoted_ident, own))} FROM {source} "
+                                   f"WHERE NOT {condition}", args).fetch_arrow_table()
+            except duckdb.Error as exc:
+                damaged = unreadable(exc, f"erasure in {path.parent}")
+                if damaged is not None:
+                    raise damaged from exc
+                raise InvalidInput(f"the predicate {where_sql!r} failed on {path.name}: {exc}", field="where_sql",
+                                   expected="a SQL predicate over the log's columns") from exc
+            if kept.num_rows:
+                self.files.write(kept, path, sync=True)
+            else:
+                path.unlink()
+                _fsync(path.parent)
+            removed += int(hit[0])
+        return removed, erased_ids, seen
+
+    def encrypt_existing(self, log_key: DataKey) -> int:
+        """Encrypt a plaintext log in place under ``log_key`` (a home made before the log
+        was encrypted): each plaintext prediction, feedback and error file is rewritten as
+        an encrypted temp file, fsynced and renamed over it; a file already encrypted (its
+        footer magic) is left as it is, so a run cut short is finished by the next one.
+        Leftover temp files of interrupted writes are removed (they may be plaintext).
+        The JSON ``features`` copy of old files goes where typed columns hold the values.
+        Answers how many files were converted; later writes here are encrypted."""
+        self.flush()
+        self.log_key = log_key
+        self.files.key = log_key
+        converted = 0
+        for root in self._roots():
+            if not root.is_dir():
+                continue
+            for leftover in root.glob("**/.*.tmp"):
+                leftover.unlink(missing_ok=True)
+            for path in log_files(root):
+                if is_encrypted_file(path):
+                    continue
+                table = pq.ParquetFile(path).read()
+                if LEGACY_FEATURES in table.column_names and any(
+                        name.startswith(FEATURE_PREFIX) for name in table.column_names):
+                    table = table.drop_columns([LEGACY_FEATURES])
+                self.files.write(table, path, sync=True)
+                converted += 1
+        return converted
+
     def close(self) -> None:
         self.errors.flush()
         self.log.close()
+        self.files.close()
+
+
+def _ident(name: str) -> str:
+    return name.replace('"', '""')
+
+
+def _quoted_ident(name: str) -> str:
+    return '"' + _ident(name) + '"'
+
+
+def _referenced_columns(con: Any, where_sql: str, *, field: str = "where_sql") -> list[str]:
+    """The column names a SQL predicate refers to (from DuckDB's parse tree)."""
+    if not isinstance(where_sql, str) or not where_sql.strip():
+        raise InvalidInput("the predicate is empty", field=field, expected="a SQL predicate over the log's columns")
+    serialized = con.execute("SELECT json_serialize_sql(?)", [f"SELECT 1 WHERE {where_sql}"]).fetchone()
+    tree = json.loads(serialized[0]) if serialized else {}
+    if tree.get("error"):
+        raise InvalidInput(f"the predicate {where_sql!r} does not parse: {tree.get('error_message', '')}",
+                           field=field, expected="a SQL predicate over the log's columns")
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("class") == "COLUMN_REF" and node.get("column_names"):
+                name = str(node["column_names"][-1])
+                if name not in found:
+                    found.append(name)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(tree.get("statements", []))
+    return found
+
+
+def _with_features(con: Any, source: str, wanted: Sequence[str] = ()) -> str:
+    """``source`` with a ``features`` column: the stored JSON where a file has it, else the
+    JSON object of the row's non-null typed feature columns; and each of ``wanted`` that
+    no file has, as NULL."""
+    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    absent = [c for c in wanted if c not in columns and c != LEGACY_FEATURES]
+    if absent:
+        source = "(SELECT *, " + ", ".join(f'NULL::VARCHAR AS "{_ident(c)}"' for c in absent) + f" FROM {source})"
+    typed = [c for c in columns if c.startswith(FEATURE_PREFIX)]
+    if typed:
+        entries = ", ".join("struct_pack(k := '{}', v := to_json(\"{}\"))".format(
+            c.removeprefix(FEATURE_PREFIX).replace("'", "''"), c.replace('"', '""')) for c in typed)
+        made = f"to_json(map_from_entries(list_filter([{entries}], e -> e.v IS NOT NULL)))::VARCHAR"
+    else:
+        made = "'{}'"
+    if LEGACY_FEATURES in columns:
+        return f"(SELECT * REPLACE (coalesce({LEGACY_FEATURES}, {made}) AS {LEGACY_FEATURES}) FROM {source})"
+    return f"(SELECT *, {made} AS {LEGACY_FEATURES} FROM {source})"

@@ -114,7 +114,7 @@ def write_everywhere(home: Path, marker: str) -> Written:
     platform = open_local(load_settings(home=home))
     try:
         repo = platform.data.repo("scan")
-        repo.create()
+        repo.create(classification="internal")
         branch = repo.branch("dev")
         branch.create("main")
         data_path, parquet_path = f"rows/{marker}.csv", f"rows/{marker}.parquet"
@@ -164,8 +164,6 @@ def test_no_file_outside_the_prediction_log_holds_the_marker(encrypted: Written)
     assert scan(encrypted.home, encrypted.marker, within=outside) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the prediction log and feedback Parquet files are written in plaintext "
-                   "until mlops_lite/monitoring/prediction_log.py encrypts them under the log key")
 def test_the_prediction_log_and_feedback_hold_no_plaintext(encrypted: Written) -> None:
     logged = [f for f in files_scanned(encrypted.home) if f.split("/", 1)[0] in ("predictions", "feedback")]
     assert any(f.startswith("predictions/") for f in logged) and any(f.startswith("feedback/") for f in logged)

@@ -37,7 +37,8 @@ def test_batches_land_as_partitioned_parquet_and_are_queryable(tmp_path: Path) -
         assert files, "no Parquet part was written"
         table = pq.read_table(files[0])
         assert set(table.column_names) >= {"request_id", "deployment", "model", "version", "digest", "at",
-                                           "latency_ms", "features", "prediction", "probability"}
+                                           "latency_ms", "prediction", "probability", "f_income"}
+        assert "features" not in table.column_names  # each value once: the typed column, no JSON copy
         rows = monitoring.query("SELECT request_id, version, prediction, probability, latency_ms, features "
                                 "FROM predictions ORDER BY version, prediction").to_pylist()
         assert len(rows) == 5
