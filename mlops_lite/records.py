@@ -739,3 +739,15 @@ class RetentionReport:
     repositories: tuple[RetentionRun, ...]
     prediction_log_days: int | None
     prediction_log_rows: int | None
+
+
+@dataclass(frozen=True)
+class CommitReplacement:
+    """A data commit an erasure or retention run replaced: by ``new_commit``, now (the end
+    of the chain when it was rewritten more than once)."""
+
+    old_commit: str
+    new_commit: str
+    repository: str
+    kind: str                        # "erase" | "retention"
+    at: datetime

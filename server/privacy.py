@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, post
+from litestar import Request, get, post
 
-from mlops_lite.records import ErasureReport, RetentionReport, SubjectExport
+from mlops_lite.records import CommitReplacement, ErasureReport, RetentionReport, SubjectExport
 from server.context import actor as _actor
 from server.context import platform as _platform
 
@@ -44,4 +44,10 @@ def run_retention(request: Request[Any, Any, Any], data: RetentionRequest) -> Re
     return _platform(request).privacy.retention(dry_run=data.dry_run, actor=_actor(request))
 
 
-PRIVACY_ROUTES = [erase_subject, export_subject, run_retention]
+@get("/privacy/commits/{commit_id:str}/replacement", opt={"permission": "viewer"}, sync_to_thread=True)
+def commit_replacement(request: Request[Any, Any, Any], commit_id: str) -> CommitReplacement:
+    """The commit that replaced ``commit_id`` in an erasure or retention run (no personal data)."""
+    return _platform(request).privacy.replacement(commit_id)
+
+
+PRIVACY_ROUTES = [erase_subject, export_subject, run_retention, commit_replacement]

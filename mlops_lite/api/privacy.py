@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from mlops_lite.records import ErasureReport, RetentionReport, SubjectExport
+    from mlops_lite.records import CommitReplacement, ErasureReport, RetentionReport, SubjectExport
     from mlops_lite.security.anonymize import AnonymizedFile
 
 
@@ -23,3 +23,5 @@ class PrivacyAPI(Protocol):
     def export(self, repository: str, subject: str, *, actor: str | None = None) -> SubjectExport: ...
 
     def retention(self, *, dry_run: bool = False, actor: str | None = None) -> RetentionReport: ...
+
+    def replacement(self, commit_id: str) -> CommitReplacement: ...

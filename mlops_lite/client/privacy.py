@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from mlops_lite.records import ErasureReport, RetentionReport, SubjectExport
+from mlops_lite.records import CommitReplacement, ErasureReport, RetentionReport, SubjectExport
 
 if TYPE_CHECKING:
     from mlops_lite.client.remote import RemotePlatform
@@ -34,3 +34,7 @@ class RemoteRights:
     def retention(self, *, dry_run: bool = False, actor: str | None = None) -> RetentionReport:
         return msgspec.convert(self._post("/v1/privacy/retention", {"dry_run": dry_run}), type=RetentionReport,
                                strict=False)
+
+    def replacement(self, commit_id: str) -> CommitReplacement:
+        answer = self._remote.request("GET", f"/v1/privacy/commits/{quote(commit_id, safe='')}/replacement")
+        return msgspec.convert(answer, type=CommitReplacement, strict=False)

@@ -139,7 +139,7 @@ def _slot(platform: Any, slot: str, model: str, version: str, digest: str, weigh
             try:
                 commits.append(platform.data.repo(repository).commit(commit))
             except MlopsLiteError as exc:
-                missing.append(f"data commit {commit} of repository {repository!r} cannot be read ({exc.message})")
+                missing.append(_unreadable_commit(platform, repository, commit, exc))
     released_in, release_gates = _released_in(history, digest, gates)
     if released_in is None and slot in ("primary", "canary"):
         missing.append(f"no revision up to {history[-1].revision} records the gates that let {model}@{version} "
@@ -163,3 +163,15 @@ def _read(method: Any, *args: Any, missing: list[str], what: str, **kwargs: Any)
     except NotFound as exc:
         missing.append(f"{what} cannot be read ({exc.message})")
         return []
+
+
+def _unreadable_commit(platform: Any, repository: str, commit: str, exc: MlopsLiteError) -> str:
+    """Why a data commit cannot be read: an erasure or retention run replaced it (a retrain
+    is suggested), or the store's own reason."""
+    try:
+        replaced = platform.privacy.replacement(commit)
+    except MlopsLiteError:
+        return f"data commit {commit} of repository {repository!r} cannot be read ({exc.message})"
+    done = "erased" if replaced.kind == "erase" else "removed by retention"
+    return (f"data commit {commit} of repository {repository!r} was rewritten when data was {done} on "
+            f"{replaced.at.date().isoformat()} (now {replaced.new_commit}); retrain suggested")

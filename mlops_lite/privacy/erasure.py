@@ -51,7 +51,7 @@ from mlops_lite.metadata.tables import (
     PrivacyFlag,
 )
 from mlops_lite.objects import ObjectStore
-from mlops_lite.records import ErasureReport, SubjectExport
+from mlops_lite.records import CommitReplacement, ErasureReport, SubjectExport
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 RowTest = Callable[[Sequence[str | None]], bool]
@@ -341,6 +341,22 @@ class HistoryRewriter:
                 session.execute(update(PrivacyErasure).where(col(PrivacyErasure.id) == row.id).values(purged=True))
         return removed
 
+    def replacement(self, commit_id: str) -> CommitReplacement:
+        """What replaced ``commit_id`` (followed to the commit that stands now); NotFound when
+        no erasure or retention run replaced it."""
+        with self.store.session() as session:
+            row = session.get(PrivacyCommitMap, commit_id)
+            if row is None:
+                raise NotFound(f"no erasure or retention run replaced commit {commit_id!r}")
+            first = row
+            seen = {row.old_commit}
+            while (later := session.get(PrivacyCommitMap, row.new_commit)) is not None and later.old_commit not in seen:
+                seen.add(later.old_commit)
+                row = later
+            run = session.get(PrivacyErasure, first.erasure)
+        return CommitReplacement(old_commit=commit_id, new_commit=row.new_commit, repository=row.repository,
+                                 kind=run.kind if run is not None else "erase", at=first.mapped_at)
+
     def _referenced(self) -> set[str]:
         live: set[str] = set()
         with self.store.session() as session:
@@ -446,6 +462,9 @@ class Erasure:
                              repositories=tuple(plan.repositories),
                              prediction_log_rows=counts["prediction_log_rows"],
                              models_flagged=counts["models_flagged"])
+
+    def replacement(self, commit_id: str) -> CommitReplacement:
+        return self._rewriter.replacement(commit_id)
 
     def export(self, repository: str, subject: str, *, actor: str | None = None) -> SubjectExport:
         """Every row of the subject at the head of every branch, and in the prediction log."""

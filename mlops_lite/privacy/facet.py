@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mlops_lite.errors import BackendUnavailable
+from mlops_lite.errors import BackendUnavailable, NotFound
 from mlops_lite.privacy.erasure import Erasure
 from mlops_lite.privacy.retention import Retention
-from mlops_lite.records import ErasureReport, RetentionReport, SubjectExport
+from mlops_lite.records import CommitReplacement, ErasureReport, RetentionReport, SubjectExport
 from mlops_lite.security.anonymize import Anonymizer, DataRepositories
 from mlops_lite.security.anonymize import Privacy as Anonymization
 
@@ -22,6 +22,8 @@ class SubjectRights(Protocol):
     def export(self, repository: str, subject: str, *, actor: str | None = None) -> SubjectExport: ...
 
     def retention(self, *, dry_run: bool = False, actor: str | None = None) -> RetentionReport: ...
+
+    def replacement(self, commit_id: str) -> CommitReplacement: ...
 
 
 class Privacy(Anonymization):
@@ -55,6 +57,11 @@ class Privacy(Anonymization):
         """Apply every repository's ``retention_days`` and the prediction log's retention now."""
         return self._rights.retention(dry_run=dry_run, actor=actor)
 
+    def replacement(self, commit_id: str) -> CommitReplacement:
+        """The commit that replaced ``commit_id`` when an erasure or retention run rewrote it
+        (what lineage naming the old commit follows); NotFound when none did."""
+        return self._rights.replacement(commit_id)
+
 
 class LocalRights:
     """The data subject's rights over the embedded data store."""
@@ -73,6 +80,9 @@ class LocalRights:
     def retention(self, *, dry_run: bool = False, actor: str | None = None) -> RetentionReport:
         return self._retention.run(dry_run=dry_run, actor=actor)
 
+    def replacement(self, commit_id: str) -> CommitReplacement:
+        return self._erasure.replacement(commit_id)
+
 
 class NoHistoryRewrite:
     """A data backend whose history this process cannot rewrite (a lakeFS server)."""
@@ -90,3 +100,6 @@ class NoHistoryRewrite:
 
     def retention(self, *, dry_run: bool = False, actor: str | None = None) -> RetentionReport:
         raise self._refuse()
+
+    def replacement(self, commit_id: str) -> CommitReplacement:
+        raise NotFound(f"no erasure or retention run replaced commit {commit_id!r}")

@@ -45,6 +45,10 @@ def test_export_erase_and_retention(api: Any) -> None:
     assert report.erasure and report.subject_digest and SUBJECT not in report.subject_digest
     assert SUBJECT.encode() not in repo.ref("main").read_bytes("s/a.csv")
     assert [c.message for c in repo.log("main")] == ["second", "first"]
+    old, new = sorted(report.commits.items())[0]
+    replaced = api.privacy.replacement(old)
+    assert (replaced.new_commit, replaced.repository, replaced.kind) == (new, "subjects", "erase")
+    refused(NotFound, lambda: api.privacy.replacement(new))
     assert api.privacy.export("subjects", SUBJECT).rows == ()
     event = next(e for e in api.audit.events(limit=50) if e.action == "privacy.erase")
     assert event.actor == actor_of(api) and event.after["commits"] == report.commits

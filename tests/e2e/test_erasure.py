@@ -200,6 +200,9 @@ def test_erasure_leaves_no_trace_of_the_subject(world: dict[str, Any]) -> None:
     assert "retrain suggested" in flags[0].note
     lineage = p.registry.lineage(version.model, version.version)
     assert any(e.action == "privacy.flag" for e in lineage.audit_events)
+    served = p.deployments.lineage("credit")
+    notes = [m for slot in served.slots for m in slot.missing if "retrain suggested" in m]
+    assert len(notes) == 1 and mapping[world["commits"][-1]] in notes[0]
     events = [e for e in p.audit.events(limit=10_000) if e.action == "privacy.erase"]
     assert len(events) == 1 and events[0].after["subject_digest"] == report.subject_digest
     assert events[0].after["commits"] == report.commits
