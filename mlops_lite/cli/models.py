@@ -71,6 +71,8 @@ def models_lineage(ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME
              f"{event.to_version or '-'} by {event.actor} ({event.reason})")
     for audited in lineage.audit_events:
         line(f"  audit      #{audited.seq} {audited.at.isoformat()} {audited.action} by {audited.actor}")
+        if audited.action == "privacy.flag":
+            line(f"  privacy    {(audited.after or {}).get('note')}")
 
 
 @app.command("compare")

@@ -315,6 +315,11 @@ def test_over_http_and_the_cli(world: dict[str, Any], tmp_path: Path) -> None:
         assert report["rows"] == 4 and SUBJECT not in done.stdout
         assert SUBJECT.encode() not in p.data.repo("loans").ref("main").read_bytes("loans/train.csv")
         assert p.data.fsck().clean
+        version = world["version"]
+        for args in (["models", "lineage", f"{version.model}@{version.version}"], ["deploy", "lineage", "credit"]):
+            done = subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=120,
+                                  stdin=subprocess.DEVNULL)
+            assert done.returncode == 0 and "retrain suggested" in done.stdout, (args, done.stdout, done.stderr)
     finally:
         server.stop()
 
