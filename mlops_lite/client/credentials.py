@@ -517,7 +517,8 @@ def login_path(home: Path, issuer: str, client_id: str) -> Path:
 
 def _private_dir(home: Path) -> Path:
     folder = credentials_dir(home)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)  # a client's home: login may come first
+    folder.mkdir(exist_ok=True, mode=0o700)
     os.chmod(folder, 0o700)
     return folder
 
