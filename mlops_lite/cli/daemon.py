@@ -198,6 +198,9 @@ def worker(pool: Annotated[str, typer.Option(help="The Prefect work pool to take
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
                "--limit", str(limit)] + (["--run-once"] if run_once else [])
     console.print(f"worker on pool {pool!r}: flow runs from {prefect_api}, stores at {url}", highlight=False)
+    from mlops_lite.privacy.home import private_umask
+
+    private_umask()  # what Prefect writes under <home>/prefect on the daemon's host is the owner's alone
     os.execve(sys.executable, command, env)
 
 
