@@ -171,7 +171,7 @@ def generate_many(folder: Path, count: int) -> None:
 def fresh_branch(p: Any) -> Any:
     """The branch ``dev`` of a new repository ``bench``, from its empty ``main``."""
     repo = p.data.repo("bench")
-    repo.create()
+    repo.create(classification="internal")
     dev = repo.branch("dev")
     dev.create("main")
     return dev
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         p = mlops_lite.connect(home=home)
         try:
             branch = p.data.repo("small").branch("dev")
-            p.data.repo("small").create()
+            p.data.repo("small").create(classification="internal")
             branch.create("main")
 
             def small_commit() -> None:
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         p = mlops_lite.connect(home=home)
         try:
             repo = p.data.repo("many")
-            repo.create()
+            repo.create(classification="internal")
             repo.configure(protected_branches=[])
             main_branch = repo.branch("main")
 

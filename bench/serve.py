@@ -502,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             x, y = synthetic(size.train_rows, seed=7)
             write_csv(work / "synth.csv", x, y)
             holdout = records(synthetic(2000, seed=8)[0])
+            platform.data.repo(DEPLOYMENT).create(classification="internal", exist_ok=True)
             platform.data.ingest(DEPLOYMENT, work / "synth.csv", "synth/train.csv")
             table = platform.data.repo(DEPLOYMENT).ref("main").read_table("synth/train.csv").table
             spec = TrainingSpec.infer(table, target=TARGET, algorithm="random_forest")

@@ -293,6 +293,7 @@ def deploy_loans(platform: Any) -> tuple[Any, Any, Any]:
     register it and deploy it as ``DEPLOYMENT``. Returns (table, spec, version)."""
     from mlops_lite import TrainingSpec
 
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     platform.data.ingest("loans", TRAIN_CSV, "loans/train.csv")
     table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
     spec = TrainingSpec.infer(table, target="default", exclude=("name", "email", "phone", "gender", "age"),

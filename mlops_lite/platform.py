@@ -70,7 +70,7 @@ class Platform:
             self.residency = Residency(settings, self._store, self.audit, self.actor, self.data,
                                        lambda: self.policy.load(None))
             self.data.enforce_residency(
-                lambda repo, profile, action, actor: self.residency.check_repository(repo, profile, action, actor=actor))
+                lambda repo, profile, action, actor: self.residency.check_write(repo, profile, action, actor=actor))
             # The policy decides moves of gated aliases; it is built on the registry, so it comes as a provider.
             self.registry = Registry(self._store, objects, self.tracking, self.audit, self.actor,
                                      guard=lambda: self.policy)

@@ -126,6 +126,38 @@ def query_repository(request: Request[Any, Any, Any], repository: str, data: Que
     return arrow_stream(result.table, metadata={COMMITS_KEY: json.dumps(result.commits).encode()})
 
 
+class CreateRepositoryRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A repository and its classification (or whole privacy profile); ``allow_weaker``
+    (admin only) makes again a deleted repository's name under a weaker classification."""
+
+    name: str
+    classification: str | None = None
+    privacy: dict[str, Any] | None = None
+    default_branch: str = "main"
+    allow_weaker: bool = False
+
+
+@post("/data/repositories", opt={"permission": "operator", "resource": "body"}, status_code=201,
+      sync_to_thread=True)
+def create_repository(request: Request[Any, Any, Any], data: CreateRepositoryRequest) -> dict[str, Any]:
+    """Create a repository with its classification (the lakeFS API's POST cannot carry one)."""
+    from mlops_lite.privacy.profile import PrivacyProfile
+    from mlops_lite.security.roles import require
+
+    require(request.state.identity, "admin" if data.allow_weaker else "operator", repository=data.name)
+    record = _repo(request, data.name).create(
+        classification=data.classification, privacy=PrivacyProfile.from_json(data.privacy),
+        default_branch=data.default_branch, allow_weaker=data.allow_weaker, actor=_actor(request))
+    return {"name": record.name, "default_branch": record.default_branch}
+
+
+@post("/data/repositories/{repository:str}/anonymization/rotate",
+      opt={"permission": "admin", "repository_param": "repository"}, status_code=200, sync_to_thread=True)
+def rotate_anonymization_key(request: Request[Any, Any, Any], repository: str) -> dict[str, Any]:
+    """The repository's next pseudonymization key version (audited ``keys.rotate``)."""
+    return {"version": _repo(request, repository).rotate_anonymization_key(actor=_actor(request))}
+
+
 @post("/data/gc", opt={"permission": "admin"}, status_code=200, sync_to_thread=True)
 def collect_garbage(request: Request[Any, Any, Any], data: GcRequest) -> GcReport:
     """Remove data objects nothing reaches (a dry run unless ``dry_run`` is false)."""
@@ -224,4 +256,5 @@ def _unreadable(name: str, spec: list[str] | tuple[str, str], exc: BaseException
                         expected="CSV or Parquet objects of one schema")
 
 
-DATA_ROUTES = [repository_config, configure_repository, query_repository, collect_garbage, check_store]
+DATA_ROUTES = [repository_config, configure_repository, query_repository, collect_garbage, check_store,
+               create_repository, rotate_anonymization_key]

@@ -363,7 +363,10 @@ def create_repository(request: Request[Any, Any, Any], data: RepositoryCreation)
     if data.read_only:
         raise LakeFSError(400, "read-only repositories are not supported by mlops-lite")
     require(request.state.identity, "operator", repository=data.name)
-    record = _repo(request, data.name).create(default_branch=data.default_branch or "main", actor=_actor(request))
+    # lakeFS's RepositoryCreation has no classification: the installation's default, recorded as defaulted.
+    record = _embedded_data(request).repo(data.name).create(
+        classification=_platform(request).settings.default_classification, defaulted=True,
+        default_branch=data.default_branch or "main", actor=_actor(request))
     return _repository(record)
 
 
@@ -379,8 +382,9 @@ def get_repository(request: Request[Any, Any, Any], repository: str) -> dict[str
     return _repository(_repo(request, repository).info())
 
 
-@delete("/repositories/{repository:str}", opt={"lakefs": "operator", "repository_param": "repository"}, status_code=204, sync_to_thread=True)
+@delete("/repositories/{repository:str}", opt={"lakefs": "admin", "repository_param": "repository"}, status_code=204, sync_to_thread=True)
 def delete_repository(request: Request[Any, Any, Any], repository: str) -> None:
+    """Admin only: a deletion keeps a tombstone (classification, commits' records) for lineage."""
     _repo(request, repository).delete(actor=_actor(request))
 
 
@@ -389,7 +393,8 @@ def repository_metadata(request: Request[Any, Any, Any], repository: str) -> dic
     """lakeFS's string map; here it carries the repository's PII column patterns (one per
     line), so that a remote ingest anonymizes what main's checks will demand."""
     config = _embedded_data(request).repo(repository).config()
-    return {"mlops_lite.pii_patterns": "\n".join(config.pii_patterns)} if config.pii_patterns else {}
+    patterns = config.effective_pii_patterns
+    return {"mlops_lite.pii_patterns": "\n".join(patterns)} if patterns else {}
 
 
 @get("/repositories/{repository:str}/settings/branch_protection", opt={"lakefs": "viewer", "repository_param": "repository"}, sync_to_thread=True)

@@ -104,6 +104,7 @@ def build_loop(home: Path, *, algorithm: str = "logistic_regression") -> tuple[o
     token = init_home(settings).token
     assert token is not None
     p = open_local(settings)
+    p.data.repo("loans").create(classification="internal", exist_ok=True)
     p.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
     table = p.data.repo("loans").ref("main").read_table("loans/train.csv").table
     spec = TrainingSpec.infer(table, target="default", exclude=FEATURE_EXCLUDE, sensitive="gender",

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from mlops_lite.data.lifecycle import FsckReport, GcReport
     from mlops_lite.data.tables import QueryResult
     from mlops_lite.data.tree import DiffEntry
+    from mlops_lite.privacy.profile import PrivacyProfile
 
 
 class ReferenceAPI(Protocol):
@@ -114,8 +115,12 @@ class BranchAPI(ReferenceAPI, Protocol):
 class RepositoryAPI(Protocol):
     name: str
 
-    def create(self, *, default_branch: str = "main", exist_ok: bool = False,
-               config: RepositoryConfig | None = None) -> RepositoryRecord: ...
+    def create(self, *, classification: str | None = None, privacy: PrivacyProfile | None = None,
+               default_branch: str = "main", exist_ok: bool = False, config: RepositoryConfig | None = None,
+               allow_weaker: bool = False) -> RepositoryRecord:
+        """Create the repository with its classification (or ``privacy`` profile): refused
+        without one unless ``exist_ok`` finds it there; a deleted repository's name takes the
+        same or a stricter classification unless ``allow_weaker`` (admin)."""
 
     def info(self) -> RepositoryRecord: ...
 

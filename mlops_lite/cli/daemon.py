@@ -192,9 +192,11 @@ def worker(pool: Annotated[str, typer.Option(help="The Prefect work pool to take
     env = {**os.environ, "MLOPS_LITE_URL": url, "MLOPS_LITE_TOKEN": token, "PREFECT_API_URL": prefect_api,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **_client_tls_environment(settings),
            **prefect_client_environment(settings, prefect_api)}
-    if "MLOPS_LITE_ANONYMIZATION_KEY" not in env and settings.anonymization_key_file.exists():
-        # On the daemon's host: ingest tasks anonymize with the same key as the daemon.
-        env["MLOPS_LITE_ANONYMIZATION_KEY"] = settings.anonymization_key_file.read_text().strip()
+    if "MLOPS_LITE_ANONYMIZATION_KEY" not in env:
+        # On the daemon's host: ingest tasks anonymize under the same root as the daemon.
+        root = _anonymization_root(settings)
+        if root is not None:
+            env["MLOPS_LITE_ANONYMIZATION_KEY"] = root
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
                "--limit", str(limit)] + (["--run-once"] if run_once else [])
     console.print(f"worker on pool {pool!r}: flow runs from {prefect_api}, stores at {url}", highlight=False)
@@ -318,3 +320,19 @@ def status(as_json: JsonOption = False) -> None:
                                             ("data_repositories", "runs", "models", "model_versions",
                                              "deployments", "audit_events")))
     console.print(f"inference {', '.join(holds['execution_providers'])}")
+
+
+def _anonymization_root(settings: Settings) -> str | None:
+    """The home's anonymization root (hex): the keyring's ``anonymize`` key in an encrypted
+    home, else ``anonymization.key``; None when this host has neither."""
+    from mlops_lite.privacy.protection import open_protection
+
+    root = None
+    if settings.keyring_file.exists():  # never make a keyring here (a worker's host may have no home)
+        try:
+            root = open_protection(settings).anonymize_root()
+        except MlopsLiteError:
+            root = None
+    if root is not None:
+        return root.key.hex()
+    return settings.anonymization_key_file.read_text().strip() if settings.anonymization_key_file.exists() else None

@@ -53,11 +53,19 @@ def _store(p: PlatformAPI) -> DataStore:
 # --- data repo --------------------------------------------------------------
 @repo_app.command("create")
 def repo_create(name: RepoArg,
+                classification: Annotated[str, typer.Option(
+                    help="public | internal | personal | sensitive-personal (required: personal ones check "
+                         "the default PII column patterns).", show_default=False)],
                 default_branch: Annotated[str, typer.Option(help="The default branch (created empty, protected).")]
-                = "main") -> None:
-    """Create a data repository with an empty, protected default branch."""
+                = "main",
+                allow_weaker: Annotated[bool, typer.Option(
+                    "--allow-weaker-classification",
+                    help="Admin: make again a deleted repository's name under a weaker classification.")]
+                = False) -> None:
+    """Create a data repository with its classification and an empty, protected default branch."""
     with platform() as p:
-        record = p.data.repo(name).create(default_branch=default_branch)
+        record = p.data.repo(name).create(classification=classification, default_branch=default_branch,
+                                          allow_weaker=allow_weaker)
     line(f"created repository {record.name} (default branch {record.default_branch}, "
          f"protected: {', '.join(record.protected_branches) or 'none'})")
 
@@ -71,7 +79,7 @@ def repo_list(as_json: JsonOption = False) -> None:
         print_json(records)
         return
     if not records:
-        line("no data repositories (create one: mlops-lite data repo create NAME)")
+        line("no data repositories (create one: mlops-lite data repo create NAME --classification internal)")
         return
     out = table("repository", "default", "branches", "protected", "created")
     for r in records:

@@ -80,7 +80,7 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             progress.update(step, advance=1, description="Ingesting loans.csv (Prefect's API starts first, ~15 s)")
             # PII (name, email, phone) is anonymized before it is committed, and main refuses it in clear.
             repo = cast("DataStore", platform.data).repo("loans")  # a repository's rules: the embedded store's
-            repo.create(exist_ok=True)
+            repo.create(classification="personal", exist_ok=True)
             pii = (f"^({'|'.join(LOANS.pii)})$",)
             if repo.config().pii_patterns != pii:
                 repo.configure(pii_patterns=pii)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mlops_lite.api.data import DataAPI
     from mlops_lite.client.remote import RemotePlatform
     from mlops_lite.data.tables import QueryResult
+    from mlops_lite.privacy.profile import PrivacyProfile
 
 COMMITS_KEY = b"mlops_lite.commits"
 """The query answer's schema metadata: table name -> the commit it was read at (JSON)."""
@@ -94,24 +95,38 @@ class RemoteRepository(LakeFSRepository):
     def _path(self) -> str:
         return f"/v1/data/repositories/{quote(self.name, safe='')}"
 
-    def create(self, *, default_branch: str = "main", exist_ok: bool = False,
-               config: RepositoryConfig | None = None, actor: str | None = None) -> RepositoryRecord:
-        """Create the repository with an empty, protected default branch; ``config`` sets its
-        rules instead (checked before anything is created). ``actor`` is accepted for the
-        local signature; the server records this client's token."""
-        if config is None:
-            return super().create(default_branch=default_branch, exist_ok=exist_ok)
+    def create(self, *, classification: str | None = None, privacy: PrivacyProfile | None = None,
+               default_branch: str = "main", exist_ok: bool = False, config: RepositoryConfig | None = None,
+               allow_weaker: bool = False, actor: str | None = None) -> RepositoryRecord:
+        """Create the repository with an empty, protected default branch and its
+        classification (``POST /v1/data/repositories``); ``config`` sets its rules too
+        (checked before anything is created). Without a classification, the server's
+        ``default_classification`` applies (the lakeFS API's create; audited as defaulted).
+        ``actor`` is accepted for the local signature; the server records this client's token."""
         check_ref_name(default_branch)
-        config.validate()
+        if config is not None:
+            config.validate()
         if exist_ok:
             try:
                 return self.info()
             except NotFound:
                 pass
-        super().create(default_branch=default_branch)
-        self.configure(protected_branches=config.protected_branches, schemas=config.schemas,
-                       pii_patterns=config.pii_patterns, max_object_bytes=config.max_object_bytes)
+        profile = privacy or (config.privacy if config is not None else None)
+        if classification is None and profile is None:
+            super().create(default_branch=default_branch)
+        else:
+            self._data._remote.request("POST", "/v1/data/repositories", json={
+                "name": self.name, "classification": classification,
+                "privacy": None if profile is None else profile.to_json(), "default_branch": default_branch,
+                "allow_weaker": allow_weaker})
+        if config is not None:
+            self.configure(protected_branches=config.protected_branches, schemas=config.schemas,
+                           pii_patterns=config.pii_patterns, max_object_bytes=config.max_object_bytes)
         return self.info()
+
+    def rotate_anonymization_key(self, *, actor: str | None = None) -> int:
+        """The repository's next pseudonymization key version (role admin; audited)."""
+        return int(self._data._remote.request("POST", f"{self._path}/anonymization/rotate")["version"])
 
     def config(self) -> RepositoryConfig:
         return RepositoryConfig.from_json(self._data._remote.request("GET", f"{self._path}/config"))

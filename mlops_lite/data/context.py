@@ -71,8 +71,9 @@ class DataContext:
         self.actor = actor
         self._locks: dict[tuple[str, str], threading.RLock] = {}
         self._locks_guard = threading.Lock()
-        # (repository, its privacy profile, action, actor) -> None, or PolicyViolation naming the
-        # residency rule: the Platform sets it (mlops_lite.privacy.residency), rules live in the policy.
+        # (repository, a loader of its privacy profile, action, actor) -> None, or PolicyViolation
+        # naming the residency rule: the Platform sets it (mlops_lite.privacy.residency), the rules
+        # live in the policy. The profile loads only when the rules restrict something.
         self.residency: Callable[[str, Any, str, str | None], None] | None = None
 
     def place(self, repository: str, action: str, *, profile: Any = None, actor: str | None = None) -> None:
@@ -81,10 +82,12 @@ class DataContext:
         allow in its region."""
         if self.residency is None:
             return
-        if profile is None:
+
+        def stored() -> Any:
             with self.store.session() as session:
-                profile = self.config(session, repository).privacy
-        self.residency(repository, profile, action, actor)
+                return self.config(session, repository).privacy
+
+        self.residency(repository, stored if profile is None else lambda: profile, action, actor)
 
     def branch_lock(self, repository: str, branch: str) -> threading.RLock:
         with self._locks_guard:
@@ -175,14 +178,16 @@ class DataContext:
         session.execute(delete(DataStaged).where(col(DataStaged.repository) == repository,
                                                  col(DataStaged.branch) == branch))
 
-    def check(self, session: Session, repository: str, changes: Mapping[str, Change]) -> None:
-        """Run the repository's checks over what ``changes`` add or modify."""
+    def check(self, session: Session, repository: str, changes: Mapping[str, Change], *,
+              branch: str | None = None) -> None:
+        """Run the repository's checks over what ``changes`` add or modify on ``branch``
+        (a protected one also gets the k-anonymity check)."""
         config = self.config(session, repository)
-        if not (config.schemas or config.pii_patterns or config.max_object_bytes is not None):
+        if not config.has_rules:
             return  # no rules: skip building a Path per changed object (most of a big commit's time)
         changed = [(path, partial(self.objects.open, change[0]), change[1])
                    for path, change in sorted(changes.items()) if change is not None]
-        reasons = run_checks(config, changed)
+        reasons = run_checks(config, changed, protected=branch is not None and branch in config.protected_branches)
         if reasons:
             raise PolicyViolation(f"{len(reasons)} data check(s) failed: " + "; ".join(reasons),
                                   details={"reasons": reasons})

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from mlops_lite.data.checks import RepositoryConfig, SchemaRule
     from mlops_lite.data.lifecycle import FsckReport, GcReport
     from mlops_lite.data.tables import QueryResult
+    from mlops_lite.privacy.profile import PrivacyProfile
 
 T = TypeVar("T")
 _CHUNK = 1 << 20
@@ -171,7 +172,7 @@ class LakeFSDataStore:
 
     def place(self, repository: str, action: str) -> None:
         if self._residency is not None:
-            self._residency(repository, self.repo(repository).config().privacy, action, None)
+            self._residency(repository, lambda: self.repo(repository).config().privacy, action, None)
 
     def close(self) -> None:
         self._http.close()
@@ -220,13 +221,20 @@ class LakeFSRepository:
         self._store = store
         self.name = name
 
-    def create(self, *, default_branch: str = "main", exist_ok: bool = False,
-               config: RepositoryConfig | None = None, actor: str | None = None) -> RepositoryRecord:
+    def create(self, *, classification: str | None = None, privacy: PrivacyProfile | None = None,
+               default_branch: str = "main", exist_ok: bool = False, config: RepositoryConfig | None = None,
+               allow_weaker: bool = False, actor: str | None = None) -> RepositoryRecord:
         """Create the repository with an empty default branch (its protection is the lakeFS
         server's). ``config`` is checked, then refused (BackendUnavailable: lakeFS sets rules
         on its own server), unless ``exist_ok`` finds the repository already there, whose
-        record is answered as it is (as the embedded store answers it). ``actor`` is
-        accepted for the local signature; lakeFS records the key's user."""
+        record is answered as it is (as the embedded store answers it). A plain lakeFS
+        server keeps no classification: ``classification``/``privacy`` are checked and not
+        stored (``allow_weaker`` has nothing to allow). ``actor`` is accepted for the local
+        signature; lakeFS records the key's user."""
+        if classification is not None or privacy is not None:
+            from mlops_lite.data.repository import classified
+
+            classified(classification, privacy, None)
         from lakefs_sdk import RepositoryCreation
 
         check_ref_name(default_branch)

@@ -99,7 +99,7 @@ def three_way(ctx: DataContext, repo: str, source: str, destination: str, *, str
                            + ", ".join(conflicts[:20]) + (" ..." if len(conflicts) > 20 else ""),
                            details={"conflicts": conflicts})
         with ctx.store.session() as session:
-            ctx.check(session, repo, apply)
+            ctx.check(session, repo, apply, branch=destination)
         tree = ctx.trees.apply(dest_tree, apply)
         with ctx.store.session() as session:
             return ctx.write_commit(
@@ -161,7 +161,7 @@ def revert(ctx: DataContext, repo: str, branch: str, commit: str, *, parent_numb
             raise Conflict(f"reverting {target.id[:12]} changes nothing on {branch!r}",
                            details={"reason": "no_changes"})
         with ctx.store.session() as session:
-            ctx.check(session, repo, undo)
+            ctx.check(session, repo, undo, branch=branch)
         tree = ctx.trees.apply(head_tree, undo)
         with ctx.store.session() as session:
             return ctx.write_commit(session, repo, branch, expected_head=head, tree=tree, parents=[head],

@@ -13,6 +13,7 @@ import pytest
 
 from mlops_lite import Conflict, InvalidInput, NotFound, PermissionDenied, PolicyViolation
 from mlops_lite.data import ColumnRule, FsckReport, GcReport, QueryResult, RepositoryConfig, SchemaRule
+from mlops_lite.privacy.profile import PrivacyProfile
 from mlops_lite.records import CommitRecord
 
 REPO = "rules"
@@ -23,7 +24,7 @@ MORE = b"id,amount\n4,40.0\n"
 @pytest.fixture
 def repo(api: Any) -> Any:
     repo = api.data.repo(REPO)
-    repo.create()
+    repo.create(classification="internal")
     return repo
 
 
@@ -39,13 +40,14 @@ def _field(exc: pytest.ExceptionInfo[InvalidInput]) -> Any:
 
 
 def test_rules_are_configured_read_back_and_enforced(api: Any, repo: Any, dev: Any) -> None:
-    assert repo.config() == RepositoryConfig(protected_branches=("main",))
+    internal = PrivacyProfile("internal")
+    assert repo.config() == RepositoryConfig(protected_branches=("main",), privacy=internal)
     schema = SchemaRule(paths="loans/*.csv", columns=(ColumnRule("id", "int", nullable=False),
                                                       ColumnRule("amount", "float")))
     config = repo.configure(schemas=[schema], pii_patterns=["ssn", "e.?mail"], max_object_bytes=64)
     assert type(config) is RepositoryConfig
     assert config == RepositoryConfig(protected_branches=("main",), schemas=(schema,),
-                                      pii_patterns=("ssn", "e.?mail"), max_object_bytes=64)
+                                      pii_patterns=("ssn", "e.?mail"), max_object_bytes=64, privacy=internal)
     assert repo.config() == config
     assert api.data.pii_patterns(REPO) == ("ssn", "e.?mail")
 
@@ -69,15 +71,15 @@ def test_rules_are_configured_read_back_and_enforced(api: Any, repo: Any, dev: A
 
 
 def test_a_repository_is_created_with_its_rules(api: Any) -> None:
-    rules = RepositoryConfig(protected_branches=(), pii_patterns=("email",))
-    record = api.data.repo("open-repo").create(config=rules)
+    rules = RepositoryConfig(protected_branches=(), pii_patterns=("email",), privacy=PrivacyProfile("internal"))
+    record = api.data.repo("open-repo").create(classification="internal", config=rules)
     assert record.protected_branches == ()
     assert api.data.repo("open-repo").config() == rules
     # exist_ok answers the repository as it is; the rules given are not applied to it.
     again = api.data.repo("open-repo").create(exist_ok=True, config=RepositoryConfig(pii_patterns=("ssn",)))
     assert again.name == "open-repo" and api.data.repo("open-repo").config() == rules
     with pytest.raises(InvalidInput) as bad:
-        api.data.repo("never-made").create(config=RepositoryConfig(pii_patterns=("(",)))
+        api.data.repo("never-made").create(classification="internal", config=RepositoryConfig(pii_patterns=("(",)))
     assert _field(bad) == "pii_patterns"
     assert "never-made" not in [r.name for r in api.data.repositories()]
 
@@ -211,7 +213,7 @@ def test_bad_input_names_the_field_and_changes_nothing(api: Any, repo: Any, dev:
         repo.branch("nowhere").import_directory(drop)
     assert dev.uncommitted() == [] and repo.branch("main").uncommitted() == []
     with pytest.raises(Conflict):
-        repo.create()
+        repo.create(classification="internal")
 
 
 def test_the_server_confines_sql_to_its_tables(api: Any, api_kind: str, repo: Any, dev: Any) -> None:

@@ -13,7 +13,7 @@ from tests.contract.conftest import actor_of, refused
 
 def test_status_then_rotation_keeps_everything_readable(api: Any) -> None:
     repo = api.data.repo("keys-contract")
-    repo.create()
+    repo.create(classification="internal")
     dev = repo.branch("dev")
     dev.create("main")
     dev.upload("a.csv", b"x,y\n1,2\n")

@@ -117,7 +117,7 @@ def test_data_round_trip(home: Path, tmp_path: Path) -> None:
     for name, body in small.items():
         (batch / name).write_bytes(body)
 
-    assert "created repository loans" in ok(home, "data", "repo", "create", "loans")
+    assert "created repository loans" in ok(home, "data", "repo", "create", "loans", "--classification", "internal")
     assert "created branch dev" in ok(home, "data", "branch", "create", "loans", "dev", "--from", "main")
 
     # A protected branch takes changes only by merge.
@@ -228,7 +228,7 @@ def test_data_round_trip(home: Path, tmp_path: Path) -> None:
 def test_merge_conflict_names_the_path_and_a_strategy_resolves_it(home: Path) -> None:
     with stores(home) as platform:
         repo = platform.data.repo("loans")
-        repo.create()
+        repo.create(classification="internal")
         seed = repo.branch("seed")
         seed.create()
         seed.upload("t/x.csv", b"a,b\n1,2\n")
@@ -265,14 +265,14 @@ def test_merge_conflict_names_the_path_and_a_strategy_resolves_it(home: Path) ->
 
 
 def test_bad_input_is_one_error_line_and_changes_nothing(home: Path, tmp_path: Path) -> None:
-    ok(home, "data", "repo", "create", "loans")
+    ok(home, "data", "repo", "create", "loans", "--classification", "internal")
     with stores(home) as platform:
         platform.data.repo("loans").branch("dev").create()
         audit_before = platform.audit.count()
 
     file = tmp_path / "f.txt"
     file.write_bytes(b"x")
-    assert "repository name" in fails(home, "data", "repo", "create", "Bad_Name")
+    assert "repository name" in fails(home, "data", "repo", "create", "Bad_Name", "--classification", "internal")
     assert "'nope' does not exist" in fails(home, "data", "ls", "nope", "main")
     assert "'ghost' is not a branch, tag or commit" in fails(home, "data", "get", "loans", "ghost", "f.txt")
     assert "'a/../b'" in fails(home, "data", "put", "loans", "dev", str(file), "a/../b")
@@ -307,7 +307,7 @@ def test_a_running_daemon_is_named_in_one_line(home: Path) -> None:
 
 
 def test_repo_config_pins_a_schema_that_commits_must_pass(home: Path, tmp_path: Path) -> None:
-    ok(home, "data", "repo", "create", "loans")
+    ok(home, "data", "repo", "create", "loans", "--classification", "internal")
     ok(home, "data", "branch", "create", "loans", "dev")
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps([{"name": "n", "type": "int", "nullable": False},
@@ -349,7 +349,7 @@ def test_a_big_file_streams_with_progress_and_fsck_finds_a_bad_object(home: Path
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(9 << 20))
     with stores(home) as platform:
-        platform.data.repo("blobs").create(config=RepositoryConfig(protected_branches=()))
+        platform.data.repo("blobs").create(classification="internal", config=RepositoryConfig(protected_branches=()))
 
     result = cli(home, "data", "put", "blobs", "main", str(big), "blobs/", "--commit", "big one")
     assert result.returncode == 0, result.stderr
@@ -407,7 +407,7 @@ def test_revert_of_a_bad_merge_on_protected_main_names_its_parent(tmp_path: Path
     commit needs the parent to revert to (`--parent 1`, lakeFS's parent_number)."""
     home = tmp_path / "home"
     ok(home, "init")
-    ok(home, "data", "repo", "create", "rev")
+    ok(home, "data", "repo", "create", "rev", "--classification", "internal")
     ok(home, "data", "branch", "create", "rev", "dev")
     ok(home, "data", "put", "rev", "dev", "-", "loans.csv", "--commit", "good", stdin=b"id,amount\n1,100\n")
     ok(home, "data", "merge", "rev", "dev", "main", "-m", "good data")

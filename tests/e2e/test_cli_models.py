@@ -24,6 +24,7 @@ def test_aliases_rollback_and_lineage_from_the_cli(tmp_path: Path) -> None:
     home = tmp_path / "home"
     platform, _, _ = build_loop(home)
     try:
+        platform.data.repo("loans").create(classification="internal", exist_ok=True)
         platform.data.ingest("loans", DATA / "loans_drifted.csv", "loans/train.csv")
         table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
         spec = TrainingSpec.infer(table, target="default", exclude=FEATURE_EXCLUDE, sensitive="gender")

@@ -169,6 +169,7 @@ def test_the_daemons_monitor_job_checks_every_deployment(tmp_path: Path) -> None
         # same revision, the debounce holds it (the decision's rules: test_loop_settles.py)
         branch = platform.data.repo("loans").branch("more")
         branch.create("main")
+        platform.data.repo("loans").create(classification="internal", exist_ok=True)
         platform.data.ingest("loans", DATA / "loans_holdout.csv", "loans/more.csv", branch="more")
         head = branch.merge_into("main").id
         (moved,) = jobs.monitor_all()

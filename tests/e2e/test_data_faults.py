@@ -58,7 +58,7 @@ def test_concurrent_writers_on_one_branch_keep_a_linear_complete_history(tmp_pat
     p = mlops_lite.connect(home=home)
     try:
         repo = p.data.repo("conc")
-        repo.create()
+        repo.create(classification="internal")
         dev = repo.branch("dev")
         dev.create("main")
         expected: dict[str, str] = {}
@@ -156,7 +156,7 @@ _WORKER = textwrap.dedent('''
     run = int(sys.argv[2])
     p = mlops_lite.connect(home=sys.argv[1])
     repo = p.data.repo("faults")
-    repo.create(exist_ok=True)
+    repo.create(classification="internal", exist_ok=True)
     dev = repo.branch("dev")
     dev.create("main", exist_ok=True)
     dropped = dev.reset()  # leftovers staged by a killed run
@@ -334,7 +334,7 @@ _BIG = textwrap.dedent('''
     p = mlops_lite.connect(home=sys.argv[1])
     try:
         repo = p.data.repo("big")
-        repo.create()
+        repo.create(classification="internal")
         dev = repo.branch("dev")
         dev.create("main")
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -404,7 +404,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, 
     p = mlops_lite.connect(home=home)
     try:
         repo = p.data.repo("paths")
-        repo.create()
+        repo.create(classification="internal")
         dev = repo.branch("dev")
         dev.create("main")
         dev.upload("kept/ok.bin", b"committed before")

@@ -29,6 +29,8 @@ def bound(prefect_harness, home: Path):
 def test_release_loop_runs_every_step_and_records_lineage(bound) -> None:
     import flows
 
+    bound.data.repo("loans").create(classification="internal")  # the sample is synthetic; a real one: personal
+
     home = str(bound.settings.home)
     state = flows.release_loop(home, str(DATA / "loans.csv"), **SAMPLE, return_state=True)
     assert state.is_completed()
@@ -62,6 +64,8 @@ def test_flow_runs_are_recorded_by_prefect(bound) -> None:
 
     import flows
 
+    bound.data.repo("loans").create(classification="internal")  # the sample is synthetic; a real one: personal
+
     state = flows.ingest_flow(str(bound.settings.home), str(DATA / "loans.csv"), "loans", "loans/train.csv",
                               return_state=True)
 
@@ -86,6 +90,8 @@ def test_bad_input_fails_fast_without_retries_and_changes_nothing(bound, tmp_pat
 
 def test_a_failing_gate_fails_the_deploy_flow_and_moves_nothing(bound) -> None:
     import flows
+
+    bound.data.repo("loans").create(classification="internal")  # the sample is synthetic; a real one: personal
 
     home = str(bound.settings.home)
     result = flows.release_loop(home, str(DATA / "loans.csv"), **SAMPLE)

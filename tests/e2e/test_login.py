@@ -649,7 +649,7 @@ def test_the_data_facet_sends_the_logins_current_bearer(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path / "home")
     init_home(settings)
     platform = open_local(settings)
-    platform.data.repo("sales").create()
+    platform.data.repo("sales").create(classification="internal")
     source = tmp_path / "prices.csv"
     source.write_text("sku,price\nA,1.5\nB,2.0\n")
     first_identity, first = platform.tokens.create("ana", "operator")

@@ -94,6 +94,7 @@ def test_fresh_labels_of_one_class_block_the_candidate_with_a_reason(tmp_path: P
 def _merge_more_data(platform, branch: str = "more") -> str:
     """Merge a file of new rows to main of 'loans' beside the training file; the new head."""
     platform.data.repo("loans").branch(branch).create("main")
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     platform.data.ingest("loans", DATA / "loans_holdout.csv", f"loans/{branch}.csv", branch=branch)
     return platform.data.repo("loans").branch(branch).merge_into("main").id
 

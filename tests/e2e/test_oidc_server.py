@@ -99,6 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert admin_token is not None
         platform = open_local(settings)
         started.callback(platform.close)
+        platform.data.repo("loans").create(classification="internal", exist_ok=True)
         platform.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
         table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
         spec = TrainingSpec.infer(table, target="default", exclude=FEATURE_EXCLUDE, algorithm="logistic_regression")

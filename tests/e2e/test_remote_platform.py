@@ -91,7 +91,7 @@ def test_connect_with_a_url_returns_a_remote_platform(remote: RemotePlatform, se
 
 def test_the_data_facet_over_http_sees_and_changes_the_same_store(remote: RemotePlatform, local: Any) -> None:
     repo = remote.data.repo("remote-data")
-    repo.create(exist_ok=True)
+    repo.create(classification="internal", exist_ok=True)
     dev = repo.branch("dev")
     dev.create("main", exist_ok=True)
     dev.upload("notes/a.txt", b"over http")

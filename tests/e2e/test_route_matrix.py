@@ -104,6 +104,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/approvals/{request_id:str}/reject"): {},
     ("POST", "/v1/approvals/{request_id:str}/complete"): {},
     ("POST", "/api/v1/repositories"): {"name": REPOSITORY, "storage_namespace": "local://loans"},
+    ("POST", "/v1/data/repositories"): {"name": REPOSITORY, "classification": "internal"},
 }
 
 
@@ -135,7 +136,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         for name in ("teama-x", "teamb-y"):
             p.registry.register_from_run(name, version.run_id)
         for repository in ("teama-data", "teamb-data"):
-            p.data.repo(repository).create()
+            p.data.repo(repository).create(classification="internal")
         approval = p.policy.request_promotion(MODEL, "1.0.0", alias="staging", requested_by="someone")
         commit = p.data.repo(REPOSITORY).ref("main").log()[0].id
         params = {"model": MODEL, "repository": REPOSITORY, "name": DEPLOYMENT, "version": "1.0.0",

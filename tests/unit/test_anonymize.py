@@ -12,7 +12,7 @@ import pytest
 
 from mlops_lite import connect
 from mlops_lite.errors import InvalidInput, MissingDependency, PolicyViolation
-from mlops_lite.security.anonymize import ANONYMIZED, KEY_ENV, Anonymizer, key_from_env
+from mlops_lite.security.anonymize import KEY_ENV, TOKEN, Anonymizer, key_from_env
 
 from ..conftest import DATA
 
@@ -26,13 +26,15 @@ def test_csv_pii_columns_become_keyed_tokens_and_nothing_else_changes(tmp_path: 
     for column in before.column_names:
         if column in out.columns:
             values = after.column(column).to_pylist()
-            assert all(ANONYMIZED.match(v) for v in values)
+            assert all(TOKEN.match(v) for v in values)
             assert not set(values) & set(map(str, before.column(column).to_pylist()))
         else:
             assert after.column(column).equals(before.column(column)), column  # same text, same types
     # the same person gets the same token; another key gives other tokens
     name = before.column("name")[0].as_py()
-    assert after.column("name")[0].as_py() == anonymizer.token(name) != Anonymizer(b"x" * 32).token(name)
+    other = Anonymizer(b"x" * 32)
+    assert after.column("name")[0].as_py() == anonymizer.token(name, anonymizer.key("")) \
+        != other.token(name, other.key(""))
     # again: already anonymized, nothing to replace, and the bytes are stable
     again = anonymizer.file(out.path, patterns=["^(name|email|phone)$"], out_dir=tmp_path / "again")
     assert again.values == 0 and again.path == out.path
@@ -46,7 +48,7 @@ def test_parquet_and_bad_input(tmp_path: Path) -> None:
     pq.write_table(pa.table({"email": ["a@x.ae", None], "score": [1.5, 2.5]}), source)
     out = anonymizer.file(source, columns=["email"], out_dir=tmp_path / "out")
     table = pq.read_table(out.path)
-    assert table.column("email")[1].as_py() is None and ANONYMIZED.match(table.column("email")[0].as_py())
+    assert table.column("email")[1].as_py() is None and TOKEN.match(table.column("email")[0].as_py())
     assert table.column("score").to_pylist() == [1.5, 2.5] and out.values == 1
     with pytest.raises(InvalidInput) as bad:
         anonymizer.file(source, columns=["phone"])
@@ -73,7 +75,7 @@ def test_the_key_comes_from_the_environment_when_set(monkeypatch: pytest.MonkeyP
 def test_the_ingest_flow_step_anonymizes_by_the_repositorys_patterns(tmp_path: Path) -> None:
     with connect(home=tmp_path / "home") as platform:
         repo = platform.data.repo("loans")
-        repo.create()
+        repo.create(classification="internal")
         repo.configure(pii_patterns=["^(name|email|phone)$"])
         # main refuses the file in clear, naming the column, and commits nothing
         with pytest.raises(PolicyViolation) as refused:
@@ -84,7 +86,7 @@ def test_the_ingest_flow_step_anonymizes_by_the_repositorys_patterns(tmp_path: P
         assert out.columns == ("name", "email", "phone")
         commit = platform.data.ingest("loans", out.path, "loans/train.csv")
         table = repo.ref(commit.id).read_table("loans/train.csv").table
-        assert all(ANONYMIZED.match(v) for v in table.column("email").to_pylist())
-        assert (tmp_path / "home" / "anonymization.key").stat().st_mode & 0o777 == 0o600
+        assert all(TOKEN.match(v) for v in table.column("email").to_pylist())
+        assert not (tmp_path / "home" / "anonymization.key").exists()  # an encrypted home's keyring holds the root
         # a repository with no patterns (or none yet) leaves the file as it is
         assert platform.privacy.anonymize_file(DATA / "loans.csv", repository="other").path == DATA / "loans.csv"

@@ -8,6 +8,7 @@ from ..conftest import DATA
 
 
 def test_ingest_commits_content_addressed_and_reads_back(platform, tmp_path: Path) -> None:
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     commit = platform.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
     assert len(commit.id) == 64
     assert [o.path for o in platform.data.repo("loans").ref(commit.id).ls().objects] == ["loans/train.csv"]
@@ -22,6 +23,7 @@ def test_ingest_commits_content_addressed_and_reads_back(platform, tmp_path: Pat
 
 
 def test_ingest_is_idempotent_and_old_commits_stay_readable(platform, tmp_path: Path) -> None:
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     first = platform.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
     assert platform.data.ingest("loans", DATA / "loans.csv", "loans/train.csv").id == first.id
     second = platform.data.ingest("loans", DATA / "loans_drifted.csv", "loans/train.csv")
@@ -34,6 +36,7 @@ def test_ingest_is_idempotent_and_old_commits_stay_readable(platform, tmp_path: 
 
 
 def test_commit_with_nothing_staged_is_a_conflict_and_changes_nothing(platform) -> None:
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     platform.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
     branch = platform.data.repo("loans").branch("dev")
     branch.create("main")
@@ -63,6 +66,7 @@ def test_missing_source_and_unknown_refs(platform, tmp_path: Path) -> None:
         platform.data.ingest("loans", tmp_path / "nope.csv", "loans/train.csv")
     with pytest.raises(NotFound):
         platform.data.repo("nothing").ref("main").read_table("x.csv")
+    platform.data.repo("loans").create(classification="internal")
     platform.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
     with pytest.raises(NotFound):
         platform.data.repo("loans").ref("no-such-branch").read_table("loans/train.csv")
@@ -71,6 +75,7 @@ def test_missing_source_and_unknown_refs(platform, tmp_path: Path) -> None:
 
 
 def test_a_corrupted_object_is_detected(platform) -> None:
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     platform.data.ingest("loans", DATA / "loans_holdout.csv", "loans/holdout.csv")
     digest = platform.data.repo("loans").ref("main").stat("loans/holdout.csv").digest
     target = platform.data.object_file(digest)
@@ -84,6 +89,7 @@ def test_commits_survive_a_reopen(home: Path) -> None:
     from mlops_lite import connect
 
     with connect(home=home) as first:
+        first.data.repo("loans").create(classification="internal", exist_ok=True)
         commit = first.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
     with connect(home=home) as second:
         assert second.data.repo("loans").branch("main").head().id == commit.id

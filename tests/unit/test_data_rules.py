@@ -22,7 +22,7 @@ def _csv(table: pa.Table) -> bytes:
 @pytest.fixture
 def repo(platform):
     repo = platform.data.repo("rules")
-    repo.create()
+    repo.create(classification="internal")
     repo.branch("dev").create("main")
     return repo
 
@@ -49,12 +49,13 @@ def test_a_failing_check_lists_every_reason_and_leaves_the_branch(repo) -> None:
 
 
 def test_anonymized_pii_and_a_matching_schema_pass(repo) -> None:
-    import hashlib
+    from mlops_lite.security.anonymize import Anonymizer, derive_key
 
     repo.configure(schemas=[SCHEMA], pii_patterns=["email"])
     dev = repo.branch("dev")
+    key = derive_key(b"k" * 32, "rules")
     good = pa.table({"id": [1, 2], "score": [0.5, 1.0],
-                     "email": [hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()]})
+                     "email": [Anonymizer.token("a@x.org", key), Anonymizer.token("b@y.org", key)]})
     dev.upload("tables/good.csv", _csv(good))
     dev.commit("good data")
     merged = dev.merge_into("main")
@@ -66,7 +67,7 @@ def test_checks_also_guard_merges(repo) -> None:
     dev.upload("tables/t.csv", _csv(pa.table({"id": [1], "email": ["plain@example.com"]})))
     dev.commit("before the rule")
     repo.configure(pii_patterns=["email"])
-    with pytest.raises(PolicyViolation, match="not anonymized"):
+    with pytest.raises(PolicyViolation, match="not pseudonymized"):
         dev.merge_into("main")
     assert repo.branch("main").head() is None
 

@@ -21,6 +21,7 @@ APPROVER = Identity(name="alice", role="approver")
 
 def train_second(platform: Any) -> Any:
     """Version 1.1.0 of loan-default, trained on the drifted file committed on main."""
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     platform.data.ingest("loans", DATA / "loans_drifted.csv", "loans/train.csv")
     table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
     spec = TrainingSpec.infer(table, target="default", exclude=FEATURE_EXCLUDE, sensitive="gender")

@@ -52,6 +52,7 @@ def test_batch_shape_errors(loop) -> None:
 def test_the_gate_refuses_a_weak_model_and_nothing_moves(tmp_path) -> None:
     settings = load_settings(home=tmp_path / "home", min_roc_auc=0.99)
     with Platform(settings) as platform:
+        platform.data.repo("loans").create(classification="internal", exist_ok=True)
         platform.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
         table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
         spec = TrainingSpec.infer(table, target="default", exclude=FEATURE_EXCLUDE)

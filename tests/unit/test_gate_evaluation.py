@@ -49,6 +49,7 @@ def _record(p: Any, name: str, *, trained: Any, commit: str, metrics: dict[str, 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     p, _, spec = build_loop(tmp_path_factory.mktemp("gate-evaluation") / "home")
+    p.data.repo("loans").create(classification="internal", exist_ok=True)
     p.data.ingest("loans", DATA / "loans_holdout.csv", "loans/holdout.csv")
     read = p.data.repo("loans").ref("main").read_table(PATH)
     poor = _constant(read.table, spec)

@@ -7,6 +7,7 @@ from ..conftest import DATA, FEATURE_EXCLUDE
 
 
 def _train(platform, source: str = "loans.csv", **options):
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     platform.data.ingest("loans", DATA / source, "loans/train.csv")
     table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
     spec = TrainingSpec.infer(table, target="default", exclude=FEATURE_EXCLUDE, **options)

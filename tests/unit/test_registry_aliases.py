@@ -24,6 +24,7 @@ MODEL = "loan-default"
 
 
 def _train(platform, source: str):
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     platform.data.ingest("loans", DATA / source, "loans/train.csv")
     table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
     spec = TrainingSpec.infer(table, target="default", exclude=FEATURE_EXCLUDE, algorithm="logistic_regression")

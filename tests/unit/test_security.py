@@ -33,6 +33,7 @@ def test_roles_are_ordered() -> None:
 
 def _events(platform) -> None:
     platform.tokens.create("a", "viewer")
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     platform.data.ingest("loans", DATA / "loans_holdout.csv", "loans/holdout.csv")
     platform.tokens.create("b", "viewer")
 
@@ -58,7 +59,7 @@ def test_concurrent_audited_writes_keep_one_unbroken_chain(platform) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     repo = platform.data.repo("audit-race")
-    repo.create()
+    repo.create(classification="internal")
     branches = [repo.branch(f"b{i}") for i in range(6)]
     for branch in branches:
         branch.create("main")

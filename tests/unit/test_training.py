@@ -91,6 +91,7 @@ def test_bad_specs_name_the_field(table: pa.Table) -> None:
 
 
 def test_a_failed_training_run_is_recorded_as_failed(platform) -> None:
+    platform.data.repo("loans").create(classification="internal", exist_ok=True)
     platform.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
     table = platform.data.repo("loans").ref("main").read_table("loans/train.csv").table
     spec = TrainingSpec.infer(table, target="default", exclude=FEATURE_EXCLUDE)

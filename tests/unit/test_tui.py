@@ -39,6 +39,7 @@ class Loaded:
 
 def load(home: Path) -> Loaded:
     p = connect(home=home)
+    p.data.repo("loans").create(classification="internal", exist_ok=True)
     commit = p.data.ingest("loans", LOANS_CSV, "loans/train.csv")
     table = p.data.repo("loans").ref("main").read_table("loans/train.csv").table
     spec = TrainingSpec.infer(table, target="default", exclude=PII, sensitive="gender")

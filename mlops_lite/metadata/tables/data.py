@@ -59,3 +59,16 @@ class DataCommit(SQLModel, table=True):
     author: str
     created_at: datetime
     meta: dict[str, Any] = json_column()
+
+
+class DataTombstone(SQLModel, table=True):
+    """A deleted repository: who deleted it, its classification, and the records of its
+    commits, so that lineage naming one of them still resolves (and says it was deleted),
+    and a repository made again under the name is held to the same classification."""
+
+    __tablename__ = "data_tombstones"
+    repository: str = Field(primary_key=True)
+    deleted_at: datetime = Field(primary_key=True)
+    deleted_by: str
+    classification: str
+    commits: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
