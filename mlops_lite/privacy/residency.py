@@ -200,6 +200,15 @@ class Residency:
         self.check_placement(classification_of(profile), region or self.region_of(profile), action,
                              f"data:{repository}", actor=actor)
 
+    def check_write(self, repository: str, profile: Callable[[], PrivacyProfile | None], action: str, *,
+                    actor: str | None = None) -> None:
+        """A write to ``repository`` (``profile`` loads its profile, read only when the rules
+        restrict some classification: a policy without residency costs a write nothing)."""
+        rules = self._rules()
+        if all(rules.residency_rule(c) is None for c in CLASSIFICATIONS):
+            return
+        self.check_repository(repository, profile(), action, actor=actor)
+
     def check_transfer(self, repository: str, region: str, *, actor: str | None = None) -> None:
         """An export or replication of ``repository`` to ``region``."""
         if not isinstance(region, str) or not _REGION.match(region):

@@ -105,9 +105,13 @@ def test_a_write_outside_the_allowed_regions_is_refused_and_nothing_moves(platfo
     refusal = _refused(lambda: dev.upload("c.csv", b"x,y\n5,6\n"))
     assert refusal.details["action"] == "data.upload"
     assert {d.path for d in dev.uncommitted()} == {"b.csv"}  # c.csv was not staged
+    main_head = repo.branch("main").head()
+    refusal = _refused(lambda: dev.merge_into("main"))
+    assert refusal.details["rule"] == "residency.classes.personal"
+    assert repo.branch("main").head() == main_head
 
     events = _refusals(platform)
-    assert [e.after["action"] for e in events] == ["data.upload", "data.commit"]  # newest first
+    assert [e.after["action"] for e in events] == ["data.merge", "data.upload", "data.commit"]  # newest first
     assert all(e.object == "data:people" and e.after["rule"] == "residency.classes.personal" for e in events)
     assert all(set(e.after) == {"rule", "action", "classification", "region", "allowed"} for e in events)
 
