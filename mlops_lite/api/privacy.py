@@ -17,6 +17,13 @@ class PrivacyAPI(Protocol):
     def anonymize_file(self, source: Path, *, repository: str | None = None, columns: Sequence[str] | None = None,
                        out_dir: Path | None = None) -> AnonymizedFile: ...
 
+    def key_id(self, repository: str) -> str:
+        """The id of the repository's current pseudonymization key (what its tokens carry)."""
+
+    def rotate_key(self, repository: str) -> str:
+        """Move the repository to its next pseudonymization key (admin; audited ``keys.rotate``);
+        the new key's id. Old tokens keep their ``pii1:`` prefix and stay accepted."""
+
     def erase(self, repository: str, subject: str, *, dry_run: bool = False,
               actor: str | None = None) -> ErasureReport: ...
 

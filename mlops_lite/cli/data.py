@@ -88,6 +88,15 @@ def repo_list(as_json: JsonOption = False) -> None:
     print_table(out)
 
 
+@repo_app.command("rotate-key")
+def repo_rotate_key(name: RepoArg) -> None:
+    """Move the repository to its next pseudonymization key (admin; audited as keys.rotate).
+    New files get new tokens; old tokens keep their pii1: prefix and stay accepted."""
+    with platform() as p:
+        key_id = p.privacy.rotate_key(name)
+    line(f"repository {name} pseudonymizes under key {key_id} now")
+
+
 @repo_app.command("delete")
 def repo_delete(name: RepoArg,
                 yes: Annotated[bool, typer.Option("--yes", help="Confirm: drop every branch, tag and commit.")]

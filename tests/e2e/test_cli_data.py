@@ -27,6 +27,7 @@ HOLDOUT = DATA / "loans_holdout.csv"
 
 DATA_COMMANDS = (
     "data", "data repo", "data repo create", "data repo list", "data repo delete", "data repo config",
+    "data repo rotate-key",
     "data branch", "data branch create", "data branch list", "data branch delete", "data branch reset",
     "data put", "data get", "data ls", "data commit", "data log", "data diff", "data merge", "data revert",
     "data tag", "data tag create", "data tag list", "data tag delete", "data query", "data gc", "data fsck",

@@ -36,6 +36,8 @@ def test_the_cli_requires_a_classification(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "classification" in bad.stderr + bad.stdout
     made = _cli(home, "data", "repo", "create", "people", "--classification", "sensitive-personal")
     assert made.returncode == 0, made.stderr
+    rotated = _cli(home, "data", "repo", "rotate-key", "people")
+    assert rotated.returncode == 0 and "pseudonymizes under key" in rotated.stdout, rotated.stderr
     from mlops_lite import connect
     from mlops_lite.privacy.profile import DEFAULT_PII_PATTERNS
 
@@ -43,6 +45,7 @@ def test_the_cli_requires_a_classification(tmp_path: Path) -> None:
         config = platform.data.repo("people").config()
         assert config.classification == "sensitive-personal" and config.effective_pii_patterns == DEFAULT_PII_PATTERNS
         assert [r.name for r in platform.data.repositories()] == ["people"]
+        assert config.anonymization_key_version == 2 and platform.privacy.key_id("people") in rotated.stdout
 
 
 @pytest.fixture(scope="module")

@@ -135,3 +135,35 @@ def test_main_refuses_a_card_number_in_clear_and_takes_its_token(tmp_path: Path)
         with pytest.raises(InvalidInput) as unclassified:
             platform.data.repo("nope").create()
         assert unclassified.value.field == "classification"
+
+
+def test_a_home_of_the_release_before_reads_its_repositories_as_personal(tmp_path: Path) -> None:
+    """A plaintext home whose repository config was written before classifications, key
+    versions and token prefixes: read as personal (default patterns when it named none),
+    key version 1, and its bare-hex tokens accepted only once legacy_tokens is set."""
+    from mlops_lite.metadata.tables import DataRepository
+
+    old_token = "0123456789abcdef0123456789abcdef"
+    with connect(home=tmp_path / "home", encryption=False) as platform:
+        platform.data.repo("legacy").create(classification="internal")
+        with platform._store.session() as session:  # the row as the release before stored it
+            row = session.get(DataRepository, "legacy")
+            row.config = {"protected_branches": ["main"], "schemas": [], "pii_patterns": [],
+                          "max_object_bytes": None, "extra": {}}
+            session.add(row)
+    with connect(home=tmp_path / "home", encryption=False) as platform:
+        repo = platform.data.repo("legacy")
+        config = repo.config()
+        assert config.privacy is None and config.classification == "personal"
+        assert config.effective_pii_patterns == DEFAULT_PII_PATTERNS and config.anonymization_key_version == 1
+        source = tmp_path / "old.csv"
+        source.write_text(f"email,score\n{old_token},1\n")
+        with pytest.raises(PolicyViolation, match="not pseudonymized"):
+            platform.data.ingest("legacy", source, "old.csv")
+        repo.configure(legacy_tokens=True)
+        platform.data.ingest("legacy", source, "old.csv")
+        # a plaintext home keeps anonymization.key as the root (0600)
+        out = platform.privacy.anonymize_file(source, columns=["score"], repository="legacy",
+                                              out_dir=tmp_path / "out")
+        assert TOKEN.match(out.path.read_text().splitlines()[1].split(",")[1])
+        assert (tmp_path / "home" / "anonymization.key").stat().st_mode & 0o777 == 0o600
