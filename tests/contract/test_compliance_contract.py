@@ -59,3 +59,19 @@ def test_the_report_needs_an_admin_over_http(api: Any, api_kind: str) -> None:
     with RemotePlatform(api.url, secret) as operator:
         refused(PermissionDenied, operator.compliance.report)
         assert operator.compliance.residency() == api.compliance.residency()
+
+
+def test_a_deployment_whose_data_may_not_be_served_here_is_refused(loop_api: Any) -> None:
+    policy = home_of(loop_api) / "policies" / "default.toml"
+    version = loop_api.registry.list_versions("loan-default")[-1]
+    before = loop_api.deployments.get("loans").revision
+    policy.parent.mkdir(exist_ok=True)
+    policy.write_text('[residency.classes]\ninternal = ["eu"]\npersonal = ["eu"]\nsensitive-personal = ["eu"]\n')
+    try:
+        error = refused(PolicyViolation, lambda: loop_api.deployments.deploy("loans", version.model, version.version))
+        assert error.details["rule"].startswith("residency.classes.")
+        assert error.details["object"] == "deployment:loans" and error.details["region"] == "ae"
+        assert loop_api.deployments.get("loans").revision == before
+    finally:
+        policy.unlink()
+    assert loop_api.deployments.deploy("loans", version.model, version.version).revision == before + 1

@@ -80,6 +80,13 @@ def test_the_cli_lists_residency_refuses_an_export_and_writes_the_report(tmp_pat
     for text in (markdown, json.dumps(document)):
         assert PERSON not in text and EMAIL not in text and "Fatima" not in text
 
+    (home / "policies" / "default.toml").write_text(POLICY.replace('internal = ["ae", "eu"]', 'internal = ["ae"]'))
+    table = cli(home, "compliance", "residency")
+    assert table.returncode == 1  # a location violates the rules
+    row = next(line for line in table.stdout.splitlines() if "catalogue" in line)
+    assert "VIOLATING" in row and "residency.classes.internal" in row and "eu-west-1" in row
+    assert "1 location(s) violate the residency rules" in table.stdout
+
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Any, str]]:
