@@ -113,9 +113,15 @@ def test_refusals_over_http_are_412_with_the_rule(served: tuple[str, str]) -> No
         assert PERSON not in refused.text
         ok = http.post("/v1/compliance/transfers", json={"repository": "catalogue", "region": "eu-central-1"})
         assert ok.status_code == 200 and ok.json()["allowed"] is True
-        for body in ({"repository": "applicants"}, {"repository": "applicants", "region": "Mars!"}, {}):
+        for body in ({"repository": "applicants"}, {"repository": "applicants", "region": "Mars!"}, {},
+                     {"repository": 7, "region": "ae"}, {"repository": "applicants", "region": ["ae"]}):
             bad = http.post("/v1/compliance/transfers", json=body)
             assert bad.status_code == 422, (body, bad.text)
+        for raw in (b"[1, 2]", b"null", b"not json", b'"ae"'):
+            bad = http.post("/v1/compliance/transfers", content=raw, headers={"Content-Type": "application/json"})
+            assert 400 <= bad.status_code < 500, (raw, bad.status_code, bad.text)
+        missing = http.post("/v1/compliance/transfers", json={"repository": "no-such-repo", "region": "ae"})
+        assert missing.status_code == 404, missing.text
 
         report = http.get("/v1/compliance/report")
         assert report.status_code == 200
