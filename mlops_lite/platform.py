@@ -154,7 +154,7 @@ def subject_rights(platform: Platform) -> SubjectRights:
     erasure = Erasure(rewriter, subject_key=anonymization_root(platform.settings, platform.protection),
                       tokens=lambda repository, subject: platform.privacy.subject_tokens(repository, subject),
                       predictions=platform.monitoring, actor=platform.actor)
-    retention = Retention(rewriter, log_days=getattr(platform.settings, "prediction_log_retention_days", None),
+    retention = Retention(rewriter, log_days=platform.settings.prediction_log_retention_days,
                           apply_log_retention=platform.monitoring.apply_retention, actor=platform.actor)
     return LocalRights(erasure, retention)
 

@@ -738,7 +738,8 @@ class RetentionReport:
     dry_run: bool
     repositories: tuple[RetentionRun, ...]
     prediction_log_days: int | None
-    prediction_log_rows: int | None
+    prediction_log_files: int | None
+    """Prediction, feedback and error files removed (whole date partitions past the days)."""
 
 
 @dataclass(frozen=True)

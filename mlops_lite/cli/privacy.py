@@ -71,4 +71,6 @@ def privacy_retention(dry_run: DryRun = False, as_json: JsonOption = False) -> N
     if not report.repositories:
         line("no repository declares retention_days")
     if report.prediction_log_days is not None:
-        line(f"prediction log: {report.prediction_log_days} days, {report.prediction_log_rows} row(s) removed")
+        removed = "not applied (dry run)" if report.prediction_log_files is None else \
+            f"{report.prediction_log_files} file(s) removed"
+        line(f"prediction log: {report.prediction_log_days} days, {removed}")

@@ -43,7 +43,7 @@ def older_than(cutoff: datetime) -> Callable[[Sequence[str | None]], bool]:
 
 class Retention:
     def __init__(self, rewriter: HistoryRewriter, *, log_days: int | None,
-                 apply_log_retention: Callable[[int], Any] | None, actor: str) -> None:
+                 apply_log_retention: Callable[[int], int] | None, actor: str) -> None:
         self._rewriter = rewriter
         self._log_days = log_days
         self._apply_log = apply_log_retention
@@ -64,12 +64,11 @@ class Retention:
                 runs.append(self._rows(name, profile.retention_days, profile.time_column, cutoff, dry_run, actor))
             else:
                 runs.append(self._objects(name, profile.retention_days, cutoff, dry_run, actor))
-        log_rows = None
+        log_files = None
         if self._log_days is not None and self._apply_log is not None and not dry_run:
-            result = self._apply_log(self._log_days)
-            log_rows = result if isinstance(result, int) else getattr(result, "rows", None)
+            log_files = self._apply_log(self._log_days)
         report = RetentionReport(dry_run=dry_run, repositories=tuple(runs), prediction_log_days=self._log_days,
-                                 prediction_log_rows=log_rows)
+                                 prediction_log_files=log_files)
         if not dry_run:
             with self._rewriter.store.session() as session:
                 self._rewriter.audit.append(
@@ -77,7 +76,7 @@ class Retention:
                     after={"repositories": {r.repository: {"days": r.retention_days, "rows": r.rows,
                                                            "objects": r.objects, "commits": r.commits,
                                                            "paths_removed": r.paths_removed} for r in runs},
-                           "prediction_log_days": self._log_days, "prediction_log_rows": log_rows})
+                           "prediction_log_days": self._log_days, "prediction_log_files": log_files})
         return report
 
     def _rows(self, repository: str, days: int, column: str, cutoff: datetime, dry_run: bool,

@@ -77,3 +77,25 @@ def test_without_a_time_column_old_objects_leave_the_heads(p: Any, monkeypatch: 
     assert repo.log("main")[0].message.startswith("retention:")
     assert p.data.fsck().clean
     assert p.privacy.retention().repositories[0].paths_removed == 0
+
+
+def test_the_prediction_log_keeps_its_retention(tmp_path: Path) -> None:
+    """Feedback written now, and the same file moved into a partition dated long ago: the
+    run removes the old partition only, and the audit event counts it."""
+    import shutil
+
+    from mlops_lite import connect
+
+    with connect(home=tmp_path / "home", prediction_log_retention_days=30) as p:
+        assert p.monitoring.record_feedback("credit", [("req-1", "1")]) == 1
+        p.monitoring.flush()
+        [today] = list((p.monitoring.feedback_dir / "deployment=credit").glob("date=*"))
+        old = today.with_name("date=2001-01-01")
+        shutil.copytree(today, old)
+        assert p.privacy.retention(dry_run=True).prediction_log_files is None and old.exists()
+        report = p.privacy.retention()
+        assert (report.prediction_log_days, report.prediction_log_files) == (30, 1)
+        assert not old.exists() and today.exists()
+        assert p.monitoring.query("select count(*) as n from feedback").to_pylist() == [{"n": 1}]
+        event = next(e for e in p.audit.events(limit=100) if e.action == "privacy.retention")
+        assert event.after["prediction_log_files"] == 1
