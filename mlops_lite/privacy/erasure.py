@@ -401,7 +401,8 @@ class Erasure:
         self._actor = actor
 
     def _subject(self, repository: str, subject: str) -> tuple[tuple[str, ...], frozenset[str]]:
-        """The repository's subject columns and every value that names the subject there."""
+        """The repository's subject columns and every value that names the subject there (the
+        identifier as given, without surrounding blanks, and its tokens)."""
         if not isinstance(subject, str) or not subject.strip():
             raise InvalidInput("the subject identifier is empty", field="subject",
                                expected="the subject's identifier, or its pseudonymous token")
@@ -417,6 +418,7 @@ class Erasure:
             raise InvalidInput(f"data repository {repository!r} declares no subject columns",
                                field="privacy.subject_columns",
                                expected="the columns that identify a data subject (data configure)")
+        subject = subject.strip()
         return columns, frozenset({subject, *self._tokens(repository, subject)})
 
     def _rule(self, columns: tuple[str, ...], values: frozenset[str]) -> RowRule:

@@ -87,6 +87,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
                                                    "loans/readme.txt": b"no table here\n"}, "tokens"))
         p.data.repo("loans").branch("feature").create("main")
         commit(p, "loans", "feature", {"loans/more.csv": csv_bytes(customers(30, 60))}, "feature rows")
+        p.data.repo("loans").branch("feature").upload("loans/staged.csv", csv_bytes(customers(41, 44)))  # uncommitted
         commits.append(commit(p, "loans", "main", {"loans/late.csv": csv_bytes(customers(300, 320))}, "no subject"))
         commit(p, "copy", "main", {"same/train.csv": first}, "a copy of loans' first file")
         commit(p, "copy", "main", {"same/other.csv": csv_bytes(customers(500, 510))}, "unrelated")
@@ -175,8 +176,8 @@ def test_erasure_leaves_no_trace_of_the_subject(world: dict[str, Any]) -> None:
     assert dry.dry_run and dry.rows > 0 and hits(p, settings) == before
 
     report = p.privacy.erase("loans", SUBJECT)
-    # four objects held the subject (the copy's file is the same object as the first train.csv)
-    assert (report.rows, report.objects) == (4, 4) and set(report.repositories) == {"loans", "copy"}
+    # five objects held the subject, one staged (the copy's file is the same object as the first train.csv)
+    assert (report.rows, report.objects) == (5, 5) and set(report.repositories) == {"loans", "copy"}
     assert report.models_flagged == 1
     assert hits(p, settings) == {}
     assert report.prediction_log_rows
@@ -188,6 +189,8 @@ def test_erasure_leaves_no_trace_of_the_subject(world: dict[str, Any]) -> None:
     assert main.read_bytes("loans/readme.txt") == b"no table here\n"
     late = main.read_bytes("loans/late.csv")
     assert late == csv_bytes(customers(300, 320)), "objects without the subject keep their exact bytes"
+    staged = p.data.repo("loans").ref("feature").read_bytes("loans/staged.csv")
+    assert staged == csv_bytes([r for r in customers(41, 44) if r["customer_id"] != SUBJECT])
     kept = main.read_bytes("loans/train.csv").decode().splitlines()
     assert len(kept) == 200 and kept[0] == ",".join(COLUMNS)
 
@@ -312,7 +315,7 @@ def test_over_http_and_the_cli(world: dict[str, Any], tmp_path: Path) -> None:
                               env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)
-        assert report["rows"] == 4 and SUBJECT not in done.stdout
+        assert report["rows"] == 5 and SUBJECT not in done.stdout
         assert SUBJECT.encode() not in p.data.repo("loans").ref("main").read_bytes("loans/train.csv")
         assert p.data.fsck().clean
         version = world["version"]
