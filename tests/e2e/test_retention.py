@@ -99,3 +99,21 @@ def test_the_prediction_log_keeps_its_retention(tmp_path: Path) -> None:
         assert p.monitoring.query("select count(*) as n from feedback").to_pylist() == [{"n": 1}]
         event = next(e for e in p.audit.events(limit=100) if e.action == "privacy.retention")
         assert event.after["prediction_log_files"] == 1
+
+
+def test_the_daemon_runs_retention_daily(p: Any) -> None:
+    from server.jobs import DaemonJobs
+
+    repo = make(p, "daily", retention_days=30, time_column="seen_at")
+    repo.branch("main").upload("d.csv", b"customer_id,seen_at\nc1,2001-01-01\nc2,2999-01-01\n")
+    repo.branch("main").commit("rows")
+    jobs = DaemonJobs(p, p.settings, prefect_url=None, load_flows=lambda: None)
+    jobs.start()
+    try:
+        job = next(j for j in jobs._scheduler.get_jobs() if j.id == "privacy-retention")
+        assert job.trigger.interval == timedelta(hours=24)
+    finally:
+        jobs.stop()
+    jobs.retention()
+    assert repo.ref("main").read_bytes("d.csv") == b"customer_id,seen_at\nc2,2999-01-01\n"
+    assert any(e.action == "privacy.retention" for e in p.audit.events(limit=50))
