@@ -35,7 +35,7 @@ from sqlmodel import Session, col, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.data.checks import RepositoryConfig
-from mlops_lite.data.tree import TreeStore
+from mlops_lite.data.tree import Entry, TreeStore, encode
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
 from mlops_lite.metadata.audit import AuditTrail
 from mlops_lite.metadata.store import MetadataStore
@@ -202,8 +202,9 @@ class HistoryRewriter:
             plan.replacements[digest] = new
             plan.rows_removed[digest] = removed
 
+        seen: set[str] = set()  # subtrees already read: commits share every subtree they do not change
         for commit in by_repo.get(repository, []):
-            for path, digest, _ in self.trees.walk(commit.tree):
+            for path, digest in self._tables(commit.tree, seen):
                 examine(path, digest)
         for row in staged:
             if row.repository == repository and row.digest is not None:
@@ -212,9 +213,9 @@ class HistoryRewriter:
             return plan
         # Identical objects elsewhere (deduplicated by content) are the same rows: every
         # repository that holds one is rewritten too.
+        memo: dict[str, str] = {}
         for repo, rows in by_repo.items():
-            changed = self._rewrite_commits(rows, plan.replacements, mark, write) if repo == repository or \
-                self._holds(rows, plan.replacements) else {}
+            changed = self._rewrite_commits(rows, plan.replacements, mark, write, memo)
             if changed:
                 plan.commits[repo] = list(changed.values())
                 plan.mapping.update({old: new.id for old, new in changed.items()})
@@ -222,23 +223,49 @@ class HistoryRewriter:
         plan.tags = {(t.repository, t.name): t.commit for t in tags}
         return plan
 
-    def _holds(self, commits: list[DataCommit], replacements: dict[str, tuple[str, int]]) -> bool:
-        return any(digest in replacements for c in commits for _, digest, _ in self.trees.walk(c.tree))
+    def _tables(self, tree: str, seen: set[str], prefix: str = "") -> Iterator[tuple[str, str]]:
+        """(path, digest) of the table objects under ``tree``, skipping subtrees in ``seen``."""
+        if tree in seen:
+            return
+        seen.add(tree)
+        for name, (kind, digest, _) in sorted(self.trees.read(tree).items()):
+            if kind == "t":
+                yield from self._tables(digest, seen, f"{prefix}{name}/")
+            elif is_table(name):
+                yield f"{prefix}{name}", digest
+
+    def _rewrite_tree(self, tree: str, replacements: dict[str, tuple[str, int]], memo: dict[str, str],
+                      write: bool) -> str:
+        """The tree with the replaced objects swapped in (the same digest when it holds none);
+        each subtree is rewritten once, however many commits share it."""
+        if tree in memo:
+            return memo[tree]
+        entries = self.trees.read(tree)
+        changed: dict[str, Entry] = {}
+        for name, (kind, digest, size) in entries.items():
+            if kind == "t":
+                sub = self._rewrite_tree(digest, replacements, memo, write)
+                if sub != digest:
+                    changed[name] = ("t", sub, size)
+            elif digest in replacements:
+                changed[name] = ("b", *replacements[digest])
+        result = tree
+        if changed:
+            merged = {**entries, **changed}
+            result = self.trees.write(merged) if write else hashlib.sha256(encode(merged)).hexdigest()
+        memo[tree] = result
+        return result
 
     def _rewrite_commits(self, commits: list[DataCommit], replacements: dict[str, tuple[str, int]],
-                         mark: dict[str, str], write: bool) -> dict[str, DataCommit]:
+                         mark: dict[str, str], write: bool, memo: dict[str, str]) -> dict[str, DataCommit]:
         """Old commit id -> its new row, parents first, for every commit whose tree or parents change."""
         by_id = {c.id: c for c in commits}
         changed: dict[str, DataCommit] = {}
         for commit in _parents_first(by_id):
-            changes = {path: replacements[digest] for path, digest, _ in self.trees.walk(commit.tree)
-                       if digest in replacements}
+            tree = self._rewrite_tree(commit.tree, replacements, memo, write)
             parents = [changed[p].id if p in changed else p for p in (commit.parents or [])]
-            if not changes and parents == list(commit.parents or []):
+            if tree == commit.tree and parents == list(commit.parents or []):
                 continue
-            tree = commit.tree
-            if changes:
-                tree = self.trees.apply(commit.tree, changes) if write else _fake_tree(commit.tree, changes)
             meta = {**dict(commit.meta or {}), **mark}
             body = {"repository": commit.repository, "parents": parents, "tree": tree, "message": commit.message,
                     "author": commit.author, "created_at": commit.created_at.isoformat(), "meta": meta}
@@ -381,11 +408,6 @@ def _parents_first(commits: dict[str, DataCommit]) -> Iterator[DataCommit]:
                 continue
             stack.append((commit_id, True))
             stack.extend((p, False) for p in commits[commit_id].parents or () if p not in done)
-
-
-def _fake_tree(tree: str, changes: dict[str, tuple[str, int]]) -> str:
-    """A stand-in tree id for a dry run (nothing is written)."""
-    return hashlib.sha256(json.dumps([tree, sorted(changes.items())]).encode()).hexdigest()
 
 
 class Erasure:
