@@ -369,3 +369,14 @@ def test_a_home_made_before_erasure_gets_its_tables_and_erases(tmp_path: Path) -
         assert (report.rows, len(report.commits)) == (1, 1)
         assert SUBJECT.encode() not in p.data.repo("loans").ref("main").read_bytes("a.csv")
         assert p.data.fsck().clean
+
+
+def test_erasure_by_the_token_removes_the_pseudonymized_rows(world: dict[str, Any]) -> None:
+    p = world["platform"]
+    token = p.privacy.anonymizer.token(SUBJECT, p.privacy.anonymizer.key("loans"))
+    report = p.privacy.erase("loans", token)
+    assert (report.rows, report.objects) == (1, 1)  # the tokens file; the raw rows do not carry the token
+    main = p.data.repo("loans").ref("main")
+    assert token.encode() not in json.dumps(main.read_table("loans/tokens.parquet").table.to_pylist()).encode()
+    assert SUBJECT.encode() in main.read_bytes("loans/train.csv")
+    assert p.data.fsck().clean
