@@ -106,6 +106,16 @@ def hl(served: Served) -> Iterator[Any]:
         client.sdk_client._api.close()
 
 
+def _delete_as_admin(served: Served, name: str) -> None:
+    """Delete a repository as lakeFS clients do; it needs admin (the operator's key gets 403)."""
+    with served.http() as http:
+        refused = http.delete(f"/repositories/{name}")
+        assert refused.status_code == 403 and "admin" in refused.text
+    _, key, secret = served.platform.tokens.create_access_key(f"admin-{name}", "admin")
+    with served.http(key=key, secret=secret) as http:
+        assert http.delete(f"/repositories/{name}").status_code == 204
+
+
 def _pages(call: Any, *args: Any, **kwargs: Any) -> list[list[Any]]:
     """Every page of a lakeFS listing, following ``next_offset``."""
     pages, after = [], ""
@@ -188,7 +198,7 @@ def test_missing_or_malformed_credentials_answer_401_json(served: Served) -> Non
 
 
 def test_a_viewer_key_reads_but_cannot_write(served: Served) -> None:
-    served.platform.data.repo("viewer-reads").create(exist_ok=True)
+    served.platform.data.repo("viewer-reads").create(classification="internal", exist_ok=True)
     sdk = _sdk(served, served.viewer_key, served.viewer_secret)
     try:
         assert sdk.repositories_api.get_repository("viewer-reads").id == "viewer-reads"
@@ -241,7 +251,7 @@ def test_failed_data_checks_are_412_with_the_reasons(served: Served, sdk: Any) -
     from lakefs_sdk import models
 
     repo = served.platform.data.repo("checked")
-    repo.create()
+    repo.create(classification="internal")
     repo.configure(max_object_bytes=10)
     repo.branch("dev").create("main")
     sdk.objects_api.upload_object("checked", "dev", "big.csv", content=b"0123456789abcdef")
@@ -346,7 +356,7 @@ def test_legacy_client_full_flow(served: Served, legacy: Any) -> None:
 
     legacy.branches_api.delete_branch(name, "dev")
     assert [b.name for b in data.repo(name).branches()] == ["main"]
-    legacy.repositories_api.delete_repository(name)
+    _delete_as_admin(served, name)
     with pytest.raises(mlops_lite.NotFound):
         data.repo(name).info()
 
@@ -451,7 +461,7 @@ def test_sdk_full_flow(served: Served, sdk: Any) -> None:
         sdk.branches_api.delete_branch(name, "main")
     assert caught.value.status == 403 and "default branch" in caught.value.body  # lakeFS: 403
 
-    sdk.repositories_api.delete_repository(name)
+    _delete_as_admin(served, name)
     assert name not in [r.name for r in data.repositories()]
 
 
@@ -459,7 +469,7 @@ def test_sdk_listing_pages_match_the_platform(served: Served, sdk: Any) -> None:
     data = served.platform.data
     name = "sdk-listing"
     repo = data.repo(name)
-    repo.create()
+    repo.create(classification="internal")
     repo.branch("work").create("main")
     for path in ["a/1.csv", "a/2.csv", "b/1.csv", "b/c/2.csv", "c.csv", "d.csv", "e.csv"]:
         repo.branch("work").upload(path, path.encode())
@@ -493,7 +503,7 @@ def test_raw_uploads_stream_past_the_default_body_limit(served: Served) -> None:
     import hashlib
 
     repo = served.platform.data.repo("big-upload")
-    repo.create()
+    repo.create(classification="internal")
     repo.branch("dev").create("main")
     block = bytes(range(256)) * 4096  # 1 MiB
     digest = hashlib.sha256(block * 12).hexdigest()
@@ -596,7 +606,7 @@ def test_lakefs_package_flow(served: Served, hl: Any) -> None:
     assert sorted(b.id for b in repo.branches()) == ["dev", "main"]
     dev.delete()
     assert [b.id for b in repo.branches()] == ["main"]
-    repo.delete()
+    _delete_as_admin(served, "hl-flow")
     with pytest.raises(lakefs.exceptions.NotFoundException):
         lakefs.repository("hl-flow", client=hl).properties  # noqa: B018
 
@@ -627,7 +637,9 @@ def test_mlops_lite_lakefs_backend_against_this_api(served: Served) -> None:
         merged = work.merge_into("main")
         assert merged.id == local.branch("main").head().id
         assert [c.id for c in repo.log("main")] == [c.id for c in local.log("main")]
-        repo.delete()
+        with pytest.raises(mlops_lite.PermissionDenied):
+            repo.delete()  # deleting a repository needs admin; this key is an operator's
+        _delete_as_admin(served, "via-backend")
     finally:
         remote.close()
 
@@ -641,7 +653,7 @@ def test_the_lakefs_backend_reads_rules_opens_imports_and_queries_as_the_platfor
     from mlops_lite.data.lakefs_backend import LakeFSDataStore
 
     local = served.platform.data.repo("rules-via-backend")
-    local.create(config=RepositoryConfig(protected_branches=("main", "release"), pii_patterns=("ssn", "e.?mail")))
+    local.create(classification="internal", config=RepositoryConfig(protected_branches=("main", "release"), pii_patterns=("ssn", "e.?mail")))
     remote = LakeFSDataStore(served.url, served.key, served.secret)
     try:
         repo = remote.repo("rules-via-backend")

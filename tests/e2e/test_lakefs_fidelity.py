@@ -36,7 +36,7 @@ def _loans(served: Served, name: str) -> tuple[Any, str, str]:
     """A repository whose protected main took good data, then bad data, each by merge from dev.
     Returns (the repository handle, the good merge's id, the bad merge's id)."""
     repo = served.platform.data.repo(name)
-    repo.create()
+    repo.create(classification="internal")
     dev = repo.branch("dev")
     dev.create("main")
     dev.upload("loans.csv", GOOD)
@@ -178,7 +178,7 @@ def test_merge_that_brings_nothing_is_no_changes(served: Served, sdk: Any, hl: A
 
 def test_ref_diff_is_three_dot_by_default(served: Served, sdk: Any, hl: Any) -> None:
     repo = served.platform.data.repo("three-dot")
-    repo.create()
+    repo.create(classification="internal")
     dev = repo.branch("dev")
     dev.create("main")
     dev.upload("shared.csv", b"base\n")
@@ -228,7 +228,7 @@ def test_deleting_a_missing_object_succeeds_as_in_lakefs(served: Served, sdk: An
 
 def test_reset_one_object_or_one_prefix(served: Served, hl: Any) -> None:
     repo = served.platform.data.repo("resets")
-    repo.create()
+    repo.create(classification="internal")
     repo.branch("work").create("main")
     branch = lakefs.repository("resets", client=hl).branch("work")
     for path in ["a.csv", "dir/b.csv", "dir/c.csv", "dirt.csv"]:
@@ -245,7 +245,7 @@ def test_reset_one_object_or_one_prefix(served: Served, hl: Any) -> None:
 
 def test_log_stops_at_a_ref_or_a_date(served: Served, sdk: Any) -> None:
     repo = served.platform.data.repo("log-stops")
-    repo.create()
+    repo.create(classification="internal")
     work = repo.branch("work")
     work.create("main")
     commits = []
