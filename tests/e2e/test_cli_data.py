@@ -336,7 +336,8 @@ def test_repo_config_pins_a_schema_that_commits_must_pass(home: Path, tmp_path: 
         repo = platform.data.repo("loans")
         config = repo.config()
         assert config == RepositoryConfig(protected_branches=("main", "release"), schemas=config.schemas,
-                                          pii_patterns=("email",), max_object_bytes=1000)
+                                          pii_patterns=("email",), max_object_bytes=1000, privacy=config.privacy)
+        assert config.classification == "internal"
         assert [(c.name, c.type, c.nullable) for c in config.schemas[0].columns] == \
             [("n", "int", False), ("s", "string", True)]
         assert [c.message for c in repo.log("dev")] == ["clean"]
