@@ -297,3 +297,26 @@ def test_a_changed_file_is_refused_loudly(tmp_path: Path) -> None:
     finally:
         wrong.close()
         keyless.close()
+
+
+def test_a_changed_file_fails_the_monitor_loudly_and_the_daemon_job_goes_on(
+        served: tuple[Any, str, str, str], caplog: pytest.LogCaptureFixture) -> None:
+    from server.jobs import DaemonJobs
+
+    platform = served[0]
+    target = next(Path(platform.settings.home, "predictions").rglob("*.parquet"))
+    original = target.read_bytes()
+    changed = bytearray(original)
+    changed[len(changed) // 2] ^= 0x01
+    try:
+        target.write_bytes(bytes(changed))
+        with pytest.raises(IntegrityError, match="does not verify"):
+            platform.loop.check("loans")
+        jobs = DaemonJobs(platform, platform.settings, prefect_url=None, load_flows=lambda: None,
+                          echo=lambda _: None)
+        with caplog.at_level("ERROR"):
+            assert jobs.monitor_all() == []  # the deployment's pass failed, logged; the job itself did not
+        assert any("monitoring loans failed" in r.getMessage() for r in caplog.records)
+    finally:
+        target.write_bytes(original)
+    assert platform.loop.check("loans")["report"]["rows"] >= 3
