@@ -320,13 +320,19 @@ def log_scan(folder: Path | Sequence[Path], log_key: DataKey | None, *, hive: bo
         raise IntegrityError(f"the prediction log under {encrypted[0].parent} is encrypted and this home "
                              f"has no log key to read it with")
     options = ("hive_partitioning=true, " if hive else "hive_partitioning=false, ") + "union_by_name=true"
+    # All files of the kind this home writes: the glob rather than a long list (a file
+    # written meanwhile is of that kind too).
+    pattern = f"'{_quoted(folder / '**' / '*.parquet')}'" if isinstance(folder, Path) else None
+    uniform = pattern is not None and (not plain if log_key is not None else not encrypted)
     scans = []
     if encrypted:
         assert log_key is not None
-        scans.append(f"SELECT * FROM read_parquet({_path_list(encrypted)}, {options}, "
+        files = pattern if uniform and pattern else _path_list(encrypted)
+        scans.append(f"SELECT * FROM read_parquet({files}, {options}, "
                      f"encryption_config={{footer_key: '{_key_name(log_key)}'}})")
     if plain:
-        scans.append(f"SELECT * FROM read_parquet({_path_list(plain)}, {options})")
+        files = pattern if uniform and pattern else _path_list(plain)
+        scans.append(f"SELECT * FROM read_parquet({files}, {options})")
     return f"({' UNION ALL BY NAME '.join(scans)})"
 
 
