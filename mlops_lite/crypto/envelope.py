@@ -114,6 +114,7 @@ class DecryptingReader(io.RawIOBase):
         self._chunks = max(1, -(-(self._encrypted_size - len(self._header)) // (CHUNK + TAG)))
         self._pos = 0
         self._cached: tuple[int, bytes] | None = None
+        self._sealed: bytearray | None = None  # one buffer the sealed chunks are read into
 
     def readable(self) -> bool:
         return True
@@ -138,7 +139,9 @@ class DecryptingReader(io.RawIOBase):
         if self._cached is not None and self._cached[0] == index:
             return self._cached[1]
         self._raw.seek(len(self._header) + index * (CHUNK + TAG))
-        sealed = self._raw.read(CHUNK + TAG)
+        if self._sealed is None:
+            self._sealed = bytearray(min(CHUNK + TAG, self._encrypted_size - len(self._header)))
+        sealed = memoryview(self._sealed)[:self._raw.readinto(self._sealed)]
         last = index == self._chunks - 1
         try:
             plain = self._aead.decrypt(_nonce(index), sealed, _aad(self._header, index, last))
