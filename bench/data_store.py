@@ -31,12 +31,13 @@ to the ratio or, for the absolute figures, to the value):
   value <= 0.5 s; reference: listing both commits in full (also cold) and comparing.
 - ``storage_growth_1pct_bytes``: growth of the object store after the re-import commit
   above, vs the bytes of the rewritten files. ratio <= 1.05 (tree nodes are the rest).
-- ``encrypted_commit_mib_s``: the fresh commit above (a new home is encrypted: AES-256-GCM
-  objects under keyed names, docs/encryption.md) as MiB/s of the tree, vs the same
-  ``import_directory`` + ``commit`` into a home made with ``encryption=False``.
-  ratio >= 0.7.
-- ``encrypted_read_mib_s``: every file of that commit read back through the platform
-  (``ref.open``, decrypted as read), vs the same reads from the plaintext home. ratio >= 0.7.
+- ``encrypted_commit_mib_s``: a fresh commit of the tree into an encrypted home (the default
+  for a new home: AES-256-GCM objects under keyed names, docs/encryption.md) as MiB/s,
+  vs the same ``import_directory`` + ``commit`` into a home made with ``encryption=False``;
+  each twice, in turn, in new homes, the faster counting. ratio >= 0.7.
+- ``encrypted_read_mib_s``: every file of that commit read back through the data store
+  (listed once, each read by digest, decrypted as read), vs the same reads from the
+  plaintext home. ratio >= 0.7.
 
 The figures above ``encrypted_commit_mib_s`` are measured on the encrypted home (the
 default), so they include its cost.
@@ -186,13 +187,31 @@ def fresh_commit(branch: Any, tree: Path, workers: int) -> tuple[float, float]:
     return b - a, time.perf_counter() - b
 
 
+def commit_and_read(home: Path, encryption: bool, tree: Path, workers: int) -> tuple[float, float, tuple[int, str]]:
+    """A fresh commit of the tree into a new home, then every file read back: (commit s,
+    read s, what was read)."""
+    import mlops_lite
+
+    p = mlops_lite.connect(home=home, encryption=encryption)
+    try:
+        assert p.protection.encrypted is encryption
+        branch = fresh_branch(p)
+        commit_s, _ = timed(lambda: fresh_commit(branch, tree, workers))
+        read_s, read = timed(lambda: read_back(p, branch.name))
+    finally:
+        p.close()
+    return commit_s, read_s, read
+
+
 def read_back(p: Any, branch: str) -> tuple[int, str]:
-    """Every file of the branch's head read through the platform: (bytes, sha256 of them all)."""
+    """Every file of the branch's head, listed once and read by digest through the data
+    store (decrypted as read): (bytes, sha256 of them all). By digest, not ``ref.open(path)``,
+    whose resolving of the ref and path (a few queries per file) would be most of the time."""
     ref = p.data.repo("bench").ref(branch)
     total = hashlib.sha256()
     size = 0
     for record in sorted(ref.objects(), key=lambda o: o.path):
-        with ref.open(record.path) as stream:
+        with p.data.open_object(record.digest) as stream:
             while chunk := stream.read(1 << 20):
                 size += len(chunk)
                 total.update(chunk)
@@ -308,17 +327,20 @@ def main(argv: list[str] | None = None) -> int:
         hash_small_s = best_of(2, lambda: sha256_files(small))
         notes.update(cp_s=cp_s, cp_sync_s=cp_sync_s, hash_all_s=hash_all_s, hash_small_s=hash_small_s)
 
-        # ---- the same fresh commit into a plaintext home, the reference of the encryption figures
-        home = tmp / "home-plain"
-        p = mlops_lite.connect(home=home, encryption=False)
-        try:
-            assert not p.protection.encrypted
-            plain_dev = fresh_branch(p)
-            plain_s, _ = timed(lambda: fresh_commit(plain_dev, tree, args.workers))
-            plain_read_s, plain_read = timed(lambda: read_back(p, plain_dev.name))
-        finally:
-            p.close()
-        shutil.rmtree(home)
+        # ---- encryption's cost: the fresh commit and its read-back, a plaintext home then an
+        # encrypted one, twice in turn (each in a new home; the faster of each kind counts)
+        by_kind: dict[bool, list[tuple[float, float, tuple[int, str]]]] = {False: [], True: []}
+        for round_ in range(2):
+            for encryption in (False, True):
+                home = tmp / f"home-{'encrypted' if encryption else 'plain'}-{round_}"
+                by_kind[encryption].append(commit_and_read(home, encryption, tree, args.workers))
+                shutil.rmtree(home)
+        if len({back for runs in by_kind.values() for _, _, back in runs}) != 1:
+            raise AssertionError("the encrypted and plaintext homes read back different bytes")
+        plain_s, plain_read_s = (min(run[i] for run in by_kind[False]) for i in (0, 1))
+        encrypted_s, encrypted_read_s = (min(run[i] for run in by_kind[True]) for i in (0, 1))
+        notes.update(plain_commit_s=plain_s, plain_read_s=plain_read_s, encrypted_commit_s=encrypted_s,
+                     encrypted_read_s=encrypted_read_s)
 
         # ---- fresh commit of the whole tree, then the 1% changes
         home = tmp / "home-tree"
@@ -329,12 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             dev = fresh_branch(p)
             fresh_s, (fresh_import_s, fresh_commit_only_s) = timed(lambda: fresh_commit(dev, tree, args.workers))
             fresh_store = store_bytes(home)
-            read_s, read = timed(lambda: read_back(p, dev.name))
-            if read != plain_read:
-                raise AssertionError(f"read back {read} from the encrypted home, {plain_read} from the plaintext one")
             notes.update(fresh_import_s=fresh_import_s, fresh_commit_only_s=fresh_commit_only_s,
-                         fresh_store_bytes=fresh_store, plain_commit_s=plain_s, plain_read_s=plain_read_s,
-                         encrypted_read_s=read_s)
+                         fresh_store_bytes=fresh_store)
 
             dvc_fresh_s = dvc_1pct_s = dvc_growth = None
             if with_dvc:
@@ -393,13 +411,13 @@ def main(argv: list[str] | None = None) -> int:
             "ratio <=", f"{dvc_growth / changed_bytes:.3f} x" if dvc_growth is not None else "-"))
         mib_tree = tree_bytes / (1 << 20)
         figures.append(Figure(
-            "encrypted_commit_mib_s", "fresh commit, encrypted home (MiB/s)", "MiB/s", mib_tree / fresh_s,
-            mib_tree / plain_s, "the same commit, plaintext home", plain_s / fresh_s, 0.7, plain_s / fresh_s >= 0.7,
-            "ratio >="))
+            "encrypted_commit_mib_s", "fresh commit, encrypted home (MiB/s)", "MiB/s", mib_tree / encrypted_s,
+            mib_tree / plain_s, "the same commit, plaintext home", plain_s / encrypted_s, 0.7,
+            plain_s / encrypted_s >= 0.7, "ratio >="))
         figures.append(Figure(
-            "encrypted_read_mib_s", "read the commit back, encrypted (MiB/s)", "MiB/s", mib_tree / read_s,
-            mib_tree / plain_read_s, "the same reads, plaintext home", plain_read_s / read_s, 0.7,
-            plain_read_s / read_s >= 0.7, "ratio >="))
+            "encrypted_read_mib_s", "read the commit back, encrypted (MiB/s)", "MiB/s", mib_tree / encrypted_read_s,
+            mib_tree / plain_read_s, "the same reads, plaintext home", plain_read_s / encrypted_read_s, 0.7,
+            plain_read_s / encrypted_read_s >= 0.7, "ratio >="))
 
         # ---- the small files alone, a fresh home
         home = tmp / "home-small"
@@ -512,8 +530,9 @@ def main(argv: list[str] | None = None) -> int:
           f"files {notes['hash_small_s']:.3f} s")
     print(f"fresh commit: import_directory {notes['fresh_import_s']:.2f} s + commit {notes['fresh_commit_only_s']:.2f}"
           f" s; store {mib(notes['fresh_store_bytes'])} for {mib(tree_bytes)} of files")
-    print(f"encryption: fresh commit {notes['plain_commit_s']:.2f} s plaintext, {fresh_s:.2f} s encrypted; "
-          f"read back {notes['plain_read_s']:.2f} s plaintext, {notes['encrypted_read_s']:.2f} s encrypted")
+    print(f"encryption (best of 2 each): fresh commit {notes['plain_commit_s']:.2f} s plaintext, "
+          f"{notes['encrypted_commit_s']:.2f} s encrypted; read back {notes['plain_read_s']:.2f} s plaintext, "
+          f"{notes['encrypted_read_s']:.2f} s encrypted")
     print(f"{size.many_objects:,} objects: generated {notes['many_generate_s']:.1f} s, import_directory "
           f"{notes['many_import_s']:.2f} s, commit {notes['many_commit_s'] - notes['many_import_s']:.2f} s; "
           f"1% of them: import {notes['many_1pct_import_s']:.2f} s, commit {notes['many_1pct_commit_s']:.2f} s; "
