@@ -969,7 +969,7 @@ class Monitoring:
                 seen.update(own)
                 missing = [c for c in columns if c not in own]
                 source = scan if not missing else "(SELECT *, " + ", ".join(
-                    f'NULL::VARCHAR AS "{_ident(c)}"' for c in missing) + f" FROM {scan})"
+                    f"{_from_json(c, own)} AS {_quoted_ident(c)}" for c in missing) + f" FROM {scan})"
                 condition, args = f"coalesce(({where_sql}), false)", list(params)
                 if request_ids:
                     condition = f"({condition} OR list_contains(?, request_id))"
@@ -1066,14 +1066,31 @@ def _referenced_columns(con: Any, where_sql: str, *, field: str = "where_sql") -
     return found
 
 
+def _from_json(column: str, present: Sequence[str]) -> str:
+    """A feature column a file lacks: from its JSON ``features`` when the file has them (a
+    file older than the typed columns), else NULL."""
+    if column.startswith(FEATURE_PREFIX) and LEGACY_FEATURES in present:
+        name = column.removeprefix(FEATURE_PREFIX).replace("\\", "\\\\").replace('"', '\\"').replace("'", "''")
+        return f"json_extract_string({LEGACY_FEATURES}, '$.\"{name}\"')"
+    return "NULL::VARCHAR"
+
+
 def _with_features(con: Any, source: str, wanted: Sequence[str] = ()) -> str:
     """``source`` with a ``features`` column: the stored JSON where a file has it, else the
     JSON object of the row's non-null typed feature columns; and each of ``wanted`` that
-    no file has, as NULL."""
-    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    no file has, as NULL (or, text features, from the JSON of rows that have only that)."""
+    described = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    columns = list(described)
     absent = [c for c in wanted if c not in columns and c != LEGACY_FEATURES]
+    legacy = LEGACY_FEATURES in columns
+    texts = [c for c in wanted if legacy and c.startswith(FEATURE_PREFIX) and described.get(c) == "VARCHAR"]
+    if texts:
+        source = "(SELECT * REPLACE (" + ", ".join(
+            f"coalesce({_quoted_ident(c)}, {_from_json(c, columns)}) AS {_quoted_ident(c)}" for c in texts) + \
+            f") FROM {source})"
     if absent:
-        source = "(SELECT *, " + ", ".join(f'NULL::VARCHAR AS "{_ident(c)}"' for c in absent) + f" FROM {source})"
+        source = "(SELECT *, " + ", ".join(f"{_from_json(c, columns)} AS {_quoted_ident(c)}" for c in absent) + \
+            f" FROM {source})"
     typed = [c for c in columns if c.startswith(FEATURE_PREFIX)]
     if typed:
         entries = ", ".join("struct_pack(k := '{}', v := to_json(\"{}\"))".format(

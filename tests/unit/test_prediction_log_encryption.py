@@ -320,3 +320,28 @@ def test_a_changed_file_fails_the_monitor_loudly_and_the_daemon_job_goes_on(
     finally:
         target.write_bytes(original)
     assert platform.loop.check("loans")["report"]["rows"] >= 3
+
+
+def test_erasure_and_export_reach_files_older_than_the_typed_columns(tmp_path: Path) -> None:
+    """A file with only the JSON ``features`` (no f_ columns) beside new ones: the
+    subject's rows in it are found and erased by the typed column's name."""
+    marker = "mkr" + secrets.token_hex(8)
+    folder = tmp_path / "predictions" / "deployment=loans" / "date=2026-10-01"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({
+        "request_id": ["req-json-1", "req-json-2"], "deployment": ["loans"] * 2, "model": ["m"] * 2,
+        "version": ["1.0.0"] * 2, "digest": ["d" * 64] * 2,
+        "at": pa.array([datetime(2026, 10, 1, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC")),
+        "latency_ms": [1.0, 1.0], "features": [json.dumps({"customer_id": marker}), json.dumps({"customer_id": "x"})],
+        "prediction": ["1", "0"], "probability": [0.5, 0.5], "slot": ["primary"] * 2}), folder / "part-json.parquet")
+    monitoring = Monitoring(tmp_path, batch_rows=100, flush_interval_s=60)
+    try:
+        _customers(monitoring, marker)  # new files: typed f_customer_id
+        found = monitoring.rows_where('CAST("f_customer_id" AS VARCHAR) IN (?)', [marker])
+        assert "req-json-1" in found.column("request_id").to_pylist() and found.num_rows == 3
+        assert monitoring.erase_rows('CAST("f_customer_id" AS VARCHAR) IN (?)', [marker]) == 4  # 3 rows, 1 label
+        assert _bytes_hold(tmp_path, marker) == []
+        left = set(monitoring.query("SELECT request_id FROM predictions").column(0).to_pylist())
+        assert "req-json-2" in left and "req-json-1" not in left and len(left) == 2
+    finally:
+        monitoring.close()
