@@ -29,7 +29,7 @@ def test_round_trip_at_chunk_boundaries(size: int) -> None:
     data = os.urandom(size)
     sealed = envelope.encrypt_bytes(data, KEY.id, KEY.key)
     assert envelope.is_encrypted(sealed)
-    assert size == 0 or data[:64] not in sealed
+    assert size < 16 or data[:64] not in sealed  # a few random bytes may occur anywhere by chance
     assert envelope.decrypt_bytes(sealed, _key_for) == data
     header = envelope.read_header(io.BytesIO(sealed))
     assert header is not None
