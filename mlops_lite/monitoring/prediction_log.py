@@ -229,7 +229,9 @@ class LogFiles:
     def _write_encrypted(self, table: pa.Table, tmp: Path, key: DataKey) -> None:
         with self._lock:
             con = self._connection(key)
-            con.register("log_batch", table)
+            # A stream of batches rather than the table: DuckDB then reads it without going
+            # back to pyarrow's Python layer (measured: less time off the request path).
+            con.register("log_batch", table.to_reader())
             try:
                 con.execute(f"COPY (SELECT * FROM log_batch) TO '{_quoted(tmp)}' "
                             f"(FORMAT parquet, ENCRYPTION_CONFIG {{footer_key: '{_key_name(key)}'}})")
