@@ -130,6 +130,7 @@ def test_a_retrain_reads_its_recipe_from_the_lineage_of_what_serves(bound, tmp_p
         pacsv.write_csv(table.rename_columns(["defaulted" if c == "default" else c for c in table.column_names]), out)
         return out
 
+    bound.data.repo("credit").create(classification="internal")
     first = flows.release_loop(home, str(renamed("loans.csv", slice(0, 3000))), deployment="credit",
                                model="credit-risk", repository="credit", path="credit/2025.csv",
                                target="defaulted", exclude=["name", "email", "phone", "gender", "age"],
