@@ -31,13 +31,13 @@ from server.alerts import ALERT_ROUTES
 from server.audit import AUDIT_ROUTES
 from server.auth import authorize
 from server.columnar import arrow_predict
+from server.compliance import COMPLIANCE_ROUTES
 from server.context import actor as _actor
 from server.context import identity as _identity
 from server.context import platform as _platform
 from server.data import DATA_ROUTES
 from server.hardening import BodyLimit, hide_home, metrics_open, security_headers
 from server.inline import inline_ok
-from server.compliance import COMPLIANCE_ROUTES
 from server.keys import KEY_ROUTES
 from server.lakefs import lakefs_router
 from server.lineage import LINEAGE_ROUTES

@@ -141,7 +141,7 @@ class DecryptingReader(io.RawIOBase):
         self._raw.seek(len(self._header) + index * (CHUNK + TAG))
         if self._sealed is None:
             self._sealed = bytearray(min(CHUNK + TAG, self._encrypted_size - len(self._header)))
-        sealed = memoryview(self._sealed)[:self._raw.readinto(self._sealed)]
+        sealed = memoryview(self._sealed)[:self._raw.readinto(self._sealed)]  # type: ignore[attr-defined]  # files and BytesIO have it
         last = index == self._chunks - 1
         try:
             plain = self._aead.decrypt(_nonce(index), sealed, _aad(self._header, index, last))
