@@ -112,6 +112,20 @@ def configure_repository(request: Request[Any, Any, Any], repository: str, data:
         max_object_bytes=data.max_object_bytes, actor=_actor(request))
 
 
+@put("/data/repositories/{repository:str}/privacy", opt={"permission": "admin", "repository_param": "repository"},
+     sync_to_thread=True)
+def set_repository_privacy(request: Request[Any, Any, Any], repository: str,
+                           data: dict[str, Any]) -> RepositoryConfig:
+    """Replace the repository's privacy profile (classification, region, purpose, lawful basis,
+    categories, data subjects, retention, subject columns, transforms, k-anonymity): a
+    governance act, so admin only; audited with the profile before and after."""
+    from mlops_lite.privacy.profile import PrivacyProfile
+
+    profile = PrivacyProfile.from_json(data)
+    assert profile is not None  # from_json answers None only for None
+    return _repo(request, repository).configure(privacy=profile, actor=_actor(request))
+
+
 @post("/data/repositories/{repository:str}/query", opt={"permission": "viewer", "repository_param": "repository"}, status_code=200,
       sync_to_thread=True)
 def query_repository(request: Request[Any, Any, Any], repository: str, data: QueryRequest) -> Response[bytes]:
@@ -256,5 +270,5 @@ def _unreadable(name: str, spec: list[str] | tuple[str, str], exc: BaseException
                         expected="CSV or Parquet objects of one schema")
 
 
-DATA_ROUTES = [repository_config, configure_repository, query_repository, collect_garbage, check_store,
+DATA_ROUTES = [repository_config, configure_repository, set_repository_privacy, query_repository, collect_garbage, check_store,
                create_repository, rotate_anonymization_key]

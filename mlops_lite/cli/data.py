@@ -175,6 +175,79 @@ def repo_config(
         _print_config(name, config)
 
 
+@repo_app.command("privacy")
+def repo_privacy(
+        name: RepoArg,
+        profile_file: Annotated[Path | None, typer.Option(
+            "--file", metavar="PROFILE.toml", help="The whole profile from a TOML (or JSON) file; the options "
+                                                   "below change it further.")] = None,
+        classification: Annotated[str | None, typer.Option(
+            help="public | internal | personal | sensitive-personal")] = None,
+        region: Annotated[str | None, typer.Option(help="Where its bytes are stored (e.g. ae).")] = None,
+        purpose: Annotated[str | None, typer.Option(help="Why the data is processed.")] = None,
+        lawful_basis: Annotated[str | None, typer.Option(
+            help="consent | contract | legal-obligation | vital-interests | public-task | legitimate-interests")]
+        = None,
+        category: Annotated[list[str] | None, typer.Option(
+            "--category", help="A category of personal data (repeat; replaces the list).")] = None,
+        data_subjects: Annotated[str | None, typer.Option(help="Who the data is about.")] = None,
+        retention_days: Annotated[int | None, typer.Option(help="Rows (or objects) older than this go.")] = None,
+        time_column: Annotated[str | None, typer.Option(help="The column retention counts age by.")] = None,
+        subject_column: Annotated[list[str] | None, typer.Option(
+            "--subject-column", help="A column identifying a data subject (repeat; replaces the list).")] = None,
+        quasi_identifier: Annotated[list[str] | None, typer.Option(
+            "--quasi-identifier", help="A quasi-identifier for k-anonymity (repeat; replaces the list).")] = None,
+        k_anonymity: Annotated[int | None, typer.Option(help="The smallest equivalence class a merge allows.")]
+        = None,
+        as_json: JsonOption = False) -> None:
+    """Show a repository's privacy profile (classification, residency, purpose, lawful basis,
+    retention, data subjects, transforms, k-anonymity), or change it (admin over HTTP; audited)."""
+    import tomllib
+
+    from mlops_lite.privacy.profile import PrivacyProfile
+
+    changes = {key: value for key, value in {
+        "classification": classification, "region": region, "purpose": purpose, "lawful_basis": lawful_basis,
+        "categories": None if category is None else tuple(category), "data_subjects": data_subjects,
+        "retention_days": retention_days, "time_column": time_column,
+        "subject_columns": None if subject_column is None else tuple(subject_column),
+        "quasi_identifiers": None if quasi_identifier is None else tuple(quasi_identifier),
+        "k_anonymity": k_anonymity}.items() if value is not None}
+    with platform() as p:
+        repo = _store(p).repo(name)
+        current = repo.config().privacy
+        if profile_file is None and not changes:
+            profile = current
+        else:
+            if profile_file is not None:
+                try:
+                    text = profile_file.read_text()
+                    loaded = json.loads(text) if profile_file.suffix == ".json" else tomllib.loads(text)
+                except (OSError, ValueError) as exc:
+                    raise InvalidInput(f"cannot read the profile {profile_file}: {exc}", field="file",
+                                       expected="a TOML or JSON file of the profile's fields") from exc
+                base = PrivacyProfile.from_json({**({"classification": classification} if classification else {}),
+                                                 **loaded})
+            elif current is not None:
+                base = current
+            elif classification is not None:
+                base = PrivacyProfile(classification=classification)
+            else:
+                raise InvalidInput(f"{name} has no privacy profile yet: give its --classification",
+                                   field="classification", expected="public | internal | personal | sensitive-personal")
+            assert base is not None
+            profile = repo.configure(privacy=base.with_changes(**changes)).privacy
+    if as_json:
+        print_json(None if profile is None else profile.to_json())
+        return
+    if profile is None:
+        line(f"{name}: no privacy profile (made before classification was required: treated as personal)")
+        return
+    for key, value in profile.to_json().items():
+        if value not in (None, [], (), {}):
+            line(f"{key:<18}{', '.join(map(str, value)) if isinstance(value, list | tuple) else value}")
+
+
 # --- data branch ------------------------------------------------------------
 @branch_app.command("create")
 def branch_create(repo: RepoArg, branch: Annotated[str, typer.Argument(help="The new branch.")],

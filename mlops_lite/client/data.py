@@ -25,7 +25,7 @@ from mlops_lite.data.checks import RepositoryConfig, SchemaRule
 from mlops_lite.data.context import check_ref_name, check_repository_name
 from mlops_lite.data.lakefs_backend import LakeFSDataStore, LakeFSRepository
 from mlops_lite.data.lifecycle import FsckReport, GcReport
-from mlops_lite.errors import NotFound
+from mlops_lite.errors import InvalidInput, NotFound
 from mlops_lite.records import RepositoryRecord
 
 if TYPE_CHECKING:
@@ -133,8 +133,18 @@ class RemoteRepository(LakeFSRepository):
 
     def configure(self, *, protected_branches: Sequence[str] | None = None,
                   schemas: Sequence[SchemaRule] | None = None, pii_patterns: Sequence[str] | None = None,
-                  max_object_bytes: int | None = None, actor: str | None = None) -> RepositoryConfig:
-        """Change the repository's rules; what is not given stays as it is (role operator)."""
+                  max_object_bytes: int | None = None, privacy: PrivacyProfile | None = None,
+                  legacy_tokens: bool | None = None, actor: str | None = None) -> RepositoryConfig:
+        """Change the repository's rules; what is not given stays as it is (role operator; the
+        privacy profile: role admin)."""
+        if legacy_tokens is not None:
+            raise InvalidInput("legacy_tokens is set where the home is (in-process), not over HTTP",
+                               field="legacy_tokens", expected="None")
+        if privacy is not None:
+            changed = RepositoryConfig.from_json(self._data._remote.request(
+                "PUT", f"{self._path}/privacy", json=privacy.to_json()))
+            if protected_branches is None and schemas is None and pii_patterns is None and max_object_bytes is None:
+                return changed
         body = {"protected_branches": None if protected_branches is None else list(protected_branches),
                 "schemas": None if schemas is None else [asdict(s) for s in schemas],
                 "pii_patterns": None if pii_patterns is None else list(pii_patterns),

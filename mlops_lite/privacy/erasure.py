@@ -439,7 +439,7 @@ class Erasure:
         if not columns:
             raise InvalidInput(f"data repository {repository!r} declares no subject columns",
                                field="privacy.subject_columns",
-                               expected="the columns that identify a data subject (data configure)")
+                               expected="the columns that identify a data subject (mlops-lite data repo privacy R --subject-column C)")
         subject = subject.strip()
         return columns, frozenset({subject, *self._tokens(repository, subject)})
 
