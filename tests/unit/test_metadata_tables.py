@@ -108,4 +108,4 @@ def test_every_table_is_in_one_domain_module_and_importable_from_the_package() -
     exported = {getattr(tables, name) for name in tables.__all__}
     assert set(defined.values()) <= exported
     assert {cls.__module__.rsplit(".", 1)[-1] for cls in defined.values()} == {
-        "data", "tracking", "registry", "deployments", "security", "policy", "alerts"}
+        "data", "tracking", "registry", "deployments", "security", "policy", "alerts", "privacy"}
