@@ -104,11 +104,16 @@ def write_private(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dirfd = os.open(path.parent, os.O_RDONLY)
+    fsync_path(path.parent)
+
+
+def fsync_path(path: Path) -> None:
+    """Make a file's content, or a folder's entries (a rename into it), durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dirfd)
+        os.fsync(fd)
     finally:
-        os.close(dirfd)
+        os.close(fd)
 
 
 def _now() -> str:

@@ -51,7 +51,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops_lite.crypto.keys import DataKey
+from mlops_lite.crypto.keys import DataKey, fsync_path
 from mlops_lite.errors import BackendUnavailable, IntegrityError, InvalidInput
 from mlops_lite.monitoring.trace import trace_prediction
 from mlops_lite.records import DeploymentLineage, Prediction, PredictionTrace
@@ -218,10 +218,10 @@ class LogFiles:
                 self._write_encrypted(table, tmp, key)
             os.chmod(tmp, 0o600)  # both writers create it with the process's umask
             if sync:
-                _fsync(tmp)
+                fsync_path(tmp)
             os.replace(tmp, path)
             if sync:
-                _fsync(path.parent)
+                fsync_path(path.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -277,14 +277,6 @@ def _write_plaintext(table: pa.Table, tmp: Path) -> None:
                                   for name in table.column_names}
         options["compression_level"] = {LEGACY_FEATURES: 1}
     pq.write_table(table, tmp, use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names], **options)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def log_connection(log_key: DataKey | None) -> Any:
@@ -995,7 +987,7 @@ class Monitoring:
                 self.files.write(kept, path, sync=True)
             else:
                 path.unlink()
-                _fsync(path.parent)
+                fsync_path(path.parent)
             removed += int(hit[0])
         return removed, erased_ids, seen
 

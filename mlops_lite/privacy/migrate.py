@@ -26,7 +26,7 @@ from typing import Any
 from mlops_lite.config import Settings
 from mlops_lite.crypto import envelope
 from mlops_lite.crypto.cipher import ObjectCipher
-from mlops_lite.crypto.keys import Keyring, write_private
+from mlops_lite.crypto.keys import Keyring, fsync_path, write_private
 from mlops_lite.daemon import read_daemon
 from mlops_lite.errors import Conflict, IntegrityError, InvalidInput
 from mlops_lite.objects import ObjectStore
@@ -103,7 +103,7 @@ def _encrypt_objects(store: ObjectStore, report: EncryptionReport, progress: Pro
             continue
         path.unlink()
         report.objects_encrypted += 1
-    _fsync_dir(store.root)
+    fsync_path(store.root)
 
 
 def encrypt_duckdb(path: Path, key: str) -> str:
@@ -142,7 +142,7 @@ def encrypt_duckdb(path: Path, key: str) -> str:
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     Path(str(path) + ".wal").unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
     return "encrypted"
 
 
@@ -161,11 +161,3 @@ def _encrypt_log(settings: Settings, keyring: Keyring) -> int:
 
 def _quoted(path: Path) -> str:
     return str(path).replace("'", "''")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
