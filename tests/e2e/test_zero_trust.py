@@ -22,6 +22,18 @@ from ..conftest import build_loop, holdout_rows
 from .test_daemon import SCRIPT, Daemon, _env, _pids_running, free_port, kill_prefect_server, stop_group
 
 
+def _post_as_prefect_does(url: str, *, headers: dict[str, str], json: Any) -> httpx.Response:
+    """A POST retried on 503, as Prefect's own client retries it: Prefect's server answers 503
+    ("Service Unavailable") when its SQLite database is briefly locked, and says the request
+    may be sent again (the workers that just started and stopped were writing to it)."""
+    for attempt in range(6):
+        response = httpx.post(url, headers=headers, timeout=10, json=json)
+        if response.status_code != 503:
+            return response
+        time.sleep(0.5 * 2 ** attempt)
+    return response
+
+
 class CountingApp:
     """The control plane's own ASGI app, counting the /v1/whoami requests it answers."""
 
@@ -327,8 +339,8 @@ def test_the_daemon_s_prefect_api_needs_the_home_s_auth_string_and_workers_their
 
         # On the daemon's host a worker runs with its own identity (operator): a monitor run on
         # the pool completes through it.
-        queued = httpx.post(f"{api}/deployments/{deployments()['monitor/workers']}/create_flow_run",
-                            headers=good, timeout=10, json={})
+        queued = _post_as_prefect_does(f"{api}/deployments/{deployments()['monitor/workers']}/create_flow_run",
+                                       headers=good, json={})
         assert queued.status_code == 201, queued.text
         log = tmp_path / "worker.log"
         with open(log, "wb") as out:
