@@ -164,5 +164,6 @@ def test_a_new_home_is_encrypted_an_old_plaintext_one_stays_as_it_was(tmp_path: 
     # A home with data and no keyring (made before encryption existed) is not silently changed.
     old = Settings(home=tmp_path / "old")
     old.home.mkdir()
-    old.database_path.write_bytes(b"")
+    old.database_path.write_bytes(b"")  # what an old DuckDB home has
+    old.token_file.write_text("x\n")  # what an old home on PostgreSQL has
     assert not open_protection(old).encrypted and not old.keyring_file.exists()
