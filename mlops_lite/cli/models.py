@@ -6,6 +6,7 @@ policy decision: the registry asks the policy, in-process or in the daemon alike
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +23,7 @@ from mlops_lite.cli.common import (
     print_table,
     table,
 )
+from mlops_lite.errors import InvalidInput
 
 app = group("The model registry: versions, aliases and their history, lineage.")
 alias_app = group("Aliases (staging, production, ...).")
@@ -87,6 +89,60 @@ def models_compare(model: str, a: str, b: str, as_json: JsonOption = False) -> N
     for key, delta in sorted(comparison.metric_deltas.items()):
         line(f"  {key:<32} {delta:+.4g}")
     line(f"  signature changed: {comparison.signature_changed}; data changed: {comparison.data_changed}")
+
+
+@app.command("export")
+def models_export(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    out: Annotated[Path, typer.Option("--out", help="A new (or empty) folder to write into.")],
+    fmt: Annotated[str, typer.Option("--format", help="What to export as: kserve (a Triton model repository "
+                                                       "and a KServe InferenceService).")] = "kserve",
+    name: Annotated[str | None, typer.Option(help="The served model name (Triton's folder, the "
+                                                   "InferenceService); default: the model's name.")] = None,
+    storage_uri: Annotated[str | None, typer.Option(help="Where the model-repository folder will be uploaded "
+                                                         "(s3://, gs://, pvc://...); default "
+                                                         "pvc://models/NAME/model-repository.")] = None,
+    namespace: Annotated[str | None, typer.Option(help="The InferenceService's namespace.")] = None,
+    max_batch_size: Annotated[int, typer.Option(help="Triton's max_batch_size (0: no batching).")] = 10_000,
+    cpu: Annotated[str, typer.Option(help="CPU request and limit.")] = "1",
+    memory: Annotated[str, typer.Option(help="Memory request and limit.")] = "2Gi",
+    force: Annotated[bool, typer.Option("--force", help="Replace an export already in --out.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Export a version's ONNX file as a Triton model repository (config.pbtxt read from the
+    graph) with a KServe InferenceService (serving.kserve.io/v1beta1) that serves it over the
+    same /v2 protocol as `mlops-lite serve`."""
+    from mlops_lite.inference import kserve
+
+    if fmt != "kserve":
+        raise InvalidInput(f"unknown --format {fmt!r}", field="format", expected="kserve")
+    model, wanted = model_ref(ref)
+    with platform() as p:
+        lineage = p.registry.lineage(model, wanted)
+        version = lineage.version
+        onnx_bytes = p.registry.model_bytes(model, version.version)
+    served = kserve.check_name(name) if name is not None else kserve.check_name(kserve.default_name(model))
+    config = kserve.triton_config(onnx_bytes, served, max_batch_size=max_batch_size)
+    document = kserve.inference_service(
+        name=served, model=model, version=version.version, digest=version.digest, run_id=lineage.run_id,
+        data_commits=lineage.data_commits, storage_uri=storage_uri or kserve.default_storage_uri(served),
+        namespace=namespace, cpu=cpu, memory=memory)
+    origin = f"{model}@{version.version} sha256:{version.digest}, exported by mlops-lite"
+    paths = kserve.write_export(out, name=served, onnx_bytes=onnx_bytes, digest=version.digest,
+                                config_text=config.to_pbtxt(comment=origin),
+                                manifest_text=kserve.to_yaml(document, comment=origin), force=force)
+    if as_json:
+        print_json({"model": model, "version": version.version, "digest": version.digest, "name": served,
+                    "config": str(paths.config), "model_file": str(paths.model_file),
+                    "manifest": str(paths.manifest),
+                    "storage_uri": document["spec"]["predictor"]["model"]["storageUri"]})
+        return
+    line(f"{model}@{version.version} (sha256:{version.digest}) exported as {served!r}")
+    line(f"  {paths.config}")
+    line(f"  {paths.model_file}")
+    line(f"  {paths.manifest}")
+    line(f"upload {paths.out / kserve.REPOSITORY} to {document['spec']['predictor']['model']['storageUri']}, "
+         f"then: kubectl apply -f {paths.manifest}")
 
 
 @alias_app.command("set")
