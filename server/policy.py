@@ -48,10 +48,12 @@ def effective_policy(request: Request[Any, Any, Any], model: str) -> PolicySpec:
 
 
 @get("/models/{model:str}/versions/{version:str}/gates", opt={"permission": "viewer", "model_param": "model"}, sync_to_thread=True)
-def evaluate(request: Request[Any, Any, Any], model: str, version: str, alias: str = "production") -> list[GateResult]:
-    """Every gate measured now for ``model@version`` going to ``alias``; nothing is stored."""
+def evaluate(request: Request[Any, Any, Any], model: str, version: str, alias: str = "production",
+             baseline: str | None = None) -> list[GateResult]:
+    """Every gate measured now for ``model@version`` going to ``alias``; nothing is stored.
+    ``baseline``: a version of the same model the regression gate compares against."""
     platform = _platform(request)
-    return platform.policy.evaluate(platform.registry.get_version(model, version), alias=alias)
+    return platform.policy.evaluate(platform.registry.get_version(model, version), alias=alias, baseline=baseline)
 
 
 @post("/models/{model:str}/versions/{version:str}/decisions", opt={"permission": "operator", "model_param": "model"}, status_code=201,

@@ -26,8 +26,10 @@ class PolicyAPI(Protocol):
     def load(self, model: str | None = None) -> PolicySpec:
         """The effective policy of ``model`` (built-in base <- default.toml <- <model>.toml)."""
 
-    def evaluate(self, version: ModelVersionRecord, *, alias: str = "production") -> list[GateResult]:
-        """Every gate measured now; nothing is stored."""
+    def evaluate(self, version: ModelVersionRecord, *, alias: str = "production",
+                 baseline: str | None = None) -> list[GateResult]:
+        """Every gate measured now; nothing is stored. ``baseline``: a version of the same
+        model for the regression gate to compare against instead of the policy's alias."""
 
     def decide(self, model: str, version: str, *, alias: str = "production") -> PolicyDecision:
         """Measure every gate and store the decision (audit ``policy.decision``)."""

@@ -20,6 +20,7 @@ from mlops_lite.cli import (
     alerts,
     audit,
     cert,
+    ci,
     compliance,
     daemon,
     data,
@@ -30,6 +31,7 @@ from mlops_lite.cli import (
     models,
     privacy,
     sql,
+    systemd,
     tokens,
 )
 from mlops_lite.cli.common import OPTIONS, err
@@ -74,6 +76,8 @@ app.add_typer(cert.app, name="cert")
 app.add_typer(keys.app, name="keys")
 app.add_typer(privacy.app, name="privacy")
 app.add_typer(compliance.app, name="compliance")
+app.add_typer(systemd.app, name="service")
+app.add_typer(ci.app, name="ci")
 
 
 def main() -> None:

@@ -33,9 +33,11 @@ class RemotePolicy:
         return _as(self._remote.request("GET", f"/v1/models/{quote(model or 'default', safe='')}/policy"),
                    PolicySpec)
 
-    def evaluate(self, version: ModelVersionRecord, *, alias: str = "production") -> list[GateResult]:
+    def evaluate(self, version: ModelVersionRecord, *, alias: str = "production",
+                 baseline: str | None = None) -> list[GateResult]:
+        params = {"alias": alias} if baseline is None else {"alias": alias, "baseline": baseline}
         return _as(self._remote.request("GET", f"{_version_path(version.model, version.version)}/gates",
-                                        params={"alias": alias}), list[GateResult])
+                                        params=params), list[GateResult])
 
     def decide(self, model: str, version: str, *, alias: str = "production",
                actor: Any = None) -> PolicyDecision:

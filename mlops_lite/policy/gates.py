@@ -30,6 +30,7 @@ reads a metric the run recorded as evidence (see evaluation.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -45,7 +46,7 @@ from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound, PolicyViol
 from mlops_lite.metadata.tables.policy import PolicyDecisionRow
 from mlops_lite.policy.approvals import Approvals
 from mlops_lite.policy.common import gate_dicts, json_safe, name_of, violation
-from mlops_lite.policy.document import Evaluation, PolicySpec, Threshold, load_policy
+from mlops_lite.policy.document import Evaluation, PolicySpec, Regression, Threshold, load_policy
 from mlops_lite.policy.evaluation import FAIRNESS_METRICS, MEASURABLE, Scored, Scorer, metric_value
 from mlops_lite.policy.fairness import figures, group_rates
 from mlops_lite.policy.notify import Sink, notify, sinks_for
@@ -117,9 +118,21 @@ class Policy:
 
     # ---- measuring ----------------------------------------------------------------
 
-    def evaluate(self, version: ModelVersionRecord, *, alias: str = "production") -> list[GateResult]:
-        """Every gate of the model's policy, measured now; nothing is stored."""
-        return self._gates(version, self.load(version.model), alias)
+    def evaluate(self, version: ModelVersionRecord, *, alias: str = "production",
+                 baseline: str | None = None) -> list[GateResult]:
+        """Every gate of the model's policy, measured now; nothing is stored.
+
+        ``baseline``: a version of the same model the regression gate compares against
+        instead of the policy's ``[regression] against`` alias (``mlops-lite ci check
+        --against``); with no ``[regression]`` section the gate then runs with its defaults
+        (roc_auc, tolerance 0)."""
+        spec = self.load(version.model)
+        if baseline is None:
+            return self._gates(version, spec, alias)
+        base = self._registry.get_version(version.model, baseline)
+        if spec.regression is None:
+            spec = dataclasses.replace(spec, regression=Regression())
+        return self._gates(version, spec, alias, baseline=base)
 
     def enforce(self, version: ModelVersionRecord, *, alias: str = "production") -> list[GateResult]:
         """Raise PolicyViolation naming every failed gate (``details['gates']`` lists every
@@ -128,14 +141,15 @@ class Policy:
         _raise_if_failed(version, results)
         return results
 
-    def _gates(self, version: ModelVersionRecord, spec: PolicySpec, alias: str) -> list[GateResult]:
+    def _gates(self, version: ModelVersionRecord, spec: PolicySpec, alias: str, *,
+               baseline: ModelVersionRecord | None = None) -> list[GateResult]:
         results = [self._threshold(version, t, spec) for t in spec.thresholds]
         lineage = bool(version.run_id) and bool(version.data_commits)
         results.append(GateResult(gate="lineage.complete", passed=lineage,
                                   measured={"run_id": version.run_id, "data_commits": list(version.data_commits)},
                                   bound="a run and at least one data commit"))
         if spec.regression is not None:
-            results.append(self._regression(version, spec))
+            results.append(self._regression(version, spec, baseline))
         if spec.fairness is not None:
             results.extend(self._fairness(version, spec))
         if spec.require_checked:
@@ -217,15 +231,19 @@ class Policy:
 
     # regression -------------------------------------------------------------------
 
-    def _regression(self, version: ModelVersionRecord, spec: PolicySpec) -> GateResult:
+    def _regression(self, version: ModelVersionRecord, spec: PolicySpec,
+                    baseline: ModelVersionRecord | None = None) -> GateResult:
         assert spec.regression is not None
         metric, tolerance, against = spec.regression.metric, spec.regression.tolerance, spec.regression.against
         gate = f"regression.{metric}"
-        try:
-            base = self._registry.get_alias(version.model, against)
-        except NotFound:
-            return GateResult(gate=gate, passed=True, measured=None, bound=f"no {against} version",
-                              detail=f"{version.model} has no {against!r} version yet: nothing to regress against")
+        if baseline is not None:
+            base, against = baseline, "the baseline"
+        else:
+            try:
+                base = self._registry.get_alias(version.model, against)
+            except NotFound:
+                return GateResult(gate=gate, passed=True, measured=None, bound=f"no {against} version",
+                                  detail=f"{version.model} has no {against!r} version yet: nothing to regress against")
         if base.version == version.version:
             return GateResult(gate=gate, passed=True, measured=None, bound=f"{against} is {base.version}",
                               detail=f"{version.model}@{version.version} is the {against} version itself")
