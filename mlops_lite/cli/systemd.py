@@ -157,10 +157,14 @@ def _print_next_steps(spec: units.UnitSpec, names: list[str], dir_: Path, *, has
     if not has_user:
         console.print(f"the user {spec.user} does not exist: create it with\n  "
                       f"{units.useradd_command(spec.user, spec.home)}", highlight=False)
-    made_by_systemd = "StateDirectory=" in "".join(units.render_units(spec, ("up",)).values())
-    if not spec.home.exists() and not made_by_systemd:
+    if not spec.home.exists():
         console.print(f"the home {spec.home} does not exist: make it with\n  "
                       f"install -d -m 0700 -o {spec.user} -g {spec.user} {spec.home}", highlight=False)
+    initialised = (spec.home / "admin.token").exists()
+    if units.unit_name("up") in names and not initialised:
+        console.print(f"initialise the home as {spec.user} (the admin token is shown once, on your terminal, "
+                      f"not in the journal; the up unit asserts it exists):\n  {units.init_command(spec)}",
+                      highlight=False)
     if any(name != units.unit_name("up") for name in names):
         where = (f"enroll their service tokens into {spec.home}/services/ at first start" if spec.same_host else
                  f"read their tokens from {units.ENVIRONMENT_DIR}/<service>.env (root's, 0600): "
@@ -168,13 +172,15 @@ def _print_next_steps(spec: units.UnitSpec, names: list[str], dir_: Path, *, has
         console.print(f"credentials: serve and worker {where}", highlight=False)
     command = units.enable_command(names)
     systemctl = shutil.which("systemctl")
-    if enable and dir_ == units.SYSTEM_UNIT_DIR and systemctl is not None and os.geteuid() == 0:
+    ready = initialised or units.unit_name("up") not in names
+    if enable and ready and dir_ == units.SYSTEM_UNIT_DIR and systemctl is not None and os.geteuid() == 0:
         subprocess.run([systemctl, "daemon-reload"], check=True)
         subprocess.run([systemctl, "enable", "--now", *names], check=True)
         console.print(f"enabled and started: {' '.join(names)}", highlight=False)
         return
     if enable:
-        why = ("the units are not in the system unit folder" if dir_ != units.SYSTEM_UNIT_DIR else
+        why = ("the home is not initialised yet" if not ready else
+               "the units are not in the system unit folder" if dir_ != units.SYSTEM_UNIT_DIR else
                "systemctl is not installed" if systemctl is None else "this is not root")
         err.print(f"not enabled ({why}); run:", highlight=False)
     else:

@@ -98,8 +98,9 @@ def unit_name(service: str) -> str:
 
 
 def environment_file(service: str) -> PurePosixPath:
-    """The optional credentials file of a unit (``-``: absent is fine). systemd reads it as
-    root before it drops to the user, so it can be root's alone (0600)."""
+    """The optional environment file of a unit (``-``: absent is fine): tokens, the KEK
+    (``MLOPS_LITE_MASTER_KEY``), a database password. systemd reads it as root before it
+    drops to the user, so it can be root's alone (0600)."""
     return ENVIRONMENT_DIR / f"{service}.env"
 
 
@@ -141,6 +142,12 @@ def render_unit(spec: UnitSpec, service: str) -> str:
         # Restart=on-failure, but not forever in a tight loop: 5 failures in 5 minutes stop it.
         "StartLimitIntervalSec=300",
         "StartLimitBurst=5",
+    ]
+    if service == "up":
+        # `up` makes a missing home and prints its new admin token: on the terminal of
+        # `mlops-lite init`, never into the journal.
+        unit.append(f"AssertPathExists={spec.home}/admin.token")
+    unit += [
         "",
         "[Service]",
         "Type=exec",
@@ -149,8 +156,7 @@ def render_unit(spec: UnitSpec, service: str) -> str:
         f"Environment=MLOPS_LITE_HOME={spec.home}",
         "Environment=PYTHONUNBUFFERED=1",
     ]
-    if service != "up":
-        unit.append(f"EnvironmentFile=-{environment_file(service)}")
+    unit.append(f"EnvironmentFile=-{environment_file(service)}")
     if service != "up" and spec.same_host:
         # On the daemon's host the replicas and the worker find `up` by its daemon file; a
         # single serve worker started before it would open the stores itself.
@@ -199,10 +205,6 @@ def render_unit(spec: UnitSpec, service: str) -> str:
         "WantedBy=multi-user.target",
         "",
     ]
-    if spec.home.is_relative_to("/var/lib") and len(spec.home.parts) == 4:
-        # /var/lib/NAME: systemd makes it, owned by the user, 0700, before the first start.
-        index = unit.index(f"WorkingDirectory={spec.home}")
-        unit[index + 1:index + 1] = [f"StateDirectory={spec.home.name}", "StateDirectoryMode=0700"]
     return "\n".join(unit)
 
 
@@ -217,6 +219,10 @@ def render_units(spec: UnitSpec, services: tuple[str, ...] = SERVICES) -> dict[s
 
 def enable_command(names: list[str]) -> str:
     return f"systemctl daemon-reload && systemctl enable --now {' '.join(names)}"
+
+
+def init_command(spec: UnitSpec) -> str:
+    return f"sudo -u {spec.user} env MLOPS_LITE_HOME={spec.home} {spec.executable} init"
 
 
 def useradd_command(user: str, home: Path) -> str:

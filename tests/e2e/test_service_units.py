@@ -179,10 +179,20 @@ def test_dry_run_prints_only_the_named_units_and_writes_nothing(tmp_path: Path, 
 
 
 def test_enable_outside_the_system_folder_only_says_the_command(tmp_path: Path, units_dir: Path) -> None:
-    done = install(tmp_path, "--only", "up", "--enable")
+    done = install(tmp_path, "--only", "worker", "--enable")
     assert done.returncode == 0, done.stderr
     assert "not enabled (the units are not in the system unit folder)" in done.stderr
-    assert "systemctl daemon-reload && systemctl enable --now mlops-lite-up.service" in done.stdout
+    assert "systemctl daemon-reload && systemctl enable --now mlops-lite-worker.service" in done.stdout
+
+
+def test_enable_waits_for_an_initialised_home_and_says_how_to_make_it(tmp_path: Path, units_dir: Path) -> None:
+    done = install(tmp_path, "--only", "up", "--enable", "--home", "/srv/mlops-lite-absent")
+    assert done.returncode == 0, done.stderr
+    assert "not enabled (the home is not initialised yet)" in done.stderr
+    assert "install -d -m 0700 -o mlops-lite -g mlops-lite /srv/mlops-lite-absent" in done.stdout
+    assert (f"sudo -u mlops-lite env MLOPS_LITE_HOME=/srv/mlops-lite-absent {SCRIPT.resolve()} init"
+            in done.stdout)
+    assert "AssertPathExists=/srv/mlops-lite-absent/admin.token" in (units_dir / NAMES[0]).read_text()
 
 
 def test_wait_returns_once_the_homes_up_accepts_and_fails_after_its_timeout(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def test_credentials_come_from_a_file_never_from_the_unit() -> None:
         assert "TOKEN" not in text and "AUTH_STRING" not in text, name
     assert value(rendered["mlops-lite-worker.service"], "EnvironmentFile") == ["-/etc/mlops-lite/worker.env"]
     assert value(rendered["mlops-lite-serve.service"], "EnvironmentFile") == ["-/etc/mlops-lite/serve.env"]
-    assert not value(rendered["mlops-lite-up.service"], "EnvironmentFile")
+    assert value(rendered["mlops-lite-up.service"], "EnvironmentFile") == ["-/etc/mlops-lite/up.env"]
 
 
 @pytest.mark.parametrize(("home", "code", "expected"), [
@@ -95,11 +95,11 @@ def test_protect_home_hides_home_folders_unless_the_service_needs_one(home: str,
     assert value(text, "ReadWritePaths") == [home]
 
 
-def test_a_home_under_var_lib_is_made_by_systemd_for_the_user() -> None:
-    text = units.render_unit(units.UnitSpec(executable=EXE, home=Path("/var/lib/mlops-lite")), "up")
-    assert value(text, "StateDirectory") == ["mlops-lite"] and value(text, "StateDirectoryMode") == ["0700"]
-    elsewhere = units.render_unit(units.UnitSpec(executable=EXE, home=Path("/srv/mlops")), "up")
-    assert not value(elsewhere, "StateDirectory")
+def test_up_starts_only_on_an_initialised_home() -> None:
+    """`up` on a missing home would make one and print its admin token into the journal."""
+    rendered = units.render_units(units.UnitSpec(executable=EXE, home=Path("/srv/mlops")))
+    assert value(rendered["mlops-lite-up.service"], "AssertPathExists") == ["/srv/mlops/admin.token"]
+    assert not value(rendered["mlops-lite-serve.service"], "AssertPathExists")
 
 
 @pytest.mark.parametrize(("change", "field"), [
@@ -135,3 +135,22 @@ def test_the_code_paths_of_a_script_include_its_interpreter(tmp_path: Path) -> N
     binary = tmp_path / "binary"
     binary.write_bytes(b"\x7fELF")
     assert units.code_paths_of(binary) == (binary.resolve(),)
+
+
+SHIPPED = Path(__file__).parents[2] / "deploy" / "systemd"
+SHIPPED_SPEC = units.UnitSpec(executable=Path("/opt/mlops-lite/.venv/bin/mlops-lite"),
+                              home=units.DEFAULT_HOME, workers=4)
+
+
+def test_the_units_shipped_in_deploy_are_what_install_writes() -> None:
+    """deploy/systemd/ shows the units for an install under /opt; UPDATE_DEPLOY_UNITS=1 rewrites them."""
+    import os
+
+    rendered = units.render_units(SHIPPED_SPEC)
+    if os.environ.get("UPDATE_DEPLOY_UNITS") == "1":
+        SHIPPED.mkdir(exist_ok=True)
+        for name, text in rendered.items():
+            (SHIPPED / name).write_text(text)
+    assert sorted(p.name for p in SHIPPED.glob("*.service")) == sorted(rendered)
+    for name, text in rendered.items():
+        assert (SHIPPED / name).read_text() == text, f"{name}: run UPDATE_DEPLOY_UNITS=1 pytest {__file__}"
