@@ -33,6 +33,7 @@ from mlops_lite.cli import (
     sql,
     systemd,
     tokens,
+    train,
 )
 from mlops_lite.cli.common import OPTIONS, err
 from mlops_lite.errors import InvalidInput, MlopsLiteError
@@ -61,6 +62,7 @@ app.command()(daemon.worker)
 app.command()(daemon.serve)
 app.command()(daemon.tui)
 app.command()(daemon.status)
+app.command()(train.train)
 app.command()(login.login)
 app.command()(login.logout)
 app.add_typer(tokens.access_key_app, name="access-key")

@@ -316,8 +316,11 @@ class _Training:
         import socket
 
         from mlops_lite.training.classifier import train_classifier
+        from mlops_lite.training.service import refuse_uncommitted
 
-        read = self._remote.data.repo(repository).ref(ref).read_table(path)
+        repo = self._remote.data.repo(repository)
+        refuse_uncommitted(repo, repository, ref, path)
+        read = repo.ref(ref).read_table(path)
         spec.validate(read.table)
         model = train_classifier(read.table, spec, parity_tolerance=self._parity_tolerance)
         return self.record(run_name or f"train-{spec.algorithm}", data_commit=read.commit, experiment=experiment,

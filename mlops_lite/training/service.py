@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlops_lite.data import DataStore
+from mlops_lite.errors import Conflict
 from mlops_lite.records import RunRecord
 from mlops_lite.tracking import Tracking
 from mlops_lite.training.classifier import TrainingSpec, train_classifier
@@ -27,6 +29,21 @@ class TrainingResult:
     metrics: dict[str, float]
 
 
+def refuse_uncommitted(repo: Any, repository: str, ref: str, path: str) -> None:
+    """A run cites the commit it read, and a branch's staged changes are in no commit: a
+    table read on a branch would mix them in under the head's id. Conflict, naming the
+    paths, when ``path`` (a file or a glob) has uncommitted changes on branch ``ref``."""
+    if ref not in {b.name for b in repo.branches()}:
+        return  # a tag or a commit: nothing is staged there
+    glob = bool(set("*?[") & set(path))
+    staged = sorted(d.path for d in repo.branch(ref).uncommitted()
+                    if (fnmatch.fnmatchcase(d.path, path) if glob else d.path == path))
+    if staged:
+        raise Conflict(f"{repository}/{ref} has uncommitted changes to "
+                       f"{', '.join(staged[:5])}{' ...' if len(staged) > 5 else ''}: commit them (or reset them) "
+                       "first; a run records the commit it trained on")
+
+
 class Training:
     def __init__(self, data: DataStore | LakeFSDataStore, tracking: Tracking, parity_tolerance: float) -> None:
         self._data = data
@@ -38,7 +55,9 @@ class Training:
               actor: str | None = None) -> TrainingResult:
         """Train on ``path`` at ``ref``; the run cites the exact commit read. A run
         that fails is recorded as failed and the error propagates."""
-        read = self._data.repo(repository).ref(ref).read_table(path)
+        repo = self._data.repo(repository)
+        refuse_uncommitted(repo, repository, ref, path)
+        read = repo.ref(ref).read_table(path)
         spec.validate(read.table)
         with self._tracking.start_run(run_name or f"train-{spec.algorithm}", experiment=experiment,
                                       data_commits=(read.commit,),

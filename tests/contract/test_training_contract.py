@@ -184,3 +184,25 @@ def test_what_is_not_there_is_not_found_and_nothing_is_recorded(loop_api: Any, s
              f"commit '{'0' * 64}' is not in 'loans'")):
         assert words in _refused(NotFound, call).message
     assert _recorded(loop_api) == before
+
+
+def test_a_branch_with_staged_changes_to_the_table_is_refused(loop_api: Any, spec: TrainingSpec) -> None:
+    """A run cites the commit it read: staged bytes are in no commit, so training on them is
+    refused, naming the path, and records nothing; once committed, the run cites that commit."""
+    from mlops_lite import Conflict
+
+    repo = loop_api.data.repo("loans")
+    branch = repo.branch("staged-train")
+    branch.create("main", exist_ok=True)
+    original = repo.ref("main").read_bytes(PATH)
+    branch.upload(PATH, original.replace(b"\n", b"\n", 1) + original.split(b"\n", 2)[1] + b"\n")
+    before = _recorded(loop_api)
+    for path in (PATH, "loans/*.csv"):
+        with pytest.raises(Conflict) as refused:
+            loop_api.training.train("loans", "staged-train", path, spec)
+        assert f"loans/staged-train has uncommitted changes to {PATH}" in str(refused.value)
+    assert _recorded(loop_api) == before
+    commit = branch.commit("one more row")
+    result = loop_api.training.train("loans", "staged-train", PATH, spec)
+    assert result.data_commit == commit.id
+    branch.delete()
