@@ -122,12 +122,15 @@ def test_the_export_over_http_is_the_same(exported: Exported, tmp_path: Path) ->
                      "inferenceservice.yaml"):
         assert (out / relative).read_bytes() == (exported.local / relative).read_bytes(), relative
     assert not (tmp_path / "no-home").exists()
-    # the default name and storage URI: the model's own name, a pvc:// placeholder
+    # an alias resolves to its version; the default name and storage URI: the model's own
+    # name, a pvc:// placeholder
+    exported.platform.registry.set_alias(MODEL, "staging", VERSION, reason="kserve export test")
     default = tmp_path / "default"
-    done = _cli("models", "export", f"{MODEL}@{VERSION}", "--out", str(default), "--json",
+    done = _cli("models", "export", f"{MODEL}@staging", "--out", str(default), "--json",
                 home=tmp_path / "no-home", url=exported.url, token=exported.token)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["storage_uri"] == f"pvc://models/{MODEL}/model-repository"
+    answer = json.loads(done.stdout)
+    assert answer["version"] == VERSION and answer["storage_uri"] == f"pvc://models/{MODEL}/model-repository"
     assert (default / "model-repository" / MODEL / "1" / "model.onnx").read_bytes() == exported.onnx
 
 
