@@ -192,7 +192,8 @@ def render_unit(spec: UnitSpec, service: str) -> str:
         "RestrictSUIDSGID=yes",
         "LockPersonality=yes",
         "RestrictRealtime=yes",
-        "RemoveIPC=yes",
+        # Not RemoveIPC: the three units share the user, and stopping one would remove the
+        # semaphores the others' worker processes hold (multiprocessing, in /dev/shm).
         "SystemCallArchitectures=native",
         "SystemCallFilter=@system-service",
         # Not ~@resources: ONNX Runtime and OpenMP pin their threads (sched_setaffinity).

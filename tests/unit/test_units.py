@@ -154,3 +154,24 @@ def test_the_units_shipped_in_deploy_are_what_install_writes() -> None:
     assert sorted(p.name for p in SHIPPED.glob("*.service")) == sorted(rendered)
     for name, text in rendered.items():
         assert (SHIPPED / name).read_text() == text, f"{name}: run UPDATE_DEPLOY_UNITS=1 pytest {__file__}"
+
+
+def test_a_folder_closed_to_other_users_is_found_on_the_way_to_the_program() -> None:
+    import shutil
+    import tempfile
+
+    from mlops_lite.cli.systemd import closed_to_others
+
+    root = Path(tempfile.mkdtemp(dir="/tmp"))  # not under pytest's own 0700 folder
+    try:
+        root.chmod(0o755)
+        closed = root / "private"
+        (closed / "bin").mkdir(parents=True)
+        program = closed / "bin" / "mlops-lite"
+        program.write_text("#!/bin/sh\n")
+        closed.chmod(0o700)
+        assert closed_to_others((Path("/usr/bin/env"), program)) == closed
+        closed.chmod(0o755)
+        assert closed_to_others((Path("/usr/bin/env"), program)) is None
+    finally:
+        shutil.rmtree(root)
