@@ -117,6 +117,9 @@ def install(user: Annotated[str, typer.Option(help="The dedicated system user th
         return
     if not dir_.is_dir():
         raise InvalidInput(f"--dir {dir_} is not a folder", field="dir", expected="an existing folder for unit files")
+    if not os.access(dir_, os.W_OK):
+        raise PermissionDenied(f"--dir {dir_} is not writable by this user: run as root (sudo), or pass --dir "
+                               "a folder of yours and copy the units")
     changed = {name: text for name, text in rendered.items()
                if not (dir_ / name).exists() or (dir_ / name).read_text() != text}
     differing = [name for name in changed if (dir_ / name).exists()]

@@ -169,6 +169,12 @@ def test_a_missing_unit_folder_is_named(tmp_path: Path) -> None:
     assert done.returncode == 1 and "--dir" in done.stderr and not (tmp_path / "absent").exists()
 
 
+@pytest.mark.skipif(os.access("/proc/1", os.W_OK), reason="no folder here that this user cannot write (/proc/1 is)")
+def test_a_unit_folder_this_user_cannot_write_is_named(tmp_path: Path) -> None:
+    done = run("service", "install", "--dir", "/proc/1", home=tmp_path / "home")
+    assert done.returncode == 1 and "--dir /proc/1 is not writable" in done.stderr, done.stderr
+
+
 def test_dry_run_prints_only_the_named_units_and_writes_nothing(tmp_path: Path, units_dir: Path) -> None:
     done = install(tmp_path, "--dry-run", "--only", "worker", "--home", "/srv/mlops")
     assert done.returncode == 0, done.stderr
