@@ -30,6 +30,7 @@ from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound
 
 if TYPE_CHECKING:
     from mlops_lite.api import PlatformAPI
+    from mlops_lite.data.checks import RepositoryConfig
     from mlops_lite.policy.ci_report import CheckReport
     from mlops_lite.records import ModelVersionRecord
 
@@ -205,14 +206,13 @@ def data_report(p: PlatformAPI, repository: str, branch: str, *, into: str) -> C
     cases.append(CheckCase(
         name="merge.conflicts", passed=not conflicts, measured=len(conflicts), bound="0",
         detail=(f"changed on both {branch} and {into}: {', '.join(conflicts[:20])}" if conflicts
-                else f"{len(changes)} path(s) merge cleanly into {into}")))
+                else f"no committed change of {branch} conflicts with {into}")))
     touched = {d.path: d.size for d in changes if d.type in ("added", "changed", "conflict")}
     touched.update({d.path: d.size for d in staged if d.type in ("added", "changed")})
     for path in sorted(touched):
         reasons = run_checks(config, [(path, partial(source.open, path), touched[path])], protected=protected)
         cases.append(CheckCase(name=f"data:{path}", passed=not reasons, measured=f"{touched[path]} bytes",
-                               bound=("schema, PII, size" + (", k-anonymity" if protected else "")),
-                               detail="; ".join(reasons)))
+                               bound=_rules_for(config, path, protected), detail="; ".join(reasons)))
     notes = []
     if staged:
         notes.append(f"{len(staged)} uncommitted change(s) on {branch} were checked too; commit them before merging")
@@ -225,6 +225,20 @@ def data_report(p: PlatformAPI, repository: str, branch: str, *, into: str) -> C
     return CheckReport(title=f"Data checks for {repository}/{branch} -> {into}", suite="mlops-lite.data",
                        cases=tuple(cases), subject=subject, notes=tuple(notes),
                        seconds=time.monotonic() - started, at=at)
+
+
+def _rules_for(config: RepositoryConfig, path: str, protected: bool) -> str:
+    """The rules that apply to ``path``, as the report's bound."""
+    import fnmatch
+
+    rules = [f"schema {s.paths}" for s in config.schemas if fnmatch.fnmatch(path, s.paths)]
+    if config.effective_pii_patterns:
+        rules.append("PII pseudonymized")
+    if config.max_object_bytes is not None:
+        rules.append(f"<= {config.max_object_bytes} bytes")
+    if protected and config.privacy is not None and config.privacy.k_anonymity:
+        rules.append(f"{config.privacy.k_anonymity}-anonymous")
+    return ", ".join(rules) or "no rule applies"
 
 
 @app.command("data-check")
