@@ -1,0 +1,384 @@
+"""deploy/kubernetes: rendered as kustomize renders it, validated against the Kubernetes
+schemas (kubernetes-validate, strict: an unknown field is an error), and the topology
+checked: selectors, Services, the autoscaler, probes, non-root pods, Secrets that exist,
+and NetworkPolicies that let through what must talk and nothing else."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+KUBERNETES_VERSION = "1.33.0"  # the API the manifests are written for
+TARGETS = ["base", "lakefs", "overlays/small", "overlays/production"]
+OVERLAYS = ["overlays/small", "overlays/production"]
+# The pods of the lakeFS chart (its selector labels) and of the flow-run Jobs (their template).
+LAKEFS_POD = {"app": "lakefs", "app.kubernetes.io/name": "lakefs", "app.kubernetes.io/instance": "lakefs"}
+KUBE_DNS = ({"kubernetes.io/metadata.name": "kube-system"}, {"k8s-app": "kube-dns"})
+
+
+def _load_renderer() -> Any:
+    spec = importlib.util.spec_from_file_location("kustomize_render", KUBERNETES / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _load_renderer()
+
+
+def validate(document: dict[str, Any]) -> None:
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def secret_templates() -> dict[str, dict[str, Any]]:
+    documents = yaml.safe_load_all((KUBERNETES / "secrets" / "templates.yaml").read_text())
+    return {d["metadata"]["name"]: d for d in documents if d}
+
+
+def job_template(rendering: Any) -> dict[str, Any]:
+    """The work pool's base job template as the worker hands it to Prefect."""
+    config_map = rendering.find("ConfigMap", "mlops-lite-worker-job-template")
+    worker = rendering.find("Deployment", "mlops-lite-worker")
+    env = {e["name"]: e.get("value") for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    text = config_map["data"]["base-job-template.json"]
+    text = text.replace("__IMAGE__", env["FLOW_RUN_IMAGE"]).replace("__NAMESPACE__", worker["metadata"]["namespace"])
+    return json.loads(text)
+
+
+def flow_run_job(rendering: Any) -> dict[str, Any]:
+    """The Job a flow run becomes: Prefect's own templating over the pool's variables."""
+    from prefect.utilities.templating import apply_values
+
+    template = job_template(rendering)
+    values = {name: spec["default"] for name, spec in template["variables"]["properties"].items() if "default" in spec}
+    values.update(command="prefect flow-run execute", env={"PREFECT__FLOW_RUN_ID": "0"},
+                  labels={"prefect.io/flow-run-id": "0"}, name="retrain-release-abc")
+    manifest = apply_values(template["job_configuration"], values)["job_manifest"]
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    container["args"] = container["args"].split()  # what prefect-kubernetes does with a string command
+    return manifest
+
+
+def pod_specs(rendering: Any) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(name, pod spec, pod labels) of every workload, the flow-run Job's included."""
+    found = []
+    for document in rendering.documents:
+        if document["kind"] in ("Deployment", "StatefulSet"):
+            template = document["spec"]["template"]
+            found.append((document["metadata"]["name"], template["spec"], template["metadata"]["labels"]))
+    if any(d["kind"] == "ConfigMap" and d["metadata"]["name"] == "mlops-lite-worker-job-template"
+           for d in rendering.documents):
+        template = flow_run_job(rendering)["spec"]["template"]
+        found.append(("flow-run", template["spec"], template["metadata"]["labels"]))
+    return found
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions) selects ``labels``."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        ok = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[operator]
+        if not ok:
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------ render + validate
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_document_validates_against_the_kubernetes_schemas(target: str) -> None:
+    rendering = render.render(KUBERNETES / target)
+    assert rendering.documents
+    for document in rendering.documents:
+        validate(document)
+        assert document["metadata"]["namespace"] == "mlops-lite"
+        assert document["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mlops-lite"
+    if target != "lakefs":
+        validate(flow_run_job(rendering))
+
+
+def test_secret_templates_validate_and_hold_no_value() -> None:
+    templates = secret_templates()
+    assert templates
+    for secret in templates.values():
+        validate(secret)
+        assert all(value == "" for value in secret["stringData"].values()), secret["metadata"]["name"]
+
+
+def test_the_validator_reports_a_wrong_field_type_and_an_unknown_field() -> None:
+    serve = render.render(KUBERNETES / "base").find("Deployment", "mlops-lite-serve")
+    validate(serve)
+    typo = json.loads(json.dumps(serve))
+    typo["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError) as wrong_type:
+        validate(typo)
+    assert "replicas" in str(wrong_type.value) and "'two'" in str(wrong_type.value)
+    misspelt = json.loads(json.dumps(serve))
+    container = misspelt["spec"]["template"]["spec"]["containers"][0]
+    container["readinesProbe"] = container.pop("readinessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError, match="readinesProbe"):
+        validate(misspelt)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_renderer_builds_what_kustomize_builds(target: str, tmp_path: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (whose `kubectl kustomize` is kustomize) is not installed")
+    # Helm charts aside (neither side inflates them offline), both must build the same documents.
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES, copy)
+    for file in copy.rglob("kustomization.yaml"):
+        spec = yaml.safe_load(file.read_text())
+        spec.pop("helmCharts", None)
+        file.write_text(yaml.safe_dump(spec))
+    built = subprocess.run([kubectl, "kustomize", str(copy / target)], capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    theirs = sorted((d for d in yaml.safe_load_all(built.stdout) if d), key=lambda d: (d["kind"], d["metadata"]["name"]))
+    ours = sorted(render.render(KUBERNETES / target).documents, key=lambda d: (d["kind"], d["metadata"]["name"]))
+    assert ours == theirs
+
+
+def test_the_lakefs_chart_is_a_helm_dependency_not_inflated_offline() -> None:
+    rendering = render.render(KUBERNETES / "overlays" / "production")
+    [chart] = rendering.skipped_charts
+    assert (chart["name"], chart["repo"], chart["releaseName"]) == ("lakefs", "https://charts.lakefs.io", "lakefs")
+    assert chart["version"].count(".") == 2, "the chart's version is pinned"
+    assert "--enable-helm" in chart["reason"]
+    pytest.skip("the lakeFS chart's expansion is not rendered: it needs helm and https://charts.lakefs.io, "
+                "neither reachable here (`kustomize build --enable-helm` renders it)")
+
+
+def test_the_renderer_refuses_what_it_does_not_render(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: []\nconfigMapGenerator:\n  - name: x\n")
+    with pytest.raises(render.RenderError, match="configMapGenerator"):
+        render.render(tmp_path)
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n")
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [cm.yaml]\npatches:\n  - target: {kind: ConfigMap, name: b}\n"
+        "    patch: '[{op: add, path: /data, value: {}}]'\n")
+    with pytest.raises(render.RenderError, match="matches no resource"):
+        render.render(tmp_path)
+
+
+# ---------------------------------------------------------------------------------- topology
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_selectors_services_and_the_autoscaler_fit_together(target: str) -> None:
+    rendering = render.render(KUBERNETES / target)
+    templates = []
+    for document in rendering.of_kind("Deployment") + rendering.of_kind("StatefulSet"):
+        labels = document["spec"]["template"]["metadata"]["labels"]
+        assert selects(document["spec"]["selector"], labels), document["metadata"]["name"]
+        templates.append(labels)
+    for service in rendering.of_kind("Service"):
+        assert any(selects({"matchLabels": service["spec"]["selector"]}, labels) for labels in templates), \
+            f"Service {service['metadata']['name']} selects no pod"
+    up = rendering.find("Deployment", "mlops-lite-up")
+    assert up["spec"]["replicas"] == 1 and up["spec"]["strategy"]["type"] == "Recreate"
+    [hpa] = rendering.of_kind("HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target_ref = hpa["spec"]["scaleTargetRef"]
+    assert (target_ref["kind"], target_ref["name"]) == ("Deployment", "mlops-lite-serve")
+    rendering.find("Deployment", "mlops-lite-serve")
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    for pdb in rendering.of_kind("PodDisruptionBudget"):
+        assert any(selects(pdb["spec"]["selector"], labels) for labels in templates)
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_probes_ask_the_real_health_routes(target: str) -> None:
+    from server.oip import server_live, server_ready  # the routes the probes ask, as server/ declares them
+
+    assert (server_ready.paths, server_live.paths) == ({"/health/ready"}, {"/health/live"})
+    rendering = render.render(KUBERNETES / target)
+    serve = rendering.find("Deployment", "mlops-lite-serve")["spec"]["template"]["spec"]["containers"][0]
+    assert "MLOPS_LITE_HEALTH_URL=https://127.0.0.1:8080/v2/health/ready" in serve["readinessProbe"]["exec"]["command"]
+    assert "MLOPS_LITE_HEALTH_URL=https://127.0.0.1:8080/v2/health/live" in serve["livenessProbe"]["exec"]["command"]
+    assert "/usr/local/lib/mlops-lite/healthcheck.py" in serve["readinessProbe"]["exec"]["command"]
+    assert (ROOT / "deploy" / "container" / "healthcheck.py").exists()
+    up = rendering.find("Deployment", "mlops-lite-up")["spec"]["template"]["spec"]["containers"][0]
+    assert up["livenessProbe"]["httpGet"]["path"] == "/api/v1/healthcheck"
+    access = (ROOT / "docs" / "access.md").read_text()
+    assert "| GET | `/api/v1/healthcheck` | none (public)" in access  # kubelet sends no token
+    for name, spec, _ in pod_specs(rendering):
+        for container in spec["containers"]:
+            if name != "flow-run":
+                assert "livenessProbe" in container, f"{name}/{container['name']} has no liveness probe"
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_every_container_runs_as_non_root_with_limits(target: str) -> None:
+    for name, spec, _ in pod_specs(render.render(KUBERNETES / target)):
+        pod = spec.get("securityContext", {})
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            where = f"{name}/{container['name']}"
+            context = {**pod, **container.get("securityContext", {})}
+            assert context.get("runAsNonRoot") is True, where
+            assert context.get("runAsUser", 1) != 0, where
+            assert context.get("allowPrivilegeEscalation") is False, where
+            assert context.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert context.get("readOnlyRootFilesystem") is True, where
+            assert context.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+            resources = container["resources"]
+            assert set(resources["requests"]) >= {"cpu", "memory"} and set(resources["limits"]) >= {"cpu", "memory"}, where
+
+
+def _secret_references(value: Any) -> list[tuple[str, str | None]]:
+    """Every (secret, key) a manifest names: secretKeyRef, envFrom secretRef, secret volumes."""
+    found: list[tuple[str, str | None]] = []
+    if isinstance(value, dict):
+        if "secretKeyRef" in value:
+            found.append((value["secretKeyRef"]["name"], value["secretKeyRef"]["key"]))
+        if "secretRef" in value:
+            found.append((value["secretRef"]["name"], None))
+        if isinstance(value.get("secret"), dict) and "secretName" in value["secret"]:
+            keys = [item["key"] for item in value["secret"].get("items", [])] or [None]
+            found.extend((value["secret"]["secretName"], key) for key in keys)
+        for item in value.values():
+            found.extend(_secret_references(item))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_secret_references(item))
+    return found
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_every_secret_named_is_a_documented_secret_with_that_key(target: str) -> None:
+    rendering = render.render(KUBERNETES / target)
+    templates = secret_templates()
+    references = _secret_references(rendering.documents) + _secret_references(flow_run_job(rendering))
+    worker_env = rendering.find("Deployment", "mlops-lite-worker")["spec"]["template"]["spec"]["containers"][0]["env"]
+    prefect_secret = {e["name"]: e.get("value") for e in worker_env}
+    references.append((prefect_secret["PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_AUTH_STRING_SECRET_NAME"],
+                       prefect_secret["PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_AUTH_STRING_SECRET_KEY"]))
+    for chart in rendering.skipped_charts:
+        values = chart["valuesInline"]
+        references.extend((values["existingSecret"], key) for key in values["secretKeys"].values() if key)
+        references.extend(_secret_references(values))
+    assert references
+    for name, key in references:
+        assert name in templates, f"Secret {name} is named but not in secrets/templates.yaml"
+        if key is not None:
+            assert key in templates[name]["stringData"], f"Secret {name} has no key {key}"
+    section = (ROOT / "docs" / "deploy.md").read_text().split("## Kubernetes", 1)[1]
+    for name in templates:
+        assert name in {n for n, _ in references}, f"secrets/templates.yaml holds {name}, which nothing reads"
+        assert f"create secret generic {name} " in section, \
+            f"docs/deploy.md does not say how to make {name}"
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_flow_runs_use_the_workers_image(target: str) -> None:
+    rendering = render.render(KUBERNETES / target)
+    worker = rendering.find("Deployment", "mlops-lite-worker")["spec"]["template"]["spec"]["containers"][0]
+    job = flow_run_job(rendering)
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == worker["image"]
+    assert job["metadata"]["namespace"] == "mlops-lite"
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "mlops-lite-flow-run"
+    rendering.find("ServiceAccount", "mlops-lite-flow-run")
+
+
+def test_the_worker_may_run_jobs_and_nothing_cluster_wide() -> None:
+    rendering = render.render(KUBERNETES / "overlays" / "production")
+    assert not rendering.of_kind("ClusterRole") and not rendering.of_kind("ClusterRoleBinding")
+    role = rendering.find("Role", "mlops-lite-worker")
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert {("batch", "jobs", "create"), ("batch", "jobs", "delete"), ("", "pods", "watch"),
+            ("", "pods/log", "get")} <= granted
+    assert not any(resource in ("secrets", "*") or verb == "*" for _, resource, verb in granted)
+    binding = rendering.find("RoleBinding", "mlops-lite-worker")
+    assert binding["roleRef"]["name"] == "mlops-lite-worker"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlops-lite-worker", "namespace": "mlops-lite"}]
+    worker = rendering.find("Deployment", "mlops-lite-worker")["spec"]["template"]["spec"]
+    assert worker["serviceAccountName"] == "mlops-lite-worker"
+    for name, spec, _ in pod_specs(rendering):
+        if name != "mlops-lite-worker":
+            assert spec.get("automountServiceAccountToken") is False, f"{name} mounts an API token"
+
+
+# ------------------------------------------------------------------------- network policies
+NAMESPACE = {"kubernetes.io/metadata.name": "mlops-lite"}
+
+
+def _peer_matches(peer: dict[str, Any], namespace: dict[str, str], pod: dict[str, str]) -> bool:
+    if "ipBlock" in peer:
+        return False  # pod addresses are private: every ipBlock here leaves them out
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], namespace):
+            return False
+    elif namespace != NAMESPACE:
+        return False
+    return selects(peer.get("podSelector", {}), pod)
+
+
+def _port_matches(rule: dict[str, Any], port: int, protocol: str) -> bool:
+    ports = rule.get("ports")
+    return not ports or any(p.get("port") == port and p.get("protocol", "TCP") == protocol for p in ports)
+
+
+def _allowed(policies: list[dict[str, Any]], direction: str, pod: dict[str, str], peer_namespace: dict[str, str],
+             peer: dict[str, str], port: int, protocol: str) -> bool:
+    """Kubernetes' rule: isolated in ``direction`` once a policy selects the pod for it; then
+    allowed when some such policy has a rule matching the peer and port."""
+    key, peers = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    selecting = [p for p in policies if direction in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], pod)]
+    if not selecting:
+        return True
+    return any(_port_matches(rule, port, protocol) and
+               (peers not in rule or any(_peer_matches(x, peer_namespace, peer) for x in rule[peers]))
+               for policy in selecting for rule in policy["spec"].get(key, []))
+
+
+def talks(policies: list[dict[str, Any]], source: dict[str, str], target: dict[str, str], port: int) -> bool:
+    return (_allowed(policies, "Egress", source, NAMESPACE, target, port, "TCP")
+            and _allowed(policies, "Ingress", target, NAMESPACE, source, port, "TCP"))
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_network_policies_let_through_what_must_talk_and_nothing_else(target: str) -> None:
+    rendering = render.render(KUBERNETES / target)
+    policies = rendering.of_kind("NetworkPolicy")
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+            and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    assert deny, "no default-deny NetworkPolicy"
+    pods = {name: labels for name, _, labels in pod_specs(rendering)}
+    pods["lakefs"] = LAKEFS_POD
+    up, serve, worker, flow_run = (pods[n] for n in ("mlops-lite-up", "mlops-lite-serve", "mlops-lite-worker", "flow-run"))
+    postgres, lakefs = pods["mlops-lite-postgres"], pods["lakefs"]
+    for name, labels in pods.items():  # each component has a policy of its own beside the blanket ones
+        assert any(p["spec"]["podSelector"] != {} and selects(p["spec"]["podSelector"], labels) for p in policies), name
+        assert _allowed(policies, "Egress", labels, KUBE_DNS[0], KUBE_DNS[1], 53, "UDP"), f"{name} cannot resolve names"
+        assert not _allowed(policies, "Egress", labels, {"kubernetes.io/metadata.name": "other"}, {}, 5432, "TCP")
+    must = [(serve, up, 8000), (flow_run, up, 8000), (flow_run, up, 4200), (worker, up, 4200),
+            (up, postgres, 5432), (up, lakefs, 8000), (lakefs, postgres, 5432)]
+    for source, destination, port in must:
+        assert talks(policies, source, destination, port), f"{source} cannot reach {destination}:{port}"
+    never = [(serve, postgres, 5432), (serve, lakefs, 8000), (serve, up, 4200), (flow_run, postgres, 5432),
+             (flow_run, lakefs, 8000), (worker, postgres, 5432), (worker, up, 8000), (worker, lakefs, 8000),
+             (lakefs, up, 8000), (postgres, up, 8000), (up, serve, 8080), (flow_run, serve, 8080)]
+    for source, destination, port in never:  # each side refuses on its own
+        assert not _allowed(policies, "Egress", source, NAMESPACE, destination, port, "TCP"), \
+            f"{source} may send to {destination}:{port}"
+        assert not _allowed(policies, "Ingress", destination, NAMESPACE, source, port, "TCP"), \
+            f"{destination}:{port} accepts {source}"
+    ingress = {"kubernetes.io/metadata.name": "ingress-nginx"}
+    assert _allowed(policies, "Ingress", serve, ingress, {}, 8080, "TCP")
+    assert _allowed(policies, "Ingress", up, ingress, {}, 8000, "TCP")
+    assert not _allowed(policies, "Ingress", postgres, ingress, {}, 5432, "TCP")
+    assert not _allowed(policies, "Ingress", up, ingress, {}, 4200, "TCP")
