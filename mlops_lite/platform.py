@@ -25,6 +25,7 @@ from mlops_lite.privacy.keys_facet import Keys
 from mlops_lite.privacy.protection import HomeProtection, open_protection
 from mlops_lite.privacy.report import Compliance
 from mlops_lite.privacy.residency import Residency
+from mlops_lite.records import Identity
 from mlops_lite.registry import Registry
 from mlops_lite.security import AuditLog, Tokens
 from mlops_lite.security.anonymize import Anonymizer, key_from_env
@@ -99,6 +100,10 @@ class Platform:
         except BaseException:
             self._store.close()
             raise
+
+    def whoami(self) -> Identity:
+        """The owner of the stores: every rule below the roles still applies."""
+        return Identity(name=self.actor, role="admin", kind="local")
 
     def summary(self) -> dict[str, Any]:
         """What this platform holds, in counts."""

@@ -33,7 +33,7 @@ from mlops_lite.api.registry import RegistryAPI
 from mlops_lite.api.tokens import TokensAPI
 from mlops_lite.api.tracking import TrackingAPI
 from mlops_lite.api.training import TrainingAPI
-from mlops_lite.records import DeploymentRecord, Prediction
+from mlops_lite.records import DeploymentRecord, Identity, Prediction
 
 __all__ = [
     "AlertsAPI",
@@ -106,6 +106,11 @@ class PlatformAPI(Protocol):
 
     def summary(self) -> dict[str, Any]:
         """What the platform holds, in counts."""
+
+    def whoami(self) -> Identity:
+        """Who this platform acts as: in-process the owner of the stores (admin); over HTTP
+        the token's identity (``GET /v1/whoami``), so a client can hide what its role may
+        not do (the server still enforces every rule)."""
 
     def close(self) -> None:
         """Release the stores (local) or the connection (remote)."""

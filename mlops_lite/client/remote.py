@@ -35,6 +35,7 @@ from mlops_lite.records import (
 
 if TYPE_CHECKING:
     from mlops_lite.client.credentials import TokenSource
+    from mlops_lite.records import Identity
     from mlops_lite.security.tls import ClientTLS
 
 T = TypeVar("T")
@@ -176,6 +177,16 @@ class RemotePlatform:
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = self.request("GET", "/v1/status")
         return summary
+
+    def whoami(self) -> Identity:
+        """The token's identity, as the server sees it (``GET /v1/whoami``)."""
+        from mlops_lite.records import Grant, Identity
+
+        body: dict[str, Any] = self.request("GET", "/v1/whoami")
+        return Identity(name=str(body["name"]), role=str(body["role"]), token_id=body.get("token_id"),
+                        kind=str(body.get("kind", "token")), issuer=body.get("issuer"), subject=body.get("subject"),
+                        grants=tuple(Grant(role=g["role"], models=g.get("models"), repositories=g.get("repositories"))
+                                     for g in body.get("grants") or ()))
 
     def close(self) -> None:
         try:

@@ -157,3 +157,21 @@ def test_an_expired_secret_is_refused_saying_when_it_expired(api: Any) -> None:
     refused = httpx.get(f"{api.url}/v1/whoami", headers=bearer)
     assert refused.status_code == 401 and refused.json()["message"].startswith("the token expired at ")
     assert httpx.get(f"{api.url}/api/v1/user", auth=(key_id, key_secret)).status_code == 401
+
+
+def test_whoami_names_the_caller_and_its_role(api: Any, api_kind: str) -> None:
+    """In-process the platform is the stores' owner (admin); over HTTP it is the token's
+    identity, so a client (the console) can hide what the role may not do."""
+    me = api.whoami()
+    assert me.role == "admin"
+    if api_kind == "local":
+        assert me.kind == "local" and me.token_id is None
+        return
+    assert me.kind == "token" and me.token_id is not None
+    from mlops_lite.client import RemotePlatform
+
+    _, secret = api.tokens.create("a-viewer", "viewer", grants=["operator:model:team-*"])
+    with RemotePlatform(api.url, secret) as viewer:
+        who = viewer.whoami()
+    assert (who.name, who.role, who.kind) == ("a-viewer", "viewer", "token")
+    assert [(g.role, g.models) for g in who.grants] == [("operator", "team-*")]
