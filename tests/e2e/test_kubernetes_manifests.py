@@ -69,7 +69,16 @@ def flow_run_job(rendering: Any) -> dict[str, Any]:
     manifest = apply_values(template["job_configuration"], values)["job_manifest"]
     container = manifest["spec"]["template"]["spec"]["containers"][0]
     container["args"] = container["args"].split()  # what prefect-kubernetes does with a string command
-    return manifest
+    return as_applied(manifest)
+
+
+def as_applied(job: dict[str, Any]) -> dict[str, Any]:
+    """The Job as the API server keeps it. prefect-kubernetes refuses a template whose pod
+    spec lacks ``parallelism`` and ``completions`` (fields of a Job, not of a pod), which the
+    API server drops with a warning; nothing else is removed before strict validation."""
+    pod = job["spec"]["template"]["spec"]
+    assert (pod.pop("parallelism"), pod.pop("completions")) == (1, 1)
+    return job
 
 
 def pod_specs(rendering: Any) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
@@ -291,6 +300,34 @@ def test_flow_runs_use_the_workers_image(target: str) -> None:
     assert job["metadata"]["namespace"] == "mlops-lite"
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "mlops-lite-flow-run"
     rendering.find("ServiceAccount", "mlops-lite-flow-run")
+
+
+def test_prefect_kubernetes_builds_the_flow_run_job_from_the_template() -> None:
+    worker = pytest.importorskip("prefect_kubernetes.worker", reason="prefect-kubernetes (the worker the image "
+                                 "runs) is not installed in this environment")
+    import asyncio
+    import uuid
+
+    from prefect.client.schemas.objects import FlowRun
+
+    rendering = render.render(KUBERNETES / "overlays" / "production")
+
+    async def build() -> Any:
+        configuration = await worker.KubernetesWorkerJobConfiguration.from_template_and_values(
+            job_template(rendering), {"cpu_limit": "3"})
+        configuration.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="calm-otter"))
+        return configuration
+
+    configuration = asyncio.run(build())
+    job = configuration.job_manifest
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] + container["args"] == ["/usr/bin/env", "prefect", "flow-run", "execute"]
+    assert container["resources"]["limits"]["cpu"] == "3"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLOPS_LITE_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mlops-lite-tokens", "key": "worker"}
+    assert "PREFECT__FLOW_RUN_ID" in env
+    assert configuration.namespace == job["metadata"]["namespace"] == "mlops-lite"
+    validate(as_applied(job))
 
 
 def test_the_worker_may_run_jobs_and_nothing_cluster_wide() -> None:
