@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -419,3 +420,64 @@ def test_network_policies_let_through_what_must_talk_and_nothing_else(target: st
     assert _allowed(policies, "Ingress", up, ingress, {}, 8000, "TCP")
     assert not _allowed(policies, "Ingress", postgres, ingress, {}, 5432, "TCP")
     assert not _allowed(policies, "Ingress", up, ingress, {}, 4200, "TCP")
+
+
+# ------------------------------------------------------------------ a replica's view of the home
+def test_a_replica_serves_from_only_the_folders_its_pod_mounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The serve pod mounts five folders of the home (subPath), not the home: a real
+    replica over exactly those (links here, to a real control plane's home) loads the
+    model, answers, and writes its prediction log where the control plane reads it."""
+    import httpx
+
+    from server.app import create_app
+    from server.runner import serve_in_thread
+    from server.serving import ServingPlatform, build_serving_app
+    from tests.conftest import build_loop, holdout_rows
+
+    rendering = render.render(KUBERNETES / "overlays" / "production")
+    pod = rendering.find("Deployment", "mlops-lite-serve")["spec"]["template"]["spec"]
+    [serve] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in serve["env"]}
+    mounts = [m for m in serve["volumeMounts"] if m["name"] == "home"]
+    assert all(m["mountPath"] == f"/data/{m['subPath']}" for m in mounts)
+    folders = {m["subPath"].removeprefix("home/"): m.get("readOnly", False) for m in mounts}
+    assert folders == {"objects/artifacts": True, "keys": True, "predictions": False, "feedback": False,
+                       "errors": False}
+    [init] = pod["initContainers"]
+    made = {part.removeprefix("/data/home/") for part in init["args"][0].split() if part.startswith("/data/home/")}
+    assert made == set(folders), "the init container makes every folder the replica mounts"
+
+    platform, _, spec = build_loop(tmp_path / "home")
+    home = platform.settings.home
+    for folder in made:  # what the init container does
+        (home / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+    view = tmp_path / "replica" / "home"
+    for folder in folders:
+        (view / folder).parent.mkdir(parents=True, exist_ok=True)
+        (view / folder).symlink_to(home / folder, target_is_directory=True)
+    control = serve_in_thread(create_app(platform))
+    try:
+        _, replica_token = platform.tokens.create("replica@k8s", "predictor", service="replica")
+        _, caller = platform.tokens.create("app", "predictor")
+        monkeypatch.setenv("MLOPS_LITE_HOME", str(view))
+        monkeypatch.setenv("MLOPS_LITE_ENCRYPTION", env["MLOPS_LITE_ENCRYPTION"])
+        replica = serve_in_thread(build_serving_app(ServingPlatform(control.url, replica_token, poll_s=0.2)))
+        try:
+            rows = holdout_rows(spec, 3)
+            deadline = time.monotonic() + 30
+            while True:
+                answer = httpx.post(f"{replica.url}/v1/deployments/loans/predict", json={"instances": rows},
+                                    headers={"Authorization": f"Bearer {caller}"}, timeout=10)
+                if answer.status_code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert answer.status_code == 200, answer.text
+            assert len(answer.json()["predictions"]) == 3
+        finally:
+            replica.stop()
+    finally:
+        control.stop()
+        platform.close()
+    assert sorted(p.name for p in view.rglob("*") if p.parent == view) == ["errors", "feedback", "keys", "objects",
+                                                                         "predictions"]
+    assert any(f.is_file() and f.stat().st_size for f in (home / "predictions").rglob("*")), "no prediction logged"
