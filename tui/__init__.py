@@ -1,5 +1,6 @@
-"""The Textual operator dashboard: a live view of a Platform, local or remote."""
+"""The Textual operator console: run the platform from a terminal (or a browser tab),
+local or remote. ``OperatorConsole`` is the app; ``run_console`` runs it here."""
 
-from tui.app import Dashboard, run_dashboard
+from tui.console import OperatorConsole, run_console
 
-__all__ = ["Dashboard", "run_dashboard"]
+__all__ = ["OperatorConsole", "run_console"]

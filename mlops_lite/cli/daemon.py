@@ -282,12 +282,16 @@ def serve(workers: Annotated[int, typer.Option(help="Worker processes (more than
                 ssl_context_factory=settings_ssl_context if settings.tls else None)
 
 
-def tui(refresh: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0) -> None:
-    """The operator dashboard: models, versions, deployments and recent runs, live."""
-    from tui import run_dashboard
+def tui(refresh: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0,
+        read_only: Annotated[bool, typer.Option(
+            "--read-only", help="Show no write action, whatever the role (the server still enforces roles).")]
+        = False) -> None:
+    """The operator console: deployments live, models and lineage, approvals, alerts, data,
+    runs and flows, audit; act on them as your role allows (local or through `up`)."""
+    from tui import run_console
 
     with connection(initialised=True) as found:
-        run_dashboard(found.platform, source=found.source, refresh_seconds=refresh)
+        run_console(found.platform, source=found.source, refresh_seconds=refresh, read_only=read_only)
 
 
 def status(as_json: JsonOption = False) -> None:

@@ -1,0 +1,27 @@
+"""Alerts (a first cut: a table of what the platform holds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+
+from tui.screens.base import ConsoleScreen
+from tui.widgets import FilterTable, Row
+
+
+class AlertsScreen(ConsoleScreen):
+    TITLE = "Alerts"
+
+    def body(self) -> ComposeResult:
+        yield FilterTable((("a", "Name"), ("b", ""), ("c", ""), ("d", "")), title="Alerts")
+
+    def load(self) -> Any:
+        return self.platform.alerts.list(limit=200)
+
+    def show(self, data: Any) -> None:
+        rows = []
+        for a in data:
+            cells = tuple(str(c) for c in (a.rule, a.subject, a.state, a.severity))
+            rows.append(Row(a.id, (*cells, "", "", "", "")[:4]))
+        self.query_one(FilterTable).set_rows(rows)
