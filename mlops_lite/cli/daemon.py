@@ -22,7 +22,7 @@ from mlops_lite.cli.common import (
     refuse_beside_daemon,
 )
 from mlops_lite.daemon import read_daemon
-from mlops_lite.errors import InvalidInput, MlopsLiteError
+from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound
 
 if TYPE_CHECKING:
     from mlops_lite.config import Settings
@@ -285,13 +285,34 @@ def serve(workers: Annotated[int, typer.Option(help="Worker processes (more than
 def tui(refresh: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0,
         read_only: Annotated[bool, typer.Option(
             "--read-only", help="Show no write action, whatever the role (the server still enforces roles).")]
-        = False) -> None:
+        = False,
+        web: Annotated[bool, typer.Option(
+            "--web", help="Serve the console to a browser on 127.0.0.1 (each tab runs its own console).")] = False,
+        port: Annotated[int, typer.Option(help="The port for --web (127.0.0.1 only).")] = 8566) -> None:
     """The operator console: deployments live, models and lineage, approvals, alerts, data,
     runs and flows, audit; act on them as your role allows (local or through `up`)."""
+    if web:
+        _serve_console(refresh, read_only, port)
+        return
     from tui import run_console
 
     with connection(initialised=True) as found:
         run_console(found.platform, source=found.source, refresh_seconds=refresh, read_only=read_only)
+
+
+def _serve_console(refresh: float, read_only: bool, port: int) -> None:
+    """``tui --web``: each browser tab runs ``mlops-lite tui`` with this environment (the
+    home, and any URL and token, travel in it: a token never goes on a command line)."""
+    import shlex
+
+    from tui.web import serve_console
+
+    settings = load_settings()
+    if not settings.url and read_daemon(settings.daemon_file) is None and not settings.initialised:
+        raise NotFound(f"nothing at {settings.home} yet: run `mlops-lite init` (or `mlops-lite demo`)")
+    os.environ["MLOPS_LITE_HOME"] = str(settings.home)
+    command = [sys.executable, "-m", "mlops_lite", "tui", "--refresh", str(refresh)]
+    serve_console(shlex.join([*command, "--read-only"] if read_only else command), port=port)
 
 
 def status(as_json: JsonOption = False) -> None:
