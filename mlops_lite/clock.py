@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 from mlops_lite.errors import InvalidInput
 
@@ -26,3 +27,21 @@ def parse_time(value: str, field: str) -> datetime:
         raise InvalidInput(f"bad time {value!r} for {field!r}", field=field,
                            expected="an ISO 8601 time, e.g. 2026-01-31T12:00:00+00:00, within years 1-9999 in UTC"
                            ) from exc
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, field: str, *, label: str | None = None) -> timedelta:
+    """``90s``, ``30m``, ``2h``, ``1d`` or a sum such as ``1h30m``, as a timedelta above
+    zero; InvalidInput naming ``field`` (shown as ``label``, e.g. ``--for``) otherwise."""
+    name = label or field
+    spec = text.strip().lower() if isinstance(text, str) else ""
+    parts = _DURATION.findall(spec)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != spec:
+        raise InvalidInput(f"bad {name} {text!r}", field=field, expected="a duration like 90s, 30m, 2h, 1d or 1h30m")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise InvalidInput(f"{name} {text!r} is no time at all", field=field, expected="a duration above zero")
+    return timedelta(seconds=seconds)

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated
 
 import typer
 
 from mlops_lite.cli.common import JsonOption, group, line, platform, print_json, print_table, table
-from mlops_lite.errors import InvalidInput
+from mlops_lite.clock import parse_duration
 
 app = group("Alerts of the monitor: list, acknowledge, silence (through the daemon when `up` runs).")
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def duration(text: str) -> timedelta:
     """``90s``, ``30m``, ``2h``, ``1d`` or a sum such as ``1h30m``, as a timedelta."""
-    spec = text.strip().lower()
-    parts = _DURATION.findall(spec)
-    if not parts or "".join(f"{n}{u}" for n, u in parts) != spec:
-        raise InvalidInput(f"bad --for {text!r}", field="for", expected="a duration like 90s, 30m, 2h, 1d or 1h30m")
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise InvalidInput(f"--for {text!r} is no time at all", field="for", expected="a duration above zero")
-    return timedelta(seconds=seconds)
+    return parse_duration(text, "for", label="--for")
 
 
 @app.command("list")

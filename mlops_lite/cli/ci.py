@@ -18,7 +18,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -30,7 +29,6 @@ from mlops_lite.errors import InvalidInput, MlopsLiteError, NotFound
 
 if TYPE_CHECKING:
     from mlops_lite.api import PlatformAPI
-    from mlops_lite.data.checks import RepositoryConfig
     from mlops_lite.policy.ci_report import CheckReport
     from mlops_lite.records import ModelVersionRecord
 
@@ -184,61 +182,33 @@ def ci_check(
 def data_report(p: PlatformAPI, repository: str, branch: str, *, into: str) -> CheckReport:
     """The checks a merge of ``branch`` into ``into`` runs, over every table the branch
     adds or changes since their merge base (committed, and staged with a note), one case
-    per path, plus one for conflicts."""
+    per path, plus one for conflicts (mlops_lite/data/premerge.py)."""
     from mlops_lite.clock import utcnow
-    from mlops_lite.data.checks import run_checks
+    from mlops_lite.data.premerge import premerge
     from mlops_lite.policy.ci_report import CheckCase, CheckReport
 
     started, at = time.monotonic(), utcnow()
-    repo = p.data.repo(repository)
-    config = repo.config()
-    known = {b.name for b in repo.branches()}
-    for option, name in (("--branch", branch), ("--into", into)):
-        if name not in known:
-            raise NotFound(f"{option}: {repository} has no branch {name!r} (it has: {', '.join(sorted(known))})")
-    source = repo.branch(branch)
-    head = source.head()
-    changes = repo.diff(into, branch, three_dot=True)
-    staged = source.uncommitted()
-    protected = into in config.protected_branches
-    cases: list[CheckCase] = []
-    conflicts = [d.path for d in changes if d.type == "conflict"]
-    cases.append(CheckCase(
+    checked = premerge(p.data.repo(repository), branch, into, names=("--branch", "--into"))
+    conflicts = checked.conflicts
+    cases: list[CheckCase] = [CheckCase(
         name="merge.conflicts", passed=not conflicts, measured=len(conflicts), bound="0",
         detail=(f"changed on both {branch} and {into}: {', '.join(conflicts[:20])}" if conflicts
-                else f"no committed change of {branch} conflicts with {into}")))
-    touched = {d.path: d.size for d in changes if d.type in ("added", "changed", "conflict")}
-    touched.update({d.path: d.size for d in staged if d.type in ("added", "changed")})
-    for path in sorted(touched):
-        reasons = run_checks(config, [(path, partial(source.open, path), touched[path])], protected=protected)
-        cases.append(CheckCase(name=f"data:{path}", passed=not reasons, measured=f"{touched[path]} bytes",
-                               bound=_rules_for(config, path, protected), detail="; ".join(reasons)))
+                else f"no committed change of {branch} conflicts with {into}"))]
+    cases += [CheckCase(name=f"data:{c.path}", passed=c.passed, measured=f"{c.size} bytes", bound=c.rules,
+                        detail="; ".join(c.reasons)) for c in checked.paths]
     notes = []
-    if staged:
-        notes.append(f"{len(staged)} uncommitted change(s) on {branch} were checked too; commit them before merging")
-    if not config.has_rules:
+    if checked.staged:
+        notes.append(f"{checked.staged} uncommitted change(s) on {branch} were checked too; commit them before merging")
+    if not checked.has_rules:
         notes.append(f"{repository} declares no data rules (schemas, PII patterns, size limit, k-anonymity): "
                      "only conflicts were checked (`mlops-lite data repo configure`)")
-    subject = {"repository": repository, "branch": f"{branch} at {head.id[:12] if head else '(no commit)'}",
-               "into": into + (" (protected)" if protected else ""),
-               "paths checked": str(len(touched))}
+    subject = {"repository": repository,
+               "branch": f"{branch} at {checked.head[:12] if checked.head else '(no commit)'}",
+               "into": into + (" (protected)" if checked.protected else ""),
+               "paths checked": str(len(checked.paths))}
     return CheckReport(title=f"Data checks for {repository}/{branch} -> {into}", suite="mlops-lite.data",
                        cases=tuple(cases), subject=subject, notes=tuple(notes),
                        seconds=time.monotonic() - started, at=at)
-
-
-def _rules_for(config: RepositoryConfig, path: str, protected: bool) -> str:
-    """The rules that apply to ``path``, as the report's bound."""
-    import fnmatch
-
-    rules = [f"schema {s.paths}" for s in config.schemas if fnmatch.fnmatch(path, s.paths)]
-    if config.effective_pii_patterns:
-        rules.append("PII pseudonymized")
-    if config.max_object_bytes is not None:
-        rules.append(f"<= {config.max_object_bytes} bytes")
-    if protected and config.privacy is not None and config.privacy.k_anonymity:
-        rules.append(f"{config.privacy.k_anonymity}-anonymous")
-    return ", ".join(rules) or "no rule applies"
 
 
 @app.command("data-check")
