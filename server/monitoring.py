@@ -129,7 +129,7 @@ def monitoring_stats(request: Request[Any, Any, Any]) -> dict[str, int]:
 
 
 QUERY_MAX_ROWS = 100_000
-LOG_VIEWS = frozenset({"predictions", "feedback"})
+LOG_VIEWS = frozenset({"predictions", "feedback", "errors"})
 QUERY_EXPECTED = "one SELECT or WITH statement over the views predictions and feedback"
 
 
@@ -188,7 +188,7 @@ def read_only_log_query(sql: str) -> str:
     _read_tree(tree.get("statements", []), tables, functions, ctes)
     for name in tables:
         if name.lower() not in LOG_VIEWS | ctes:
-            raise _refuse("log_views_only", f"{name!r} is not one of the views predictions and feedback")
+            raise _refuse("log_views_only", f"{name!r} is not one of the views predictions, feedback and errors")
     for name in functions:
         if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
             raise _refuse("no_table_functions", f"the table function {name}() is not allowed (only "

@@ -38,6 +38,7 @@ class MonitoringAPI(Protocol):
         ``deployment``; answers how many were written. InvalidInput naming the pair."""
 
     def query(self, sql: str) -> pa.Table:
-        """One SQL query over the views ``predictions`` and ``feedback`` (Parquet under the
-        home; see ``mlops_lite.monitoring.prediction_log``), answered as a pyarrow Table.
+        """One SQL query over the views ``predictions``, ``feedback`` and ``errors`` (failed
+        requests counted per deployment, second, slot and status) (Parquet under the home;
+        see ``mlops_lite.monitoring.prediction_log``), answered as a pyarrow Table.
         InvalidInput (``sql``) when it fails."""

@@ -823,7 +823,9 @@ class Monitoring:
 
     def query(self, sql: str, *, max_rows: int | None = None, timeout_s: float | None = None) -> pa.Table:
         """Run ``sql`` in DuckDB over the views ``predictions`` and ``feedback`` (Parquet,
-        hive-partitioned by deployment and date; empty views when nothing is written yet).
+        hive-partitioned by deployment and date; empty views when nothing is written yet)
+        and ``errors`` (failed requests counted per deployment, second, slot and HTTP
+        status: ``ERROR_SCHEMA``; the counts so far are written first).
         At most ``max_rows`` rows are read (batch by batch); a query running past
         ``timeout_s`` is interrupted (InvalidInput, ``details["rule"]`` ``time_limit``).
         A log file that does not verify (changed on disk, the wrong key) is an
@@ -832,6 +834,7 @@ class Monitoring:
         ``predictions.features`` is the JSON of each row's features: as stored in files
         written before the typed columns became the only copy, otherwise made from the
         row's non-null ``f_`` columns (numbers as the DOUBLE they are stored as)."""
+        self.errors.flush()  # failed requests counted so far reach the ``errors`` view
         return self._select(sql, [], max_rows=max_rows, timeout_s=timeout_s)
 
     def rows_where(self, where_sql: str, params: Sequence[Any] = ()) -> pa.Table:
@@ -858,8 +861,10 @@ class Monitoring:
         try:
             try:
                 for view, folder, schema in (("predictions", self.predictions_dir, PREDICTION_SCHEMA),
-                                             ("feedback", self.feedback_dir, FEEDBACK_SCHEMA)):
-                    source = log_scan(folder, self.log_key)
+                                             ("feedback", self.feedback_dir, FEEDBACK_SCHEMA),
+                                             ("errors", self.errors_dir, ERROR_SCHEMA)):
+                    # The error files carry their deployment as a column (no hive partitions).
+                    source = log_scan(folder, self.log_key, hive=view != "errors")
                     if source is None:
                         con.register(f"{view}_empty", schema.empty_table())
                         source = f"(SELECT *, NULL::DATE AS date FROM {view}_empty)"

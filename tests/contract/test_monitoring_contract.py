@@ -128,6 +128,23 @@ def test_an_empty_answer_keeps_its_columns_and_types(loop_api: Any) -> None:
     assert table.schema.field("probability").type == pa.float64()
 
 
+def test_failed_requests_are_counted_in_the_errors_view(loop_api: Any) -> None:
+    def failed() -> int:
+        table = loop_api.monitoring.query(
+            "SELECT coalesce(sum(count), 0)::BIGINT AS n FROM errors WHERE deployment = 'loans' AND status = 422")
+        return int(table.column("n")[0].as_py())
+
+    before = failed()
+    for _ in range(2):
+        with pytest.raises(InvalidInput):
+            loop_api.deployments.predict("loans", [{"not_a_feature": 1.0}])
+    assert failed() == before + 2
+    kinds = loop_api.monitoring.query('SELECT deployment, "at", slot, status, count FROM errors WHERE false').schema
+    assert [kinds.field(c).type for c in ("deployment", "slot", "status", "count")] == \
+        [pa.string(), pa.string(), pa.int32(), pa.int64()]
+    assert pa.types.is_timestamp(kinds.field("at").type) and kinds.field("at").type.tz is not None
+
+
 @pytest.mark.parametrize("sql", ["SELECT nope FROM predictions", "SELECT FROM WHERE"])
 def test_a_failing_query_is_invalid_input_naming_the_sql(loop_api: Any, sql: str) -> None:
     with pytest.raises(InvalidInput) as failed:
