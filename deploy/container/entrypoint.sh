@@ -4,7 +4,7 @@
 # standard output, which shows the new admin token, is dropped (the token is in the
 # home, mode 0600): it would otherwise reach the container's log. Its errors are shown.
 set -eu
-home="${MLOPS_LITE_HOME:-/data}"
+home="${MLOPS_LITE_HOME:-/data/home}"
 if [ "${1:-}" = up ] && [ ! -e "$home/admin.token" ]; then
   if ! mlops-lite init > /dev/null; then
     echo "entrypoint: mlops-lite init failed in $home (its errors are above)" >&2

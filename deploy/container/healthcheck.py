@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-HOME = Path(os.environ.get("MLOPS_LITE_HOME", "/data"))
+HOME = Path(os.environ.get("MLOPS_LITE_HOME", "/data/home"))
 
 
 def _command(cmdline: list[str]) -> tuple[str | None, list[str]]:

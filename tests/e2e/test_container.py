@@ -67,6 +67,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
         yield runner
     finally:
         runner("rmi", "--all", "--force", check=False, timeout=300)
+        # The overlay driver mounts its folder on itself; unmount what is under ours, deepest first.
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+        for point in sorted((m for m in mounts if m.startswith(f"{folder}/")), key=len, reverse=True):
+            subprocess.run(["umount", point], capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -151,7 +155,7 @@ def test_image_configuration(podman: Podman, image: str) -> None:
     assert labels["org.opencontainers.image.source"] == "https://git.example.test/mlops-lite.git"
     assert config["User"] == "mlops:mlops"
     assert list(config["Volumes"]) == ["/data"]
-    assert "MLOPS_LITE_HOME=/data" in config["Env"]
+    assert "MLOPS_LITE_HOME=/data/home" in config["Env"]
     assert config["Entrypoint"] == ["/usr/local/lib/mlops-lite/entrypoint.sh"]
     assert config["Cmd"] == ["up", "--host", "0.0.0.0"]
     # The docker format keeps the HEALTHCHECK (the OCI image format has no field for it).
