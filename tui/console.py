@@ -97,6 +97,8 @@ class OperatorConsole(App[None]):
         *[Binding(s.key, f"section('{s.mode}')", s.title, show=False) for s in SECTIONS],
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("colon", "command_palette", "Command", key_display=":", show=False),
+        # Textual adds its ctrl+p only when no binding opens the palette; this one does.
+        Binding("ctrl+p", "command_palette", "Command", show=False, priority=True),
         Binding("escape", "go_back", "Back", show=False),
         Binding("q", "quit", "Quit"),
     ]
