@@ -314,8 +314,12 @@ def test_prefect_kubernetes_builds_the_flow_run_job_from_the_template() -> None:
     rendering = render.render(KUBERNETES / "overlays" / "production")
 
     async def build() -> Any:
+        from prefect.client.orchestration import PrefectClient
+
+        # A client nothing answers: the template names no Prefect block or variable, so none
+        # is asked for (without one, Prefect would start a server of its own for the call).
         configuration = await worker.KubernetesWorkerJobConfiguration.from_template_and_values(
-            job_template(rendering), {"cpu_limit": "3"})
+            job_template(rendering), {"cpu_limit": "3"}, client=PrefectClient("http://127.0.0.1:9/api"))
         configuration.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="calm-otter"))
         return configuration
 
@@ -481,3 +485,216 @@ def test_a_replica_serves_from_only_the_folders_its_pod_mounts(tmp_path: Path, m
     assert sorted(p.name for p in view.rglob("*") if p.parent == view) == ["errors", "feedback", "keys", "objects",
                                                                          "predictions"]
     assert any(f.is_file() and f.stat().st_size for f in (home / "predictions").rglob("*")), "no prediction logged"
+
+
+# ------------------------------------------------------------- the pods' commands, run here
+REPO_IMAGE_PATHS = {  # where the image keeps what these files are, in this checkout
+    "/opt/mlops-lite/bin/python": sys.executable,
+    "/usr/local/lib/mlops-lite/healthcheck.py": str(ROOT / "deploy" / "container" / "healthcheck.py"),
+    "/usr/local/lib/mlops-lite/entrypoint.sh": str(ROOT / "deploy" / "container" / "entrypoint.sh"),
+}
+
+
+class PodHere:
+    """A pod spec run as processes on this host: each volume a folder (a claim's subPath a
+    folder inside it), the container's file system a folder of links at the mount paths, the
+    env resolved from ``secrets``, and the paths, ports and Service URLs of the manifest
+    rewritten to those folders and to local ports."""
+
+    def __init__(self, name: str, spec: dict[str, Any], rendering: Any, work: Path,
+                 secrets: dict[str, dict[str, str]], rewrite: dict[str, str]) -> None:
+        self.spec, self.secrets, self.rewrite = spec, secrets, rewrite
+        self.root = work / "pods" / name
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        self.sources: dict[str, Path] = {}
+        for volume in volumes.values():
+            self.sources[volume["name"]] = self._volume(volume, rendering, work)
+
+    def _volume(self, volume: dict[str, Any], rendering: Any, work: Path) -> Path:
+        if "persistentVolumeClaim" in volume:
+            folder = work / "claims" / volume["persistentVolumeClaim"]["claimName"]
+        elif "emptyDir" in volume:
+            folder = self.root.with_name(self.root.name + "-volumes") / volume["name"]
+        else:
+            folder = self.root.with_name(self.root.name + "-volumes") / volume["name"]
+            if "secret" in volume:
+                files = self.secrets[volume["secret"]["secretName"]]
+                items = volume["secret"].get("items") or [{"key": k, "path": k} for k in files]
+            else:
+                files = rendering.find("ConfigMap", volume["configMap"]["name"])["data"]
+                items = [{"key": k, "path": k} for k in files]
+            folder.mkdir(parents=True, exist_ok=True)
+            for item in items:
+                (folder / item["path"]).write_text(files[item["key"]])
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _mount(self, container: dict[str, Any]) -> Path:
+        root = self.root / container["name"]
+        for mount in container.get("volumeMounts", []):
+            source = self.sources[mount["name"]] / mount.get("subPath", "")
+            source.mkdir(parents=True, exist_ok=True)
+            link = root / mount["mountPath"].lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(source, target_is_directory=True)
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _value(self, text: str, root: Path) -> str:
+        if text in REPO_IMAGE_PATHS:
+            return REPO_IMAGE_PATHS[text]
+        for old, new in self.rewrite.items():
+            if text == old or (not old.isdigit() and old in text):
+                text = new if text == old else text.replace(old, new)
+        for prefix in ("/data", "/etc/mlops-lite", "/tmp"):
+            if text == prefix or text.startswith(prefix + "/"):
+                return str(root) + text
+            text = text.replace(f"={prefix}/", f"={root}{prefix}/")
+        return text
+
+    def environment(self, container: dict[str, Any]) -> dict[str, str]:
+        root = self._mount(container)
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        for entry in container.get("env", []):
+            if "value" in entry:
+                env[entry["name"]] = self._value(entry["value"], root)
+            elif "secretKeyRef" in entry.get("valueFrom", {}):
+                ref = entry["valueFrom"]["secretKeyRef"]
+                value = self.secrets.get(ref["name"], {}).get(ref["key"])
+                assert value is not None or ref.get("optional"), f"{ref} is not optional"
+                if value is not None:
+                    env[entry["name"]] = value
+            elif "fieldRef" in entry.get("valueFrom", {}):
+                env[entry["name"]] = "mlops-lite"
+        return env
+
+    def argv(self, container: dict[str, Any], words: list[str] | None = None) -> list[str]:
+        root = self.root / container["name"]
+        if words is None:
+            words = container.get("command") or ["/usr/local/lib/mlops-lite/entrypoint.sh"]
+            words = [*words, *container.get("args", [])]
+        return [self._value(word, root) for word in words]
+
+    def run(self, container: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
+        env = self.environment(container)
+        with log.open("ab") as out:
+            return subprocess.Popen(self.argv(container), env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def probe(self, container: dict[str, Any], which: str) -> subprocess.CompletedProcess[str]:
+        env = self.environment(container)
+        return subprocess.run(self.argv(container, container[which]["exec"]["command"]), env=env,
+                              capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.slow
+def test_up_and_a_replica_start_from_their_pod_specs(tmp_path: Path, postgres: Any) -> None:
+    """The control plane's and a replica's containers, with the commands, environment and
+    mounts of overlays/small, run here against a real PostgreSQL: `up` (after its init
+    container) serves HTTPS with the Secret's certificate, its Prefect server keeps its runs in
+    PostgreSQL and asks for the Secret's auth string, the admin token stays out of the log,
+    the docs' token command makes the replica's identity, and the replica's exec probes pass.
+    lakeFS aside: no lakeFS server here, so `up` runs with the embedded data backend."""
+    import base64
+    import os
+    import secrets as random
+
+    import httpx
+
+    from tests.e2e.test_daemon import free_port, kill_prefect_server, stop_group
+
+    rendering = render.render(KUBERNETES / "overlays" / "small")
+    scratch = tmp_path / "scratch" / "home"
+    names = "mlops-lite-up,mlops-lite-serve,localhost"
+    made = subprocess.run([str(Path(sys.executable).with_name("mlops-lite")), "init", "--no-encryption"],
+                          env={"PATH": os.environ["PATH"], "MLOPS_LITE_HOME": str(scratch),
+                               "MLOPS_LITE_TLS_NAMES": names}, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    auth = f"mlops-lite:{random.token_hex(16)}"
+    with postgres.database() as metadata_url, postgres.database() as prefect_db:
+        secrets = {
+            "mlops-lite-database": {"url": metadata_url, "prefect-url": prefect_db.replace("+psycopg", "+asyncpg"),
+                                    "password": ""},
+            "mlops-lite-master-key": {"master-key": base64.b64encode(random.token_bytes(32)).decode()},
+            "mlops-lite-anonymization": {"key": random.token_hex(32)},
+            "mlops-lite-prefect": {"auth-string": auth},
+            "mlops-lite-lakefs": {"access-key-id": "AKIAEXAMPLE", "secret-access-key": "unused"},
+            "mlops-lite-tls": {"tls.crt": (scratch / "tls" / "server.crt").read_text(),
+                               "tls.key": (scratch / "tls" / "server.key").read_text(),
+                               "ca.crt": (scratch / "tls" / "ca.crt").read_text()},
+        }
+        up_port, prefect_port, serve_port = free_port(), free_port(), free_port()
+        rewrite = {"8000": str(up_port), "4200": str(prefect_port), "8080": str(serve_port),
+                   "https://mlops-lite-up:8000": f"https://localhost:{up_port}",
+                   "127.0.0.1:8080": f"127.0.0.1:{serve_port}"}
+        up_spec = rendering.find("Deployment", "mlops-lite-up")["spec"]["template"]["spec"]
+        up_pod = PodHere("up", up_spec, rendering, tmp_path, secrets, rewrite)
+        [init] = up_spec["initContainers"]
+        [up] = up_spec["containers"]
+        up = json.loads(json.dumps(up))
+        for entry in up["env"]:  # no lakeFS server here
+            if entry["name"] == "MLOPS_LITE_DATA_BACKEND":
+                entry["value"] = "embedded"
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        assert up_pod.run(init, logs / "init.log").wait(timeout=60) == 0, (logs / "init.log").read_text()
+        home = tmp_path / "claims" / "mlops-lite-home" / "home"
+        assert (home / "prefect.auth").read_text() == auth
+        assert oct((home / "prefect.auth").stat().st_mode & 0o777) == "0o600"
+        processes = [up_pod.run(up, logs / "up.log")]
+        ca = str(tmp_path / "pods" / "up-volumes" / "tls" / "ca.crt")
+        try:
+            deadline = time.monotonic() + 240
+            while True:
+                try:
+                    live = httpx.get(f"https://localhost:{up_port}/api/v1/healthcheck", verify=ca, timeout=5)
+                    prefect = httpx.get(f"http://127.0.0.1:{prefect_port}/api/admin/version", timeout=5,
+                                        auth=tuple(auth.split(":", 1)))  # type: ignore[arg-type]
+                    if live.status_code == 204 or live.is_success:
+                        if prefect.is_success:
+                            break
+                except httpx.HTTPError:
+                    pass
+                assert processes[0].poll() is None, (logs / "up.log").read_text()
+                assert time.monotonic() < deadline, (logs / "up.log").read_text()
+                time.sleep(1)
+            assert httpx.get(f"http://127.0.0.1:{prefect_port}/api/admin/version", timeout=5).status_code == 401
+            admin = (home / "admin.token").read_text().strip()
+            assert admin not in (logs / "up.log").read_text()
+            import psycopg
+
+            with psycopg.connect(prefect_db.replace("postgresql+psycopg://", "postgresql://")) as connection:
+                tables = connection.execute("select count(*) from information_schema.tables "
+                                            "where table_name = 'flow_run'").fetchone()
+            assert tables == (1,), "the Prefect server keeps its runs in PostgreSQL"
+
+            token = subprocess.run([str(Path(sys.executable).with_name("mlops-lite")), "token", "create", "--name",
+                                    "k8s-replica", "--service", "replica", "--json"],
+                                   env={"PATH": os.environ["PATH"], "MLOPS_LITE_URL": f"https://localhost:{up_port}",
+                                        "MLOPS_LITE_CA_BUNDLE": ca, "MLOPS_LITE_TOKEN": admin,
+                                        "MLOPS_LITE_HOME": str(tmp_path / "client-home")},
+                                   capture_output=True, text=True, timeout=120)
+            assert token.returncode == 0, token.stderr
+            secrets["mlops-lite-tokens"] = {"replica": json.loads(token.stdout)["token"], "worker": ""}
+
+            serve_spec = rendering.find("Deployment", "mlops-lite-serve")["spec"]["template"]["spec"]
+            serve_pod = PodHere("serve", serve_spec, rendering, tmp_path, secrets, rewrite)
+            [folders] = serve_spec["initContainers"]
+            [serve] = serve_spec["containers"]
+            assert serve_pod.run(folders, logs / "folders.log").wait(timeout=60) == 0
+            processes.append(serve_pod.run(serve, logs / "serve.log"))
+            deadline = time.monotonic() + 120
+            while (ready := serve_pod.probe(serve, "readinessProbe")).returncode != 0:
+                assert processes[1].poll() is None, (logs / "serve.log").read_text()
+                assert time.monotonic() < deadline, ready.stdout + (logs / "serve.log").read_text()
+                time.sleep(1)
+            assert "/v2/health/ready: 200" in ready.stdout
+            live_probe = serve_pod.probe(serve, "livenessProbe")
+            assert live_probe.returncode == 0 and "/v2/health/live: 200" in live_probe.stdout
+            no_token = httpx.get(f"https://127.0.0.1:{serve_port}/v2/health/ready", verify=ca, timeout=5)
+            assert no_token.status_code == 401  # why the probes are exec probes with the replica's token
+        finally:
+            for process in reversed(processes):
+                stop_group(process)
+            kill_prefect_server(prefect_port)
