@@ -1,27 +1,84 @@
-"""Models (a first cut: a table of what the platform holds)."""
+"""Models: every registered model with its versions and aliases; ``enter`` opens a model
+(its versions, alias history, compare, lineage). The command palette gets an item for
+each model and each version."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from textual.app import ComposeResult
 
+from mlops_lite.records import ModelRecord
 from tui.screens.base import ConsoleScreen
 from tui.widgets import FilterTable, Row
+
+
+@dataclass(frozen=True)
+class ModelsView:
+    models: tuple[ModelRecord, ...]
+    aliases: dict[str, dict[str, str]]  # model -> alias -> version
+
+
+def alias_text(aliases: dict[str, str]) -> str:
+    return " ".join(f"{alias}={version}" for alias, version in sorted(aliases.items())) or "-"
 
 
 class ModelsScreen(ConsoleScreen):
     TITLE = "Models"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._palette: set[str] = set()
+
     def body(self) -> ComposeResult:
-        yield FilterTable((("a", "Name"), ("b", ""), ("c", ""), ("d", "")), title="Models")
+        yield FilterTable((("name", "Model"), ("versions", "Versions"), ("latest", "Latest"), ("aliases", "Aliases"),
+                           ("description", "Description")), id="models", title="Models")
 
-    def load(self) -> Any:
-        return self.platform.registry.list_models()
+    def load(self) -> ModelsView:
+        models = tuple(self.platform.registry.list_models())
+        return ModelsView(models, {m.name: self.platform.registry.aliases(m.name) for m in models})
 
-    def show(self, data: Any) -> None:
-        rows = []
-        for m in data:
-            cells = tuple(str(c) for c in (m.name, str(len(m.versions)), m.versions[-1] if m.versions else '-'))
-            rows.append(Row(m.name, (*cells, "", "", "", "")[:4]))
-        self.query_one(FilterTable).set_rows(rows)
+    def show(self, data: ModelsView) -> None:
+        self.query_one(FilterTable).set_rows(
+            Row(m.name, (m.name, str(len(m.versions)), m.versions[-1] if m.versions else "-",
+                         alias_text(data.aliases.get(m.name, {})), m.description or ""))
+            for m in data.models)
+        items = self.console.palette_items
+        for m in data.models:
+            title = f"Model {m.name}"
+            if title not in self._palette:
+                self._palette.add(title)
+                items[title] = (f"{len(m.versions)} versions", partial(open_model, self.console, m.name))
+            for version in m.versions:
+                title = f"Version {m.name}@{version}"
+                if title not in self._palette:
+                    self._palette.add(title)
+                    items[title] = ("lineage, card, metrics", partial(open_version, self.console, m.name, version))
+
+    def open_row(self, key: str, table: FilterTable) -> None:
+        open_model(self.console, key, switch=False)
+
+    def scope(self) -> dict[str, str]:
+        key = self.query_one(FilterTable).cursor_key
+        return {"model": key} if key else {}
+
+
+def open_model(console: Any, model: str, *, switch: bool = True) -> None:
+    """The model's screen, in the models section."""
+    from tui.screens.model import ModelScreen
+
+    if switch:
+        console.switch_mode("models")
+    console.push_screen(ModelScreen(model))
+
+
+def open_version(console: Any, model: str, version: str) -> None:
+    """The version's lineage, over its model's screen, in the models section."""
+    from tui.screens.lineage import LineageScreen
+    from tui.screens.model import ModelScreen
+
+    console.switch_mode("models")
+    console.push_screen(ModelScreen(model))
+    console.push_screen(LineageScreen(model, version))
