@@ -12,6 +12,7 @@ from mlops_lite.config import Settings, redacted_url
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
 from mlops_lite.errors import InvalidInput, StoreLocked
+from mlops_lite.flow_runs import PrefectFlowRuns
 from mlops_lite.inference import Deployments
 from mlops_lite.inference.lineage import deployment_lineage
 from mlops_lite.metadata import MetadataStore
@@ -95,6 +96,7 @@ class Platform:
                                  if settings.alert_rules_file.exists() else None)
             self.compliance = Compliance(self.residency, self.keys, self.audit)
             self.loop = ClosedLoop(self)  # the closed loop's steps, as the flows call them
+            self.flows = PrefectFlowRuns(settings)  # the flow runs of the Prefect server beside `up`
             self.privacy = Privacy(Anonymizer(anonymization_root(settings, self.protection)), self.data,
                                    subject_rights(self))
         except BaseException:

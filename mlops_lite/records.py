@@ -752,3 +752,33 @@ class CommitReplacement:
     repository: str
     kind: str                        # "erase" | "retention"
     at: datetime
+
+
+@dataclass(frozen=True)
+class FlowRunRecord:
+    """One flow run on the Prefect server the daemon runs beside it (``platform.flows``):
+    ``state`` is Prefect's state type (SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED,
+    CANCELLED, CRASHED, PAUSED, CANCELLING), ``state_name`` its name (e.g. Late, Retrying)."""
+
+    id: str
+    name: str
+    flow: str
+    state: str
+    state_name: str
+    created: datetime | None
+    started: datetime | None
+    ended: datetime | None
+    deployment_id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FlowLogRecord:
+    """One log line of a flow run (or of one of its task runs), as Prefect stored it."""
+
+    id: str
+    at: datetime
+    level: str  # DEBUG | INFO | WARNING | ERROR | CRITICAL
+    message: str
+    task_run_id: str | None = None

@@ -36,6 +36,7 @@ from server.context import actor as _actor
 from server.context import identity as _identity
 from server.context import platform as _platform
 from server.data import DATA_ROUTES
+from server.flows import FLOW_ROUTES
 from server.hardening import BodyLimit, hide_home, metrics_open, security_headers
 from server.inline import inline_ok
 from server.keys import KEY_ROUTES
@@ -292,7 +293,8 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
                                  *TOKEN_ROUTES, *KEY_ROUTES, *COMPLIANCE_ROUTES, *AUDIT_ROUTES,
                                  list_deployments, deploy, predict, list_aliases, move_alias, rollback_alias,
                                  *RELEASE_ROUTES, *MONITORING_ROUTES, *ALERT_ROUTES,
-                                 *LINEAGE_ROUTES, *POLICY_ROUTES, *PRIVACY_ROUTES, *DATA_ROUTES])
+                                 *LINEAGE_ROUTES, *POLICY_ROUTES, *PRIVACY_ROUTES, *DATA_ROUTES,
+                                 *FLOW_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

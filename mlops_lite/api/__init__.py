@@ -24,6 +24,7 @@ from mlops_lite.api.audit import AuditAPI
 from mlops_lite.api.compliance import ComplianceAPI
 from mlops_lite.api.data import DataAPI
 from mlops_lite.api.deployments import DeploymentsAPI
+from mlops_lite.api.flows import FlowsAPI
 from mlops_lite.api.keys import KeysAPI
 from mlops_lite.api.loop import LoopAPI
 from mlops_lite.api.monitoring import MonitoringAPI
@@ -41,6 +42,7 @@ __all__ = [
     "ComplianceAPI",
     "DataAPI",
     "DeploymentsAPI",
+    "FlowsAPI",
     "LoopAPI",
     "MonitoringAPI",
     "PlatformAPI",
@@ -94,6 +96,10 @@ class PlatformAPI(Protocol):
 
     @property
     def loop(self) -> LoopAPI: ...
+
+    @property
+    def flows(self) -> FlowsAPI:
+        """The flow runs of the Prefect server beside ``up``, and their logs."""
 
     @property
     def audit(self) -> AuditAPI: ...

@@ -19,6 +19,7 @@ from mlops_lite import errors
 from mlops_lite.client.alerts import RemoteAlerts
 from mlops_lite.client.audit import RemoteAudit
 from mlops_lite.client.compliance import RemoteCompliance
+from mlops_lite.client.flows import RemoteFlows
 from mlops_lite.client.keys import RemoteKeys
 from mlops_lite.client.monitoring import RemoteMonitoring
 from mlops_lite.client.policy import RemotePolicy
@@ -89,6 +90,7 @@ class RemotePlatform:
         self.compliance = RemoteCompliance(self)
         self.training = _Training(self, parity_tolerance)
         self.loop = _Loop(self)
+        self.flows = RemoteFlows(self)
 
     @property
     def data(self) -> Any:
