@@ -213,7 +213,12 @@ def render_evidence(request: ApprovalRequest, evidence: Evidence) -> Group:
     verdict.append("all pass" if not failing else f"{len(failing)} failing ({', '.join(g.gate for g in failing)})",
                    style="green" if not failing else "bold red")
     parts.append(verdict)
-    table = Table("gate", "ok", "measured", "bound", "detail", expand=True, show_edge=False, pad_edge=False)
+    table = Table(expand=True, show_edge=False, pad_edge=False)
+    table.add_column("gate", no_wrap=True)
+    table.add_column("ok", no_wrap=True)
+    table.add_column("measured", no_wrap=True, overflow="ellipsis", max_width=14)
+    table.add_column("bound", no_wrap=True, overflow="ellipsis", max_width=12)
+    table.add_column("detail", ratio=1)
     for g in evidence.gates:
         measured = f"{g.measured:.4g}" if isinstance(g.measured, float) else str(g.measured)
         table.add_row(g.gate, Text("yes", style="green") if g.passed else Text("NO", style="bold red"),

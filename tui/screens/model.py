@@ -29,6 +29,10 @@ class ModelView:
     versions: tuple[ModelVersionRecord, ...]
     aliases: dict[str, str]
     history: tuple[AliasEventRecord, ...]
+    # The tables' cells, formatted in the load's thread (a model may have thousands of
+    # versions): version rows newest first without the mark column, history newest first.
+    version_rows: tuple[Row, ...] = ()
+    history_rows: tuple[Row, ...] = ()
 
 
 def key_metrics(metrics: dict[str, Any], limit: int = 2) -> str:
@@ -73,8 +77,21 @@ class ModelScreen(ConsoleScreen):
 
     def load(self) -> ModelView:
         registry = self.platform.registry
-        history = registry.alias_history(self.model)  # NotFound for an unknown model
-        return ModelView(tuple(registry.list_versions(self.model)), registry.aliases(self.model), tuple(history))
+        history = tuple(registry.alias_history(self.model))  # NotFound for an unknown model
+        versions = tuple(registry.list_versions(self.model))
+        aliases = registry.aliases(self.model)
+        on_version: dict[str, list[str]] = {}
+        for alias, version in sorted(aliases.items()):
+            on_version.setdefault(version, []).append(alias)
+        version_rows = tuple(
+            Row(v.version, (v.version, v.digest[:12], key_metrics(v.metrics), when(v.created_at), v.created_by,
+                            " ".join(on_version.get(v.version, ()))))
+            for v in reversed(versions))
+        history_rows = tuple(
+            Row(e.id, (str(e.seq), e.alias, e.kind, f"{e.from_version or '-'} → {e.to_version or '-'}", e.actor,
+                       when(e.at), e.reason))
+            for e in reversed(history))
+        return ModelView(versions, aliases, history, version_rows, history_rows)
 
     def show(self, data: ModelView) -> None:
         self._data = data
@@ -84,21 +101,14 @@ class ModelScreen(ConsoleScreen):
         data = self._data
         if data is None:
             return
-        on_version: dict[str, list[str]] = {}
-        for alias, version in sorted(data.aliases.items()):
-            on_version.setdefault(version, []).append(alias)
         summary = Text(f"{self.model}: {len(data.versions)} versions · aliases {alias_text(data.aliases)}")
         if self.marked:
             summary.append(f" · marked {self.marked} (c compares it with the cursor row)", style="bold")
         self.query_one("#summary", Static).update(summary)
+        marked = self.marked
         self.query_one("#versions", FilterTable).set_rows(
-            Row(v.version, ("●" if v.version == self.marked else "", v.version, v.digest[:12], key_metrics(v.metrics),
-                            when(v.created_at), v.created_by, " ".join(on_version.get(v.version, ()))))
-            for v in reversed(data.versions))
-        self.query_one("#history", FilterTable).set_rows(
-            Row(e.id, (str(e.seq), e.alias, e.kind, f"{e.from_version or '-'} → {e.to_version or '-'}", e.actor,
-                       when(e.at), e.reason))
-            for e in reversed(data.history))
+            Row(r.key, ("●" if r.key == marked else "", *r.cells)) for r in data.version_rows)
+        self.query_one("#history", FilterTable).set_rows(data.history_rows)
 
     def open_row(self, key: str, table: FilterTable) -> None:
         if table.id == "versions":
