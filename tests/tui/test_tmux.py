@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import build_loop
-from tests.tui.conftest import Served, settle
+from tests.tui.conftest import settle
 from tui import OperatorConsole
 
 TMUX = shutil.which("tmux")
@@ -103,8 +103,15 @@ def test_the_console_in_tmux_at_80x24(terminal: Terminal) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_theme_chosen_in_the_palette(served: Served) -> None:
-    app = OperatorConsole(served.local, source="local: test", refresh_seconds=3600)
+async def test_a_theme_chosen_in_the_palette(closed_home: Path) -> None:
+    from mlops_lite.config import load_settings
+    from mlops_lite.platform import open_local
+
+    with open_local(load_settings(home=closed_home)) as platform:
+        await choose_nord(OperatorConsole(platform, source="local: test", refresh_seconds=3600))
+
+
+async def choose_nord(app: OperatorConsole) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         before = app.screen.styles.background
