@@ -21,8 +21,8 @@ from mlops_lite.records import Identity
 from tests.tui.conftest import Served, settle
 from tui import OperatorConsole
 from tui.roles import Access
-from tui.screens.alert import AlertScreen, SilencesScreen
-from tui.screens.alerts import AlertsScreen, SilenceScreen
+from tui.screens.alert import AlertScreen, SilenceScreen, SilencesScreen
+from tui.screens.alerts import AlertsScreen
 from tui.widgets import Breadcrumb, FilterTable, ResultScreen
 
 pytestmark = pytest.mark.anyio
