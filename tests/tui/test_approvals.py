@@ -119,6 +119,8 @@ async def test_request_approve_and_complete_moves_the_alias(gated: Served) -> No
         app = OperatorConsole(operator, source="operator", refresh_seconds=3600)
         async with app.run_test(size=(80, 24)) as pilot:
             await open_inbox(app, pilot)
+            item = f"Approval {MODEL}@1.0.0 → production"
+            assert app.palette_items[item][0] == "approved, requested by token:console-operator"
             await pilot.press("c")
             await pilot.pause()
             assert isinstance(app.screen, ConfirmScreen)
@@ -128,7 +130,7 @@ async def test_request_approve_and_complete_moves_the_alias(gated: Served) -> No
             assert "production of loan-default now points to 1.0.0" in app.did[-1].detail
             await pilot.press("escape")
             await settle(app, pilot)
-            assert request.id not in rows(app)
+            assert request.id not in rows(app) and item not in app.palette_items
     assert gated.local.registry.get_alias(MODEL, "production").version == "1.0.0"
     assert gated.local.policy.get_request(request.id).status == "completed"
 

@@ -66,6 +66,7 @@ class ApprovalsScreen(ConsoleScreen):
         # Gates measured per request state (id, status, votes): measuring runs the model on
         # its evaluation data, so a refresh measures only what changed ("e" measures again).
         self._measured: dict[tuple[str, str, int], Evidence] = {}
+        self._palette: set[str] = set()
 
     def body(self) -> ComposeResult:
         yield FilterTable((("id", "Request"), ("what", "Model@version"), ("alias", "→ alias"), ("status", "Status"),
@@ -109,9 +110,13 @@ class ApprovalsScreen(ConsoleScreen):
             Row(r.id, (r.id[:8], f"{r.model}@{r.version}", r.alias, r.status, r.requested_by,
                        str(len(r.approvers)), when(r.requested_at)))
             for r in data.requests)
-        for r in data.requests:
-            self.console.palette_items[f"Approval {r.model}@{r.version} → {r.alias}"] = (
-                f"{r.status}, requested by {r.requested_by}", partial(self.console.switch_mode, "approvals"))
+        items = self.console.palette_items
+        titles = {f"Approval {r.model}@{r.version} → {r.alias}": r for r in data.requests}
+        for gone in self._palette - titles.keys():  # decided since: no longer in the inbox
+            items.pop(gone, None)
+        for title, r in titles.items():
+            items[title] = (f"{r.status}, requested by {r.requested_by}", partial(self.console.switch_mode, "approvals"))
+        self._palette = set(titles)
         self._show_evidence()
 
     @on(DataTable.RowHighlighted)

@@ -98,6 +98,9 @@ def _revision(r: DeploymentRevisionRecord, digest: str) -> Node:
 class LineageScreen(ConsoleScreen):
     TITLE = "Lineage"
     AUTO_FOCUS = "Tree"
+    # Reading a lineage walks every deployment's revisions: it loads when opened and on
+    # ``r``, not on every tick.
+    AUTO_REFRESH = False
 
     def __init__(self, model: str, version: str) -> None:
         super().__init__()
