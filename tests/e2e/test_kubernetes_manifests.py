@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -547,11 +548,8 @@ class PodHere:
         for old, new in self.rewrite.items():
             if text == old or (not old.isdigit() and old in text):
                 text = new if text == old else text.replace(old, new)
-        for prefix in ("/data", "/etc/mlops-lite", "/tmp"):
-            if text == prefix or text.startswith(prefix + "/"):
-                return str(root) + text
-            text = text.replace(f"={prefix}/", f"={root}{prefix}/")
-        return text
+        # A path of the container's file system, alone or inside a shell line or an assignment.
+        return re.sub(r"(^|[\s=>])(/data|/etc/mlops-lite|/tmp)(?=/|\s|$)", lambda m: f"{m[1]}{root}{m[2]}", text)
 
     def environment(self, container: dict[str, Any]) -> dict[str, str]:
         root = self._mount(container)
@@ -627,6 +625,7 @@ def test_up_and_a_replica_start_from_their_pod_specs(tmp_path: Path, postgres: A
         up_port, prefect_port, serve_port = free_port(), free_port(), free_port()
         rewrite = {"8000": str(up_port), "4200": str(prefect_port), "8080": str(serve_port),
                    "https://mlops-lite-up:8000": f"https://localhost:{up_port}",
+                   "http://mlops-lite-prefect:4200": f"http://127.0.0.1:{prefect_port}",
                    "127.0.0.1:8080": f"127.0.0.1:{serve_port}"}
         up_spec = rendering.find("Deployment", "mlops-lite-up")["spec"]["template"]["spec"]
         up_pod = PodHere("up", up_spec, rendering, tmp_path, secrets, rewrite)
@@ -694,6 +693,32 @@ def test_up_and_a_replica_start_from_their_pod_specs(tmp_path: Path, postgres: A
             assert live_probe.returncode == 0 and "/v2/health/live: 200" in live_probe.stdout
             no_token = httpx.get(f"https://127.0.0.1:{serve_port}/v2/health/ready", verify=ca, timeout=5)
             assert no_token.status_code == 401  # why the probes are exec probes with the replica's token
+
+            # The worker's start, up to `prefect worker start` (which needs a cluster): the pool
+            # gets the job template, accepted by the Prefect server that `up` runs.
+            worker_spec = rendering.find("Deployment", "mlops-lite-worker")["spec"]["template"]["spec"]
+            worker_pod = PodHere("worker", worker_spec, rendering, tmp_path, secrets, rewrite)
+            [worker] = worker_spec["containers"]
+            script = worker["args"][0]
+            assert script.count("exec prefect worker start") == 1
+            setup = {**worker, "args": [script.split("exec prefect worker start")[0] + "true"]}
+            made_pool = worker_pod.run(setup, logs / "worker.log")
+            assert made_pool.wait(timeout=120) == 0, (logs / "worker.log").read_text()
+            prefect_api = f"http://127.0.0.1:{prefect_port}/api"
+            pool = httpx.get(f"{prefect_api}/work_pools/mlops-lite", auth=tuple(auth.split(":", 1)),  # type: ignore[arg-type]
+                             timeout=10).json()
+            job = pool["base_job_template"]["job_configuration"]["job_manifest"]
+            assert job["spec"]["template"]["spec"]["containers"][0]["image"] == worker["image"] == "mlops-lite:0.1.0"
+            assert job["metadata"]["namespace"] == "mlops-lite"
+            # ...and the pool is the one `up` deploys its flows on, as `<flow>/workers`.
+            deadline = time.monotonic() + 90
+            while True:
+                deployments = httpx.post(f"{prefect_api}/deployments/filter", auth=tuple(auth.split(":", 1)),  # type: ignore[arg-type]
+                                         json={"work_pools": {"name": {"any_": ["mlops-lite"]}}}, timeout=10).json()
+                if len(deployments) >= 3 or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+            assert {d["name"] for d in deployments} == {"workers"} and len(deployments) >= 3, deployments
         finally:
             for process in reversed(processes):
                 stop_group(process)
