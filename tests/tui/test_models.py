@@ -37,6 +37,9 @@ def world(served: Served) -> Iterator[Served]:
     p.registry.set_alias(MODEL, "staging", "1.1.0", reason="fresher data")
     p.registry.set_model_card(MODEL, "1.0.0", {"intended_use": "loan default screening",
                                                "limitations": "trained on 2024 applications"})
+    p.policy.decide(MODEL, "1.1.0")
+    p.policy.request_promotion(MODEL, "1.1.0", comment="fresher data")
+    p.deployments.canary("loans", MODEL, "1.1.0", weight=0.2, reason="try it")
     yield served
 
 
@@ -116,6 +119,28 @@ async def test_versions_alias_history_and_lineage(world: Served, role: str) -> N
         await pilot.press("escape")
         await settle(app, pilot)
         assert isinstance(app.screen, ModelScreen)
+    if role != "local":
+        platform.close()
+
+
+@pytest.mark.parametrize("role", ["local", "operator"])
+async def test_the_lineage_of_a_canary_shows_its_decision_request_and_revision(world: Served, role: str) -> None:
+    platform = world.local if role == "local" else world.remote(role)
+    app = OperatorConsole(platform, source=role, refresh_seconds=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_model(app, pilot)
+        await pilot.press("enter")  # the newest version, 1.1.0
+        await settle(app, pilot)
+        assert isinstance(app.screen, LineageScreen) and app.screen.version == "1.1.0"
+        shown = labels(app)
+        [decision] = world.local.policy.decisions(MODEL, "1.1.0")
+        assert any(s.startswith("passed → production") and decision.id[:8] in s for s in shown), shown
+        assert "✓ metric.roc_auc" in " ".join(shown)
+        assert any(s.startswith("pending: → production requested by") for s in shown)
+        revision = world.local.deployments.get("loans").revision
+        assert f"revision {revision} canary (canary, canary 20%)" in " ".join(shown)
+        assert any(s.startswith(f"loans: serves it now (revision {revision} now)") for s in shown)
+        assert app.screen.gaps == ()
     if role != "local":
         platform.close()
 
