@@ -90,11 +90,11 @@ def build(home: Path, *, versions: int, deployments: int, alerts: int) -> tuple[
     from mlops_lite.platform import open_local
 
     start = time.perf_counter()
-    logging.getLogger("mlops_lite.alerts").setLevel(logging.ERROR)  # the log sink: 1,000 fires
     settings = load_settings(home=home)
     token = init_home(settings).token
     assert token is not None
     p = open_local(settings)
+    logging.getLogger("mlops_lite.alerts").setLevel(logging.ERROR)  # the log sink: 1,000 fires
     p.data.repo("loans").create(classification="internal", exist_ok=True)
     p.data.ingest("loans", DATA / "loans.csv", "loans/train.csv")
     table = p.data.repo("loans").ref("main").read_table("loans/train.csv").table
