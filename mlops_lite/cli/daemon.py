@@ -288,7 +288,8 @@ def tui(refresh: Annotated[float, typer.Option(min=0.2, help="Seconds between re
         = False,
         web: Annotated[bool, typer.Option(
             "--web", help="Serve the console to a browser on 127.0.0.1 (each tab runs its own console).")] = False,
-        port: Annotated[int, typer.Option(help="The port for --web (127.0.0.1 only).")] = 8566) -> None:
+        port: Annotated[int, typer.Option(min=1, max=65535, help="The port for --web (127.0.0.1 only).")]
+        = 8566) -> None:
     """The operator console: deployments live, models and lineage, approvals, alerts, data,
     runs and flows, audit; act on them as your role allows (local or through `up`)."""
     if web:

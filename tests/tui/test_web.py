@@ -195,3 +195,13 @@ def test_a_port_in_use_is_refused_naming_it(served: Served) -> None:
                               env=environment(served, "viewer"), capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use" in done.stderr and "--port" in done.stderr
+
+
+def test_nothing_is_served_for_a_home_not_made(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLOPS_LITE_URL", "MLOPS_LITE_TOKEN")}
+    env["MLOPS_LITE_HOME"] = str(tmp_path / "none")
+    port = free_port()
+    done = subprocess.run([sys.executable, "-m", "mlops_lite", "tui", "--web", "--port", str(port)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "run `mlops-lite init`" in done.stderr
+    assert not (tmp_path / "none").exists() and listening(port) == []
