@@ -26,7 +26,8 @@ from textual.widgets import DataTable, Static
 from mlops_lite.errors import BackendUnavailable, MlopsLiteError, Unauthenticated
 from mlops_lite.records import ApprovalRequest, GateResult, PolicyDecision
 from tui.screens.base import ConsoleScreen
-from tui.screens.model import describe_request, when
+from tui.screens.lineage import when
+from tui.screens.model import describe_request
 from tui.widgets import FilterTable, PromptScreen, Row
 
 OPEN = ("pending", "approved")  # the statuses an inbox still has to act on

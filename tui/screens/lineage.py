@@ -23,7 +23,6 @@ from textual.widgets import Tree
 from mlops_lite.errors import BackendUnavailable, MlopsLiteError, NotFound, PermissionDenied, Unauthenticated
 from mlops_lite.records import DeploymentRevisionRecord, GateResult, Lineage
 from tui.screens.base import ConsoleScreen
-from tui.screens.model import when
 
 T = TypeVar("T")
 BROKEN = "bold red"
@@ -34,6 +33,10 @@ class Node:
     label: Text
     children: tuple[Node, ...] = ()
     expand: bool = False
+
+
+def when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
 
 
 def node(label: str | Text, *children: Node, style: str = "", expand: bool = False) -> Node:

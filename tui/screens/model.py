@@ -16,7 +16,8 @@ from textual.widgets import Static
 
 from mlops_lite.records import AliasEventRecord, ApprovalRequest, ModelVersionRecord
 from tui.screens.base import ConsoleScreen
-from tui.screens.models import alias_text
+from tui.screens.compare import CompareScreen
+from tui.screens.lineage import LineageScreen, when
 from tui.widgets import FilterTable, PromptScreen, Row
 
 # The metrics a versions table shows first, when a version has them (at most two fit 80 columns).
@@ -42,8 +43,8 @@ def key_metrics(metrics: dict[str, Any], limit: int = 2) -> str:
     return " ".join(f"{SHORT.get(name, name)} {metrics[name]:.3f}" for name in shown) or "-"
 
 
-def when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
+def alias_text(aliases: dict[str, str]) -> str:
+    return " ".join(f"{alias}={version}" for alias, version in sorted(aliases.items())) or "-"
 
 
 class ModelScreen(ConsoleScreen):
@@ -118,8 +119,6 @@ class ModelScreen(ConsoleScreen):
         return self.query_one("#versions", FilterTable).cursor_key
 
     def _open_lineage(self, version: str) -> None:
-        from tui.screens.lineage import LineageScreen
-
         self.app.push_screen(LineageScreen(self.model, version))
 
     def action_lineage(self) -> None:
@@ -135,8 +134,6 @@ class ModelScreen(ConsoleScreen):
         self._redraw()
 
     def action_compare(self) -> None:
-        from tui.screens.compare import CompareScreen
-
         version = self._cursor_version()
         if self.marked is None or version is None:
             self.notify("mark a version with space, move to another, then c", severity="warning")

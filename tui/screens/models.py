@@ -12,6 +12,8 @@ from textual.app import ComposeResult
 
 from mlops_lite.records import ModelRecord
 from tui.screens.base import ConsoleScreen
+from tui.screens.lineage import LineageScreen
+from tui.screens.model import ModelScreen, alias_text
 from tui.widgets import FilterTable, Row
 
 
@@ -19,10 +21,6 @@ from tui.widgets import FilterTable, Row
 class ModelsView:
     models: tuple[ModelRecord, ...]
     aliases: dict[str, dict[str, str]]  # model -> alias -> version
-
-
-def alias_text(aliases: dict[str, str]) -> str:
-    return " ".join(f"{alias}={version}" for alias, version in sorted(aliases.items())) or "-"
 
 
 class ModelsScreen(ConsoleScreen):
@@ -67,8 +65,6 @@ class ModelsScreen(ConsoleScreen):
 
 def open_model(console: Any, model: str, *, switch: bool = True) -> None:
     """The model's screen, in the models section."""
-    from tui.screens.model import ModelScreen
-
     if switch:
         console.switch_mode("models")
     console.push_screen(ModelScreen(model))
@@ -76,9 +72,6 @@ def open_model(console: Any, model: str, *, switch: bool = True) -> None:
 
 def open_version(console: Any, model: str, version: str) -> None:
     """The version's lineage, over its model's screen, in the models section."""
-    from tui.screens.lineage import LineageScreen
-    from tui.screens.model import ModelScreen
-
     console.switch_mode("models")
     console.push_screen(ModelScreen(model))
     console.push_screen(LineageScreen(model, version))
