@@ -13,12 +13,15 @@ series in ``load`` (a thread) and only draws in ``show``:
   metric for one deployment, to draw.
 - ``plot_lines(plot, ...)`` and ``plot_bars(plot, ...)``: fill a ``PlotextPlot`` (a line
   chart over windows, a bar chart over names) with thresholds as horizontal lines.
+- ``window_figures(platform, windows, deployment=None)``: the series these charts are
+  made of, from the prediction log: requests, errors, p50 and p99 per window, per
+  deployment and per slot (``WindowFigures`` of ``Figures``), in one monitoring query.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -153,3 +156,81 @@ def plot_bars(plot: Any, title: str, names: Sequence[str], values: Sequence[floa
     bounds = ", ".join(f"{lim.value:g}" for lim in limits)
     plt.title(f"{title}{' (alert ' + bounds + ')' if bounds else ''}{'' if names else ': no data'}")
     plot.refresh()
+
+
+@dataclass
+class Figures:
+    """One deployment's (or one slot's) figures per window, oldest first (None: nothing
+    logged in that window)."""
+
+    requests: list[int]
+    errors: list[int]
+    p50: list[float | None]
+    p99: list[float | None]
+
+    @classmethod
+    def empty(cls, count: int) -> Figures:
+        return cls([0] * count, [0] * count, [None] * count, [None] * count)
+
+    def rate(self, width_s: float) -> list[float | None]:
+        """Requests a second per window (None where nothing was served or failed)."""
+        return [(n / width_s) if n or e else None for n, e in zip(self.requests, self.errors, strict=True)]
+
+    def error_rate(self) -> list[float | None]:
+        return [(e / (n + e)) if n + e else None for n, e in zip(self.requests, self.errors, strict=True)]
+
+
+@dataclass
+class WindowFigures:
+    """Per deployment: ``total`` (every answering slot together) and ``slots`` (primary,
+    canary) of the windows."""
+
+    windows: Windows
+    total: dict[str, Figures] = field(default_factory=dict)
+    slots: dict[str, dict[str, Figures]] = field(default_factory=dict)
+
+    def of(self, deployment: str) -> Figures:
+        return self.total.get(deployment) or Figures.empty(self.windows.count)
+
+
+def window_figures(platform: Any, windows: Windows, deployment: str | None = None) -> WindowFigures:
+    """Requests, errors and p50/p99 latency per window, per deployment (all of them, or
+    ``deployment``) in total and per slot, in one monitoring query. A request is counted
+    once whatever its rows (a batch logs a row per instance, each with the request's
+    latency); shadow answers serve nobody and are left out. PermissionDenied when the
+    caller may not read the prediction log."""
+    only = f" AND deployment = '{deployment}'" if deployment is not None else ""
+    index = windows.index_sql()
+    sql = (
+        "WITH req AS (SELECT deployment, coalesce(slot, 'primary') AS slot, request_id, min(\"at\") AS \"at\", "
+        "max(latency_ms) AS latency_ms FROM predictions "
+        f"WHERE date >= DATE '{windows.start.date().isoformat()}' AND {windows.where_sql()} "
+        f"AND coalesce(slot, 'primary') <> 'shadow'{only} GROUP BY deployment, slot, request_id), "
+        f"served AS (SELECT deployment, slot, {index} AS w, count(*) AS requests, "
+        "quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.99) AS p99 "
+        "FROM req GROUP BY GROUPING SETS ((deployment, w), (deployment, slot, w))), "
+        "failed AS (SELECT deployment, slot, w, sum(count) AS errors FROM (SELECT deployment, coalesce(slot, '') "
+        f"AS slot, {index} AS w, count FROM errors WHERE {windows.where_sql()}{only}) "
+        "GROUP BY GROUPING SETS ((deployment, w), (deployment, slot, w))) "
+        "SELECT deployment, slot, w, coalesce(s.requests, 0)::BIGINT AS requests, "
+        "coalesce(f.errors, 0)::BIGINT AS errors, s.p50, s.p99 "
+        "FROM served s FULL OUTER JOIN failed f USING (deployment, slot, w)")
+    table = platform.monitoring.query(sql)
+    out = WindowFigures(windows)
+    count = windows.count
+    for row in table.to_pylist():
+        w = row["w"]
+        if w is None or not 0 <= w < count:
+            continue
+        name, slot = row["deployment"], row["slot"]
+        if slot is None:
+            figures = out.total.setdefault(name, Figures.empty(count))
+        elif slot in ("primary", "canary"):
+            figures = out.slots.setdefault(name, {}).setdefault(slot, Figures.empty(count))
+        else:
+            continue  # failures before a slot was picked count in the total only
+        figures.requests[w] += int(row["requests"])
+        figures.errors[w] += int(row["errors"])
+        if row["p50"] is not None:
+            figures.p50[w], figures.p99[w] = float(row["p50"]), float(row["p99"])
+    return out

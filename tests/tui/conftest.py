@@ -57,9 +57,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 async def settle(app: App[Any], pilot: Pilot[Any], rounds: int = 3) -> None:
     """Let every load in flight finish and reach the screen (screens' workers included)."""
+    from textual.worker import WorkerCancelled
+
     for _ in range(rounds):
         await pilot.pause()
-        await app.workers.wait_for_complete()
-        for screen in app.screen_stack:
-            await screen.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+            for screen in app.screen_stack:
+                await screen.workers.wait_for_complete()
+        except WorkerCancelled:
+            pass  # an exclusive load replaced by a newer one: the next round waits for that
         await pilot.pause()

@@ -8,7 +8,7 @@ its open alerts.
 One load reads everything for every deployment in three calls, however many there are:
 ``deployments.list()``, ``alerts.open_alerts()`` and one ``monitoring.query`` over the
 ``predictions`` and ``errors`` views grouped by deployment (and slot) and window
-(``window_figures``). Strings and sparklines are made in ``load`` (the thread), so
+(``tui.charts.window_figures``). Strings and sparklines are made in ``load`` (the thread), so
 ``show`` only hands rows to the table.
 
 Sparklines are unicode blocks in table cells rather than Textual ``Sparkline`` widgets:
@@ -22,7 +22,7 @@ served); a viewer's pulse shows deployments and alerts, and says the figures nee
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -31,110 +31,13 @@ from textual.app import ComposeResult
 from textual.widgets import Static
 
 from mlops_lite.errors import PermissionDenied
-from tui.charts import Windows, spark
+from tui.charts import WindowFigures, Windows, spark, window_figures
 from tui.screens.base import ConsoleScreen
+from tui.screens.deployment import DeploymentScreen, ms, split_text
 from tui.widgets import FilterTable, Row
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 SEVERITY_STYLE = {"info": "blue", "warning": "yellow", "critical": "bold red"}
-
-
-@dataclass
-class Figures:
-    """One deployment's (or one slot's) figures per window, oldest first (None: nothing
-    logged in that window)."""
-
-    requests: list[int]
-    errors: list[int]
-    p50: list[float | None]
-    p99: list[float | None]
-
-    @classmethod
-    def empty(cls, count: int) -> Figures:
-        return cls([0] * count, [0] * count, [None] * count, [None] * count)
-
-    def rate(self, width_s: float) -> list[float | None]:
-        """Requests a second per window (None where nothing was served or failed)."""
-        return [(n / width_s) if n or e else None for n, e in zip(self.requests, self.errors, strict=True)]
-
-    def error_rate(self) -> list[float | None]:
-        return [(e / (n + e)) if n + e else None for n, e in zip(self.requests, self.errors, strict=True)]
-
-
-@dataclass
-class WindowFigures:
-    """Per deployment: ``total`` (every answering slot together) and ``slots`` (primary,
-    canary) of the windows."""
-
-    windows: Windows
-    total: dict[str, Figures] = field(default_factory=dict)
-    slots: dict[str, dict[str, Figures]] = field(default_factory=dict)
-
-    def of(self, deployment: str) -> Figures:
-        return self.total.get(deployment) or Figures.empty(self.windows.count)
-
-
-def window_figures(platform: Any, windows: Windows, deployment: str | None = None) -> WindowFigures:
-    """Requests, errors and p50/p99 latency per window, per deployment (all of them, or
-    ``deployment``) in total and per slot, in one monitoring query. A request is counted
-    once whatever its rows (a batch logs a row per instance, each with the request's
-    latency); shadow answers serve nobody and are left out. PermissionDenied when the
-    caller may not read the prediction log."""
-    only = f" AND deployment = '{deployment}'" if deployment is not None else ""
-    index = windows.index_sql()
-    sql = (
-        "WITH req AS (SELECT deployment, coalesce(slot, 'primary') AS slot, request_id, min(\"at\") AS \"at\", "
-        "max(latency_ms) AS latency_ms FROM predictions "
-        f"WHERE date >= DATE '{windows.start.date().isoformat()}' AND {windows.where_sql()} "
-        f"AND coalesce(slot, 'primary') <> 'shadow'{only} GROUP BY deployment, slot, request_id), "
-        f"served AS (SELECT deployment, slot, {index} AS w, count(*) AS requests, "
-        "quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.99) AS p99 "
-        "FROM req GROUP BY GROUPING SETS ((deployment, w), (deployment, slot, w))), "
-        "failed AS (SELECT deployment, slot, w, sum(count) AS errors FROM (SELECT deployment, coalesce(slot, '') "
-        f"AS slot, {index} AS w, count FROM errors WHERE {windows.where_sql()}{only}) "
-        "GROUP BY GROUPING SETS ((deployment, w), (deployment, slot, w))) "
-        "SELECT deployment, slot, w, coalesce(s.requests, 0)::BIGINT AS requests, "
-        "coalesce(f.errors, 0)::BIGINT AS errors, s.p50, s.p99 "
-        "FROM served s FULL OUTER JOIN failed f USING (deployment, slot, w)")
-    table = platform.monitoring.query(sql)
-    out = WindowFigures(windows)
-    count = windows.count
-    for row in table.to_pylist():
-        w = row["w"]
-        if w is None or not 0 <= w < count:
-            continue
-        name, slot = row["deployment"], row["slot"]
-        if slot is None:
-            figures = out.total.setdefault(name, Figures.empty(count))
-        elif slot in ("primary", "canary"):
-            figures = out.slots.setdefault(name, {}).setdefault(slot, Figures.empty(count))
-        else:
-            continue  # failures before a slot was picked count in the total only
-        figures.requests[w] += int(row["requests"])
-        figures.errors[w] += int(row["errors"])
-        if row["p50"] is not None:
-            figures.p50[w], figures.p99[w] = float(row["p50"]), float(row["p99"])
-    return out
-
-
-def split_text(record: Any) -> str:
-    """Who answers: ``1.0.0`` alone, ``1.0.0 90% · 1.1.0 10%`` for a canary, the live and
-    standby slots of a blue-green one, the mirror of a shadow."""
-    primary = record.version
-    candidate = record.candidate_version
-    if record.candidate_model and record.candidate_model != record.model:
-        candidate = f"{record.candidate_model}@{candidate}"
-    if record.strategy == "canary" and record.weight is not None:
-        return f"{primary} {1 - record.weight:.0%} · {candidate} {record.weight:.0%}"
-    if record.strategy == "blue_green":
-        return f"{primary} live ({record.live_slot or 'blue'})" + (f" · {candidate} standby" if candidate else "")
-    if record.strategy == "shadow":
-        return f"{primary} · {candidate} shadow"
-    return primary
-
-
-def ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
 
 
 def drift_cell(alerts: Sequence[Any]) -> Text:
@@ -231,7 +134,5 @@ class PulseScreen(ConsoleScreen):
         self.open(key)
 
     def open(self, name: str) -> None:
-        from tui.screens.deployment import DeploymentScreen
-
         self.console.switch_mode("pulse")
         self.console.push_screen(DeploymentScreen(name))
