@@ -66,8 +66,11 @@ def plain(widget: Static) -> str:
     return console.export_text()
 
 
-def screen_text(app: OperatorConsole) -> str:
-    """The screen as an operator reads it: the SVG screenshot's text, line by line."""
+async def screen_text(app: OperatorConsole, pilot: Any) -> str:
+    """The screen as an operator reads it: the SVG screenshot's text, line by line (after
+    the frames that paint what the last load filled)."""
+    await pilot.pause(0.2)
+    await pilot.wait_for_scheduled_animations()
     lines: dict[float, list[tuple[float, str]]] = {}
     for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', app.export_screenshot()):
         lines.setdefault(float(m.group(2)), []).append((float(m.group(1)), html.unescape(m.group(3))))
@@ -240,10 +243,10 @@ async def test_alerts_fit_80x24(served: Served, subject: str) -> None:
     app = OperatorConsole(served.local, source="local: test", refresh_seconds=3600)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_alerts(app, pilot, subject)
-        screen = screen_text(app)
+        screen = await screen_text(app, pilot)
         for seen in ("firing", "accuracy-low", "0.5 < 0.7", "Acked by", "Ack", "Silence"):
             assert seen in screen, seen
         await pilot.press("enter")
         await settle(app, pilot)
-        screen = screen_text(app)
+        screen = await screen_text(app, pilot)
         assert "labelled" in screen and "0.5 < 0.7" in screen

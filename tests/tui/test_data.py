@@ -75,8 +75,11 @@ def text_of(app: OperatorConsole, selector: str) -> str:
     return console.export_text()
 
 
-def screen_text(app: OperatorConsole) -> str:
-    """The screen as an operator reads it: the SVG screenshot's text, line by line."""
+async def screen_text(app: OperatorConsole, pilot: Any) -> str:
+    """The screen as an operator reads it: the SVG screenshot's text, line by line (after
+    the frames that paint what the last load filled)."""
+    await pilot.pause(0.2)
+    await pilot.wait_for_scheduled_animations()
     lines: dict[float, list[tuple[float, str]]] = {}
     for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', app.export_screenshot()):
         lines.setdefault(float(m.group(2)), []).append((float(m.group(1)), html.unescape(m.group(3))))
@@ -113,9 +116,10 @@ async def test_branches_log_diff_and_a_table_preview(served: Served, repository:
             branches = {r[0]: r for r in rows(app)}
             heads = {b.name: b.head for b in served.local.data.repo(REPO).branches()}
             assert set(branches) == {"main", "good", "bad"}
-            assert branches["good"][1] == heads["good"][:12] and branches["good"][5] == "two hundred more loans"
-            assert branches["bad"][4] == "1" and branches["good"][4] == "0"  # staged changes
-            assert branches["bad"][5] == "a note"
+            assert branches["good"][1] == heads["good"][:12] and branches["good"][6] == "two hundred more loans"
+            assert branches["bad"][5] == "1" and branches["good"][5] == "0"  # staged changes
+            assert branches["bad"][6] == "a note"
+            assert (branches["bad"][2], branches["good"][2], branches["main"][2]) == ("FAILED 1", "passed", "-")
 
             cursor_to(app, "good")
             await pilot.press("enter")  # its log
@@ -160,7 +164,7 @@ async def test_branches_log_diff_and_a_table_preview(served: Served, repository:
             summary = text_of(app, "#summary")
             assert f"commit {heads['good'][:12]}" in summary and "first 50 row(s) (at most 50)" in summary
             assert "the columns match" in summary
-            screen = screen_text(app)
+            screen = await screen_text(app, pilot)
             for seen in ("loans/b.csv at good", "Column", "int64", "int, not null", "amount", "4.5"):
                 assert seen in screen, seen
 
@@ -197,7 +201,7 @@ async def test_the_checks_of_a_branch_show_what_failed(served: Served, repositor
             assert "1 uncommitted change(s) checked too" in verdict
             failures = text_of(app, "#failures")
             assert "loans/c.csv" in failures and "unexpected ['email']" in failures
-            screen = screen_text(app)
+            screen = await screen_text(app, pilot)
             assert "FAILED 1 of 2" in screen and "unexpected ['email']" in screen
             await pilot.press("escape")
             await settle(app, pilot)

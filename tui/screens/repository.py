@@ -4,6 +4,7 @@ of the branch would run (mlops_lite/data/premerge.py, as ``mlops-lite ci data-ch
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.text import Text
@@ -11,11 +12,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
+from mlops_lite.errors import MlopsLiteError
 from tui.screens.base import ConsoleScreen
 from tui.widgets import FilterTable, Row
 
 LOG_AMOUNT = 200
 MAX_BRANCHES = 100
+CHECKED_BRANCHES = 20  # branches whose pre-merge checks the list runs (each reads its changed tables)
 
 
 def short(commit: str | None) -> str:
@@ -54,6 +57,9 @@ class RepositoryScreen(ConsoleScreen):
         self.repository = name
         self.default = "main"
         self.marked: str | None = None
+        # Pre-merge verdicts by (branch, head, staged paths and digests): a branch's checks
+        # run again only when it moved. Touched by the (exclusive) load worker only.
+        self._verdicts: dict[tuple[Any, ...], Text] = {}
 
     def crumb(self) -> str:
         return self.repository
@@ -63,18 +69,41 @@ class RepositoryScreen(ConsoleScreen):
 
     def body(self) -> ComposeResult:
         yield Static("", id="rules")
-        yield FilterTable((("branch", "Branch"), ("head", "Head"), ("when", "When"), ("author", "Author"),
-                           ("staged", "Staged"), ("message", "Message")), id="branches", title="Branches")
+        yield FilterTable((("branch", "Branch"), ("head", "Head"), ("checks", "Checks"), ("when", "When"),
+                           ("author", "Author"), ("staged", "Staged"), ("message", "Message")),
+                          id="branches", title="Branches")
 
     def load(self) -> Any:
         repo = self.platform.data.repo(self.repository)
         info = repo.info()
         config = repo.config()
+        rules = json.dumps(config.to_json(), sort_keys=True, default=str)
         rows = []
-        for b in repo.branches()[:MAX_BRANCHES]:
+        for index, b in enumerate(repo.branches()[:MAX_BRANCHES]):
             branch = repo.branch(b.name)
-            rows.append((b, branch.head(), len(branch.uncommitted())))
+            staged = branch.uncommitted()
+            verdict = Text("-", style="dim")
+            if b.name != info.default_branch and index < CHECKED_BRANCHES:
+                verdict = self._verdict(repo, b.name, info.default_branch, (
+                    b.head, tuple(sorted((d.path, d.type, d.right or "") for d in staged)), rules))
+            rows.append((b, branch.head(), len(staged), verdict))
         return info, config, rows
+
+    def _verdict(self, repo: Any, branch: str, into: str, state: tuple[Any, ...]) -> Text:
+        """The checks a merge of ``branch`` into ``into`` runs, in a word; cached while the
+        branch, its staged changes and the rules stay as they were."""
+        from mlops_lite.data.premerge import premerge
+
+        key = (branch, into, *state)
+        if key not in self._verdicts:
+            try:
+                checked = premerge(repo, branch, into)
+            except MlopsLiteError as exc:
+                return Text(f"error: {exc.message}"[:40], style="red")
+            failed = len(checked.failed) + (1 if checked.conflicts else 0)
+            self._verdicts[key] = (Text(f"FAILED {failed}", style="bold red") if failed
+                                   else Text("passed", style="green"))
+        return self._verdicts[key]
 
     def show(self, data: Any) -> None:
         info, config, rows = data
@@ -84,11 +113,11 @@ class RepositoryScreen(ConsoleScreen):
         table.border_title = "Branches" + (f" (marked: {self.marked}, d diffs it with the cursor)"
                                            if self.marked else "")
         table.set_rows(
-            Row(b.name, (Text(b.name, style="bold") if b.name == self.default else b.name, short(b.head),
+            Row(b.name, (Text(b.name, style="bold") if b.name == self.default else b.name, short(b.head), verdict,
                          f"{head.created_at:%Y-%m-%d %H:%M}" if head else "", head.author if head else "",
                          Text(str(staged), style="yellow") if staged else "0",
                          one_line(head.message) if head else ""))
-            for b, head, staged in rows)
+            for b, head, staged, verdict in rows)
 
     def cursor(self) -> str | None:
         return self.query_one(FilterTable).cursor_key
