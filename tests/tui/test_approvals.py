@@ -194,3 +194,26 @@ async def test_an_operator_console_forced_to_approve_is_refused_by_the_server(ga
     finally:
         close_open_requests(gated, "forced")
     assert not gated.local.policy.get_request(request.id).approvers
+
+
+async def test_the_evidence_follows_the_cursor_and_is_measured_once_per_request(gated: Served) -> None:
+    first = gated.local.policy.request_promotion(MODEL, "1.0.0", alias="first")
+    second = gated.local.policy.request_promotion(MODEL, "1.0.0", alias="second")
+    try:
+        app = OperatorConsole(gated.local, source="local", refresh_seconds=3600)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await open_inbox(app, pilot)
+            assert rows(app)[:2] == [second.id, first.id]
+            assert evidence(app).startswith(f"{MODEL}@1.0.0 → second") and "gates now" in evidence(app)
+            screen = app.screen
+            assert isinstance(screen, ApprovalsScreen)
+            assert [key[0] for key in screen._measured] == [second.id]  # only the row under the cursor
+            await pilot.press("down")
+            await settle(app, pilot)
+            assert evidence(app).startswith(f"{MODEL}@1.0.0 → first") and "1 failing (approvals)" in evidence(app)
+            await pilot.press("up", "r")
+            await settle(app, pilot)
+            assert sorted(key[0] for key in screen._measured) == sorted([first.id, second.id])
+    finally:
+        close_open_requests(gated, "first")
+        close_open_requests(gated, "second")

@@ -176,6 +176,7 @@ async def test_palette_items_open_models_and_versions(world: Served) -> None:
         await pilot.press("2")
         await settle(app, pilot)
         assert {f"Model {MODEL}", f"Version {MODEL}@1.0.0", f"Version {MODEL}@1.1.0"} <= set(app.palette_items)
+        assert cells(app, "#models") == [[MODEL, "2", "1.1.0", "loans@1.0.0 loans@1.1.0", ""]]  # primary, canary
         await pilot.press("1")
         await settle(app, pilot)
         app.palette_items[f"Version {MODEL}@1.1.0"][1]()

@@ -68,6 +68,7 @@ class ApprovalsScreen(ConsoleScreen):
         # its evaluation data, so a refresh measures only what changed ("e" measures again).
         self._measured: dict[tuple[str, str, int], Evidence] = {}
         self._palette: set[str] = set()
+        self._focus: str | None = None  # the request under the cursor (set on the UI thread)
 
     def body(self) -> ComposeResult:
         yield FilterTable((("id", "Request"), ("what", "Model@version"), ("alias", "→ alias"), ("status", "Status"),
@@ -82,12 +83,16 @@ class ApprovalsScreen(ConsoleScreen):
         policy = self.platform.policy
         requests = [r for status in OPEN for r in policy.requests(status=status)]
         requests.sort(key=lambda r: r.requested_at, reverse=True)
+        # Only the request under the cursor is measured (the first one before the table has
+        # a cursor): an inbox of a hundred requests costs one measurement, not a hundred.
+        focus = self._focus if any(r.id == self._focus for r in requests) else requests[0].id if requests else None
         evidence: dict[str, Evidence] = {}
         for r in requests:
             key = (r.id, r.status, len(r.votes))
-            if key not in self._measured:
+            if key not in self._measured and r.id == focus:
                 self._measured[key] = self._measure(r)
-            evidence[r.id] = self._measured[key]
+            if key in self._measured:
+                evidence[r.id] = self._measured[key]
         return Inbox(tuple(requests), evidence)
 
     def _measure(self, request: ApprovalRequest) -> Evidence:
@@ -122,7 +127,11 @@ class ApprovalsScreen(ConsoleScreen):
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        request = self._cursor()
+        self._focus = request.id if request else None
         self._show_evidence()
+        if request is not None and request.id not in self._evidence:
+            self.reload()  # measure it (in the load's worker)
 
     def _show_evidence(self) -> None:
         request = self._cursor()
@@ -130,7 +139,12 @@ class ApprovalsScreen(ConsoleScreen):
         if request is None:
             widget.update(Text("no request waits for a decision", style="dim"))
             return
-        widget.update(render_evidence(request, self._evidence.get(request.id, Evidence(error="not measured yet"))))
+        evidence = self._evidence.get(request.id)
+        if evidence is None:
+            widget.update(Text(f"{request.model}@{request.version} → {request.alias}: measuring the gates…",
+                               style="dim"))
+            return
+        widget.update(render_evidence(request, evidence))
 
     def _cursor(self) -> ApprovalRequest | None:
         key = self.query_one(FilterTable).cursor_key

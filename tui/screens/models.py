@@ -1,6 +1,6 @@
-"""Models: every registered model with its versions and aliases; ``enter`` opens a model
-(its versions, alias history, compare, lineage). The command palette gets an item for
-each model and each version."""
+"""Models: every registered model, its versions and the deployments serving it; ``enter``
+opens a model (its versions, alias history, compare, lineage). The command palette gets
+an item for each model and each version."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from textual.app import ComposeResult
 from mlops_lite.records import ModelRecord
 from tui.screens.base import ConsoleScreen
 from tui.screens.lineage import LineageScreen
-from tui.screens.model import ModelScreen, alias_text
+from tui.screens.model import ModelScreen
 from tui.widgets import FilterTable, Row
 
 
 @dataclass(frozen=True)
 class ModelsView:
     models: tuple[ModelRecord, ...]
-    aliases: dict[str, dict[str, str]]  # model -> alias -> version
+    serving: dict[str, list[str]]  # model -> "deployment@version" for every deployment serving it
 
 
 class ModelsScreen(ConsoleScreen):
@@ -31,17 +31,23 @@ class ModelsScreen(ConsoleScreen):
         self._palette: set[str] = set()
 
     def body(self) -> ComposeResult:
-        yield FilterTable((("name", "Model"), ("versions", "Versions"), ("latest", "Latest"), ("aliases", "Aliases"),
+        yield FilterTable((("name", "Model"), ("versions", "Versions"), ("latest", "Latest"), ("serving", "Serving"),
                            ("description", "Description")), id="models", title="Models")
 
     def load(self) -> ModelsView:
+        # Two calls whatever the number of models (a model's aliases are on its own screen).
         models = tuple(self.platform.registry.list_models())
-        return ModelsView(models, {m.name: self.platform.registry.aliases(m.name) for m in models})
+        serving: dict[str, list[str]] = {}
+        for d in self.platform.deployments.list():
+            serving.setdefault(d.model, []).append(f"{d.name}@{d.version}")
+            if d.candidate_digest and d.candidate_version:
+                serving.setdefault(d.candidate_model or d.model, []).append(f"{d.name}@{d.candidate_version}")
+        return ModelsView(models, serving)
 
     def show(self, data: ModelsView) -> None:
         self.query_one(FilterTable).set_rows(
             Row(m.name, (m.name, str(len(m.versions)), m.versions[-1] if m.versions else "-",
-                         alias_text(data.aliases.get(m.name, {})), m.description or ""))
+                         " ".join(data.serving.get(m.name, ())) or "-", m.description or ""))
             for m in data.models)
         items = self.console.palette_items
         for m in data.models:
