@@ -510,6 +510,23 @@ class ShadowAnswer:
 
 
 @dataclass(frozen=True)
+class TrafficWindow:
+    """A deployment's served traffic in one time window (``platform.monitoring.windows``):
+    requests answered and failed, p50/p99 latency of the answered ones (None when none
+    was); ``slot`` None for all slots together, else primary or canary."""
+
+    deployment: str
+    slot: str | None
+    window: int  # 0: the oldest of the windows asked for
+    start: datetime
+    width_s: int
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True)
 class PredictionTrace:
     """One logged request, traced back: which deployment slot and version answered it and
     when, its input rows (``instances``, as logged), its answers (a label per row, as text,

@@ -12,6 +12,7 @@ from litestar import Request, get, post
 
 from mlops_lite import InvalidInput
 from mlops_lite.inference.columnar import ARROW_STREAM
+from mlops_lite.records import TrafficWindow
 from mlops_lite.tracking.sql import ALLOWED_TABLE_FUNCTIONS, check_select
 from server.columnar import arrow_stream
 from server.context import platform as _platform
@@ -128,6 +129,14 @@ def monitoring_stats(request: Request[Any, Any, Any]) -> dict[str, int]:
     return _platform(request).monitoring.stats()
 
 
+@get("/monitoring/windows", opt={"permission": "viewer"}, sync_to_thread=True)
+def monitoring_windows(request: Request[Any, Any, Any], count: int = 12, width_s: int = 300,
+                       until: str | None = None, deployment: str | None = None) -> list[TrafficWindow]:
+    """Served traffic per window (requests, failures, p50/p99 latency) per deployment and
+    slot: figures only, no row's content, so a viewer may read them (a dashboard's pulse)."""
+    return _platform(request).monitoring.windows(count=count, width_s=width_s, until=until, deployment=deployment)
+
+
 QUERY_MAX_ROWS = 100_000
 LOG_VIEWS = frozenset({"predictions", "feedback", "errors"})
 QUERY_EXPECTED = "one SELECT or WITH statement over the views predictions and feedback"
@@ -225,4 +234,4 @@ def _read_tree(node: Any, tables: list[str], functions: list[str], ctes: set[str
 
 
 MONITORING_ROUTES = [monitor, should_retrain, gate, block, judge, finish, flow_finished, feedback,
-                     monitoring_stats, monitoring_query]
+                     monitoring_stats, monitoring_windows, monitoring_query]

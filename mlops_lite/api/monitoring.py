@@ -15,9 +15,10 @@ Seams off the Protocol, each for a reason:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from mlops_lite.records import PredictionTrace
+from mlops_lite.records import PredictionTrace, TrafficWindow
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,3 +43,11 @@ class MonitoringAPI(Protocol):
         requests counted per deployment, second, slot and status) (Parquet under the home;
         see ``mlops_lite.monitoring.prediction_log``), answered as a pyarrow Table.
         InvalidInput (``sql``) when it fails."""
+
+    def windows(self, *, count: int = 12, width_s: int = 300, until: datetime | str | None = None,
+                deployment: str | None = None) -> list[TrafficWindow]:
+        """Served traffic in the last ``count`` windows of ``width_s`` seconds ending at
+        ``until`` (now), for every deployment or one: a ``TrafficWindow`` (requests, failed
+        requests, p50/p99 latency) per deployment, slot (None: all together) and window
+        with traffic, oldest first. Figures only, no row's content, so a viewer may read
+        them. InvalidInput naming ``count``, ``width_s``, ``until`` or ``deployment``."""

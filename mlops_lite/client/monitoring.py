@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import msgspec
 
 from mlops_lite.client.tracking import ARROW_STREAM
-from mlops_lite.records import PredictionTrace
+from mlops_lite.records import PredictionTrace, TrafficWindow
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -43,6 +44,16 @@ class RemoteMonitoring:
         body = self._remote.request("POST", f"/v1/deployments/{quote(str(deployment), safe='')}/feedback",
                                     json={"labels": items})
         return int(body["recorded"])
+
+    def windows(self, *, count: int = 12, width_s: int = 300, until: datetime | str | None = None,
+                deployment: str | None = None) -> list[TrafficWindow]:
+        params: dict[str, Any] = {"count": count, "width_s": width_s}
+        if until is not None:
+            params["until"] = until.isoformat() if isinstance(until, datetime) else until
+        if deployment is not None:
+            params["deployment"] = deployment
+        body = self._remote.request("GET", "/v1/monitoring/windows", params=params)
+        return msgspec.convert(body, type=list[TrafficWindow], strict=False)
 
     def query(self, sql: str, *, max_rows: int = QUERY_MAX_ROWS) -> pa.Table:
         """The same query, answered by the server as a pyarrow Table of at most ``max_rows``

@@ -54,7 +54,7 @@ import pyarrow.parquet as pq
 from mlops_lite.crypto.keys import DataKey, fsync_path
 from mlops_lite.errors import BackendUnavailable, IntegrityError, InvalidInput
 from mlops_lite.monitoring.trace import trace_prediction
-from mlops_lite.records import DeploymentLineage, Prediction, PredictionTrace
+from mlops_lite.records import DeploymentLineage, Prediction, PredictionTrace, TrafficWindow
 
 log = logging.getLogger("mlops_lite.monitoring")
 
@@ -836,6 +836,16 @@ class Monitoring:
         row's non-null ``f_`` columns (numbers as the DOUBLE they are stored as)."""
         self.errors.flush()  # failed requests counted so far reach the ``errors`` view
         return self._select(sql, [], max_rows=max_rows, timeout_s=timeout_s)
+
+    def windows(self, *, count: int = 12, width_s: int = 300, until: datetime | str | None = None,
+                deployment: str | None = None) -> list[TrafficWindow]:
+        """Requests, failures and p50/p99 latency per window, per deployment and slot (see
+        ``mlops_lite.monitoring.windows``): figures only, no row's content."""
+        from mlops_lite.monitoring.windows import traffic_windows
+
+        self.errors.flush()
+        return traffic_windows(lambda sql: self._select(sql, []), count=count, width_s=width_s, until=until,
+                               deployment=deployment)
 
     def rows_where(self, where_sql: str, params: Sequence[Any] = ()) -> pa.Table:
         """Every logged prediction row matching the SQL predicate ``where_sql`` over the

@@ -145,6 +145,41 @@ def test_failed_requests_are_counted_in_the_errors_view(loop_api: Any) -> None:
     assert pa.types.is_timestamp(kinds.field("at").type) and kinds.field("at").type.tz is not None
 
 
+def test_windows_count_served_and_failed_requests_per_deployment_and_slot(loop_api: Any) -> None:
+    from mlops_lite.records import TrafficWindow
+
+    def totals() -> dict[str | None, tuple[int, int]]:
+        got = loop_api.monitoring.windows(count=1, width_s=3600, deployment="loans")
+        assert all(type(w) is TrafficWindow and w.deployment == "loans" and w.window == 0 for w in got)
+        return {w.slot: (w.requests, w.errors) for w in got}
+
+    before = totals()
+    for start in (20, 23, 26):
+        prediction = _served(loop_api, _rows(3, start=start))  # three requests of three rows each
+    with pytest.raises(InvalidInput):
+        loop_api.deployments.predict("loans", [{"not_a_feature": 1.0}])
+    loop_api.monitoring.trace(prediction.request_id)  # writes what is queued
+    after = totals()
+    old_requests, old_errors = before.get(None, (0, 0))
+    assert after[None] == (old_requests + 3, old_errors + 1)
+    assert after["primary"][0] == before.get("primary", (0, 0))[0] + 3
+    window = next(w for w in loop_api.monitoring.windows(count=1, width_s=3600) if w.slot is None
+                  and w.deployment == "loans")
+    assert window.p50_ms is not None and window.p99_ms is not None and 0 < window.p50_ms <= window.p99_ms
+    assert window.width_s == 3600 and window.start.tzinfo is not None
+    assert loop_api.monitoring.windows(count=3, width_s=60, until="2001-01-01T00:00:00Z") == []
+
+
+@pytest.mark.parametrize(("arguments", "field"), [({"count": 0}, "count"), ({"width_s": 0}, "width_s"),
+                                                  ({"until": "yesterday"}, "until"),
+                                                  ({"deployment": "no such'"}, "deployment")])
+def test_bad_window_arguments_are_refused_naming_the_field(loop_api: Any, arguments: dict[str, Any],
+                                                            field: str) -> None:
+    with pytest.raises(InvalidInput) as bad:
+        loop_api.monitoring.windows(**arguments)
+    assert bad.value.field == field
+
+
 @pytest.mark.parametrize("sql", ["SELECT nope FROM predictions", "SELECT FROM WHERE"])
 def test_a_failing_query_is_invalid_input_naming_the_sql(loop_api: Any, sql: str) -> None:
     with pytest.raises(InvalidInput) as failed:
@@ -198,6 +233,7 @@ def test_over_http_a_viewer_reads_the_counters_and_an_operator_queries(api: Any)
     _, secret = api.tokens.create("a-viewer", "viewer")
     with RemotePlatform(api.url, secret) as viewer:
         assert viewer.monitoring.stats() == api.monitoring.stats()
+        assert viewer.monitoring.windows(count=2, width_s=60) == api.monitoring.windows(count=2, width_s=60)
         verbs: list[Callable[[Any], object]] = [lambda m: m.query("SELECT 1"),
                                                 lambda m: m.record_feedback("loans", [("r", 1)])]
         for verb in verbs:
