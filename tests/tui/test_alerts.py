@@ -239,6 +239,21 @@ async def test_an_operator_acknowledges_and_silences_over_http(served: Served, s
     assert [s for s in served.local.alerts.silences() if s.subject == subject] == []
 
 
+async def test_an_open_alert_shows_behind_many_newer_resolved_ones(served: Served, subject: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import tui.screens.alerts
+
+    monkeypatch.setattr(tui.screens.alerts, "LIMIT", 2)
+    for n in range(3):  # three newer alerts, resolved
+        observe(served, "drift.share", f"{subject}-r{n}", 0.5)
+        observe(served, "drift.share", f"{subject}-r{n}", 0.1)
+    app = OperatorConsole(served.local, source="local: test", refresh_seconds=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_alerts(app, pilot, subject)
+        shown = rows(app)
+        assert shown[0][:4] == ("firing", "crit", "accuracy-low", subject) and shown[1][0] == "pending"
+
+
 async def test_alerts_fit_80x24(served: Served, subject: str) -> None:
     app = OperatorConsole(served.local, source="local: test", refresh_seconds=3600)
     async with app.run_test(size=(80, 24)) as pilot:

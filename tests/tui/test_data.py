@@ -127,7 +127,12 @@ async def test_branches_log_diff_and_a_table_preview(served: Served, repository:
             assert isinstance(app.screen, LogScreen)
             assert [r[3] for r in rows(app)] == ["two hundred more loans", "a note", "first loans"]
             assert "mlops-lite › Data › tuidata › log good" in str(app.screen.query_one(Breadcrumb).content)
-            await pilot.press("escape")
+            first = served.local.data.repo(REPO).log("good")[-1].id
+            cursor_to(app, first)
+            await pilot.press("enter")  # the objects at that commit
+            await settle(app, pilot)
+            assert isinstance(app.screen, TablesScreen) and [r[0] for r in rows(app)] == ["loans/a.csv"]
+            await pilot.press("escape", "escape")
             await settle(app, pilot)
 
             await pilot.press("d")  # the default branch (main) .. the cursor's (good)

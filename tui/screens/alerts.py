@@ -56,8 +56,12 @@ class AlertsScreen(ConsoleScreen):
                           id="alerts", title="Alerts")
 
     def load(self) -> Any:
-        state = None if self.view == "all" else self.view
-        return self.view, self.platform.alerts.list(state=state, limit=LIMIT), self.platform.alerts.silences()
+        alerts = self.platform.alerts
+        if self.view == "all":  # every open alert, however many resolved ones came after it
+            listed = {a.id: a for a in alerts.list(limit=LIMIT)}
+            listed.update((a.id, a) for a in alerts.open_alerts())
+            return self.view, list(listed.values()), alerts.silences()
+        return self.view, alerts.list(state=self.view, limit=LIMIT), alerts.silences()
 
     def show(self, data: Any) -> None:
         view, alerts, silences = data
