@@ -7,15 +7,14 @@ series in ``load`` (a thread) and only draws in ``show``:
 - ``spark(values)``: a sparkline as unicode blocks (``▁▂▃▄▅▆▇█``), one character a value;
   ``None`` (no data in that window) is a blank, so a gap reads as a gap, not as a zero.
 - ``Windows(count, width_s, end)``: the last ``count`` windows of ``width_s`` seconds
-  ending at ``end``, oldest first: their labels, and ``index_sql`` to put a logged row's
-  ``"at"`` in one inside a monitoring query.
+  ending at ``end``, oldest first, and their labels.
 - ``Threshold`` and ``thresholds(rules, metric, subject)``: the alert rules' bounds on a
   metric for one deployment, to draw.
 - ``plot_lines(plot, ...)`` and ``plot_bars(plot, ...)``: fill a ``PlotextPlot`` (a line
   chart over windows, a bar chart over names) with thresholds as horizontal lines.
 - ``window_figures(platform, windows, deployment=None)``: the series these charts are
-  made of, from the prediction log: requests, errors, p50 and p99 per window, per
-  deployment and per slot (``WindowFigures`` of ``Figures``), in one monitoring query.
+  made of: requests, errors, p50 and p99 per window, per deployment and per slot
+  (``WindowFigures`` of ``Figures``), in one ``platform.monitoring.windows`` call.
 """
 
 from __future__ import annotations
@@ -69,17 +68,6 @@ class Windows:
     @property
     def start(self) -> datetime:
         return self.until - timedelta(seconds=self.count * self.width_s)
-
-    def index_sql(self, column: str = '"at"') -> str:
-        """A DuckDB expression: the window (0 = oldest) ``column`` falls in, for rows
-        between ``start`` and ``end``."""
-        return (f"({self.count - 1} - CAST(floor((epoch(TIMESTAMPTZ '{self.until.isoformat()}') - epoch({column}))"
-                f" / {self.width_s}) AS INTEGER))")
-
-    def where_sql(self, column: str = '"at"') -> str:
-        """A DuckDB predicate: ``column`` within the windows."""
-        return (f"{column} >= TIMESTAMPTZ '{self.start.isoformat()}' "
-                f"AND {column} < TIMESTAMPTZ '{self.until.isoformat()}'")
 
     def labels(self) -> list[str]:
         """Each window's start, as HH:MM (local to UTC), oldest first."""
@@ -195,42 +183,20 @@ class WindowFigures:
 
 def window_figures(platform: Any, windows: Windows, deployment: str | None = None) -> WindowFigures:
     """Requests, errors and p50/p99 latency per window, per deployment (all of them, or
-    ``deployment``) in total and per slot, in one monitoring query. A request is counted
-    once whatever its rows (a batch logs a row per instance, each with the request's
-    latency); shadow answers serve nobody and are left out. PermissionDenied when the
-    caller may not read the prediction log."""
-    only = f" AND deployment = '{deployment}'" if deployment is not None else ""
-    index = windows.index_sql()
-    sql = (
-        "WITH req AS (SELECT deployment, coalesce(slot, 'primary') AS slot, request_id, min(\"at\") AS \"at\", "
-        "max(latency_ms) AS latency_ms FROM predictions "
-        f"WHERE date >= DATE '{windows.start.date().isoformat()}' AND {windows.where_sql()} "
-        f"AND coalesce(slot, 'primary') <> 'shadow'{only} GROUP BY deployment, slot, request_id), "
-        f"served AS (SELECT deployment, slot, {index} AS w, count(*) AS requests, "
-        "quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.99) AS p99 "
-        "FROM req GROUP BY GROUPING SETS ((deployment, w), (deployment, slot, w))), "
-        "failed AS (SELECT deployment, slot, w, sum(count) AS errors FROM (SELECT deployment, coalesce(slot, '') "
-        f"AS slot, {index} AS w, count FROM errors WHERE {windows.where_sql()}{only}) "
-        "GROUP BY GROUPING SETS ((deployment, w), (deployment, slot, w))) "
-        "SELECT deployment, slot, w, coalesce(s.requests, 0)::BIGINT AS requests, "
-        "coalesce(f.errors, 0)::BIGINT AS errors, s.p50, s.p99 "
-        "FROM served s FULL OUTER JOIN failed f USING (deployment, slot, w)")
-    table = platform.monitoring.query(sql)
+    ``deployment``) in total and per slot: one ``platform.monitoring.windows`` call (a
+    viewer may make it: figures only, no logged row)."""
     out = WindowFigures(windows)
     count = windows.count
-    for row in table.to_pylist():
-        w = row["w"]
-        if w is None or not 0 <= w < count:
+    for window in platform.monitoring.windows(count=count, width_s=windows.width_s, until=windows.until,
+                                              deployment=deployment):
+        w = window.window
+        if not 0 <= w < count:
             continue
-        name, slot = row["deployment"], row["slot"]
-        if slot is None:
-            figures = out.total.setdefault(name, Figures.empty(count))
-        elif slot in ("primary", "canary"):
-            figures = out.slots.setdefault(name, {}).setdefault(slot, Figures.empty(count))
+        if window.slot is None:
+            figures = out.total.setdefault(window.deployment, Figures.empty(count))
         else:
-            continue  # failures before a slot was picked count in the total only
-        figures.requests[w] += int(row["requests"])
-        figures.errors[w] += int(row["errors"])
-        if row["p50"] is not None:
-            figures.p50[w], figures.p99[w] = float(row["p50"]), float(row["p99"])
+            figures = out.slots.setdefault(window.deployment, {}).setdefault(window.slot, Figures.empty(count))
+        figures.requests[w] += window.requests
+        figures.errors[w] += window.errors
+        figures.p50[w], figures.p99[w] = window.p50_ms, window.p99_ms
     return out

@@ -3,7 +3,7 @@ release actions.
 
 - **Charts** (``c``): latency (p50, p99), requests a second (per slot during a canary),
   error rate, over the pulse's windows (``tui.charts.window_figures``: one
-  monitoring query), and per-feature drift (PSI) from the last monitoring pass this screen
+  ``monitoring.windows`` call), and per-feature drift (PSI) from the last monitoring pass this screen
   ran (``m``) or else the evidence of the newest drift alert. The alert rules' thresholds
   on those metrics (``platform.alerts.rules()``) are drawn as horizontal lines.
 - **Canary** (``v``): ``platform.loop.judge_canary`` since the canary started (the first
@@ -134,7 +134,6 @@ class DeploymentScreen(ConsoleScreen):
         self.window_count, self.width_s = windows, width_s
         self.record: Any = None
         self.rules: list[Any] | None = None
-        self.figures_refused = False
         self.verdict_refused = False
         self.last_check: dict[str, Any] | None = None  # the answer of the last "monitor now"
         self.view: View | None = None
@@ -167,12 +166,7 @@ class DeploymentScreen(ConsoleScreen):
             self.rules = list(platform.alerts.rules())
         alerts = platform.alerts.list(subject=name, limit=50)
         windows = Windows(self.window_count, self.width_s)
-        figures: WindowFigures | None = None
-        if not self.figures_refused:
-            try:
-                figures = window_figures(platform, windows, name)
-            except PermissionDenied:
-                self.figures_refused = True
+        figures = window_figures(platform, windows, name)
         start = canary_start(record, revisions)
         verdict: dict[str, Any] | None = None
         if start is not None and not self.verdict_refused:
@@ -183,20 +177,17 @@ class DeploymentScreen(ConsoleScreen):
         return self.build(record, revisions, alerts, windows, figures, start, verdict)
 
     def build(self, record: Any, revisions: Sequence[Any], alerts: Sequence[Any], windows: Windows,
-              figures: WindowFigures | None, start: Any | None, verdict: dict[str, Any] | None) -> View:
+              figures: WindowFigures, start: Any | None, verdict: dict[str, Any] | None) -> View:
         name, rules = record.name, self.rules or []
         open_alerts = [a for a in alerts if a.is_open]
         summary = Text()
         summary.append(f"{name} ", style="bold")
         summary.append(f"{record.strategy} · {record.model} {split_text(record)} · revision {record.revision} "
                        f"by {record.updated_by}\n")
-        total = figures.of(name) if figures is not None else None
-        if total is not None:
-            rate, err = total.rate(float(windows.width_s))[-1], total.error_rate()[-1]
-            summary.append(f"now: {0.0 if rate is None else rate:.2f} req/s · p50 {ms(total.p50[-1])} · "
-                           f"p99 {ms(total.p99[-1])} · errors {'-' if err is None else f'{err:.1%}'}")
-        else:
-            summary.append("req/s, latency and errors need the operator role", style="yellow")
+        total = figures.of(name)
+        rate, err = total.rate(float(windows.width_s))[-1], total.error_rate()[-1]
+        summary.append(f"now: {0.0 if rate is None else rate:.2f} req/s · p50 {ms(total.p50[-1])} · "
+                       f"p99 {ms(total.p99[-1])} · errors {'-' if err is None else f'{err:.1%}'}")
         summary.append(" · alerts: ")
         summary.append(", ".join(f"{a.rule} ({a.state})" for a in open_alerts) or "none open",
                        style="bold red" if open_alerts else "dim")
@@ -213,18 +204,16 @@ class DeploymentScreen(ConsoleScreen):
         rows = tuple(Row(str(r.revision), (str(r.revision), r.action, split_text(r), r.strategy,
                                            f"{r.changed_at:%Y-%m-%d %H:%M:%S}", r.changed_by, r.reason or ""))
                      for r in sorted(revisions, key=lambda r: r.revision, reverse=True))
-        latency: dict[str, list[float | None]] = {}
-        rate_series: dict[str, list[float | None]] = {}
-        errors: dict[str, list[float | None]] = {}
-        if total is not None and figures is not None:
-            latency = {"p50": list(total.p50), "p99": list(total.p99)}
-            slots: dict[str, Figures] = figures.slots.get(name, {})
-            if start is not None and slots:
-                rate_series = {slot: f.rate(float(windows.width_s)) for slot, f in sorted(slots.items())}
-                errors = {slot: f.error_rate() for slot, f in sorted(slots.items())}
-            else:
-                rate_series = {"req/s": total.rate(float(windows.width_s))}
-                errors = {"error rate": total.error_rate()}
+        rate_series: dict[str, list[float | None]]
+        errors: dict[str, list[float | None]]
+        latency = {"p50": list(total.p50), "p99": list(total.p99)}
+        slots: dict[str, Figures] = figures.slots.get(name, {})
+        if start is not None and slots:
+            rate_series = {slot: f.rate(float(windows.width_s)) for slot, f in sorted(slots.items())}
+            errors = {slot: f.error_rate() for slot, f in sorted(slots.items())}
+        else:
+            rate_series = {"req/s": total.rate(float(windows.width_s))}
+            errors = {"error rate": total.error_rate()}
         limits = {"latency": thresholds(rules, "latency.p99_ms", name) + thresholds(rules, "latency.p50_ms", name),
                   "errors": thresholds(rules, "errors.rate", name), "drift": thresholds(rules, "drift.max_psi", name)}
         return View(record, summary, view_verdict, rows, windows.labels(), latency, rate_series, errors,

@@ -6,18 +6,14 @@ error rate, sparklines of rate, p99 and errors over the last windows, its drift 
 its open alerts.
 
 One load reads everything for every deployment in three calls, however many there are:
-``deployments.list()``, ``alerts.open_alerts()`` and one ``monitoring.query`` over the
-``predictions`` and ``errors`` views grouped by deployment (and slot) and window
-(``tui.charts.window_figures``). Strings and sparklines are made in ``load`` (the thread), so
+``deployments.list()``, ``alerts.open_alerts()`` and ``monitoring.windows()`` (requests,
+failures and latency per deployment, slot and window: ``tui.charts.window_figures``). Strings and sparklines are made in ``load`` (the thread), so
 ``show`` only hands rows to the table.
 
 Sparklines are unicode blocks in table cells rather than Textual ``Sparkline`` widgets:
 the pulse stays one ``FilterTable`` (``/`` filters it, the cursor survives a refresh, an
 unchanged refresh costs nothing), and a hundred deployments are a hundred rows, not three
-hundred widgets to mount and lay out.
-
-Over HTTP the prediction log is read with the operator role (its rows hold the features
-served); a viewer's pulse shows deployments and alerts, and says the figures need it."""
+hundred widgets to mount and lay out."""
 
 from __future__ import annotations
 
@@ -30,7 +26,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from mlops_lite.errors import PermissionDenied
 from tui.charts import WindowFigures, Windows, spark, window_figures
 from tui.screens.base import ConsoleScreen
 from tui.screens.deployment import DeploymentScreen, ms, split_text
@@ -76,7 +71,6 @@ class PulseScreen(ConsoleScreen):
     def __init__(self, *, windows: int = 12, width_s: int = 300) -> None:
         super().__init__()
         self.window_count, self.width_s = windows, width_s
-        self.figures_refused = False  # the prediction log is the operator's to read over HTTP
 
     def body(self) -> ComposeResult:
         yield Static("", id="pulse-note")
@@ -88,41 +82,29 @@ class PulseScreen(ConsoleScreen):
         by_subject: dict[str, list[Any]] = {}
         for alert in self.platform.alerts.open_alerts():
             by_subject.setdefault(alert.subject, []).append(alert)
-        figures: WindowFigures | None = None
-        if not self.figures_refused:
-            try:
-                figures = window_figures(self.platform, windows)
-            except PermissionDenied:
-                self.figures_refused = True
+        figures = window_figures(self.platform, windows)
         return self.build(deployments, by_subject, figures, windows)
 
-    def build(self, deployments: Sequence[Any], by_subject: dict[str, list[Any]], figures: WindowFigures | None,
+    def build(self, deployments: Sequence[Any], by_subject: dict[str, list[Any]], figures: WindowFigures,
               windows: Windows) -> Pulse:
         rows = []
         palette: dict[str, tuple[str, Callable[[], Any]]] = {}
         width = float(windows.width_s)
         for d in deployments:
             alerts = by_subject.get(d.name, [])
-            if figures is not None:
-                f = figures.of(d.name)
-                rate, errors = f.rate(width), f.error_rate()
-                last_rate, last_errors = rate[-1], errors[-1]
-                numbers: tuple[str | Text, ...] = (
-                    "-" if last_rate is None else f"{last_rate:.2f}", ms(f.p50[-1]), ms(f.p99[-1]),
-                    "-" if last_errors is None else f"{last_errors:.1%}",
-                    Text(spark(rate), style="cyan"), Text(spark(f.p99), style="magenta"),
-                    Text(spark(errors), style="red"))
-            else:
-                numbers = ("?",) * 4 + ("",) * 3
+            f = figures.of(d.name)
+            rate, errors = f.rate(width), f.error_rate()
+            last_rate, last_errors = rate[-1], errors[-1]
+            numbers: tuple[str | Text, ...] = (
+                "-" if last_rate is None else f"{last_rate:.2f}", ms(f.p50[-1]), ms(f.p99[-1]),
+                "-" if last_errors is None else f"{last_errors:.1%}",
+                Text(spark(rate), style="cyan"), Text(spark(f.p99), style="magenta"),
+                Text(spark(errors), style="red"))
             rows.append(Row(d.name, (d.name, d.strategy, split_text(d), *numbers, drift_cell(alerts),
                                      alerts_cell(alerts), f"{d.model} r{d.revision}")))
             palette[f"Deployment {d.name}"] = (f"{d.model}@{d.version} ({d.strategy})", partial(self.open, d.name))
-        if figures is None:
-            note = Text("req/s, latency and errors need the operator role (the prediction log holds the "
-                        "features served)", style="yellow")
-        else:
-            note = Text(f"newest of {windows.describe()}, until {windows.until:%H:%M:%S} UTC; "
-                        f"sparklines oldest → newest", style="dim")
+        note = Text(f"req/s, p50, p99, err%: the newest of {windows.describe()}, until {windows.until:%H:%M:%S} "
+                    "UTC; sparklines oldest → newest", style="dim")
         return Pulse(tuple(rows), note, palette)
 
     def show(self, data: Pulse) -> None:
