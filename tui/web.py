@@ -72,6 +72,10 @@ class ConsoleServer(Server):
         return app
 
     async def on_startup(self, app: web.Application) -> None:
+        """Nothing yet (textual-serve prints its banner here, before the port is bound)."""
+
+    def _announce(self, *args: Any) -> None:
+        """aiohttp calls this once the port is listening: the URL, with the key."""
         self.console.print(f"The operator console: {self.url}", highlight=False, soft_wrap=True)
         self.console.print("Each tab runs its own console; ctrl+c stops serving.", highlight=False)
 
@@ -85,7 +89,7 @@ class ConsoleServer(Server):
             loop.add_signal_handler(sig, self.request_exit)
         try:
             web.run_app(self._make_app(), host=self.host, port=self.port, handle_signals=False, loop=loop,
-                        print=_quiet, access_log=None)
+                        print=self._announce, access_log=None)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise InvalidInput(f"port {self.port} on {self.host} is in use", field="port",
@@ -93,10 +97,6 @@ class ConsoleServer(Server):
             raise
         finally:
             loop.close()
-
-
-def _quiet(*args: Any) -> None:
-    """aiohttp's start banner: the console prints its own line, with the key."""
 
 
 def serve_console(command: str, *, port: int = DEFAULT_PORT) -> None:
