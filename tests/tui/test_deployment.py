@@ -119,17 +119,20 @@ async def test_charts_render_at_80x24_with_the_thresholds(served: Served) -> Non
         assert [r.key for r in screen.query_one(FilterTable).rows] == ["1"]
 
 
-async def test_a_canary_verdict_forms_as_traffic_comes_in(served: Served) -> None:
+@pytest.mark.parametrize("where", ["local", "operator"])
+async def test_a_canary_verdict_forms_as_traffic_comes_in(served: Served, where: str) -> None:
     version = candidate_version(served)
-    served.local.deployments.deploy("canary-v", "loan-default", "1.0.0")
-    served.local.deployments.canary("canary-v", "loan-default", version, weight=0.5)
-    app = OperatorConsole(served.local, source="local: test", refresh_seconds=3600)
+    name = f"canary-{where}"
+    served.local.deployments.deploy(name, "loan-default", "1.0.0")
+    served.local.deployments.canary(name, "loan-default", version, weight=0.5)
+    platform = client(served, where)
+    app = OperatorConsole(platform, source=where, refresh_seconds=3600)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_screen(app, pilot, "canary-v")
-        assert "canary: WAIT" in summary(app) and "need 20 each" in summary(app)
+        await open_screen(app, pilot, name)
+        assert app.offline is None and "canary: WAIT" in summary(app) and "need 20 each" in summary(app)
         await pilot.press("v")
         await settle(app, pilot)
-        traffic(served.local, "canary-v", 90)
+        traffic(served.local, name, 90)
         await pilot.press("r")
         await settle(app, pilot)
         text = summary(app)
@@ -137,6 +140,8 @@ async def test_a_canary_verdict_forms_as_traffic_comes_in(served: Served) -> Non
         shown = screen_text(app)
         assert "verdict so far:" in shown and "canary p99" in shown
         assert "requests" in shown and "p99 ms" in shown and "primary" in shown
+    if where != "local":
+        platform.close()
 
 
 @pytest.mark.parametrize("where", ["local", "operator"])
