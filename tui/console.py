@@ -286,11 +286,18 @@ def _short(value: Any, limit: int = 40) -> str:
 
 
 def _plain(body: Any) -> str:
+    """What an answer says, as one line of text for the "what did I do" log."""
     if isinstance(body, Text):
         return body.plain
     if isinstance(body, str):
         return body
-    return type(body).__name__
+    from io import StringIO
+
+    from rich.console import Console
+
+    out = Console(file=StringIO(), width=200, color_system=None, legacy_windows=False)
+    out.print(body)
+    return " ".join(out.file.getvalue().split())[:500]  # type: ignore[attr-defined]
 
 
 def run_console(platform: PlatformAPI, *, source: str, refresh_seconds: float = 2.0, read_only: bool = False) -> None:
