@@ -297,7 +297,8 @@ def _plain(body: Any) -> str:
 
     out = Console(file=StringIO(), width=200, color_system=None, legacy_windows=False)
     out.print(body)
-    return " ".join(out.file.getvalue().split())[:500]  # type: ignore[attr-defined]
+    text = "".join(" " if "\u2500" <= ch <= "\u257f" else ch for ch in out.file.getvalue())  # type: ignore[attr-defined]
+    return " ".join(text.split())[:500]
 
 
 def run_console(platform: PlatformAPI, *, source: str, refresh_seconds: float = 2.0, read_only: bool = False) -> None:
