@@ -49,13 +49,23 @@ class PrefectFlowRuns:
         if not 0 <= limit <= MAX_RUNS:
             raise InvalidInput(f"limit must be 0..{MAX_RUNS}, not {limit}", field="limit",
                                expected=f"an integer 0..{MAX_RUNS}")
-        from prefect.client.schemas.filters import FlowFilter, FlowFilterId, FlowFilterName
+        connection = self._client()  # no server: said before Prefect is imported (seconds)
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterId,
+            FlowFilterName,
+            FlowRunFilter,
+            FlowRunFilterExpectedStartTime,
+        )
         from prefect.client.schemas.sorting import FlowRunSort
 
-        with self._client() as client:
+        with connection as client:
             flow_filter = None if flow is None else FlowFilter(name=FlowFilterName(any_=[flow]))
-            found = client.read_flow_runs(flow_filter=flow_filter, sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-                                          limit=limit)
+            # Due by now: a schedule's runs ahead of time (Prefect creates many) are not news.
+            due = FlowRunFilter(expected_start_time=FlowRunFilterExpectedStartTime(
+                before_=_prefect_time(datetime.now(UTC))))
+            found = client.read_flow_runs(flow_filter=flow_filter, flow_run_filter=due,
+                                          sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit)
             flow_ids = sorted({run.flow_id for run in found}, key=str)
             names = {f.id: f.name for f in client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=flow_ids)))
                      } if flow_ids else {}
@@ -66,11 +76,12 @@ class PrefectFlowRuns:
             raise InvalidInput(f"limit must be 0..{MAX_LOG_LINES}, not {limit}", field="limit",
                                expected=f"an integer 0..{MAX_LOG_LINES}")
         run_id = _uuid(flow_run_id)
+        connection = self._client()
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
         from prefect.client.schemas.sorting import LogSort
         from prefect.exceptions import ObjectNotFound
 
-        with self._client() as client:
+        with connection as client:
             try:
                 client.read_flow_run(run_id)
             except ObjectNotFound as exc:

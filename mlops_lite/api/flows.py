@@ -17,7 +17,9 @@ from mlops_lite.records import FlowLogRecord, FlowRunRecord
 
 class FlowsAPI(Protocol):
     def runs(self, *, limit: int = 50, flow: str | None = None) -> list[FlowRunRecord]:
-        """The newest flow runs (of the flow named ``flow`` only, when given), newest first."""
+        """The newest flow runs due by now (of the flow named ``flow`` only, when given), newest
+        first by when each was due: running, finished and late ones; those a schedule made
+        for later are left out."""
 
     def logs(self, flow_run_id: str, *, after: datetime | None = None, limit: int = 500) -> list[FlowLogRecord]:
         """A flow run's log lines, oldest first: those at or after ``after`` when given (so a

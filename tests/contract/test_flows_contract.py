@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,12 +33,15 @@ def test_a_prefect_server_that_does_not_answer_is_named(api: Any, monkeypatch: p
 
 
 @pytest.fixture(scope="module")
-def tiny_run(prefect_harness: None) -> Iterator[tuple[str, str]]:
-    """A tiny flow run on the session's Prefect test server, its log lines sent; yields
-    (its API URL, the flow run's id)."""
+def tiny_run(prefect_harness: None) -> Iterator[tuple[str, str, str]]:
+    """A tiny flow run on the session's Prefect test server, its log lines sent, and a run
+    of the same flow scheduled an hour ahead; yields (the API URL, the run's id, the
+    scheduled run's id)."""
     from prefect import flow, get_run_logger
+    from prefect.client.orchestration import get_client
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL
+    from prefect.states import Scheduled
 
     @flow(name="console-tiny")
     def tiny(lines: int) -> int:
@@ -49,14 +53,18 @@ def tiny_run(prefect_harness: None) -> Iterator[tuple[str, str]]:
     state = tiny(3, return_state=True)
     APILogWorker.drain_all(timeout=10)
     assert state.is_completed()
-    yield str(PREFECT_API_URL.value()), str(state.state_details.flow_run_id)
+    with get_client(sync_client=True) as client:
+        later = client.create_flow_run(tiny, parameters={"lines": 1}, state=Scheduled(
+            scheduled_time=datetime.now(UTC) + timedelta(hours=1)))
+    yield str(PREFECT_API_URL.value()), str(state.state_details.flow_run_id), str(later.id)
 
 
 @pytest.mark.slow
-def test_flow_runs_and_their_log_lines(api: Any, tiny_run: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    url, run_id = tiny_run
+def test_flow_runs_and_their_log_lines(api: Any, tiny_run: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, run_id, later_id = tiny_run
     monkeypatch.setenv("PREFECT_API_URL", url)
     runs = api.flows.runs(limit=20)
+    assert later_id not in {r.id for r in runs}  # scheduled an hour ahead: not news yet
     assert all(type(r) is FlowRunRecord for r in runs)
     ours = [r for r in runs if r.id == run_id]
     assert len(ours) == 1 and ours[0].flow == "console-tiny" and ours[0].state == "COMPLETED"
@@ -89,11 +97,11 @@ def test_flow_runs_and_their_log_lines(api: Any, tiny_run: tuple[str, str], monk
 
 @pytest.mark.slow
 @pytest.mark.parametrize("api_kind", ["remote"], indirect=True)
-def test_over_http_a_viewer_lists_runs_and_an_operator_reads_logs(api: Any, tiny_run: tuple[str, str],
+def test_over_http_a_viewer_lists_runs_and_an_operator_reads_logs(api: Any, tiny_run: tuple[str, str, str],
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from mlops_lite.client import RemotePlatform
 
-    url, run_id = tiny_run
+    url, run_id, _ = tiny_run
     monkeypatch.setenv("PREFECT_API_URL", url)
     _, viewer_secret = api.tokens.create("a-viewer", "viewer")
     _, operator_secret = api.tokens.create("an-operator", "operator")
