@@ -20,6 +20,7 @@ pytestmark = pytest.mark.anyio
 
 ACTIONS = {"promote", "rollback", "weight", "abort", "switch", "monitor", "retrain"}
 _CANDIDATES: dict[str, str] = {}
+SHOWN: list[str] = []  # what each action's answer showed, newest last
 
 
 def candidate_version(served: Served) -> str:
@@ -95,6 +96,7 @@ async def act(app: OperatorConsole, pilot: Any, *keys: str) -> Any:
         await pilot.pause(0.1)
         await settle(app, pilot)
     assert isinstance(app.screen, ResultScreen), app.screen
+    SHOWN.append(" ".join(screen_text(app).split()))
     await pilot.press("escape")
     await settle(app, pilot)
     return app.did[-1]
@@ -188,6 +190,7 @@ async def test_every_release_action_is_confirmed_and_shows_its_audit_event(serve
 
             done = await act(app, pilot, "p", "y")
             assert done.outcome == "ok" and "deployment.promote" in (done.audit or "")
+            assert "the release gates:" in SHOWN[-1] and "metric.roc_auc" in SHOWN[-1], SHOWN[-1]
             assert (served.local.deployments.get(name).strategy, served.local.deployments.get(name).version) == \
                 ("single", version)
 

@@ -37,7 +37,7 @@ from textual.containers import Grid
 from textual.widgets import Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from mlops_lite.errors import PermissionDenied
+from mlops_lite.errors import MlopsLiteError, PermissionDenied
 from tui.charts import Figures, Threshold, WindowFigures, Windows, plot_bars, plot_lines, thresholds, window_figures
 from tui.screens.base import ConsoleScreen
 from tui.widgets import FilterTable, PromptScreen, ResultScreen, Row
@@ -137,6 +137,7 @@ class DeploymentScreen(ConsoleScreen):
         self.verdict_refused = False
         self.last_check: dict[str, Any] | None = None  # the answer of the last "monitor now"
         self.view: View | None = None
+        self._gates: dict[int, list[dict[str, Any]]] = {}  # revision -> its gates, for the action's answer
 
     def crumb(self) -> str:
         return self.deployment
@@ -302,9 +303,35 @@ class DeploymentScreen(ConsoleScreen):
     def _audit(self) -> str:
         return f"deployment:{self.deployment}"
 
-    def _describe(self, record: Any) -> Text:
-        return Text(f"{record.name} is {record.strategy}: {record.model} {split_text(record)} "
+    def _describe(self, record: Any) -> RenderableType:
+        """The deployment as the action left it, and the gates' answer that let it through
+        (from the action's audit event; none ran for a rollback or a shadow)."""
+        text = Text(f"{record.name} is {record.strategy}: {record.model} {split_text(record)} "
                     f"(revision {record.revision})")
+        gates = self._gates.pop(record.revision, None)
+        if not gates:
+            return text
+        table = Table("gate", "passed", "measured", "bound", expand=True)
+        for gate in gates:
+            table.add_row(str(gate.get("gate")), "yes" if gate.get("passed") else "NO", _short(gate.get("measured")),
+                          _short(gate.get("bound")))
+        return Group(text, Text("\nthe release gates:"), table)
+
+    def _change(self, call: Any) -> Any:
+        """``call(platform)`` (a deployment change), then the gates its audit event recorded,
+        kept for ``_describe``. Runs in the action's worker."""
+        def run(platform: Any) -> Any:
+            record = call(platform)
+            try:
+                events = platform.audit.about(f"deployment:{record.name}", action_prefix="deployment.")
+            except MlopsLiteError:
+                events = []  # who may change a deployment may not read the chain (a grant): the change stands
+            for event in reversed(events):
+                if event.after.get("revision") == record.revision:
+                    self._gates = {record.revision: list(event.after.get("gates") or [])}
+                    break
+            return record
+        return run
 
     def action_promote(self) -> None:
         name, record = self.deployment, self.record
@@ -315,7 +342,7 @@ class DeploymentScreen(ConsoleScreen):
             title="Promote the candidate", target=name, role="operator", audit_object=self._audit(),
             confirm=(f"Promote {record.candidate_model}@{record.candidate_version} to take all of {name}'s traffic "
                      f"(now {record.strategy}, revision {record.revision})? It passes the release gates first."),
-            call=lambda p: p.deployments.promote(name, reason="promoted from the console"), describe=self._describe)
+            call=self._change(lambda p: p.deployments.promote(name, reason="promoted from the console")), describe=self._describe)
 
     def rollback_target(self) -> int | None:
         """The revision under the cursor in the revisions table when it is an earlier one,
@@ -336,7 +363,7 @@ class DeploymentScreen(ConsoleScreen):
             title=f"Roll back to revision {target}", target=name, role="operator", audit_object=self._audit(),
             confirm=(f"Roll {name} back to revision {target} (as a new revision)? It served before, so no gate "
                      "runs. Pick another revision in the Revisions tab (h) first to roll back further."),
-            call=lambda p: p.deployments.rollback(name, to_revision=target, reason="rolled back from the console"),
+            call=self._change(lambda p: p.deployments.rollback(name, to_revision=target, reason="rolled back from the console")),
             describe=self._describe)
 
     def action_weight(self) -> None:
@@ -358,8 +385,8 @@ class DeploymentScreen(ConsoleScreen):
                 title=f"Canary weight {weight:g}", target=name, role="operator", audit_object=self._audit(),
                 confirm=(f"Send {weight:.0%} of {name}'s traffic to {record.candidate_model}@"
                          f"{record.candidate_version} (now {record.weight:.0%})? It passes the release gates first."),
-                call=lambda p: p.deployments.canary(name, record.candidate_model, record.candidate_version,
-                                                    weight=weight, reason="canary weight from the console"),
+                call=self._change(lambda p: p.deployments.canary(name, record.candidate_model, record.candidate_version,
+                                                    weight=weight, reason="canary weight from the console")),
                 describe=self._describe)
 
         self.console.push_screen(PromptScreen(f"Canary weight of {name} (0-1 exclusive, or a percentage)",
@@ -376,7 +403,7 @@ class DeploymentScreen(ConsoleScreen):
             title="Abort the canary", target=name, role="operator", audit_object=self._audit(),
             confirm=(f"Abort the canary of {record.candidate_model}@{record.candidate_version} on {name}: roll back "
                      f"to revision {target}, as it was before the canary began?"),
-            call=lambda p: p.deployments.rollback(name, to_revision=target, reason="canary aborted from the console"),
+            call=self._change(lambda p: p.deployments.rollback(name, to_revision=target, reason="canary aborted from the console")),
             describe=self._describe)
 
     def _revisions(self) -> list[Any]:
@@ -392,7 +419,7 @@ class DeploymentScreen(ConsoleScreen):
             title="Blue-green switch", target=name, role="operator", audit_object=self._audit(),
             confirm=(f"Switch {name}: {record.candidate_model}@{record.candidate_version} goes live at once and "
                      f"{record.model}@{record.version} stands by?"),
-            call=lambda p: p.deployments.switch(name, reason="switched from the console"), describe=self._describe)
+            call=self._change(lambda p: p.deployments.switch(name, reason="switched from the console")), describe=self._describe)
 
     def action_monitor(self) -> None:
         name = self.deployment
@@ -431,3 +458,8 @@ class DeploymentScreen(ConsoleScreen):
         body.append("(or the Run button of retrain-release/mlops-lite in the Prefect UI, 127.0.0.1:4200). "
                     "Nothing was run from here.", style="dim")
         self.console.push_screen(ResultScreen(f"Retrain {name}", body))
+
+
+def _short(value: Any, limit: int = 30) -> str:
+    text = "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
