@@ -112,6 +112,8 @@ async def test_firing_first_with_evidence_and_ack_locally(served: Served, subjec
         assert [r[2] for r in shown] == ["accuracy-low", "latency-p99-high", "drift-share"]
         assert shown[0][1] == "crit" and shown[0][4] == "0.5 < 0.7" and shown[0][6] == ""
         assert "firing" in text_of(app, "#summary")
+        assert {"Alert silences", f"Alert accuracy-low on {subject}"} <= set(app.palette_items)
+        assert f"Alert drift-share on {subject}" not in app.palette_items  # resolved: not offered
         assert {"acknowledge", "silence"} <= keys_shown(app)
         await pilot.press("f")  # firing only
         await settle(app, pilot)

@@ -111,6 +111,9 @@ async def test_branches_log_diff_and_a_table_preview(served: Served, repository:
         app = OperatorConsole(platform, source=who, refresh_seconds=3600)
         async with app.run_test(size=(80, 24)) as pilot:
             await open_repository(app, pilot)
+            screen = await screen_text(app, pilot)
+            for seen in ("schema loans/*.csv", "Checks", "FAILED 1", "passed", "Staged"):
+                assert seen in screen, seen
             rules = text_of(app, "#rules")
             assert "internal · protected: main" in rules and "schema loans/*.csv: id:int!, amount:float" in rules
             branches = {r[0]: r for r in rows(app)}
@@ -141,7 +144,11 @@ async def test_branches_log_diff_and_a_table_preview(served: Served, repository:
             size = str(len(served.local.data.repo(REPO).ref("good").read_bytes("loans/b.csv")))
             assert rows(app) == [("added", "loans/b.csv", size)]
             assert "from main to good: 1 added" in text_of(app, "#summary")
-            await pilot.press("escape")
+            await pilot.press("enter")  # the added table, as good has it
+            await settle(app, pilot)
+            assert isinstance(app.screen, TablePreviewScreen) and (app.screen.ref, app.screen.path) == \
+                ("good", "loans/b.csv")
+            await pilot.press("escape", "escape")
             await settle(app, pilot)
             cursor_to(app, "good")  # pick two: mark good, then diff it with bad
             await pilot.press("m")

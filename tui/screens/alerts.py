@@ -80,6 +80,8 @@ class AlertsScreen(ConsoleScreen):
         table.set_rows(Row(a.id, (state_text(a), SEVERITY.get(a.severity, Text(a.severity)), a.rule, a.subject or "-", figure(a),
                                   when(a.started_at), a.acknowledged_by or ""))
                        for a in ordered(alerts))
+        self.console.palette_items["Alert silences"] = (f"{len(silences)} in force: who, until when, why",
+                                                        self._silences_from_palette)
         for a in alerts:
             if a.is_open:
                 self.console.palette_items[f"Alert {a.rule} on {a.subject}"] = (
@@ -88,6 +90,10 @@ class AlertsScreen(ConsoleScreen):
     def _open_from_palette(self, id: str) -> None:
         self.console.switch_mode("alerts")
         self.console.push_screen(AlertScreen(id))
+
+    def _silences_from_palette(self) -> None:
+        self.console.switch_mode("alerts")
+        self.console.push_screen(SilencesScreen())
 
     def open_row(self, key: str, table: FilterTable) -> None:
         self.app.push_screen(AlertScreen(key))
