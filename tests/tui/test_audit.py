@@ -120,6 +120,22 @@ async def test_a_viewer_is_told_the_chain_needs_the_operator_role(served: Served
             assert isinstance(app.screen, DidScreen)
 
 
+async def test_a_read_only_console_still_verifies_and_escape_leaves_the_field_filter(served: Served) -> None:
+    app = OperatorConsole(served.local, source="local: test", refresh_seconds=3600, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("7")
+        await settle(app, pilot)
+        assert {"verify", "did", "fields"} <= keys_shown(app)  # reads, all of them
+        await pilot.press("f")
+        assert isinstance(app.focused, Input)
+        await pilot.press("escape")
+        assert not isinstance(app.focused, Input) and isinstance(app.screen, AuditScreen)
+        await pilot.press("v")
+        await settle(app, pilot)
+        assert "audit chain verifies:" in verdict(app)
+
+
 # --- a chain edited behind the platform's back (a home of its own: the edit breaks it) --
 
 

@@ -32,6 +32,7 @@ from textual.worker import get_current_worker
 
 from mlops_lite.errors import MlopsLiteError, PermissionDenied
 from mlops_lite.records import AuditRecord, AuditVerdict
+from tui.roles import Access
 from tui.screens.base import ConsoleScreen
 from tui.widgets import FilterTable, ResultScreen, Row
 
@@ -166,10 +167,21 @@ class AuditScreen(ConsoleScreen):
         total = f" of {data.count}" if data.count is not None else ""
         table.border_title = f"Audit chain: {len(shown)}{total} events{where}"
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "verify":  # a read: a read-only console verifies too, as its role allows
+            return Access(self.console.access.identity).can("operator")
+        return super().check_action(action, parameters)
+
     # --- the field filter ----------------------------------------------------------
 
     def action_fields(self) -> None:
         self.query_one("#fields", Input).focus()
+
+    def key_escape(self) -> bool:
+        if self.focused is self.query_one("#fields", Input):
+            self.query_one("#events", FilterTable).focus_table()
+            return True
+        return False
 
     @on(Input.Submitted, "#fields")
     def _fields_submitted(self, event: Input.Submitted) -> None:
