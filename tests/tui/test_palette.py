@@ -152,3 +152,26 @@ async def test_the_palette_reads_the_platform_off_the_event_loop(served: Served)
         assert isinstance(app.screen, CommandPalette)
         await pilot.press("escape")
         assert isinstance(app.screen, ConsoleScreen)
+
+
+@pytest.mark.slow
+async def test_the_palette_finds_a_flow_run_and_opens_its_log(served: Served, prefect_harness: None,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+
+    @flow(name="console-palette")
+    def found() -> int:
+        return 1
+
+    found()
+    ours = next(r for r in served.local.flows.runs(limit=20) if r.flow == "console-palette")
+    with served.remote("operator") as remote:
+        app = OperatorConsole(remote, source=f"remote: {served.url}", refresh_seconds=3600)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            await choose(app, pilot, f"Flow run console-palette/{ours.name}")
+            assert app.current_mode == "runs"
+            assert crumb(app).startswith(f"mlops-lite › Runs & flows › console-palette/{ours.name}")
