@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -90,12 +91,11 @@ def environment(served: Served, role: str) -> dict[str, str]:
 
 
 @contextmanager
-def web_console(served: Served, role: str = "viewer") -> Iterator[WebConsole]:
+def web_console(env: dict[str, str]) -> Iterator[WebConsole]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "mlops_lite", "tui", "--web", "--port", str(port), "--refresh", "1"],
-        env=environment(served, role), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output: list[str] = []
     seen = threading.Event()
 
@@ -136,7 +136,13 @@ async def first_frame(web: WebConsole, client: httpx.Client, wanted: tuple[bytes
         while not all(piece in screen for piece in wanted):
             left = deadline - time.monotonic()
             assert left > 0, f"the app's first frame never showed {wanted}; got {screen[-2000:]!r}"
-            message = await ws.receive(timeout=left)
+            try:
+                message = await ws.receive(timeout=left)
+            except TimeoutError:
+                missing = [piece for piece in wanted if piece not in screen]
+                text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", screen).decode(errors="replace")
+                raise AssertionError(f"the app's first frame never showed {missing}; it drew {text[:3000]!r}") \
+                    from None
             if message.type == aiohttp.WSMsgType.BINARY:
                 screen += message.data
             elif message.type == aiohttp.WSMsgType.TEXT:
@@ -148,7 +154,7 @@ async def first_frame(web: WebConsole, client: httpx.Client, wanted: tuple[bytes
 
 
 async def test_the_console_is_served_on_loopback_and_stops_clean(served: Served) -> None:
-    with web_console(served, "viewer") as web:
+    with web_console(environment(served, "viewer")) as web:
         assert listening(web.port) == ["0100007F"]  # 127.0.0.1, and nothing else
         with httpx.Client(timeout=10) as client:
             assert client.get(f"{web.base}/").status_code == 403
@@ -172,7 +178,7 @@ async def test_the_console_is_served_on_loopback_and_stops_clean(served: Served)
 
 
 async def test_the_websocket_answers_its_own_page_only(served: Served) -> None:
-    with web_console(served, "viewer") as web, httpx.Client(timeout=10) as client:
+    with web_console(environment(served, "viewer")) as web, httpx.Client(timeout=10) as client:
         client.get(web.url)
         cookies = {name: value for name, value in client.cookies.items()}
         async with aiohttp.ClientSession(cookies=cookies) as session:
@@ -205,3 +211,19 @@ def test_nothing_is_served_for_a_home_not_made(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "run `mlops-lite init`" in done.stderr
     assert not (tmp_path / "none").exists() and listening(port) == []
+
+
+def test_a_local_home_is_served_from_its_environment(tmp_path: Path) -> None:
+    """No daemon, no URL: each tab's console opens the home named by MLOPS_LITE_HOME."""
+    from tests.conftest import build_loop
+
+    home = tmp_path / "home"
+    platform: Any
+    platform, _, _ = build_loop(home)
+    platform.close()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLOPS_LITE_URL", "MLOPS_LITE_TOKEN")}
+    env["MLOPS_LITE_HOME"] = str(home)
+    with web_console(env) as web, httpx.Client(timeout=10) as client:
+        client.get(web.url)
+        screen = asyncio.run(first_frame(web, client, (b"Pulse", b"loans", b"local:")))
+        assert b"remote:" not in screen
