@@ -115,6 +115,7 @@ def run_daemon(platform: Platform, settings: Settings, *, with_prefect: bool = T
         if load_flows is not None:
             jobs = DaemonJobs(platform, settings, prefect_url=prefect_url, load_flows=load_flows, echo=echo)
             jobs.start()
+            platform.loop.runner = jobs.retrain  # a person's retrain request starts at once
         echo(f"mlops-lite API at {settings.server_url} (OpenAPI: {settings.server_url}/schema/openapi.json); "
              "Ctrl-C stops")
         serve_forever(create_app(platform), settings.host, settings.port,

@@ -54,6 +54,10 @@ class FinishRequest(msgspec.Struct, forbid_unknown_fields=True):
     reasons: list[str] = []
 
 
+class RetrainRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = ""
+
+
 class FlowFinished(msgspec.Struct, forbid_unknown_fields=True):
     failed: bool
     details: dict[str, Any] = {}
@@ -96,6 +100,15 @@ def judge(request: Request[Any, Any, Any], name: str, data: CanaryRequest) -> di
 @post("/deployments/{name:str}/finish", opt={"permission": "operator", "deployment_param": "name"}, status_code=200, sync_to_thread=True)
 def finish(request: Request[Any, Any, Any], name: str, data: FinishRequest) -> dict[str, Any]:
     return _platform(request).loop.finish(name, data.decision, data.reasons)
+
+
+@post("/deployments/{name:str}/retrain", opt={"permission": "operator", "deployment_param": "name"}, status_code=200,
+      sync_to_thread=True)
+def request_retrain(request: Request[Any, Any, Any], name: str, data: RetrainRequest | None = None) -> dict[str, Any]:
+    """Retrain the deployment now (the daemon runs ``retrain-release``), unless a release is
+    in progress; audited as the caller (``loop.retrain_requested``)."""
+    return _platform(request).loop.request_retrain(name, reason=data.reason if data is not None else "",
+                                                   actor=request.state.identity.principal)
 
 
 @post("/flows/{flow:str}/finished", opt={"permission": "operator"}, status_code=200, sync_to_thread=True)
@@ -233,5 +246,5 @@ def _read_tree(node: Any, tables: list[str], functions: list[str], ctes: set[str
             _read_tree(value, tables, functions, ctes)
 
 
-MONITORING_ROUTES = [monitor, should_retrain, gate, block, judge, finish, flow_finished, feedback,
+MONITORING_ROUTES = [monitor, should_retrain, gate, block, judge, finish, request_retrain, flow_finished, feedback,
                      monitoring_stats, monitoring_windows, monitoring_query]

@@ -25,3 +25,9 @@ class LoopAPI(Protocol):
     def finish(self, deployment: str, decision: str, reasons: list[str]) -> dict[str, Any]: ...
 
     def flow_finished(self, flow: str, *, failed: bool, details: dict[str, Any] | None = None) -> None: ...
+
+    def request_retrain(self, deployment: str, *, reason: str = "") -> dict[str, Any]:
+        """A person asks to retrain ``deployment`` now (audited ``loop.retrain_requested``):
+        the daemon starts ``retrain-release`` at once (``started``), unless a release is in
+        progress (``held`` says so); a process without the daemon's flows records it for
+        the daemon's next monitoring pass (``pending``)."""

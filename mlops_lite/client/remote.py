@@ -312,6 +312,11 @@ class _Loop:
         self._remote.request("POST", f"/v1/flows/{flow}/finished",
                              json={"failed": failed, "details": dict(details or {})})
 
+    def request_retrain(self, deployment: str, *, reason: str = "") -> dict[str, Any]:
+        """The server records the request as the token's identity."""
+        return dict(self._remote.request("POST", f"/v1/deployments/{deployment}/retrain",
+                                         json={"reason": reason}))
+
 
 class _Training:
     """``platform.training`` for a remote platform: the model trains here (on the worker

@@ -8,6 +8,7 @@ record (alerts, audit events) so the loop can be traced trigger -> run -> versio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -179,6 +180,30 @@ class ClosedLoop:
 
     def __init__(self, platform: Any) -> None:
         self._platform = platform
+        self.runner: Callable[[str, str], None] | None = None
+        """What starts a retrain now: the daemon sets its own (``retrain-release`` in its
+        flow runner, or on the work pool); None in a process that runs no flows."""
+
+    def request_retrain(self, deployment: str, *, reason: str = "", actor: str | None = None) -> dict[str, Any]:
+        """A person asks to retrain ``deployment`` (audit ``loop.retrain_requested``); the
+        retrain decision counts the request as a trigger, held only by a release in
+        progress. In the daemon the retrain starts now (``started``); elsewhere the
+        daemon's next monitoring pass starts it (``pending``)."""
+        from mlops_lite.errors import InvalidInput
+        from mlops_lite.monitoring.triggers import request_retrain
+
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise InvalidInput("reason must be text of at most 500 characters", field="reason")
+        platform = self._platform
+        request_retrain(platform, deployment, reason=reason.strip(), actor=actor or platform.actor)
+        if self.runner is None:
+            return {"started": False, "pending": True, "held": "",
+                    "note": "recorded: the next monitoring pass of `mlops-lite up` starts the retrain"}
+        decision = should_retrain(platform, deployment)
+        if decision.retrain:
+            self.runner(deployment, decision.reason)
+        return {"started": decision.retrain, "pending": False, "held": decision.held, "reason": decision.reason,
+                "revision": decision.revision}
 
     def check(self, deployment: str, *, since: datetime | str | None = None,
               debounce_s: float = 600.0) -> dict[str, Any]:

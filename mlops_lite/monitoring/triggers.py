@@ -6,7 +6,9 @@ Triggers (any one asks for a retrain):
 - new data: main of the serving version's data repository has moved past the commit that
   version was trained on;
 - the schedule: ``retrain_interval_s`` (0, the default, is off) has passed since the
-  serving revision went live or since the last trigger, whichever is later.
+  serving revision went live or since the last trigger, whichever is later;
+- a person's request (``platform.loop.request_retrain``, audited ``loop.retrain_requested``)
+  made since the last trigger: only a release in progress holds it.
 
 Guards (each holds a retrain the triggers ask for, and says why):
 
@@ -42,6 +44,7 @@ from mlops_lite.records import AuditRecord, DeploymentRecord
 RETRAIN_RULES = ("drift-share", "drift-feature", "accuracy-low")
 TRIGGERED = "loop.retrain_triggered"
 ABANDONED = "loop.retrain_abandoned"
+REQUESTED = "loop.retrain_requested"
 
 log = logging.getLogger("mlops_lite.loop")
 
@@ -99,14 +102,19 @@ def should_retrain(platform: Any, name: str, *, now: datetime | None = None,
         reasons.append(f"new data merged to main of {repository}: {head[:12]} "
                        f"(the serving version trained on {(trained_on or '')[:12]})")
     with _deciding:
-        last, abandoned = _last_trigger(platform, name)
+        last, abandoned, requested = _last_trigger(platform, name)
         scheduled = _schedule_due(platform.settings.retrain_interval_s, deployment, last, moment)
         if scheduled:
             reasons.append(scheduled)
+        if requested is not None:
+            why = requested.after.get("reason") or "no reason given"
+            reasons.append(f"requested by {requested.actor}: {why}")
         decision = Decision(False, tuple(reasons), revision=deployment.revision, repository=repository, head=head)
         if not reasons:
             return decision
-        held = _held(deployment, last, abandoned, repository, head, moment, debounce_s)
+        # A person's request is answered even with nothing new: only a release in progress holds it.
+        held = (_held(deployment, None, False, repository, head, moment, debounce_s) if requested is not None
+                else _held(deployment, last, abandoned, repository, head, moment, debounce_s))
         if held:
             return replace(decision, held=held)
         platform.audit.record(actor=platform.actor, action=TRIGGERED, object=f"deployment:{name}", after={
@@ -134,13 +142,26 @@ def _data_behind(platform: Any, deployment: DeploymentRecord) -> tuple[str | Non
         return None, None, None
 
 
-def _last_trigger(platform: Any, name: str) -> tuple[AuditRecord | None, bool]:
-    """The deployment's last recorded trigger, and whether it was abandoned since."""
+def _last_trigger(platform: Any, name: str) -> tuple[AuditRecord | None, bool, AuditRecord | None]:
+    """The deployment's last recorded trigger, whether it was abandoned since, and the
+    newest retrain request made after it (None: none is pending)."""
     events = platform.audit.about(f"deployment:{name}", action_prefix="loop.retrain_")
+    start = 0
+    last: AuditRecord | None = None
     for index in range(len(events) - 1, -1, -1):
         if events[index].action == TRIGGERED:
-            return events[index], any(e.action == ABANDONED for e in events[index + 1:])
-    return None, False
+            last, start = events[index], index + 1
+            break
+    after = events[start:]
+    requests = [e for e in after if e.action == REQUESTED]
+    return last, last is not None and any(e.action == ABANDONED for e in after), (requests[-1] if requests else None)
+
+
+def request_retrain(platform: Any, name: str, *, reason: str, actor: str) -> None:
+    """Record a person's request to retrain ``name`` (audit ``loop.retrain_requested``):
+    the next retrain decision counts it as a trigger, held only by a release in progress."""
+    platform.deployments.get(name)  # NotFound names an unknown deployment
+    platform.audit.record(actor=actor, action=REQUESTED, object=f"deployment:{name}", after={"reason": reason})
 
 
 def _schedule_due(interval_s: float, deployment: DeploymentRecord, last: AuditRecord | None,

@@ -64,6 +64,15 @@ API_KINDS = ["local", "remote"]
 _HOMES: dict[int, Path] = {}
 
 
+_OWNERS: dict[int, Any] = {}
+
+
+def owner_of(platform: Any) -> Any:
+    """The local platform that owns the stores behind a ``loop_api`` platform (itself, or
+    the one the remote's server runs over): what the daemon wires up in-process."""
+    return _OWNERS[id(platform)]
+
+
 def home_of(platform: Any) -> Path:
     """The home behind an ``api``/``loop_api`` platform, local or remote (to write the
     files a user edits there: policies, alert rules)."""
@@ -121,6 +130,7 @@ def loop_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     local, token, _spec = build_loop(home)
     if request.param == "local":
         _HOMES[id(local)] = home
+        _OWNERS[id(local)] = local
         try:
             yield local
         finally:
@@ -130,6 +140,7 @@ def loop_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     try:
         with RemotePlatform(running.url, token) as remote:
             _HOMES[id(remote)] = home
+            _OWNERS[id(remote)] = local
             yield remote
     finally:
         running.stop()

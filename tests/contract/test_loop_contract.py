@@ -186,3 +186,49 @@ def test_bad_input_names_the_field_and_changes_nothing(loop_api: Any, second: Mo
     after = (loop_api.deployments.list(), loop_api.deployments.revisions("loans"), loop_api.audit.count(),
              loop_api.alerts.open_alerts())
     assert after == before
+
+
+# --- a person's retrain request -----------------------------------------------------------------
+
+
+def test_a_retrain_request_is_recorded_as_the_caller_and_started_by_the_daemon(loop_api: Any) -> None:
+    """Without the daemon's runner the request waits for its next monitoring pass (and the
+    decision counts it even with nothing new); with it (the daemon wires ``jobs.retrain``)
+    the retrain starts at once; a release in progress holds it."""
+    from tests.contract.conftest import actor_of, owner_of
+
+    owner = owner_of(loop_api)
+    name = f"retrain-{uuid.uuid4().hex[:6]}"
+    loop_api.deployments.deploy(name, MODEL, "1.0.0")
+    pending = loop_api.loop.request_retrain(name, reason="drift on income")
+    assert pending["started"] is False and pending["pending"] is True
+    event = loop_api.audit.about(f"deployment:{name}", action_prefix="loop.retrain_requested")[-1]
+    assert event.after == {"reason": "drift on income"} and event.actor == actor_of(loop_api)
+    decided = loop_api.loop.should_retrain(name)
+    assert decided["retrain"] is True and decided["reasons"][-1] == f"requested by {event.actor}: drift on income"
+    # Spent by that trigger: asking again has nothing new.
+    assert loop_api.loop.should_retrain(name)["retrain"] is False
+
+    started: list[tuple[str, str]] = []
+    owner.loop.runner = lambda deployment, reason: started.append((deployment, reason))
+    try:
+        answer = loop_api.loop.request_retrain(name, reason="again, from the console")
+        assert answer["started"] is True and answer["held"] == ""
+        assert started == [(name, f"requested by {event.actor}: again, from the console")]
+        second = record_second(loop_api)
+        loop_api.deployments.canary(name, MODEL, second.version, weight=0.1)
+        held = loop_api.loop.request_retrain(name)
+        assert held["started"] is False and held["held"].startswith("a release is in progress")
+        assert len(started) == 1
+    finally:
+        owner.loop.runner = None
+
+
+def test_a_bad_retrain_request_is_refused_and_records_nothing(loop_api: Any) -> None:
+    before = loop_api.audit.count()
+    with pytest.raises(NotFound):
+        loop_api.loop.request_retrain("no-such-deployment", reason="x")
+    with pytest.raises(InvalidInput) as bad:
+        loop_api.loop.request_retrain("loans", reason="x" * 501)
+    assert bad.value.field == "reason"
+    assert loop_api.audit.count() == before

@@ -13,7 +13,7 @@ from textual.widgets import Input
 
 from tests.tui.conftest import Served, settle
 from tui import OperatorConsole
-from tui.screens.deployment import DeploymentScreen, retrain_command
+from tui.screens.deployment import DeploymentScreen
 from tui.widgets import ConfirmScreen, FilterTable, PromptScreen, ResultScreen
 
 pytestmark = pytest.mark.anyio
@@ -218,14 +218,27 @@ async def test_every_release_action_is_confirmed_and_shows_its_audit_event(serve
             done = await act(app, pilot, "m")
             assert done.outcome == "ok" and "window of " + name in done.detail and screen.last_check is not None
 
-            # Retrain: no API starts it; the command is shown, nothing runs.
+            # Retrain: asked why, confirmed, recorded as the caller; the standby of the
+            # blue-green release holds it (a release is in progress).
             await pilot.press("t")
             await settle(app, pilot)
-            assert isinstance(app.screen, ResultScreen)
-            shown = " ".join(screen_text(app).split())
-            assert "prefect deployment run 'retrain-release/mlops-lite'" in shown and "Nothing was run" in shown
-            assert retrain_command(name).endswith(f"--param deployment={name}")
-            await pilot.press("escape")
+            assert isinstance(app.screen, PromptScreen)
+            app.screen.query_one(Input).value = "drift on income"
+            done = await act(app, pilot, "enter", "y")
+            assert done.outcome == "ok" and "loop.retrain_requested" in (done.audit or "")
+            assert done.detail.startswith("recorded: the next monitoring pass"), done.detail
+            # In the daemon (which wires its retrain runner) the blue-green standby holds it.
+            started: list[str] = []
+            served.local.loop.runner = lambda deployment, reason: started.append(deployment)
+            try:
+                await pilot.press("t")
+                await settle(app, pilot)
+                app.screen.query_one(Input).value = "still drifting"
+                done = await act(app, pilot, "enter", "y")
+            finally:
+                served.local.loop.runner = None
+            assert done.detail.startswith("recorded, but held: a release is in progress"), done.detail
+            assert started == []
     finally:
         if where != "local":
             platform.close()

@@ -16,11 +16,9 @@ Actions (operator; each but "monitor now" asks first; ``console.perform`` shows 
 answer or the refusal with the gates, and the audit event on ``deployment:<name>``):
 promote ``p``, roll back ``b``, canary weight ``w``, abort the canary ``x`` (a rollback to
 the revision before the canary began), blue-green switch ``s``, run monitor now ``m``
-(``platform.loop.check``: the monitor job's pass, alert rules included), retrain ``t``.
-
-There is no Platform API call that starts a retrain: ``retrain-release`` is a Prefect
-flow of the daemon (its schedule, the monitor's trigger, or a manual run). ``t`` shows
-the command that starts it; nothing is run from here."""
+(``platform.loop.check``: the monitor job's pass, alert rules included), retrain ``t``
+(``platform.loop.request_retrain``: the daemon starts ``retrain-release`` at once, unless a
+release is in progress; without the daemon the request waits for its next monitoring pass)."""
 
 from __future__ import annotations
 
@@ -40,7 +38,7 @@ from textual_plotext import PlotextPlot
 from mlops_lite.errors import MlopsLiteError, PermissionDenied
 from tui.charts import Figures, Threshold, WindowFigures, Windows, plot_bars, plot_lines, thresholds, window_figures
 from tui.screens.base import ConsoleScreen
-from tui.widgets import FilterTable, PromptScreen, ResultScreen, Row
+from tui.widgets import FilterTable, PromptScreen, Row
 
 SLOT_FIGURES = (("requests", "requests", "{:.0f}"), ("errors", "errors", "{:.0f}"),
                 ("error_rate", "err rate", "{:.1%}"), ("p50_ms", "p50 ms", "{:.1f}"), ("p99_ms", "p99 ms", "{:.1f}"),
@@ -79,10 +77,6 @@ def canary_start(record: Any, revisions: Sequence[Any]) -> Any | None:
             break
         start = revision
     return start
-
-
-def retrain_command(name: str) -> str:
-    return f"prefect deployment run 'retrain-release/mlops-lite' --param deployment={name}"
 
 
 @dataclass
@@ -450,14 +444,26 @@ class DeploymentScreen(ConsoleScreen):
 
     def action_retrain(self) -> None:
         name = self.deployment
-        body = Text()
-        body.append("No Platform API call starts a retrain: retrain-release is a Prefect flow of the daemon "
-                    "(mlops-lite up). It runs when the monitor's decision says so (auto_retrain), on its "
-                    "schedule, or when started by hand:\n\n")
-        body.append(retrain_command(name) + "\n\n", style="bold")
-        body.append("(or the Run button of retrain-release/mlops-lite in the Prefect UI, 127.0.0.1:4200). "
-                    "Nothing was run from here.", style="dim")
-        self.console.push_screen(ResultScreen(f"Retrain {name}", body))
+
+        def ask(reason: str | None) -> None:
+            if reason is None:
+                return
+            self.console.perform(
+                title="Retrain", target=name, role="operator",
+                confirm=f"Retrain {name} on the newest data now (retrain-release: train, gate, canary)?",
+                call=lambda p: p.loop.request_retrain(name, reason=reason), describe=_retrain_answer,
+                audit_object=f"deployment:{name}")
+
+        self.console.push_screen(PromptScreen(f"Why retrain {name}? (recorded in the audit chain)",
+                                              placeholder="e.g. drift on income after the new campaign"), ask)
+
+
+def _retrain_answer(answer: dict[str, Any]) -> RenderableType:
+    if answer.get("started"):
+        return Text(f"retrain-release started: {answer.get('reason') or ''}")
+    if answer.get("held"):
+        return Text(f"recorded, but held: {answer['held']}", style="bold yellow")
+    return Text(str(answer.get("note") or "recorded: the daemon's next monitoring pass starts it"))
 
 
 def _short(value: Any, limit: int = 30) -> str:
