@@ -154,14 +154,16 @@ class OperatorConsole(App[None]):
 
     def action_help(self) -> None:
         screen = self.screen
-        keys: list[tuple[str, str]] = []
+        own: list[tuple[str, str]] = []
+        widgets: list[tuple[str, str]] = []  # a focused widget's own keys (a table's cursor) come last
         for binding in screen.active_bindings.values():
-            if binding.binding.description:
-                keys.append((binding.binding.key_display or self.get_key_display(binding.binding),
-                             binding.binding.description))
-        keys += [("enter", "open the row under the cursor"), ("esc", "back along the breadcrumb"),
-                 ("/", "filter the table"), (":  ctrl+p", "command palette: every object and action"),
-                 *[(s.key, f"section: {s.title}") for s in SECTIONS]]
+            if binding.binding.description and binding.enabled:
+                entry = (binding.binding.key_display or self.get_key_display(binding.binding),
+                         binding.binding.description)
+                (own if binding.node is screen or binding.node is self else widgets).append(entry)
+        keys = [*own, ("enter", "open the row under the cursor"), ("esc", "back along the breadcrumb"),
+                ("/", "filter the table"), (":  ctrl+p", "command palette: every object and action"),
+                *[(s.key, f"section: {s.title}") for s in SECTIONS], *widgets]
         seen: set[str] = set()
         unique = [(k, d) for k, d in keys if not (k in seen or seen.add(k))]  # type: ignore[func-returns-value]
         self.push_screen(HelpScreen(" › ".join(self.trail(screen)), unique))
