@@ -130,6 +130,23 @@ def deploy_rollback(name: Name,
         _print_deployment(p.deployments.rollback(name, to_revision=to, reason=reason), as_json)
 
 
+@app.command("retrain")
+def deploy_retrain(name: Name, reason: Reason = "", as_json: JsonOption = False) -> None:
+    """Ask to retrain the deployment on the newest data (audited as you): the daemon starts
+    retrain-release at once unless a release is in progress; without it, the daemon's next
+    monitoring pass does."""
+    with platform() as p:
+        answer = p.loop.request_retrain(name, reason=reason)
+    if as_json:
+        print_json(answer)
+    elif answer.get("started"):
+        line(f"retrain-release started for {name}: {answer.get('reason')}")
+    elif answer.get("held"):
+        line(f"recorded, but held: {answer['held']}")
+    else:
+        line(str(answer.get('note')))
+
+
 @app.command("status")
 def deploy_status(name: Name,
                   limit: Annotated[int, typer.Option(help="How many revisions to show.")] = 10,
