@@ -215,7 +215,18 @@ async def test_an_operator_runs_the_demo_loop_from_the_console(served: Served) -
             drift_row = next((line for line in text.splitlines() if "drift-feature" in line), "")
             assert "console-operator" in drift_row, text
 
-            # what the operator did, as the console logged it, and the chain still holds
+            # --- 6. the audit section: the chain verifies, and what this console did --
+            text = await press(app, pilot, "7")
+            for action in ("alert.acknowledge", "deployment.rollback", "deployment.promote", "approval.approve",
+                           "approval.request", "alert.fire"):
+                assert action in text, f"{action} is not on the audit screen:\n{text}"
+            text = await press(app, pilot, "v")
+            assert "audit chain verifies" in text, text
+            text = await press(app, pilot, "d")
+            assert "What did I do: 5 action(s)" in text, text
+            for title in ("Promote the candidate", "Request promotion", "Roll back to revision 1", "Acknowledge alert"):
+                assert title in text
+            assert "refused" in text and "deployment.rollback" in text
             assert [(d.title, d.outcome) for d in app.did] == [
                 ("Promote the candidate", "refused"), ("Request promotion", "ok"), ("Promote the candidate", "ok"),
                 ("Roll back to revision 1", "ok"), ("Acknowledge alert", "ok")], app.did
