@@ -312,6 +312,7 @@ SCREENS: dict[str, tuple[str, ...]] = {
     "deployment": ("enter",),
     "deployment-canary": ("enter", "v"),
     "deployment-revisions": ("enter", "h"),
+    "promote-confirm": ("enter", "p"),
     "models": ("2",),
     "model": ("2", "enter"),
     "lineage": ("2", "enter", "l"),
@@ -331,6 +332,7 @@ SCREENS: dict[str, tuple[str, ...]] = {
     "run": ("6", "enter"),
     "audit": ("7",),
     "audit-event": ("7", "enter"),
+    "audit-did": ("7", "d"),
     "help": ("question_mark",),
 }
 
