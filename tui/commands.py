@@ -134,10 +134,10 @@ class ConsoleCommands(Provider):
     @staticmethod
     def _read(console: Any, catalog: _Catalog) -> None:
         entries = read_catalog(console.platform)
-        console.call_from_thread(ConsoleCommands._store, console, catalog, entries)
+        console.call_from_thread(ConsoleCommands.store_catalog, console, catalog, entries)
 
     @staticmethod
-    def _store(console: Any, catalog: _Catalog, entries: list[Entry]) -> None:
+    def store_catalog(console: Any, catalog: _Catalog, entries: list[Entry]) -> None:
         """UI thread: the catalog's entries into ``palette_items`` (a screen's own item of the
         same title stays); the catalog's entries that are gone are removed."""
         items = console.palette_items

@@ -24,6 +24,10 @@ SEED = 20261204
 # Revoking a token is fuzzed on its own, with a token of its own: the fuzzer finds the
 # caller's token id (GET /v1/whoami) and revokes it, and every later request would be a 401.
 REVOKE = "/v1/tokens/{token_id}/revoke"
+# The flow runs' routes read the Prefect server that `mlops-lite up` runs beside the API;
+# none runs here, so they answer 503 "no Prefect server" by design (the route matrix and
+# tests/contract/test_flows_contract.py check that answer and their input checks).
+NO_PREFECT = "^/v1/flows/runs"
 
 
 @pytest.fixture
@@ -62,10 +66,10 @@ def _selected(output: str) -> tuple[int, int, int]:
 
 def test_schemathesis_finds_no_server_error_in_any_operation(server: tuple[str, Any, str], tmp_path: Path) -> None:
     url, platform, token = server
-    code, output = _schemathesis(url, token, tmp_path, "--exclude-path", REVOKE)
+    code, output = _schemathesis(url, token, tmp_path, "--exclude-path", REVOKE, "--exclude-path-regex", NO_PREFECT)
     assert code == 0, output
     selected, total, tested = _selected(output)
-    assert (selected, tested) == (total - 1, total - 1), output
+    assert (selected, tested) == (total - 3, total - 3), output
     # The token stayed good to the end: the requests reached the handlers, not only the guard.
     assert "Authentication failed" not in output, output
 
