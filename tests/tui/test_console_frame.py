@@ -119,3 +119,25 @@ async def test_a_lost_connection_shows_and_recovers(served: Served) -> None:
         await pilot.press("r")
         await settle(app, pilot)
         assert "connection lost" not in crumb(app)
+
+
+async def test_the_mouse_drills_in_and_the_footer_keys_click(served: Served) -> None:
+    """A click on the highlighted row opens it (as enter does); a click on a footer key runs it."""
+    from textual.widgets import DataTable
+
+    app = OperatorConsole(served.local, source="local: test", refresh_seconds=3600)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        table = app.screen.query_one(DataTable)
+        row = [str(k.value) for k in table.rows].index("loans")
+        table.move_cursor(row=row)
+        await pilot.click(DataTable, offset=(2, 1 + row))
+        await pilot.click(DataTable, offset=(2, 1 + row))
+        await settle(app, pilot)
+        assert crumb(app).startswith("mlops-lite › Pulse › loans")
+        await pilot.press("escape")
+        await settle(app, pilot)
+        help_key = next(k for k in app.screen.query("FooterKey") if getattr(k, "action", "") == "help")
+        await pilot.click(help_key)
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
