@@ -128,3 +128,37 @@ async def choose_nord(app: OperatorConsole) -> None:
         assert app.theme == "nord"
         nord = app.get_theme("nord")
         assert nord is not None and app.screen.styles.background != before
+
+
+@pytest.mark.slow
+def test_the_console_in_tmux_on_the_demos_home(tmp_path: Path) -> None:
+    """The home `mlops-lite demo` leaves (two acts: drift, retrain, canary, promote), read
+    in a real 80x24 terminal: the pulse shows 'loans' and its firing drift alert, the
+    alerts section lists it, models shows both versions."""
+    if TMUX is None:
+        pytest.skip("tmux is not installed (apt-get install tmux): the real-terminal test needs it")
+    home = tmp_path / "demo-home"
+    env = {**os.environ, "MLOPS_LITE_HOME": str(home), "TERM": "xterm-256color"}
+    env.pop("MLOPS_LITE_URL", None)
+    env.pop("MLOPS_LITE_TOKEN", None)
+    demo = subprocess.run([sys.executable, "-m", "mlops_lite", "demo"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    folder = Path(tempfile.mkdtemp(prefix="tmux-"))
+    term = Terminal(folder / "sock", env)
+    try:
+        command = shlex.join([sys.executable, "-m", "mlops_lite", "tui", "--refresh", "1"])
+        term.tmux("new-session", "-d", "-s", "console", "-x", "80", "-y", "24", command)
+        term.wait("the pulse with 'loans' and its drift alert", lambda s: "loans" in s and "Drift" in s and "firing" in s)
+        term.keys("4")
+        term.wait("the firing drift alert", lambda s: "Alerts" in s and "drift-feature" in s and "firing" in s)
+        term.keys("2")
+        term.wait("both versions", lambda s: "loan-default" in s and "1.1.0" in s)
+        term.keys("q")
+        deadline = time.monotonic() + 30
+        while term.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not term.alive(), term.screen()
+    finally:
+        term.tmux("kill-server", check=False)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -65,8 +65,9 @@ class Pulse:
 class PulseScreen(ConsoleScreen):
     TITLE = "Pulse"
     COLUMNS = (("name", "Deployment"), ("strategy", "Strategy"), ("split", "Split"), ("rps", "req/s"),
-               ("p50", "p50"), ("p99", "p99"), ("err", "err%"), ("rate_trend", "rate"), ("p99_trend", "p99 trend"),
-               ("err_trend", "errors"), ("drift", "Drift"), ("alerts", "Alerts"), ("model", "Model"))
+               ("p50", "p50"), ("p99", "p99"), ("err", "err%"), ("drift", "Drift"), ("alerts", "Alerts"),
+               ("rate_trend", "rate"), ("p99_trend", "p99 trend"), ("err_trend", "errors"), ("model", "Model"))
+    # Drift and alerts sit before the sparklines: at 80 columns they are what must show.
 
     def __init__(self, *, windows: int = 12, width_s: int = 300) -> None:
         super().__init__()
@@ -97,11 +98,11 @@ class PulseScreen(ConsoleScreen):
             last_rate, last_errors = rate[-1], errors[-1]
             numbers: tuple[str | Text, ...] = (
                 "-" if last_rate is None else f"{last_rate:.2f}", ms(f.p50[-1]), ms(f.p99[-1]),
-                "-" if last_errors is None else f"{last_errors:.1%}",
-                Text(spark(rate), style="cyan"), Text(spark(f.p99), style="magenta"),
-                Text(spark(errors), style="red"))
+                "-" if last_errors is None else f"{last_errors:.1%}")
+            trends: tuple[str | Text, ...] = (Text(spark(rate), style="cyan"), Text(spark(f.p99), style="magenta"),
+                                              Text(spark(errors), style="red"))
             rows.append(Row(d.name, (d.name, d.strategy, split_text(d), *numbers, drift_cell(alerts),
-                                     alerts_cell(alerts), f"{d.model} r{d.revision}")))
+                                     alerts_cell(alerts), *trends, f"{d.model} r{d.revision}")))
             palette[f"Deployment {d.name}"] = (f"{d.model}@{d.version} ({d.strategy})", partial(self.open, d.name))
         note = Text(f"req/s, p50, p99, err%: the newest of {windows.describe()}, until {windows.until:%H:%M:%S} "
                     "UTC; sparklines oldest → newest", style="dim")
