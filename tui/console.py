@@ -155,12 +155,12 @@ class OperatorConsole(App[None]):
     def action_help(self) -> None:
         screen = self.screen
         own: list[tuple[str, str]] = []
-        widgets: list[tuple[str, str]] = []  # a focused widget's own keys (a table's cursor) come last
+        widgets: list[tuple[str, str]] = []  # the app's and a focused widget's keys (focus, a cursor) come last
         for binding in screen.active_bindings.values():
             if binding.binding.description and binding.enabled:
                 entry = (binding.binding.key_display or self.get_key_display(binding.binding),
                          binding.binding.description)
-                (own if binding.node is screen or binding.node is self else widgets).append(entry)
+                (own if binding.node is screen else widgets).append(entry)
         keys = [*own, ("enter", "open the row under the cursor"), ("esc", "back along the breadcrumb"),
                 ("/", "filter the table"), (":  ctrl+p", "command palette: every object and action"),
                 *[(s.key, f"section: {s.title}") for s in SECTIONS], *widgets]

@@ -169,6 +169,12 @@ def freeze_world(monkeypatch: pytest.MonkeyPatch, clock: FrozenClock) -> None:
     monkeypatch.setattr(mlops_lite.inference.routing, "random", random.Random(14))
     monkeypatch.setattr(mlops_lite.inference.pipeline, "time", _Stepping())
     monkeypatch.setattr(mlops_lite.security.audit, "secrets", _FixedSecrets())
+    # A run records the checkout's commit: fixed, or every new commit of this repository
+    # would change the run screen's snapshot.
+    import mlops_lite.tracking.provenance as provenance
+
+    monkeypatch.setattr(provenance, "code_version",
+                        lambda directory=None: provenance.CodeVersion(commit="c0de" * 10, dirty=False))
 
 
 @dataclass
