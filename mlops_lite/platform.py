@@ -12,6 +12,7 @@ from mlops_lite.config import Settings, redacted_url
 from mlops_lite.daemon import read_daemon
 from mlops_lite.data import DataStore
 from mlops_lite.errors import InvalidInput, StoreLocked
+from mlops_lite.features import Features
 from mlops_lite.flow_runs import PrefectFlowRuns
 from mlops_lite.inference import Deployments
 from mlops_lite.inference.lineage import deployment_lineage
@@ -44,7 +45,7 @@ class Platform:
     """The whole platform in this process, over the embedded stores.
 
     Facets: ``data``, ``tracking``, ``training``, ``registry``, ``policy``,
-    ``deployments``, ``monitoring``, ``alerts``, ``loop``, ``privacy``, ``audit``, ``tokens``, ``identities`` (OIDC). Close it (or use ``with``) to release
+    ``deployments``, ``monitoring``, ``alerts``, ``features``, ``loop``, ``privacy``, ``audit``, ``tokens``, ``identities`` (OIDC). Close it (or use ``with``) to release
     the stores for other processes.
     """
 
@@ -67,7 +68,8 @@ class Platform:
             self.identities = OidcVerifier(settings.oidc)  # JWTs of the [[oidc]] issuers
             self.data = open_data(settings, self._store, self.audit, self.actor, cipher)
             self.tracking = Tracking(self._store, objects, self.audit, self.actor)
-            self.training = Training(self.data, self.tracking, settings.parity_tolerance)
+            self.training = Training(self.data, self.tracking, settings.parity_tolerance,
+                                     features=lambda: self.features)
             # Residency: the default policy's rules over every placement of bytes (docs/compliance.md).
             self.residency = Residency(settings, self._store, self.audit, self.actor, self.data,
                                        lambda: self.policy.load(None))
@@ -90,10 +92,15 @@ class Platform:
                 batch_rows=settings.batch_rows, batch_wait_ms=settings.batch_wait_ms,
                 recorder=self.monitoring,  # served requests' outcomes, and shadow answers beside primaries
                 lineage=lambda name, at: deployment_lineage(self, name, at),
-                placement=self.residency.check_deployment)
+                placement=self._placement)
             self.alerts = Alerts(self._store, self.audit, "monitor", caller=self.actor, sinks=alert_sinks(settings),
                                  rules=load_rules(settings.alert_rules_file)
                                  if settings.alert_rules_file.exists() else None)
+            # The feature store: definitions, training sets and the online store in the metadata
+            # database, served vectors logged for the skew check (docs/features.md).
+            self.features = Features(self._store, objects, self.audit, self.actor, data=lambda: self.data,
+                                     alerts=lambda: self.alerts, deployments=lambda: self.deployments,
+                                     registry=lambda: self.registry)
             self.compliance = Compliance(self.residency, self.keys, self.audit)
             self.loop = ClosedLoop(self)  # the closed loop's steps, as the flows call them
             self.flows = PrefectFlowRuns(settings)  # the flow runs of the Prefect server beside `up`
@@ -102,6 +109,12 @@ class Platform:
         except BaseException:
             self._store.close()
             raise
+
+    def _placement(self, target: Any, name: str, action: str, *, actor: str | None = None) -> None:
+        """Where a version may serve: residency allows its data here, and its feature service
+        version is the current one (or allowed for this deployment)."""
+        self.residency.check_deployment(target, name, action, actor=actor)
+        self.features.check_deployment(target, name, action, actor=actor)
 
     def whoami(self) -> Identity:
         """The owner of the stores: every rule below the roles still applies."""
@@ -124,6 +137,7 @@ class Platform:
     def close(self) -> None:
         self.deployments.close()  # finish mirrored shadow work before the log closes
         self.alerts.close(2.0)
+        self.features.close()  # write the queued served feature vectors
         self.monitoring.close()  # write the queued prediction log before the stores close
         self.tracking.close()  # flush what open runs still buffer, while the store is open
         if not isinstance(self.data, DataStore):

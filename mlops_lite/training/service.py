@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlops_lite.data import DataStore
-from mlops_lite.errors import Conflict
+from mlops_lite.errors import Conflict, InvalidInput
 from mlops_lite.records import RunRecord
 from mlops_lite.tracking import Tracking
 from mlops_lite.training.classifier import TrainingSpec, train_classifier
@@ -45,10 +46,68 @@ def refuse_uncommitted(repo: Any, repository: str, ref: str, path: str) -> None:
 
 
 class Training:
-    def __init__(self, data: DataStore | LakeFSDataStore, tracking: Tracking, parity_tolerance: float) -> None:
+    def __init__(self, data: DataStore | LakeFSDataStore, tracking: Tracking, parity_tolerance: float, *,
+                 features: Callable[[], Any] | None = None) -> None:
         self._data = data
         self._tracking = tracking
         self._parity_tolerance = parity_tolerance
+        self._features = features  # the feature store, for training through a feature service
+
+    def train_features(self, service: str, repository: str, ref: str, path: str, spec: TrainingSpec | None = None, *,
+                       target: str | None = None, timestamp_field: str = "event_timestamp",
+                       exclude: tuple[str, ...] = (), run_name: str | None = None, experiment: str = "default",
+                       actor: str | None = None) -> TrainingResult:
+        """Train through a feature service: the entity rows (join keys, ``timestamp_field``, the
+        target and any request fields) are the table ``path`` of ``repository`` at ``ref``;
+        the service's features are joined point-in-time at the same commit into a stored
+        training set, which the run records (tags ``feature_service``, ``feature_service_version``,
+        ``training_set``) and the model's signature names (``feature_service``). Rows whose
+        features are missing or expired are left out (metric ``rows_without_features``).
+        ``spec``: what to learn; default inferred for ``target`` over the features and the
+        request fields (the join keys and the timestamp are never inputs)."""
+        import pyarrow.compute as pc
+
+        if self._features is None:
+            raise InvalidInput("this platform has no feature store", field="service", expected="a local platform")
+        features = self._features()
+        record = features.training_set(service, repository=repository, path=path, ref=ref,
+                                       timestamp_field=timestamp_field, actor=actor)
+        table = features.training_set_table(record.id)
+        plan = features.plan(service, record.service_version)
+        never = {k for k, _ in plan.join_keys} | {timestamp_field} | set(exclude)
+        if spec is None:
+            if not target:
+                raise InvalidInput("name the target column", field="target", expected="a column of the entity rows")
+            spec = TrainingSpec.infer(table, target=target, exclude=tuple(sorted(never)))
+        used = [c for c in (*spec.numeric, *spec.categorical) if c in plan.feature_names]
+        keep = None
+        for name in used:
+            present = pc.is_valid(table.column(name))
+            keep = present if keep is None else pc.and_(keep, present)
+        dropped = 0
+        if keep is not None:
+            before = table.num_rows
+            table = table.filter(keep)
+            dropped = before - table.num_rows
+        spec.validate(table)
+        commits = tuple(record.commits.values())
+        tags = {"repository": repository, "path": path, "ref": ref, "feature_service": service,
+                "feature_service_version": record.service_version, "training_set": record.id,
+                "entity_timestamp": timestamp_field}
+        with self._tracking.start_run(run_name or f"train-{spec.algorithm}", experiment=experiment,
+                                      data_commits=(record.commits.get(repository, commits[0]),
+                                                    *(c for c in commits if c != record.commits.get(repository))),
+                                      tags=tags, actor=actor) as run:
+            model = train_classifier(table, spec, parity_tolerance=self._parity_tolerance)
+            signature = {**model.signature,
+                         "feature_service": {"name": service, "version": record.service_version,
+                                             "training_set": record.id,
+                                             "join_keys": dict(plan.join_keys),
+                                             "timestamp_field": timestamp_field}}
+            metrics = {**model.metrics, "rows_without_features": float(dropped)}
+            digest = _log_model(run, model.params, metrics, model.onnx, signature)
+        return TrainingResult(run=self._tracking.get_run(run.id), data_commit=record.commits.get(repository, commits[0]),
+                              model_digest=digest, signature=signature, metrics=metrics)
 
     def train(self, repository: str, ref: str, path: str, spec: TrainingSpec, *,
               run_name: str | None = None, experiment: str = "default",

@@ -23,6 +23,15 @@ from mlops_lite.metadata.tables.data import (
     DataTombstone,
 )
 from mlops_lite.metadata.tables.deployments import Deployment, DeploymentRevision
+from mlops_lite.metadata.tables.features import (
+    FeatureDefinitionRow,
+    FeatureMaterializationRow,
+    FeatureOnlineRow,
+    FeatureOverrideRow,
+    FeatureServedRow,
+    FeatureServiceVersionRow,
+    FeatureTrainingSetRow,
+)
 from mlops_lite.metadata.tables.policy import ApprovalRequestRow, ApprovalVoteRow, PolicyDecisionRow
 from mlops_lite.metadata.tables.privacy import PrivacyCommitMap, PrivacyErasure, PrivacyFlag
 from mlops_lite.metadata.tables.registry import AliasEvent, Model, ModelAlias, ModelCard, ModelVersion
@@ -46,6 +55,13 @@ __all__ = [
     "Deployment",
     "DeploymentRevision",
     "Experiment",
+    "FeatureDefinitionRow",
+    "FeatureMaterializationRow",
+    "FeatureOnlineRow",
+    "FeatureOverrideRow",
+    "FeatureServedRow",
+    "FeatureServiceVersionRow",
+    "FeatureTrainingSetRow",
     "Metric",
     "Model",
     "ModelAlias",
