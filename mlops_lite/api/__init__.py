@@ -24,6 +24,7 @@ from mlops_lite.api.audit import AuditAPI
 from mlops_lite.api.compliance import ComplianceAPI
 from mlops_lite.api.data import DataAPI
 from mlops_lite.api.deployments import DeploymentsAPI
+from mlops_lite.api.features import FeaturesAPI
 from mlops_lite.api.flows import FlowsAPI
 from mlops_lite.api.keys import KeysAPI
 from mlops_lite.api.loop import LoopAPI
@@ -42,6 +43,7 @@ __all__ = [
     "ComplianceAPI",
     "DataAPI",
     "DeploymentsAPI",
+    "FeaturesAPI",
     "FlowsAPI",
     "LoopAPI",
     "MonitoringAPI",
@@ -93,6 +95,10 @@ class PlatformAPI(Protocol):
 
     @property
     def alerts(self) -> AlertsAPI: ...
+
+    @property
+    def features(self) -> FeaturesAPI:
+        """The feature store: definitions, training sets, the online store, skew."""
 
     @property
     def loop(self) -> LoopAPI: ...

@@ -282,6 +282,31 @@ class Definitions:
     def all(self) -> list[Definition]:
         return [*self.entities, *self.views, *self.on_demand, *self.services]
 
+    def specs(self) -> list[dict[str, Any]]:
+        """The canonical specs (what ``from_specs`` reads back): the wire shape of ``apply``."""
+        return [item.spec() for item in self.all()]
+
+    @classmethod
+    def from_specs(cls, specs: Any) -> Definitions:
+        """Definitions from their specs, validated; InvalidInput naming the field otherwise."""
+        if not isinstance(specs, list) or not all(isinstance(s, Mapping) for s in specs):
+            raise InvalidInput("definitions must be a list of specs", field="definitions",
+                               expected="[{kind, name, ...}]")
+        items = []
+        for i, spec in enumerate(specs):
+            try:
+                item = from_spec(spec)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                if isinstance(exc, InvalidInput):
+                    raise
+                raise InvalidInput(f"definition {i} is malformed: {exc!r}", field=f"definitions[{i}]",
+                                   expected="a spec as Definitions.specs() writes it") from exc
+            item.validate()
+            items.append(item)
+        definitions = cls.of(items)
+        definitions.check_references()
+        return definitions
+
     def check_references(self) -> None:
         """Names unique per kind, views name known entities, services known features, and no
         two features of one service share a name. InvalidInput naming the field otherwise."""
