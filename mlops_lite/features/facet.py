@@ -87,7 +87,7 @@ class ServedLog:
 
     def __init__(self, store: MetadataStore, *, max_queue: int = 20000, every_s: float = 1.0) -> None:
         self._store = store
-        self._queue: list[FeatureServedRow] = []
+        self._queue: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._max_queue = max_queue
@@ -96,7 +96,8 @@ class ServedLog:
         self._stop = threading.Event()
         self.dropped = 0
 
-    def append(self, rows: Sequence[FeatureServedRow]) -> None:
+    def append(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """(service, version, served_us, entity row, values, statuses, commits, deployment) each."""
         with self._lock:
             room = self._max_queue - len(self._queue)
             self._queue.extend(rows[:max(room, 0)])
@@ -119,8 +120,12 @@ class ServedLog:
             with self._lock:
                 batch, self._queue = self._queue, []
             if batch:
+                rows = [FeatureServedRow(id=uuid.uuid4().hex, service=service, service_version=version, served_us=at_us,
+                                         entity=json.dumps(entity, default=str), payload=json.dumps(values, default=str),
+                                         statuses=json.dumps(states), commits=json.dumps(commits), deployment=deployment)
+                        for service, version, at_us, entity, values, states, commits, deployment in batch]
                 with self._store.session() as db:
-                    db.add_all(batch)
+                    db.add_all(rows)
             return len(batch)
 
     def close(self) -> None:
@@ -557,49 +562,40 @@ class Features:
         connection = getattr(self._odfv, "connection", None)
         if connection is None:
             connection = self._odfv.connection = offline.connect()
-        columns: dict[str, pa.Array] = {}
+        columns: dict[str, tuple[str, builtins.list[Any]]] = {}
         for feature in plan.request_fields:
-            columns[feature.name] = _arrow(feature.dtype, [row.get(feature.name) for row in entities])
+            columns[feature.name] = (feature.dtype, _typed(feature.dtype, [row.get(feature.name) for row in entities]))
         for view in plan.views:
             for feature in view.features:
-                columns[feature.name] = _arrow(feature.dtype, [v.get(feature.name) for v in values])
-        table = pa.table(columns) if columns else pa.table({"__none": [0] * len(entities)})
-        connection.register("__request", table)
-        try:
-            for odfv in plan.on_demand:
-                wanted = [(f, e) for f, e in odfv.features if f.name in plan.feature_names]
-                if not wanted:
-                    continue
-                select_ = ", ".join(f"CAST(({e}) AS {offline.SQL_TYPES[f.dtype]}) AS {offline.q(f.name)}"
-                                    for f, e in wanted)
-                try:
-                    result = connection.execute(f"SELECT {select_} FROM __request").fetchall()
-                except Exception as exc:
-                    raise InvalidInput(f"on-demand view {odfv.name!r} failed on the request: {exc}",
-                                       field="entities", expected="request fields of the declared types") from exc
-                inputs = [f for s in odfv.sources for f in plan.view(s).feature_names]
-                for i, row in enumerate(result):
-                    worst = PRESENT
-                    for name in inputs:
-                        if states[i].get(name) == MISSING:
-                            worst = MISSING
-                            break
-                        if states[i].get(name) == EXPIRED:
-                            worst = EXPIRED
-                    for (feature, _), value in zip(wanted, row, strict=True):
-                        values[i][feature.name] = value
-                        states[i][feature.name] = worst
-        finally:
-            connection.unregister("__request")
+                columns[feature.name] = (feature.dtype, [v.get(feature.name) for v in values])
+        for odfv in plan.on_demand:
+            wanted = [(f, e) for f, e in odfv.features if f.name in plan.feature_names]
+            if not wanted:
+                continue
+            select_ = ", ".join(f"CAST(({e}) AS {offline.SQL_TYPES[f.dtype]}) AS {offline.q(f.name)}" for f, e in wanted)
+            try:
+                result = _evaluate(connection, select_, columns, len(entities))
+            except Exception as exc:
+                raise InvalidInput(f"on-demand view {odfv.name!r} failed on the request: {exc}",
+                                   field="entities", expected="request fields of the declared types") from exc
+            inputs = [f for s in odfv.sources for f in plan.view(s).feature_names]
+            for i, row in enumerate(result):
+                worst = PRESENT
+                for name in inputs:
+                    if states[i].get(name) == MISSING:
+                        worst = MISSING
+                        break
+                    if states[i].get(name) == EXPIRED:
+                        worst = EXPIRED
+                for (feature, _), value in zip(wanted, row, strict=True):
+                    values[i][feature.name] = value
+                    states[i][feature.name] = worst
 
     def _log(self, plan: ServicePlan, entities: Sequence[Mapping[str, Any]], rows: Sequence[dict[str, Any]],
              statuses: Sequence[dict[str, str]], commits: dict[str, builtins.list[str]], at_us: int,
              deployment: str | None) -> None:
-        commits_json = json.dumps(commits)
-        self.served.append([FeatureServedRow(id=uuid.uuid4().hex, service=plan.service.name,
-                                             service_version=plan.version, served_us=at_us,
-                                             entity=json.dumps(dict(e), default=str), payload=json.dumps(r, default=str),
-                                             statuses=json.dumps(s), commits=commits_json, deployment=deployment)
+        # Plain values on the request path; the rows (and their JSON) are made by the writer.
+        self.served.append([(plan.service.name, plan.version, at_us, dict(e), r, s, commits, deployment)
                             for e, r, s in zip(entities, rows, statuses, strict=True)])
 
     # ---- serving models by entity key ----------------------------------------------------
@@ -811,6 +807,33 @@ def _arrow(dtype: str, values: Sequence[Any]) -> pa.Array:
         return pa.array(values, _ARROW[dtype])
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise InvalidInput(f"a value is not {dtype}: {exc}", field="entities", expected=f"{dtype} values") from exc
+
+
+def _typed(dtype: str, values: Sequence[Any]) -> builtins.list[Any]:
+    """Request values checked against their declared type (a clear 422, not a DuckDB error)."""
+    typed: builtins.list[Any] = _arrow(dtype, values).to_pylist()
+    return typed
+
+
+def _evaluate(connection: Any, select_: str, columns: Mapping[str, tuple[str, builtins.list[Any]]],
+              rows: int) -> builtins.list[tuple[Any, ...]]:
+    """``select_`` over the rows of ``columns``: bound parameters for a few rows (a DuckDB
+    query costs ~0.2 ms so), an Arrow table for many."""
+    if rows <= 16:
+        names = list(columns)
+        if not names:
+            return connection.execute(f"SELECT {select_} FROM range({rows})").fetchall()  # type: ignore[no-any-return]
+        row_sql = "(" + ", ".join(f"CAST(? AS {offline.SQL_TYPES[columns[n][0]]})" for n in names) + ")"
+        params = [columns[n][1][i] for i in range(rows) for n in names]
+        sql = (f"SELECT {select_} FROM (VALUES {', '.join([row_sql] * rows)}) "
+               f"AS __request({', '.join(offline.q(n) for n in names)})")
+        return connection.execute(sql, params).fetchall()  # type: ignore[no-any-return]
+    table = pa.table({n: _arrow(dtype, vals) for n, (dtype, vals) in columns.items()})
+    connection.register("__request", table)
+    try:
+        return connection.execute(f"SELECT {select_} FROM __request").fetchall()  # type: ignore[no-any-return]
+    finally:
+        connection.unregister("__request")
 
 
 def _entity_table(plan: ServicePlan, rows: Sequence[Mapping[str, Any]], served_us: Sequence[int]) -> pa.Table:
