@@ -62,6 +62,8 @@ FLOAT_DECIMALS = {
     "loan_amount": 2,
     "debt_to_income": 4,
     "years_employed": 1,
+    "avg_days_late": 1,
+    "credit_utilization": 4,
 }
 
 REFERENCE_FILE = "loans.csv"
@@ -439,6 +441,138 @@ def write_all(out_dir) -> list[Path]:
     ]
 
 
+# --------------------------------------------------------------------------
+# The customer entity: monthly history snapshots and loan applications
+# --------------------------------------------------------------------------
+
+CUSTOMERS_FILE = "customers.csv"
+APPLICATIONS_FILE = "applications.csv"
+FEATURES_SEED = 17
+N_CUSTOMERS = 250  # customer_id 1..250; applications also come from ids 901.. (never seen)
+N_MONTHS = 18  # snapshots on the 1st of each month, the last one on HISTORY_END
+HISTORY_END = (2026, 1)  # (year, month) of the last snapshot
+N_APPLICATIONS = 1_600
+CUSTOMER_COLUMNS = ["customer_id", "event_timestamp", "created_timestamp", "n_loans", "n_late_payments",
+                    "avg_days_late", "credit_utilization", "months_as_customer"]
+APPLICATION_COLUMNS = ["customer_id", "event_timestamp", "loan_amount", "term_months", "default"]
+
+
+def _month(index: int) -> tuple[int, int]:
+    """(year, month) of snapshot ``index`` (0 .. N_MONTHS - 1, the last one HISTORY_END)."""
+    year, month = HISTORY_END
+    total = year * 12 + (month - 1) - (N_MONTHS - 1 - index)
+    return total // 12, total % 12 + 1
+
+
+def _stamp(year: int, month: int, day: int = 1, hour: int = 0, minute: int = 0) -> str:
+    return f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:00"
+
+
+def _default_logit(history: dict[str, float], loan_amount: float, term_months: int) -> float:
+    """The applicant's risk, from the history AS OF the application (and the request)."""
+    return (-2.3 + 0.45 * history["n_late_payments"] + 0.035 * history["avg_days_late"]
+            + 2.6 * (history["credit_utilization"] - 0.4) - 0.012 * history["months_as_customer"]
+            + 0.10 * history["n_loans"] + 0.55 * math.log(loan_amount / term_months / 600.0))
+
+
+def generate_features(seed: int = FEATURES_SEED) -> tuple[dict[str, list], dict[str, list]]:
+    """The customer history and the loan applications, as two column-oriented tables.
+
+    Each customer has a latent risk that drifts month by month; a snapshot on the 1st of
+    each month aggregates the trailing 12 months (late payments, mean days late) and the
+    current state (loans, credit utilisation, tenure). About 3% of the snapshots are
+    corrected later: a second row with the same event time and a later created time,
+    which is the truth. Some customers stop having snapshots (churned, so their history is
+    older than a 120-day TTL at the end). Each application's ``default`` is drawn from the
+    customer's corrected snapshot as of the application's time, so only a point-in-time
+    join recovers the signal; applications from unknown customers (ids 901..) and from
+    long-churned ones have no usable history.
+    """
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, 10, size=N_CUSTOMERS)  # first snapshot's month index
+    churned = rng.random(N_CUSTOMERS) < 0.12
+    last = np.where(churned, np.maximum(first + 2, rng.integers(4, 11, size=N_CUSTOMERS)), N_MONTHS - 1)
+    base_risk = rng.normal(0.0, 1.0, size=N_CUSTOMERS)
+    trend = rng.normal(0.0, 0.18, size=N_CUSTOMERS)  # per month: some customers get worse, some better
+    tenure0 = rng.integers(0, 48, size=N_CUSTOMERS)
+    loans0 = rng.poisson(1.2, size=N_CUSTOMERS)
+
+    customers: dict[str, list] = {c: [] for c in CUSTOMER_COLUMNS}
+    truth: dict[int, list[tuple[int, dict[str, float]]]] = {}  # customer -> [(month index, snapshot)]
+    for c in range(N_CUSTOMERS):
+        customer_id = c + 1
+        late_days: list[list[int]] = []  # per month, the days late of each late payment
+        n_loans = int(loans0[c])
+        utilization = float(np.clip(0.35 + 0.12 * base_risk[c] + rng.normal(0.0, 0.08), 0.01, 0.99))
+        history = []
+        for j in range(int(first[c]), int(last[c]) + 1):
+            risk = base_risk[c] + trend[c] * (j - first[c])
+            late = rng.poisson(math.exp(-1.9 + 0.75 * risk))
+            late_days.append([int(d) for d in rng.integers(3, 10 + int(max(risk, 0) * 25), size=late)])
+            window = [d for month in late_days[-12:] for d in month]
+            n_loans += int(rng.random() < 0.06)
+            utilization = float(np.clip(0.7 * utilization + 0.3 * (0.35 + 0.15 * risk) + rng.normal(0.0, 0.05),
+                                        0.01, 0.99))
+            snapshot = {"n_loans": n_loans, "n_late_payments": len(window),
+                        "avg_days_late": round(sum(window) / len(window), 1) if window else 0.0,
+                        "credit_utilization": round(utilization, 4),
+                        "months_as_customer": int(tenure0[c]) + j - int(first[c])}
+            year, month = _month(j)
+            corrected = j < N_MONTHS - 2 and rng.random() < 0.03
+            rows = [(_stamp(year, month, 1, 6), snapshot)]
+            if corrected:  # the first figures were wrong; the correction is the truth
+                wrong = {**snapshot, "n_late_payments": max(0, snapshot["n_late_payments"] - 2),
+                         "credit_utilization": round(max(0.01, snapshot["credit_utilization"] - 0.2), 4)}
+                rows = [(_stamp(year, month, 1, 6), wrong), (_stamp(year, month, 4, 9), snapshot)]
+            for created, values in rows:
+                customers["customer_id"].append(customer_id)
+                customers["event_timestamp"].append(_stamp(year, month))
+                customers["created_timestamp"].append(created)
+                for name in CUSTOMER_COLUMNS[3:]:
+                    customers[name].append(values[name])
+            history.append((j, snapshot))
+        truth[customer_id] = history
+
+    applications: dict[str, list] = {c: [] for c in APPLICATION_COLUMNS}
+    drawn = []
+    for _ in range(N_APPLICATIONS):
+        kind = rng.random()
+        if kind < 0.03:  # someone the history has never seen
+            customer_id, j = int(rng.integers(901, 941)), int(rng.integers(0, N_MONTHS - 1))
+        else:
+            c = int(rng.integers(0, N_CUSTOMERS))
+            customer_id = c + 1
+            if churned[c] and kind < 0.12 and last[c] + 5 < N_MONTHS - 1:  # long after they left
+                j = int(rng.integers(last[c] + 5, N_MONTHS - 1))
+            else:
+                j = int(rng.integers(first[c], last[c] + 1)) if last[c] < N_MONTHS - 1 else \
+                    int(rng.integers(first[c], N_MONTHS - 1))
+        day, hour, minute = int(rng.integers(2, 28)), int(rng.integers(8, 20)), int(rng.integers(0, 60))
+        term = int(TERMS[int(rng.choice(len(TERMS), p=TERM_P))])
+        amount = round(float(np.clip(np.exp(rng.normal(math.log(18_000.0), 0.6)), 1_000.0, 250_000.0)), 2)
+        known = [snapshot for month, snapshot in truth.get(customer_id, []) if month <= j]
+        risk_now = known[-1] if known else {"n_loans": 1, "n_late_payments": 2, "avg_days_late": 8.0,
+                                            "credit_utilization": 0.5, "months_as_customer": 0}
+        logit = _default_logit(risk_now, amount, term) + rng.normal(0.0, 0.5)
+        default = int(rng.random() < 1.0 / (1.0 + math.exp(-logit)))
+        year, month = _month(j)
+        drawn.append((_stamp(year, month, day, hour, minute), customer_id, amount, term, default))
+    for stamp, customer_id, amount, term, default in sorted(drawn):
+        applications["event_timestamp"].append(stamp)
+        applications["customer_id"].append(customer_id)
+        applications["loan_amount"].append(amount)
+        applications["term_months"].append(term)
+        applications["default"].append(default)
+    return ({c: customers[c] for c in CUSTOMER_COLUMNS}, {c: applications[c] for c in APPLICATION_COLUMNS})
+
+
+def write_features(out_dir) -> list[Path]:
+    """Write customers.csv and applications.csv into ``out_dir`` and return their paths."""
+    out_dir = Path(out_dir)
+    customers, applications = generate_features()
+    return [write_csv(out_dir / CUSTOMERS_FILE, customers), write_csv(out_dir / APPLICATIONS_FILE, applications)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Regenerate the bundled loan-default sample data."
@@ -447,10 +581,11 @@ def main(argv: list[str] | None = None) -> int:
         "--out-dir",
         type=Path,
         default=Path(__file__).resolve().parent,
-        help="folder to write loans.csv, loans_drifted.csv and loans_holdout.csv into (default: this script's folder)",
+        help="folder to write loans.csv, loans_drifted.csv, loans_holdout.csv, customers.csv and applications.csv "
+             "into (default: this script's folder)",
     )
     args = parser.parse_args(argv)
-    for path in write_all(args.out_dir):
+    for path in [*write_all(args.out_dir), *write_features(args.out_dir)]:
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 
