@@ -79,7 +79,8 @@ class Platform:
             self.registry = Registry(self._store, objects, self.tracking, self.audit, self.actor,
                                      guard=lambda: self.policy)
             self.policy = Policy(settings, self._store, self.audit, self.registry, self.data, tracking=self.tracking,
-                                 actor=self.actor, residency=self.residency.version_locations)
+                                 actor=self.actor, residency=self.residency.version_locations,
+                                 training_sets=lambda id, inputs: self.features.training_rows(id, inputs))
             # Lineage and traces cross facets (registry, runs, data, policy, audit, the log): the
             # platform answers them, once every facet exists.
             self.monitoring = Monitoring(settings.home,  # prediction log + feedback, Parquet under the home

@@ -48,6 +48,7 @@ class EvaluationSource:
     target: str
     test_size: float | None = None
     seed: int | None = None
+    training_set: str | None = None  # a feature service's stored training set, cut instead of ``path``
 
     @property
     def where(self) -> str:
@@ -56,7 +57,8 @@ class EvaluationSource:
     def describe(self) -> str:
         if self.kind == "registered":
             return f"the registered evaluation data {self.where}"
-        return (f"the held-out slice of {self.where} (test_size {self.test_size:g}, seed {self.seed}, "
+        of = f"training set {self.training_set} (entity rows {self.where})" if self.training_set else self.where
+        return (f"the held-out slice of {of} (test_size {self.test_size:g}, seed {self.seed}, "
                 f"the split its training recorded)")
 
 
@@ -83,6 +85,7 @@ class Scored:
         source = self.source
         return {"kind": source.kind, "repository": source.repository, "commit": source.commit,
                 "path": source.path, "target": source.target, "rows": self.rows,
+                **({"training_set": source.training_set} if source.training_set else {}),
                 **({"test_size": source.test_size, "seed": source.seed} if source.kind == "held-out" else {})}
 
 
@@ -92,10 +95,12 @@ class Scorer:
     decision on the same data, score each version once."""
 
     def __init__(self, data: Any, model_bytes: Callable[[str, str], bytes],
-                 run_tags: Callable[[str], dict[str, str]] | None) -> None:
+                 run_tags: Callable[[str], dict[str, str]] | None, *,
+                 training_sets: Callable[[str, tuple[str, ...]], Any] | None = None) -> None:
         self._data = data
         self._model_bytes = model_bytes
         self._run_tags = run_tags
+        self._training_sets = training_sets  # (id, inputs) -> the training set's rows trained from
         self._cache: OrderedDict[tuple[Any, ...], Scored] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -119,10 +124,13 @@ class Scorer:
         name = f"{version.model}@{version.version}"
         if not version.run_id or self._run_tags is None:
             raise NotFound(f"{name} names no training run: there is no recorded data to measure it on")
-        if len(version.data_commits) != 1:
+        tags = self._run_tags(version.run_id)
+        # Trained through a feature service: the rows were its stored point-in-time training set,
+        # pinned at every commit it read (the entity rows' first).
+        training_set = tags.get("training_set") if self._training_sets is not None else None
+        if len(version.data_commits) != 1 and not (training_set and version.data_commits):
             raise NotFound(f"{name} names {len(version.data_commits)} data commits; its held-out slice is cut "
                            "from exactly one")
-        tags = self._run_tags(version.run_id)
         missing = [key for key in ("repository", "path") if not tags.get(key)]
         params = version.params
         missing += [key for key in ("test_size", "seed") if params.get(key) in (None, "")]
@@ -138,7 +146,7 @@ class Scorer:
             raise InvalidInput(f"{name}'s run records test_size {params['test_size']!r} and seed "
                                f"{params['seed']!r}", field="params", expected="a number and a whole number") from exc
         return EvaluationSource("held-out", tags["repository"], version.data_commits[0], tags["path"], str(target),
-                                test_size=test_size, seed=seed)
+                                test_size=test_size, seed=seed, training_set=training_set or None)
 
     # ---- scoring ------------------------------------------------------------------
 
@@ -152,14 +160,14 @@ class Scorer:
                 self._cache.move_to_end(key)
         table = None
         if scored is None:
-            table = self._rows(source)
+            table = self._rows(source, version)
             scored = self._score(version, table, source)
             with self._lock:
                 self._cache[key] = scored
                 while len(self._cache) > _CACHE_SIZE:
                     self._cache.popitem(last=False)
         if sensitive is not None and sensitive not in scored.groups:
-            table = table if table is not None else self._rows(source)
+            table = table if table is not None else self._rows(source, version)
             if sensitive not in table.column_names:
                 raise InvalidInput(f"the evaluation table {source.where} has no sensitive column {sensitive!r}",
                                    field="fairness.sensitive", expected="a column of the evaluation table")
@@ -168,8 +176,14 @@ class Scorer:
             scored.groups[sensitive] = [str(g) for g in table.column(sensitive).cast(pa.string()).to_pylist()]
         return scored
 
-    def _rows(self, source: EvaluationSource) -> Any:
-        table = self._data.repo(source.repository).ref(source.commit).read_table(source.path).table
+    def _rows(self, source: EvaluationSource, version: ModelVersionRecord) -> Any:
+        if source.training_set is not None and self._training_sets is not None:
+            # The rows training kept (the same filter, in the feature store), so the split cuts
+            # the same held-out slice again.
+            inputs = tuple(str(spec["name"]) for spec in version.signature.get("inputs", []))
+            table = self._training_sets(source.training_set, inputs)
+        else:
+            table = self._data.repo(source.repository).ref(source.commit).read_table(source.path).table
         if source.target not in table.column_names:
             raise InvalidInput(f"the evaluation table {source.where} has no target column {source.target!r}",
                                field="evaluation.target", expected="the label column of the evaluation table")

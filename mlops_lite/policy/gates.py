@@ -84,9 +84,13 @@ class Policy:
 
     def __init__(self, settings: Settings, store: MetadataStore, audit: AuditTrail, registry: Registry,
                  data: Any, *, tracking: Tracking | None = None, actor: str = "system",
-                 residency: Locator | None = None) -> None:
+                 residency: Locator | None = None,
+                 training_sets: Callable[[str, tuple[str, ...]], Any] | None = None) -> None:
         """``residency`` answers where a version's data commits and artifacts are, judged by a
-        policy's rules (``mlops_lite.privacy.residency.Residency.version_locations``)."""
+        policy's rules (``mlops_lite.privacy.residency.Residency.version_locations``);
+        ``training_sets`` reads the rows of a feature service's stored training set that a
+        model with the given inputs trained from (``Features.training_rows``: the rows a version
+        trained through a feature service is measured on)."""
         self.settings = settings
         self.min_roc_auc = settings.min_roc_auc  # the built-in base threshold; settable
         self._store = store
@@ -97,7 +101,8 @@ class Policy:
         self._actor = actor
         self._residency = residency
         self._scorer = Scorer(data, registry.model_bytes,
-                              (lambda run_id: dict(tracking.get_run(run_id).tags)) if tracking is not None else None)
+                              (lambda run_id: dict(tracking.get_run(run_id).tags)) if tracking is not None else None,
+                              training_sets=training_sets)
         self.approvals = Approvals(self, store, audit, registry, actor)
         # In-process calls act as the platform's own actor, with every right (it owns the stores).
         self._identity = Identity(actor, "admin")
