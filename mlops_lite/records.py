@@ -367,6 +367,11 @@ class Lineage:
     card: dict[str, Any]
     alias_events: tuple[AliasEventRecord, ...]
     audit_events: tuple[AuditRecord, ...]
+    # Trained through a feature service: its name, the service version and the training set
+    # (signature["feature_service"]); None for a model trained on a table.
+    feature_service: str | None = None
+    feature_service_version: str | None = None
+    training_set: str | None = None
 
 
 @dataclass(frozen=True)
@@ -478,6 +483,9 @@ class ServedSlot:
     decisions: tuple[PolicyDecision, ...]
     approvals: tuple[ApprovalRequest, ...]
     missing: tuple[str, ...] = ()
+    feature_service: str | None = None  # as Lineage's: the service, its version, the training set
+    feature_service_version: str | None = None
+    training_set: str | None = None
 
 
 @dataclass(frozen=True)
@@ -799,3 +807,14 @@ class FlowLogRecord:
     level: str  # DEBUG | INFO | WARNING | ERROR | CRITICAL
     message: str
     task_run_id: str | None = None
+
+
+def feature_lineage(signature: dict[str, Any] | None) -> dict[str, str | None]:
+    """The feature service, its version and the training set a model's signature names (the
+    nullable lineage fields of ``Lineage`` and ``ServedSlot``); all None for a model trained
+    on a table."""
+    bound = (signature or {}).get("feature_service")
+    if not isinstance(bound, dict):
+        return {"feature_service": None, "feature_service_version": None, "training_set": None}
+    return {"feature_service": bound.get("name"), "feature_service_version": bound.get("version"),
+            "training_set": bound.get("training_set")}

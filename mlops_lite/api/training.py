@@ -15,6 +15,16 @@ class TrainingAPI(Protocol):
     def train(self, repository: str, ref: str, path: str, spec: TrainingSpec, *, run_name: str | None = None,
               experiment: str = "default") -> TrainingResult: ...
 
+    def train_features(self, service: str, repository: str, ref: str, path: str, spec: TrainingSpec | None = None, *,
+                       target: str | None = None, timestamp_field: str = "event_timestamp",
+                       exclude: tuple[str, ...] = (), run_name: str | None = None,
+                       experiment: str = "default") -> TrainingResult:
+        """Train through feature service ``service``: the entity rows are ``path`` of
+        ``repository`` at ``ref``, the features joined point-in-time at the same commit into a
+        stored training set (the server builds it); rows with a missing or expired feature are
+        left out; the run's tags and the model's signature name the service version and the
+        training set."""
+
     def record(self, name: str, *, data_commit: str, tags: dict[str, str], params: dict[str, Any],
                metrics: dict[str, float], onnx: bytes, signature: dict[str, Any],
                experiment: str = "default") -> TrainingResult:

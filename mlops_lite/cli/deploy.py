@@ -220,6 +220,9 @@ def _print_lineage(lineage: Any) -> None:
                  f"by {commit.author}: {commit.message}")
         if not slot.commits:
             line(f"  data       {', '.join(slot.data_commits) or '-'}")
+        if slot.feature_service:
+            line(f"  features   service {slot.feature_service} version {slot.feature_service_version}, "
+                 f"training set {slot.training_set}")
         line(f"  params     {json.dumps(slot.params, sort_keys=True)}")
         line("  metrics    " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(slot.metrics.items())
                                           if isinstance(v, int | float)))

@@ -65,6 +65,9 @@ def models_lineage(ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME
     line(f"  registered {version.created_at.isoformat()} by {version.created_by}")
     line(f"  run        {lineage.run_id or '-'}")
     line(f"  data       {', '.join(lineage.data_commits) or '-'}")
+    if lineage.feature_service:
+        line(f"  features   service {lineage.feature_service} version {lineage.feature_service_version}, "
+             f"training set {lineage.training_set}")
     line(f"  params     {json.dumps(lineage.params, sort_keys=True)}")
     line("  metrics    " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(lineage.metrics.items())
                                       if isinstance(v, int | float)))

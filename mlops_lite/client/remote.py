@@ -19,6 +19,7 @@ from mlops_lite import errors
 from mlops_lite.client.alerts import RemoteAlerts
 from mlops_lite.client.audit import RemoteAudit
 from mlops_lite.client.compliance import RemoteCompliance
+from mlops_lite.client.features import RemoteFeatures
 from mlops_lite.client.flows import RemoteFlows
 from mlops_lite.client.keys import RemoteKeys
 from mlops_lite.client.monitoring import RemoteMonitoring
@@ -91,6 +92,7 @@ class RemotePlatform:
         self.training = _Training(self, parity_tolerance)
         self.loop = _Loop(self)
         self.flows = RemoteFlows(self)
+        self.features = RemoteFeatures(self)
 
     @property
     def data(self) -> Any:
@@ -345,6 +347,46 @@ class _Training:
                            tags={"repository": repository, "path": path, "ref": ref,
                                  "trained_on_host": socket.gethostname(), "trained_by_pid": str(os.getpid())},
                            params=model.params, metrics=model.metrics, onnx=model.onnx, signature=model.signature)
+
+    def train_features(self, service: str, repository: str, ref: str, path: str, spec: Any = None, *,
+                       target: str | None = None, timestamp_field: str = "event_timestamp",
+                       exclude: tuple[str, ...] = (), run_name: str | None = None, experiment: str = "default",
+                       actor: str | None = None) -> Any:
+        """The server builds the point-in-time training set (it owns the feature store); the
+        model trains here on the rows local training keeps, and the run is recorded with the
+        same tags and signature."""
+        import io
+        from urllib.parse import quote
+
+        import pyarrow.parquet as pq
+
+        from mlops_lite.features.facet import trainable_rows
+        from mlops_lite.features.records import FeatureServiceRecord, TrainingSetRecord
+        from mlops_lite.training.classifier import train_classifier
+        from mlops_lite.training.service import feature_service_signature, feature_service_tags, feature_spec
+
+        name = quote(service, safe="")
+        record = _convert(self._remote.request("POST", f"/v1/features/services/{name}/training-sets", json={
+            "repository": repository, "path": path, "ref": ref, "timestamp_field": timestamp_field}),
+            TrainingSetRecord)
+        table = pq.read_table(io.BytesIO(self._remote.request_bytes(
+            "GET", f"/v1/features/training-sets/{quote(record.id, safe='')}/parquet")))
+        described = _convert(self._remote.request("GET", f"/v1/features/services/{name}",
+                                                   params={"version": record.service_version}), FeatureServiceRecord)
+        spec = feature_spec(table, spec, target=target, join_keys=dict(described.join_keys),
+                            timestamp_field=timestamp_field, exclude=exclude)
+        rows = trainable_rows(table, described.features, (*spec.numeric, *spec.categorical))
+        spec.validate(rows)
+        model = train_classifier(rows, spec, parity_tolerance=self._parity_tolerance)
+        return self.record(run_name or f"train-{spec.algorithm}",
+                           data_commit=record.commits.get(repository) or next(iter(record.commits.values())),
+                           experiment=experiment,
+                           tags=feature_service_tags(record, repository=repository, path=path, ref=ref),
+                           params=model.params,
+                           metrics={**model.metrics, "rows_without_features": float(table.num_rows - rows.num_rows)},
+                           onnx=model.onnx,
+                           signature=feature_service_signature(model.signature, record,
+                                                               join_keys=dict(described.join_keys)))
 
     def record(self, name: str, *, data_commit: str, tags: dict[str, str], params: dict[str, Any],
                metrics: dict[str, float], onnx: bytes, signature: dict[str, Any], experiment: str = "default",

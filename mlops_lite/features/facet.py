@@ -412,6 +412,14 @@ class Features:
         record = self.get_training_set(id)
         return pq.read_table(io.BytesIO(self._objects.get_bytes(record.digest)))
 
+    def training_rows(self, id: str, inputs: Sequence[str]) -> pa.Table:
+        """The rows of training set ``id`` a model with ``inputs`` trains from (``trainable_rows``):
+        what training through a feature service keeps and what the gates cut their held-out
+        slice from, so both see the same rows."""
+        record = self.get_training_set(id)
+        return trainable_rows(self.training_set_table(id),
+                              self.plan(record.service, record.service_version).feature_names, inputs)
+
     # ---- materialization -----------------------------------------------------------------
     def materialize(self, views: Sequence[str] | None = None, *, ref: str = "main", mode: str = "incremental",
                     as_of: datetime | str | None = None, actor: str | None = None) -> builtins.list[MaterializationRecord]:
@@ -758,6 +766,22 @@ class Features:
 
     def services(self) -> builtins.list[str]:
         return [r.name for r in self._current_rows() if r.kind == "feature_service"]
+
+
+def trainable_rows(table: pa.Table, features: Sequence[str], inputs: Sequence[str]) -> pa.Table:
+    """The rows of a training set whose ``features`` (the service's) among ``inputs`` (the
+    model's) are all present: a feature missing or expired as of the row's time is null, and
+    such a row trains nothing (the request fields and the target are the entity rows' own, and
+    are left as they are). Training through a feature service, local or remote, keeps these and
+    the gates cut their held-out slice from them."""
+    import pyarrow.compute as pc
+
+    keep = None
+    for name in inputs:
+        if name in features and name in table.column_names:
+            present = pc.is_valid(table.column(name))
+            keep = present if keep is None else pc.and_(keep, present)
+    return table if keep is None else table.filter(keep)
 
 
 def _primary_signature(route: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from mlops_lite.records import (
     ModelVersionRecord,
     RunRecord,
     ServedSlot,
+    feature_lineage,
 )
 
 # The slot a revision's candidate fills, by strategy: only a canary answers requests.
@@ -154,7 +155,8 @@ def _slot(platform: Any, slot: str, model: str, version: str, digest: str, weigh
         run_id=run_id, run=run, data_repository=repository, data_commits=tuple(data_commits),
         commits=tuple(commits), params=dict(registered.params) if registered is not None else {},
         metrics=dict(registered.metrics) if registered is not None else {}, released_in=released_in,
-        release_gates=release_gates, decisions=decisions, approvals=approvals, missing=tuple(missing))
+        release_gates=release_gates, decisions=decisions, approvals=approvals, missing=tuple(missing),
+        **feature_lineage(registered.signature if registered is not None else None))
 
 
 def _read(method: Any, *args: Any, missing: list[str], what: str, **kwargs: Any) -> list[Any]:

@@ -38,6 +38,7 @@ from mlops_lite.records import (
     Lineage,
     ModelVersionRecord,
     VersionComparison,
+    feature_lineage,
 )
 from mlops_lite.registry.semver import _SEMVER
 
@@ -302,7 +303,8 @@ class Aliases:
         return Lineage(model=model, ref=ref, at=params.get("when"), alias=alias, version=record,
                        run_id=record.run_id, data_commits=record.data_commits, params=record.params,
                        metrics=record.metrics, card=dict(row.card or {}), alias_events=tuple(events),
-                       audit_events=tuple(sorted((_audit_from_row(e) for e in audit_rows), key=lambda e: e.seq)))
+                       audit_events=tuple(sorted((_audit_from_row(e) for e in audit_rows), key=lambda e: e.seq)),
+                       **feature_lineage(record.signature))
 
     def _explain_no_lineage(self, session: Session, model: str, ref: str, alias: str | None,
                             when: datetime | None) -> NoReturn:

@@ -65,8 +65,6 @@ class Training:
         features are missing or expired are left out (metric ``rows_without_features``).
         ``spec``: what to learn; default inferred for ``target`` over the features and the
         request fields (the join keys and the timestamp are never inputs)."""
-        import pyarrow.compute as pc
-
         if self._features is None:
             raise InvalidInput("this platform has no feature store", field="service", expected="a local platform")
         features = self._features()
@@ -74,39 +72,22 @@ class Training:
                                        timestamp_field=timestamp_field, actor=actor)
         table = features.training_set_table(record.id)
         plan = features.plan(service, record.service_version)
-        never = {k for k, _ in plan.join_keys} | {timestamp_field} | set(exclude)
-        if spec is None:
-            if not target:
-                raise InvalidInput("name the target column", field="target", expected="a column of the entity rows")
-            spec = TrainingSpec.infer(table, target=target, exclude=tuple(sorted(never)))
-        used = [c for c in (*spec.numeric, *spec.categorical) if c in plan.feature_names]
-        keep = None
-        for name in used:
-            present = pc.is_valid(table.column(name))
-            keep = present if keep is None else pc.and_(keep, present)
-        dropped = 0
-        if keep is not None:
-            before = table.num_rows
-            table = table.filter(keep)
-            dropped = before - table.num_rows
-        spec.validate(table)
-        commits = tuple(record.commits.values())
-        tags = {"repository": repository, "path": path, "ref": ref, "feature_service": service,
-                "feature_service_version": record.service_version, "training_set": record.id,
-                "entity_timestamp": timestamp_field}
+        spec = feature_spec(table, spec, target=target, join_keys=dict(plan.join_keys),
+                            timestamp_field=timestamp_field, exclude=exclude)
+        # The one filter the gates cut their held-out slice after too (Features.training_rows).
+        rows = features.training_rows(record.id, (*spec.numeric, *spec.categorical))
+        spec.validate(rows)
+        data_commit = record.commits.get(repository) or next(iter(record.commits.values()))
         with self._tracking.start_run(run_name or f"train-{spec.algorithm}", experiment=experiment,
-                                      data_commits=(record.commits.get(repository, commits[0]),
-                                                    *(c for c in commits if c != record.commits.get(repository))),
-                                      tags=tags, actor=actor) as run:
-            model = train_classifier(table, spec, parity_tolerance=self._parity_tolerance)
-            signature = {**model.signature,
-                         "feature_service": {"name": service, "version": record.service_version,
-                                             "training_set": record.id,
-                                             "join_keys": dict(plan.join_keys),
-                                             "timestamp_field": timestamp_field}}
-            metrics = {**model.metrics, "rows_without_features": float(dropped)}
+                                      data_commits=(data_commit, *(c for c in record.commits.values()
+                                                                   if c != data_commit)),
+                                      tags=feature_service_tags(record, repository=repository, path=path, ref=ref),
+                                      actor=actor) as run:
+            model = train_classifier(rows, spec, parity_tolerance=self._parity_tolerance)
+            signature = feature_service_signature(model.signature, record, join_keys=dict(plan.join_keys))
+            metrics = {**model.metrics, "rows_without_features": float(table.num_rows - rows.num_rows)}
             digest = _log_model(run, model.params, metrics, model.onnx, signature)
-        return TrainingResult(run=self._tracking.get_run(run.id), data_commit=record.commits.get(repository, commits[0]),
+        return TrainingResult(run=self._tracking.get_run(run.id), data_commit=data_commit,
                               model_digest=digest, signature=signature, metrics=metrics)
 
     def train(self, repository: str, ref: str, path: str, spec: TrainingSpec, *,
@@ -154,6 +135,36 @@ class Training:
             digest = _log_model(run, params, metrics, onnx, signature)
         return TrainingResult(run=self._tracking.get_run(run.id), data_commit=data_commit, model_digest=digest,
                               signature=signature, metrics=dict(metrics))
+
+
+def feature_spec(table: Any, spec: TrainingSpec | None, *, target: str | None, join_keys: dict[str, str],
+                 timestamp_field: str, exclude: tuple[str, ...] = ()) -> TrainingSpec:
+    """What a model trained through a feature service learns: ``spec``, else one inferred for
+    ``target`` over the training set's features and request fields (the join keys and the
+    entity timestamp are never inputs)."""
+    if spec is not None:
+        return spec
+    if not target:
+        raise InvalidInput("name the target column", field="target", expected="a column of the entity rows")
+    never = {*join_keys, timestamp_field, *exclude}
+    return TrainingSpec.infer(table, target=target, exclude=tuple(sorted(never)))
+
+
+def feature_service_tags(record: Any, *, repository: str, path: str, ref: str) -> dict[str, str]:
+    """The tags of a run trained through a feature service from training set ``record``: what
+    its recipe (``TrainingRecipe.of``) and the gates read back."""
+    return {"repository": repository, "path": path, "ref": ref, "feature_service": record.service,
+            "feature_service_version": record.service_version, "training_set": record.id,
+            "entity_timestamp": str(record.entities.get("timestamp_field", "event_timestamp"))}
+
+
+def feature_service_signature(signature: dict[str, Any], record: Any, *, join_keys: dict[str, str]) -> dict[str, Any]:
+    """A model's signature naming the feature service version and training set it trained
+    from (what entity-keyed serving and the deployment check read)."""
+    return {**signature, "feature_service": {
+        "name": record.service, "version": record.service_version, "training_set": record.id,
+        "join_keys": dict(join_keys),
+        "timestamp_field": str(record.entities.get("timestamp_field", "event_timestamp"))}}
 
 
 def _log_model(run: Any, params: dict[str, Any], metrics: dict[str, float], onnx: bytes,
