@@ -26,7 +26,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE
 
 from flows.context import check_params, platform_for
-from flows.loop import anonymize_source, evaluation_report, transient
+from flows.loop import anonymize_source, evaluation_report, materialize_features, transient
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import InvalidInput, MissingDependency
 from mlops_lite.training import TrainingRecipe, TrainingSpec
@@ -123,18 +123,43 @@ def newest_commit(home: str, repository: str, ref: str = "main") -> str:
 def read_recipe(home: str, deployment: str, algorithm: str | None, params: dict[str, Any] | None) -> dict[str, Any]:
     """How the version ``deployment`` serves was trained (from its lineage), with another
     ``algorithm`` and/or ``params`` over its own when given."""
-    recipe = TrainingRecipe.of(platform_for(home).deployments.lineage(deployment))
-    return recipe.but(algorithm=algorithm, params=params).as_dict()
+    platform = platform_for(home)
+    recipe = TrainingRecipe.of(platform.deployments.lineage(deployment))
+    out = recipe.but(algorithm=algorithm, params=params).as_dict()
+    if recipe.feature_service is not None:
+        # The service's version now: training is cached by its inputs, and new definitions
+        # at the same commit make a new training set.
+        out["service_version"] = platform.features.service(recipe.feature_service).version
+    return out
+
+
+def _through(recipe: dict[str, Any]) -> dict[str, Any]:
+    """``train_candidate``'s feature service arguments of a recipe ({} for a table's)."""
+    if not recipe.get("feature_service"):
+        return {}
+    return {"feature_service": recipe["feature_service"], "entity_timestamp": recipe.get("entity_timestamp"),
+            "service_version": recipe.get("service_version")}
 
 
 @task(name="train-candidate", task_run_name="train {spec[algorithm]} on {repository}@{commit:.12}",
       cache_policy=INPUTS, persist_result=True)
-def train_candidate(home: str, repository: str, commit: str, pattern: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Train ``spec`` on the files ``pattern`` matches at ``commit``; cached by its inputs,
-    so the same commit and spec do not train twice."""
+def train_candidate(home: str, repository: str, commit: str, pattern: str, spec: dict[str, Any],
+                    feature_service: str | None = None, entity_timestamp: str | None = None,
+                    service_version: str | None = None) -> dict[str, Any]:
+    """Train ``spec`` on the files ``pattern`` matches at ``commit`` (through ``feature_service``,
+    version ``service_version``, when its recipe names one: a new point-in-time training set
+    at ``commit``, entity rows ``pattern``); cached by its inputs, so the same commit and spec
+    do not train twice."""
     trained = TrainingSpec.from_dict(spec)
-    result = platform_for(home).training.train(repository, commit, pattern, trained,
-                                               run_name=f"retrain-{trained.algorithm}")
+    training = platform_for(home).training
+    if feature_service:
+        result = training.train_features(feature_service, repository, commit, pattern, trained,
+                                         timestamp_field=entity_timestamp or "event_timestamp",
+                                         run_name=f"retrain-{trained.algorithm}")
+        print(f"trained through feature service {feature_service} ({service_version}), training set "
+              f"{result.run.tags.get('training_set')}")
+    else:
+        result = training.train(repository, commit, pattern, trained, run_name=f"retrain-{trained.algorithm}")
     evaluation_report(result.run.id, f"{trained.algorithm} {trained.params or ''} on {repository}@{commit[:12]}",
                       result.metrics)
     return {"run_id": result.run.id, "metrics": result.metrics, "commit": commit}
@@ -153,7 +178,8 @@ def tune_flow(home: str, deployment: str, commit: str, grid: list[dict[str, Any]
     check_params("tune", locals())
     recipe = read_recipe(home, deployment, algorithm, params)
     pattern = TrainingRecipe.from_dict(recipe).pattern
-    futures = [train_candidate.submit(home, recipe["repository"], commit, pattern, _with_params(recipe, point))
+    futures = [train_candidate.submit(home, recipe["repository"], commit, pattern, _with_params(recipe, point),
+                                      **_through(recipe))
                for point in grid]
     tried = [f.result() for f in futures]
     best = max(tried, key=lambda t: t["metrics"]["roc_auc"])
@@ -364,13 +390,16 @@ def retrain_release_flow(home: str, deployment: str, source: str | None = None, 
         path = path or known.fresh_path(utcnow())
         commit = commit_fresh(home, anonymize_source(home, source, repository, None), repository, path)
         mark(f"fresh data committed on a branch and merged to main at {commit[:12]}")
+        materialized = materialize_features(home, repository)
+        if materialized:
+            mark(f"online features materialized: {', '.join(materialized)}")
     else:
         commit = newest_commit(home, repository)
         mark(f"training on the newest commit of main, {commit[:12]}")
     if tune:
         trained = tune_flow_with(task_runner)(home, deployment, commit, tune, algorithm, params)
     else:
-        trained = train_candidate(home, repository, commit, known.pattern, recipe["spec"])
+        trained = train_candidate(home, repository, commit, known.pattern, recipe["spec"], **_through(recipe))
     version = register_candidate(home, model, trained["run_id"])
     mark(f"run {trained['run_id'][:12]} trained and registered {model}@{version} "
          f"(held-out ROC AUC {trained['metrics']['roc_auc']:.3f})")

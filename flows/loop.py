@@ -30,6 +30,23 @@ def commit_dataset(home: str, source: str, repository: str, path: str, branch: s
     return platform_for(home).data.ingest(repository, Path(source), path, branch=branch).id
 
 
+@task(name="materialize-features", task_run_name="materialize the feature views over {repository}",
+      retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient, cache_policy=NO_CACHE)
+def materialize_features(home: str, repository: str) -> list[str]:
+    """After a merge to main: the online store takes the changed keys (incremental) of every
+    feature view whose source is ``repository``; nothing when no view reads it (or no
+    feature definitions exist). Answers the views materialized."""
+    features = platform_for(home).features
+    views = [r.name for r in features.list("feature_view")
+             if (r.spec.get("source") or {}).get("repository") == repository]
+    if not views:
+        return []
+    for done in features.materialize(views, ref="main", mode="incremental"):
+        print(f"materialized {done.view} ({done.mode}) at {repository}@{done.data_commit[:12]}: "
+              f"{done.written} keys written, {done.deleted} removed of {done.keys}")
+    return views
+
+
 QUALITY = ("roc_auc", "accuracy", "precision", "recall", "f1")
 FAIRNESS = ("demographic_parity_difference",)
 
@@ -90,7 +107,10 @@ def ingest_flow(home: str, source: str, repository: str, path: str, branch: str 
     """Anonymize PII, then commit a CSV/Parquet file on a data branch (a protected branch
     takes it by merge, through the data checks); returns the commit id."""
     check_params("ingest", locals())
-    return commit_dataset(home, anonymize_source(home, source, repository, pii), repository, path, branch)
+    commit = commit_dataset(home, anonymize_source(home, source, repository, pii), repository, path, branch)
+    if branch == "main":
+        materialize_features(home, repository)
+    return commit
 
 
 @flow(name="train", flow_run_name="train {algorithm} on {repository}@{ref}", log_prints=True)

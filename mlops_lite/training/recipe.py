@@ -7,6 +7,10 @@ tags name the repository and the path it read, its run's params the algorithm, s
 seed, sensitive attribute and the estimator's params, and its signature the target and
 the features by kind (the columns left out, PII and protected attributes, are those it
 does not list). So the flows name no dataset: they take a deployment and read this.
+
+A version trained through a feature service (its run's tags name ``feature_service``,
+``training_set`` and ``entity_timestamp``; ``path`` is then its entity rows) is retrained
+through the same service: a new point-in-time training set is built at the newer commit.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ class TrainingRecipe:
     path: str  # what its run read: a file, or a pattern of files
     data_commit: str
     spec: TrainingSpec
+    # Trained through a feature service: the service, the training set it trained from, and
+    # the entity rows' time column (the run's tags); None for a model trained on a table.
+    feature_service: str | None = None
+    training_set: str | None = None
+    entity_timestamp: str | None = None
 
     @classmethod
     def of(cls, lineage: DeploymentLineage) -> TrainingRecipe:
@@ -46,9 +55,23 @@ class TrainingRecipe:
                                        if slot.run is not None and not path else [])]
             raise NotFound(f"the training recipe of deployment {lineage.deployment!r} cannot be read from "
                            f"{slot.model}@{slot.version}: {'; '.join(broken) or 'its lineage is incomplete'}")
+        tags = slot.run.tags
+        service = tags.get("feature_service") or None
         return cls(deployment=lineage.deployment, model=slot.model, repository=slot.data_repository,
                    path=str(path), data_commit=slot.data_commits[0],
-                   spec=TrainingSpec.recorded(slot.registered.signature, slot.run.params))
+                   spec=TrainingSpec.recorded(slot.registered.signature, slot.run.params),
+                   feature_service=service, training_set=(tags.get("training_set") or None) if service else None,
+                   entity_timestamp=(tags.get("entity_timestamp") or "event_timestamp") if service else None)
+
+    def train(self, training: Any, ref: str, *, run_name: str | None = None) -> Any:
+        """Train this recipe on ``pattern`` at ``ref`` through ``training`` (``platform.training``):
+        through its feature service (a new training set at ``ref``) when it names one."""
+        name = run_name or f"retrain-{self.spec.algorithm}"
+        if self.feature_service is not None:
+            return training.train_features(self.feature_service, self.repository, ref, self.pattern, self.spec,
+                                           timestamp_field=self.entity_timestamp or "event_timestamp",
+                                           run_name=name)
+        return training.train(self.repository, ref, self.pattern, self.spec, run_name=name)
 
     @property
     def pattern(self) -> str:
@@ -80,9 +103,13 @@ class TrainingRecipe:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (``from_dict`` reads it back), as a flow passes it to its tasks."""
         return {"deployment": self.deployment, "model": self.model, "repository": self.repository,
-                "path": self.path, "data_commit": self.data_commit, "spec": self.spec.as_dict()}
+                "path": self.path, "data_commit": self.data_commit, "spec": self.spec.as_dict(),
+                "feature_service": self.feature_service, "training_set": self.training_set,
+                "entity_timestamp": self.entity_timestamp}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingRecipe:
         return cls(deployment=data["deployment"], model=data["model"], repository=data["repository"],
-                   path=data["path"], data_commit=data["data_commit"], spec=TrainingSpec.from_dict(data["spec"]))
+                   path=data["path"], data_commit=data["data_commit"], spec=TrainingSpec.from_dict(data["spec"]),
+                   feature_service=data.get("feature_service"), training_set=data.get("training_set"),
+                   entity_timestamp=data.get("entity_timestamp"))
