@@ -11,7 +11,9 @@ apply_prefect_environment(load_settings())
 
 from flows.closed_loop import monitor_flow, retrain_release_flow  # noqa: E402
 from flows.context import bind, forget, platform_for, unbind  # noqa: E402
+from flows.features import features_apply_flow, materialize_flow, train_features_flow  # noqa: E402
 from flows.loop import deploy_flow, ingest_flow, register_flow, release_loop, train_flow  # noqa: E402
 
-__all__ = ["bind", "deploy_flow", "forget", "ingest_flow", "monitor_flow", "platform_for", "register_flow", "release_loop",
-           "retrain_release_flow", "train_flow", "unbind"]
+__all__ = ["bind", "deploy_flow", "features_apply_flow", "forget", "ingest_flow", "materialize_flow", "monitor_flow",
+           "platform_for", "register_flow", "release_loop", "retrain_release_flow", "train_features_flow", "train_flow",
+           "unbind"]

@@ -184,6 +184,26 @@ def _task_runner(value: Any, field: str) -> None:
         raise InvalidInput(f"unknown task runner {value!r}", field=field, expected=" | ".join(TASK_RUNNERS))
 
 
+def _feature_service(value: Any, field: str) -> None:
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$", value):
+        raise InvalidInput(f"bad feature service name {value!r}", field=field,
+                           expected="a name of letters, digits, '_' and '-' (not starting with a digit), at most 63")
+
+
+def _names(value: Any, field: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, (list, tuple)) or len(value) > 1000 or not all(
+            isinstance(v, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", v) for v in value):
+        raise InvalidInput(f"{field} must be a list of feature view names", field=field,
+                           expected="a list of names of letters, digits and '_'")
+
+
+def _materialize_mode(value: Any, field: str) -> None:
+    if value not in ("incremental", "full"):
+        raise InvalidInput(f"unknown mode {value!r}", field=field, expected="incremental | full")
+
+
 def _optional(check: Check) -> Check:
     def checked(value: Any, field: str) -> None:
         if value is not None:
@@ -219,6 +239,11 @@ CHECKS: dict[str, Check] = {
     "min_requests": _number(0, 10_000_000, integer=True),
     "approval_timeout_s": _number(0.0, 30 * _DAY),
     "debounce_s": _number(0.0, 30 * _DAY),
+    "service": _feature_service,
+    "views": _names,
+    "mode": _materialize_mode,
+    "as_of": _time,
+    "timestamp_field": _column,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 
@@ -33,6 +34,34 @@ class SampleDataset:
 
 LOANS = SampleDataset(train="loans.csv", drifted="loans_drifted.csv", holdout="loans_holdout.csv",
                       target="default", pii=("name", "email", "phone"), sensitive=("gender", "age"))
+
+
+
+@dataclass(frozen=True)
+class SampleFeatures:
+    """The customer entity's sample (docs/features.md): monthly history snapshots and loan
+    applications (the entity rows, labelled), the feature definitions over them, and the
+    paths the demo commits each file at in the ``loans`` repository (the definitions read
+    those folders). The history ends on ``history_end``; ``timestamps`` are the columns the
+    demo moves by whole days so that it ends today and the TTLs mean now what they meant then."""
+
+    history: str
+    applications: str
+    definitions: str
+    history_path: str
+    applications_path: str
+    service: str
+    target: str
+    timestamps: tuple[str, ...]
+    history_end: datetime
+
+
+LOAN_FEATURES = SampleFeatures(history="customers.csv", applications="applications.csv",
+                               definitions="features.toml", history_path="customers/customers.csv",
+                               applications_path="applications/applications.csv",
+                               service="loan-default-by-customer", target="default",
+                               timestamps=("event_timestamp", "created_timestamp"),
+                               history_end=datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def path(name: str) -> Path:

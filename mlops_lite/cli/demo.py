@@ -27,7 +27,7 @@ from mlops_lite.cli.common import (
     read_admin_token,
     refuse_beside_daemon,
 )
-from mlops_lite.samples import LOANS, path
+from mlops_lite.samples import LOAN_FEATURES, LOANS, path
 
 if TYPE_CHECKING:
     from mlops_lite.config import Settings
@@ -109,6 +109,7 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             act_two = None
             try:
                 served = _send_holdout(progress, open_client, server.url, token, holdout, requests)
+                by_customer = _features_part(progress, platform, home)
                 if loop:
                     act_two = _act_two(progress, open_client, server.url, token, home)
             finally:
@@ -119,6 +120,7 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             flows.unbind(platform)
             platform.close()
     _print_report(settings, commit, record, revision, trained, served, summary, time.perf_counter() - started)
+    _print_features(by_customer)
     if act_two is not None:
         _print_act_two(act_two)
     if logged.summary():
@@ -153,6 +155,109 @@ def _send_holdout(progress: Progress, open_client: Callable[..., Any], url: str,
             "p50_ms": statistics.median(latencies) * 1000,
             "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
             "per_second": len(rows) / elapsed}
+
+
+BY_CUSTOMER = "loans-by-customer"  # the deployment of the model trained through the feature service
+
+
+def _replay_history(folder: Path, days: int) -> tuple[Path, Path, dict[str, int]]:
+    """The customer history and applications with every timestamp moved by ``days``, so the
+    history ends today, written into ``folder``; and three customers the online store
+    answers differently now: one with a fresh history, one whose history is older than
+    the TTL, one it has never seen."""
+    import csv
+    from datetime import timedelta
+
+    shift = timedelta(days=days)
+    written = []
+    last: dict[int, str] = {}
+    for name in (LOAN_FEATURES.history, LOAN_FEATURES.applications):
+        with path(name).open(encoding="utf-8", newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        columns = list(rows[0]) if rows else []
+        for row in rows:
+            for column in LOAN_FEATURES.timestamps:
+                if column in row:
+                    row[column] = (datetime.fromisoformat(row[column]) + shift).strftime("%Y-%m-%d %H:%M:%S")
+            if name == LOAN_FEATURES.history:
+                last[int(row["customer_id"])] = max(last.get(int(row["customer_id"]), ""), row["event_timestamp"])
+        target = folder / name
+        with target.open("w", encoding="utf-8", newline="") as stream:
+            writer = csv.DictWriter(stream, columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        written.append(target)
+    newest = max(last.values())
+    fresh = 42 if last.get(42) == newest else min(c for c, t in last.items() if t == newest)
+    stale = min(last, key=lambda c: (last[c], c))
+    return written[0], written[1], {"present": fresh, "expired": stale, "missing": max(last) + 1}
+
+
+def _features_part(progress: Progress, platform: Any, home: str) -> dict[str, Any]:
+    """The customer history and applications committed to loans, the feature definitions
+    applied, the online store materialized, a model trained through the feature service,
+    registered and deployed, then answered by entity key."""
+    import tempfile
+
+    import flows
+    from mlops_lite.clock import utcnow
+
+    step = progress.add_task("Features: committing the customer history", total=5)
+    days = (utcnow().date() - LOAN_FEATURES.history_end.date()).days
+    with tempfile.TemporaryDirectory(dir=Path(home) / "inbox") as folder:
+        history, applications, customers = _replay_history(Path(folder), days)
+        flows.ingest_flow(home, str(history), "loans", LOAN_FEATURES.history_path)
+        commit = flows.ingest_flow(home, str(applications), "loans", LOAN_FEATURES.applications_path)
+    progress.update(step, advance=1, description="Features: applying the definitions, materializing")
+    applied = flows.features_apply_flow(home, str(path(LOAN_FEATURES.definitions)), commit)
+    materialized = flows.materialize_flow(home, ref=commit)
+    progress.update(step, advance=1, description="Features: training through the feature service")
+    trained = flows.train_features_flow(home, LOAN_FEATURES.service, "loans",
+                                        LOAN_FEATURES.applications_path, LOAN_FEATURES.target, commit)
+    progress.update(step, advance=1, description="Features: registering and deploying by customer")
+    version = flows.register_flow(home, LOAN_FEATURES.service, trained["run_id"])
+    revision = flows.deploy_flow(home, BY_CUSTOMER, LOAN_FEATURES.service, version)
+    progress.update(step, advance=1, description="Features: predicting by customer id")
+    request = {"customer_id": customers["present"], "loan_amount": 15000.0, "term_months": 36}
+    answer = platform.features.predict(BY_CUSTOMER, [request])
+    looked_up = platform.features.online(LOAN_FEATURES.service, [
+        {"customer_id": customers[state], "loan_amount": 15000.0, "term_months": 36}
+        for state in ("present", "expired", "missing")])
+    progress.update(step, advance=1, description="Features done")
+    return {"days": days, "commit": commit, "applied": applied, "materialized": materialized, "trained": trained,
+            "version": version, "revision": revision, "request": request,
+            "answer": {"model": answer.model, "version": answer.version, "prediction": answer.predictions[0],
+                       "probability": answer.probabilities[0][-1]},
+            "statuses": [(customers[state], row_states["n_loans"]) for state, row_states in
+                         zip(("present", "expired", "missing"), looked_up.statuses, strict=True)]}
+
+
+def _print_features(part: dict[str, Any]) -> None:
+    trained = part["trained"]
+    metrics = trained["metrics"]
+    table = Table(title="the feature store: a model served by customer id", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    changed = sum(1 for change in part["applied"]["changes"] if change[2] != "unchanged")
+    table.add_row("customer data", f"loans@main {part['commit'][:12]} ({LOAN_FEATURES.history_path}, "
+                  f"{LOAN_FEATURES.applications_path}; the history's dates moved {part['days']} days to end today)")
+    table.add_row("feature service", f"{trained['service']} version {trained['service_version']} "
+                  f"({changed} definition(s) changed by this apply)")
+    table.add_row("materialized", ", ".join(f"{m['view']}: {m['keys']} keys ({m['mode']}, {m['written']} written) "
+                                            f"at {m['repository']}@{m['data_commit'][:12]}"
+                                            for m in part["materialized"]))
+    table.add_row("training set", f"{trained['training_set']}: {trained['training_rows']} rows, point in time at "
+                  f"loans@{trained['data_commit'][:12]} ({metrics.get('rows_without_features', 0):.0f} without "
+                  "features, left out)")
+    table.add_row("model version", f"{trained['service']} {part['version']}: ROC AUC {metrics['roc_auc']:.3f}  "
+                  f"accuracy {metrics['accuracy']:.3f} (held out)")
+    table.add_row("deployment", f"{BY_CUSTOMER} -> {trained['service']}@{part['version']} "
+                  f"(revision {part['revision']})")
+    answer, request = part["answer"], part["request"]
+    table.add_row("by customer id", f"{request} -> default {answer['prediction']} "
+                  f"(p = {answer['probability']:.3f}) from {answer['model']}@{answer['version']}")
+    table.add_row("online statuses", ", ".join(f"customer {customer}: {state}" for customer, state in part["statuses"]))
+    console.print(table)
 
 
 def _serve_labelled(client: Any, rows: list[dict[str, Any]], features: list[str]) -> None:
