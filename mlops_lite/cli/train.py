@@ -6,6 +6,11 @@ loan-default@production``: its target, features, algorithm, split, seed and sens
 attribute, as its run recorded them), so a pipeline retrains what production learned on
 a branch's data.
 
+``--feature-service SERVICE`` trains through a feature service: ``--path`` is then the
+entity rows (join keys, ``--timestamp-field``, the target), the service's features are
+joined point-in-time at the same commit into a stored training set, and the run and the
+model name both. ``--like`` follows a version trained that way through its service.
+
 Against a running ``up`` (or ``MLOPS_LITE_URL``) the model is trained here, in this
 process, and recorded on the server as one finished run, as a worker does."""
 
@@ -41,6 +46,12 @@ def train(
         alias: Annotated[str | None, typer.Option(
             "--alias", help="With --register: point this alias (e.g. candidate) at the new version.")] = None,
         run_name: Annotated[str | None, typer.Option("--run-name", help="The run's name.")] = None,
+        feature_service: Annotated[str | None, typer.Option(
+            "--feature-service", help="Train through this feature service: --path holds the entity rows, the "
+                                      "features are joined point-in-time at the same commit.")] = None,
+        timestamp_field: Annotated[str | None, typer.Option(
+            "--timestamp-field", help="With a feature service: the entity rows' time column "
+                                      "(default event_timestamp, or what --like recorded).")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Train on a table at a data ref, record the run, and optionally register the model
     (and point an alias at it)."""
@@ -68,13 +79,29 @@ def train(
             spec = TrainingSpec.recorded(version.signature, run.params)
             if sensitive is not None:
                 spec = replace(spec, sensitive=sensitive)
+            # A version trained through a feature service is retrained through it (its recipe).
+            feature_service = feature_service or run.tags.get("feature_service") or None
+            timestamp_field = timestamp_field or run.tags.get("entity_timestamp") or None
+        elif feature_service is not None:
+            assert target is not None
+            when = timestamp_field or "event_timestamp"
+            built = p.features.training_set(feature_service, repository=repo, path=path, ref=ref,
+                                            timestamp_field=when)
+            keys = p.features.service(feature_service, built.service_version).join_keys
+            spec = TrainingSpec.infer(p.features.training_set_table(built.id), target=target,
+                                      exclude=tuple(sorted({*keys, when, *(exclude or ())})), sensitive=sensitive)
         else:
             assert target is not None
             table = p.data.repo(repo).ref(ref).read_table(path).table
             spec = TrainingSpec.infer(table, target=target, exclude=tuple(exclude or ()), sensitive=sensitive)
         if algorithm is not None and algorithm != spec.algorithm:
             spec = replace(spec, algorithm=algorithm, params={})
-        result = p.training.train(repo, ref, path, spec, run_name=run_name)
+        if feature_service is not None:
+            result = p.training.train_features(feature_service, repo, ref, path, spec,
+                                               timestamp_field=timestamp_field or "event_timestamp",
+                                               run_name=run_name)
+        else:
+            result = p.training.train(repo, ref, path, spec, run_name=run_name)
         registered = p.registry.register_from_run(register, result.run.id) if register is not None else None
         if registered is not None and alias is not None:
             p.registry.set_alias(registered.model, alias, registered.version,
@@ -83,6 +110,7 @@ def train(
         line(json.dumps(jsonable({"run_id": result.run.id, "data_commit": result.data_commit,
                                   "metrics": result.metrics, "model_digest": result.model_digest,
                                   "model": registered.model if registered else None,
+                                  "feature_service": result.signature.get("feature_service"),
                                   "version": registered.version if registered else None,
                                   "alias": alias}), sort_keys=True))
         return
@@ -90,6 +118,10 @@ def train(
                       if isinstance(v, int | float) and k in ("roc_auc", "accuracy", "f1"))
     line(f"trained {spec.algorithm} on {repo}@{ref}:{path} (commit {result.data_commit[:12]}): run {result.run.id}"
          + (f"; {shown}" if shown else ""))
+    if feature_service is not None:
+        bound = result.signature["feature_service"]
+        line(f"through feature service {bound['name']} version {bound['version']}, training set "
+             f"{bound['training_set']} ({result.metrics.get('rows_without_features', 0):.0f} rows without features)")
     if registered is not None:
         line(f"registered {registered.model}@{registered.version}"
              + (f"; alias {alias} -> {registered.version}" if alias else ""))

@@ -121,10 +121,8 @@ class FeatureHome:
     definitions: Path
 
 
-@pytest.fixture
-def home(api: Any, tmp_path: Path) -> Iterator[FeatureHome]:
-    if not hasattr(api, "features"):
-        pytest.skip("this RemotePlatform has no features facet (mlops_lite/client: platform.features over HTTP)")
+def _populate(api: Any, tmp_path: Path) -> FeatureHome:
+    """The data (see the module doc) committed to 'loans' and the definitions applied."""
     rng = random.Random(15)
     customers = 80
     history = _history(rng, customers)
@@ -138,7 +136,7 @@ def home(api: Any, tmp_path: Path) -> Iterator[FeatureHome]:
     branch.upload("applications/2024.csv", _csv("customer_id,event_timestamp,amount,default", [
         f"{c},{_ts(at)},{amount},{label}" for c, at, amount, label in applications]))
     branch.commit("history and applications")
-    clean = branch.merge_into("main")
+    branch.merge_into("main")
     clean_commit = repo.ref("main").resolve()
     last = {c: max(at for cc, at, _, _ in applications if cc == c) for c in range(customers)}
     planted = repo.branch("plant")
@@ -148,11 +146,17 @@ def home(api: Any, tmp_path: Path) -> Iterator[FeatureHome]:
         for c, at in last.items() for delta in (timedelta(seconds=1), timedelta(days=20))]))
     planted.commit("values from after every application")
     planted.merge_into("main")
-    assert clean is not None
     definitions = tmp_path / "features.toml"
     definitions.write_text(DEFINITIONS % "45d")
     api.features.apply(definitions)
-    yield FeatureHome(api, history, applications, clean_commit, repo.ref("main").resolve(), definitions)
+    return FeatureHome(api, history, applications, clean_commit, repo.ref("main").resolve(), definitions)
+
+
+@pytest.fixture
+def home(api: Any, tmp_path: Path) -> Iterator[FeatureHome]:
+    if not hasattr(api, "features"):
+        pytest.skip("this RemotePlatform has no features facet (mlops_lite/client: platform.features over HTTP)")
+    yield _populate(api, tmp_path)
 
 
 def _train(api: Any, **kwargs: Any) -> Any:
@@ -305,3 +309,64 @@ def test_a_retrain_through_the_recipe_builds_a_new_training_set_at_the_newer_com
     assert fresh.rows == len(home.applications) + 2
     assert retrained.signature["feature_service"]["training_set"] == fresh.id
     assert retrained.run.params["algorithm"] == version.params["algorithm"]
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def test_the_cli_trains_through_a_feature_service_and_like_follows_its_recipe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mlops_lite import connect
+    from mlops_lite.cli import app
+
+    with connect(home=tmp_path / "home") as platform:
+        _populate(platform, tmp_path)
+    monkeypatch.setenv("MLOPS_LITE_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "--feature-service", SERVICE, "--repo", "loans", "--ref", "main",
+                                  "--path", "applications/*.csv", "--target", "default", "--register", MODEL,
+                                  "--alias", "candidate", "--json"])
+    assert trained.exit_code == 0, trained.output
+    first = json.loads(trained.output)
+    assert first["feature_service"]["name"] == SERVICE and first["version"] == "1.0.0"
+    lineage = runner.invoke(app, ["models", "lineage", f"{MODEL}@candidate"])
+    assert lineage.exit_code == 0, lineage.output
+    assert f"features   service {SERVICE} version {first['feature_service']['version']}, training set " \
+           f"{first['feature_service']['training_set']}" in lineage.output
+    again = runner.invoke(app, ["train", "--like", f"{MODEL}@candidate", "--repo", "loans", "--ref", "main",
+                                "--path", "applications/*.csv", "--algorithm", "random_forest", "--json"])
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.output)
+    assert second["feature_service"]["name"] == SERVICE
+    assert second["feature_service"]["training_set"] == first["feature_service"]["training_set"]
+    assert second["model_digest"] != first["model_digest"]
+
+
+# --- the flows: materialize after a merge to main ------------------------------------------------
+
+
+def test_a_merge_to_main_materializes_the_views_over_that_repository(tmp_path: Path) -> None:
+    from flows.context import bind, unbind
+    from flows.loop import materialize_features
+    from mlops_lite import connect
+
+    with connect(home=tmp_path / "home") as platform:
+        bind(platform)
+        try:
+            home = str(platform.settings.home)
+            assert materialize_features.fn(home, "loans") == []  # no definitions: nothing, silently
+            _populate(platform, tmp_path)
+            assert materialize_features.fn(home, "elsewhere") == []
+            assert platform.features.materializations("history") == []
+            assert materialize_features.fn(home, "loans") == ["history"]
+            done = platform.features.materializations("history")
+            assert len(done) == 1 and done[0].data_commit == platform.data.repo("loans").ref("main").resolve()
+            assert materialize_features.fn(home, "loans") == ["history"]
+            again = platform.features.materializations("history")
+            assert len(again) == 2 and again[0].mode == "incremental" and again[0].written == 0
+        finally:
+            unbind(platform)
