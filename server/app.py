@@ -20,7 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
 
 import mlops_lite
-from mlops_lite import MlopsLiteError, Platform, Unauthenticated
+from mlops_lite import InvalidInput, MlopsLiteError, Platform, Unauthenticated
 from mlops_lite.records import (
     DeploymentRecord,
     ModelVersionRecord,
@@ -36,6 +36,7 @@ from server.context import actor as _actor
 from server.context import identity as _identity
 from server.context import platform as _platform
 from server.data import DATA_ROUTES
+from server.features import FEATURE_ROUTES
 from server.flows import FLOW_ROUTES
 from server.hardening import BodyLimit, hide_home, metrics_open, security_headers
 from server.inline import inline_ok
@@ -56,10 +57,13 @@ log = logging.getLogger("mlops_lite.server")
 
 
 class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Named features per instance: ``{"instances": [{"income": 52000.0, ...}]}``."""
+    """Named features per instance: ``{"instances": [{"income": 52000.0, ...}]}``; or, for a
+    model trained from a feature service, entity rows whose features the feature store looks
+    up: ``{"entities": [{"customer_id": 42}]}``. Exactly one of the two."""
 
-    instances: list[dict[str, Any]]
+    instances: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
     key: str | None = None  # canary stickiness: one key always lands on the same version
+    entities: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
 
 
 class DeployRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -133,14 +137,37 @@ def record_run(request: Request[Any, Any, Any], data: RecordRunRequest) -> dict[
 @post("/deployments/{name:str}/predict", opt={"permission": "predictor", "body": "predict", "deployment_param": "name"}, status_code=200,
       before_request=arrow_predict)
 async def predict(request: Request[Any, Any, Any], name: str, data: PredictRequest) -> Prediction:
-    """Predict for named-feature instances; answers labels, probabilities, version and digest.
-    An Arrow IPC stream body (one column per input) is answered by ``arrow_predict`` instead."""
+    """Predict for named-feature instances, or for entity rows through the feature store;
+    answers labels, probabilities, version and digest. An Arrow IPC stream body (one column
+    per input) is answered by ``arrow_predict`` instead."""
+    if not isinstance(data.entities, msgspec.UnsetType):
+        return await _predict_entities(request, name, data)
+    if isinstance(data.instances, msgspec.UnsetType):
+        raise InvalidInput("the body names no instances", field="instances",
+                           expected='{"instances": [{...}]}, or {"entities": [{"customer_id": 42}]}')
+    instances = data.instances
     pipeline = _platform(request).deployments.pipeline
     metrics = request.app.state.metrics
     if inline_ok(pipeline, name, len(data.instances)):
-        return pipeline.predict(name, data.instances, key=data.key, metrics=metrics)
+        return pipeline.predict(name, instances, key=data.key, metrics=metrics)
     result: Prediction = await anyio.to_thread.run_sync(
-        lambda: pipeline.predict(name, data.instances, key=data.key, metrics=metrics))
+        lambda: pipeline.predict(name, instances, key=data.key, metrics=metrics))
+    return result
+
+
+async def _predict_entities(request: Request[Any, Any, Any], name: str, data: PredictRequest) -> Prediction:
+    """Entity rows: the features are looked up in the control plane's online store (a serving
+    replica holds none, and says so), off the event loop."""
+    if not isinstance(data.instances, msgspec.UnsetType):
+        raise InvalidInput("the body names both instances and entities", field="entities",
+                           expected="one of instances and entities")
+    features = getattr(_platform(request), "features", None)
+    if features is None:
+        raise InvalidInput("entity-keyed predictions are answered by the control plane (mlops-lite up), "
+                           "which holds the feature store; this serving replica takes instances",
+                           field="entities", expected='{"instances": [{...}]} here')
+    entities = data.entities
+    result: Prediction = await anyio.to_thread.run_sync(lambda: features.predict(name, entities, key=data.key))
     return result
 
 
@@ -294,7 +321,7 @@ def create_app(platform: Platform, *, cors_origins: Sequence[str] | None = None)
                                  list_deployments, deploy, predict, list_aliases, move_alias, rollback_alias,
                                  *RELEASE_ROUTES, *MONITORING_ROUTES, *ALERT_ROUTES,
                                  *LINEAGE_ROUTES, *POLICY_ROUTES, *PRIVACY_ROUTES, *DATA_ROUTES,
-                                 *FLOW_ROUTES])
+                                 *FLOW_ROUTES, *FEATURE_ROUTES])
     # The lakeFS-compatible API has its own Basic-auth guard and lakeFS-shaped errors;
     # the /v1 bearer guard does not apply to it.
     app = Litestar(

@@ -31,6 +31,9 @@ from mlops_lite.errors import InvalidInput
 DTYPES = ("int64", "float64", "string", "bool", "timestamp")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 KINDS = ("entity", "feature_view", "on_demand", "feature_service")
+# The static segments of /v1/features/...: a service named so could not be looked up at
+# POST /v1/features/{service} (the static route wins).
+RESERVED_SERVICE_NAMES = ("apply", "materialize", "materializations", "services", "training-sets")
 
 
 def check_name(value: Any, field_name: str) -> str:
@@ -241,6 +244,10 @@ class FeatureService:
 
     def validate(self) -> None:
         check_name(self.name.replace("-", "_"), "feature_service.name")
+        if self.name in RESERVED_SERVICE_NAMES:
+            raise InvalidInput(f"a feature service may not be named {self.name!r}", field="feature_service.name",
+                               expected=f"a name other than {', '.join(RESERVED_SERVICE_NAMES)} "
+                                        "(the paths of /v1/features use them)")
         if not self.features:
             raise InvalidInput(f"feature service {self.name!r} names no features",
                                field=f"feature_service.{self.name}.features", expected="'view' or 'view:feature' items")

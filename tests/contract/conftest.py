@@ -68,7 +68,7 @@ _OWNERS: dict[int, Any] = {}
 
 
 def owner_of(platform: Any) -> Any:
-    """The local platform that owns the stores behind a ``loop_api`` platform (itself, or
+    """The local platform that owns the stores behind an ``api`` or ``loop_api`` platform (itself, or
     the one the remote's server runs over): what the daemon wires up in-process."""
     return _OWNERS[id(platform)]
 
@@ -105,6 +105,7 @@ def api(api_kind: str, tmp_path: Path) -> Iterator[Any]:
     local = open_local(settings)
     if api_kind == "local":
         _HOMES[id(local)] = settings.home
+        _OWNERS[id(local)] = local
         try:
             yield local
         finally:
@@ -114,6 +115,7 @@ def api(api_kind: str, tmp_path: Path) -> Iterator[Any]:
     try:
         with RemotePlatform(running.url, token) as remote:
             _HOMES[id(remote)] = settings.home
+            _OWNERS[id(remote)] = local
             yield remote
     finally:
         running.stop()
