@@ -353,3 +353,26 @@ def test_entity_keyed_prediction_of_a_model_trained_through_the_service(api: Any
     report = api.features.check_skew("credit")
     assert report.checked >= 1 and report.mismatched == 0 and report.values_compared >= 2
     assert refused(InvalidInput, lambda: api.features.check_skew("credit", sample=0)).field == "sample"
+
+
+def test_a_serving_replica_refuses_entity_rows_with_a_4xx_naming_the_control_plane(
+        api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica (``mlops-lite serve``) has no feature store: entity rows are the control
+    plane's to answer, and it says so (never a 5xx)."""
+    if not api.remote:
+        pytest.skip("a replica serves beside a control plane over HTTP")
+    from server.runner import serve_in_thread
+    from server.serving import ServingPlatform, build_serving_app
+    from tests.contract.conftest import home_of
+
+    monkeypatch.setenv("MLOPS_LITE_HOME", str(home_of(api)))
+    _, replica_token = owner_of(api).tokens.create("replica@features", "predictor", service="replica")
+    _, caller = owner_of(api).tokens.create("caller", "predictor")
+    replica = serve_in_thread(build_serving_app(ServingPlatform(api.url, replica_token, poll_s=0.2)))
+    try:
+        answer = httpx.post(f"{replica.url}/v1/deployments/credit/predict", json={"entities": [{"customer_id": 1}]},
+                            headers={"Authorization": f"Bearer {caller}"}, timeout=30)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == "entities" and "control plane" in answer.json()["message"]
+    finally:
+        replica.stop()

@@ -145,7 +145,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                   "commit_id": commit, "run_id": version.run_id, "digest": version.digest,
                   "request_id": approval.id, "decision_id": "no-such-decision", "alert_id": "no-such-alert",
                   "silence_id": "no-such-silence", "token_id": "no-such-token", "flow": "monitor",
-                  "user_id": "no-such-user", "path": "x", "flow_run_id": "6f1c3c1e-0000-4000-8000-000000000000"}
+                  "user_id": "no-such-user", "path": "x", "flow_run_id": "6f1c3c1e-0000-4000-8000-000000000000",
+                  "kind": "feature_view", "service": "no-such-service", "training_set_id": "no-such-set"}
         tokens = {role: p.tokens.create(f"as-{role}", role)[1] for role in ROLES}
         _, other_team = p.tokens.create("other-team", "viewer", grants=["admin:model:other-*", "admin:repo:other-*"])
         _, granted = p.tokens.create("loans-team", "predictor", grants=[f"admin:model:{MODEL}",
