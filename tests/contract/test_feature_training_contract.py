@@ -98,6 +98,10 @@ def _applications(rng: random.Random, customers: int, history: list[History]) ->
             moments.append(datetime(2023, 12, 1))  # before any history: missing
         if c % 10 == 1:
             moments.append(datetime(2024, 9, 1))  # the last history is 92 days old: expired
+        if c % 10 == 2:
+            moments.append(datetime(2024, 6, 1) + TTL)  # exactly the TTL old: present
+        if c % 10 == 3:
+            moments.append(datetime(2024, 6, 1) + TTL + timedelta(seconds=1))  # a second older: expired
         for at in moments:
             found = _as_of(history, c, at)
             label = int(found.score > 0.5) if found is not None else rng.randint(0, 1)
@@ -178,7 +182,7 @@ def test_the_training_set_is_point_in_time_and_plants_from_the_future_never_reac
     # Every row against the brute-force reference: the value as of the row's time, TTL per row.
     by_key = {(r["customer_id"], r["event_timestamp"].replace(tzinfo=None)): r for r in rows}
     assert len(by_key) == len(rows)
-    outcomes = {"present": 0, "none": 0, "tie": 0}
+    outcomes = {"present": 0, "none": 0, "tie": 0, "at the ttl": 0}
     for c, at, _, _ in home.applications:
         row = by_key[(c, at)]
         expected = _as_of(home.history, c, at)
@@ -186,7 +190,9 @@ def test_the_training_set_is_point_in_time_and_plants_from_the_future_never_reac
         assert got == ((expected.score, expected.segment) if expected else (None, None)), (c, at)
         outcomes["present" if expected else "none"] += 1
         outcomes["tie"] += int(expected is not None and expected.segment == "tie")
-    assert outcomes["none"] >= 16 and outcomes["tie"] >= 1 and outcomes["present"] > 100
+        outcomes["at the ttl"] += int(expected is not None and at - expected.event == TTL)
+    assert outcomes["none"] >= 24 and outcomes["tie"] >= 1 and outcomes["present"] > 100
+    assert outcomes["at the ttl"] == 8
     # Nor do the plants influence it: the set at the commit before them holds the same rows.
     before = api.features.training_set(SERVICE, repository="loans", path="applications/*.csv",
                                        ref=home.clean_commit)
@@ -368,5 +374,33 @@ def test_a_merge_to_main_materializes_the_views_over_that_repository(tmp_path: P
             assert materialize_features.fn(home, "loans") == ["history"]
             again = platform.features.materializations("history")
             assert len(again) == 2 and again[0].mode == "incremental" and again[0].written == 0
+        finally:
+            unbind(platform)
+
+
+@pytest.mark.slow  # the evaluation report is a Prefect artifact: an ephemeral Prefect API starts (~20 s)
+def test_the_retrain_flow_trains_a_feature_service_candidate_through_the_service(tmp_path: Path) -> None:
+    from flows.closed_loop import _through, read_recipe, train_candidate
+    from flows.context import bind, unbind
+    from mlops_lite import connect
+
+    with connect(home=tmp_path / "home") as platform:
+        bind(platform)
+        try:
+            home = str(platform.settings.home)
+            _populate(platform, tmp_path)
+            first = _train(platform)
+            version = platform.registry.register_from_run(MODEL, first.run.id)
+            platform.deployments.deploy("credit", MODEL, version.version, reason="entity-keyed")
+            recipe = read_recipe.fn(home, "credit", None, None)
+            assert _through(recipe) == {"feature_service": SERVICE, "entity_timestamp": "event_timestamp",
+                                        "service_version": platform.features.service(SERVICE).version}
+            commit = platform.data.repo("loans").ref("main").resolve()
+            trained = train_candidate.fn(home, "loans", commit, recipe["path"], recipe["spec"], **_through(recipe))
+            run = platform.tracking.get_run(trained["run_id"])
+            assert run.tags["feature_service"] == SERVICE and run.tags["ref"] == commit
+            assert run.tags["training_set"] == first.run.tags["training_set"]  # the same commit and rows: the same set
+            table_recipe = {k: v for k, v in recipe.items() if k not in ("feature_service", "service_version")}
+            assert _through(table_recipe) == {}
         finally:
             unbind(platform)
