@@ -59,6 +59,9 @@ class FeaturesAPI(Protocol):
 
     def training_sets(self, service: str | None = None) -> builtins.list[TrainingSetRecord]: ...
 
+    def training_set_table(self, id: str) -> Any:
+        """The stored training set's rows (a pyarrow Table)."""
+
     def materialize(self, views: Sequence[str] | None = None, *, ref: str = "main", mode: str = "incremental",
                     as_of: datetime | str | None = None) -> builtins.list[MaterializationRecord]: ...
 
