@@ -303,12 +303,12 @@ class Definitions:
         for i, spec in enumerate(specs):
             try:
                 item = from_spec(spec)
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                item.validate()
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
                 if isinstance(exc, InvalidInput):
                     raise
                 raise InvalidInput(f"definition {i} is malformed: {exc!r}", field=f"definitions[{i}]",
                                    expected="a spec as Definitions.specs() writes it") from exc
-            item.validate()
             items.append(item)
         definitions = cls.of(items)
         definitions.check_references()

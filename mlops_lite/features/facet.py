@@ -825,11 +825,11 @@ _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(), "
 
 
 def _arrow(dtype: str, values: Sequence[Any]) -> pa.Array:
-    if dtype == "timestamp":
-        values = [datetime.fromisoformat(v) if isinstance(v, str) else v for v in values]
     try:
+        if dtype == "timestamp":
+            values = [datetime.fromisoformat(v) if isinstance(v, str) else v for v in values]
         return pa.array(values, _ARROW[dtype])
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput(f"a value is not {dtype}: {exc}", field="entities", expected=f"{dtype} values") from exc
 
 

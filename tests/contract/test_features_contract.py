@@ -178,6 +178,8 @@ def test_a_spec_that_skips_the_clients_checks_is_refused_by_the_server(store: An
     for body, field in (({"definitions": specs}, "entity.customer.join_keys.customer_id"),
                         ({"definitions": [{"kind": "table", "name": "x"}]}, "kind"),
                         ({"definitions": "x"}, "definitions"),
+                        ({"definitions": [{"kind": "feature_service", "name": "s", "features": [1]}]},
+                         "definitions[0]"),
                         ({"definitions": [], "colour": "red"}, "colour")):
         error = refused(InvalidInput, lambda body=body: store.request("POST", "/v1/features/apply", json=body))
         assert error.field == field, (body, error.field)
@@ -376,3 +378,28 @@ def test_a_serving_replica_refuses_entity_rows_with_a_4xx_naming_the_control_pla
         assert answer.json()["field"] == "entities" and "control plane" in answer.json()["message"]
     finally:
         replica.stop()
+
+
+def test_request_fields_of_the_wrong_type_are_refused_naming_the_entities(store: Any) -> None:
+    """On-demand features read request fields from each entity row: a value that is not of
+    the declared type is InvalidInput (422), whatever it is."""
+    mapping = _mapping()
+    mapping["on_demand"] = [{"name": "ratios", "request": {"amount": "float64", "seen": "timestamp"},
+                             "sources": ["history"],
+                             "features": {"burden": {"dtype": "float64", "expression": "amount / (balance + 1)"},
+                                          "age_days": {"dtype": "int64", "expression": "date_diff('day', seen, "
+                                                                                       "TIMESTAMPTZ '2024-03-15')"}}}]
+    mapping["feature_service"][0]["features"] = ["history", "ratios"]
+    store.features.apply(mapping)
+    store.features.materialize(mode="full", as_of=T)
+    good = store.features.online("credit", [{"customer_id": 3, "amount": 30.0, "seen": "2024-03-01T00:00:00+00:00"}],
+                                 at=T)
+    assert good.rows[0]["burden"] == 30.0 / (3 * 3.25 + 1) and good.rows[0]["age_days"] == 14
+    assert good.statuses[0]["burden"] == PRESENT
+    for field, value in (("seen", "x"), ("seen", "2024-13-01"), ("seen", 2**70), ("amount", "many"),
+                         ("amount", [1])):
+        row = {"customer_id": 3, "amount": 30.0, "seen": "2024-03-01T00:00:00+00:00", field: value}
+        error = refused(InvalidInput, lambda row=row: store.features.online("credit", [row], at=T))
+        assert error.field == "entities", (field, value, error.field)
+    error = refused(InvalidInput, lambda: store.features.online("credit", [{"customer_id": 3, "amount": 1.0}], at=T))
+    assert error.field == "entities[0].seen"
