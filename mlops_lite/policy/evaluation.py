@@ -4,8 +4,12 @@ that serves it, on rows the platform reads itself.
 The rows are the policy's registered evaluation data (``[evaluation]``) when there is
 one, else the slice of the version's recorded data commit that its training held out,
 cut again from the run's recorded repository, path, target, ``test_size`` and ``seed``
-by the split training makes (``training.classifier.split_rows``). A run's metrics are
-what its uploader claims; the gates only compare them with what they measure.
+by the split training makes (``training.classifier.split_rows``). A version trained
+through a feature service (its run's tag ``training_set``) is cut from that stored
+point-in-time training set instead, after the filter training applied (rows with a missing
+or expired feature left out; the feature store's ``training_rows``, passed in as a
+callable). A run's metrics are what its uploader claims; the gates only compare them with
+what they measure.
 
 The held-out slice trusts what the run recorded about itself (its path, target and
 split): an uploader who trained on those rows anyway looks better on them than it is.
