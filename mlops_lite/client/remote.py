@@ -355,24 +355,15 @@ class _Training:
         """The server builds the point-in-time training set (it owns the feature store); the
         model trains here on the rows local training keeps, and the run is recorded with the
         same tags and signature."""
-        import io
-        from urllib.parse import quote
-
-        import pyarrow.parquet as pq
-
         from mlops_lite.features.facet import trainable_rows
-        from mlops_lite.features.records import FeatureServiceRecord, TrainingSetRecord
         from mlops_lite.training.classifier import train_classifier
         from mlops_lite.training.service import feature_service_signature, feature_service_tags, feature_spec
 
-        name = quote(service, safe="")
-        record = _convert(self._remote.request("POST", f"/v1/features/services/{name}/training-sets", json={
-            "repository": repository, "path": path, "ref": ref, "timestamp_field": timestamp_field}),
-            TrainingSetRecord)
-        table = pq.read_table(io.BytesIO(self._remote.request_bytes(
-            "GET", f"/v1/features/training-sets/{quote(record.id, safe='')}/parquet")))
-        described = _convert(self._remote.request("GET", f"/v1/features/services/{name}",
-                                                   params={"version": record.service_version}), FeatureServiceRecord)
+        features = self._remote.features
+        record = features.training_set(service, repository=repository, path=path, ref=ref,
+                                       timestamp_field=timestamp_field)
+        table = features.training_set_table(record.id)
+        described = features.service(service, record.service_version)
         spec = feature_spec(table, spec, target=target, join_keys=dict(described.join_keys),
                             timestamp_field=timestamp_field, exclude=exclude)
         rows = trainable_rows(table, described.features, (*spec.numeric, *spec.categorical))
