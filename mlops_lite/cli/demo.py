@@ -5,6 +5,7 @@ closed loop (drift, alert, retrain, gates, canary, promotion or rollback)."""
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -109,7 +110,7 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             act_two = None
             try:
                 served = _send_holdout(progress, open_client, server.url, token, holdout, requests)
-                by_customer = _features_part(progress, platform, home)
+                by_customer = _features_part(progress, open_client, server.url, token, home)
                 if loop:
                     act_two = _act_two(progress, open_client, server.url, token, home)
             finally:
@@ -193,10 +194,11 @@ def _replay_history(folder: Path, days: int) -> tuple[Path, Path, dict[str, int]
     return written[0], written[1], {"present": fresh, "expired": stale, "missing": max(last) + 1}
 
 
-def _features_part(progress: Progress, platform: Any, home: str) -> dict[str, Any]:
+def _features_part(progress: Progress, open_client: Callable[..., Any], url: str, token: str | None,
+                   home: str) -> dict[str, Any]:
     """The customer history and applications committed to loans, the feature definitions
     applied, the online store materialized, a model trained through the feature service,
-    registered and deployed, then answered by entity key."""
+    registered and deployed, then answered over HTTP by entity key."""
     import tempfile
 
     import flows
@@ -219,17 +221,19 @@ def _features_part(progress: Progress, platform: Any, home: str) -> dict[str, An
     revision = flows.deploy_flow(home, BY_CUSTOMER, LOAN_FEATURES.service, version)
     progress.update(step, advance=1, description="Features: predicting by customer id")
     request = {"customer_id": customers["present"], "loan_amount": 15000.0, "term_months": 36}
-    answer = platform.features.predict(BY_CUSTOMER, [request])
-    looked_up = platform.features.online(LOAN_FEATURES.service, [
-        {"customer_id": customers[state], "loan_amount": 15000.0, "term_months": 36}
-        for state in ("present", "expired", "missing")])
+    with open_client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        answer = client.post(f"/v1/deployments/{BY_CUSTOMER}/predict",
+                             json={"entities": [request]}).raise_for_status().json()
+        looked_up = client.post(f"/v1/features/{LOAN_FEATURES.service}", json={"entities": [
+            {"customer_id": customers[state], "loan_amount": 15000.0, "term_months": 36}
+            for state in ("present", "expired", "missing")]}).raise_for_status().json()
     progress.update(step, advance=1, description="Features done")
     return {"days": days, "commit": commit, "applied": applied, "materialized": materialized, "trained": trained,
             "version": version, "revision": revision, "request": request,
-            "answer": {"model": answer.model, "version": answer.version, "prediction": answer.predictions[0],
-                       "probability": answer.probabilities[0][-1]},
+            "answer": {"model": answer["model"], "version": answer["version"], "prediction": answer["predictions"][0],
+                       "probability": answer["probabilities"][0][-1]},
             "statuses": [(customers[state], row_states["n_loans"]) for state, row_states in
-                         zip(("present", "expired", "missing"), looked_up.statuses, strict=True)]}
+                         zip(("present", "expired", "missing"), looked_up["statuses"], strict=True)]}
 
 
 def _print_features(part: dict[str, Any]) -> None:
@@ -254,9 +258,11 @@ def _print_features(part: dict[str, Any]) -> None:
     table.add_row("deployment", f"{BY_CUSTOMER} -> {trained['service']}@{part['version']} "
                   f"(revision {part['revision']})")
     answer, request = part["answer"], part["request"]
-    table.add_row("by customer id", f"{request} -> default {answer['prediction']} "
+    table.add_row("by customer id", f"POST /v1/deployments/{BY_CUSTOMER}/predict {json.dumps({'entities': [request]})}"
+                  f" -> default {answer['prediction']} "
                   f"(p = {answer['probability']:.3f}) from {answer['model']}@{answer['version']}")
-    table.add_row("online statuses", ", ".join(f"customer {customer}: {state}" for customer, state in part["statuses"]))
+    table.add_row("online statuses", f"POST /v1/features/{LOAN_FEATURES.service}: "
+                  + ", ".join(f"customer {customer}: {state}" for customer, state in part["statuses"]))
     console.print(table)
 
 

@@ -109,7 +109,9 @@ def test_loans_by_customer_serves_a_version_trained_through_the_service(demo_hom
                                                          "term_months": 36}])
         assert (answer.model, answer.version) == (deployment.model, "1.0.0")
         assert answer.predictions[0] in (0, 1) and 0.0 <= answer.probabilities[0][-1] <= 1.0
-    assert "{'customer_id': 42, 'loan_amount': 15000.0, 'term_months': 36} -> default" in demo_home.first
+    assert ('POST /v1/deployments/loans-by-customer/predict {"entities": [{"customer_id": 42, "loan_amount": '
+            '15000.0, "term_months": 36}]} -> default') in demo_home.first, demo_home.first
+    assert "POST /v1/features/loan-default-by-customer: customer 42: present" in demo_home.first
     assert f"from {SERVICE}@1.0.0" in demo_home.first
     for out in (demo_home.first, demo_home.second):
         assert "customer 42: present" in out and ": expired" in out and ": missing" in out, out
