@@ -367,6 +367,21 @@ class Definitions:
                                        field=where, expected="each feature name once in a service")
                 seen[name] = view_name
                 out.append((view_name, name))
+        # Every view the service reads joins all its columns by feature name (the training
+        # set's row, the online row, the on-demand expressions' inputs): two of them with a
+        # feature of the same name would serve one view's value as the other's.
+        read = {v for v, _ in out}
+        read |= {s for o in self.on_demand if o.name in read for s in o.sources}
+        owner: dict[str, str] = {}
+        for view in self.views:
+            if view.name not in read:
+                continue
+            for name in view.feature_names:
+                if name in owner:
+                    raise InvalidInput(f"views {owner[name]!r} and {view.name!r} that feature service "
+                                       f"{service.name!r} reads both have a feature {name!r}", field=where,
+                                       expected="views whose features have distinct names")
+                owner[name] = view.name
         return out
 
 

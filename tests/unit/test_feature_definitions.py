@@ -197,6 +197,23 @@ MISTAKES = {
                             "feature_view.history.timestamp_field"),
     "entity twice": (TOML + '\n[[entity]]\nname = "customer"\njoin_keys = {customer_id = "int64"}\n',
                      "entity.customer"),
+    "two views a service reads share a feature name": (_replace('[[on_demand]]', '''[[feature_view]]
+name = "accounts"
+entities = ["customer"]
+source = {repository = "loans", path = "accounts/*.csv"}
+features = {balance = "float64", opened = "int64"}
+
+[[on_demand]]''').replace('["history", "ratios:burden"]', '["history:n_loans", "accounts:opened"]'),
+                                                        "feature_service.credit-v1.features"),
+    "an on-demand source shares a feature name with a served view": (
+        _replace('[[on_demand]]', '''[[feature_view]]
+name = "accounts"
+entities = ["customer"]
+source = {repository = "loans", path = "accounts/*.csv"}
+features = {balance = "float64", opened = "int64"}
+
+[[on_demand]]''').replace('["history", "ratios:burden"]', '["accounts:opened", "ratios:burden"]'),
+        "feature_service.credit-v1.features"),
     "view and on-demand share a name": (_replace('name = "ratios"', 'name = "history"'), "on_demand.history"),
 }
 
