@@ -68,7 +68,7 @@ class OnlineRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SkewRequest(msgspec.Struct, forbid_unknown_fields=True):
-    sample: int = 200
+    sample: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 200
     since: str | None = None
 
 
