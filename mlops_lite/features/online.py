@@ -96,17 +96,26 @@ class OnlineStore:
         return row
 
     def _load(self, view: str) -> dict[str, tuple[int, str]]:
-        with self._store.session() as db:
-            result = db.exec(select(FeatureOnlineRow.entity_key, FeatureOnlineRow.event_us, FeatureOnlineRow.payload)
-                             .where(FeatureOnlineRow.view == view)).all()
-        return {k: (int(e), p) for k, e, p in result}
+        table = self.stored(view)
+        events = (int(e) for e in table.column("event_us").to_pylist())
+        return dict(zip(table.column("entity_key").to_pylist(), zip(events, table.column("payload").to_pylist(),
+                                                                    strict=True), strict=True))
 
     def stored(self, view: str) -> pa.Table:
         """The view's stored rows (entity_key, event_us, payload), for an incremental diff."""
-        rows = self._load(view)
-        return pa.table({"entity_key": pa.array(list(rows), pa.string()),
-                         "event_us": pa.array([v[0] for v in rows.values()], pa.int64()),
-                         "payload": pa.array([v[1] for v in rows.values()], pa.string())})
+        with self._store.session() as db:
+            if self._store.is_duckdb:  # one Arrow read: the ORM took ~1.3 s for 50,000 rows
+                raw: Any = db.connection().connection.driver_connection
+                literal = "'" + view.replace("'", "''") + "'"  # no bound parameter: DuckDB would import pandas
+                table = raw.execute("SELECT entity_key, CAST(event_us AS BIGINT) AS event_us, payload "
+                                    f"FROM feature_online WHERE view = {literal}").fetch_arrow_table()
+                return table.cast(pa.schema([("entity_key", pa.string()), ("event_us", pa.int64()),
+                                             ("payload", pa.string())]))
+            result = db.exec(select(FeatureOnlineRow.entity_key, FeatureOnlineRow.event_us, FeatureOnlineRow.payload)
+                             .where(FeatureOnlineRow.view == view)).all()
+        return pa.table({"entity_key": pa.array([r[0] for r in result], pa.string()),
+                         "event_us": pa.array([int(r[1]) for r in result], pa.int64()),
+                         "payload": pa.array([r[2] for r in result], pa.string())})
 
     # ---- writes -----------------------------------------------------------------------
     def write(self, view: str, rows: pa.Table, *, remove: Iterable[str] = (), replace: bool,
