@@ -240,7 +240,8 @@ def test_an_installed_wheel_carries_the_sample(tmp_path: Path) -> None:
     [wheel] = (tmp_path / "dist").glob("mlops_lite-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"mlops_lite/sample_data/{name}" for name in FILES} <= names
-    assert not any(n.startswith("mlops_lite/sample_data/") and not n.endswith(".csv") for n in names)
+    assert {"mlops_lite/sample_data/customers.csv", "mlops_lite/sample_data/features.toml"} <= names
+    assert not any(n.startswith("mlops_lite/sample_data/") and not n.endswith((".csv", ".toml")) for n in names)
 
     target = tmp_path / "site"
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
