@@ -190,3 +190,38 @@ def test_the_label_follows_the_history_as_of_each_application() -> None:
 
     assert auc(as_of) > 0.78
     assert auc(as_of) > auc(latest) + 0.03
+
+
+def test_the_feature_flows_parameters_are_checked_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    from flows.features import apply_definitions, features_apply_flow, materialize_flow, train_features_flow
+    from mlops_lite.config import load_settings
+    from mlops_lite.errors import InvalidInput
+    from mlops_lite.flow_params import check_flow_params
+
+    monkeypatch.delenv("MLOPS_LITE_INGEST_DIRS", raising=False)
+    monkeypatch.delenv("MLOPS_LITE_URL", raising=False)
+    home = tmp_path / "home"
+    (home / "inbox").mkdir(parents=True)
+    (home / "mlops-lite.toml").write_text("")
+    settings = load_settings(home=home)
+    good = {"home": str(home), "source": str(DATA / LOAN_FEATURES.definitions), "ref": "main", "views": None,
+            "mode": "full", "as_of": "2026-01-01T00:00:00+00:00", "service": SERVICE, "repository": "loans",
+            "path": LOAN_FEATURES.applications_path, "target": "default", "exclude": None,
+            "timestamp_field": "event_timestamp"}
+    for flow in (features_apply_flow, materialize_flow, train_features_flow):
+        names = list(inspect.signature(flow.fn).parameters)
+        check_flow_params(flow.name, {n: good[n] for n in names}, settings=settings)
+    for field, value in [("service", "../x"), ("service", "a b"), ("views", "customer_history"),
+                         ("views", ["a;b"]), ("mode", "latest"), ("as_of", "yesterday"), ("timestamp_field", 3),
+                         ("source", "/etc/passwd")]:
+        with pytest.raises(InvalidInput) as caught:
+            check_flow_params("materialize", {**good, field: value}, settings=settings)
+        assert caught.value.field == field, caught.value
+    # a Python definitions file runs code: a flow run never applies one
+    script = home / "inbox" / "defs.py"
+    script.write_text("raise SystemExit('ran')\n")
+    with pytest.raises(InvalidInput) as caught:
+        apply_definitions.fn(str(home), str(script), "main")
+    assert caught.value.field == "source"
