@@ -79,8 +79,7 @@ class Training:
         spec.validate(rows)
         data_commit = record.commits.get(repository) or next(iter(record.commits.values()))
         with self._tracking.start_run(run_name or f"train-{spec.algorithm}", experiment=experiment,
-                                      data_commits=(data_commit, *(c for c in record.commits.values()
-                                                                   if c != data_commit)),
+                                      data_commits=_commits_of(record, data_commit),
                                       tags=feature_service_tags(record, repository=repository, path=path, ref=ref),
                                       actor=actor) as run:
             model = train_classifier(rows, spec, parity_tolerance=self._parity_tolerance)
@@ -130,11 +129,33 @@ class Training:
         if self._data.repo(repository).commit(data_commit).id != data_commit:
             raise InvalidInput(f"{data_commit!r} is a ref, not a commit id", field="data_commit",
                                expected="the id of the commit the model was trained on")
-        with self._tracking.start_run(name, experiment=experiment, data_commits=(data_commit,), tags=tags,
-                                      actor=actor) as run:
+        with self._tracking.start_run(name, experiment=experiment,
+                                      data_commits=self._training_set_commits(tags, repository, data_commit),
+                                      tags=tags, actor=actor) as run:
             digest = _log_model(run, params, metrics, onnx, signature)
         return TrainingResult(run=self._tracking.get_run(run.id), data_commit=data_commit, model_digest=digest,
                               signature=signature, metrics=dict(metrics))
+
+    def _training_set_commits(self, tags: dict[str, str], repository: str, data_commit: str) -> tuple[str, ...]:
+        """A recorded run's data commits: ``data_commit``, and when its tags name a training set
+        of this platform's feature store, every commit that set was joined at (read from the
+        stored set, not from the uploader), so a run trained elsewhere cites what one trained
+        here cites."""
+        training_set = tags.get("training_set")
+        if not training_set or self._features is None:
+            return (data_commit,)
+        stored = self._features().get_training_set(training_set)
+        if stored.commits.get(repository) != data_commit:
+            raise InvalidInput(f"training set {training_set} was built at {repository}@"
+                               f"{stored.commits.get(repository)}, not at {data_commit}", field="data_commit",
+                               expected="the commit of the entity rows the training set was built from")
+        return _commits_of(stored, data_commit)
+
+
+def _commits_of(record: Any, data_commit: str) -> tuple[str, ...]:
+    """A run's data commits when it trained from training set ``record``: the entity rows'
+    first, then those of the views' other repositories."""
+    return (data_commit, *(c for c in record.commits.values() if c != data_commit))
 
 
 def feature_spec(table: Any, spec: TrainingSpec | None, *, target: str | None, join_keys: dict[str, str],

@@ -404,3 +404,47 @@ def test_the_retrain_flow_trains_a_feature_service_candidate_through_the_service
             assert _through(table_recipe) == {}
         finally:
             unbind(platform)
+
+
+# --- views over another repository --------------------------------------------------------------
+
+
+def test_a_run_cites_every_commit_its_training_set_was_joined_at(home: FeatureHome, tmp_path: Path) -> None:
+    """A view over a second repository: the run cites the entity rows' commit first, then the
+    other repository's, read from the stored training set (the same locally and over HTTP);
+    the gates still measure it; a recorded run whose commit is not its training set's is refused."""
+    api = home.api
+    bureau = api.data.repo("bureau")
+    bureau.create(classification="internal")
+    branch = bureau.branch("add")
+    branch.create()
+    branch.upload("reports/r.csv", _csv("customer_id,event_timestamp,inquiries", [
+        f"{c},{_ts(START + timedelta(days=d))},{(c * 7 + d) % 5}" for c in range(80) for d in (0, 60, 120)]))
+    branch.commit("bureau reports")
+    branch.merge_into("main")
+    two = DEFINITIONS % "45d" + """
+[[feature_view]]
+name = "bureau"
+entities = ["customer"]
+source = {repository = "bureau", path = "reports/*.csv"}
+ttl = "365d"
+features = {inquiries = "int64"}
+"""
+    home.definitions.write_text(two.replace('features = ["history"]', 'features = ["history", "bureau"]'))
+    api.features.apply(home.definitions)
+    result = _train(api)
+    loans, other = home.planted_commit, bureau.ref("main").resolve()
+    assert api.tracking.get_run(result.run.id).data_commits == (loans, other)
+    assert "inquiries" in {i["name"] for i in result.signature["inputs"]}
+    version = api.registry.register_from_run(MODEL, result.run.id)
+    assert version.data_commits == (loans, other)
+    auc = {g.gate: g for g in api.policy.evaluate(version)}["metric.roc_auc"]
+    assert isinstance(auc.measured, float) and auc.evidence["data"]["training_set"] == result.run.tags["training_set"]
+    from mlops_lite import InvalidInput
+
+    runs = api.tracking.count()
+    with pytest.raises(InvalidInput) as refused:
+        api.training.record("forged", data_commit=home.clean_commit, tags=dict(result.run.tags),
+                            params=dict(version.params), metrics={}, onnx=api.registry.model_bytes(
+                                MODEL, version.version), signature=result.signature)
+    assert refused.value.field == "data_commit" and api.tracking.count() == runs
