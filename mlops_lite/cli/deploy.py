@@ -216,7 +216,7 @@ def _print_lineage(lineage: Any) -> None:
         run = slot.run
         line(f"  run        {slot.run_id or '-'}" + (f" ({run.name}, {run.status})" if run is not None else ""))
         for commit in slot.commits:
-            line(f"  data       {slot.data_repository}@{commit.id}  {commit.created_at.isoformat()} "
+            line(f"  data       {commit.repository}@{commit.id}  {commit.created_at.isoformat()} "
                  f"by {commit.author}: {commit.message}")
         if not slot.commits:
             line(f"  data       {', '.join(slot.data_commits) or '-'}")

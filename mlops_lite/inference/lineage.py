@@ -136,11 +136,13 @@ def _slot(platform: Any, slot: str, model: str, version: str, digest: str, weigh
     if data_commits and repository is None and run is not None:
         missing.append(f"training run {run.id} names no data repository, so its data commits cannot be read")
     elif repository is not None:
+        held_by = _training_set_repositories(platform, run)
         for commit in data_commits:
+            where = held_by.get(commit, repository)
             try:
-                commits.append(platform.data.repo(repository).commit(commit))
+                commits.append(platform.data.repo(where).commit(commit))
             except MlopsLiteError as exc:
-                missing.append(_unreadable_commit(platform, repository, commit, exc))
+                missing.append(_unreadable_commit(platform, where, commit, exc))
     released_in, release_gates = _released_in(history, digest, gates)
     if released_in is None and slot in ("primary", "canary"):
         missing.append(f"no revision up to {history[-1].revision} records the gates that let {model}@{version} "
@@ -165,6 +167,19 @@ def _read(method: Any, *args: Any, missing: list[str], what: str, **kwargs: Any)
     except NotFound as exc:
         missing.append(f"{what} cannot be read ({exc.message})")
         return []
+
+
+def _training_set_repositories(platform: Any, run: RunRecord | None) -> dict[str, str]:
+    """commit -> repository of a run trained from a feature service's training set, whose
+    views may read other repositories than its entity rows' ({} otherwise)."""
+    training_set = run.tags.get("training_set") if run is not None else None
+    if not training_set:
+        return {}
+    try:
+        stored = platform.features.get_training_set(training_set)
+    except MlopsLiteError:
+        return {}
+    return {commit: repository for repository, commit in stored.commits.items()}
 
 
 def _unreadable_commit(platform: Any, repository: str, commit: str, exc: MlopsLiteError) -> str:

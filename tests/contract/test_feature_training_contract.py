@@ -440,6 +440,10 @@ features = {inquiries = "int64"}
     assert version.data_commits == (loans, other)
     auc = {g.gate: g for g in api.policy.evaluate(version)}["metric.roc_auc"]
     assert isinstance(auc.measured, float) and auc.evidence["data"]["training_set"] == result.run.tags["training_set"]
+    api.deployments.deploy("credit", MODEL, version.version, reason="two repositories")
+    slot = api.deployments.lineage("credit").slots[0]
+    assert [(c.repository, c.id) for c in slot.commits] == [("loans", loans), ("bureau", other)]
+    assert not [gap for gap in slot.missing if "data commit" in gap], slot.missing
     from mlops_lite import InvalidInput
 
     runs = api.tracking.count()
