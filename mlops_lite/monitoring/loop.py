@@ -38,10 +38,20 @@ def reference_of(platform: Any, model: str, version: str) -> tuple[pa.Table, lis
     """The training data of ``model@version`` (the exact commit its run read) and its features."""
     record = platform.registry.get_version(model, version)
     run = platform.tracking.get_run(record.run_id)
-    repository, path = run.tags.get("repository"), run.tags.get("path")
-    table = platform.data.repo(repository).ref(record.data_commits[0]).read_table(path).table
     features = [(spec["name"], "numeric" if spec["type"] == "float" else "categorical")
                 for spec in record.signature["inputs"]]
+    training_set = run.tags.get("training_set")
+    if training_set:  # trained through a feature service: its rows were the stored point-in-time join
+        import pyarrow.compute as pc
+
+        table = platform.features.training_set_table(training_set)
+        keep = None
+        for name, _ in features:  # the rows it trained from: every input present
+            present = pc.is_valid(table.column(name))
+            keep = present if keep is None else pc.and_(keep, present)
+        return (table if keep is None else table.filter(keep)), features
+    repository, path = run.tags.get("repository"), run.tags.get("path")
+    table = platform.data.repo(repository).ref(record.data_commits[0]).read_table(path).table
     return table, features
 
 
