@@ -284,6 +284,9 @@ def test_the_gates_measure_the_slice_its_training_held_out_of_the_training_set(h
     _, held_out = split_rows(__import__("numpy").asarray(labels), test_size=float(version.params["test_size"]),
                              seed=int(version.params["seed"]))
     assert auc.evidence["data"]["rows"] == len(held_out)
+    # The same rows its training held out: what the gate measures is what the run measured.
+    assert auc.evidence["claimed"] == pytest.approx(auc.measured, abs=1e-6)
+    assert result.metrics["test_rows"] == len(held_out)
     (policies / f"{MODEL}.toml").write_text("[thresholds]\nroc_auc = 0.9999\n")
     failed = {g.gate: g for g in api.policy.evaluate(version)}["metric.roc_auc"]
     assert not failed.passed and isinstance(failed.measured, float) and failed.measured == auc.measured
