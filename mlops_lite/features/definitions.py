@@ -382,6 +382,17 @@ class Definitions:
                                        f"{service.name!r} reads both have a feature {name!r}", field=where,
                                        expected="views whose features have distinct names")
                 owner[name] = view.name
+        # A request field named like a feature would be one value in a training set and the
+        # other online.
+        for odfv in self.on_demand:
+            if odfv.name not in read:
+                continue
+            for request in odfv.request:
+                clash = owner.get(request.name) or seen.get(request.name)
+                if clash is not None:
+                    raise InvalidInput(f"request field {request.name!r} of on-demand view {odfv.name!r} has the name "
+                                       f"of a feature of {clash!r} that feature service {service.name!r} reads",
+                                       field=where, expected="request fields and features with distinct names")
         return out
 
 

@@ -235,7 +235,10 @@ def historical(plan: ServicePlan, entities: pa.Table, commits: Mapping[str, str]
         for view in plan.views:
             register_view_source(con, view, [(k, keys[k]) for k in plan.keys_of(view)],
                                  commits[view.source.repository], register)
-        columns = [c for c in entities.column_names if c not in plan.feature_names]
+        # An entity column named like a feature of a view the service reads gives way to it
+        # (served or only read by an on-demand expression), as the online row does.
+        shadowed = {*plan.feature_names, *(f for v in plan.views for f in v.feature_names)}
+        columns = [c for c in entities.column_names if c not in shadowed]
         sql = point_in_time_sql(plan, JoinSpec("__entities", timestamp_field), columns, statuses=statuses)
         try:
             return con.execute(sql).fetch_arrow_table()

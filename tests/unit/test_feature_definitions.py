@@ -214,6 +214,12 @@ features = {balance = "float64", opened = "int64"}
 
 [[on_demand]]''').replace('["history", "ratios:burden"]', '["accounts:opened", "ratios:burden"]'),
         "feature_service.credit-v1.features"),
+    "a request field named like a feature": (_replace('request = {amount = "float64"}',
+                                                      'request = {amount = "float64", n_loans = "int64"}'),
+                                             "feature_service.credit-v1.features"),
+    "a request field named like a served on-demand feature": (
+        _replace('request = {amount = "float64"}', 'request = {amount = "float64", burden = "float64"}'),
+        "feature_service.credit-v1.features"),
     "view and on-demand share a name": (_replace('name = "ratios"', 'name = "history"'), "on_demand.history"),
 }
 

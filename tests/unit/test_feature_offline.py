@@ -332,6 +332,21 @@ def test_the_entity_rows_order_and_extra_columns_are_kept() -> None:
     assert again.column_names == result.column_names and again.equals(result)
 
 
+def test_an_on_demand_expression_reads_the_views_value_not_an_entity_column_of_its_name() -> None:
+    """Online, an on-demand expression reads the view's features over the request; so does
+    the training set, where an entity column named like a feature the service only reads
+    (not serves) gives way to the feature."""
+    text = DEFINITIONS + '\n[[feature_service]]\nname = "burden_only"\nfeatures = ["ratios:burden"]\n'
+    data = generate(41)
+    entities = data.entity_table().append_column("balance", pa.array([1e6] * len(data.entities), pa.float64()))
+    result = offline.historical(_plan(text, "burden_only"), entities, COMMITS, data.register(), statuses=True)
+    assert "balance" not in result.column_names
+    want = reference(data)
+    assert result.column("burden").to_pylist() == pytest.approx([w["burden"] for w in want], rel=1e-12)
+    assert result.column("__status__burden").to_pylist() == [w["__status__burden"] for w in want]
+    assert any(w["burden"] is not None for w in want)
+
+
 def _source(connection: Any, view: FeatureView, keys: list[tuple[str, str]], table: pa.Table) -> None:
     offline.register_view_source(connection, view, keys, "c1", Tables({(view.source.repository, view.source.path
                                                                            or ""): table}))
