@@ -879,6 +879,14 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, int | float) and isinstance(b, int | float):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     if isinstance(b, datetime):
+        if isinstance(a, str):  # served from the online payload as DuckDB wrote it ('... 07:08:09.5+00')
+            try:
+                served = datetime.fromisoformat(a)
+            except ValueError:
+                return False
+            served = served if served.tzinfo is not None else served.replace(tzinfo=UTC)
+            when = b if b.tzinfo is not None else b.replace(tzinfo=UTC)
+            return served == when
         return bool(str(a).replace("T", " ") == str(b.astimezone(UTC)).replace("+00:00", "") or _jsonable(b) == a)
     return bool(a == b)
 
