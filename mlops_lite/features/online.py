@@ -127,6 +127,10 @@ class OnlineStore:
         table = core_table(FeatureOnlineRow)
         keys = rows.column("entity_key").to_pylist()
         with self._store.session() as db:
+            # The materialization this write follows: the cache may take the write as a patch
+            # only when it holds that one (another server may have written since it loaded).
+            before = db.exec(select(FeatureMaterializationRow.id).where(FeatureMaterializationRow.view == view)
+                             .order_by(col(FeatureMaterializationRow.finished_at).desc()).limit(1)).first()
             connection = db.connection()
             if replace:
                 connection.execute(delete(table).where(table.c.view == view))
@@ -139,6 +143,8 @@ class OnlineStore:
             db.add(record)
         with self._lock:
             cache = self._cache.get(view)
+            if cache is not None and self._seen.get(view) != before:
+                cache = None
             if replace or cache is not None:
                 fresh = {} if replace or cache is None else dict(cache)
                 for k in removed:

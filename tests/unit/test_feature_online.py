@@ -348,3 +348,23 @@ features = ["v"]
     assert [r["f"] for r in offline_rows] == floats and [r["ts"] for r in offline_rows] == stamps
     report = platform.features.check_skew("svc")
     assert (report.checked, report.mismatched) == (n, 0), report.rows
+
+
+def test_a_writer_whose_cache_missed_another_writers_materialization_does_not_keep_it_stale(
+        database_url: str) -> None:
+    """Two servers materialize on one database: the one whose cache predates the other's
+    write must not patch its own write onto that stale cache and call it current."""
+    first_db, second_db = MetadataStore(database_url), MetadataStore(database_url)
+    try:
+        first = OnlineStore(first_db, refresh_s=3600)
+        second = OnlineStore(second_db, refresh_s=3600)
+        _write(first, "v", {"x": (1, {"v": 1}), "y": (1, {"v": 1})}, replace=True)
+        assert first.lookup("v", ["x", "y"]) == [(1, '{"v": 1}')] * 2
+        _write(second, "v", {"y": (2, {"v": 2})}, remove=["x"], replace=False)
+        _write(first, "v", {"z": (3, {"v": 3})}, replace=False)
+        want = [None, (2, '{"v": 2}'), (3, '{"v": 3}')]
+        assert OnlineStore(first_db).lookup("v", ["x", "y", "z"]) == want
+        assert first.lookup("v", ["x", "y", "z"]) == want
+    finally:
+        first_db.close()
+        second_db.close()
