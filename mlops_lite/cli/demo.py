@@ -110,9 +110,10 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             act_two = None
             try:
                 served = _send_holdout(progress, open_client, server.url, token, holdout, requests)
-                by_customer = _features_part(progress, open_client, server.url, token, home)
                 if loop:
                     act_two = _act_two(progress, open_client, server.url, token, home)
+                # Last, so its commits are the newest of loans: at rest, the by-customer model has no newer data.
+                by_customer = _features_part(progress, open_client, server.url, token, home)
             finally:
                 server.stop()
             summary = platform.summary()
@@ -121,9 +122,9 @@ def demo(requests: Annotated[int, typer.Option(min=1, max=5000, help="Held-out r
             flows.unbind(platform)
             platform.close()
     _print_report(settings, commit, record, revision, trained, served, summary, time.perf_counter() - started)
-    _print_features(by_customer)
     if act_two is not None:
         _print_act_two(act_two)
+    _print_features(by_customer)
     if logged.summary():
         console.print(logged.summary(), highlight=False)
 
