@@ -877,6 +877,8 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return bool(a == b)
     if isinstance(a, int | float) and isinstance(b, int | float):
+        if math.isnan(a) or math.isnan(b):  # a NaN in the source is served as NaN: the same value
+            return math.isnan(a) and math.isnan(b)
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     if isinstance(b, datetime):
         if isinstance(a, str):  # served from the online payload as DuckDB wrote it ('... 07:08:09.5+00')
