@@ -168,17 +168,25 @@ def point_in_time_sql(plan: ServicePlan, spec: JoinSpec, columns: Sequence[str],
     """The SQL of the training set (see the module doc): the entity rows' columns in order,
     then the service's features in order (and ``__status__<feature>`` when ``statuses``)."""
     t = "e.__t_us"
+    ctes: list[str] = []
     joins: list[str] = []
     values: dict[str, str] = {}
     status_of: dict[str, str] = {}
     for i, view in enumerate(plan.views):
         alias = f"v{i}"
         keys = plan.keys_of(view)
-        order = "__created_us DESC NULLS LAST"
-        dedup = (f"(SELECT * FROM {q('__src_' + view.name)} QUALIFY row_number() OVER "
-                 f"(PARTITION BY {', '.join(q(k) for k in keys)}, __ts_us ORDER BY {order}) = 1)")
-        on = " AND ".join([*(f"e.{q(k)} = {alias}.{q(k)}" for k in keys), f"{t} >= {alias}.__ts_us"])
-        joins.append(f"ASOF LEFT JOIN {dedup} {alias} ON {on}")
+        source = q("__src_" + view.name)
+        # The ASOF JOIN finds each entity row's latest event time over the keys and times
+        # alone (sorting every feature column with them cost 3-4x the time and the memory);
+        # an equi-join then fetches that event time's rows, the latest created winning.
+        key_list = ", ".join(q(k) for k in keys)
+        on = " AND ".join([*(f"e.{q(k)} = s.{q(k)}" for k in keys), f"{t} >= s.__ts_us"])
+        ctes.append(f"__m{i} AS (SELECT e.__row, {', '.join(f'e.{q(k)}' for k in keys)}, s.__ts_us FROM __e e "
+                    f"ASOF JOIN (SELECT {key_list}, __ts_us FROM {source}) s ON {on})")
+        fetch = " AND ".join([*(f"s.{q(k)} = m.{q(k)}" for k in keys), "s.__ts_us = m.__ts_us"])
+        ctes.append(f"__f{i} AS (SELECT m.__row AS __row_{i}, s.* FROM __m{i} m JOIN {source} s ON {fetch} "
+                    f"QUALIFY row_number() OVER (PARTITION BY m.__row ORDER BY s.__created_us DESC NULLS LAST) = 1)")
+        joins.append(f"LEFT JOIN __f{i} {alias} ON {alias}.__row_{i} = e.__row")
         ttl = ttl_us(view)
         status = status_sql(alias, t, ttl)
         for feature in view.features:
@@ -188,9 +196,11 @@ def point_in_time_sql(plan: ServicePlan, spec: JoinSpec, columns: Sequence[str],
     inner_cols = [carried, *(f"{expr} AS {q(name)}" for name, expr in values.items())]
     if statuses:
         inner_cols += [f"{expr} AS {q('__status__' + name)}" for name, expr in status_of.items()]
-    entity = (f"(SELECT *, epoch_us(CAST({q(spec.timestamp_field)} AS TIMESTAMPTZ)) AS __t_us, "
+    # MATERIALIZED: every reference must see the same row numbers
+    entity = (f"__e AS MATERIALIZED (SELECT *, epoch_us(CAST({q(spec.timestamp_field)} AS TIMESTAMPTZ)) AS __t_us, "
               f"row_number() OVER () AS __row FROM {q(spec.relation)})")
-    inner = f"SELECT {', '.join(inner_cols)}, e.__row FROM {entity} e {' '.join(joins)}"
+    inner = (f"WITH {', '.join([entity, *ctes])} "
+             f"SELECT {', '.join(inner_cols)}, e.__row FROM __e e {' '.join(joins)}")
     # On-demand features over the joined row; their status is that of the inputs they read.
     outer_cols = [*(q(c) for c in columns)]
     for view_name, name in plan.features:
