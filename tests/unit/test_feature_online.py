@@ -24,6 +24,7 @@ from mlops_lite.metadata import MetadataStore
 from mlops_lite.metadata.tables import FeatureMaterializationRow
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -371,3 +372,57 @@ def test_a_writer_whose_cache_missed_another_writers_materialization_does_not_ke
     finally:
         first_db.close()
         second_db.close()
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_online_at_the_materialization_time_equals_the_point_in_time_join(platform: Any, tmp_path: Path,
+                                                                         seed: int) -> None:
+    """The randomized rows of the offline test (ties, NULL created, TTL boundaries, two key
+    shapes, an on-demand feature) in data repositories: materialized as of T, the online
+    values and statuses at T are the training set's at T, value by value."""
+    import io
+    import random
+
+    import pyarrow.parquet as pq
+
+    from tests.unit.test_feature_offline import BASE_US, DEFINITIONS, SECOND, generate
+
+    data = generate(seed)
+    for repository in ("loans", "events"):
+        repo = platform.data.repo(repository)
+        repo.create(classification="internal")
+        branch = repo.branch("rows")
+        branch.create()
+        for (owner, path), table in data.register().tables.items():
+            if owner == repository:
+                buffer = io.BytesIO()
+                pq.write_table(table, buffer)
+                branch.upload(path, buffer.getvalue())
+        branch.commit("rows")
+        branch.merge_into("main")
+    (tmp_path / "f.toml").write_text(DEFINITIONS)
+    platform.features.apply(tmp_path / "f.toml")
+    rng = random.Random(seed)
+    events = sorted({h["event_us"] for h in data.history})
+    moments = [BASE_US - SECOND, BASE_US + 25 * SECOND + 500_000, BASE_US + 10 ** 9,
+               *(e + 10 * SECOND + rng.choice([0, 1]) for e in rng.sample(events, k=3))]
+    rows = [{"customer_id": c, "region": r, "branch_no": b, "amount": float(c * 10 + b)}
+            for c in [*range(1, 9), 99] for r in ("north", "south") for b in (1, 2, 3)]
+    compared = {PRESENT: 0, EXPIRED: 0, MISSING: 0}
+    for i, moment in enumerate(moments):
+        at = EPOCH + timedelta(microseconds=moment)
+        platform.features.materialize(as_of=at, mode="full" if i % 2 else "incremental")
+        online = platform.features.online("credit", rows, at=at, log=False)
+        entities = pa.table({"customer_id": pa.array([r["customer_id"] for r in rows], pa.int64()),
+                             "region": pa.array([r["region"] for r in rows]),
+                             "branch_no": pa.array([r["branch_no"] for r in rows], pa.int64()),
+                             "amount": pa.array([r["amount"] for r in rows]),
+                             "event_timestamp": pa.array([at] * len(rows), pa.timestamp("us", tz="UTC"))})
+        table, _ = platform.features.historical("credit", entities, statuses=True)
+        for j, (want, got, states) in enumerate(zip(table.to_pylist(), online.rows, online.statuses, strict=True)):
+            for name in online.features:
+                assert states[name] == want[f"__status__{name}"], (moment, j, name)
+                assert got[name] == (pytest.approx(want[name]) if isinstance(want[name], float) else want[name]), (
+                    moment, j, name, got, want)
+                compared[states[name]] += 1
+    assert all(compared.values()), compared
