@@ -132,6 +132,22 @@ def test_the_gate_measures_the_model_on_its_training_sets_held_out_slice(demo_ho
         assert gate.measured > 0.75
 
 
+@pytest.mark.slow
+def test_the_monitor_checks_loans_by_customer_against_its_training_set(demo_home: DemoHome) -> None:
+    """The window's reference is the stored training set (the entity rows lack the features),
+    and the by-customer model, trained on the newest commit of loans, sees no new data."""
+    from mlops_lite.monitoring.loop import reference_of
+
+    with _open(demo_home.home) as platform:
+        deployment = platform.deployments.get(DEPLOYMENT)
+        reference, features = reference_of(platform, deployment.model, deployment.version)
+        assert {"n_late_payments", "monthly_payment"} <= {name for name, _ in features}
+        left_out = platform.registry.get_version(deployment.model, deployment.version).metrics["rows_without_features"]
+        assert left_out > 0 and reference.num_rows == 1600 - left_out  # the rows it trained from
+        check = platform.loop.check(DEPLOYMENT)
+        assert check["retrain"] is False and "new data" not in check["reason"], check
+
+
 def _generator():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("mlops_lite_sample_features_generate", DATA / "generate.py")
     assert spec is not None and spec.loader is not None
