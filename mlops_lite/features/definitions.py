@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -170,7 +171,8 @@ class FeatureView:
                 raise InvalidInput(f"feature {feature.name!r} appears twice in {self.name!r}",
                                    field=f"{where}.features.{feature.name}", expected="each feature once")
             seen.add(feature.name)
-        if not (isinstance(self.ttl_seconds, int | float) and self.ttl_seconds >= 0):
+        if not (isinstance(self.ttl_seconds, int | float) and not isinstance(self.ttl_seconds, bool)
+                and math.isfinite(self.ttl_seconds) and self.ttl_seconds >= 0):
             raise InvalidInput(f"bad ttl {self.ttl_seconds!r}", field=f"{where}.ttl",
                                expected="a duration like 30d (0: never expires)")
 

@@ -184,6 +184,9 @@ MISTAKES = {
                                         "on_demand.ratios.sources"),
     "bad ttl": (_replace('ttl = "30d"', 'ttl = "a month"'), "feature_view.history.ttl"),
     "negative ttl": (_replace('ttl = "30d"', 'ttl = -5'), "feature_view.history.ttl"),
+    "infinite ttl": (_replace('ttl = "30d"', 'ttl = inf'), "feature_view.history.ttl"),
+    "nan ttl": (_replace('ttl = "30d"', 'ttl = nan'), "feature_view.history.ttl"),
+    "boolean ttl": (_replace('ttl = "30d"', 'ttl = true'), "feature_view.history.ttl"),
     "zero duration ttl": (_replace('ttl = "30d"', 'ttl = "0s"'), "feature_view.history.ttl"),
     "path and query": (_replace('path = "customers/*.csv"}', 'path = "customers/*.csv", query = "select 1", '
                                 'tables = {c = "c.csv"}}'), "feature_view.history.source"),
@@ -254,6 +257,10 @@ def test_the_python_constructors_refuse_the_same_mistakes() -> None:
     with pytest.raises(InvalidInput) as twice:
         broken.check_references()
     assert twice.value.field == "feature_service.extra.features"
+    for ttl in (True, float("inf"), float("nan"), -1.0):
+        with pytest.raises(InvalidInput) as bad_ttl:
+            FeatureView("v", ("customer",), history.source, history.features, ttl_seconds=ttl).validate()
+        assert bad_ttl.value.field == "feature_view.v.ttl"
     with pytest.raises(InvalidInput) as from_wire:
         Definitions.from_specs([{**base.views[0].spec(), "ttl_seconds": -1.0}, *base.specs()])
     assert from_wire.value.field == "feature_view.history.ttl"
