@@ -85,6 +85,7 @@ N_FLOAT, N_INT = 15, 5
 FEATURES = [f"f{i:02d}" for i in range(N_FLOAT + N_INT)]
 TTL_S = 2 * 86400
 SAMPLE = 1000
+ROUNDS = 3  # materializations of each kind; the figure is the median
 SERVICE, VIEW, REPOSITORY = "credit", "stats", "bench"
 
 
@@ -104,8 +105,9 @@ DEFAULT = Size("default", entities=50_000, entity_rows=100_000, calls=2_000)
 
 
 def write_data(work: Path, size: Size, hour: datetime) -> dict[str, Any]:
-    """features.parquet, entities.parquet, delta.parquet (1% of the customers, one new row
-    each at ``hour``) and the sample's expected answers (numpy point-in-time join)."""
+    """features.parquet, entities.parquet, delta-<r>.parquet (r = 1..ROUNDS: 1% of the customers,
+    one new row each at ``hour`` + r - 1 ms) and the sample's expected answers (numpy
+    point-in-time join; ``tie``: the answer is the later-created of two rows of one event time)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -148,26 +150,30 @@ def write_data(work: Path, size: Size, hour: datetime) -> dict[str, Any]:
     sample = np.sort(rng.choice(m, min(SAMPLE, m), replace=False))
     order = np.lexsort((created, event, ids))
     s_ids, s_event = ids[order], event[order]
-    expected: dict[str, list[Any]] = {"row_id": sample.tolist(), **{f: [] for f in FEATURES}}
+    expected: dict[str, list[Any]] = {"row_id": sample.tolist(), "tie": [], **{f: [] for f in FEATURES}}
     present = 0
+    winners = set(tied.tolist())
     for i in sample:
         lo, hi = np.searchsorted(s_ids, customers[i], "left"), np.searchsorted(s_ids, customers[i], "right")
         j = lo + np.searchsorted(s_event[lo:hi], t[i], "right") - 1
         hit = j >= lo and t[i] - s_event[j] <= TTL_S * 1_000_000
         present += bool(hit)
+        expected["tie"].append(bool(hit) and int(order[j]) in winners)
         for f in FEATURES:
             expected[f].append(values[f][order[j]].item() if hit else None)
 
-    # delta: 1% of the customers get a new row at the hour the run started
-    changed = np.sort(rng.choice(np.arange(1, e + 1), max(1, e // 100), replace=False)) * 7 + 1000
-    k = len(changed)
-    delta = {f: rng.normal(0, 1, k) for f in FEATURES[:N_FLOAT]}
-    delta.update({f: rng.integers(0, 1000, k).astype(np.int64) for f in FEATURES[N_FLOAT:]})
-    pq.write_table(pa.table({"customer_id": changed, "event_timestamp": pa.array(np.full(k, hour_us), ts),
-                             "created": pa.array(np.full(k, hour_us), ts), **delta}), work / "delta.parquet")
+    # deltas: each round, 1% of the customers get a new row at the hour the run started
+    for r in range(1, ROUNDS + 1):
+        changed = np.sort(rng.choice(np.arange(1, e + 1), max(1, e // 100), replace=False)) * 7 + 1000
+        k = len(changed)
+        delta = {f: rng.normal(0, 1, k) for f in FEATURES[:N_FLOAT]}
+        delta.update({f: rng.integers(0, 1000, k).astype(np.int64) for f in FEATURES[N_FLOAT:]})
+        at = pa.array(np.full(k, hour_us + (r - 1) * 1000), ts)
+        pq.write_table(pa.table({"customer_id": changed, "event_timestamp": at, "created": at, **delta}),
+                       work / f"delta-{r}.parquet")
     (work / "expected.json").write_text(json.dumps(expected))
     return {"feature_rows": n, "entity_rows": m, "tied_rows": len(tied), "sample": len(sample),
-            "sample_present": present, "changed_keys": k,
+            "sample_present": present, "sample_ties": sum(expected["tie"]), "changed_keys": k,
             "lookup_ids": (np.arange(1, e + 1) * 7 + 1000)[rng.permutation(e)[:5000]].tolist(),
             "base": datetime.fromtimestamp(base_us / 1e6, UTC).isoformat(), "hour": hour.isoformat()}
 
@@ -268,20 +274,25 @@ def child_online(work: Path, home: Path, token: str, calls: int, lookup_ids: lis
 
     out: dict[str, Any] = {}
     with connect(home=home) as p:
-        t0 = time.perf_counter()
-        full = p.features.materialize(mode="full")
-        out["full_s"] = time.perf_counter() - t0
-        out["full_keys"] = full[0].written
-        branch = p.data.repo(REPOSITORY).branch("delta")
-        branch.create()
-        branch.upload("features/part-0001.parquet", work / "delta.parquet")
-        branch.commit("features: 1% of the customers changed")
-        branch.merge_into("main")
-        t0 = time.perf_counter()
-        incremental = p.features.materialize()
-        out["incremental_s"] = time.perf_counter() - t0
-        out["incremental_written"] = incremental[0].written
-        out["incremental_mode"] = incremental[0].mode
+        out["full_runs"], out["incremental_runs"], out["incremental_written"], out["incremental_modes"] = [], [], [], []
+        for _ in range(ROUNDS):
+            t0 = time.perf_counter()
+            full = p.features.materialize(mode="full")
+            out["full_runs"].append(time.perf_counter() - t0)
+            out["full_keys"] = full[0].written
+        for r in range(1, ROUNDS + 1):
+            branch = p.data.repo(REPOSITORY).branch(f"delta-{r}")
+            branch.create()
+            branch.upload(f"features/part-{r:04d}.parquet", work / f"delta-{r}.parquet")
+            branch.commit(f"features: 1% of the customers changed ({r})")
+            branch.merge_into("main")
+            t0 = time.perf_counter()
+            incremental = p.features.materialize()
+            out["incremental_runs"].append(time.perf_counter() - t0)
+            out["incremental_written"].append(incremental[0].written)
+            out["incremental_modes"].append(incremental[0].mode)
+        out["full_s"] = statistics.median(out["full_runs"])
+        out["incremental_s"] = statistics.median(out["incremental_runs"])
 
         sets = {1: [[{"customer_id": k}] for k in lookup_ids],
                 100: [[{"customer_id": k} for k in lookup_ids[i:i + 100]] for i in range(0, len(lookup_ids) - 99, 7)]}
@@ -519,12 +530,13 @@ def run_feast(mode: str, work: Path, info: dict[str, Any], size: Size, timeout: 
 # --------------------------------------------------------------------------- answers
 
 
-def mismatches(work: Path, name: str) -> tuple[int, int, int, list[str]]:
-    """(rows compared, rows that differ, rows left out whose expected values are all null,
-    a few examples) of ``answers-<name>.json`` against the expected answers."""
+def mismatches(work: Path, name: str) -> tuple[int, int, int, int, list[str]]:
+    """(rows compared, rows that differ, of them rows whose answer is a created-time tie's
+    winner, rows left out whose expected values are all null, a few examples) of
+    ``answers-<name>.json`` against the expected answers."""
     expected = json.loads((work / "expected.json").read_text())
     got = json.loads((work / f"answers-{name}.json").read_text())
-    bad, dropped, examples = 0, 0, []
+    bad, ties, dropped, examples = 0, 0, 0, []
     for i, row_id in enumerate(expected["row_id"]):
         want = [expected[f][i] for f in FEATURES]
         have = got.get(str(row_id))
@@ -533,9 +545,10 @@ def mismatches(work: Path, name: str) -> tuple[int, int, int, list[str]]:
         elif have is None or any((a is None) != (b is None) or (a is not None and a != b)
                                  for a, b in zip(want, have, strict=True)):
             bad += 1
+            ties += expected["tie"][i]
             if len(examples) < 3:
                 examples.append(f"row {row_id}: expected {want[:2]}..., got {None if have is None else have[:2]}...")
-    return len(expected["row_id"]), bad, dropped, examples
+    return len(expected["row_id"]), bad, ties, dropped, examples
 
 
 # --------------------------------------------------------------------------- main
@@ -705,16 +718,19 @@ def main(argv: list[str] | None = None) -> int:
     if fh:
         print(f"Feast {fh['version']} historical: {fh['seconds']:.2f} s; {fh['base_mb']:.0f} MB before, "
               f"{fh['peak_mb']:.0f} MB peak; {fh['rows']:,} rows")
-    print(f"materialize: full {on['full_s']:.2f} s ({on['full_keys']:,} keys), incremental {on['incremental_s']:.2f} s "
-          f"({on['incremental_written']:,} keys written, mode {on['incremental_mode']})"
+    print(f"materialize ({ROUNDS} rounds each, median): full {on['full_s']:.2f} s "
+          f"({', '.join(f'{x:.2f}' for x in on['full_runs'])}; {on['full_keys']:,} keys), incremental "
+          f"{on['incremental_s']:.2f} s ({', '.join(f'{x:.2f}' for x in on['incremental_runs'])}; "
+          f"{'/'.join(str(n) for n in on['incremental_written'])} keys written, "
+          f"mode {'/'.join(on['incremental_modes'])})"
           + (f"; Feast materialize {fo['materialize_s']:.2f} s" if fo else ""))
     if "http_absent" in on:
         print(f"HTTP not measured: {on['http_absent']}")
-    for name, (compared, bad, dropped, examples) in answers.items():
+    for name, (compared, bad, ties, dropped, examples) in answers.items():
         print(f"answers, {name}: {compared - bad - dropped}/{compared} sample rows equal the numpy point-in-time join "
-              f"({info['sample_present']} have values)"
+              f"({info['sample_present']} have values, {info['sample_ties']} of them a created-time tie's winner)"
               + (f"; {dropped} rows with no value left out of the result" if dropped else "")
-              + (f"; {bad} differ, e.g. {'; '.join(examples)}" if bad else ""))
+              + (f"; {bad} differ ({ties} of them ties), e.g. {'; '.join(examples)}" if bad else ""))
     for name, error in errors.items():
         print(f"{name} not measured: {error[-600:]}")
     if not version:
@@ -730,8 +746,9 @@ def main(argv: list[str] | None = None) -> int:
             "bench": "features", "size": asdict(size), "machine": info_m, "figures": [asdict(f) for f in figures],
             "results": results, "errors": errors, "homes": {k: {"encrypted": v["encrypted"], "setup_s": v["setup_s"]}
                                                             for k, v in homes.items()},
-            "answers": {k: {"compared": v[0], "differ": v[1], "left_out": v[2]} for k, v in answers.items()}}, indent=2, default=str) + "\n")
-    if any(bad or dropped for name, (_, bad, dropped, _) in answers.items() if name != "feast"):
+            "answers": {k: {"compared": v[0], "differ": v[1], "differ_ties": v[2], "left_out": v[3]}
+                        for k, v in answers.items()}}, indent=2, default=str) + "\n")
+    if any(bad or dropped for name, (_, bad, _, dropped, _) in answers.items() if name != "feast"):
         print("FAIL: mlops-lite's answers differ from the numpy point-in-time join", file=sys.stderr)
         return 1
     return 0
