@@ -152,7 +152,10 @@ def ttl_us(view: FeatureView) -> int:
 def status_sql(view_alias: str, t: str, ttl: int) -> str:
     """present / expired / missing, as the online store decides it (``online.status``)."""
     expired = f"({t} - {view_alias}.__ts_us) > {ttl}" if ttl > 0 else "FALSE"
-    return f"CASE WHEN {view_alias}.__ts_us IS NULL THEN 'missing' WHEN {expired} THEN 'expired' ELSE 'present' END"
+    # An entity row without a time has no value as of it (DuckDB's ASOF JOIN still matches
+    # a NULL time to a row).
+    return (f"CASE WHEN {view_alias}.__ts_us IS NULL OR {t} IS NULL THEN 'missing' WHEN {expired} THEN 'expired' "
+            "ELSE 'present' END")
 
 
 @dataclass(frozen=True)

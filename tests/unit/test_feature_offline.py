@@ -315,6 +315,25 @@ def test_no_leakage_rows_after_every_entity_time_never_appear(seed: int) -> None
         assert -999 not in (row["n_loans"], row["staff"]) and row["balance"] != -1e9 and row["channel"] != "FUTURE"
 
 
+def test_an_entity_row_without_a_time_gets_no_feature_values() -> None:
+    """DuckDB's ASOF JOIN matches a NULL time to some row: such an entity row must get
+    missing values, not whatever row that was (a future one, as likely as not)."""
+    data = generate(17)
+    blank = set(range(0, len(data.entities), 3))
+    times = [None if i in blank else e["t_us"] for i, e in enumerate(data.entities)]
+    entities = data.entity_table().set_column(2, "event_timestamp", _ts(times))
+    got = offline.historical(_plan(), entities, COMMITS, data.register(), statuses=True).to_pylist()
+    want = reference(data)
+    features = ["n_loans", "balance", "channel", "flagged", "staff", "burden"]
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        if i in blank:
+            assert [g[f] for f in features] == [None] * len(features), (i, g)
+            assert {g[f"__status__{f}"] for f in features} == {"missing"}, (i, g)
+        else:
+            assert [g[f"__status__{f}"] for f in features] == [w[f"__status__{f}"] for f in features], i
+            assert [g[f] for f in features[:-1]] == [w[f] for f in features[:-1]], i
+
+
 def test_the_entity_rows_order_and_extra_columns_are_kept() -> None:
     data = generate(21)
     rng = random.Random(21)
