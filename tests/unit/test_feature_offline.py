@@ -334,6 +334,18 @@ def test_an_entity_row_without_a_time_gets_no_feature_values() -> None:
             assert [g[f] for f in features[:-1]] == [w[f] for f in features[:-1]], i
 
 
+@pytest.mark.parametrize("kind", [pa.timestamp("us", tz="Asia/Dubai"), pa.timestamp("ns"),
+                                  pa.timestamp("us", tz="UTC"), pa.timestamp("ns", tz="America/New_York")])
+def test_the_entity_times_zone_and_unit_do_not_change_the_answer(kind: pa.DataType) -> None:
+    """Naive times are UTC; zoned ones are the instants they name."""
+    data = generate(5)
+    entities = data.entity_table()
+    want = offline.historical(_plan(), entities, COMMITS, data.register(), statuses=True)
+    zoned = entities.set_column(2, "event_timestamp", entities.column("event_timestamp").cast(kind))
+    got = offline.historical(_plan(), zoned, COMMITS, data.register(), statuses=True)
+    assert got.drop_columns(["event_timestamp"]).equals(want.drop_columns(["event_timestamp"]))
+
+
 def test_the_entity_rows_order_and_extra_columns_are_kept() -> None:
     data = generate(21)
     rng = random.Random(21)
