@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mlops_lite.errors import InvalidInput, NotFound
 from mlops_lite.features.definitions import FeatureView, ServicePlan
@@ -80,7 +81,20 @@ def data_register(data: Any) -> Register:
                 listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
                 connection.execute(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS SELECT * FROM {reader}([{listed}])")
                 return
-        table = reference.read_table(path).table
+        if table_files is not None and kind == "parquet":
+            # Decrypted as read, without pyarrow's pre-buffering: on a decrypting stream it
+            # doubled the memory and took 5x the time (1,000,000 rows x 20: +577 MB, 0.9 s
+            # against +302 MB, 0.18 s).
+            tables = []
+            for opener in files:
+                if isinstance(opener, str):
+                    tables.append(pq.read_table(opener))
+                    continue
+                with opener() as stream:
+                    tables.append(pq.read_table(stream, pre_buffer=False))
+            table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        else:
+            table = reference.read_table(path).table
         connection.register(f"__arrow_{name}", table)
         connection.execute(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS SELECT * FROM {q('__arrow_' + name)}")
     return register
