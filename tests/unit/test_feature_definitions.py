@@ -344,6 +344,10 @@ def test_a_service_version_follows_the_views_it_reads_and_only_those() -> None:
     # An entity a view joins on.
     key = _versions(from_toml(_replace('{customer_id = "int64"}', '{customer_id = "string"}')))
     assert key["credit-v1"] != here["credit-v1"] and key["branches"] == here["branches"]
+    # A view read only through an on-demand view's sources is read all the same.
+    only = TOML + '\n[[feature_service]]\nname = "burden_only"\nfeatures = ["ratios:burden"]\n'
+    assert (_versions(from_toml(_replace('ttl = "30d"', 'ttl = "7d"', only)))["burden_only"]
+            != _versions(from_toml(only))["burden_only"])
     # A view no service reads changes no version.
     extra = _versions(from_toml(TOML + '''
 [[feature_view]]
