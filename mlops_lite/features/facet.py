@@ -810,6 +810,8 @@ def _coerce_keys(row: Any, keys: Mapping[str, str], i: int) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise InvalidInput(f"join key {key!r} is {value!r}", field=f"entities[{i}].{key}", expected="an integer")
             try:
+                if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+                    raise ValueError(value)  # int() would read "4_2" as 42
                 value = int(value)
             except ValueError as exc:
                 raise InvalidInput(f"join key {key!r} is {value!r}", field=f"entities[{i}].{key}",
