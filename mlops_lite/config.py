@@ -186,6 +186,12 @@ class Settings(BaseSettings):
     # one every interval (the daemon's schedule) when events came since the last.
     audit_checkpoint_events: int = Field(default=100, ge=1)
     audit_checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    # The feature store's daemon jobs: the skew check of each service that served vectors
+    # since the last check, incremental materialization of every view (0 is off), and how
+    # long served vectors are kept for the skew check.
+    feature_skew_interval_s: float = Field(default=600.0, gt=0)
+    feature_materialize_interval_s: float = Field(default=900.0, ge=0)
+    feature_served_retention_days: float = Field(default=7.0, ge=0)
     # Where triggered retrains run: in the daemon, or as flow runs on the mlops-lite work
     # pool for Prefect workers (`mlops-lite worker`).
     flow_runner: Literal["daemon", "workers"] = "daemon"

@@ -11,6 +11,12 @@ Light periodic jobs run on APScheduler inside the daemon, over the stores it own
 - ``privacy-retention``: daily, rows and objects past each repository's
   ``retention_days`` go (the erasure's rewrite), and the prediction log keeps
   ``prediction_log_retention_days`` (an audit event ``privacy.retention`` counts them);
+- ``feature-skew``: every ``feature_skew_interval_s``, the skew check of each feature
+  service that served vectors since the last pass (the ``feature-skew`` alert), and
+  served vectors older than ``feature_served_retention_days`` go;
+- ``feature-materialize``: every ``feature_materialize_interval_s`` (0 is off), an
+  incremental materialization of every feature view; both do nothing on a home without
+  feature definitions;
 - ``audit-checkpoint``: every ``audit_checkpoint_interval_s``, failed logins counted
   so far are written and, when events came since the last checkpoint, the chain's head
   is signed (docs/audit.md); the Platform signs once more as the daemon stops.
@@ -45,7 +51,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -80,6 +86,7 @@ class DaemonJobs:
         self.deployment_ids: dict[str, str] = {}
         self.worker_deployment_ids: dict[str, str] = {}
         self.runs_executed = 0
+        self._skew_since: datetime | None = None  # the last skew pass's start: vectors since then are checked
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -91,6 +98,12 @@ class DaemonJobs:
                           coalesce=True)
         scheduler.add_job(self.checkpoint_audit, "interval", seconds=self.settings.audit_checkpoint_interval_s,
                           id="audit-checkpoint", max_instances=1, coalesce=True)
+        scheduler.add_job(self.feature_skew, "interval", seconds=self.settings.feature_skew_interval_s,
+                          id="feature-skew", max_instances=1, coalesce=True)
+        if self.settings.feature_materialize_interval_s > 0:
+            scheduler.add_job(self.feature_materialize, "interval",
+                              seconds=self.settings.feature_materialize_interval_s, id="feature-materialize",
+                              max_instances=1, coalesce=True)
         if self.prefect_url is None:
             scheduler.add_job(self.monitor_all, "interval", seconds=self.settings.monitor_interval_s, id="monitor",
                               max_instances=1, coalesce=True)
@@ -191,6 +204,46 @@ class DaemonJobs:
             log.info("privacy retention: %s", report)
         except Exception:
             log.exception("privacy retention failed")
+
+    def feature_skew(self) -> dict[str, int]:
+        """The skew check of each service that served vectors since the last pass (its
+        ``feature-skew`` alert fires or resolves), then served vectors past
+        ``feature_served_retention_days`` go. Mismatches per service checked."""
+        features = self.platform.features
+        started = datetime.now(UTC)
+        results: dict[str, int] = {}
+        try:
+            if not features.services():
+                return results
+            for service in features.served_services(since=self._skew_since):
+                try:
+                    report = features.check_skew(service, since=self._skew_since)
+                except Exception as exc:  # the message may carry entity keys or values: the type only
+                    log.warning("the feature skew check of %s failed (%s)", service, type(exc).__name__)
+                    continue
+                results[service] = report.mismatched
+                log.info("feature skew of %s: %d of %d rows differ", service, report.mismatched, report.checked)
+            self._skew_since = started
+            cutoff = started - timedelta(days=self.settings.feature_served_retention_days)
+            pruned = features.prune_served(cutoff)
+            if pruned:
+                log.info("feature skew: %d served vectors older than %s removed", pruned, cutoff.isoformat())
+        except Exception as exc:
+            log.warning("the feature skew job failed (%s)", type(exc).__name__)
+        return results
+
+    def feature_materialize(self) -> int:
+        """Incremental materialization of every feature view; the views written."""
+        features = self.platform.features
+        try:
+            if not features.list("feature_view"):
+                return 0
+            done = features.materialize(mode="incremental")
+        except Exception as exc:  # never the message: it may name rows
+            log.warning("the scheduled feature materialization failed (%s)", type(exc).__name__)
+            return 0
+        log.info("feature materialization: %s", ", ".join(f"{m.view} {m.written} written" for m in done) or "nothing")
+        return len(done)
 
     def checkpoint_audit(self) -> None:
         try:

@@ -132,6 +132,10 @@ def default_rules() -> list[AlertRule]:
                   description="a flow run of the loop failed; see its run in the Prefect UI"),
         AlertRule("candidate-blocked", "release.blocked", ">=", 1.0, severity="warning",
                   description="a retrained candidate failed its gates; the serving version keeps serving"),
+        AlertRule("feature-skew", "features.skew", ">=", 1.0, severity="warning",
+                  description="served feature vectors differ from their point-in-time recomputation at the "
+                              "commits they were materialized from (the subject is the feature service); the "
+                              "evidence lists the rows, served vs offline per feature"),
     ]
 
 

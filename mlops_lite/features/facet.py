@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 
 from mlops_lite.clock import utcnow
 from mlops_lite.errors import Conflict, InvalidInput, NotFound
@@ -766,6 +766,22 @@ class Features:
 
     def services(self) -> builtins.list[str]:
         return [r.name for r in self._current_rows() if r.kind == "feature_service"]
+
+    def served_services(self, since: datetime | str | None = None) -> builtins.list[str]:
+        """The services that served vectors at or after ``since`` (default: ever), sorted."""
+        self.served.flush()
+        since_us = to_us(_moment(since, "since")) if since is not None else 0
+        with self._store.session() as db:
+            names = db.exec(select(FeatureServedRow.service).where(FeatureServedRow.served_us >= since_us)
+                            .distinct()).all()
+        return sorted(names)
+
+    def prune_served(self, before: datetime | str) -> int:
+        """Delete the served vectors older than ``before``; how many went."""
+        before_us = to_us(_moment(before, "before"))
+        with self._store.session() as db:
+            result = db.exec(delete(FeatureServedRow).where(col(FeatureServedRow.served_us) < before_us))
+            return int(result.rowcount or 0)
 
 
 def trainable_rows(table: pa.Table, features: Sequence[str], inputs: Sequence[str]) -> pa.Table:
