@@ -26,6 +26,7 @@ from mlops_lite.cli import (
     data,
     demo,
     deploy,
+    features,
     keys,
     login,
     models,
@@ -80,6 +81,7 @@ app.add_typer(privacy.app, name="privacy")
 app.add_typer(compliance.app, name="compliance")
 app.add_typer(systemd.app, name="service")
 app.add_typer(ci.app, name="ci")
+app.add_typer(features.app, name="features")
 
 
 def main() -> None:
