@@ -193,3 +193,40 @@ def test_a_model_bound_to_an_older_service_version_is_refused_until_allowed(stor
     assert event.after["serving"] == new and event.before["trained_with"] == old
     assert event.actor == ("token:admin" if api.remote else str(api.actor))
     assert len(api.features.predict("credit", [{"customer_id": 3}, {"customer_id": 12}]).predictions) == 2
+
+
+def test_every_lookup_and_entity_keyed_prediction_is_logged_off_the_request_path(store: Any) -> None:
+    from mlops_lite.features.facet import ServedLog
+    from mlops_lite.metadata.tables import FeatureServedRow
+
+    api = store
+    owner = owner_of(api)
+    trained = api.training.train_features("credit", REPO, "main", "apps/a.csv", target="default")
+    version = api.registry.register_from_run("credit-model", trained.run.id)
+    api.deployments.deploy("credit", "credit-model", version.version)
+    looked_up = api.features.online("credit", [{"customer_id": 4}, {"customer_id": 5}])
+    api.features.predict("credit", [{"customer_id": 6}])
+    owner.features.served.flush()
+    with owner._store.session() as db:
+        rows = {json.loads(r.entity)["customer_id"]: r for r in db.exec(select(FeatureServedRow))}
+    assert sorted(rows) == [4, 5, 6]
+    [materialized] = api.features.materializations("history")
+    for customer, row in rows.items():
+        assert (row.service, row.service_version) == ("credit", looked_up.version)
+        assert json.loads(row.payload) == {"n_loans": customer % 5, "balance": customer * 3.25}
+        assert json.loads(row.statuses) == {"n_loans": PRESENT, "balance": PRESENT}
+        assert json.loads(row.commits) == {"history": [REPO, materialized.data_commit]}
+        assert row.deployment == ("credit" if customer == 6 else None)
+    assert owner.features.served.dropped == 0
+
+    # The writer: nothing reaches the database until it flushes (a lookup only queues); the
+    # queue is bounded and counts what it drops; close() writes what is queued.
+    log = ServedLog(owner._store, max_queue=3, every_s=3600)
+    entry = ("credit", looked_up.version, 1, {"customer_id": 1}, {"balance": 1.0}, {"balance": PRESENT}, {}, None)
+    log.append([entry] * 5)
+    assert log.dropped == 2
+    with owner._store.session() as db:
+        assert len(db.exec(select(FeatureServedRow)).all()) == 3
+    log.close()
+    with owner._store.session() as db:
+        assert len(db.exec(select(FeatureServedRow)).all()) == 6
