@@ -55,6 +55,19 @@ def send_to(sink: Sink, event: dict[str, Any], done: Report = unobserved, logger
         done(Delivery(ok=False, attempts=1, error=f"{type(exc).__name__}: {exc}"))
 
 
+# Evidence that carries rows of people's data (the feature-skew alert's entities and values):
+# stored with the alert and shown to those who may read it, counted, never printed, in logs.
+PRIVATE_EVIDENCE = ("rows",)
+
+
+def loggable(evidence: Any) -> Any:
+    """``evidence`` for a log line: the private parts replaced by how many items they hold."""
+    if not isinstance(evidence, dict):
+        return evidence
+    return {key: (f"<{len(value) if isinstance(value, list | tuple | dict) else 1} withheld from logs>"
+                  if key in PRIVATE_EVIDENCE else value) for key, value in evidence.items()}
+
+
 class LogSink:
     """Logs each alert event as one line to ``mlops_lite.alerts``: fire at the severity's
     level (critical as ERROR), resolve at INFO."""
@@ -67,7 +80,7 @@ class LogSink:
             if event.get("event") == "alert.fire" else logging.INFO
         self._logger.log(level, "%s %s on %r: %s %s %s (value %s) %s", event.get("event"), event.get("rule"),
                          event.get("subject"), event.get("metric"), event.get("op"), event.get("threshold"),
-                         event.get("value"), json.dumps(event.get("evidence", {}), sort_keys=True, default=str))
+                         event.get("value"), json.dumps(loggable(event.get("evidence", {})), sort_keys=True, default=str))
         done(Delivery(ok=True))
 
     def __repr__(self) -> str:

@@ -283,6 +283,23 @@ def test_log_sink(store: MetadataStore, audit: AuditLog, caplog: pytest.LogCaptu
     assert alerts.get(t.alert.id).delivery == "delivered"
 
 
+def test_the_log_sink_withholds_the_rows_of_an_alerts_evidence(store: MetadataStore, audit: AuditLog,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The feature-skew alert carries entities and values as evidence: stored with the alert,
+    never printed in the log."""
+    rule = AlertRule("feature-skew", "features.skew", ">=", 1.0)
+    alerts = Alerts(store, audit, "system:monitor", sinks=[LogSink()], rules=[rule])
+    evidence = {"checked": 3, "mismatched": 1,
+                "rows": [{"entity": {"customer_id": 4242}, "features": {"income": {"served": 81234.5}}}]}
+    with caplog.at_level(logging.INFO, logger="mlops_lite.alerts"):
+        [t] = alerts.evaluate([Observation("features.skew", "credit", 1.0, evidence)])
+    [entry] = [r for r in caplog.records if r.name == "mlops_lite.alerts"]
+    assert "alert.fire feature-skew" in entry.getMessage() and '"mismatched": 1' in entry.getMessage()
+    assert "4242" not in entry.getMessage() and "81234.5" not in entry.getMessage()
+    assert "<1 withheld from logs>" in entry.getMessage()
+    assert alerts.get(t.alert.id).evidence["rows"] == evidence["rows"]
+
+
 def test_a_failing_callback_marks_the_alert_undelivered(store: MetadataStore, audit: AuditLog) -> None:
     def broken(event: dict[str, Any]) -> None:
         raise RuntimeError("listener gone")
