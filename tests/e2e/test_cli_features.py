@@ -186,8 +186,9 @@ def test_the_features_commands_on_a_local_home(tmp_path: Path) -> None:
     _ok(home, "features", "get", SERVICE, "-e", "customer_id=2", *request)
     skewed = cli(home, "features", "skew", SERVICE)
     assert skewed.returncode == 1, skewed.stdout + skewed.stderr
-    assert re.search(r"customer_id=2\s+\S+\s+n_loans\s+2\s+present\s+2\s+present", skewed.stdout) is None
-    assert "customer_id=2" in skewed.stdout and "mismatched" in skewed.stdout
+    # Served: the row of 40 days ago (utilization 2/40); recomputed now: the row of 10 days ago (2/30).
+    assert re.search(r"customer_id=2\s+\S+\s+credit_utilization\s+0\.05\s+present\s+0\.0667\s+present",
+                     skewed.stdout), skewed.stdout
     assert "sample" in _bad(home, "features", "skew", SERVICE, "--sample", "0")
     _ok(home, "features", "materialize", "--full")
 
@@ -236,4 +237,4 @@ def test_apply_materialize_and_get_through_the_daemon(tmp_path: Path, daemons: l
     assert [s["n_loans"] for s in statuses.values()] == ["present", "expired", "missing"]
     assert "-e customer_id" in _bad(home, "features", "get", SERVICE, "-e", "customer_id=x")
     assert "nope" in _bad(home, "features", "get", "nope", "-e", "customer_id=1")
-    assert "1 served vectors checked" in _ok(home, "features", "skew", SERVICE).stdout
+    assert "3 served vectors checked, 18 values, 0 mismatched" in _ok(home, "features", "skew", SERVICE).stdout
