@@ -390,6 +390,7 @@ def features_skew(service: Annotated[str, typer.Argument(help="The feature servi
     any differs (the feature-skew alert fires), 0 when clean."""
     with _bad_input_exits_2(), platform() as p:
         report = p.features.check_skew(service, sample=sample)
+        keys = p.features.service(service).join_keys
     if as_json:
         print_json(report)
     else:
@@ -398,7 +399,8 @@ def features_skew(service: Annotated[str, typer.Argument(help="The feature servi
         if report.rows:
             out = table("entity", "served at", "feature", "served", "status", "recomputed", "status")
             for row in report.rows:
-                who = ",".join(f"{k}={v}" for k, v in row.get("entity", {}).items())
+                entity = row.get("entity", {})
+                who = ",".join(f"{k}={v}" for k, v in entity.items() if k in keys or not keys)
                 for name, diff in row.get("features", {}).items():
                     out.add_row(who, str(row.get("served_at", "")), name, str(diff.get("served")),
                                 str(diff.get("status")), str(diff.get("offline")), str(diff.get("offline_status")))
