@@ -13,6 +13,7 @@ import re
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,12 +24,13 @@ SERVICE = "loan-default-by-customer"
 PRESENT_IDS = list(range(1, 31))
 EXPIRED_ID = 41  # history only 200 days ago: older than the 120-day TTL
 MISSING_ID = 99  # no history at all
+APPS = "applications/applications.csv"  # the path docs/features.md's examples read
 
 
-def _block(language: str) -> str:
-    found = re.search(rf"```{language}\n(.*?)```", DOCS.read_text(), re.S)
+def _block(language: str, index: int = 0) -> str:
+    found = re.findall(rf"```{language}\n(.*?)```", DOCS.read_text(), re.S)
     assert found, f"docs/features.md has no {language} block"
-    return found.group(1)
+    return str(found[index])
 
 
 def _day(days_ago: int) -> str:
@@ -66,7 +68,7 @@ def _home(tmp_path: Path) -> Path:
         branch = repo.branch("history")
         branch.create("main")
         branch.upload("customers/c.csv", _history())
-        branch.upload("applications/a.csv", _applications())
+        branch.upload(APPS, _applications())
         branch.commit("customer history and applications")
         branch.merge_into("main")
     return home
@@ -173,7 +175,7 @@ def test_the_features_commands_on_a_local_home(tmp_path: Path) -> None:
     assert "nope" in _bad(home, "features", "get", "nope", "-e", "customer_id=1")
 
     # Training sets, pinned at the commit.
-    built = _ok(home, "features", "training-set", SERVICE, "--repo", "loans", "--path", "applications/a.csv").stdout
+    built = _ok(home, "features", "training-set", SERVICE, "--repo", "loans", "--path", APPS).stdout
     assert "rows: 60" in built and "loans@" in built and f"version {version.group(1)}" in built
     ident = re.search(r"training set (\w+)", built)
     assert ident and ident.group(1) in _ok(home, "features", "training-sets", "--service", SERVICE).stdout
@@ -197,7 +199,7 @@ def test_the_features_commands_on_a_local_home(tmp_path: Path) -> None:
     from mlops_lite import connect
 
     with connect(home=home) as platform:
-        trained = platform.training.train_features(SERVICE, "loans", "main", "applications/a.csv", target="default")
+        trained = platform.training.train_features(SERVICE, "loans", "main", APPS, target="default")
         registered = platform.registry.register_from_run("by-customer", trained.run.id)
         platform.deployments.deploy("by-customer", "by-customer", registered.version)
     answer = _ok(home, "features", "predict", "by-customer", "-e", "customer_id=3", "-e", "customer_id=29",
@@ -215,7 +217,8 @@ def test_the_features_commands_on_a_local_home(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # ~20 s: a daemon started, a dozen commands through it
-def test_apply_materialize_and_get_through_the_daemon(tmp_path: Path, daemons: list[Daemon]) -> None:
+def test_apply_materialize_and_get_through_the_daemon(tmp_path: Path, daemons: list[Daemon],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     home = _home(tmp_path)
     toml = tmp_path / "features.toml"
     toml.write_text(_block("toml"))
@@ -238,3 +241,14 @@ def test_apply_materialize_and_get_through_the_daemon(tmp_path: Path, daemons: l
     assert "-e customer_id" in _bad(home, "features", "get", SERVICE, "-e", "customer_id=x")
     assert "nope" in _bad(home, "features", "get", "nope", "-e", "customer_id=1")
     assert "3 served vectors checked, 18 values, 0 mismatched" in _ok(home, "features", "skew", SERVICE).stdout
+
+    # The docs' Python API example, as written, through the daemon.
+    monkeypatch.setenv("MLOPS_LITE_HOME", str(home))
+    for name in ("MLOPS_LITE_URL", "MLOPS_LITE_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    toml.write_text(_block("toml"))
+    example: dict[str, Any] = {}
+    exec(_block("python", -1), example)  # the documentation's own code
+    assert example["trained"].signature["feature_service"]["name"] == SERVICE
+    assert example["rows"].num_rows == 60 and example["report"].mismatched == 0
