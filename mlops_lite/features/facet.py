@@ -482,35 +482,84 @@ class Features:
         clock = time.perf_counter()
         commit = data.repo(view.source.repository).commit(ref).id
         keys = [k for name in view.entities for k in entities[name].join_keys]
+        as_of_us = to_us(moment)
+        previous = self._previous(view) if mode == "incremental" else None
+        added = self._added_files(data, view, previous, commit, as_of_us) if previous is not None else None
         connection = offline.connect()
         try:
-            offline.register_view_source(connection, view, keys, commit, register)
-            latest_sql = offline.latest_sql(view, [k for k, _ in keys], to_us(moment))
-            previous = self._previous(view)
-            if mode == "full" or previous is None:
-                rows = connection.execute(latest_sql).fetch_arrow_table()
-                removed: list[str] = []
-                replace = True
-                total = rows.num_rows
-            else:
-                connection.register("__stored", self.online_store.stored(view.name))
-                connection.execute(f"CREATE TEMP TABLE __latest AS {latest_sql}")
-                rows = connection.execute(
-                    "SELECT n.* FROM __latest n LEFT JOIN __stored o USING (entity_key) WHERE o.entity_key IS NULL "
-                    "OR o.event_us <> n.event_us OR o.payload <> n.payload").fetch_arrow_table()
-                removed = [r[0] for r in connection.execute(
-                    "SELECT o.entity_key FROM __stored o ANTI JOIN __latest n USING (entity_key)").fetchall()]
-                total = connection.execute("SELECT count(*) FROM __latest").fetchone()[0]
+            latest_sql = offline.latest_sql(view, [k for k, _ in keys], as_of_us)
+            removed: list[str] = []
+            if added is not None and previous is not None:
+                # Only files were added since the last run, and no row it read was after its
+                # as-of: the latest row per key is the stored one or the added files' latest.
+                stored = self.online_store.stored(view.name)
+                if added:
+                    offline.register_view_source(connection, view, keys, commit, register, paths=added)
+                    connection.execute(f"CREATE TEMP TABLE __latest AS {latest_sql}")
+                    connection.register("__stored", stored)
+                    rows = connection.execute(
+                        "SELECT n.* FROM __latest n LEFT JOIN __stored o USING (entity_key) WHERE o.entity_key IS NULL "
+                        "OR n.event_us > o.event_us OR (n.event_us = o.event_us AND n.created_us IS NOT NULL AND "
+                        "(o.created_us IS NULL OR n.created_us > o.created_us))").fetch_arrow_table()
+                    fresh_keys, newest = connection.execute(
+                        "SELECT (SELECT count(*) FROM __latest n ANTI JOIN __stored o USING (entity_key)), "
+                        f"(SELECT max(__ts_us) FROM {offline.q('__src_' + view.name)})").fetchone()
+                else:
+                    rows = _empty_rows()
+                    fresh_keys, newest = 0, None
+                total = stored.num_rows + int(fresh_keys or 0)
+                max_event = max(v for v in (previous.max_event_us, newest) if v is not None)
                 replace = False
+            else:
+                offline.register_view_source(connection, view, keys, commit, register)
+                max_event = connection.execute(
+                    f"SELECT max(__ts_us) FROM {offline.q('__src_' + view.name)}").fetchone()[0]
+                if previous is None:
+                    rows = connection.execute(latest_sql).fetch_arrow_table()
+                    replace = True
+                    total = rows.num_rows
+                else:
+                    connection.register("__stored", self.online_store.stored(view.name))
+                    connection.execute(f"CREATE TEMP TABLE __latest AS {latest_sql}")
+                    rows = connection.execute(
+                        "SELECT n.* FROM __latest n LEFT JOIN __stored o USING (entity_key) WHERE o.entity_key IS NULL "
+                        "OR o.event_us <> n.event_us OR o.payload <> n.payload "
+                        "OR o.created_us IS DISTINCT FROM n.created_us").fetch_arrow_table()
+                    removed = [r[0] for r in connection.execute(
+                        "SELECT o.entity_key FROM __stored o ANTI JOIN __latest n USING (entity_key)").fetchall()]
+                    total = connection.execute("SELECT count(*) FROM __latest").fetchone()[0]
+                    replace = False
         finally:
             connection.close()
         effective = "full" if replace else "incremental"
         record = FeatureMaterializationRow(id=uuid.uuid4().hex, view=view.name, view_digest=view.digest, mode=effective,
                                            repository=view.source.repository, data_commit=commit,
-                                           as_of_us=to_us(moment), keys=int(total), written=rows.num_rows,
+                                           as_of_us=as_of_us, max_event_us=max_event, keys=int(total),
+                                           written=rows.num_rows,
                                            deleted=len(removed), started_at=started, finished_at=utcnow(), actor=actor)
         self.online_store.write(view.name, rows, remove=removed, replace=replace, record=record)
         return _materialization_record(record, time.perf_counter() - clock)
+
+    @staticmethod
+    def _added_files(data: Any, view: FeatureView, previous: FeatureMaterializationRow, commit: str,
+                     as_of_us: int) -> builtins.list[str] | None:
+        """The files of ``view``'s path source added between the last materialization's commit
+        and ``commit``, when reading only them is exact: nothing of the source was changed or
+        removed, and no row the last run saw lay after its as-of. None otherwise (read all)."""
+        from mlops_lite.data.tables import glob_matcher, is_glob
+
+        pattern = view.source.path
+        if (pattern is None or previous.max_event_us is None or previous.max_event_us > previous.as_of_us
+                or as_of_us < previous.as_of_us):
+            return None
+        if previous.data_commit == commit:
+            return []
+        prefix, compiled = glob_matcher(pattern) if is_glob(pattern) else (pattern, None)
+        entries = data.repo(view.source.repository).diff(previous.data_commit, commit, prefix=prefix)
+        matched = [e for e in entries if (compiled.fullmatch(e.path) if compiled is not None else e.path == pattern)]
+        if any(e.type != "added" for e in matched):
+            return None
+        return sorted(e.path for e in matched)
 
     def _previous(self, view: FeatureView) -> FeatureMaterializationRow | None:
         """The view's last materialization, when it was of this same definition."""
@@ -880,6 +929,11 @@ def _arrow(dtype: str, values: Sequence[Any]) -> pa.Array:
         return pa.array(values, _ARROW[dtype])
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput(f"a value is not {dtype}: {exc}", field="entities", expected=f"{dtype} values") from exc
+
+
+def _empty_rows() -> pa.Table:
+    return pa.table({"entity_key": pa.array([], pa.string()), "event_us": pa.array([], pa.int64()),
+                     "created_us": pa.array([], pa.int64()), "payload": pa.array([], pa.string())})
 
 
 def _typed(dtype: str, values: Sequence[Any]) -> builtins.list[Any]:

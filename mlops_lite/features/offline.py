@@ -114,14 +114,22 @@ def describe(connection: Any, relation: str) -> dict[str, str]:
 
 
 def register_view_source(connection: Any, view: FeatureView, keys: Sequence[tuple[str, str]], commit: str,
-                         register: Register) -> None:
-    """``__src_<view>``: the view's rows at ``commit``, normalised (see the module doc).
-    InvalidInput naming the field when a column is unknown or of the wrong type."""
+                         register: Register, *, paths: Sequence[str] | None = None) -> None:
+    """``__src_<view>``: the view's rows at ``commit``, normalised (see the module doc);
+    ``paths``: only these files of a path source (an incremental materialization reads the
+    files added since the last one). InvalidInput naming the field when a column is unknown
+    or of the wrong type."""
     where = f"feature_view.{view.name}"
     source = view.source
     raw = f"__raw_{view.name}"
     try:
-        if source.path is not None:
+        if source.path is not None and paths is not None:
+            for i, path in enumerate(paths):
+                register(connection, f"{raw}_{i}", source.repository, commit, path)
+            connection.execute(f"CREATE OR REPLACE TEMP VIEW {q(raw)} AS "
+                               + " UNION ALL BY NAME ".join(f"SELECT * FROM {q(f'{raw}_{i}')}"
+                                                            for i in range(len(paths))))
+        elif source.path is not None:
             register(connection, raw, source.repository, commit, source.path)
         else:
             for table, path in source.tables:

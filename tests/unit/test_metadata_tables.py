@@ -53,7 +53,7 @@ BEFORE = {
 # The feature store's tables (added later): an older home gets them, with these columns.
 FEATURE_TABLES = {
     "feature_definitions": "kind:s name:s digest:s version:s spec:s applied_at:t applied_by:s current:? retired_at:t",
-    "feature_materializations": "id:s view:s view_digest:s mode:s repository:s data_commit:s as_of_us:b keys:i "
+    "feature_materializations": "id:s view:s view_digest:s mode:s repository:s data_commit:s as_of_us:b max_event_us:b keys:i "
                                 "written:i deleted:i started_at:t finished_at:t actor:s",
     "feature_online": "view:s entity_key:s event_us:b created_us:b payload:s",
     "feature_overrides": "deployment:s model:s version:s service_version:s reason:s actor:s created_at:t",

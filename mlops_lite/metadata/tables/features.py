@@ -83,6 +83,9 @@ class FeatureMaterializationRow(SQLModel, table=True):
     repository: str
     data_commit: str
     as_of_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # The latest event time in the source at that commit (NULL before this column existed):
+    # when it is not after ``as_of_us``, the next incremental run may read only added files.
+    max_event_us: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     keys: int
     written: int
     deleted: int
