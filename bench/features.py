@@ -269,8 +269,6 @@ def child_historical(work: Path, home: Path, name: str) -> dict[str, Any]:
 
 def child_online(work: Path, home: Path, token: str, calls: int, lookup_ids: list[int]) -> dict[str, Any]:
     from mlops_lite import connect
-    from server import create_app
-    from server.runner import serve_in_thread
 
     out: dict[str, Any] = {}
     with connect(home=home) as p:
@@ -303,25 +301,55 @@ def child_online(work: Path, home: Path, token: str, calls: int, lookup_ids: lis
             out[f"inproc_logged_{n}"] = latencies(lambda b: p.features.online(SERVICE, b), batches, calls)
         p.features.served.flush()
 
-        server = serve_in_thread(create_app(p))
+    # Over HTTP the server is a process of its own, as the daemon is to its clients (and as
+    # `feast serve` is to the reference): a server in this process would share its GIL.
+    server = subprocess.Popen([sys.executable, "-c", SERVER_CHILD, str(home)], stdout=subprocess.PIPE, text=True,
+                              stdin=subprocess.PIPE, start_new_session=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            out["http_absent"] = f"the server process did not start ({url!r})"
+            return out
+        host, port = url.split("//")[1].rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        route = f"/v1/features/{SERVICE}"
+        connection.request("POST", route, json.dumps({"entities": sets[1][0]}), headers)
+        answer = connection.getresponse()
+        body = answer.read()
+        if answer.status >= 300:
+            out["http_absent"] = f"POST {route} answered {answer.status}: {body[:200]!r}"
+        else:
+            for n, batches in sets.items():
+                bodies = [json.dumps({"entities": b}).encode() for b in batches]
+                out[f"http_{n}"] = latencies(lambda b: _post(connection, route, b, headers), bodies, calls)
+        connection.close()
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()  # the child stops its server and closes the home
         try:
-            host, port = server.url.split("//")[1].rsplit(":", 1)
-            connection = http.client.HTTPConnection(host, int(port), timeout=10)
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            route = f"/v1/features/{SERVICE}"
-            connection.request("POST", route, json.dumps({"entities": sets[1][0]}), headers)
-            answer = connection.getresponse()
-            body = answer.read()
-            if answer.status >= 300:
-                out["http_absent"] = f"POST {route} answered {answer.status}: {body[:200]!r}"
-            else:
-                for n, batches in sets.items():
-                    bodies = [json.dumps({"entities": b}).encode() for b in batches]
-                    out[f"http_{n}"] = latencies(lambda b: _post(connection, route, b, headers), bodies, calls)
-            connection.close()
-        finally:
-            server.stop()
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     return out
+
+
+# The HTTP side's server: the home's platform served on a free loopback port until stdin closes.
+SERVER_CHILD = """
+import sys
+from mlops_lite import connect
+from server import create_app
+from server.runner import serve_in_thread
+with connect(home=sys.argv[1]) as p:
+    server = serve_in_thread(create_app(p))
+    print(server.url, flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        server.stop()
+"""
 
 
 def _post(connection: http.client.HTTPConnection, route: str, body: bytes, headers: dict[str, str]) -> None:

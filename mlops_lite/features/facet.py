@@ -492,11 +492,11 @@ class Features:
             if added is not None and previous is not None:
                 # Only files were added since the last run, and no row it read was after its
                 # as-of: the latest row per key is the stored one or the added files' latest.
-                stored = self.online_store.stored(view.name)
                 if added:
                     offline.register_view_source(connection, view, keys, commit, register, paths=added)
                     connection.execute(f"CREATE TEMP TABLE __latest AS {latest_sql}")
-                    connection.register("__stored", stored)
+                    touched = [r[0] for r in connection.execute("SELECT entity_key FROM __latest").fetchall()]
+                    connection.register("__stored", self.online_store.stored(view.name, touched))
                     rows = connection.execute(
                         "SELECT n.* FROM __latest n LEFT JOIN __stored o USING (entity_key) WHERE o.entity_key IS NULL "
                         "OR n.event_us > o.event_us OR (n.event_us = o.event_us AND n.created_us IS NOT NULL AND "
@@ -507,7 +507,7 @@ class Features:
                 else:
                     rows = _empty_rows()
                     fresh_keys, newest = 0, None
-                total = stored.num_rows + int(fresh_keys or 0)
+                total = previous.keys + int(fresh_keys or 0)
                 max_event = max(v for v in (previous.max_event_us, newest) if v is not None)
                 replace = False
             else:

@@ -101,20 +101,34 @@ class OnlineStore:
         return dict(zip(table.column("entity_key").to_pylist(), zip(events, table.column("payload").to_pylist(),
                                                                     strict=True), strict=True))
 
-    def stored(self, view: str) -> pa.Table:
-        """The view's stored rows (entity_key, event_us, created_us, payload), for an incremental diff."""
+    def stored(self, view: str, keys: Sequence[str] | None = None) -> pa.Table:
+        """The view's stored rows (entity_key, event_us, created_us, payload), for an
+        incremental diff; ``keys``: only these keys' rows."""
+        schema = pa.schema([("entity_key", pa.string()), ("event_us", pa.int64()), ("created_us", pa.int64()),
+                            ("payload", pa.string())])
         with self._store.session() as db:
             if self._store.is_duckdb:  # one Arrow read: the ORM took ~1.3 s for 50,000 rows
                 raw: Any = db.connection().connection.driver_connection
                 literal = "'" + view.replace("'", "''") + "'"  # no bound parameter: DuckDB would import pandas
-                table = raw.execute("SELECT entity_key, CAST(event_us AS BIGINT) AS event_us, "
-                                    "CAST(created_us AS BIGINT) AS created_us, payload "
-                                    f"FROM feature_online WHERE view = {literal}").fetch_arrow_table()
-                return table.cast(pa.schema([("entity_key", pa.string()), ("event_us", pa.int64()),
-                                             ("created_us", pa.int64()), ("payload", pa.string())]))
-            result = db.exec(select(FeatureOnlineRow.entity_key, FeatureOnlineRow.event_us,
-                                    FeatureOnlineRow.created_us, FeatureOnlineRow.payload)
-                             .where(FeatureOnlineRow.view == view)).all()
+                sql = ("SELECT entity_key, CAST(event_us AS BIGINT) AS event_us, "
+                       "CAST(created_us AS BIGINT) AS created_us, payload "
+                       f"FROM feature_online WHERE view = {literal}")
+                if keys is None:
+                    return raw.execute(sql).fetch_arrow_table().cast(schema)
+                raw.register("__wanted_keys", pa.table({"entity_key": pa.array(list(keys), pa.string())}))
+                try:
+                    return raw.execute(f"{sql} AND entity_key IN (SELECT entity_key FROM __wanted_keys)"
+                                       ).fetch_arrow_table().cast(schema)
+                finally:
+                    raw.unregister("__wanted_keys")
+            query = select(FeatureOnlineRow.entity_key, FeatureOnlineRow.event_us, FeatureOnlineRow.created_us,
+                           FeatureOnlineRow.payload).where(FeatureOnlineRow.view == view)
+            if keys is None:
+                result = list(db.exec(query).all())
+            else:
+                wanted = list(keys)
+                result = [row for start in range(0, len(wanted), 5000) for row in db.exec(
+                    query.where(col(FeatureOnlineRow.entity_key).in_(wanted[start:start + 5000]))).all()]
         return pa.table({"entity_key": pa.array([r[0] for r in result], pa.string()),
                          "event_us": pa.array([int(r[1]) for r in result], pa.int64()),
                          "created_us": pa.array([None if r[2] is None else int(r[2]) for r in result], pa.int64()),
