@@ -233,6 +233,12 @@ class OnDemandFeatureView:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f, _ in self.features)
 
+    def reads(self, feature: str, candidates: Iterable[str]) -> list[str]:
+        """The ``candidates`` (its sources' features) the expression of ``feature`` names: its
+        status is the worst of theirs (present when it reads request fields only)."""
+        expression = next(e for f, e in self.features if f.name == feature)
+        return [c for c in candidates if re.search(rf"(?<![A-Za-z0-9_]){re.escape(c)}(?![A-Za-z0-9_])", expression)]
+
 
 @dataclass(frozen=True)
 class FeatureService:

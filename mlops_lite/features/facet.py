@@ -666,16 +666,17 @@ class Features:
             except Exception as exc:
                 raise InvalidInput(f"on-demand view {odfv.name!r} failed on the request: {exc}",
                                    field="entities", expected="request fields of the declared types") from exc
-            inputs = [f for s in odfv.sources for f in plan.view(s).feature_names]
+            sources = [f for s in odfv.sources for f in plan.view(s).feature_names]
+            reads = {feature.name: odfv.reads(feature.name, sources) for feature, _ in wanted}
             for i, row in enumerate(result):
-                worst = PRESENT
-                for name in inputs:
-                    if states[i].get(name) == MISSING:
-                        worst = MISSING
-                        break
-                    if states[i].get(name) == EXPIRED:
-                        worst = EXPIRED
                 for (feature, _), value in zip(wanted, row, strict=True):
+                    worst = PRESENT
+                    for name in reads[feature.name]:
+                        if states[i].get(name) == MISSING:
+                            worst = MISSING
+                            break
+                        if states[i].get(name) == EXPIRED:
+                            worst = EXPIRED
                     values[i][feature.name] = value
                     states[i][feature.name] = worst
 

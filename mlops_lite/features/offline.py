@@ -238,8 +238,9 @@ def point_in_time_sql(plan: ServicePlan, spec: JoinSpec, columns: Sequence[str],
     if statuses:
         for view_name, name in plan.features:
             if any(o.name == view_name for o in plan.on_demand):
-                inputs = [f for v in plan.on_demand if v.name == view_name for s in v.sources
-                          for f in plan.view(s).feature_names if f in status_of]
+                odfv = next(o for o in plan.on_demand if o.name == view_name)
+                inputs = odfv.reads(name, [f for s in odfv.sources for f in plan.view(s).feature_names
+                                           if f in status_of])
                 outer_cols.append(_combined_status(inputs, name))
             else:
                 outer_cols.append(q("__status__" + name))
