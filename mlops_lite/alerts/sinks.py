@@ -64,8 +64,9 @@ def loggable(evidence: Any) -> Any:
     """``evidence`` for a log line: the private parts replaced by how many items they hold."""
     if not isinstance(evidence, dict):
         return evidence
-    return {key: (f"<{len(value) if isinstance(value, list | tuple | dict) else 1} withheld from logs>"
-                  if key in PRIVATE_EVIDENCE else value) for key, value in evidence.items()}
+    return {key: (f"<{len(value)} withheld from logs>"
+                  if key in PRIVATE_EVIDENCE and isinstance(value, list | tuple | dict) else value)
+            for key, value in evidence.items()}
 
 
 class LogSink:

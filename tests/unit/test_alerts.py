@@ -288,7 +288,7 @@ def test_the_log_sink_withholds_the_rows_of_an_alerts_evidence(store: MetadataSt
     """The feature-skew alert carries entities and values as evidence: stored with the alert,
     never printed in the log."""
     rule = AlertRule("feature-skew", "features.skew", ">=", 1.0)
-    alerts = Alerts(store, audit, "system:monitor", sinks=[LogSink()], rules=[rule])
+    alerts = Alerts(store, audit, "system:monitor", sinks=[LogSink()], rules=[rule, DRIFT])
     evidence = {"checked": 3, "mismatched": 1,
                 "rows": [{"entity": {"customer_id": 4242}, "features": {"income": {"served": 81234.5}}}]}
     with caplog.at_level(logging.INFO, logger="mlops_lite.alerts"):
@@ -298,6 +298,10 @@ def test_the_log_sink_withholds_the_rows_of_an_alerts_evidence(store: MetadataSt
     assert "4242" not in entry.getMessage() and "81234.5" not in entry.getMessage()
     assert "<1 withheld from logs>" in entry.getMessage()
     assert alerts.get(t.alert.id).evidence["rows"] == evidence["rows"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlops_lite.alerts"):  # a count of rows is a figure: printed
+        alerts.evaluate([Observation("drift.share", "loans", 0.5, {"rows": 400})])
+    assert all("withheld" not in r.getMessage() for r in caplog.records)
 
 
 def test_a_failing_callback_marks_the_alert_undelivered(store: MetadataStore, audit: AuditLog) -> None:
