@@ -71,8 +71,6 @@ def _mapping(ttl: str) -> dict[str, Any]:
 def store(api: Any) -> Any:
     """``api`` with the history on main (through a branch), the definitions applied (a TTL
     long enough that every customer is present today) and the online store materialized."""
-    if not hasattr(api, "features"):
-        pytest.skip("this RemotePlatform has no features facet (mlops_lite/client: platform.features over HTTP)")
     repo = api.data.repo(REPO)
     repo.create(classification="internal")
     branch = repo.branch("customers")

@@ -158,8 +158,6 @@ def _populate(api: Any, tmp_path: Path) -> FeatureHome:
 
 @pytest.fixture
 def home(api: Any, tmp_path: Path) -> Iterator[FeatureHome]:
-    if not hasattr(api, "features"):
-        pytest.skip("this RemotePlatform has no features facet (mlops_lite/client: platform.features over HTTP)")
     yield _populate(api, tmp_path)
 
 
