@@ -100,8 +100,7 @@ class Platform:
             # The feature store: definitions, training sets and the online store in the metadata
             # database, served vectors logged for the skew check (docs/features.md).
             self.features = Features(self._store, objects, self.audit, self.actor, data=lambda: self.data,
-                                     alerts=lambda: self.alerts, deployments=lambda: self.deployments,
-                                     registry=lambda: self.registry)
+                                     alerts=lambda: self.alerts, deployments=lambda: self.deployments)
             self.compliance = Compliance(self.residency, self.keys, self.audit)
             self.loop = ClosedLoop(self)  # the closed loop's steps, as the flows call them
             self.flows = PrefectFlowRuns(settings)  # the flow runs of the Prefect server beside `up`

@@ -169,7 +169,7 @@ class ServedLog:
 class Features:
     def __init__(self, store: MetadataStore, objects: ObjectStore, audit: Any, actor: str, *,
                  data: Callable[[], Any], alerts: Callable[[], Any] | None = None,
-                 deployments: Callable[[], Any] | None = None, registry: Callable[[], Any] | None = None,
+                 deployments: Callable[[], Any] | None = None,
                  refresh_s: float = 1.0) -> None:
         self._store = store
         self._objects = objects
@@ -178,7 +178,6 @@ class Features:
         self._data = data
         self._alerts = alerts
         self._deployments = deployments
-        self._registry = registry
         self.online_store = OnlineStore(store, refresh_s=refresh_s)
         self.served = ServedLog(store)
         self._plans: dict[str, tuple[float, ServicePlan]] = {}
@@ -563,9 +562,7 @@ class Features:
 
     def _previous(self, view: FeatureView) -> FeatureMaterializationRow | None:
         """The view's last materialization, when it was of this same definition."""
-        with self._store.session() as db:
-            row = db.exec(select(FeatureMaterializationRow).where(FeatureMaterializationRow.view == view.name)
-                          .order_by(col(FeatureMaterializationRow.finished_at).desc()).limit(1)).first()
+        row = self._state(view.name)
         return row if row is not None and row.view_digest == view.digest else None
 
     def materializations(self, view: str | None = None, *, limit: int = 50) -> builtins.list[MaterializationRecord]:
